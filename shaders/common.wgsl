@@ -1,0 +1,62 @@
+// Shared helpers, prepended to every shader that needs them.
+
+// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), enough for f32 GELU.
+fn erf_approx(x: f32) -> f32 {
+    let ax = abs(x);
+    let t = 1.0 / (1.0 + 0.3275911 * ax);
+    let poly = ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t;
+    let y = 1.0 - poly * exp(-ax * ax);
+    return select(-y, y, x >= 0.0);
+}
+
+// Exact (erf) GELU, as timm and Hugging Face ViTs use.
+fn gelu(x: f32) -> f32 {
+    return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752));
+}
+
+// d gelu(x) / dx = Phi(x) + x * phi(x).
+fn gelu_grad(x: f32) -> f32 {
+    let cdf = 0.5 * (1.0 + erf_approx(x * 0.70710678118654752));
+    let pdf = 0.39894228040143268 * exp(-0.5 * x * x);
+    return cdf + x * pdf;
+}
+
+// Workgroup-wide sum over 64 lanes; every lane gets the total.
+var<workgroup> red: array<f32, 64>;
+fn reduce_sum64(v: f32, lane: u32) -> f32 {
+    red[lane] = v;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (lane < s) {
+            red[lane] = red[lane] + red[lane + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+fn reduce_max64(v: f32, lane: u32) -> f32 {
+    red[lane] = v;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (lane < s) {
+            red[lane] = max(red[lane], red[lane + s]);
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+// Flat index of an element-wise thread on a 2-D grid of 256-wide workgroups.
+fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 256u;
+}
+
+// Row handled by a one-row-per-workgroup kernel on a 2-D grid.
+fn row_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}

@@ -1,0 +1,126 @@
+// Batched, strided matmul C = alpha * A·B (+ bias[n]) (GELU) (+ R) (+ C), 64x64 tiles, 4x4 per thread.
+// A(m,k) = a[a_off + b1*a_b1 + b2*a_b2 + m*a_sm + k*a_sk], B(k,n) likewise, C(m,n) with c_* strides;
+// the batch index z splits as z = b1*batch2 + b2 so attention can read heads straight out of qkv.
+
+struct Params {
+    m: u32, n: u32, k: u32, batch2: u32,
+    a_off: u32, a_sm: u32, a_sk: u32, a_b1: u32,
+    a_b2: u32, b_off: u32, b_sk: u32, b_sn: u32,
+    b_b1: u32, b_b2: u32, c_off: u32, c_sm: u32,
+    c_sn: u32, c_b1: u32, c_b2: u32, flags: u32,
+    alpha: f32, bias_off: u32, _p0: u32, _p1: u32,
+}
+
+const FLAG_BIAS: u32 = 1u;
+const FLAG_GELU: u32 = 2u;
+const FLAG_RESIDUAL: u32 = 4u;
+const FLAG_ACCUMULATE: u32 = 8u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> res: array<f32>;
+@group(0) @binding(5) var<storage, read_write> c: array<f32>;
+
+var<workgroup> a_tile: array<f32, 1024>; // [16 k][64 m]
+var<workgroup> b_tile: array<f32, 1024>; // [16 k][64 n]
+
+@compute @workgroup_size(16, 16, 1)
+fn matmul(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let b1 = wg.z / p.batch2;
+    let b2 = wg.z % p.batch2;
+    let a_base = p.a_off + b1 * p.a_b1 + b2 * p.a_b2;
+    let b_base = p.b_off + b1 * p.b_b1 + b2 * p.b_b2;
+    let c_base = p.c_off + b1 * p.c_b1 + b2 * p.c_b2;
+    let row0 = wg.y * 64u;
+    let col0 = wg.x * 64u;
+    // Pick the load order so that neighbouring lanes read neighbouring addresses.
+    let a_k_fast = p.a_sk == 1u;
+    let b_k_fast = p.b_sk == 1u;
+
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+
+    for (var k0 = 0u; k0 < p.k; k0 += 16u) {
+        for (var i = 0u; i < 4u; i++) {
+            let e = li + i * 256u;
+            var mm = e % 64u;
+            var kk = e / 64u;
+            if (a_k_fast) {
+                mm = e / 16u;
+                kk = e % 16u;
+            }
+            let gm = row0 + mm;
+            let gk = k0 + kk;
+            var v = 0.0;
+            if (gm < p.m && gk < p.k) {
+                v = a[a_base + gm * p.a_sm + gk * p.a_sk];
+            }
+            a_tile[kk * 64u + mm] = v;
+
+            var nn = e % 64u;
+            var kb = e / 64u;
+            if (b_k_fast) {
+                nn = e / 16u;
+                kb = e % 16u;
+            }
+            let gn = col0 + nn;
+            let gkb = k0 + kb;
+            var w = 0.0;
+            if (gn < p.n && gkb < p.k) {
+                w = b[b_base + gkb * p.b_sk + gn * p.b_sn];
+            }
+            b_tile[kb * 64u + nn] = w;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < 16u; kk++) {
+            var av: array<f32, 4>;
+            var bv: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                av[i] = a_tile[kk * 64u + lid.y + 16u * i];
+                bv[i] = b_tile[kk * 64u + lid.x + 16u * i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 4u; i++) {
+        let gm = row0 + lid.y + 16u * i;
+        if (gm >= p.m) {
+            continue;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let gn = col0 + lid.x + 16u * j;
+            if (gn >= p.n) {
+                continue;
+            }
+            var v = p.alpha * acc[i * 4u + j];
+            if ((p.flags & FLAG_BIAS) != 0u) {
+                v += bias[p.bias_off + gn];
+            }
+            if ((p.flags & FLAG_GELU) != 0u) {
+                v = gelu(v);
+            }
+            let ci = c_base + gm * p.c_sm + gn * p.c_sn;
+            if ((p.flags & FLAG_RESIDUAL) != 0u) {
+                v += res[ci];
+            }
+            if ((p.flags & FLAG_ACCUMULATE) != 0u) {
+                v += c[ci];
+            }
+            c[ci] = v;
+        }
+    }
+}

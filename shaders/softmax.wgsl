@@ -1,0 +1,36 @@
+// Numerically stable softmax over rows of length `cols`, in place, one 64-lane workgroup per row.
+
+struct Params {
+    rows: u32, cols: u32, _p0: u32, _p1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn softmax(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let row = row_index(wid, nwg);
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    var m = -3.4e38;
+    for (var i = lane; i < p.cols; i += 64u) {
+        m = max(m, x[base + i]);
+    }
+    let mx = reduce_max64(m, lane);
+    var s = 0.0;
+    for (var i = lane; i < p.cols; i += 64u) {
+        let e = exp(x[base + i] - mx);
+        x[base + i] = e;
+        s += e;
+    }
+    let inv = 1.0 / reduce_sum64(s, lane);
+    for (var i = lane; i < p.cols; i += 64u) {
+        x[base + i] = x[base + i] * inv;
+    }
+}

@@ -1,0 +1,152 @@
+//! `vitune bench`: throughput, achieved FLOP rate and per-kernel GPU time.
+
+use std::fmt::Write;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, KernelTimes, Recorder};
+use crate::model::random::{random_backbone, standard_config};
+use crate::model::{ForwardOptions, GpuViT, HostTensor};
+use crate::ops::matmul::{Layout, Matmul};
+use crate::rng::Rng;
+
+fn config(name: &str) -> Result<crate::model::ViTConfig> {
+    standard_config(name).ok_or_else(|| {
+        Error::Input(format!(
+            "unknown config `{name}`; expected vit-ti16, vit-s16, vit-b16, vit-l16 or tiny"
+        ))
+    })
+}
+
+fn times_table(out: &mut String, t: &KernelTimes, iters: usize) {
+    let total = t.total();
+    let _ = writeln!(
+        out,
+        "  GPU time per kernel family (timestamp queries, per forward):"
+    );
+    for (k, v) in &t.by_family {
+        let _ = writeln!(
+            out,
+            "    {k:<12} {:9.3} ms  {:5.1}%",
+            v * 1e3 / iters as f64,
+            100.0 * v / total.max(1e-12)
+        );
+    }
+}
+
+/// Forward throughput of a standard config with random weights.
+pub fn forward(gpu: &Gpu, name: &str, batch: usize, iters: usize) -> Result<String> {
+    let cfg = config(name)?;
+    let backbone = random_backbone(&cfg, 0);
+    let vit = GpuViT::new(gpu, &backbone, None)?;
+    let (h, w) = cfg.image_size;
+    let mut rng = Rng::new(1);
+    let pixels = HostTensor::new(vec![batch, 3, h, w], rng.normal_vec(batch * 3 * h * w, 1.0));
+    let opts = ForwardOptions {
+        max_batch: Some(batch),
+        ..Default::default()
+    };
+    vit.forward(gpu, &pixels, &opts)?; // warm-up: pipelines and pool
+    let start = Instant::now();
+    for _ in 0..iters.max(1) {
+        vit.forward(gpu, &pixels, &opts)?;
+    }
+    let secs = start.elapsed().as_secs_f64() / iters.max(1) as f64;
+    let flops = cfg.forward_flops((h, w), 0) * batch as f64;
+    let mut out = String::new();
+    let _ = writeln!(out, "adapter       {}", gpu.describe());
+    let _ = writeln!(
+        out,
+        "config        {name} batch {batch} ({} micro-batch)",
+        vit.micro_batch(gpu, 0, batch)
+    );
+    let _ = writeln!(
+        out,
+        "forward       {:.2} ms  {:.1} images/s",
+        secs * 1e3,
+        batch as f64 / secs
+    );
+    let _ = writeln!(
+        out,
+        "achieved      {:.1} GFLOP/s ({:.2} GFLOP per forward)",
+        flops / secs / 1e9,
+        flops / 1e9
+    );
+    let (_, peak) = gpu.pool_bytes();
+    let _ = writeln!(
+        out,
+        "pool peak     {:.1} MiB",
+        peak as f64 / (1 << 20) as f64
+    );
+    if gpu.has_timestamps() {
+        let timed = vit.forward(
+            gpu,
+            &pixels,
+            &ForwardOptions {
+                timing: true,
+                ..opts
+            },
+        )?;
+        if let Some(t) = timed.times {
+            times_table(&mut out, &t, 1);
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "  (adapter has no timestamp queries: no per-kernel times)"
+        );
+    }
+    Ok(out)
+}
+
+/// The matmul kernel alone at ViT-B shapes: M = batch·197, K = 768, N ∈ {2304, 768, 3072}.
+pub fn matmul(gpu: &Gpu, batch: usize, iters: usize) -> Result<String> {
+    let (m, k) = (batch * 197, 768);
+    let mut rng = Rng::new(2);
+    let mut out = String::new();
+    let _ = writeln!(out, "adapter       {}", gpu.describe());
+    for n in [2304usize, 768, 3072] {
+        let a = gpu.upload(&[m, k], &rng.normal_vec(m * k, 1.0))?;
+        let b = gpu.upload(&[n, k], &rng.normal_vec(n * k, 0.02))?;
+        let c = gpu.empty(&[m, n])?;
+        let run = |reps: usize, timing: bool| -> Result<(f64, Option<KernelTimes>)> {
+            let mut rec = Recorder::new(gpu).with_timing(timing);
+            for _ in 0..reps {
+                Matmul::new(
+                    (m, n, k),
+                    (&a, Layout::row_major(k, 0)),
+                    (&b, Layout::transposed(k, 0)),
+                    (&c, Layout::row_major(n, 0)),
+                )
+                .record(&mut rec);
+            }
+            let start = Instant::now();
+            let (_, t) = rec.finish()?;
+            Ok((start.elapsed().as_secs_f64(), t))
+        };
+        run(1, false)?;
+        let reps = iters.max(1);
+        let (wall, _) = run(reps, false)?;
+        let per = wall / reps as f64;
+        let flops = 2.0 * (m * n * k) as f64;
+        let _ = write!(
+            out,
+            "matmul M={m} K={k} N={n}: {:.3} ms  {:.1} GFLOP/s (wall clock)",
+            per * 1e3,
+            flops / per / 1e9
+        );
+        if gpu.has_timestamps() {
+            if let (_, Some(t)) = run(reps, true)? {
+                let g = t.total() / reps as f64;
+                let _ = write!(
+                    out,
+                    "; {:.3} ms  {:.1} GFLOP/s (GPU timestamps)",
+                    g * 1e3,
+                    flops / g / 1e9
+                );
+            }
+        }
+        let _ = writeln!(out);
+    }
+    Ok(out)
+}

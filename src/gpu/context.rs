@@ -1,0 +1,168 @@
+use std::sync::Arc;
+
+use super::pipelines::PipelineCache;
+use super::pool::BufferPool;
+
+/// Errors of the GPU runtime, each a sentence a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error(
+        "no GPU adapter found: install a Vulkan, Metal or DX12 driver (on Linux without a GPU: \
+         `apt-get install mesa-vulkan-drivers libvulkan1` for the lavapipe CPU driver)"
+    )]
+    NoAdapter,
+    #[error("no GPU adapter matches WGPU_ADAPTER_NAME={0:?}; adapters found: {1}")]
+    NoAdapterNamed(String, String),
+    #[error("could not open the GPU device {0}: {1}")]
+    RequestDevice(String, String),
+    #[error(
+        "a GPU buffer of {bytes} bytes exceeds this adapter's limit of {limit} bytes ({what})"
+    )]
+    TooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+    },
+    #[error("GPU error: {0}")]
+    Device(String),
+    #[error("reading results back from the GPU failed: {0}")]
+    Readback(String),
+}
+
+/// An opened device with its queue, limits, pipeline cache and buffer pool.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub(super) pipelines: PipelineCache,
+    pub(super) pool: Arc<BufferPool>,
+    dummy: std::sync::OnceLock<super::GpuTensor>,
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+impl Gpu {
+    /// Opens the best adapter: `WGPU_ADAPTER_NAME` (substring, case-insensitive) if set, else a discrete GPU,
+    /// then an integrated one, then anything else, with a CPU adapter (lavapipe) last and a warning.
+    /// `WGPU_BACKEND` restricts the backends searched.
+    pub fn new() -> Result<Self, GpuError> {
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if adapters.is_empty() {
+            return Err(GpuError::NoAdapter);
+        }
+        let names = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+            let w = wanted.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&w));
+            if adapters.is_empty() {
+                return Err(GpuError::NoAdapterNamed(wanted, names));
+            }
+        }
+        adapters.sort_by_key(|a| {
+            let i = a.get_info();
+            // Among equals prefer Vulkan/Metal/DX12 over GL.
+            (
+                type_rank(i.device_type),
+                (i.backend == wgpu::Backend::Gl) as u32,
+            )
+        });
+        let adapter = adapters.remove(0);
+        let info = adapter.get_info();
+        if info.device_type == wgpu::DeviceType::Cpu {
+            eprintln!(
+                "warning: using the CPU adapter {} ({:?}); no GPU was found, so everything runs slowly",
+                info.name, info.backend
+            );
+        }
+        Self::from_adapter(adapter)
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, GpuError> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
+        let features = adapter.features() & wanted;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("vitune"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| GpuError::RequestDevice(info.name.clone(), e.to_string()))?;
+        Ok(Self {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            pipelines: PipelineCache::default(),
+            pool: Arc::new(BufferPool::default()),
+            dummy: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// One line naming the adapter, for logs and benchmark records.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info
+        )
+    }
+
+    /// The largest buffer a single kernel binding may see.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Bytes currently held by the buffer pool (in use or free), for memory reports.
+    pub fn pool_bytes(&self) -> (u64, u64) {
+        self.pool.usage()
+    }
+
+    /// Drops every free buffer in the pool.
+    pub fn trim_pool(&self) {
+        self.pool.trim();
+    }
+}
+
+impl Gpu {
+    /// A small buffer bound where a kernel's optional input is absent.
+    pub fn dummy(&self) -> &super::GpuTensor {
+        self.dummy.get_or_init(|| {
+            // The pool never fails for 16 bytes unless the device is lost, and then every later call fails too.
+            self.empty(&[4]).expect("allocating a 16-byte buffer")
+        })
+    }
+}

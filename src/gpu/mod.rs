@@ -1,0 +1,12 @@
+//! The GPU runtime: adapter choice, buffer pool, pipeline cache, command recording and readback.
+
+mod context;
+mod pipelines;
+mod pool;
+mod recorder;
+mod tensor;
+
+pub use context::{Gpu, GpuError};
+pub use pipelines::Kernel;
+pub use recorder::{Arg, KernelTimes, ReadHandle, Recorder};
+pub use tensor::GpuTensor;

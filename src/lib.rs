@@ -1,0 +1,13 @@
+//! vitune: few-shot tuning of visual prompts and adapters on a frozen Vision Transformer, in WGSL on any
+//! GPU that wgpu reaches.
+
+pub mod bench;
+pub mod error;
+pub mod gpu;
+pub mod io;
+pub mod model;
+pub mod ops;
+pub mod preprocess;
+pub mod rng;
+
+pub use error::{Error, Result};

@@ -1,0 +1,98 @@
+use serde::Serialize;
+
+/// How the image representation is taken from the final tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// CLS token after the final `norm` (timm `global_pool='token'`).
+    Token,
+    /// Mean over every token after CLS, then `fc_norm` (timm `global_pool='avg'`).
+    Avg,
+}
+
+/// Which naming the checkpoint used on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum WeightFormat {
+    Timm,
+    HuggingFace,
+}
+
+/// A ViT's shape and the facts about its inputs, named as in the paper and timm.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ViTConfig {
+    pub format: WeightFormat,
+    pub dim: usize,
+    pub depth: usize,
+    pub heads: usize,
+    pub mlp_hidden: usize,
+    pub patch: usize,
+    /// The checkpoint's own input size (H, W), from its position-embedding grid.
+    pub image_size: (usize, usize),
+    /// Classes of the checkpoint's head; 0 when it has none.
+    pub num_classes: usize,
+    pub pooling: Pooling,
+    pub eps: f32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub crop_pct: f32,
+    pub layer_scale: bool,
+    /// Where the head count came from (config.json, architecture name, width table, flag).
+    pub heads_source: String,
+}
+
+impl ViTConfig {
+    pub fn head_dim(&self) -> usize {
+        self.dim / self.heads
+    }
+
+    pub fn grid(&self) -> (usize, usize) {
+        (
+            self.image_size.0 / self.patch,
+            self.image_size.1 / self.patch,
+        )
+    }
+
+    /// Multiply-accumulates ×2 for one image through the backbone (and head) at input size (h, w) with
+    /// `prompts` extra tokens.
+    pub fn forward_flops(&self, (h, w): (usize, usize), prompts: usize) -> f64 {
+        let d = self.dim as f64;
+        let m = ((h / self.patch) * (w / self.patch)) as f64;
+        let t = 1.0 + prompts as f64 + m;
+        let patch = 2.0 * m * d * (3 * self.patch * self.patch) as f64;
+        let per_layer = 2.0 * t * d * 3.0 * d          // qkv
+            + 2.0 * 2.0 * t * t * d                    // scores and ·V
+            + 2.0 * t * d * d                          // proj
+            + 2.0 * 2.0 * t * d * self.mlp_hidden as f64; // fc1, fc2
+        patch + self.depth as f64 * per_layer + 2.0 * d * self.num_classes as f64
+    }
+}
+
+/// Heads for a standard ViT width (Ti, S, B, L, H).
+pub fn heads_from_width(dim: usize) -> Option<usize> {
+    match dim {
+        192 => Some(3),
+        384 => Some(6),
+        768 => Some(12),
+        1024 => Some(16),
+        1280 => Some(16),
+        _ => None,
+    }
+}
+
+/// Heads from a timm architecture name such as `vit_base_patch16_224.augreg_in21k`.
+pub fn heads_from_arch(arch: &str) -> Option<usize> {
+    let a = arch.to_lowercase();
+    let table = [
+        ("tiny", 3),
+        ("small", 6),
+        ("medium", 8),
+        ("base", 12),
+        ("large", 16),
+        ("huge", 16),
+        ("giant", 16),
+    ];
+    table
+        .iter()
+        .find(|(name, _)| a.split(['_', '.', '-']).any(|part| part == *name))
+        .map(|(_, h)| *h)
+}

@@ -1,0 +1,570 @@
+//! Loading timm and Hugging Face ViT checkpoints from safetensors into timm-named f32 host tensors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::config::{heads_from_arch, heads_from_width, Pooling, ViTConfig, WeightFormat};
+use super::HostTensor;
+
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+const HALF: [f32; 3] = [0.5, 0.5, 0.5];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid safetensors file (or is truncated): {msg}")]
+    NotSafetensors { path: PathBuf, msg: String },
+    #[error("{path} does not look like a ViT checkpoint: no `cls_token` (timm) or `embeddings.cls_token` (Hugging Face) tensor")]
+    UnknownLayout { path: PathBuf },
+    #[error("{path} lacks the tensor `{name}`")]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("tensor `{name}` in {path} has shape {got:?}, expected {expected:?}")]
+    Shape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+    #[error("tensor `{name}` in {path} has dtype {dtype}; expected F32, F16 or BF16")]
+    DType {
+        path: PathBuf,
+        name: String,
+        dtype: String,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Values that override what the checkpoint and its config.json say.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub heads: Option<usize>,
+    pub eps: Option<f32>,
+    pub mean: Option<[f32; 3]>,
+    pub std: Option<[f32; 3]>,
+}
+
+/// A loaded backbone: its configuration and every tensor under its timm name, as f32.
+#[derive(Debug, Clone)]
+pub struct Backbone {
+    pub config: ViTConfig,
+    pub tensors: BTreeMap<String, HostTensor>,
+    pub path: PathBuf,
+    /// SHA-256 of the file's tensor data (not its header), the backbone's identity for tuned files.
+    pub sha256: String,
+}
+
+impl Backbone {
+    pub fn get(&self, name: &str) -> Result<&HostTensor, ModelError> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                path: self.path.clone(),
+                name: name.to_string(),
+            })
+    }
+
+    /// Parameters of the backbone (head included).
+    pub fn parameter_count(&self) -> usize {
+        self.tensors.values().map(|t| t.numel()).sum()
+    }
+
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+fn to_f32(
+    path: &Path,
+    name: &str,
+    view: &safetensors::tensor::TensorView,
+) -> Result<HostTensor, ModelError> {
+    let bytes = view.data();
+    let data: Vec<f32> = match view.dtype() {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(ModelError::DType {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                dtype: format!("{other:?}"),
+            })
+        }
+    };
+    Ok(HostTensor::new(view.shape().to_vec(), data))
+}
+
+/// Reads a JSON file beside the checkpoint, if there is one.
+fn sibling_json(path: &Path, name: &str) -> Result<Option<Value>, ModelError> {
+    let p = path.with_file_name(name);
+    if !p.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&p).map_err(|source| ModelError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| ModelError::Config(format!("{} is not valid JSON: {e}", p.display())))
+}
+
+fn json_usize(v: Option<&Value>) -> Option<usize> {
+    v.and_then(Value::as_u64).map(|x| x as usize)
+}
+
+fn json_triple(v: Option<&Value>) -> Option<[f32; 3]> {
+    let a = v?.as_array()?;
+    if a.len() != 3 {
+        return None;
+    }
+    let mut out = [0.0; 3];
+    for (o, x) in out.iter_mut().zip(a) {
+        *o = x.as_f64()? as f32;
+    }
+    Some(out)
+}
+
+/// Maps a Hugging Face ViT tensor name (without `vit.`) to timm's; q/k/v are handled separately.
+fn timm_name_from_hf(name: &str) -> Option<String> {
+    let direct = [
+        ("embeddings.cls_token", "cls_token"),
+        ("embeddings.position_embeddings", "pos_embed"),
+        (
+            "embeddings.patch_embeddings.projection.weight",
+            "patch_embed.proj.weight",
+        ),
+        (
+            "embeddings.patch_embeddings.projection.bias",
+            "patch_embed.proj.bias",
+        ),
+        ("layernorm.weight", "norm.weight"),
+        ("layernorm.bias", "norm.bias"),
+        ("classifier.weight", "head.weight"),
+        ("classifier.bias", "head.bias"),
+    ];
+    if let Some((_, t)) = direct.iter().find(|(h, _)| *h == name) {
+        return Some(t.to_string());
+    }
+    let rest = name.strip_prefix("encoder.layer.")?;
+    let (idx, sub) = rest.split_once('.')?;
+    let mapped = [
+        ("layernorm_before.", "norm1."),
+        ("attention.output.dense.", "attn.proj."),
+        ("layernorm_after.", "norm2."),
+        ("intermediate.dense.", "mlp.fc1."),
+        ("output.dense.", "mlp.fc2."),
+    ];
+    mapped
+        .iter()
+        .find_map(|(h, t)| sub.strip_prefix(h).map(|p| format!("blocks.{idx}.{t}{p}")))
+}
+
+/// Loads a checkpoint file; config.json (and preprocessor_config.json) beside it fill in what shapes can't tell.
+pub fn load_backbone(path: &Path, opts: &LoadOptions) -> Result<Backbone, ModelError> {
+    let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // SAFETY: the file is opened read-only; a concurrent writer could change the bytes under us, which
+    // at worst yields wrong numbers or a parse error, never memory unsafety in safe code reading a &[u8].
+    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let st = SafeTensors::deserialize(&mmap).map_err(|e| ModelError::NotSafetensors {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    let (header_len, _) =
+        SafeTensors::read_metadata(&mmap).map_err(|e| ModelError::NotSafetensors {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+    let sha256 = {
+        let mut h = Sha256::new();
+        h.update(&mmap[8 + header_len..]);
+        format!("{:x}", h.finalize())
+    };
+
+    let names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+    let hf_prefix = if names.iter().any(|n| n == "cls_token") {
+        None
+    } else if names.iter().any(|n| n == "vit.embeddings.cls_token") {
+        Some("vit.")
+    } else if names.iter().any(|n| n == "embeddings.cls_token") {
+        Some("")
+    } else {
+        return Err(ModelError::UnknownLayout {
+            path: path.to_path_buf(),
+        });
+    };
+
+    let mut tensors = BTreeMap::new();
+    let format = match hf_prefix {
+        None => {
+            for n in &names {
+                let view = st.tensor(n).map_err(|e| ModelError::NotSafetensors {
+                    path: path.to_path_buf(),
+                    msg: e.to_string(),
+                })?;
+                tensors.insert(n.clone(), to_f32(path, n, &view)?);
+            }
+            WeightFormat::Timm
+        }
+        Some(prefix) => {
+            let mut qkv: BTreeMap<(String, String), [Option<HostTensor>; 3]> = BTreeMap::new();
+            for n in &names {
+                let Some(short) = n.strip_prefix(prefix) else {
+                    // classifier.* sits outside the `vit.` prefix.
+                    if let Some(t) = timm_name_from_hf(n) {
+                        let view = st.tensor(n).map_err(|e| ModelError::NotSafetensors {
+                            path: path.to_path_buf(),
+                            msg: e.to_string(),
+                        })?;
+                        tensors.insert(t, to_f32(path, n, &view)?);
+                    }
+                    continue;
+                };
+                let view = st.tensor(n).map_err(|e| ModelError::NotSafetensors {
+                    path: path.to_path_buf(),
+                    msg: e.to_string(),
+                })?;
+                if let Some(rest) = short.strip_prefix("encoder.layer.") {
+                    if let Some((idx, sub)) = rest.split_once(".attention.attention.") {
+                        if let Some((which, param)) = sub.split_once('.') {
+                            let slot = match which {
+                                "query" => 0,
+                                "key" => 1,
+                                "value" => 2,
+                                _ => continue,
+                            };
+                            qkv.entry((idx.to_string(), param.to_string())).or_default()[slot] =
+                                Some(to_f32(path, n, &view)?);
+                            continue;
+                        }
+                    }
+                }
+                if let Some(t) = timm_name_from_hf(short) {
+                    tensors.insert(t, to_f32(path, n, &view)?);
+                }
+            }
+            for ((idx, param), parts) in qkv {
+                let mut shape = None;
+                let mut data = Vec::new();
+                for (slot, part) in parts.into_iter().enumerate() {
+                    let which = ["query", "key", "value"][slot];
+                    let t = part.ok_or_else(|| ModelError::MissingTensor {
+                        path: path.to_path_buf(),
+                        name: format!(
+                            "{prefix}encoder.layer.{idx}.attention.attention.{which}.{param}"
+                        ),
+                    })?;
+                    shape.get_or_insert(t.shape.clone());
+                    data.extend_from_slice(&t.data);
+                }
+                let mut shape = shape.unwrap_or_default();
+                if let Some(first) = shape.first_mut() {
+                    *first *= 3;
+                }
+                tensors.insert(
+                    format!("blocks.{idx}.attn.qkv.{param}"),
+                    HostTensor::new(shape, data),
+                );
+            }
+            WeightFormat::HuggingFace
+        }
+    };
+
+    let config = infer_config(path, format, &tensors, opts)?;
+    let backbone = Backbone {
+        config,
+        tensors,
+        path: path.to_path_buf(),
+        sha256,
+    };
+    validate(&backbone)?;
+    Ok(backbone)
+}
+
+fn shape_of<'a>(
+    path: &Path,
+    tensors: &'a BTreeMap<String, HostTensor>,
+    name: &str,
+) -> Result<&'a [usize], ModelError> {
+    tensors
+        .get(name)
+        .map(|t| t.shape.as_slice())
+        .ok_or_else(|| ModelError::MissingTensor {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+        })
+}
+
+fn infer_config(
+    path: &Path,
+    format: WeightFormat,
+    tensors: &BTreeMap<String, HostTensor>,
+    opts: &LoadOptions,
+) -> Result<ViTConfig, ModelError> {
+    let cls = shape_of(path, tensors, "cls_token")?;
+    let dim = *cls.last().unwrap_or(&0);
+    let depth = (0..)
+        .take_while(|i| tensors.contains_key(&format!("blocks.{i}.norm1.weight")))
+        .count();
+    if depth == 0 {
+        return Err(ModelError::MissingTensor {
+            path: path.to_path_buf(),
+            name: "blocks.0.norm1.weight".into(),
+        });
+    }
+    let pw = shape_of(path, tensors, "patch_embed.proj.weight")?;
+    if pw.len() != 4 || pw[1] != 3 || pw[2] != pw[3] {
+        return Err(ModelError::Shape {
+            path: path.to_path_buf(),
+            name: "patch_embed.proj.weight".into(),
+            expected: vec![dim, 3, 16, 16],
+            got: pw.to_vec(),
+        });
+    }
+    let patch = pw[2];
+    let mlp_hidden = shape_of(path, tensors, "blocks.0.mlp.fc1.weight")?[0];
+    let num_classes = tensors.get("head.weight").map(|t| t.shape[0]).unwrap_or(0);
+    let layer_scale = tensors.contains_key("blocks.0.ls1.gamma");
+
+    let cfg = sibling_json(path, "config.json")?;
+    let pre = sibling_json(path, "preprocessor_config.json")?;
+    let cfg_ref = cfg.as_ref();
+    let model_args = cfg_ref.and_then(|c| c.get("model_args"));
+    let pretrained = cfg_ref.and_then(|c| c.get("pretrained_cfg"));
+    let arch = cfg_ref
+        .and_then(|c| c.get("architecture"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+
+    let pooling = if tensors.contains_key("fc_norm.weight") {
+        Pooling::Avg
+    } else if let Some(gp) = cfg_ref
+        .and_then(|c| {
+            c.get("global_pool")
+                .or_else(|| model_args?.get("global_pool"))
+        })
+        .and_then(Value::as_str)
+    {
+        if gp == "avg" {
+            Pooling::Avg
+        } else {
+            Pooling::Token
+        }
+    } else {
+        Pooling::Token
+    };
+
+    let pos = shape_of(path, tensors, "pos_embed")?;
+    let tokens = pos.get(1).copied().unwrap_or(0).saturating_sub(1);
+    let side = (tokens as f64).sqrt().round() as usize;
+    let image_size = if side * side == tokens {
+        (side * patch, side * patch)
+    } else {
+        let from_cfg = pretrained
+            .and_then(|p| p.get("input_size"))
+            .and_then(Value::as_array)
+            .and_then(|a| Some((a.get(1)?.as_u64()? as usize, a.get(2)?.as_u64()? as usize)));
+        match from_cfg {
+            Some((h, w)) if (h / patch) * (w / patch) == tokens => (h, w),
+            _ => {
+                return Err(ModelError::Config(format!(
+                    "{}: pos_embed holds {tokens} patch positions, which is not a square grid; \
+                     put `pretrained_cfg.input_size` in a config.json beside it",
+                    path.display()
+                )))
+            }
+        }
+    };
+
+    let (heads, heads_source) = if let Some(h) = opts.heads {
+        (h, "--heads".to_string())
+    } else if let Some(h) = json_usize(model_args.and_then(|a| a.get("num_heads")))
+        .or_else(|| json_usize(cfg_ref.and_then(|c| c.get("num_attention_heads"))))
+        .or_else(|| json_usize(cfg_ref.and_then(|c| c.get("num_heads"))))
+    {
+        (h, "config.json".to_string())
+    } else if let Some(h) = arch.as_deref().and_then(heads_from_arch) {
+        (
+            h,
+            format!("architecture name {}", arch.clone().unwrap_or_default()),
+        )
+    } else if let Some(h) = heads_from_width(dim) {
+        (h, format!("standard ViT width {dim}"))
+    } else {
+        return Err(ModelError::Config(format!(
+            "cannot tell the attention head count of {} (width {dim} is not a standard ViT width): \
+             pass --heads N or put a config.json with `num_heads` / `num_attention_heads` beside it",
+            path.display()
+        )));
+    };
+    if heads == 0 || dim % heads != 0 {
+        return Err(ModelError::Config(format!(
+            "{heads} attention heads do not divide the width {dim} of {}",
+            path.display()
+        )));
+    }
+
+    let eps = opts.eps.unwrap_or_else(|| {
+        cfg_ref
+            .and_then(|c| c.get("layer_norm_eps"))
+            .and_then(Value::as_f64)
+            .map(|e| e as f32)
+            .unwrap_or(match format {
+                WeightFormat::Timm => 1e-6,
+                WeightFormat::HuggingFace => 1e-12,
+            })
+    });
+
+    let arch_l = arch.clone().unwrap_or_default().to_lowercase();
+    let family_default = if format == WeightFormat::Timm
+        && ["dino", "mae", "mocov3", "deit"]
+            .iter()
+            .any(|k| arch_l.contains(k))
+    {
+        (IMAGENET_MEAN, IMAGENET_STD)
+    } else {
+        (HALF, HALF)
+    };
+    let mean = opts
+        .mean
+        .or_else(|| json_triple(pretrained.and_then(|p| p.get("mean"))))
+        .or_else(|| json_triple(pre.as_ref().and_then(|p| p.get("image_mean"))))
+        .unwrap_or(family_default.0);
+    let std = opts
+        .std
+        .or_else(|| json_triple(pretrained.and_then(|p| p.get("std"))))
+        .or_else(|| json_triple(pre.as_ref().and_then(|p| p.get("image_std"))))
+        .unwrap_or(family_default.1);
+    let crop_pct = pretrained
+        .and_then(|p| p.get("crop_pct"))
+        .and_then(Value::as_f64)
+        .map(|c| c as f32)
+        .unwrap_or(match format {
+            WeightFormat::Timm => 0.9,
+            WeightFormat::HuggingFace => 1.0,
+        });
+
+    Ok(ViTConfig {
+        format,
+        dim,
+        depth,
+        heads,
+        mlp_hidden,
+        patch,
+        image_size,
+        num_classes,
+        pooling,
+        eps,
+        mean,
+        std,
+        crop_pct,
+        layer_scale,
+        heads_source,
+    })
+}
+
+/// Every tensor the forward pass reads must exist with its expected shape.
+fn validate(b: &Backbone) -> Result<(), ModelError> {
+    let c = &b.config;
+    let (d, h) = (c.dim, c.mlp_hidden);
+    let (gh, gw) = c.grid();
+    let mut expect: Vec<(String, Vec<usize>)> = vec![
+        ("cls_token".into(), vec![1, 1, d]),
+        ("pos_embed".into(), vec![1, 1 + gh * gw, d]),
+        (
+            "patch_embed.proj.weight".into(),
+            vec![d, 3, c.patch, c.patch],
+        ),
+        ("patch_embed.proj.bias".into(), vec![d]),
+    ];
+    let norm = match c.pooling {
+        Pooling::Token => "norm",
+        Pooling::Avg => "fc_norm",
+    };
+    expect.push((format!("{norm}.weight"), vec![d]));
+    expect.push((format!("{norm}.bias"), vec![d]));
+    for i in 0..c.depth {
+        let p = format!("blocks.{i}");
+        expect.extend([
+            (format!("{p}.norm1.weight"), vec![d]),
+            (format!("{p}.norm1.bias"), vec![d]),
+            (format!("{p}.attn.qkv.weight"), vec![3 * d, d]),
+            (format!("{p}.attn.qkv.bias"), vec![3 * d]),
+            (format!("{p}.attn.proj.weight"), vec![d, d]),
+            (format!("{p}.attn.proj.bias"), vec![d]),
+            (format!("{p}.norm2.weight"), vec![d]),
+            (format!("{p}.norm2.bias"), vec![d]),
+            (format!("{p}.mlp.fc1.weight"), vec![h, d]),
+            (format!("{p}.mlp.fc1.bias"), vec![h]),
+            (format!("{p}.mlp.fc2.weight"), vec![d, h]),
+            (format!("{p}.mlp.fc2.bias"), vec![d]),
+        ]);
+        if c.layer_scale {
+            expect.push((format!("{p}.ls1.gamma"), vec![d]));
+            expect.push((format!("{p}.ls2.gamma"), vec![d]));
+        }
+    }
+    if c.num_classes > 0 {
+        expect.push(("head.weight".into(), vec![c.num_classes, d]));
+        expect.push(("head.bias".into(), vec![c.num_classes]));
+    }
+    for (name, shape) in expect {
+        let t = b.get(&name)?;
+        if t.shape != shape {
+            return Err(ModelError::Shape {
+                path: b.path.clone(),
+                name,
+                expected: shape,
+                got: t.shape.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Class names from a config.json beside the checkpoint (`label_names` as timm writes it, or Hugging Face's
+/// `id2label`), when there is one.
+pub fn class_names(path: &Path) -> Option<Vec<String>> {
+    let cfg = sibling_json(path, "config.json").ok()??;
+    if let Some(names) = cfg.get("label_names").and_then(Value::as_array) {
+        return names
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect();
+    }
+    let map = cfg.get("id2label")?.as_object()?;
+    let mut pairs: Vec<(usize, String)> = map
+        .iter()
+        .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str()?.to_string())))
+        .collect();
+    pairs.sort();
+    Some(pairs.into_iter().map(|(_, v)| v).collect())
+}

@@ -1,0 +1,83 @@
+//! Multi-head self-attention on a fused qkv tensor: scores = scale·QKᵀ, softmax, ·V.
+//! Heads are read straight from qkv [N,T,3D] (q, k, v blocks; head h owns columns h·hd..(h+1)·hd).
+
+use crate::gpu::{GpuError, GpuTensor, Recorder};
+use crate::ops::matmul::{Layout, Matmul};
+use crate::ops::softmax::softmax_inplace;
+
+pub struct AttentionOut {
+    /// Post-softmax probabilities [N, H, T, T].
+    pub probs: GpuTensor,
+    /// Heads concatenated [N, T, D], ready for the output projection.
+    pub context: GpuTensor,
+}
+
+/// Layout of q, k or v (`which` = 0, 1, 2) of head b2 in image b1 inside qkv [N,T,3D].
+pub fn qkv_layout(which: usize, t: usize, d: usize, hd: usize) -> Layout {
+    Layout {
+        off: which * d,
+        rs: 3 * d,
+        cs: 1,
+        b1: t * 3 * d,
+        b2: hd,
+    }
+}
+
+pub fn attention(
+    rec: &mut Recorder,
+    qkv: &GpuTensor,
+    heads: usize,
+) -> Result<AttentionOut, GpuError> {
+    let (n, t, d3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2]);
+    let d = d3 / 3;
+    let hd = d / heads;
+    let probs = rec.gpu().empty(&[n, heads, t, t])?;
+    let probs_layout = Layout {
+        off: 0,
+        rs: t,
+        cs: 1,
+        b1: heads * t * t,
+        b2: t * t,
+    };
+    let k = qkv_layout(1, t, d, hd);
+    let mut scores = Matmul::new(
+        (t, t, hd),
+        (qkv, qkv_layout(0, t, d, hd)),
+        // B(k=c, n=j) = K[j, c]: swap strides of the row-major K.
+        (
+            qkv,
+            Layout {
+                rs: k.cs,
+                cs: k.rs,
+                ..k
+            },
+        ),
+        (&probs, probs_layout),
+    );
+    scores.batch1 = n;
+    scores.batch2 = heads;
+    scores.alpha = (hd as f32).powf(-0.5);
+    scores.record(rec);
+    softmax_inplace(rec, &probs);
+
+    let context = rec.gpu().empty(&[n, t, d])?;
+    let mut pv = Matmul::new(
+        (t, hd, t),
+        (&probs, probs_layout),
+        (qkv, qkv_layout(2, t, d, hd)),
+        (
+            &context,
+            Layout {
+                off: 0,
+                rs: d,
+                cs: 1,
+                b1: t * d,
+                b2: hd,
+            },
+        ),
+    );
+    pv.batch1 = n;
+    pv.batch2 = heads;
+    pv.record(rec);
+    Ok(AttentionOut { probs, context })
+}

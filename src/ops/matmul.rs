@@ -1,0 +1,195 @@
+//! Strided batched matmul with fused epilogue: the workhorse of every linear layer and of attention.
+
+use crate::gpu::{GpuError, GpuTensor, Kernel, Recorder};
+use crate::ops::{shaders, u};
+
+pub static MATMUL: Kernel = Kernel {
+    family: "matmul",
+    source: shaders::MATMUL,
+    entry: "matmul",
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch2: u32,
+    a_off: u32,
+    a_sm: u32,
+    a_sk: u32,
+    a_b1: u32,
+    a_b2: u32,
+    b_off: u32,
+    b_sk: u32,
+    b_sn: u32,
+    b_b1: u32,
+    b_b2: u32,
+    c_off: u32,
+    c_sm: u32,
+    c_sn: u32,
+    c_b1: u32,
+    c_b2: u32,
+    flags: u32,
+    alpha: f32,
+    bias_off: u32,
+    _p0: u32,
+    _p1: u32,
+}
+
+/// Where a matrix lives in its buffer: element (r, c) of batch (b1, b2) is at
+/// `off + b1*b1_stride + b2*b2_stride + r*rs + c*cs`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Layout {
+    pub off: usize,
+    pub rs: usize,
+    pub cs: usize,
+    pub b1: usize,
+    pub b2: usize,
+}
+
+impl Layout {
+    /// A row-major [rows, cols] matrix, batches `batch_stride` apart (one batch level).
+    pub fn row_major(cols: usize, batch_stride: usize) -> Self {
+        Self {
+            off: 0,
+            rs: cols,
+            cs: 1,
+            b1: batch_stride,
+            b2: 0,
+        }
+    }
+    /// The transpose of a row-major [rows, cols] matrix.
+    pub fn transposed(cols: usize, batch_stride: usize) -> Self {
+        Self {
+            off: 0,
+            rs: 1,
+            cs: cols,
+            b1: batch_stride,
+            b2: 0,
+        }
+    }
+}
+
+/// C(m,n) = alpha · Σ_k A(m,k)·B(k,n) (+ bias[n]) (then GELU) (+ R(m,n)) (+ C(m,n) when accumulating).
+pub struct Matmul<'t> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub batch1: usize,
+    pub batch2: usize,
+    pub a: (&'t GpuTensor, Layout),
+    pub b: (&'t GpuTensor, Layout),
+    pub c: (&'t GpuTensor, Layout),
+    pub alpha: f32,
+    pub bias: Option<(&'t GpuTensor, usize)>,
+    pub gelu: bool,
+    pub residual: Option<&'t GpuTensor>,
+    pub accumulate: bool,
+}
+
+impl<'t> Matmul<'t> {
+    pub fn new(
+        (m, n, k): (usize, usize, usize),
+        a: (&'t GpuTensor, Layout),
+        b: (&'t GpuTensor, Layout),
+        c: (&'t GpuTensor, Layout),
+    ) -> Self {
+        Self {
+            m,
+            n,
+            k,
+            batch1: 1,
+            batch2: 1,
+            a,
+            b,
+            c,
+            alpha: 1.0,
+            bias: None,
+            gelu: false,
+            residual: None,
+            accumulate: false,
+        }
+    }
+
+    pub fn record(&self, rec: &mut Recorder) {
+        let dummy = rec.gpu().dummy();
+        let (at, al) = self.a;
+        let (bt, bl) = self.b;
+        let (ct, cl) = self.c;
+        let flags = (self.bias.is_some() as u32)
+            | ((self.gelu as u32) << 1)
+            | ((self.residual.is_some() as u32) << 2)
+            | ((self.accumulate as u32) << 3);
+        let params = Params {
+            m: u(self.m),
+            n: u(self.n),
+            k: u(self.k),
+            batch2: u(self.batch2.max(1)),
+            a_off: u(al.off),
+            a_sm: u(al.rs),
+            a_sk: u(al.cs),
+            a_b1: u(al.b1),
+            a_b2: u(al.b2),
+            b_off: u(bl.off),
+            b_sk: u(bl.rs),
+            b_sn: u(bl.cs),
+            b_b1: u(bl.b1),
+            b_b2: u(bl.b2),
+            c_off: u(cl.off),
+            c_sm: u(cl.rs),
+            c_sn: u(cl.cs),
+            c_b1: u(cl.b1),
+            c_b2: u(cl.b2),
+            flags,
+            alpha: self.alpha,
+            bias_off: u(self.bias.map(|b| b.1).unwrap_or(0)),
+            _p0: 0,
+            _p1: 0,
+        };
+        let bias = self.bias.map(|b| b.0).unwrap_or(dummy);
+        let res = self.residual.unwrap_or(dummy);
+        let groups = [
+            u(self.n.div_ceil(64)),
+            u(self.m.div_ceil(64)),
+            u(self.batch1 * self.batch2.max(1)),
+        ];
+        rec.dispatch(&MATMUL, &params, &[at, bt, bias, res, ct], groups);
+    }
+}
+
+/// y[rows, N] = x[rows, K] · Wᵀ + b, with W in PyTorch's [N, K] layout; optional GELU and residual.
+pub fn linear(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    b: Option<&GpuTensor>,
+    gelu: bool,
+    residual: Option<&GpuTensor>,
+) -> Result<GpuTensor, GpuError> {
+    let k = *x.shape.last().unwrap_or(&0);
+    let rows = x.numel() / k.max(1);
+    let n = w.shape[0];
+    debug_assert_eq!(
+        w.shape[1], k,
+        "linear: weight {:?} vs input {:?}",
+        w.shape, x.shape
+    );
+    let mut shape = x.shape.clone();
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    let y = rec.gpu().empty(&shape)?;
+    let mut mm = Matmul::new(
+        (rows, n, k),
+        (x, Layout::row_major(k, 0)),
+        (w, Layout::transposed(k, 0)),
+        (&y, Layout::row_major(n, 0)),
+    );
+    mm.bias = b.map(|b| (b, 0));
+    mm.gelu = gelu;
+    mm.residual = residual;
+    mm.record(rec);
+    Ok(y)
+}

@@ -1,0 +1,61 @@
+//! Rust launchers for the WGSL kernels, one module per op family, forward and backward side by side.
+
+pub mod activation;
+pub mod attention;
+pub mod embed;
+pub mod layernorm;
+pub mod matmul;
+pub mod reduce;
+pub mod softmax;
+
+/// Every shader source, by file name, for validation and for the pipeline cache.
+pub mod shaders {
+    macro_rules! shader {
+        ($name:ident, $file:literal) => {
+            pub const $name: &str = concat!(
+                include_str!("../../shaders/common.wgsl"),
+                "\n",
+                include_str!(concat!("../../shaders/", $file))
+            );
+        };
+    }
+    shader!(MATMUL, "matmul.wgsl");
+    shader!(LAYERNORM, "layernorm.wgsl");
+    shader!(SOFTMAX, "softmax.wgsl");
+    shader!(EMBED, "embed.wgsl");
+    shader!(REDUCE, "reduce.wgsl");
+    shader!(ACTIVATION, "activation.wgsl");
+
+    /// (file name, full source) of every shader.
+    pub const ALL: &[(&str, &str)] = &[
+        ("matmul.wgsl", MATMUL),
+        ("layernorm.wgsl", LAYERNORM),
+        ("softmax.wgsl", SOFTMAX),
+        ("embed.wgsl", EMBED),
+        ("reduce.wgsl", REDUCE),
+        ("activation.wgsl", ACTIVATION),
+    ];
+}
+
+/// Workgroup grid for `total` element-wise threads in 256-wide groups, kept under the 65535-per-dimension limit.
+pub(crate) fn elementwise_groups(total: usize) -> [u32; 3] {
+    rows_groups(total.div_ceil(256))
+}
+
+/// Workgroup grid with one workgroup per row, folded into two dimensions when there are many rows.
+pub(crate) fn rows_groups(rows: usize) -> [u32; 3] {
+    if rows == 0 {
+        return [0, 1, 1];
+    }
+    let x = rows.min(32768);
+    [x as u32, rows.div_ceil(x) as u32, 1]
+}
+
+/// u32 conversion for kernel parameters; tensor sizes are bounded by the binding limit (< 4 GiB).
+pub(crate) fn u(v: usize) -> u32 {
+    debug_assert!(
+        v <= u32::MAX as usize,
+        "kernel parameter {v} does not fit u32"
+    );
+    v as u32
+}

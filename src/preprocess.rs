@@ -1,0 +1,98 @@
+//! Image decoding and the eval transforms: timm's (resize the shorter side to size/crop_pct, bicubic,
+//! center crop) and Hugging Face's (resize straight to the size), then mean/std normalisation.
+
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageReader};
+
+use crate::error::{Error, Result};
+use crate::model::resample::resize_bicubic;
+use crate::model::HostTensor;
+
+/// How an image becomes the model's input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transform {
+    pub size: (usize, usize),
+    /// timm's crop_pct; 1.0 means resize straight to `size` (Hugging Face style).
+    pub crop_pct: f32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+/// Decodes an image file (PNG, JPEG, WebP, BMP, GIF), applies its EXIF orientation and converts it to RGB.
+pub fn load_rgb(path: &Path) -> Result<image::RgbImage> {
+    let reader = ImageReader::open(path)
+        .map_err(|e| Error::Input(format!("cannot open image {}: {e}", path.display())))?
+        .with_guessed_format()
+        .map_err(|e| Error::Input(format!("cannot read image {}: {e}", path.display())))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| Error::Input(format!("{} is not a decodable image: {e}", path.display())))?;
+    let orientation = decoder.orientation().ok();
+    let mut img = DynamicImage::from_decoder(decoder)
+        .map_err(|e| Error::Input(format!("{} is not a decodable image: {e}", path.display())))?;
+    if let Some(o) = orientation {
+        img.apply_orientation(o);
+    }
+    Ok(img.to_rgb8())
+}
+
+/// Planar f32 [3, H, W] in 0..1.
+fn planes(img: &image::RgbImage) -> Vec<f32> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut out = vec![0.0; 3 * h * w];
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * h * w + i] = p.0[c] as f32 / 255.0;
+        }
+    }
+    out
+}
+
+impl Transform {
+    /// The model input [3, H, W] for one image.
+    pub fn apply(&self, img: &image::RgbImage) -> Vec<f32> {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let (th, tw) = self.size;
+        let src = planes(img);
+        let resized;
+        let (rh, rw, data) = if self.crop_pct >= 1.0 {
+            resized = resize_bicubic(&src, 3, (h, w), (th, tw), true);
+            (th, tw, &resized)
+        } else {
+            // torchvision Resize(int): the shorter side becomes floor(size / crop_pct).
+            let short = ((th.min(tw) as f32) / self.crop_pct).floor() as usize;
+            let (nh, nw) = if h <= w {
+                (short, (short as f64 * w as f64 / h as f64) as usize)
+            } else {
+                ((short as f64 * h as f64 / w as f64) as usize, short)
+            };
+            resized = resize_bicubic(&src, 3, (h, w), (nh.max(th), nw.max(tw)), true);
+            (nh.max(th), nw.max(tw), &resized)
+        };
+        let top = ((rh - th) as f64 / 2.0).round() as usize;
+        let left = ((rw - tw) as f64 / 2.0).round() as usize;
+        let mut out = vec![0.0; 3 * th * tw];
+        for c in 0..3 {
+            for y in 0..th {
+                for x in 0..tw {
+                    let v = data[(c * rh + top + y) * rw + left + x].clamp(0.0, 1.0);
+                    out[(c * th + y) * tw + x] = (v - self.mean[c]) / self.std[c];
+                }
+            }
+        }
+        out
+    }
+
+    /// Loads and transforms images into one batch [N, 3, H, W].
+    pub fn batch(&self, paths: &[impl AsRef<Path>]) -> Result<HostTensor> {
+        let mut data = Vec::with_capacity(paths.len() * 3 * self.size.0 * self.size.1);
+        for p in paths {
+            data.extend(self.apply(&load_rgb(p.as_ref())?));
+        }
+        Ok(HostTensor::new(
+            vec![paths.len(), 3, self.size.0, self.size.1],
+            data,
+        ))
+    }
+}

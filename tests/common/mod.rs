@@ -1,0 +1,37 @@
+#![allow(dead_code)]
+//! Helpers shared by the integration tests.
+
+use std::path::PathBuf;
+
+use vitune::gpu::Gpu;
+
+/// The GPU for tests: fails loudly when there is none (CI installs lavapipe), never skips.
+pub fn gpu() -> Gpu {
+    match Gpu::new() {
+        Ok(g) => g,
+        Err(e) => panic!("these tests need a GPU adapter (lavapipe is enough): {e}"),
+    }
+}
+
+pub fn fixture(case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(case)
+}
+
+/// max |a − b| / max |b|: the relative error the parity tests state their tolerance in.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "length mismatch {} vs {}",
+        a.len(),
+        b.len()
+    );
+    let max_abs = b.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+    let max_diff = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
+    max_diff / max_abs.max(1e-30)
+}

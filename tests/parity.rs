@@ -1,0 +1,122 @@
+//! Golden parity with timm / Hugging Face: fixtures made by tools/make_fixtures.py on random-weight ViTs.
+//! `pooled`, `logits` and every `attn.{l}` must lie within 1e-4 relative (max abs error / max abs value).
+
+mod common;
+
+use vitune::model::{load_backbone, ForwardOptions, GpuViT, LoadOptions, Pooling, WeightFormat};
+
+const TOL: f64 = 1e-4;
+
+fn meta(case: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(common::fixture(case).join("meta.json")).expect("meta.json");
+    serde_json::from_str(&text).expect("meta.json parses")
+}
+
+fn check_case(case: &str, opts: LoadOptions) -> vitune::model::Backbone {
+    let dir = common::fixture(case);
+    let backbone = load_backbone(&dir.join("model.safetensors"), &opts).expect("checkpoint loads");
+    let mut input = vitune::io::read_tensors(&dir.join("input.safetensors")).expect("input");
+    let expected = vitune::io::read_tensors(&dir.join("expected.safetensors")).expect("expected");
+    let pixels = input.remove("pixels").expect("pixels");
+    let gpu = common::gpu();
+    let vit =
+        GpuViT::new(&gpu, &backbone, Some((pixels.shape[2], pixels.shape[3]))).expect("upload");
+    let out = vit
+        .forward(
+            &gpu,
+            &pixels,
+            &ForwardOptions {
+                attn: true,
+                ..Default::default()
+            },
+        )
+        .expect("forward");
+    let e = rel_err_named(&out.pooled.data, &expected["pooled"].data);
+    assert!(e < TOL, "{case}: pooled rel err {e:e}");
+    let logits = out.logits.expect("logits");
+    assert_eq!(logits.shape, expected["logits"].shape);
+    let e = rel_err_named(&logits.data, &expected["logits"].data);
+    assert!(e < TOL, "{case}: logits rel err {e:e}");
+    let layers = backbone.config.depth;
+    assert_eq!(out.attn.len(), layers);
+    for (l, a) in out.attn.iter().enumerate() {
+        let want = &expected[&format!("attn.{l}")];
+        assert_eq!(a.shape, want.shape, "{case}: attn.{l} shape");
+        let e = rel_err_named(&a.data, &want.data);
+        assert!(e < TOL, "{case}: attn.{l} rel err {e:e}");
+    }
+    backbone
+}
+
+fn rel_err_named(a: &[f32], b: &[f32]) -> f64 {
+    common::rel_err(a, b)
+}
+
+#[test]
+fn timm_cls_pooling_matches_timm() {
+    let b = check_case("timm_cls", LoadOptions::default());
+    assert_eq!(b.config.format, WeightFormat::Timm);
+    assert_eq!(b.config.pooling, Pooling::Token);
+    assert_eq!(b.config.heads, 3);
+    assert_eq!(b.config.heads_source, "config.json");
+}
+
+#[test]
+fn timm_avg_pooling_bf16_layerscale_matches_timm() {
+    let heads = meta("timm_avg_bf16")["heads"].as_u64().expect("heads") as usize;
+    let b = check_case(
+        "timm_avg_bf16",
+        LoadOptions {
+            heads: Some(heads),
+            ..Default::default()
+        },
+    );
+    assert_eq!(b.config.pooling, Pooling::Avg);
+    assert!(b.config.layer_scale);
+}
+
+#[test]
+fn hugging_face_layout_matches_transformers() {
+    let b = check_case("hf_vit", LoadOptions::default());
+    assert_eq!(b.config.format, WeightFormat::HuggingFace);
+    assert_eq!(b.config.heads, 4);
+    assert!((b.config.eps - 1e-12).abs() < 1e-15);
+}
+
+#[test]
+fn resized_input_resamples_pos_embed_like_timm() {
+    let b = check_case("timm_resized", LoadOptions::default());
+    assert_eq!(b.config.image_size, (32, 32));
+    // The resampled position embedding itself, against timm's resample_abs_pos_embed.
+    let dir = common::fixture("timm_resized");
+    let expected = vitune::io::read_tensors(&dir.join("expected.safetensors")).expect("expected");
+    let pos = b.get("pos_embed").expect("pos_embed");
+    let got = vitune::model::resample::resample_pos_embed(
+        &pos.data,
+        b.config.dim,
+        1,
+        (4, 4),
+        (6, 6),
+        true,
+    );
+    let e = common::rel_err(&got, &expected["pos_embed_resampled"].data);
+    assert!(e < 1e-6, "resampled pos_embed rel err {e:e}");
+}
+
+#[test]
+fn head_count_comes_from_config_json() {
+    let b = check_case("timm_heads4", LoadOptions::default());
+    assert_eq!(b.config.heads, 4);
+}
+
+#[test]
+fn missing_head_count_is_a_clear_error() {
+    let dir = common::fixture("timm_avg_bf16");
+    let err = load_backbone(&dir.join("model.safetensors"), &LoadOptions::default())
+        .expect_err("width 48 without config.json has no known head count");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("--heads"),
+        "message should say how to fix it: {msg}"
+    );
+}
