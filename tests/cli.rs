@@ -1,0 +1,199 @@
+//! The CLI on bad input: a non-zero exit and one line naming the problem, never a panic.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn vitune(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vitune"))
+        .args(args)
+        .output()
+        .expect("vitune runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Fails with an `error:` line containing every needle, and no panic.
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let (ok, _, err) = vitune(args);
+    assert!(!ok, "vitune {args:?} should fail");
+    assert!(!err.contains("panicked"), "vitune {args:?} panicked: {err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line for {args:?}: {err}"));
+    for n in needles {
+        assert!(
+            line.contains(n),
+            "error for {args:?} should mention `{n}`: {line}"
+        );
+    }
+}
+
+fn model() -> String {
+    common::fixture("timm_cls")
+        .join("model.safetensors")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn info_describes_a_timm_checkpoint() {
+    let (ok, out, err) = vitune(&["info", &model()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Timm"), "{out}");
+    assert!(out.contains("heads         3 (from config.json)"), "{out}");
+    assert!(out.contains("head classes  5"), "{out}");
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    fails_with(
+        &["info", "/nonexistent/model.safetensors"],
+        &["/nonexistent/model.safetensors"],
+    );
+}
+
+#[test]
+fn a_file_that_is_not_safetensors_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("junk.safetensors");
+    std::fs::write(&p, b"this is not a safetensors file at all").expect("write");
+    fails_with(
+        &["info", p.to_str().expect("utf8")],
+        &["junk.safetensors", "not a valid safetensors"],
+    );
+}
+
+#[test]
+fn a_truncated_checkpoint_is_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bytes = std::fs::read(model()).expect("read");
+    let p = dir.path().join("cut.safetensors");
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).expect("write");
+    fails_with(
+        &["info", p.to_str().expect("utf8")],
+        &["cut.safetensors", "truncated"],
+    );
+}
+
+fn rewrite_checkpoint(
+    dir: &Path,
+    edit: impl FnOnce(&mut std::collections::BTreeMap<String, vitune::model::HostTensor>),
+) -> String {
+    let mut t = vitune::io::read_tensors(Path::new(&model())).expect("read");
+    edit(&mut t);
+    let p = dir.join("edited.safetensors");
+    vitune::io::write_tensors(&p, &t, None).expect("write");
+    std::fs::copy(
+        common::fixture("timm_cls").join("config.json"),
+        dir.join("config.json"),
+    )
+    .expect("copy");
+    p.display().to_string()
+}
+
+#[test]
+fn a_missing_tensor_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = rewrite_checkpoint(dir.path(), |t| {
+        t.remove("blocks.1.mlp.fc2.weight");
+    });
+    fails_with(&["info", &p], &["blocks.1.mlp.fc2.weight"]);
+}
+
+#[test]
+fn a_wrong_shape_names_tensor_and_expected_shape() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = rewrite_checkpoint(dir.path(), |t| {
+        let q = t.get_mut("blocks.0.attn.qkv.weight").expect("qkv");
+        q.shape = vec![48, 144];
+    });
+    fails_with(&["info", &p], &["blocks.0.attn.qkv.weight", "[144, 48]"]);
+}
+
+#[test]
+fn an_image_that_does_not_decode_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("broken.png");
+    std::fs::write(&p, b"\x89PNG\r\n\x1a\nnot really").expect("write");
+    fails_with(
+        &["predict", "--backbone", &model(), p.to_str().expect("utf8")],
+        &["broken.png"],
+    );
+}
+
+#[test]
+fn forward_rejects_pixels_of_the_wrong_shape() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = dir.path().join("in.safetensors");
+    let mut t = std::collections::BTreeMap::new();
+    t.insert(
+        "pixels".to_string(),
+        vitune::model::HostTensor::zeros(&[2, 4, 32, 32]),
+    );
+    vitune::io::write_tensors(&input, &t, None).expect("write");
+    let out = dir.path().join("out.safetensors");
+    fails_with(
+        &[
+            "forward",
+            "--backbone",
+            &model(),
+            "--input",
+            input.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+        ],
+        &["pixels", "[N, 3, H, W]"],
+    );
+}
+
+#[test]
+fn forward_writes_the_tensor_contract() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("out.safetensors");
+    let input = common::fixture("timm_cls").join("input.safetensors");
+    let (ok, _, err) = vitune(&[
+        "forward",
+        "--backbone",
+        &model(),
+        "--input",
+        input.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--attn",
+    ]);
+    assert!(ok, "{err}");
+    let got = vitune::io::read_tensors(&out).expect("output");
+    let want = vitune::io::read_tensors(&common::fixture("timm_cls").join("expected.safetensors"))
+        .expect("expected");
+    for key in ["pooled", "logits", "attn.0", "attn.1"] {
+        let e = common::rel_err(&got[key].data, &want[key].data);
+        assert!(e < 1e-4, "{key}: {e:e}");
+    }
+}
+
+#[test]
+fn predict_prints_top_classes_as_json() {
+    let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/circle.png");
+    let (ok, out, err) = vitune(&[
+        "predict",
+        "--backbone",
+        &model(),
+        "--top",
+        "2",
+        "--json",
+        img.to_str().expect("utf8"),
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let top = v[0]["top"].as_array().expect("top");
+    assert_eq!(top.len(), 2);
+    let p0 = top[0]["probability"].as_f64().expect("p");
+    let p1 = top[1]["probability"].as_f64().expect("p");
+    assert!(p0 >= p1 && p0 <= 1.0 && p1 >= 0.0);
+}

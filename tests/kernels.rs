@@ -1,0 +1,458 @@
+//! Every forward kernel against an f64 CPU reference, on random inputs of awkward sizes (not multiples of the
+//! tiles or workgroup widths).
+
+mod common;
+
+use vitune::gpu::{Gpu, GpuTensor, Recorder};
+use vitune::ops;
+use vitune::ops::matmul::{Layout, Matmul};
+use vitune::rng::Rng;
+
+fn up(gpu: &Gpu, shape: &[usize], data: &[f32]) -> GpuTensor {
+    gpu.upload(shape, data).expect("upload")
+}
+
+fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
+    let want32: Vec<f32> = want.iter().map(|v| *v as f32).collect();
+    let e = common::rel_err(got, &want32);
+    assert!(e < tol, "{what}: relative error {e:e} ≥ {tol:e}");
+}
+
+fn gelu64(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm_erf(x / std::f64::consts::SQRT_2))
+}
+
+/// erf to double precision (Numerical Recipes erfc, fractional error < 1.2e-7 is too coarse; use series/cf).
+fn libm_erf(x: f64) -> f64 {
+    // Abramowitz–Stegun 7.1.28-level accuracy is not enough for a reference: use a Taylor series for small
+    // |x| and the continued fraction for large |x|.
+    let ax = x.abs();
+    let r = if ax < 3.0 {
+        let mut sum = ax;
+        let mut term = ax;
+        let x2 = ax * ax;
+        for n in 1..200 {
+            term *= -x2 / n as f64;
+            let add = term / (2 * n + 1) as f64;
+            sum += add;
+            if add.abs() < 1e-17 {
+                break;
+            }
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        // erfc continued fraction
+        let mut f = 0.0;
+        for k in (1..60).rev() {
+            f = (k as f64 / 2.0) / (ax + f);
+        }
+        1.0 - (-ax * ax).exp() / std::f64::consts::PI.sqrt() / (ax + f)
+    };
+    if x < 0.0 {
+        -r
+    } else {
+        r
+    }
+}
+
+struct MatCase {
+    m: usize,
+    n: usize,
+    k: usize,
+    b1: usize,
+    b2: usize,
+    a_trans: bool,
+    b_trans: bool,
+    bias: bool,
+    gelu: bool,
+    residual: bool,
+    accumulate: bool,
+    alpha: f32,
+}
+
+fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let batches = c.b1 * c.b2;
+    let (m, n, k) = (c.m, c.n, c.k);
+    // A stored as [batches, m, k] or [batches, k, m]; B as [batches, n, k] (weight layout) or [batches, k, n].
+    let a = rng.normal_vec(batches * m * k + 3, 1.0);
+    let b = rng.normal_vec(batches * k * n + 5, 1.0);
+    let bias = rng.normal_vec(n + 2, 1.0);
+    let res = rng.normal_vec(batches * m * n, 1.0);
+    let c0 = rng.normal_vec(batches * m * n, 1.0);
+    let a_off = 3;
+    let b_off = 5;
+    let al = if c.a_trans {
+        Layout {
+            off: a_off,
+            rs: 1,
+            cs: m,
+            b1: c.b2 * m * k,
+            b2: m * k,
+        }
+    } else {
+        Layout {
+            off: a_off,
+            rs: k,
+            cs: 1,
+            b1: c.b2 * m * k,
+            b2: m * k,
+        }
+    };
+    let bl = if c.b_trans {
+        Layout {
+            off: b_off,
+            rs: 1,
+            cs: k,
+            b1: c.b2 * k * n,
+            b2: k * n,
+        }
+    } else {
+        Layout {
+            off: b_off,
+            rs: n,
+            cs: 1,
+            b1: c.b2 * k * n,
+            b2: k * n,
+        }
+    };
+    let cl = Layout {
+        off: 0,
+        rs: n,
+        cs: 1,
+        b1: c.b2 * m * n,
+        b2: m * n,
+    };
+    let ga = up(gpu, &[a.len()], &a);
+    let gb = up(gpu, &[b.len()], &b);
+    let gbias = up(gpu, &[bias.len()], &bias);
+    let gres = up(gpu, &[res.len()], &res);
+    let gc = up(gpu, &[c0.len()], &c0);
+    let mut rec = Recorder::new(gpu);
+    let mut mm = Matmul::new((m, n, k), (&ga, al), (&gb, bl), (&gc, cl));
+    mm.batch1 = c.b1;
+    mm.batch2 = c.b2;
+    mm.alpha = c.alpha;
+    mm.bias = c.bias.then_some((&gbias, 2));
+    mm.gelu = c.gelu;
+    mm.residual = c.residual.then_some(&gres);
+    mm.accumulate = c.accumulate;
+    mm.record(&mut rec);
+    let h = rec.read(&gc);
+    let (outs, _) = rec.finish().expect("matmul runs");
+    let got = &outs[h.0];
+
+    let at = |z: usize, i: usize, j: usize| {
+        let (z1, z2) = (z / c.b2, z % c.b2);
+        a[al.off + z1 * al.b1 + z2 * al.b2 + i * al.rs + j * al.cs] as f64
+    };
+    let bt = |z: usize, i: usize, j: usize| {
+        let (z1, z2) = (z / c.b2, z % c.b2);
+        b[bl.off + z1 * bl.b1 + z2 * bl.b2 + i * bl.rs + j * bl.cs] as f64
+    };
+    let mut want = vec![0.0f64; batches * m * n];
+    for z in 0..batches {
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0;
+                for kk in 0..k {
+                    s += at(z, i, kk) * bt(z, kk, j);
+                }
+                let mut v = c.alpha as f64 * s;
+                if c.bias {
+                    v += bias[2 + j] as f64;
+                }
+                if c.gelu {
+                    v = gelu64(v);
+                }
+                let ci = z * m * n + i * n + j;
+                if c.residual {
+                    v += res[ci] as f64;
+                }
+                if c.accumulate {
+                    v += c0[ci] as f64;
+                }
+                want[ci] = v;
+            }
+        }
+    }
+    assert_close(
+        got,
+        &want,
+        2e-5,
+        &format!("matmul {m}x{n}x{k} b{}x{}", c.b1, c.b2),
+    );
+}
+
+#[test]
+fn matmul_matches_reference_across_layouts_and_epilogues() {
+    let gpu = common::gpu();
+    let base = MatCase {
+        m: 67,
+        n: 45,
+        k: 37,
+        b1: 1,
+        b2: 1,
+        a_trans: false,
+        b_trans: true,
+        bias: false,
+        gelu: false,
+        residual: false,
+        accumulate: false,
+        alpha: 1.0,
+    };
+    let cases = [
+        MatCase { ..base },
+        MatCase {
+            bias: true,
+            gelu: true,
+            ..base
+        },
+        MatCase {
+            a_trans: true,
+            b_trans: false,
+            residual: true,
+            ..base
+        },
+        MatCase {
+            m: 130,
+            n: 70,
+            k: 100,
+            accumulate: true,
+            alpha: 0.37,
+            ..base
+        },
+        MatCase {
+            m: 13,
+            n: 5,
+            k: 129,
+            b1: 2,
+            b2: 3,
+            a_trans: true,
+            b_trans: true,
+            bias: true,
+            ..base
+        },
+        MatCase {
+            m: 1,
+            n: 1,
+            k: 1,
+            ..base
+        },
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        run_matmul(&gpu, c, 10 + i as u64);
+    }
+}
+
+#[test]
+fn layernorm_matches_reference_with_strided_rows() {
+    let gpu = common::gpu();
+    let mut rng = Rng::new(3);
+    let (rows, d, stride, off) = (5, 77, 100, 3);
+    let x: Vec<f32> = rng
+        .normal_vec(off + rows * stride, 2.0)
+        .into_iter()
+        .map(|v| v + 1.5)
+        .collect();
+    let g = rng.normal_vec(d, 1.0);
+    let b = rng.normal_vec(d, 1.0);
+    let (gx, gg, gb) = (
+        up(&gpu, &[x.len()], &x),
+        up(&gpu, &[d], &g),
+        up(&gpu, &[d], &b),
+    );
+    let mut rec = Recorder::new(&gpu);
+    let out = ops::layernorm::layernorm_rows(&mut rec, &gx, rows, off, stride, &gg, &gb, 1e-6)
+        .expect("ln");
+    let hy = rec.read(&out.y);
+    let hs = rec.read(&out.stats);
+    let (outs, _) = rec.finish().expect("runs");
+    let mut want = Vec::new();
+    let mut want_stats = Vec::new();
+    for r in 0..rows {
+        let row: Vec<f64> = (0..d).map(|i| x[off + r * stride + i] as f64).collect();
+        let mean = row.iter().sum::<f64>() / d as f64;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64;
+        let rstd = 1.0 / (var + 1e-6).sqrt();
+        want_stats.extend([mean, rstd]);
+        want.extend((0..d).map(|i| (row[i] - mean) * rstd * g[i] as f64 + b[i] as f64));
+    }
+    assert_close(&outs[hy.0], &want, 1e-5, "layernorm");
+    assert_close(&outs[hs.0], &want_stats, 1e-5, "layernorm stats");
+}
+
+#[test]
+fn softmax_is_stable_and_matches_reference() {
+    let gpu = common::gpu();
+    let mut rng = Rng::new(4);
+    let (rows, cols) = (7, 133);
+    let x: Vec<f32> = rng
+        .normal_vec(rows * cols, 30.0)
+        .into_iter()
+        .map(|v| v + 80.0)
+        .collect();
+    let gx = up(&gpu, &[rows, cols], &x);
+    let mut rec = Recorder::new(&gpu);
+    ops::softmax::softmax_inplace(&mut rec, &gx);
+    let h = rec.read(&gx);
+    let (outs, _) = rec.finish().expect("runs");
+    let mut want = Vec::new();
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let m = row.iter().fold(f64::MIN, |a, v| a.max(*v as f64));
+        let e: Vec<f64> = row.iter().map(|v| (*v as f64 - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        want.extend(e.iter().map(|v| v / s));
+    }
+    assert_close(&outs[h.0], &want, 1e-5, "softmax");
+}
+
+#[test]
+fn patch_embedding_equals_strided_convolution() {
+    let gpu = common::gpu();
+    let mut rng = Rng::new(5);
+    let (n, h, w, p, d) = (2, 24, 16, 8, 19);
+    let px = rng.normal_vec(n * 3 * h * w, 1.0);
+    let wt = rng.normal_vec(d * 3 * p * p, 0.1);
+    let bias = rng.normal_vec(d, 1.0);
+    let gpx = up(&gpu, &[n, 3, h, w], &px);
+    let gw = up(&gpu, &[d, 3 * p * p], &wt);
+    let gb = up(&gpu, &[d], &bias);
+    let mut rec = Recorder::new(&gpu);
+    let out = ops::embed::patch_embed(&mut rec, &gpx, &gw, &gb, p).expect("embed");
+    let hd = rec.read(&out);
+    let (outs, _) = rec.finish().expect("runs");
+    let (gh, gwid) = (h / p, w / p);
+    let mut want = Vec::new();
+    for img in 0..n {
+        for gy in 0..gh {
+            for gx in 0..gwid {
+                for o in 0..d {
+                    let mut s = bias[o] as f64;
+                    for c in 0..3 {
+                        for ky in 0..p {
+                            for kx in 0..p {
+                                let wv = wt[((o * 3 + c) * p + ky) * p + kx] as f64;
+                                let pv =
+                                    px[((img * 3 + c) * h + gy * p + ky) * w + gx * p + kx] as f64;
+                                s += wv * pv;
+                            }
+                        }
+                    }
+                    want.push(s);
+                }
+            }
+        }
+    }
+    assert_close(&outs[hd.0], &want, 1e-5, "patch embedding");
+}
+
+#[test]
+fn tokens_are_cls_prompts_then_patches_with_positions() {
+    let gpu = common::gpu();
+    let mut rng = Rng::new(6);
+    let (n, m, d, p) = (2, 6, 5, 3);
+    let patches = rng.normal_vec(n * m * d, 1.0);
+    let cls = rng.normal_vec(d, 1.0);
+    let pos = rng.normal_vec((1 + m) * d, 1.0);
+    let prompts = rng.normal_vec(p * d, 1.0);
+    let gp = up(&gpu, &[n * m, d], &patches);
+    let gc = up(&gpu, &[1, 1, d], &cls);
+    let gpos = up(&gpu, &[1, 1 + m, d], &pos);
+    let gpr = up(&gpu, &[1, p, d], &prompts);
+    let mut rec = Recorder::new(&gpu);
+    let prompts_arg = ops::embed::Prompts {
+        tokens: &gpr,
+        count: p,
+        per_image: false,
+    };
+    let x = ops::embed::assemble_tokens(&mut rec, &gp, n, &gc, &gpos, Some(prompts_arg))
+        .expect("tokens");
+    assert_eq!(x.shape, vec![n, 1 + p + m, d]);
+    let h = rec.read(&x);
+    let (outs, _) = rec.finish().expect("runs");
+    let mut want = Vec::new();
+    for img in 0..n {
+        want.extend((0..d).map(|i| (cls[i] + pos[i]) as f64));
+        want.extend(prompts.iter().map(|v| *v as f64));
+        for t in 0..m {
+            want.extend(
+                (0..d).map(|i| (patches[(img * m + t) * d + i] + pos[(1 + t) * d + i]) as f64),
+            );
+        }
+    }
+    assert_close(&outs[h.0], &want, 1e-6, "token assembly");
+}
+
+#[test]
+fn mean_pooling_and_gelu_match_reference() {
+    let gpu = common::gpu();
+    let mut rng = Rng::new(7);
+    let (n, t, d) = (3, 11, 70);
+    let x = rng.normal_vec(n * t * d, 2.0);
+    let gx = up(&gpu, &[n, t, d], &x);
+    let mut rec = Recorder::new(&gpu);
+    let pooled = ops::reduce::mean_tokens(&mut rec, &gx).expect("pool");
+    let g = ops::activation::gelu(&mut rec, &gx).expect("gelu");
+    let hp = rec.read(&pooled);
+    let hg = rec.read(&g);
+    let (outs, _) = rec.finish().expect("runs");
+    let mut want = Vec::new();
+    for img in 0..n {
+        for c in 0..d {
+            let s: f64 = (1..t).map(|k| x[(img * t + k) * d + c] as f64).sum();
+            want.push(s / (t - 1) as f64);
+        }
+    }
+    assert_close(&outs[hp.0], &want, 1e-6, "mean pooling");
+    let want_g: Vec<f64> = x.iter().map(|v| gelu64(*v as f64)).collect();
+    assert_close(&outs[hg.0], &want_g, 1e-6, "gelu");
+}
+
+#[test]
+fn attention_matches_reference() {
+    let gpu = common::gpu();
+    let mut rng = Rng::new(8);
+    let (n, t, heads, hd) = (2, 13, 3, 5);
+    let d = heads * hd;
+    let qkv = rng.normal_vec(n * t * 3 * d, 1.0);
+    let g = up(&gpu, &[n, t, 3 * d], &qkv);
+    let mut rec = Recorder::new(&gpu);
+    let out = ops::attention::attention(&mut rec, &g, heads).expect("attention");
+    let hp = rec.read(&out.probs);
+    let hc = rec.read(&out.context);
+    let (outs, _) = rec.finish().expect("runs");
+    let at = |img: usize, tok: usize, which: usize, h: usize, c: usize| {
+        qkv[(img * t + tok) * 3 * d + which * d + h * hd + c] as f64
+    };
+    let scale = (hd as f64).powf(-0.5);
+    let mut probs = vec![0.0; n * heads * t * t];
+    let mut ctx = vec![0.0; n * t * d];
+    for img in 0..n {
+        for h in 0..heads {
+            for i in 0..t {
+                let s: Vec<f64> = (0..t)
+                    .map(|j| {
+                        (0..hd)
+                            .map(|c| at(img, i, 0, h, c) * at(img, j, 1, h, c))
+                            .sum::<f64>()
+                            * scale
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for j in 0..t {
+                    probs[((img * heads + h) * t + i) * t + j] = e[j] / z;
+                }
+                for c in 0..hd {
+                    ctx[(img * t + i) * d + h * hd + c] =
+                        (0..t).map(|j| e[j] / z * at(img, j, 2, h, c)).sum();
+                }
+            }
+        }
+    }
+    assert_close(&outs[hp.0], &probs, 1e-5, "attention probabilities");
+    assert_close(&outs[hc.0], &ctx, 1e-5, "attention context");
+}
