@@ -1,26 +1,67 @@
-// Element-wise activation and residual kernels.
+// Element-wise activations (forward and backward), residual add, fill, and scaled copy.
 
 struct Params {
-    total: u32, _p0: u32, _p1: u32, _p2: u32,
+    total: u32, kind: u32, scale: f32, _p2: u32,
 }
+
+const ACT_GELU: u32 = 0u;
+const ACT_RELU: u32 = 1u;
+const ACT_QUICK_GELU: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(256, 1, 1)
-fn gelu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    if (i < p.total) {
-        y[i] = gelu(x[i]);
+fn act(v: f32) -> f32 {
+    switch p.kind {
+        case ACT_RELU: { return max(v, 0.0); }
+        case ACT_QUICK_GELU: { return quick_gelu(v); }
+        default: { return gelu(v); }
     }
 }
 
-// y += x
+fn act_grad(v: f32) -> f32 {
+    switch p.kind {
+        case ACT_RELU: { return select(0.0, 1.0, v > 0.0); }
+        case ACT_QUICK_GELU: { return quick_gelu_grad(v); }
+        default: { return gelu_grad(v); }
+    }
+}
+
+// y = act(x)
+@compute @workgroup_size(256, 1, 1)
+fn activation_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < p.total) {
+        y[i] = act(x[i]);
+    }
+}
+
+// y (the incoming gradient, in place) *= act'(x), x being the pre-activation.
+@compute @workgroup_size(256, 1, 1)
+fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < p.total) {
+        y[i] = y[i] * act_grad(x[i]);
+    }
+}
+
+// y += scale * x
 @compute @workgroup_size(256, 1, 1)
 fn add_into(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i < p.total) {
-        y[i] = y[i] + x[i];
+        y[i] = y[i] + p.scale * x[i];
+    }
+}
+
+// filled = scale (its only buffer is binding 1)
+@group(0) @binding(1) var<storage, read_write> filled: array<f32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < p.total) {
+        filled[i] = p.scale;
     }
 }

@@ -21,6 +21,16 @@ fn gelu_grad(x: f32) -> f32 {
     return cdf + x * pdf;
 }
 
+// QuickGELU x·σ(1.702x) (Convpass) and its derivative.
+fn quick_gelu(x: f32) -> f32 {
+    return x / (1.0 + exp(-1.702 * x));
+}
+
+fn quick_gelu_grad(x: f32) -> f32 {
+    let s = 1.0 / (1.0 + exp(-1.702 * x));
+    return s + 1.702 * x * s * (1.0 - s);
+}
+
 // Workgroup-wide sum over 64 lanes; every lane gets the total.
 var<workgroup> red: array<f32, 64>;
 fn reduce_sum64(v: f32, lane: u32) -> f32 {

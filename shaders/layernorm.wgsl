@@ -44,3 +44,83 @@ fn layernorm(
         stats[2u * row + 1u] = rstd;
     }
 }
+
+// Backward to the input: dx = res + rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·γ, one workgroup per row.
+// dy is compact [rows, d]; x, res and dx use the forward's strided row addressing.
+struct BackParams {
+    rows: u32, d: u32, x_off: u32, x_stride: u32,
+    flags: u32, _p0: u32, _p1: u32, _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> bp: BackParams;
+@group(0) @binding(1) var<storage, read> bx: array<f32>;
+@group(0) @binding(2) var<storage, read> bstats: array<f32>;
+@group(0) @binding(3) var<storage, read> bgamma: array<f32>;
+@group(0) @binding(4) var<storage, read> bdy: array<f32>;
+@group(0) @binding(5) var<storage, read> bres: array<f32>;
+@group(0) @binding(6) var<storage, read_write> bdx: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn layernorm_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let row = row_index(wid, nwg);
+    if (row >= bp.rows) {
+        return;
+    }
+    let mean = bstats[2u * row];
+    let rstd = bstats[2u * row + 1u];
+    let xb = bp.x_off + row * bp.x_stride;
+    let gb = row * bp.d;
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var i = lane; i < bp.d; i += 64u) {
+        let g = bdy[gb + i] * bgamma[i];
+        let xh = (bx[xb + i] - mean) * rstd;
+        s1 += g;
+        s2 += g * xh;
+    }
+    let m1 = reduce_sum64(s1, lane) / f32(bp.d);
+    let m2 = reduce_sum64(s2, lane) / f32(bp.d);
+    for (var i = lane; i < bp.d; i += 64u) {
+        let g = bdy[gb + i] * bgamma[i];
+        let xh = (bx[xb + i] - mean) * rstd;
+        var v = rstd * (g - m1 - xh * m2);
+        if ((bp.flags & 1u) != 0u) {
+            v += bres[xb + i];
+        }
+        bdx[xb + i] = v;
+    }
+}
+
+// dγ += Σ_rows dy·x̂ and dβ += Σ_rows dy, one thread per channel.
+struct ParamGradParams {
+    rows: u32, d: u32, x_off: u32, x_stride: u32,
+}
+
+@group(0) @binding(0) var<uniform> pp: ParamGradParams;
+@group(0) @binding(1) var<storage, read> px: array<f32>;
+@group(0) @binding(2) var<storage, read> pstats: array<f32>;
+@group(0) @binding(3) var<storage, read> pdy: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dbeta: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn layernorm_param_grads(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= pp.d) {
+        return;
+    }
+    var sg = 0.0;
+    var sb = 0.0;
+    for (var r = 0u; r < pp.rows; r++) {
+        let dy = pdy[r * pp.d + i];
+        let xh = (px[pp.x_off + r * pp.x_stride + i] - pstats[2u * r]) * pstats[2u * r + 1u];
+        sg += dy * xh;
+        sb += dy;
+    }
+    dgamma[i] = dgamma[i] + sg;
+    dbeta[i] = dbeta[i] + sb;
+}

@@ -1,4 +1,5 @@
-// Batched, strided matmul C = alpha * A·B (+ bias[n]) (GELU) (+ R) (+ C), 64x64 tiles, 4x4 per thread.
+// Batched, strided matmul C = act(alpha * (A·B + bias[n])) (+ R) (+ C), 64x64 tiles, 4x4 per thread;
+// act is GELU, ReLU or QuickGELU when asked for.
 // A(m,k) = a[a_off + b1*a_b1 + b2*a_b2 + m*a_sm + k*a_sk], B(k,n) likewise, C(m,n) with c_* strides;
 // the batch index z splits as z = b1*batch2 + b2 so attention can read heads straight out of qkv.
 
@@ -15,6 +16,8 @@ const FLAG_BIAS: u32 = 1u;
 const FLAG_GELU: u32 = 2u;
 const FLAG_RESIDUAL: u32 = 4u;
 const FLAG_ACCUMULATE: u32 = 8u;
+const FLAG_RELU: u32 = 16u;
+const FLAG_QUICK_GELU: u32 = 32u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -106,12 +109,19 @@ fn matmul(
             if (gn >= p.n) {
                 continue;
             }
-            var v = p.alpha * acc[i * 4u + j];
+            var v = acc[i * 4u + j];
             if ((p.flags & FLAG_BIAS) != 0u) {
                 v += bias[p.bias_off + gn];
             }
+            v *= p.alpha;
             if ((p.flags & FLAG_GELU) != 0u) {
                 v = gelu(v);
+            }
+            if ((p.flags & FLAG_RELU) != 0u) {
+                v = max(v, 0.0);
+            }
+            if ((p.flags & FLAG_QUICK_GELU) != 0u) {
+                v = quick_gelu(v);
             }
             let ci = c_base + gm * p.c_sm + gn * p.c_sn;
             if ((p.flags & FLAG_RESIDUAL) != 0u) {

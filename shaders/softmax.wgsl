@@ -34,3 +34,29 @@ fn softmax(
         x[base + i] = x[base + i] * inv;
     }
 }
+
+// Backward of y = softmax(s), in place on the incoming gradient: ds = y ⊙ (dy − Σ dy·y).
+@group(0) @binding(0) var<uniform> bp: Params;
+@group(0) @binding(1) var<storage, read> by: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bg: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn softmax_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let row = row_index(wid, nwg);
+    if (row >= bp.rows) {
+        return;
+    }
+    let base = row * bp.cols;
+    var s = 0.0;
+    for (var i = lane; i < bp.cols; i += 64u) {
+        s += bg[base + i] * by[base + i];
+    }
+    let dot = reduce_sum64(s, lane);
+    for (var i = lane; i < bp.cols; i += 64u) {
+        bg[base + i] = by[base + i] * (bg[base + i] - dot);
+    }
+}

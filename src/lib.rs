@@ -9,5 +9,7 @@ pub mod model;
 pub mod ops;
 pub mod preprocess;
 pub mod rng;
+pub mod train;
+pub mod tuning;
 
 pub use error::{Error, Result};

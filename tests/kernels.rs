@@ -5,7 +5,7 @@ mod common;
 
 use vitune::gpu::{Gpu, GpuTensor, Recorder};
 use vitune::ops;
-use vitune::ops::matmul::{Layout, Matmul};
+use vitune::ops::matmul::{Act, Layout, Matmul};
 use vitune::rng::Rng;
 
 fn up(gpu: &Gpu, shape: &[usize], data: &[f32]) -> GpuTensor {
@@ -134,7 +134,7 @@ fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64) {
     mm.batch2 = c.b2;
     mm.alpha = c.alpha;
     mm.bias = c.bias.then_some((&gbias, 2));
-    mm.gelu = c.gelu;
+    mm.act = if c.gelu { Act::Gelu } else { Act::None };
     mm.residual = c.residual.then_some(&gres);
     mm.accumulate = c.accumulate;
     mm.record(&mut rec);
@@ -158,10 +158,10 @@ fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64) {
                 for kk in 0..k {
                     s += at(z, i, kk) * bt(z, kk, j);
                 }
-                let mut v = c.alpha as f64 * s;
                 if c.bias {
-                    v += bias[2 + j] as f64;
+                    s += bias[2 + j] as f64;
                 }
+                let mut v = c.alpha as f64 * s;
                 if c.gelu {
                     v = gelu64(v);
                 }

@@ -1,6 +1,11 @@
 //! The Vision Transformer: configuration, checkpoint loading (timm and Hugging Face layouts) and the GPU graph.
 
 mod config;
+mod graph;
+/// The graph for the training step (crate-internal).
+pub(crate) mod graph_api {
+    pub(crate) use super::graph::Graph;
+}
 mod load;
 pub mod random;
 pub mod resample;
@@ -8,6 +13,7 @@ mod tensor;
 mod vit;
 
 pub use config::{Pooling, ViTConfig, WeightFormat};
+pub use graph::{download_named, GpuTuning};
 pub use load::{class_names, load_backbone, Backbone, LoadOptions, ModelError};
 pub use tensor::HostTensor;
 pub use vit::{ForwardOptions, ForwardOutput, GpuViT};

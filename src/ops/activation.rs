@@ -1,51 +1,111 @@
-//! Element-wise GELU and residual add (unfused forms; the matmul epilogue fuses both on the hot path).
+//! Element-wise activations (forward and backward), scaled residual add and fill.
 
 use crate::gpu::{GpuError, GpuTensor, Kernel, Recorder};
+use crate::ops::matmul::Act;
 use crate::ops::{elementwise_groups, shaders, u};
 
-pub static GELU: Kernel = Kernel {
+pub static ACTIVATION: Kernel = Kernel {
     family: "activation",
     source: shaders::ACTIVATION,
-    entry: "gelu_forward",
+    entry: "activation_forward",
+};
+pub static ACTIVATION_BACKWARD: Kernel = Kernel {
+    family: "activation",
+    source: shaders::ACTIVATION,
+    entry: "activation_backward",
 };
 pub static ADD_INTO: Kernel = Kernel {
     family: "activation",
     source: shaders::ACTIVATION,
     entry: "add_into",
 };
+pub static FILL: Kernel = Kernel {
+    family: "activation",
+    source: shaders::ACTIVATION,
+    entry: "fill",
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     total: u32,
-    _p0: u32,
-    _p1: u32,
+    kind: u32,
+    scale: f32,
     _p2: u32,
 }
 
-fn params(total: usize) -> Params {
+fn params(total: usize, act: Act, scale: f32) -> Params {
+    let kind = match act {
+        Act::Relu => 1,
+        Act::QuickGelu => 2,
+        Act::Gelu | Act::None => 0,
+    };
     Params {
         total: u(total),
-        _p0: 0,
-        _p1: 0,
+        kind,
+        scale,
         _p2: 0,
     }
 }
 
-pub fn gelu(rec: &mut Recorder, x: &GpuTensor) -> Result<GpuTensor, GpuError> {
+/// y = act(x).
+pub fn activation(rec: &mut Recorder, x: &GpuTensor, act: Act) -> Result<GpuTensor, GpuError> {
     let y = rec.gpu().empty(&x.shape)?;
     let total = x.numel();
-    rec.dispatch(&GELU, &params(total), &[x, &y], elementwise_groups(total));
+    rec.dispatch(
+        &ACTIVATION,
+        &params(total, act, 1.0),
+        &[x, &y],
+        elementwise_groups(total),
+    );
     Ok(y)
 }
 
-/// y += x (same shapes).
-pub fn add_into(rec: &mut Recorder, y: &GpuTensor, x: &GpuTensor) {
+pub fn gelu(rec: &mut Recorder, x: &GpuTensor) -> Result<GpuTensor, GpuError> {
+    activation(rec, x, Act::Gelu)
+}
+
+/// dy ·= act'(pre), in place on the gradient.
+pub fn activation_backward(rec: &mut Recorder, pre: &GpuTensor, dy: &GpuTensor, act: Act) {
+    let total = dy.numel();
+    rec.dispatch(
+        &ACTIVATION_BACKWARD,
+        &params(total, act, 1.0),
+        &[pre, dy],
+        elementwise_groups(total),
+    );
+}
+
+/// y += scale · x (same number of elements).
+pub fn add_scaled(rec: &mut Recorder, y: &GpuTensor, x: &GpuTensor, scale: f32) {
     let total = y.numel();
     rec.dispatch(
         &ADD_INTO,
-        &params(total),
+        &params(total, Act::None, scale),
         &[x, y],
         elementwise_groups(total),
     );
+}
+
+/// y += x.
+pub fn add_into(rec: &mut Recorder, y: &GpuTensor, x: &GpuTensor) {
+    add_scaled(rec, y, x, 1.0);
+}
+
+/// Every element of `y` set to `value` (on the GPU timeline, ordered with the other kernels).
+pub fn fill(rec: &mut Recorder, y: &GpuTensor, value: f32) {
+    let total = y.numel();
+    rec.dispatch(
+        &FILL,
+        &params(total, Act::None, value),
+        &[y],
+        elementwise_groups(total),
+    );
+}
+
+/// A new tensor of zeros, zeroed inside the recording.
+pub fn zeros(rec: &mut Recorder, shape: &[usize]) -> Result<GpuTensor, GpuError> {
+    let t = rec.gpu().empty(shape)?;
+    fill(rec, &t, 0.0);
+    Ok(t)
 }

@@ -3,7 +3,7 @@
 
 use crate::gpu::{GpuError, GpuTensor, Recorder};
 use crate::ops::matmul::{Layout, Matmul};
-use crate::ops::softmax::softmax_inplace;
+use crate::ops::softmax::{softmax_backward_inplace, softmax_inplace};
 
 pub struct AttentionOut {
     /// Post-softmax probabilities [N, H, T, T].
@@ -80,4 +80,104 @@ pub fn attention(
     pv.batch2 = heads;
     pv.record(rec);
     Ok(AttentionOut { probs, context })
+}
+
+/// Backward of `attention`: from d context [N,T,D] to d qkv [N,T,3D], given the saved qkv and probabilities.
+pub fn attention_backward(
+    rec: &mut Recorder,
+    qkv: &GpuTensor,
+    probs: &GpuTensor,
+    dctx: &GpuTensor,
+    heads: usize,
+) -> Result<GpuTensor, GpuError> {
+    let (n, t, d3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2]);
+    let d = d3 / 3;
+    let hd = d / heads;
+    let scale = (hd as f32).powf(-0.5);
+    let probs_layout = Layout {
+        off: 0,
+        rs: t,
+        cs: 1,
+        b1: heads * t * t,
+        b2: t * t,
+    };
+    let probs_t = Layout {
+        rs: 1,
+        cs: t,
+        ..probs_layout
+    };
+    let ctx_layout = Layout {
+        off: 0,
+        rs: d,
+        cs: 1,
+        b1: t * d,
+        b2: hd,
+    };
+    let dqkv = rec.gpu().empty(&qkv.shape)?;
+    fn batched(mut mm: Matmul<'_>, n: usize, heads: usize) -> Matmul<'_> {
+        mm.batch1 = n;
+        mm.batch2 = heads;
+        mm
+    }
+    // dV = Pᵀ · dctx
+    batched(
+        Matmul::new(
+            (t, hd, t),
+            (probs, probs_t),
+            (dctx, ctx_layout),
+            (&dqkv, qkv_layout(2, t, d, hd)),
+        ),
+        n,
+        heads,
+    )
+    .record(rec);
+    // dP = dctx · Vᵀ
+    let dp = rec.gpu().empty(&probs.shape)?;
+    let v = qkv_layout(2, t, d, hd);
+    batched(
+        Matmul::new(
+            (t, t, hd),
+            (dctx, ctx_layout),
+            (
+                qkv,
+                Layout {
+                    rs: v.cs,
+                    cs: v.rs,
+                    ..v
+                },
+            ),
+            (&dp, probs_layout),
+        ),
+        n,
+        heads,
+    )
+    .record(rec);
+    softmax_backward_inplace(rec, probs, &dp);
+    // dQ = scale · dS · K
+    let mut dq = batched(
+        Matmul::new(
+            (t, hd, t),
+            (&dp, probs_layout),
+            (qkv, qkv_layout(1, t, d, hd)),
+            (&dqkv, qkv_layout(0, t, d, hd)),
+        ),
+        n,
+        heads,
+    );
+    dq.alpha = scale;
+    dq.record(rec);
+    // dK = scale · dSᵀ · Q
+    let mut dk = batched(
+        Matmul::new(
+            (t, hd, t),
+            (&dp, probs_t),
+            (qkv, qkv_layout(0, t, d, hd)),
+            (&dqkv, qkv_layout(1, t, d, hd)),
+        ),
+        n,
+        heads,
+    );
+    dk.alpha = scale;
+    dk.record(rec);
+    Ok(dqkv)
 }

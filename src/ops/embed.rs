@@ -1,7 +1,7 @@
 //! Patch embedding (im2col + matmul) and token assembly with room for prompts after CLS.
 
 use crate::gpu::{GpuError, GpuTensor, Kernel, Recorder};
-use crate::ops::matmul::linear;
+use crate::ops::matmul::{linear, Act};
 use crate::ops::{elementwise_groups, shaders, u};
 
 pub static IM2COL: Kernel = Kernel {
@@ -75,7 +75,7 @@ pub fn patch_embed(
     patch: usize,
 ) -> Result<GpuTensor, GpuError> {
     let cols = im2col(rec, pixels, patch)?;
-    linear(rec, &cols, weight, Some(bias), false, None)
+    linear(rec, &cols, weight, Some(bias), Act::None, None)
 }
 
 /// Prompt tokens placed after CLS: shared by the batch ([1,p,D]) or one set per image ([N,p,D]).

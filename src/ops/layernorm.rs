@@ -76,3 +76,113 @@ pub fn layernorm(
     out.y.shape = x.shape.clone();
     Ok(out)
 }
+
+pub static LAYERNORM_BACKWARD: Kernel = Kernel {
+    family: "layernorm",
+    source: shaders::LAYERNORM,
+    entry: "layernorm_backward",
+};
+pub static LAYERNORM_PARAM_GRADS: Kernel = Kernel {
+    family: "layernorm",
+    source: shaders::LAYERNORM,
+    entry: "layernorm_param_grads",
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct BackParams {
+    rows: u32,
+    d: u32,
+    x_off: u32,
+    x_stride: u32,
+    flags: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ParamGradParams {
+    rows: u32,
+    d: u32,
+    x_off: u32,
+    x_stride: u32,
+}
+
+/// Where the normalised rows of a LayerNorm came from: `rows` rows at `off + r*stride` of `x`.
+#[derive(Clone, Copy)]
+pub struct Rows {
+    pub rows: usize,
+    pub off: usize,
+    pub stride: usize,
+}
+
+impl Rows {
+    pub fn all(x: &GpuTensor) -> Self {
+        let d = *x.shape.last().unwrap_or(&1);
+        Self {
+            rows: x.numel() / d,
+            off: 0,
+            stride: d,
+        }
+    }
+}
+
+/// dx (at the same strided rows as x) = residual + LayerNorm backward of dy [rows, d]. `dx` must not alias
+/// `residual`; rows not named are left untouched.
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_backward(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    rows: Rows,
+    stats: &GpuTensor,
+    gamma: &GpuTensor,
+    dy: &GpuTensor,
+    residual: Option<&GpuTensor>,
+    dx: &GpuTensor,
+) {
+    let d = gamma.numel();
+    let params = BackParams {
+        rows: u(rows.rows),
+        d: u(d),
+        x_off: u(rows.off),
+        x_stride: u(rows.stride),
+        flags: residual.is_some() as u32,
+        _p0: 0,
+        _p1: 0,
+        _p2: 0,
+    };
+    let res = residual.unwrap_or(rec.gpu().dummy());
+    rec.dispatch(
+        &LAYERNORM_BACKWARD,
+        &params,
+        &[x, stats, gamma, dy, res, dx],
+        rows_groups(rows.rows),
+    );
+}
+
+/// dγ += Σ dy·x̂, dβ += Σ dy over the rows.
+pub fn layernorm_param_grads(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    rows: Rows,
+    stats: &GpuTensor,
+    dy: &GpuTensor,
+    dgamma: &GpuTensor,
+    dbeta: &GpuTensor,
+) {
+    let d = dgamma.numel();
+    let params = ParamGradParams {
+        rows: u(rows.rows),
+        d: u(d),
+        x_off: u(rows.off),
+        x_stride: u(rows.stride),
+    };
+    rec.dispatch(
+        &LAYERNORM_PARAM_GRADS,
+        &params,
+        &[x, stats, dy, dgamma, dbeta],
+        [u(d.div_ceil(64)), 1, 1],
+    );
+}

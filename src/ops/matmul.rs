@@ -72,7 +72,17 @@ impl Layout {
     }
 }
 
-/// C(m,n) = alpha · Σ_k A(m,k)·B(k,n) (+ bias[n]) (then GELU) (+ R(m,n)) (+ C(m,n) when accumulating).
+/// The activation a matmul's epilogue applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Act {
+    #[default]
+    None,
+    Gelu,
+    Relu,
+    QuickGelu,
+}
+
+/// C(m,n) = act(alpha · (Σ_k A(m,k)·B(k,n) + bias[n])) (+ R(m,n)) (+ C(m,n) when accumulating).
 pub struct Matmul<'t> {
     pub m: usize,
     pub n: usize,
@@ -84,7 +94,7 @@ pub struct Matmul<'t> {
     pub c: (&'t GpuTensor, Layout),
     pub alpha: f32,
     pub bias: Option<(&'t GpuTensor, usize)>,
-    pub gelu: bool,
+    pub act: Act,
     pub residual: Option<&'t GpuTensor>,
     pub accumulate: bool,
 }
@@ -107,7 +117,7 @@ impl<'t> Matmul<'t> {
             c,
             alpha: 1.0,
             bias: None,
-            gelu: false,
+            act: Act::None,
             residual: None,
             accumulate: false,
         }
@@ -119,9 +129,11 @@ impl<'t> Matmul<'t> {
         let (bt, bl) = self.b;
         let (ct, cl) = self.c;
         let flags = (self.bias.is_some() as u32)
-            | ((self.gelu as u32) << 1)
+            | (((self.act == Act::Gelu) as u32) << 1)
             | ((self.residual.is_some() as u32) << 2)
-            | ((self.accumulate as u32) << 3);
+            | ((self.accumulate as u32) << 3)
+            | (((self.act == Act::Relu) as u32) << 4)
+            | (((self.act == Act::QuickGelu) as u32) << 5);
         let params = Params {
             m: u(self.m),
             n: u(self.n),
@@ -159,13 +171,13 @@ impl<'t> Matmul<'t> {
     }
 }
 
-/// y[rows, N] = x[rows, K] · Wᵀ + b, with W in PyTorch's [N, K] layout; optional GELU and residual.
+/// y[rows, N] = act(x[rows, K] · Wᵀ + b), with W in PyTorch's [N, K] layout; optional residual.
 pub fn linear(
     rec: &mut Recorder,
     x: &GpuTensor,
     w: &GpuTensor,
     b: Option<&GpuTensor>,
-    gelu: bool,
+    act: Act,
     residual: Option<&GpuTensor>,
 ) -> Result<GpuTensor, GpuError> {
     let k = *x.shape.last().unwrap_or(&0);
@@ -188,8 +200,63 @@ pub fn linear(
         (&y, Layout::row_major(n, 0)),
     );
     mm.bias = b.map(|b| (b, 0));
-    mm.gelu = gelu;
+    mm.act = act;
     mm.residual = residual;
     mm.record(rec);
     Ok(y)
+}
+
+/// Rows and width of a tensor seen as a matrix over its last dimension.
+fn rows_cols(t: &GpuTensor) -> (usize, usize) {
+    let cols = *t.shape.last().unwrap_or(&1);
+    (t.numel() / cols.max(1), cols)
+}
+
+/// dx[rows, K] = scale · dy[rows, N] · W[N, K]; written into `into` (accumulating) when given, else a new tensor
+/// shaped like `shape`.
+pub fn linear_input_grad(
+    rec: &mut Recorder,
+    dy: &GpuTensor,
+    w: &GpuTensor,
+    scale: f32,
+    into: Option<&GpuTensor>,
+    shape: &[usize],
+) -> Result<GpuTensor, GpuError> {
+    let (rows, n) = rows_cols(dy);
+    let k = w.shape[1];
+    let dx = match into {
+        Some(t) => t.clone(),
+        None => rec.gpu().empty(shape)?,
+    };
+    let mut mm = Matmul::new(
+        (rows, k, n),
+        (dy, Layout::row_major(n, 0)),
+        (w, Layout::row_major(k, 0)),
+        (&dx, Layout::row_major(k, 0)),
+    );
+    mm.alpha = scale;
+    mm.accumulate = into.is_some();
+    mm.record(rec);
+    Ok(dx)
+}
+
+/// dW[N, K] += scale · dy[rows, N]ᵀ · x[rows, K].
+pub fn linear_weight_grad(
+    rec: &mut Recorder,
+    dy: &GpuTensor,
+    x: &GpuTensor,
+    dw: &GpuTensor,
+    scale: f32,
+) {
+    let (rows, n) = rows_cols(dy);
+    let (_, k) = rows_cols(x);
+    let mut mm = Matmul::new(
+        (n, k, rows),
+        (dy, Layout::transposed(n, 0)),
+        (x, Layout::row_major(k, 0)),
+        (dw, Layout::row_major(k, 0)),
+    );
+    mm.alpha = scale;
+    mm.accumulate = true;
+    mm.record(rec);
 }

@@ -2,9 +2,12 @@
 
 pub mod activation;
 pub mod attention;
+pub mod conv;
 pub mod embed;
 pub mod layernorm;
+pub mod loss;
 pub mod matmul;
+pub mod optim;
 pub mod reduce;
 pub mod softmax;
 
@@ -25,6 +28,9 @@ pub mod shaders {
     shader!(EMBED, "embed.wgsl");
     shader!(REDUCE, "reduce.wgsl");
     shader!(ACTIVATION, "activation.wgsl");
+    shader!(LOSS, "loss.wgsl");
+    shader!(OPTIM, "optim.wgsl");
+    shader!(CONV, "conv.wgsl");
 
     /// (file name, full source) of every shader.
     pub const ALL: &[(&str, &str)] = &[
@@ -34,6 +40,9 @@ pub mod shaders {
         ("embed.wgsl", EMBED),
         ("reduce.wgsl", REDUCE),
         ("activation.wgsl", ACTIVATION),
+        ("loss.wgsl", LOSS),
+        ("optim.wgsl", OPTIM),
+        ("conv.wgsl", CONV),
     ];
 }
 

@@ -30,3 +30,22 @@ pub fn softmax_inplace(rec: &mut Recorder, x: &GpuTensor) {
     };
     rec.dispatch(&SOFTMAX, &params, &[x], rows_groups(rows));
 }
+
+pub static SOFTMAX_BACKWARD: Kernel = Kernel {
+    family: "softmax",
+    source: shaders::SOFTMAX,
+    entry: "softmax_backward",
+};
+
+/// dy (in place) becomes d logits = y ⊙ (dy − Σ dy·y), row-wise, y being the softmax output.
+pub fn softmax_backward_inplace(rec: &mut Recorder, y: &GpuTensor, dy: &GpuTensor) {
+    let cols = *y.shape.last().unwrap_or(&1);
+    let rows = y.numel() / cols.max(1);
+    let params = Params {
+        rows: u(rows),
+        cols: u(cols),
+        _p0: 0,
+        _p1: 0,
+    };
+    rec.dispatch(&SOFTMAX_BACKWARD, &params, &[y, dy], rows_groups(rows));
+}

@@ -1,0 +1,769 @@
+//! The ViT graph with the tuning methods' hooks: forward (inference, or training with saved activations) and a
+//! hand-written backward that computes input gradients through the frozen backbone and weight gradients only
+//! for the tensors being trained.
+
+use std::collections::BTreeMap;
+
+use super::{GpuViT, HostTensor, Pooling};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuTensor, Recorder};
+use crate::ops::activation::{activation, activation_backward, zeros};
+use crate::ops::attention::{attention, attention_backward};
+use crate::ops::conv::{conv_tokens, conv_tokens_input_grad, conv_tokens_weight_grad};
+use crate::ops::embed::{assemble_tokens, im2col, Prompts};
+use crate::ops::layernorm::{
+    layernorm, layernorm_backward, layernorm_param_grads, layernorm_rows, Rows,
+};
+use crate::ops::matmul::{linear, linear_input_grad, linear_weight_grad, Act, Layout, Matmul};
+use crate::ops::reduce::{
+    batch_sum_tokens_into, column_sum_into, gather_tokens, mean_tokens, mean_tokens_backward,
+    write_tokens, zero_tokens,
+};
+use crate::tuning::convpass::BRANCHES;
+use crate::tuning::{lora, Method, MethodOptions, Tuning};
+
+/// A tuning's tensors on the GPU. For bitfit and full fine-tuning these replace the backbone's own tensors.
+pub struct GpuTuning {
+    pub method: Method,
+    pub options: MethodOptions,
+    pub num_classes: usize,
+    pub params: BTreeMap<String, GpuTensor>,
+    /// The tuned file's shape of each tensor (the patch-embedding weight is kept as a matrix on the GPU).
+    pub shapes: BTreeMap<String, Vec<usize>>,
+}
+
+/// GPU shape of a tuned tensor: the patch-embedding convolution weight is the matrix of its im2col matmul.
+fn gpu_shape(name: &str, shape: &[usize]) -> Vec<usize> {
+    if name == "patch_embed.proj.weight" && shape.len() == 4 {
+        vec![shape[0], shape[1] * shape[2] * shape[3]]
+    } else {
+        shape.to_vec()
+    }
+}
+
+impl GpuTuning {
+    pub fn upload(gpu: &Gpu, t: &Tuning) -> Result<Self> {
+        let mut params = BTreeMap::new();
+        let mut shapes = BTreeMap::new();
+        for (k, v) in &t.tensors {
+            params.insert(k.clone(), gpu.upload(&gpu_shape(k, &v.shape), &v.data)?);
+            shapes.insert(k.clone(), v.shape.clone());
+        }
+        Ok(Self {
+            method: t.method,
+            options: t.options.clone(),
+            num_classes: t.num_classes,
+            params,
+            shapes,
+        })
+    }
+
+    /// Zero-filled tensors shaped like every parameter (gradients, optimizer state).
+    pub fn zeros_like(&self, gpu: &Gpu) -> Result<BTreeMap<String, GpuTensor>> {
+        self.params
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), gpu.zeros(&v.shape)?)))
+            .collect()
+    }
+
+    /// Reads every parameter back under the tuned file's names and shapes.
+    pub fn download(&self, gpu: &Gpu) -> Result<Tuning> {
+        let tensors = download_named(gpu, &self.params, &self.shapes)?;
+        Ok(Tuning {
+            method: self.method,
+            options: self.options.clone(),
+            num_classes: self.num_classes,
+            tensors,
+        })
+    }
+
+    pub fn prompts(&self) -> usize {
+        if self.method.uses_prompts() {
+            self.options.prompts
+        } else {
+            0
+        }
+    }
+}
+
+/// Reads a set of named GPU tensors back in one submit, with the given host shapes.
+pub fn download_named(
+    gpu: &Gpu,
+    tensors: &BTreeMap<String, GpuTensor>,
+    shapes: &BTreeMap<String, Vec<usize>>,
+) -> Result<BTreeMap<String, HostTensor>> {
+    let mut rec = Recorder::new(gpu);
+    let handles: Vec<_> = tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), rec.read(t)))
+        .collect();
+    let (mut outs, _) = rec.finish()?;
+    Ok(handles
+        .into_iter()
+        .map(|(k, h)| {
+            let shape = shapes
+                .get(&k)
+                .cloned()
+                .unwrap_or_else(|| tensors[&k].shape.clone());
+            (k, HostTensor::new(shape, std::mem::take(&mut outs[h.0])))
+        })
+        .collect())
+}
+
+/// Activations one block saves for its backward.
+struct BlockActs {
+    x: GpuTensor,
+    y1: GpuTensor,
+    st1: GpuTensor,
+    qkv: GpuTensor,
+    probs: GpuTensor,
+    ctx: GpuTensor,
+    xm: GpuTensor,
+    y2: GpuTensor,
+    st2: GpuTensor,
+    hpre: GpuTensor,
+    h: GpuTensor,
+    lora_u: Vec<(usize, GpuTensor)>,
+    adapt: Option<(GpuTensor, GpuTensor)>,
+    conv: [Option<ConvActs>; 2],
+}
+
+struct ConvActs {
+    dpre: GpuTensor,
+    d: GpuTensor,
+    cpre: GpuTensor,
+    e: GpuTensor,
+}
+
+/// What a forward recording produced (and, when training, saved).
+pub(crate) struct Forward {
+    blocks: Vec<BlockActs>,
+    cols: Option<GpuTensor>,
+    x_final: GpuTensor,
+    pool_in: Option<GpuTensor>,
+    final_stats: GpuTensor,
+    pub pooled: GpuTensor,
+    pub logits: Option<GpuTensor>,
+    pub attn: Vec<GpuTensor>,
+}
+
+/// The backbone with an optional tuning: resolves tensors by name (tuned first) and records passes.
+pub(crate) struct Graph<'a> {
+    vit: &'a GpuViT,
+    tuning: Option<&'a GpuTuning>,
+}
+
+impl<'a> Graph<'a> {
+    pub fn new(vit: &'a GpuViT, tuning: Option<&'a GpuTuning>) -> Result<Self> {
+        if let Some(t) = tuning {
+            if t.method == Method::Full && vit.input_size != vit.config.image_size {
+                return Err(Error::Input(format!(
+                    "full fine-tuning runs at the checkpoint's own input size {:?}",
+                    vit.config.image_size
+                )));
+            }
+        }
+        Ok(Self { vit, tuning })
+    }
+
+    fn method(&self) -> Option<Method> {
+        self.tuning.map(|t| t.method)
+    }
+
+    pub fn prompts(&self) -> usize {
+        self.tuning.map(|t| t.prompts()).unwrap_or(0)
+    }
+
+    fn w(&self, name: &str) -> Result<&'a GpuTensor> {
+        if let Some(t) = self.tuning.and_then(|t| t.params.get(name)) {
+            return Ok(t);
+        }
+        self.vit.weights.get(name).ok_or_else(|| {
+            Error::Input(format!(
+                "the backbone has no tensor `{name}` (needed by the forward pass)"
+            ))
+        })
+    }
+
+    fn pair(&self, prefix: &str) -> Result<(&'a GpuTensor, &'a GpuTensor)> {
+        Ok((
+            self.w(&format!("{prefix}.weight"))?,
+            self.w(&format!("{prefix}.bias"))?,
+        ))
+    }
+
+    fn head(&self) -> Option<(&'a GpuTensor, &'a GpuTensor)> {
+        self.pair("head").ok()
+    }
+
+    fn opts(&self) -> Option<&'a MethodOptions> {
+        self.tuning.map(|t| &t.options)
+    }
+
+    /// Records the forward pass of a micro-batch `px` [n,3,H,W]. With `train`, keeps what the backward needs.
+    pub fn forward(
+        &self,
+        rec: &mut Recorder,
+        px: &GpuTensor,
+        train: bool,
+        want_attn: bool,
+    ) -> Result<Forward> {
+        let c = &self.vit.config;
+        let n = px.shape[0];
+        let p = self.prompts();
+        let cols = im2col(rec, px, c.patch)?;
+        let (pw, pb) = self.pair("patch_embed.proj")?;
+        let patches = linear(rec, &cols, pw, Some(pb), Act::None, None)?;
+        let prompt_tokens = if p > 0 {
+            Some(self.w("prompt_embeddings")?)
+        } else {
+            None
+        };
+        let mut x = assemble_tokens(
+            rec,
+            &patches,
+            n,
+            self.w("cls_token")?,
+            self.w("pos_embed")?,
+            prompt_tokens.map(|t| Prompts {
+                tokens: t,
+                count: p,
+                per_image: false,
+            }),
+        )?;
+        drop(patches);
+        let deep = if self.method() == Some(Method::VptDeep) && c.depth > 1 {
+            Some(self.w("deep_prompt_embeddings")?)
+        } else {
+            None
+        };
+        let mut blocks = Vec::new();
+        let mut attn = Vec::new();
+        for l in 0..c.depth {
+            if let (Some(deep), true) = (deep, l > 0) {
+                write_tokens(rec, &x, 1, p, deep, (l - 1) * p);
+            }
+            let (out, acts, probs) = self.block_forward(rec, l, x, train)?;
+            if want_attn {
+                attn.push(probs);
+            }
+            if let Some(a) = acts {
+                blocks.push(a);
+            }
+            x = out;
+        }
+        let t = x.shape[1];
+        let (fw, fb) = match c.pooling {
+            Pooling::Token => self.pair("norm")?,
+            Pooling::Avg => self.pair("fc_norm")?,
+        };
+        let (pooled, final_stats, pool_in) = match c.pooling {
+            Pooling::Token => {
+                let o = layernorm_rows(rec, &x, n, 0, t * c.dim, fw, fb, c.eps)?;
+                (o.y, o.stats, None)
+            }
+            Pooling::Avg => {
+                let m = mean_tokens(rec, &x)?;
+                let o = layernorm(rec, &m, fw, fb, c.eps)?;
+                (o.y, o.stats, Some(m))
+            }
+        };
+        let logits = match self.head() {
+            Some((hw, hb)) => Some(linear(rec, &pooled, hw, Some(hb), Act::None, None)?),
+            None => None,
+        };
+        Ok(Forward {
+            blocks,
+            cols: train.then_some(cols),
+            x_final: x,
+            pool_in,
+            final_stats,
+            pooled,
+            logits,
+            attn,
+        })
+    }
+
+    fn block_forward(
+        &self,
+        rec: &mut Recorder,
+        l: usize,
+        x: GpuTensor,
+        train: bool,
+    ) -> Result<(GpuTensor, Option<BlockActs>, GpuTensor)> {
+        let c = &self.vit.config;
+        let b = format!("blocks.{l}");
+        let (n1w, n1b) = self.pair(&format!("{b}.norm1"))?;
+        let ln1 = layernorm(rec, &x, n1w, n1b, c.eps)?;
+        let (qw, qb) = self.pair(&format!("{b}.attn.qkv"))?;
+        let qkv = linear(rec, &ln1.y, qw, Some(qb), Act::None, None)?;
+        let mut lora_u = Vec::new();
+        if let (Some(Method::Lora), Some(o)) = (self.method(), self.opts()) {
+            let rows = qkv.numel() / (3 * c.dim);
+            for slot in o.lora_slots() {
+                let (an, bn) = lora::names(l, slot);
+                let u = linear(rec, &ln1.y, self.w(&an)?, None, Act::None, None)?;
+                let mut mm = Matmul::new(
+                    (rows, c.dim, o.rank),
+                    (&u, Layout::row_major(o.rank, 0)),
+                    (self.w(&bn)?, Layout::transposed(o.rank, 0)),
+                    (
+                        &qkv,
+                        Layout {
+                            off: slot * c.dim,
+                            rs: 3 * c.dim,
+                            cs: 1,
+                            b1: 0,
+                            b2: 0,
+                        },
+                    ),
+                );
+                mm.alpha = o.alpha / o.rank as f32;
+                mm.accumulate = true;
+                mm.record(rec);
+                lora_u.push((slot, u));
+            }
+        }
+        let att = attention(rec, &qkv, c.heads)?;
+        let (pw, pb) = self.pair(&format!("{b}.attn.proj"))?;
+        let xm = linear(rec, &att.context, pw, Some(pb), Act::None, Some(&x))?;
+        let convpass = self.method() == Some(Method::Convpass);
+        let conv1 = if convpass {
+            Some(self.convpass_forward(rec, l, 0, &ln1.y, &xm, train)?)
+        } else {
+            None
+        };
+        let (n2w, n2b) = self.pair(&format!("{b}.norm2"))?;
+        let ln2 = layernorm(rec, &xm, n2w, n2b, c.eps)?;
+        let (f1w, f1b) = self.pair(&format!("{b}.mlp.fc1"))?;
+        let (hpre, h) = if train {
+            let hpre = linear(rec, &ln2.y, f1w, Some(f1b), Act::None, None)?;
+            let h = activation(rec, &hpre, Act::Gelu)?;
+            (Some(hpre), h)
+        } else {
+            (None, linear(rec, &ln2.y, f1w, Some(f1b), Act::Gelu, None)?)
+        };
+        let (f2w, f2b) = self.pair(&format!("{b}.mlp.fc2"))?;
+        let xo = linear(rec, &h, f2w, Some(f2b), Act::None, Some(&xm))?;
+        let adapt = if self.method() == Some(Method::Adaptformer) {
+            let o = self
+                .opts()
+                .ok_or_else(|| Error::Input("AdaptFormer without options".into()))?;
+            let a = format!("{b}.adaptmlp");
+            let (dw, db) = self.pair(&format!("{a}.down_proj"))?;
+            let (apre, act) = if train {
+                let apre = linear(rec, &xm, dw, Some(db), Act::None, None)?;
+                let act = activation(rec, &apre, Act::Relu)?;
+                (Some(apre), act)
+            } else {
+                (None, linear(rec, &xm, dw, Some(db), Act::Relu, None)?)
+            };
+            let (uw, ub) = self.pair(&format!("{a}.up_proj"))?;
+            let rows = xo.numel() / c.dim;
+            let mut mm = Matmul::new(
+                (rows, c.dim, o.bottleneck),
+                (&act, Layout::row_major(o.bottleneck, 0)),
+                (uw, Layout::transposed(o.bottleneck, 0)),
+                (&xo, Layout::row_major(c.dim, 0)),
+            );
+            mm.bias = Some((ub, 0));
+            mm.alpha = o.scale;
+            mm.accumulate = true;
+            mm.record(rec);
+            apre.map(|p| (p, act))
+        } else {
+            None
+        };
+        let conv2 = if convpass {
+            Some(self.convpass_forward(rec, l, 1, &ln2.y, &xo, train)?)
+        } else {
+            None
+        };
+        let probs = att.probs.clone();
+        let acts = if train {
+            Some(BlockActs {
+                x,
+                y1: ln1.y,
+                st1: ln1.stats,
+                qkv,
+                probs: att.probs,
+                ctx: att.context,
+                xm,
+                y2: ln2.y,
+                st2: ln2.stats,
+                hpre: hpre
+                    .ok_or_else(|| Error::Input("internal: no pre-activation saved".into()))?,
+                h,
+                lora_u,
+                adapt,
+                conv: [conv1.flatten(), conv2.flatten()],
+            })
+        } else {
+            None
+        };
+        Ok((xo, acts, probs))
+    }
+
+    /// out += s · up(QuickGELU(conv(QuickGELU(down(z))))); returns the saved activations when training.
+    fn convpass_forward(
+        &self,
+        rec: &mut Recorder,
+        l: usize,
+        branch: usize,
+        z: &GpuTensor,
+        out: &GpuTensor,
+        train: bool,
+    ) -> Result<Option<ConvActs>> {
+        let c = &self.vit.config;
+        let o = self
+            .opts()
+            .ok_or_else(|| Error::Input("Convpass without options".into()))?;
+        let b = format!("blocks.{l}.{}", BRANCHES[branch]);
+        let (dw, db) = self.pair(&format!("{b}.adapter_down"))?;
+        let (cw, cb) = self.pair(&format!("{b}.adapter_conv"))?;
+        let (uw, ub) = self.pair(&format!("{b}.adapter_up"))?;
+        let dpre = linear(rec, z, dw, Some(db), Act::None, None)?;
+        let d = activation(rec, &dpre, Act::QuickGelu)?;
+        let cpre = conv_tokens(rec, &d, cw, cb, 1 + self.prompts(), self.vit.grid())?;
+        let e = activation(rec, &cpre, Act::QuickGelu)?;
+        let rows = out.numel() / c.dim;
+        let mut mm = Matmul::new(
+            (rows, c.dim, o.convpass_dim),
+            (&e, Layout::row_major(o.convpass_dim, 0)),
+            (uw, Layout::transposed(o.convpass_dim, 0)),
+            (out, Layout::row_major(c.dim, 0)),
+        );
+        mm.bias = Some((ub, 0));
+        mm.alpha = o.scale;
+        mm.accumulate = true;
+        mm.record(rec);
+        Ok(train.then_some(ConvActs { dpre, d, cpre, e }))
+    }
+
+    /// Records the backward of a training forward from d logits, accumulating into `grads` (by tensor name;
+    /// a tensor without an entry is not trained and gets no weight gradient).
+    pub fn backward(
+        &self,
+        rec: &mut Recorder,
+        f: &Forward,
+        dlogits: &GpuTensor,
+        grads: &BTreeMap<String, GpuTensor>,
+    ) -> Result<()> {
+        let c = &self.vit.config;
+        let (hw, _) = self
+            .head()
+            .ok_or_else(|| Error::Input("training needs a head (head.weight)".into()))?;
+        let n = f.pooled.shape[0];
+        let t = f.x_final.shape[1];
+        let p = self.prompts();
+        let dpooled = linear_input_grad(rec, dlogits, hw, 1.0, None, &f.pooled.shape)?;
+        self.linear_param_grads(rec, "head", dlogits, &f.pooled, grads, 1.0);
+        let (fw, name) = match c.pooling {
+            Pooling::Token => (self.w("norm.weight")?, "norm"),
+            Pooling::Avg => (self.w("fc_norm.weight")?, "fc_norm"),
+        };
+        let mut dx = match (&f.pool_in, c.pooling) {
+            (Some(m), Pooling::Avg) => {
+                let dm = rec.gpu().empty(&m.shape)?;
+                layernorm_backward(
+                    rec,
+                    m,
+                    Rows::all(m),
+                    &f.final_stats,
+                    fw,
+                    &dpooled,
+                    None,
+                    &dm,
+                );
+                self.ln_param_grads(rec, name, m, Rows::all(m), &f.final_stats, &dpooled, grads)?;
+                mean_tokens_backward(rec, &dm, t)?
+            }
+            _ => {
+                let dx = zeros(rec, &f.x_final.shape)?;
+                let rows = Rows {
+                    rows: n,
+                    off: 0,
+                    stride: t * c.dim,
+                };
+                layernorm_backward(
+                    rec,
+                    &f.x_final,
+                    rows,
+                    &f.final_stats,
+                    fw,
+                    &dpooled,
+                    None,
+                    &dx,
+                );
+                self.ln_param_grads(rec, name, &f.x_final, rows, &f.final_stats, &dpooled, grads)?;
+                dx
+            }
+        };
+        let deep = self.method() == Some(Method::VptDeep);
+        for l in (0..c.depth).rev() {
+            dx = self.block_backward(rec, l, &f.blocks[l], &dx, grads)?;
+            if deep && l > 0 {
+                if let Some(g) = grads.get("deep_prompt_embeddings") {
+                    batch_sum_tokens_into(rec, &dx, 1, p, g, (l - 1) * p);
+                }
+                zero_tokens(rec, &dx, 1, p);
+            }
+        }
+        // Token assembly: x0 = [CLS + pos₀, prompts, patches + pos₁…].
+        if let Some(g) = grads.get("prompt_embeddings") {
+            batch_sum_tokens_into(rec, &dx, 1, p, g, 0);
+        }
+        if let Some(g) = grads.get("cls_token") {
+            batch_sum_tokens_into(rec, &dx, 0, 1, g, 0);
+        }
+        let m = t - 1 - p;
+        if let Some(g) = grads.get("pos_embed") {
+            batch_sum_tokens_into(rec, &dx, 0, 1, g, 0);
+            batch_sum_tokens_into(rec, &dx, 1 + p, m, g, 1);
+        }
+        let pw = grads.get("patch_embed.proj.weight");
+        let pb = grads.get("patch_embed.proj.bias");
+        if pw.is_some() || pb.is_some() {
+            let dpatch = gather_tokens(rec, &dx, 1 + p, m)?;
+            if let (Some(g), Some(cols)) = (pw, &f.cols) {
+                linear_weight_grad(rec, &dpatch, cols, g, 1.0);
+            }
+            if let Some(g) = pb {
+                column_sum_into(rec, &dpatch, g, 1.0);
+            }
+        }
+        Ok(())
+    }
+
+    /// dW += scale·dyᵀ·x and db += scale·Σ dy for `{prefix}.weight/bias` where they are trained.
+    fn linear_param_grads(
+        &self,
+        rec: &mut Recorder,
+        prefix: &str,
+        dy: &GpuTensor,
+        x: &GpuTensor,
+        grads: &BTreeMap<String, GpuTensor>,
+        scale: f32,
+    ) {
+        if let Some(g) = grads.get(&format!("{prefix}.weight")) {
+            linear_weight_grad(rec, dy, x, g, scale);
+        }
+        if let Some(g) = grads.get(&format!("{prefix}.bias")) {
+            column_sum_into(rec, dy, g, scale);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ln_param_grads(
+        &self,
+        rec: &mut Recorder,
+        prefix: &str,
+        x: &GpuTensor,
+        rows: Rows,
+        stats: &GpuTensor,
+        dy: &GpuTensor,
+        grads: &BTreeMap<String, GpuTensor>,
+    ) -> Result<()> {
+        let gw = grads.get(&format!("{prefix}.weight"));
+        let gb = grads.get(&format!("{prefix}.bias"));
+        if gw.is_none() && gb.is_none() {
+            return Ok(());
+        }
+        let d = self.vit.config.dim;
+        // The kernel writes both; an untrained one goes to a scratch buffer.
+        let scratch_w;
+        let scratch_b;
+        let gw = match gw {
+            Some(g) => g,
+            None => {
+                scratch_w = rec.gpu().empty(&[d])?;
+                &scratch_w
+            }
+        };
+        let gb = match gb {
+            Some(g) => g,
+            None => {
+                scratch_b = rec.gpu().empty(&[d])?;
+                &scratch_b
+            }
+        };
+        layernorm_param_grads(rec, x, rows, stats, dy, gw, gb);
+        Ok(())
+    }
+
+    fn block_backward(
+        &self,
+        rec: &mut Recorder,
+        l: usize,
+        a: &BlockActs,
+        g: &GpuTensor,
+        grads: &BTreeMap<String, GpuTensor>,
+    ) -> Result<GpuTensor> {
+        let c = &self.vit.config;
+        let b = format!("blocks.{l}");
+        // MLP sub-block: xo = xm + fc2(gelu(fc1(LN2 xm))) [+ adapters]
+        let (f2w, _) = self.pair(&format!("{b}.mlp.fc2"))?;
+        let dh = linear_input_grad(rec, g, f2w, 1.0, None, &a.h.shape)?;
+        self.linear_param_grads(rec, &format!("{b}.mlp.fc2"), g, &a.h, grads, 1.0);
+        activation_backward(rec, &a.hpre, &dh, Act::Gelu);
+        let (f1w, _) = self.pair(&format!("{b}.mlp.fc1"))?;
+        let dy2 = linear_input_grad(rec, &dh, f1w, 1.0, None, &a.y2.shape)?;
+        self.linear_param_grads(rec, &format!("{b}.mlp.fc1"), &dh, &a.y2, grads, 1.0);
+        drop(dh);
+        if let Some(ca) = &a.conv[1] {
+            self.convpass_backward(rec, l, 1, g, &a.y2, ca, &dy2, grads)?;
+        }
+        let (n2w, _) = self.pair(&format!("{b}.norm2"))?;
+        let dxm = rec.gpu().empty(&a.xm.shape)?;
+        layernorm_backward(
+            rec,
+            &a.xm,
+            Rows::all(&a.xm),
+            &a.st2,
+            n2w,
+            &dy2,
+            Some(g),
+            &dxm,
+        );
+        self.ln_param_grads(
+            rec,
+            &format!("{b}.norm2"),
+            &a.xm,
+            Rows::all(&a.xm),
+            &a.st2,
+            &dy2,
+            grads,
+        )?;
+        if let Some((apre, act)) = &a.adapt {
+            let o = self
+                .opts()
+                .ok_or_else(|| Error::Input("AdaptFormer without options".into()))?;
+            let ad = format!("{b}.adaptmlp");
+            let (uw, _) = self.pair(&format!("{ad}.up_proj"))?;
+            self.linear_param_grads(rec, &format!("{ad}.up_proj"), g, act, grads, o.scale);
+            let da = linear_input_grad(rec, g, uw, o.scale, None, &act.shape)?;
+            activation_backward(rec, apre, &da, Act::Relu);
+            let (dw, _) = self.pair(&format!("{ad}.down_proj"))?;
+            self.linear_param_grads(rec, &format!("{ad}.down_proj"), &da, &a.xm, grads, 1.0);
+            linear_input_grad(rec, &da, dw, 1.0, Some(&dxm), &a.xm.shape)?;
+        }
+        // Attention sub-block: xm = x + proj(attn(LN1 x)) [+ LoRA inside qkv, + Convpass]
+        let (pw, _) = self.pair(&format!("{b}.attn.proj"))?;
+        let dctx = linear_input_grad(rec, &dxm, pw, 1.0, None, &a.ctx.shape)?;
+        self.linear_param_grads(rec, &format!("{b}.attn.proj"), &dxm, &a.ctx, grads, 1.0);
+        let dqkv = attention_backward(rec, &a.qkv, &a.probs, &dctx, c.heads)?;
+        drop(dctx);
+        let (qw, _) = self.pair(&format!("{b}.attn.qkv"))?;
+        let dy1 = linear_input_grad(rec, &dqkv, qw, 1.0, None, &a.y1.shape)?;
+        self.linear_param_grads(rec, &format!("{b}.attn.qkv"), &dqkv, &a.y1, grads, 1.0);
+        if let Some(o) = self.opts() {
+            let s = o.alpha / o.rank.max(1) as f32;
+            let rows = a.y1.numel() / c.dim;
+            for (slot, u) in &a.lora_u {
+                let (an, bn) = lora::names(l, *slot);
+                let dq_t = Layout {
+                    off: slot * c.dim,
+                    rs: 1,
+                    cs: 3 * c.dim,
+                    b1: 0,
+                    b2: 0,
+                };
+                let dq = Layout {
+                    off: slot * c.dim,
+                    rs: 3 * c.dim,
+                    cs: 1,
+                    b1: 0,
+                    b2: 0,
+                };
+                if let Some(gb) = grads.get(&bn) {
+                    let mut mm = Matmul::new(
+                        (c.dim, o.rank, rows),
+                        (&dqkv, dq_t),
+                        (u, Layout::row_major(o.rank, 0)),
+                        (gb, Layout::row_major(o.rank, 0)),
+                    );
+                    mm.alpha = s;
+                    mm.accumulate = true;
+                    mm.record(rec);
+                }
+                let du = rec.gpu().empty(&u.shape)?;
+                let mut mm = Matmul::new(
+                    (rows, o.rank, c.dim),
+                    (&dqkv, dq),
+                    (self.w(&bn)?, Layout::row_major(o.rank, 0)),
+                    (&du, Layout::row_major(o.rank, 0)),
+                );
+                mm.alpha = s;
+                mm.record(rec);
+                if let Some(ga) = grads.get(&an) {
+                    linear_weight_grad(rec, &du, &a.y1, ga, 1.0);
+                }
+                linear_input_grad(rec, &du, self.w(&an)?, 1.0, Some(&dy1), &a.y1.shape)?;
+            }
+        }
+        drop(dqkv);
+        if let Some(ca) = &a.conv[0] {
+            self.convpass_backward(rec, l, 0, &dxm, &a.y1, ca, &dy1, grads)?;
+        }
+        let (n1w, _) = self.pair(&format!("{b}.norm1"))?;
+        let dx = rec.gpu().empty(&a.x.shape)?;
+        layernorm_backward(
+            rec,
+            &a.x,
+            Rows::all(&a.x),
+            &a.st1,
+            n1w,
+            &dy1,
+            Some(&dxm),
+            &dx,
+        );
+        self.ln_param_grads(
+            rec,
+            &format!("{b}.norm1"),
+            &a.x,
+            Rows::all(&a.x),
+            &a.st1,
+            &dy1,
+            grads,
+        )?;
+        Ok(dx)
+    }
+
+    /// Backward of `convpass_forward`: g is the gradient of the sum the bypass was added to; adds into dz.
+    #[allow(clippy::too_many_arguments)]
+    fn convpass_backward(
+        &self,
+        rec: &mut Recorder,
+        l: usize,
+        branch: usize,
+        g: &GpuTensor,
+        z: &GpuTensor,
+        a: &ConvActs,
+        dz: &GpuTensor,
+        grads: &BTreeMap<String, GpuTensor>,
+    ) -> Result<()> {
+        let o = self
+            .opts()
+            .ok_or_else(|| Error::Input("Convpass without options".into()))?;
+        let b = format!("blocks.{l}.{}", BRANCHES[branch]);
+        let prefix = 1 + self.prompts();
+        let grid = self.vit.grid();
+        let (uw, _) = self.pair(&format!("{b}.adapter_up"))?;
+        self.linear_param_grads(rec, &format!("{b}.adapter_up"), g, &a.e, grads, o.scale);
+        let de = linear_input_grad(rec, g, uw, o.scale, None, &a.e.shape)?;
+        activation_backward(rec, &a.cpre, &de, Act::QuickGelu);
+        if let Some(gw) = grads.get(&format!("{b}.adapter_conv.weight")) {
+            conv_tokens_weight_grad(rec, &de, &a.d, gw, prefix, grid);
+        }
+        if let Some(gb) = grads.get(&format!("{b}.adapter_conv.bias")) {
+            column_sum_into(rec, &de, gb, 1.0);
+        }
+        let (cw, _) = self.pair(&format!("{b}.adapter_conv"))?;
+        let dd = conv_tokens_input_grad(rec, &de, cw, prefix, grid)?;
+        activation_backward(rec, &a.dpre, &dd, Act::QuickGelu);
+        let (dw, _) = self.pair(&format!("{b}.adapter_down"))?;
+        self.linear_param_grads(rec, &format!("{b}.adapter_down"), &dd, z, grads, 1.0);
+        linear_input_grad(rec, &dd, dw, 1.0, Some(dz), &z.shape)?;
+        Ok(())
+    }
+}

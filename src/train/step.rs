@@ -1,0 +1,112 @@
+//! One forward + loss + backward over a batch, split into micro-batches whose gradients accumulate on the GPU.
+//! Each micro-batch is one recording and one submit; only the per-image losses and logits come back.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuTensor, Recorder};
+use crate::model::graph_api::Graph;
+use crate::model::{GpuTuning, GpuViT, HostTensor};
+use crate::ops::activation::fill;
+use crate::ops::loss::cross_entropy;
+
+/// Bytes of activations one image keeps for the backward, for choosing the micro-batch.
+fn train_bytes_per_image(vit: &GpuViT, prompts: usize) -> usize {
+    let c = &vit.config;
+    let t = vit.tokens(prompts);
+    let per_block = t * c.dim * 6 + 3 * t * c.dim + c.heads * t * t * 2 + 2 * t * c.mlp_hidden;
+    (c.depth * per_block + t * c.dim * 4 + 3 * c.patch * c.patch * t) * 4
+}
+
+/// Default budget for saved activations when `VITUNE_MEMORY_MB` is not set.
+const DEFAULT_BUDGET_MB: usize = 1024;
+
+/// Images per training micro-batch: within the binding limit and the activation budget (`VITUNE_MEMORY_MB`).
+pub fn train_micro_batch(gpu: &Gpu, vit: &GpuViT, prompts: usize, wanted: usize) -> usize {
+    let budget_mb = std::env::var("VITUNE_MEMORY_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(DEFAULT_BUDGET_MB);
+    let by_memory = (budget_mb << 20) / train_bytes_per_image(vit, prompts).max(1);
+    vit.micro_batch(gpu, prompts, wanted).min(by_memory.max(1))
+}
+
+/// The mean loss over the batch and its logits.
+#[derive(Debug, Clone)]
+pub struct StepOutput {
+    pub loss: f64,
+    pub logits: HostTensor,
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Zeroes `grads`, then accumulates d(mean cross-entropy)/d(every tensor in `grads`) over the batch.
+/// `after` records extra work (an optimizer step) into the last micro-batch's submit.
+pub fn compute_grads(
+    gpu: &Gpu,
+    vit: &GpuViT,
+    tuning: &GpuTuning,
+    grads: &BTreeMap<String, GpuTensor>,
+    pixels: &HostTensor,
+    labels: &[usize],
+    micro_batch: Option<usize>,
+    after: Option<&mut dyn FnMut(&mut Recorder)>,
+) -> Result<StepOutput> {
+    vit.check_pixels(pixels)?;
+    let n = pixels.shape[0];
+    if labels.len() != n {
+        return Err(Error::Input(format!(
+            "{} labels for {n} images",
+            labels.len()
+        )));
+    }
+    if let Some(bad) = labels.iter().find(|&&l| l >= tuning.num_classes) {
+        return Err(Error::Input(format!(
+            "label {bad} is out of range for a head of {} classes",
+            tuning.num_classes
+        )));
+    }
+    let graph = Graph::new(vit, Some(tuning))?;
+    let chunk = micro_batch.unwrap_or_else(|| train_micro_batch(gpu, vit, graph.prompts(), n));
+    let per: usize = pixels.shape[1..].iter().product();
+    let mut loss = 0.0f64;
+    let mut logits = Vec::with_capacity(n * tuning.num_classes);
+    let mut after = after;
+    let starts: Vec<usize> = (0..n).step_by(chunk.max(1)).collect();
+    for (i, &start) in starts.iter().enumerate() {
+        let end = (start + chunk).min(n);
+        let mut rec = Recorder::new(gpu);
+        if i == 0 {
+            for g in grads.values() {
+                fill(&mut rec, g, 0.0);
+            }
+        }
+        let px = gpu.upload(
+            &[end - start, 3, pixels.shape[2], pixels.shape[3]],
+            &pixels.data[start * per..end * per],
+        )?;
+        let lab: Vec<f32> = labels[start..end].iter().map(|&l| l as f32).collect();
+        let lab = gpu.upload(&[end - start], &lab)?;
+        let f = graph.forward(&mut rec, &px, true, false)?;
+        let lg = f
+            .logits
+            .clone()
+            .ok_or_else(|| Error::Input("training needs a head".into()))?;
+        let (row_loss, dlogits) = cross_entropy(&mut rec, &lg, &lab, n)?;
+        graph.backward(&mut rec, &f, &dlogits, grads)?;
+        drop(f);
+        let hl = rec.read(&row_loss);
+        let hg = rec.read(&lg);
+        if i + 1 == starts.len() {
+            if let Some(a) = after.as_mut() {
+                a(&mut rec);
+            }
+        }
+        let (outs, _) = rec.finish()?;
+        loss += outs[hl.0].iter().map(|v| *v as f64).sum::<f64>();
+        logits.extend_from_slice(&outs[hg.0]);
+    }
+    Ok(StepOutput {
+        loss: loss / n.max(1) as f64,
+        logits: HostTensor::new(vec![n, tuning.num_classes], logits),
+    })
+}

@@ -1,0 +1,164 @@
+//! Every method's loss and gradients against PyTorch autograd (fixtures by tools/make_grad_fixtures.py):
+//! within 1e-4 relative (max abs error / max abs value) per tensor; micro-batching gives the same gradients.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use vitune::model::{download_named, load_backbone, GpuTuning, GpuViT, HostTensor, LoadOptions};
+use vitune::train::compute_grads;
+use vitune::tuning::{Method, MethodOptions, Tuning};
+
+const TOL: f64 = 1e-4;
+
+struct Case {
+    backbone: vitune::model::Backbone,
+    tuning: Tuning,
+    pixels: HostTensor,
+    labels: Vec<usize>,
+    expected: BTreeMap<String, HostTensor>,
+}
+
+fn load_case(method: &str) -> Case {
+    let dir = common::fixture(&format!("grad_{method}"));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).expect("meta"))
+            .expect("json");
+    let bb = meta["backbone"].as_str().unwrap_or("timm_cls").to_string();
+    let heads = if bb == "timm_avg_bf16" { Some(3) } else { None };
+    let backbone = load_backbone(
+        &common::fixture(&bb).join("model.safetensors"),
+        &LoadOptions {
+            heads,
+            ..Default::default()
+        },
+    )
+    .expect("backbone");
+    let m = Method::from_name(meta["method"].as_str().expect("method")).expect("known method");
+    let mut opts = MethodOptions::defaults(m);
+    let o = &meta["options"];
+    if let Some(a) = o["alpha"].as_f64() {
+        opts.alpha = a as f32;
+    }
+    if let (Some(s), true) = (o["scale"].as_f64(), m != Method::Lora) {
+        opts.scale = s as f32;
+    }
+    let tuned = vitune::io::read_tensors(&dir.join("tuned.safetensors")).expect("tuned");
+    let tuning = Tuning::from_tensors(m, opts, &backbone, tuned).expect("tuning accepted");
+    let mut input = vitune::io::read_tensors(&dir.join("input.safetensors")).expect("input");
+    let pixels = input.remove("pixels").expect("pixels");
+    let labels = input["labels"].data.iter().map(|v| *v as usize).collect();
+    let expected = vitune::io::read_tensors(&dir.join("expected.safetensors")).expect("expected");
+    Case {
+        backbone,
+        tuning,
+        pixels,
+        labels,
+        expected,
+    }
+}
+
+fn run(case: &Case, micro: Option<usize>) -> (f64, BTreeMap<String, HostTensor>) {
+    let gpu = common::gpu();
+    let vit = GpuViT::new(&gpu, &case.backbone, None).expect("upload");
+    let gt = GpuTuning::upload(&gpu, &case.tuning).expect("tuning upload");
+    let grads = gt.zeros_like(&gpu).expect("grads");
+    let out = compute_grads(
+        &gpu,
+        &vit,
+        &gt,
+        &grads,
+        &case.pixels,
+        &case.labels,
+        micro,
+        None,
+    )
+    .expect("step");
+    let g = download_named(&gpu, &grads, &gt.shapes).expect("download");
+    (out.loss, g)
+}
+
+fn check(method: &str) {
+    let case = load_case(method);
+    let (loss, grads) = run(&case, None);
+    let want_loss = case.expected["loss"].data[0] as f64;
+    assert!(
+        (loss - want_loss).abs() / want_loss.abs() < TOL,
+        "{method}: loss {loss} vs {want_loss}"
+    );
+    let mut checked = 0;
+    for (name, want) in &case.expected {
+        if name == "loss" {
+            continue;
+        }
+        let got = grads
+            .get(name)
+            .unwrap_or_else(|| panic!("{method}: no gradient for `{name}`"));
+        assert_eq!(got.shape, want.shape, "{method}: `{name}` shape");
+        let e = common::rel_err(&got.data, &want.data);
+        assert!(e < TOL, "{method}: gradient of `{name}` rel err {e:e}");
+        checked += 1;
+    }
+    assert_eq!(
+        checked,
+        grads.len(),
+        "{method}: every trainable tensor has an expected gradient"
+    );
+}
+
+#[test]
+fn linear_probe_gradients_match_autograd() {
+    check("linear");
+}
+
+#[test]
+fn bitfit_gradients_match_autograd() {
+    check("bitfit");
+}
+
+#[test]
+fn vpt_shallow_gradients_match_autograd() {
+    check("vpt-shallow");
+}
+
+#[test]
+fn vpt_deep_gradients_match_autograd() {
+    check("vpt-deep");
+}
+
+#[test]
+fn vpt_deep_on_average_pooled_layerscale_backbone_matches_autograd() {
+    check("vpt-deep-avg");
+}
+
+#[test]
+fn lora_gradients_match_autograd() {
+    check("lora");
+}
+
+#[test]
+fn adaptformer_gradients_match_autograd() {
+    check("adaptformer");
+}
+
+#[test]
+fn convpass_gradients_match_autograd() {
+    check("convpass");
+}
+
+#[test]
+fn full_fine_tuning_gradients_match_autograd() {
+    check("full");
+}
+
+#[test]
+fn micro_batches_accumulate_to_the_full_batch_gradient() {
+    let case = load_case("vpt-deep");
+    let (loss_full, full) = run(&case, Some(3));
+    let (loss_micro, micro) = run(&case, Some(1));
+    assert!((loss_full - loss_micro).abs() < 1e-5 * loss_full.abs());
+    for (name, g) in &full {
+        let e = common::rel_err(&micro[name].data, &g.data);
+        assert!(e < 1e-5, "`{name}`: micro-batched rel err {e:e}");
+    }
+}
