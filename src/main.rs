@@ -12,6 +12,7 @@ use vitune::model::{
     class_names, load_backbone, Backbone, ForwardOptions, GpuViT, HostTensor, LoadOptions,
 };
 use vitune::preprocess::Transform;
+use vitune::tuning::{ConvInit, Method, MethodOptions, Tuning};
 
 #[derive(Parser)]
 #[command(
@@ -63,6 +64,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Loss and gradients of every trainable tensor of a method: `pixels` and `labels` in; `loss` and one
+    /// gradient per tensor (named as in the tuned file) out. Dropout is off.
+    Grad {
+        #[arg(long)]
+        backbone: PathBuf,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        method: MethodArgs,
+        /// Start every trainable tensor from this file (tuned file, or plain safetensors with the same names).
+        #[arg(long)]
+        tuned: Option<PathBuf>,
+        /// Classes of the new head (without --tuned).
+        #[arg(long)]
+        num_classes: Option<usize>,
+        /// Seed of the method's initialisation (without --tuned).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Measure speed: `forward` (the whole model) or `matmul` (the kernel alone at ViT-B shapes).
     Bench {
         #[command(subcommand)]
@@ -88,6 +112,80 @@ struct BenchArgs {
     /// Timed repetitions after one warm-up.
     #[arg(long, default_value_t = 3)]
     iters: usize,
+}
+
+/// A tuning method and its options (defaults from the papers).
+#[derive(Args, Clone)]
+struct MethodArgs {
+    /// linear, bitfit, vpt-shallow, vpt-deep, lora, adaptformer, convpass or full.
+    #[arg(long)]
+    method: String,
+    /// VPT prompt tokens (default 10).
+    #[arg(long)]
+    prompts: Option<usize>,
+    /// LoRA rank (default 8).
+    #[arg(long)]
+    rank: Option<usize>,
+    /// LoRA alpha (default 8).
+    #[arg(long)]
+    alpha: Option<f32>,
+    /// LoRA targets among q, k, v (default qv).
+    #[arg(long)]
+    lora_targets: Option<String>,
+    /// AdaptFormer bottleneck (default 64).
+    #[arg(long)]
+    bottleneck: Option<usize>,
+    /// AdaptFormer / Convpass scale (defaults 0.1 / 1.0).
+    #[arg(long)]
+    scale: Option<f32>,
+    /// Convpass hidden width (default 8).
+    #[arg(long)]
+    convpass_dim: Option<usize>,
+    /// Convpass conv initialisation: xavier or identity.
+    #[arg(long)]
+    conv_init: Option<String>,
+    /// VPT prompt dropout while training (default 0.1 for vpt-deep, 0 otherwise).
+    #[arg(long)]
+    prompt_dropout: Option<f32>,
+}
+
+impl MethodArgs {
+    fn resolve(&self) -> Result<(Method, MethodOptions)> {
+        let m = Method::from_name(&self.method)?;
+        let mut o = MethodOptions::defaults(m);
+        if let Some(v) = self.prompts {
+            o.prompts = v;
+        }
+        if let Some(v) = self.rank {
+            o.rank = v;
+        }
+        if let Some(v) = self.alpha {
+            o.alpha = v;
+        }
+        if let Some(v) = &self.lora_targets {
+            o.lora_targets = v.clone();
+        }
+        if let Some(v) = self.bottleneck {
+            o.bottleneck = v;
+        }
+        if let Some(v) = self.scale {
+            o.scale = v;
+        }
+        if let Some(v) = self.convpass_dim {
+            o.convpass_dim = v;
+        }
+        if let Some(v) = self.prompt_dropout {
+            o.prompt_dropout = v;
+        }
+        if let Some(v) = &self.conv_init {
+            o.conv_init = match v.as_str() {
+                "xavier" => ConvInit::Xavier,
+                "identity" => ConvInit::Identity,
+                other => bail!("--conv-init `{other}`: expected xavier or identity"),
+            };
+        }
+        Ok((m, o))
+    }
 }
 
 #[derive(Args, Clone, Default)]
@@ -160,6 +258,25 @@ fn run(cli: Cli) -> Result<()> {
             top,
             json,
         }) => predict(&backbone, &load, &images, top, json),
+        Some(Command::Grad {
+            backbone,
+            load,
+            method,
+            tuned,
+            num_classes,
+            seed,
+            input,
+            out,
+        }) => grad(
+            &backbone,
+            &load,
+            &method,
+            tuned.as_deref(),
+            num_classes,
+            seed,
+            &input,
+            &out,
+        ),
         Some(Command::Bench { what }) => match what {
             BenchCommand::Forward(a) => {
                 let gpu = Gpu::new()?;
@@ -310,5 +427,65 @@ fn predict(path: &Path, load: &LoadArgs, images: &[PathBuf], top: usize, json: b
             }
         }
     }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn grad(
+    path: &Path,
+    load: &LoadArgs,
+    method: &MethodArgs,
+    tuned: Option<&Path>,
+    num_classes: Option<usize>,
+    seed: u64,
+    input: &Path,
+    out: &Path,
+) -> Result<()> {
+    let b = load.load(path)?;
+    let (m, opts) = method.resolve()?;
+    let tuning = match (tuned, num_classes) {
+        (Some(t), _) => Tuning::from_tensors(m, opts, &b, vitune::io::read_tensors(t)?)?,
+        (None, Some(c)) => Tuning::init(m, opts, &b, c, seed)?,
+        (None, None) => bail!("give --tuned FILE or --num-classes C (the new head's classes)"),
+    };
+    let mut tensors = vitune::io::read_tensors(input)?;
+    let pixels = vitune::io::take(&mut tensors, "pixels", input)?;
+    let labels = vitune::io::take(&mut tensors, "labels", input)?;
+    if pixels.shape.len() != 4 || pixels.shape[1] != 3 {
+        bail!(
+            "`pixels` in {} has shape {:?}; expected [N, 3, H, W]",
+            input.display(),
+            pixels.shape
+        );
+    }
+    let labels: Vec<usize> = labels
+        .data
+        .iter()
+        .map(|v| {
+            if *v >= 0.0 {
+                Ok(*v as usize)
+            } else {
+                Err(anyhow::anyhow!("negative label {v}"))
+            }
+        })
+        .collect::<Result<_>>()?;
+    let gpu = Gpu::new()?;
+    let vit = GpuViT::new(&gpu, &b, Some((pixels.shape[2], pixels.shape[3])))?;
+    let gt = vitune::model::GpuTuning::upload(&gpu, &tuning)?;
+    let grads = gt.zeros_like(&gpu)?;
+    let step = vitune::train::compute_grads(&gpu, &vit, &gt, &grads, &pixels, &labels, None, None)?;
+    let mut outs = vitune::model::download_named(&gpu, &grads, &gt.shapes)?;
+    outs.insert(
+        "loss".into(),
+        HostTensor::new(vec![], vec![step.loss as f32]),
+    );
+    vitune::io::write_tensors(out, &outs, None)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "loss {:.6}  ({} gradients, {} trainable parameters)",
+        step.loss,
+        outs.len() - 1,
+        tuning.parameter_count()
+    );
     Ok(())
 }

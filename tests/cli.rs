@@ -197,3 +197,112 @@ fn predict_prints_top_classes_as_json() {
     let p1 = top[1]["probability"].as_f64().expect("p");
     assert!(p0 >= p1 && p0 <= 1.0 && p1 >= 0.0);
 }
+
+#[test]
+fn grad_writes_loss_and_gradients_matching_autograd() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("g.safetensors");
+    let case = common::fixture("grad_lora");
+    let (ok, stdout, err) = vitune(&[
+        "grad",
+        "--backbone",
+        &model(),
+        "--method",
+        "lora",
+        "--alpha",
+        "8",
+        "--tuned",
+        case.join("tuned.safetensors").to_str().expect("utf8"),
+        "--input",
+        case.join("input.safetensors").to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("loss"), "{stdout}");
+    let got = vitune::io::read_tensors(&out).expect("output");
+    let want = vitune::io::read_tensors(&case.join("expected.safetensors")).expect("expected");
+    assert_eq!(got.len(), want.len());
+    for (k, w) in &want {
+        let e = common::rel_err(&got[k].data, &w.data);
+        assert!(e < 1e-4, "{k}: {e:e}");
+    }
+}
+
+#[test]
+fn grad_from_the_methods_own_init_runs_for_every_method() {
+    let input = common::fixture("grad_linear").join("input.safetensors");
+    for m in [
+        "linear",
+        "bitfit",
+        "vpt-shallow",
+        "vpt-deep",
+        "lora",
+        "adaptformer",
+        "convpass",
+        "full",
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = dir.path().join("g.safetensors");
+        let (ok, _, err) = vitune(&[
+            "grad",
+            "--backbone",
+            &model(),
+            "--method",
+            m,
+            "--num-classes",
+            "5",
+            "--prompts",
+            "2",
+            "--input",
+            input.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+        ]);
+        assert!(ok, "{m}: {err}");
+        let got = vitune::io::read_tensors(&out).expect("output");
+        let loss = got["loss"].data[0];
+        assert!(loss.is_finite() && loss > 0.0, "{m}: loss {loss}");
+        assert!(got.contains_key("head.weight"), "{m}: head gradient");
+    }
+}
+
+#[test]
+fn grad_rejects_an_unknown_method_and_a_tuned_file_of_wrong_shape() {
+    let input = common::fixture("grad_linear").join("input.safetensors");
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("g.safetensors");
+    fails_with(
+        &[
+            "grad",
+            "--backbone",
+            &model(),
+            "--method",
+            "prompt-magic",
+            "--num-classes",
+            "3",
+            "--input",
+            input.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+        ],
+        &["prompt-magic", "vpt-deep"],
+    );
+    let tuned = common::fixture("grad_vpt-deep").join("tuned.safetensors");
+    fails_with(
+        &[
+            "grad",
+            "--backbone",
+            &model(),
+            "--method",
+            "lora",
+            "--tuned",
+            tuned.to_str().expect("utf8"),
+            "--input",
+            input.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+        ],
+        &["lora"],
+    );
+}
