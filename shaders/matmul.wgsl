@@ -101,36 +101,85 @@ fn matmul(
 
     for (var i = 0u; i < 4u; i++) {
         let gm = row0 + lid.y + 16u * i;
-        if (gm >= p.m) {
-            continue;
-        }
         for (var j = 0u; j < 4u; j++) {
             let gn = col0 + lid.x + 16u * j;
-            if (gn >= p.n) {
-                continue;
+            store(c_base, gm, gn, acc[i * 4u + j]);
+        }
+    }
+}
+
+// The epilogue: bias, alpha, activation, residual, accumulation, for one output element.
+fn store(c_base: u32, gm: u32, gn: u32, acc_v: f32) {
+    if (gm >= p.m || gn >= p.n) {
+        return;
+    }
+    var v = acc_v;
+    if ((p.flags & FLAG_BIAS) != 0u) {
+        v += bias[p.bias_off + gn];
+    }
+    v *= p.alpha;
+    if ((p.flags & FLAG_GELU) != 0u) {
+        v = gelu(v);
+    }
+    if ((p.flags & FLAG_RELU) != 0u) {
+        v = max(v, 0.0);
+    }
+    if ((p.flags & FLAG_QUICK_GELU) != 0u) {
+        v = quick_gelu(v);
+    }
+    let ci = c_base + gm * p.c_sm + gn * p.c_sn;
+    if ((p.flags & FLAG_RESIDUAL) != 0u) {
+        v += res[ci];
+    }
+    if ((p.flags & FLAG_ACCUMULATE) != 0u) {
+        v += c[ci];
+    }
+    c[ci] = v;
+}
+
+// Without workgroup memory or barriers, for CPU adapters (lavapipe), where both cost more than they save:
+// each invocation computes a 4x4 block straight from the source buffers; 8x8 invocations cover 32x32.
+@compute @workgroup_size(8, 8, 1)
+fn matmul_direct(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let b1 = wg.z / p.batch2;
+    let b2 = wg.z % p.batch2;
+    let a_base = p.a_off + b1 * p.a_b1 + b2 * p.a_b2;
+    let b_base = p.b_off + b1 * p.b_b1 + b2 * p.b_b2;
+    let c_base = p.c_off + b1 * p.c_b1 + b2 * p.c_b2;
+    let row0 = wg.y * 32u + lid.y * 4u;
+    let col0 = wg.x * 32u + lid.x * 4u;
+    // Clamp indices so every load is in bounds; out-of-range results are never stored.
+    var ra: array<u32, 4>;
+    var cb: array<u32, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        ra[i] = a_base + min(row0 + i, p.m - 1u) * p.a_sm;
+        cb[i] = b_base + min(col0 + i, p.n - 1u) * p.b_sn;
+    }
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+    for (var k = 0u; k < p.k; k++) {
+        let ka = k * p.a_sk;
+        let kb = k * p.b_sk;
+        var av: array<f32, 4>;
+        var bv: array<f32, 4>;
+        for (var i = 0u; i < 4u; i++) {
+            av[i] = a[ra[i] + ka];
+            bv[i] = b[cb[i] + kb];
+        }
+        for (var i = 0u; i < 4u; i++) {
+            for (var j = 0u; j < 4u; j++) {
+                acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]);
             }
-            var v = acc[i * 4u + j];
-            if ((p.flags & FLAG_BIAS) != 0u) {
-                v += bias[p.bias_off + gn];
-            }
-            v *= p.alpha;
-            if ((p.flags & FLAG_GELU) != 0u) {
-                v = gelu(v);
-            }
-            if ((p.flags & FLAG_RELU) != 0u) {
-                v = max(v, 0.0);
-            }
-            if ((p.flags & FLAG_QUICK_GELU) != 0u) {
-                v = quick_gelu(v);
-            }
-            let ci = c_base + gm * p.c_sm + gn * p.c_sn;
-            if ((p.flags & FLAG_RESIDUAL) != 0u) {
-                v += res[ci];
-            }
-            if ((p.flags & FLAG_ACCUMULATE) != 0u) {
-                v += c[ci];
-            }
-            c[ci] = v;
+        }
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            store(c_base, row0 + i, col0 + j, acc[i * 4u + j]);
         }
     }
 }

@@ -150,3 +150,90 @@ pub fn matmul(gpu: &Gpu, batch: usize, iters: usize) -> Result<String> {
     }
     Ok(out)
 }
+
+/// A training step (forward, loss, backward, AdamW update) of `method` on a standard config with random
+/// weights: images/s, step time over forward time, activation memory per image, trainable parameters.
+pub fn train(gpu: &Gpu, name: &str, method: &str, batch: usize, iters: usize) -> Result<String> {
+    use crate::model::GpuTuning;
+    use crate::train::{compute_grads, train_micro_batch, OptimConfig, Optimizer, OptimizerKind};
+    use crate::tuning::{Method, MethodOptions, Tuning};
+
+    let cfg = config(name)?;
+    let backbone = random_backbone(&cfg, 0);
+    let m = Method::from_name(method)?;
+    let classes = 10;
+    let tuning = Tuning::init(m, MethodOptions::defaults(m), &backbone, classes, 0)?;
+    let vit = GpuViT::new(gpu, &backbone, None)?;
+    let gt = GpuTuning::upload(gpu, &tuning)?;
+    let grads = gt.zeros_like(gpu)?;
+    let mut opt = Optimizer::new(
+        gpu,
+        &gt.params,
+        OptimConfig::new(OptimizerKind::Adamw, 1e-3, 1e-4),
+    )?;
+    let (h, w) = cfg.image_size;
+    let mut rng = Rng::new(3);
+    let pixels = HostTensor::new(vec![batch, 3, h, w], rng.normal_vec(batch * 3 * h * w, 1.0));
+    let labels: Vec<usize> = (0..batch).map(|_| rng.below(classes)).collect();
+    let micro = train_micro_batch(gpu, &vit, gt.prompts(), batch);
+    let step = |opt: &mut Optimizer| -> Result<f64> {
+        let mut after = |rec: &mut Recorder| opt.record_step(rec, &gt.params, &grads, &gt.shapes);
+        let start = Instant::now();
+        compute_grads(
+            gpu,
+            &vit,
+            &gt,
+            &grads,
+            &pixels,
+            &labels,
+            Some(micro),
+            Some(&mut after),
+        )?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    step(&mut opt)?; // warm-up
+    let (before, _) = gpu.pool_bytes();
+    gpu.reset_peak_memory();
+    let mut secs = 0.0;
+    for _ in 0..iters.max(1) {
+        secs += step(&mut opt)?;
+    }
+    let (_, peak) = gpu.pool_bytes();
+    let step_s = secs / iters.max(1) as f64;
+    let fopts = ForwardOptions {
+        tuning: Some(&gt),
+        max_batch: Some(batch),
+        ..Default::default()
+    };
+    vit.forward(gpu, &pixels, &fopts)?;
+    let start = Instant::now();
+    for _ in 0..iters.max(1) {
+        vit.forward(gpu, &pixels, &fopts)?;
+    }
+    let fwd_s = start.elapsed().as_secs_f64() / iters.max(1) as f64;
+    let mut out = String::new();
+    let _ = writeln!(out, "adapter       {}", gpu.describe());
+    let _ = writeln!(
+        out,
+        "config        {name} method {m} batch {batch} (micro-batch {micro})"
+    );
+    let _ = writeln!(
+        out,
+        "step          {:.2} ms  {:.1} images/s",
+        step_s * 1e3,
+        batch as f64 / step_s
+    );
+    let _ = writeln!(
+        out,
+        "forward       {:.2} ms  (step / forward = {:.2})",
+        fwd_s * 1e3,
+        step_s / fwd_s
+    );
+    let _ = writeln!(
+        out,
+        "memory        {:.2} MiB per image above the weights (pool peak during a step)",
+        peak.saturating_sub(before) as f64 / (1 << 20) as f64 / batch as f64
+    );
+    let _ = writeln!(out, "trainable     {} parameters", tuning.parameter_count());
+    Ok(out)
+}

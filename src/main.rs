@@ -102,6 +102,13 @@ enum BenchCommand {
     Forward(BenchArgs),
     /// The matmul kernel alone at M = batch·197, K = 768, N ∈ {2304, 768, 3072}.
     Matmul(BenchArgs),
+    /// A training step of a method: images/s, step/forward ratio, memory per image, trainable parameters.
+    Train {
+        #[command(flatten)]
+        args: BenchArgs,
+        #[arg(long, default_value = "vpt-deep")]
+        method: String,
+    },
 }
 
 #[derive(Args)]
@@ -283,6 +290,12 @@ fn run(cli: Cli) -> Result<()> {
             BenchCommand::Forward(a) => {
                 let gpu = Gpu::new()?;
                 let r = vitune::bench::forward(&gpu, &a.config, a.batch, a.iters)?;
+                println!("{r}");
+                Ok(())
+            }
+            BenchCommand::Train { args: a, method } => {
+                let gpu = Gpu::new()?;
+                let r = vitune::bench::train(&gpu, &a.config, &method, a.batch, a.iters)?;
                 println!("{r}");
                 Ok(())
             }

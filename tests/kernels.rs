@@ -5,7 +5,7 @@ mod common;
 
 use vitune::gpu::{Gpu, GpuTensor, Recorder};
 use vitune::ops;
-use vitune::ops::matmul::{Act, Layout, Matmul};
+use vitune::ops::matmul::{Act, Layout, Matmul, MatmulKernel};
 use vitune::rng::Rng;
 
 fn up(gpu: &Gpu, shape: &[usize], data: &[f32]) -> GpuTensor {
@@ -70,7 +70,7 @@ struct MatCase {
     alpha: f32,
 }
 
-fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64) {
+fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64, kernel: MatmulKernel) {
     let mut rng = Rng::new(seed);
     let batches = c.b1 * c.b2;
     let (m, n, k) = (c.m, c.n, c.k);
@@ -137,6 +137,7 @@ fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64) {
     mm.act = if c.gelu { Act::Gelu } else { Act::None };
     mm.residual = c.residual.then_some(&gres);
     mm.accumulate = c.accumulate;
+    mm.kernel = Some(kernel);
     mm.record(&mut rec);
     let h = rec.read(&gc);
     let (outs, _) = rec.finish().expect("matmul runs");
@@ -240,8 +241,10 @@ fn matmul_matches_reference_across_layouts_and_epilogues() {
             ..base
         },
     ];
-    for (i, c) in cases.iter().enumerate() {
-        run_matmul(&gpu, c, 10 + i as u64);
+    for kernel in [MatmulKernel::Tiled, MatmulKernel::Direct] {
+        for (i, c) in cases.iter().enumerate() {
+            run_matmul(&gpu, c, 10 + i as u64, kernel);
+        }
     }
 }
 

@@ -8,6 +8,31 @@ pub static MATMUL: Kernel = Kernel {
     source: shaders::MATMUL,
     entry: "matmul",
 };
+pub static MATMUL_DIRECT: Kernel = Kernel {
+    family: "matmul",
+    source: shaders::MATMUL,
+    entry: "matmul_direct",
+};
+
+/// Which matmul kernel runs: 64×64 tiles through workgroup memory (GPUs), or a barrier-free 32×32 variant that
+/// reads straight from the buffers (CPU adapters such as lavapipe, where barriers cost more than they save).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulKernel {
+    Tiled,
+    Direct,
+}
+
+impl MatmulKernel {
+    /// The adapter's default; `VITUNE_MATMUL=tiled|direct` overrides it.
+    pub fn for_gpu(gpu: &crate::gpu::Gpu) -> Self {
+        match std::env::var("VITUNE_MATMUL").as_deref() {
+            Ok("tiled") => Self::Tiled,
+            Ok("direct") => Self::Direct,
+            _ if gpu.info.device_type == wgpu::DeviceType::Cpu => Self::Direct,
+            _ => Self::Tiled,
+        }
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -97,6 +122,8 @@ pub struct Matmul<'t> {
     pub act: Act,
     pub residual: Option<&'t GpuTensor>,
     pub accumulate: bool,
+    /// The kernel to use; the adapter's default when unset.
+    pub kernel: Option<MatmulKernel>,
 }
 
 impl<'t> Matmul<'t> {
@@ -120,6 +147,7 @@ impl<'t> Matmul<'t> {
             act: Act::None,
             residual: None,
             accumulate: false,
+            kernel: None,
         }
     }
 
@@ -162,12 +190,19 @@ impl<'t> Matmul<'t> {
         };
         let bias = self.bias.map(|b| b.0).unwrap_or(dummy);
         let res = self.residual.unwrap_or(dummy);
+        let (kernel, tile) = match self
+            .kernel
+            .unwrap_or_else(|| MatmulKernel::for_gpu(rec.gpu()))
+        {
+            MatmulKernel::Tiled => (&MATMUL, 64),
+            MatmulKernel::Direct => (&MATMUL_DIRECT, 32),
+        };
         let groups = [
-            u(self.n.div_ceil(64)),
-            u(self.m.div_ceil(64)),
+            u(self.n.div_ceil(tile)),
+            u(self.m.div_ceil(tile)),
             u(self.batch1 * self.batch2.max(1)),
         ];
-        rec.dispatch(&MATMUL, &params, &[at, bt, bias, res, ct], groups);
+        rec.dispatch(kernel, &params, &[at, bt, bias, res, ct], groups);
     }
 }
 
