@@ -10,8 +10,25 @@ use crate::model::HostTensor;
 
 /// Reads every tensor of a safetensors file as f32 (F32, F16, BF16, and I64/I32 for labels).
 pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
+    read_tensors_with_metadata(path).map(|(t, _)| t)
+}
+
+/// The string map of a safetensors file's `__metadata__`.
+pub type Metadata = std::collections::HashMap<String, String>;
+
+/// Like `read_tensors`, with the file's `__metadata__` when it has one.
+pub fn read_tensors_with_metadata(
+    path: &Path,
+) -> Result<(BTreeMap<String, HostTensor>, Option<Metadata>)> {
     let bytes = std::fs::read(path)
         .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+        Error::Input(format!(
+            "{} is not a valid safetensors file (or is truncated): {e}",
+            path.display()
+        ))
+    })?;
+    let metadata = meta.metadata().clone();
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
         Error::Input(format!(
             "{} is not a valid safetensors file (or is truncated): {e}",
@@ -53,7 +70,7 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
         };
         out.insert(name, HostTensor::new(view.shape().to_vec(), data));
     }
-    Ok(out)
+    Ok((out, metadata))
 }
 
 /// Writes f32 tensors (and optional string metadata) atomically: a temporary file beside the target, then a rename.

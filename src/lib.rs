@@ -5,11 +5,13 @@ pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod io;
+pub mod job;
 pub mod model;
 pub mod ops;
 pub mod preprocess;
 pub mod rng;
 pub mod train;
+pub mod tuned;
 pub mod tuning;
 
 pub use error::{Error, Result};

@@ -8,10 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use vitune::gpu::Gpu;
-use vitune::model::{
-    class_names, load_backbone, Backbone, ForwardOptions, GpuViT, HostTensor, LoadOptions,
-};
-use vitune::preprocess::Transform;
+use vitune::model::{load_backbone, Backbone, ForwardOptions, GpuViT, HostTensor, LoadOptions};
+use vitune::tuning::spt::SptKind;
 use vitune::tuning::{ConvInit, Method, MethodOptions, Tuning};
 
 #[derive(Parser)]
@@ -52,12 +50,18 @@ enum Command {
         #[arg(long)]
         attn: bool,
     },
-    /// Classify images with the backbone's own head and print the top classes.
+    /// Classify images with a tuned file (or the backbone's own head) and print the top classes.
     Predict {
         #[arg(long)]
         backbone: PathBuf,
         #[command(flatten)]
         load: LoadArgs,
+        /// A tuned file from `vitune train`.
+        #[arg(long)]
+        tuned: Option<PathBuf>,
+        /// Use a tuned file made for a backbone with other weights (the shapes must still fit).
+        #[arg(long)]
+        force: bool,
         #[arg(required = true)]
         images: Vec<PathBuf>,
         /// How many classes to print per image.
@@ -65,6 +69,25 @@ enum Command {
         top: usize,
         #[arg(long)]
         json: bool,
+    },
+    /// Tune a method few-shot on class folders (one sub-folder of images per class) and write the tuned file.
+    Train(TrainArgs),
+    /// PVP: pre-train prompts (and a head) on a source data set, for `train --init-from`.
+    PretrainPrompts(TrainArgs),
+    /// Accuracy, per-class accuracy and confusion matrix of a tuned file on class folders.
+    Eval {
+        #[arg(long)]
+        backbone: PathBuf,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[arg(long)]
+        tuned: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        force: bool,
     },
     /// Loss and gradients of every trainable tensor of a method: `pixels` and `labels` in; `loss` and one
     /// gradient per tensor (named as in the tuned file) out. Dropout is off.
@@ -123,6 +146,62 @@ struct BenchArgs {
     iters: usize,
 }
 
+#[derive(Args)]
+struct TrainArgs {
+    #[arg(long)]
+    backbone: PathBuf,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Class folders: one sub-folder of images per class.
+    #[arg(long)]
+    data: PathBuf,
+    #[command(flatten)]
+    method: MethodArgs,
+    /// Images per class to train on, drawn with the seed (all when unset).
+    #[arg(long)]
+    shots: Option<usize>,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Peak learning rate (the method's default when unset).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Weight decay (the method's default when unset).
+    #[arg(long)]
+    wd: Option<f32>,
+    /// sgd or adamw (the method's default when unset).
+    #[arg(long)]
+    optimizer: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Validation class folders; without it, up to --val-per-class of the images not drawn as shots.
+    #[arg(long)]
+    val: Option<PathBuf>,
+    #[arg(long, default_value_t = 20)]
+    val_per_class: usize,
+    /// No augmentation (the eval transform for training too).
+    #[arg(long)]
+    no_aug: bool,
+    /// No horizontal flips (for data whose meaning flips, such as characters).
+    #[arg(long)]
+    no_flip: bool,
+    /// Smallest area fraction of the random resized crop.
+    #[arg(long, default_value_t = 0.08)]
+    crop_scale: f32,
+    /// Prompt initialisation: method (the method's own), spt-mean, spt-max, spt-random or spt-kmeans.
+    #[arg(long, default_value = "method")]
+    init: String,
+    /// PVP: start the prompts from a file of `vitune pretrain-prompts` (the head is made anew).
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+    /// Continue from a tuned file of the same method and classes.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    #[arg(long)]
+    out: PathBuf,
+}
+
 /// A tuning method and its options (defaults from the papers).
 #[derive(Args, Clone)]
 struct MethodArgs {
@@ -153,9 +232,6 @@ struct MethodArgs {
     /// Convpass conv initialisation: xavier or identity.
     #[arg(long)]
     conv_init: Option<String>,
-    /// VPT prompt dropout while training (default 0.1 for vpt-deep, 0 otherwise).
-    #[arg(long)]
-    prompt_dropout: Option<f32>,
 }
 
 impl MethodArgs {
@@ -182,9 +258,6 @@ impl MethodArgs {
         }
         if let Some(v) = self.convpass_dim {
             o.convpass_dim = v;
-        }
-        if let Some(v) = self.prompt_dropout {
-            o.prompt_dropout = v;
         }
         if let Some(v) = &self.conv_init {
             o.conv_init = match v.as_str() {
@@ -263,10 +336,30 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Predict {
             backbone,
             load,
+            tuned,
+            force,
             images,
             top,
             json,
-        }) => predict(&backbone, &load, &images, top, json),
+        }) => predict(
+            &backbone,
+            &load,
+            tuned.as_deref(),
+            force,
+            &images,
+            top,
+            json,
+        ),
+        Some(Command::Train(a)) => train(&a, false),
+        Some(Command::PretrainPrompts(a)) => train(&a, true),
+        Some(Command::Eval {
+            backbone,
+            load,
+            tuned,
+            data,
+            json,
+            force,
+        }) => eval(&backbone, &load, &tuned, &data, json, force),
         Some(Command::Grad {
             backbone,
             load,
@@ -376,50 +469,26 @@ fn forward(path: &Path, load: &LoadArgs, input: &Path, out: &Path, attn: bool) -
     Ok(())
 }
 
-fn softmax(row: &[f32]) -> Vec<f32> {
-    let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
-    let s: f32 = e.iter().sum();
-    e.into_iter().map(|v| v / s).collect()
-}
-
-fn predict(path: &Path, load: &LoadArgs, images: &[PathBuf], top: usize, json: bool) -> Result<()> {
+fn predict(
+    path: &Path,
+    load: &LoadArgs,
+    tuned: Option<&Path>,
+    force: bool,
+    images: &[PathBuf],
+    top: usize,
+    json: bool,
+) -> Result<()> {
     let b = load.load(path)?;
-    let c = &b.config;
-    if c.num_classes == 0 {
-        bail!(
-            "{} has no classification head (no `head.weight`); tune one with `vitune train` first",
-            path.display()
-        );
-    }
-    let names = class_names(path);
-    let t = Transform {
-        size: c.image_size,
-        crop_pct: c.crop_pct,
-        mean: c.mean,
-        std: c.std,
-    };
-    let pixels = t.batch(images)?;
     let gpu = Gpu::new()?;
-    let vit = GpuViT::new(&gpu, &b, None)?;
-    let r = vit.forward(&gpu, &pixels, &ForwardOptions::default())?;
-    let logits = r.logits.context("the model produced no logits")?;
-    let nc = c.num_classes;
+    let (names, rows) = vitune::job::predict(&gpu, &b, tuned, images, force)?;
     let mut results = Vec::new();
-    for (i, img) in images.iter().enumerate() {
-        let probs = softmax(&logits.data[i * nc..(i + 1) * nc]);
-        let mut order: Vec<usize> = (0..nc).collect();
+    for (img, probs) in images.iter().zip(&rows) {
+        let mut order: Vec<usize> = (0..probs.len()).collect();
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
         let topk: Vec<(usize, String, f32)> = order
             .iter()
             .take(top)
-            .map(|&k| {
-                let name = names
-                    .as_ref()
-                    .and_then(|n| n.get(k).cloned())
-                    .unwrap_or_else(|| format!("class {k}"));
-                (k, name, probs[k])
-            })
+            .map(|&k| (k, names[k].clone(), probs[k]))
             .collect();
         results.push((img.display().to_string(), topk));
     }
@@ -442,6 +511,184 @@ fn predict(path: &Path, load: &LoadArgs, images: &[PathBuf], top: usize, json: b
             }
         }
     }
+    Ok(())
+}
+
+fn eval(
+    path: &Path,
+    load: &LoadArgs,
+    tuned: &Path,
+    data: &Path,
+    json: bool,
+    force: bool,
+) -> Result<()> {
+    let b = load.load(path)?;
+    let gpu = Gpu::new()?;
+    let (ev, problems) = vitune::job::evaluate(&gpu, &b, tuned, data, force)?;
+    for p in problems {
+        eprintln!("warning: {p}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ev)?);
+    } else {
+        print!("{}", ev.table());
+    }
+    Ok(())
+}
+
+fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use vitune::job::{Data, Init, TrainJob};
+    use vitune::train::{Augment, OptimizerKind, TrainConfig, TrainEvent};
+
+    let b = a.load.load(&a.backbone)?;
+    let (method, options) = a.method.resolve()?;
+    if pretrain && !method.uses_prompts() {
+        bail!("pretrain-prompts trains prompts: use --method vpt-deep or vpt-shallow");
+    }
+    let init = match (a.init.as_str(), &a.init_from, &a.resume) {
+        (_, Some(_), Some(_)) => bail!("--init-from and --resume exclude each other"),
+        ("method", Some(p), None) => Init::Pretrained(p.clone()),
+        ("method", None, Some(p)) => Init::Tuned(p.clone()),
+        ("method", None, None) => Init::Method,
+        (k, None, None) => Init::Spt(SptKind::from_name(k).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--init `{k}`: expected method, spt-mean, spt-max, spt-random or spt-kmeans"
+            )
+        })?),
+        (k, _, _) => bail!("--init {k} cannot be combined with --init-from or --resume"),
+    };
+    let ds = vitune::train::Dataset::from_folder(&a.data)?;
+    let per_class_train = a.shots.unwrap_or(usize::MAX);
+    let train_images: usize = (0..ds.classes.len())
+        .map(|c| {
+            ds.items
+                .iter()
+                .filter(|i| i.1 == c)
+                .count()
+                .min(per_class_train)
+        })
+        .sum();
+    let steps = train_images.div_ceil(a.batch.max(1));
+    let mut config = TrainConfig::defaults(method, a.epochs, a.batch, steps);
+    config.seed = a.seed;
+    if let Some(k) = &a.optimizer {
+        config.optim.kind = OptimizerKind::from_name(k)
+            .ok_or_else(|| anyhow::anyhow!("--optimizer `{k}`: expected sgd or adamw"))?;
+    }
+    if let Some(lr) = a.lr {
+        config.optim.lr = lr;
+    }
+    if let Some(wd) = a.wd {
+        config.optim.weight_decay = wd;
+    }
+    config.augment = if a.no_aug {
+        Augment::none()
+    } else {
+        Augment {
+            crop: Some((a.crop_scale, 1.0)),
+            flip: !a.no_flip,
+            ..Augment::default()
+        }
+    };
+    let job = TrainJob {
+        data: Data::Folder {
+            dir: a.data.clone(),
+            val_dir: a.val.clone(),
+        },
+        shots: if pretrain { None } else { a.shots },
+        val_per_class: a.val_per_class,
+        method,
+        options: options.clone(),
+        init,
+        config: config.clone(),
+        image_size: None,
+    };
+    eprintln!(
+        "{} on {} ({} classes, {} training images{}), backbone {}",
+        method,
+        a.data.display(),
+        ds.classes.len(),
+        train_images,
+        a.shots.map(|k| format!(", {k}-shot")).unwrap_or_default(),
+        b.file_name()
+    );
+    eprintln!(
+        "  options: {} | init {} | {:?} lr {} wd {} | {} epochs, batch {}, warmup {} of {} steps, cosine | seed {}",
+        options.describe(method),
+        job.init.describe(),
+        config.optim.kind,
+        config.optim.lr,
+        config.optim.weight_decay,
+        config.epochs,
+        config.batch,
+        config.optim.warmup_steps,
+        config.optim.total_steps,
+        config.seed
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C ends the process at once.
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\nstopping after this step; the best tuned file so far will be written");
+        });
+    }
+    let gpu = Gpu::new()?;
+    let mut log = |m: &str| eprintln!("warning: {m}");
+    let mut on_event = |e: &TrainEvent| match e {
+        TrainEvent::Step {
+            epoch,
+            step,
+            steps_per_epoch,
+            loss,
+            accuracy,
+            images_per_s,
+            lr,
+        } => {
+            let done = (step + 1) * 20 / (*steps_per_epoch).max(1);
+            eprint!(
+                "\r  epoch {:>3} [{:<20}] loss {loss:.4} acc {:5.1}% {images_per_s:6.1} img/s lr {lr:.2e}   ",
+                epoch + 1,
+                "=".repeat(done),
+                100.0 * accuracy
+            );
+        }
+        TrainEvent::Epoch(s) => {
+            eprintln!(
+                "\r  epoch {:>3}  loss {:.4}  train acc {:5.1}%  {}  {:.1}s{}",
+                s.epoch + 1,
+                s.loss,
+                100.0 * s.accuracy,
+                s.val_accuracy
+                    .map(|v| format!("val acc {:5.1}%", 100.0 * v))
+                    .unwrap_or_default(),
+                s.seconds,
+                " ".repeat(30)
+            );
+        }
+    };
+    let report = vitune::job::run_train(&gpu, &b, &job, &stop, &mut log, &mut on_event)?;
+    vitune::tuned::write(&a.out, &report.outcome.best, &report.meta)?;
+    let best = &report.outcome.history.get(report.outcome.best_epoch);
+    eprintln!(
+        "{}wrote {} ({} trainable parameters; best epoch {}{})",
+        if report.outcome.stopped {
+            "stopped; "
+        } else {
+            ""
+        },
+        a.out.display(),
+        report.outcome.best.parameter_count(),
+        report.outcome.best_epoch + 1,
+        best.and_then(|s| s.val_accuracy)
+            .map(|v| format!(", val acc {:.1}%", 100.0 * v))
+            .unwrap_or_default()
+    );
     Ok(())
 }
 

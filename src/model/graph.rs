@@ -145,6 +145,9 @@ pub(crate) struct Forward {
     pub pooled: GpuTensor,
     pub logits: Option<GpuTensor>,
     pub attn: Vec<GpuTensor>,
+    /// With `want_tokens`: the patch embeddings before the position embedding [n·m, D], then every block's
+    /// output [n, T, D].
+    pub tokens: Vec<GpuTensor>,
 }
 
 /// The backbone with an optional tuning: resolves tensors by name (tuned first) and records passes.
@@ -207,6 +210,7 @@ impl<'a> Graph<'a> {
         px: &GpuTensor,
         train: bool,
         want_attn: bool,
+        want_tokens: bool,
     ) -> Result<Forward> {
         let c = &self.vit.config;
         let n = px.shape[0];
@@ -231,7 +235,12 @@ impl<'a> Graph<'a> {
                 per_image: false,
             }),
         )?;
-        drop(patches);
+        let mut tokens = Vec::new();
+        if want_tokens {
+            tokens.push(patches);
+        } else {
+            drop(patches);
+        }
         let deep = if self.method() == Some(Method::VptDeep) && c.depth > 1 {
             Some(self.w("deep_prompt_embeddings")?)
         } else {
@@ -249,6 +258,9 @@ impl<'a> Graph<'a> {
             }
             if let Some(a) = acts {
                 blocks.push(a);
+            }
+            if want_tokens {
+                tokens.push(out.clone());
             }
             x = out;
         }
@@ -281,6 +293,7 @@ impl<'a> Graph<'a> {
             pooled,
             logits,
             attn,
+            tokens,
         })
     }
 

@@ -29,6 +29,8 @@ pub struct ForwardOptions<'a> {
     pub timing: bool,
     /// Largest micro-batch; the binding limit may make it smaller.
     pub max_batch: Option<usize>,
+    /// Read back the patch embeddings (before the position embedding) and every block's output tokens.
+    pub tokens: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +41,9 @@ pub struct ForwardOutput {
     pub logits: Option<HostTensor>,
     /// Per layer, [N, heads, T, T], when asked for.
     pub attn: Vec<HostTensor>,
+    /// With `tokens`: [N, m, D] patch embeddings before the position embedding, then each block's output
+    /// [N, T, D].
+    pub tokens: Vec<HostTensor>,
     pub times: Option<KernelTimes>,
 }
 
@@ -141,7 +146,7 @@ impl GpuViT {
             let part = slice_batch(pixels, start, end);
             let mut rec = Recorder::new(gpu).with_timing(opts.timing);
             let px = gpu.upload(&part.shape, &part.data)?;
-            let f = graph.forward(&mut rec, &px, false, opts.attn)?;
+            let f = graph.forward(&mut rec, &px, false, opts.attn, opts.tokens)?;
             let hp = rec.read(&f.pooled);
             let hl = f.logits.as_ref().map(|l| rec.read(l));
             let ha: Vec<_> = f
@@ -149,6 +154,12 @@ impl GpuViT {
                 .iter()
                 .map(|a| (rec.read(a), a.shape.clone()))
                 .collect();
+            let ht: Vec<_> = f
+                .tokens
+                .iter()
+                .map(|a| (rec.read(a), a.shape.clone()))
+                .collect();
+            let m = self.grid().0 * self.grid().1;
             let pooled_shape = f.pooled.shape.clone();
             let logits_shape = f.logits.as_ref().map(|l| l.shape.clone());
             drop(f);
@@ -162,6 +173,14 @@ impl GpuViT {
                 attn: ha
                     .into_iter()
                     .map(|(h, s)| HostTensor::new(s, take(h.0)))
+                    .collect(),
+                tokens: ht
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (h, s))| {
+                        let shape = if i == 0 { vec![s[0] / m, m, s[1]] } else { s };
+                        HostTensor::new(shape, take(h.0))
+                    })
                     .collect(),
                 times,
             };
@@ -236,6 +255,12 @@ fn concat_outputs(a: ForwardOutput, b: ForwardOutput) -> ForwardOutput {
             .attn
             .into_iter()
             .zip(b.attn)
+            .map(|(x, y)| cat(x, y))
+            .collect(),
+        tokens: a
+            .tokens
+            .into_iter()
+            .zip(b.tokens)
             .map(|(x, y)| cat(x, y))
             .collect(),
         times,

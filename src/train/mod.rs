@@ -1,8 +1,16 @@
-//! Training: the loss-and-gradients step with micro-batching, optimizers and schedules, and (next) data sets
-//! and the loop.
+//! Training: data sets and augmentation, the loss-and-gradients step with micro-batching, optimizers and
+//! schedules, the training loop and evaluation metrics.
 
+pub mod augment;
+pub mod dataset;
+pub mod metrics;
 pub mod optim;
 mod step;
+pub mod trainer;
 
+pub use augment::Augment;
+pub use dataset::{Dataset, Samples};
+pub use metrics::{argmax_rows, Evaluation};
 pub use optim::{OptimConfig, Optimizer, OptimizerKind};
 pub use step::{compute_grads, train_micro_batch, StepOutput};
+pub use trainer::{predict_logits, train, EpochStats, TrainConfig, TrainEvent, TrainOutcome};

@@ -86,7 +86,7 @@ pub fn compute_grads(
         )?;
         let lab: Vec<f32> = labels[start..end].iter().map(|&l| l as f32).collect();
         let lab = gpu.upload(&[end - start], &lab)?;
-        let f = graph.forward(&mut rec, &px, true, false)?;
+        let f = graph.forward(&mut rec, &px, true, false, false)?;
         let lg = f
             .logits
             .clone()

@@ -8,6 +8,7 @@ mod full;
 mod head;
 pub mod lora;
 mod prompt;
+pub mod spt;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -94,8 +95,6 @@ pub enum ConvInit {
 pub struct MethodOptions {
     /// VPT prompt tokens p.
     pub prompts: usize,
-    /// Prompt dropout while training (VPT-deep's paper uses 0.1); off in `grad` and evaluation.
-    pub prompt_dropout: f32,
     /// LoRA rank r and alpha (the update is scaled by alpha / r).
     pub rank: usize,
     pub alpha: f32,
@@ -117,7 +116,6 @@ impl MethodOptions {
                 Method::VptShallow | Method::VptDeep => 10,
                 _ => 0,
             },
-            prompt_dropout: if method == Method::VptDeep { 0.1 } else { 0.0 },
             rank: 8,
             alpha: 8.0,
             lora_targets: "qv".into(),
@@ -135,12 +133,7 @@ impl MethodOptions {
     /// Options that matter for `method`, for printing and for the tuned file's metadata.
     pub fn describe(&self, method: Method) -> String {
         match method {
-            Method::VptShallow | Method::VptDeep => {
-                format!(
-                    "prompts {} prompt-dropout {}",
-                    self.prompts, self.prompt_dropout
-                )
-            }
+            Method::VptShallow | Method::VptDeep => format!("prompts {}", self.prompts),
             Method::Lora => format!(
                 "rank {} alpha {} targets {}",
                 self.rank, self.alpha, self.lora_targets

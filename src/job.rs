@@ -1,0 +1,353 @@
+//! The jobs users come for, shared by the CLI and the app: train a method few-shot from class folders (or
+//! samples in memory), evaluate a tuned file, predict classes of images.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::model::{Backbone, ForwardOptions, GpuTuning, GpuViT};
+use crate::preprocess::Transform;
+use crate::rng::Rng;
+use crate::train::{
+    argmax_rows, predict_logits, train, Dataset, Evaluation, Samples, TrainConfig, TrainEvent,
+    TrainOutcome,
+};
+use crate::tuned::{self, TunedMeta};
+use crate::tuning::spt::{self, SptKind};
+use crate::tuning::{Method, MethodOptions, Tuning};
+
+/// Where the trainable tensors start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Init {
+    /// The method's published initialisation.
+    Method,
+    /// SPT prototypes of the training images' tokens.
+    Spt(SptKind),
+    /// PVP: prompts pre-trained on a source task (a tuned file of `pretrain-prompts`); a new head.
+    Pretrained(PathBuf),
+    /// Continue from a tuned file (same classes).
+    Tuned(PathBuf),
+}
+
+impl Init {
+    pub fn describe(&self) -> String {
+        match self {
+            Init::Method => "method".into(),
+            Init::Spt(k) => k.name().into(),
+            Init::Pretrained(p) => format!("pvp:{}", p.display()),
+            Init::Tuned(p) => format!("continued:{}", p.display()),
+        }
+    }
+}
+
+/// Training data: class folders, or decoded samples.
+pub enum Data {
+    Folder {
+        dir: PathBuf,
+        val_dir: Option<PathBuf>,
+    },
+    Samples {
+        classes: Vec<String>,
+        train: Samples,
+        val: Option<Samples>,
+    },
+}
+
+pub struct TrainJob {
+    pub data: Data,
+    /// K images per class for training (all when unset); with a folder and no `val_dir`, up to
+    /// `val_per_class` of the others per class make the validation split.
+    pub shots: Option<usize>,
+    pub val_per_class: usize,
+    pub method: Method,
+    pub options: MethodOptions,
+    pub init: Init,
+    pub config: TrainConfig,
+    /// Input size; the backbone's own when unset.
+    pub image_size: Option<(usize, usize)>,
+}
+
+pub struct TrainReport {
+    pub outcome: TrainOutcome,
+    pub classes: Vec<String>,
+    pub meta: TunedMeta,
+    pub train_images: usize,
+    pub val_images: usize,
+}
+
+/// The eval transform of a backbone at `size`.
+pub fn eval_transform(b: &Backbone, size: Option<(usize, usize)>) -> Transform {
+    let c = &b.config;
+    Transform {
+        size: size.unwrap_or(c.image_size),
+        crop_pct: c.crop_pct,
+        mean: c.mean,
+        std: c.std,
+    }
+}
+
+/// Loads the training and validation samples of a job; `log` hears about skipped images.
+pub fn load_data(
+    job: &TrainJob,
+    log: &mut dyn FnMut(&str),
+) -> Result<(Vec<String>, Samples, Option<Samples>)> {
+    match &job.data {
+        Data::Samples {
+            classes,
+            train,
+            val,
+        } => Ok((classes.clone(), train.clone(), val.clone())),
+        Data::Folder { dir, val_dir } => {
+            let ds = Dataset::from_folder(dir)?;
+            let (train_idx, rest_idx) = match job.shots {
+                Some(k) => ds.k_shot(k, job.config.seed),
+                None => ((0..ds.items.len()).collect(), Vec::new()),
+            };
+            let pick = |idx: &[usize]| idx.iter().map(|&i| ds.items[i].clone()).collect::<Vec<_>>();
+            let (train, problems) = Samples::decode(&pick(&train_idx));
+            problems.iter().for_each(|p| log(p));
+            let val = match val_dir {
+                Some(v) => {
+                    let mut vs = Dataset::from_folder(v)?;
+                    vs.relabel(&ds.classes)?;
+                    let (s, problems) = Samples::decode(&vs.items);
+                    problems.iter().for_each(|p| log(p));
+                    Some(s)
+                }
+                None if !rest_idx.is_empty() => {
+                    // A held-out split from the images not drawn as shots, capped per class.
+                    let mut rng = Rng::new(job.config.seed ^ 0xBA1);
+                    let mut chosen = Vec::new();
+                    for c in 0..ds.classes.len() {
+                        let mut of: Vec<usize> = rest_idx
+                            .iter()
+                            .copied()
+                            .filter(|&i| ds.items[i].1 == c)
+                            .collect();
+                        rng.shuffle(&mut of);
+                        chosen.extend(of.into_iter().take(job.val_per_class));
+                    }
+                    chosen.sort_unstable();
+                    let (s, problems) = Samples::decode(&pick(&chosen));
+                    problems.iter().for_each(|p| log(p));
+                    Some(s)
+                }
+                None => None,
+            };
+            if train.is_empty() {
+                return Err(Error::Input(format!(
+                    "no readable training images in {}",
+                    dir.display()
+                )));
+            }
+            Ok((ds.classes, train, val))
+        }
+    }
+}
+
+/// The starting tuning of a job.
+pub fn initial_tuning(
+    gpu: &Gpu,
+    vit: &GpuViT,
+    backbone: &Backbone,
+    job: &TrainJob,
+    classes: usize,
+    train: &Samples,
+    transform: &Transform,
+) -> Result<Tuning> {
+    let mut t = Tuning::init(
+        job.method,
+        job.options.clone(),
+        backbone,
+        classes,
+        job.config.seed,
+    )?;
+    match &job.init {
+        Init::Method => {}
+        Init::Spt(kind) => {
+            let idx: Vec<usize> = (0..train.len()).collect();
+            let mut tokens: Vec<crate::model::HostTensor> = Vec::new();
+            for ids in idx.chunks(32) {
+                let px = crate::train::trainer::batch_pixels(train, ids, transform, None);
+                let out = vit.forward(
+                    gpu,
+                    &px,
+                    &ForwardOptions {
+                        tokens: true,
+                        ..Default::default()
+                    },
+                )?;
+                if tokens.is_empty() {
+                    tokens = out.tokens;
+                } else {
+                    for (acc, more) in tokens.iter_mut().zip(out.tokens) {
+                        acc.shape[0] += more.shape[0];
+                        acc.data.extend(more.data);
+                    }
+                }
+            }
+            spt::apply(&mut t, &tokens, *kind, job.config.seed)?;
+        }
+        Init::Pretrained(path) => {
+            let src = tuned::read(path, backbone, true)?;
+            for name in ["prompt_embeddings", "deep_prompt_embeddings"] {
+                match (t.tensors.get_mut(name), src.tuning.tensors.get(name)) {
+                    (Some(dst), Some(s)) if dst.shape == s.shape => dst.data.clone_from(&s.data),
+                    (Some(dst), Some(s)) => {
+                        return Err(Error::Input(format!(
+                            "{}: `{name}` has shape {:?}, the run needs {:?} (use the same method and --prompts)",
+                            path.display(),
+                            s.shape,
+                            dst.shape
+                        )))
+                    }
+                    (Some(_), None) => {
+                        return Err(Error::Input(format!("{} has no `{name}` to start from", path.display())))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Init::Tuned(path) => {
+            let src = tuned::read(path, backbone, false)?;
+            if src.tuning.method != job.method || src.tuning.num_classes != classes {
+                return Err(Error::Input(format!(
+                    "{} holds {} with {} classes; this run is {} with {classes}",
+                    path.display(),
+                    src.tuning.method,
+                    src.tuning.num_classes,
+                    job.method
+                )));
+            }
+            t = src.tuning;
+        }
+    }
+    Ok(t)
+}
+
+/// Runs a training job to the end (or until `stop`), returning the best tuning and its metadata.
+pub fn run_train(
+    gpu: &Gpu,
+    backbone: &Backbone,
+    job: &TrainJob,
+    stop: &AtomicBool,
+    log: &mut dyn FnMut(&str),
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<TrainReport> {
+    let (classes, train_set, val) = load_data(job, log)?;
+    let transform = eval_transform(backbone, job.image_size);
+    let vit = GpuViT::new(gpu, backbone, Some(transform.size))?;
+    let tuning = initial_tuning(
+        gpu,
+        &vit,
+        backbone,
+        job,
+        classes.len(),
+        &train_set,
+        &transform,
+    )?;
+    let outcome = train(
+        gpu,
+        &vit,
+        &transform,
+        tuning,
+        &train_set,
+        val.as_ref(),
+        &job.config,
+        stop,
+        on_event,
+    )?;
+    let mut meta = TunedMeta::new(
+        &outcome.best,
+        backbone,
+        classes.clone(),
+        &job.init.describe(),
+    );
+    meta.image_size = transform.size;
+    Ok(TrainReport {
+        classes,
+        meta,
+        train_images: train_set.len(),
+        val_images: val.as_ref().map(|v| v.len()).unwrap_or(0),
+        outcome,
+    })
+}
+
+/// Evaluates a tuned file on class folders (classes matched by name).
+pub fn evaluate(
+    gpu: &Gpu,
+    backbone: &Backbone,
+    tuned_path: &Path,
+    data: &Path,
+    force: bool,
+) -> Result<(Evaluation, Vec<String>)> {
+    let tf = tuned::read(tuned_path, backbone, force)?;
+    let mut ds = Dataset::from_folder(data)?;
+    ds.relabel(&tf.classes)?;
+    let (samples, problems) = Samples::decode(&ds.items);
+    let size = tf.meta.as_ref().map(|m| m.image_size);
+    let transform = eval_transform(backbone, size);
+    let vit = GpuViT::new(gpu, backbone, Some(transform.size))?;
+    let gt = GpuTuning::upload(gpu, &tf.tuning)?;
+    let logits = predict_logits(gpu, &vit, &transform, &gt, &samples, 32)?;
+    let pred = argmax_rows(&logits.data, tf.tuning.num_classes);
+    Ok((
+        Evaluation::new(tf.classes, &pred, &samples.labels),
+        problems,
+    ))
+}
+
+/// Class probabilities of images under a tuned file (or the backbone's own head): (class names, rows).
+pub fn predict(
+    gpu: &Gpu,
+    backbone: &Backbone,
+    tuned_path: Option<&Path>,
+    images: &[PathBuf],
+    force: bool,
+) -> Result<(Vec<String>, Vec<Vec<f32>>)> {
+    let tf = tuned_path
+        .map(|p| tuned::read(p, backbone, force))
+        .transpose()?;
+    let size = tf
+        .as_ref()
+        .and_then(|t| t.meta.as_ref())
+        .map(|m| m.image_size);
+    let transform = eval_transform(backbone, size);
+    let pixels = transform.batch(images)?;
+    let vit = GpuViT::new(gpu, backbone, Some(transform.size))?;
+    let gt = tf
+        .as_ref()
+        .map(|t| GpuTuning::upload(gpu, &t.tuning))
+        .transpose()?;
+    let out = vit.forward(
+        gpu,
+        &pixels,
+        &ForwardOptions {
+            tuning: gt.as_ref(),
+            ..Default::default()
+        },
+    )?;
+    let logits = out.logits.ok_or_else(|| {
+        Error::Input(format!(
+            "{} has no classification head; give a tuned file (--tuned) made by `vitune train`",
+            backbone.path.display()
+        ))
+    })?;
+    let nc = logits.shape[1];
+    let classes = match &tf {
+        Some(t) => t.classes.clone(),
+        None => crate::model::class_names(&backbone.path)
+            .filter(|n| n.len() == nc)
+            .unwrap_or_else(|| (0..nc).map(|i| format!("class {i}")).collect()),
+    };
+    let rows = logits.data.chunks(nc).map(softmax).collect();
+    Ok((classes, rows))
+}
+
+pub fn softmax(row: &[f32]) -> Vec<f32> {
+    let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}

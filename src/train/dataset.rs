@@ -1,0 +1,193 @@
+//! Data sets as class folders, K-shot sampling with a seed, and parallel decoding off the GPU thread.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::preprocess::load_rgb;
+use crate::rng::Rng;
+
+const IMAGE_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif"];
+
+fn is_image(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_lowercase().as_str()))
+        .unwrap_or(false)
+}
+
+/// A folder with one sub-folder per class (the folder name is the class name) of images.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub root: PathBuf,
+    pub classes: Vec<String>,
+    /// (image path, class index), sorted by class then file name.
+    pub items: Vec<(PathBuf, usize)>,
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| Error::Input(format!("cannot read folder {}: {e}", dir.display())))?;
+    let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    v.sort();
+    Ok(v)
+}
+
+impl Dataset {
+    /// Reads the class folders of `root`. A class folder without images is an error naming it.
+    pub fn from_folder(root: &Path) -> Result<Self> {
+        let mut classes = Vec::new();
+        let mut items = Vec::new();
+        for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
+            let name = dir
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.starts_with('.') {
+                continue;
+            }
+            let images: Vec<PathBuf> = sorted_entries(&dir)?
+                .into_iter()
+                .filter(|p| is_image(p))
+                .collect();
+            if images.is_empty() {
+                return Err(Error::Input(format!(
+                    "class `{name}` ({}) has no images (expected PNG, JPEG, WebP, BMP or GIF files)",
+                    dir.display()
+                )));
+            }
+            let idx = classes.len();
+            classes.push(name);
+            items.extend(images.into_iter().map(|p| (p, idx)));
+        }
+        if classes.is_empty() {
+            return Err(Error::Input(format!(
+                "{} has no class folders: expected one sub-folder of images per class",
+                root.display()
+            )));
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            classes,
+            items,
+        })
+    }
+
+    /// Maps this set's classes onto `classes` (a training set's), failing on a class the model does not know.
+    pub fn relabel(&mut self, classes: &[String]) -> Result<()> {
+        let map: Vec<usize> = self
+            .classes
+            .iter()
+            .map(|c| {
+                classes.iter().position(|k| k == c).ok_or_else(|| {
+                    Error::Input(format!(
+                        "class `{c}` in {} is not one of the model's classes ({})",
+                        self.root.display(),
+                        classes.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
+        for item in &mut self.items {
+            item.1 = map[item.1];
+        }
+        self.classes = classes.to_vec();
+        Ok(())
+    }
+
+    /// K images per class drawn with `seed` (all of a class when it has fewer), and the rest, disjoint.
+    pub fn k_shot(&self, k: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
+        let mut rng = Rng::new(seed);
+        let mut train = Vec::new();
+        let mut rest = Vec::new();
+        for c in 0..self.classes.len() {
+            let mut idx: Vec<usize> = (0..self.items.len())
+                .filter(|&i| self.items[i].1 == c)
+                .collect();
+            rng.shuffle(&mut idx);
+            let take = k.min(idx.len());
+            train.extend_from_slice(&idx[..take]);
+            rest.extend_from_slice(&idx[take..]);
+        }
+        train.sort_unstable();
+        rest.sort_unstable();
+        (train, rest)
+    }
+}
+
+/// Decoded images with labels. Images that fail to decode are reported by path and left out.
+#[derive(Clone, Default)]
+pub struct Samples {
+    pub images: Vec<Arc<image::RgbImage>>,
+    pub labels: Vec<usize>,
+    pub paths: Vec<PathBuf>,
+}
+
+impl Samples {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Decodes `items` on worker threads; returns the samples and one message per unreadable image.
+    pub fn decode(items: &[(PathBuf, usize)]) -> (Self, Vec<String>) {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .min(8);
+        let chunk = items.len().div_ceil(threads).max(1);
+        let results: Vec<Vec<(PathBuf, usize, Result<image::RgbImage>)>> =
+            std::thread::scope(|s| {
+                let handles: Vec<_> = items
+                    .chunks(chunk)
+                    .map(|part| {
+                        s.spawn(move || {
+                            part.iter()
+                                .map(|(p, l)| (p.clone(), *l, load_rgb(p)))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+        let mut out = Samples::default();
+        let mut problems = Vec::new();
+        for (path, label, r) in results.into_iter().flatten() {
+            match r {
+                Ok(img) => {
+                    out.images.push(Arc::new(img));
+                    out.labels.push(label);
+                    out.paths.push(path);
+                }
+                Err(e) => problems.push(format!("skipped {}: {e}", path.display())),
+            }
+        }
+        (out, problems)
+    }
+
+    /// In-memory samples (e.g. generated images).
+    pub fn from_images(images: Vec<image::RgbImage>, labels: Vec<usize>) -> Self {
+        let paths = (0..images.len())
+            .map(|i| PathBuf::from(format!("#{i}")))
+            .collect();
+        Self {
+            images: images.into_iter().map(Arc::new).collect(),
+            labels,
+            paths,
+        }
+    }
+
+    pub fn subset(&self, idx: &[usize]) -> Self {
+        Self {
+            images: idx.iter().map(|&i| self.images[i].clone()).collect(),
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            paths: idx.iter().map(|&i| self.paths[i].clone()).collect(),
+        }
+    }
+}

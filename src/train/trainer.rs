@@ -1,0 +1,284 @@
+//! The training loop: epochs of shuffled mini-batches (augmented on worker threads), one GPU step per batch,
+//! evaluation after each epoch, and the best tuning kept. A stop flag ends it cleanly between steps.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::augment::Augment;
+use super::dataset::Samples;
+use super::metrics::argmax_rows;
+use super::optim::{OptimConfig, Optimizer, OptimizerKind};
+use super::step::compute_grads;
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Recorder};
+use crate::model::{ForwardOptions, GpuTuning, GpuViT, HostTensor};
+use crate::preprocess::Transform;
+use crate::rng::Rng;
+use crate::tuning::{Method, Tuning};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch: usize,
+    pub optim: OptimConfig,
+    pub seed: u64,
+    pub augment: Augment,
+    /// Images per GPU micro-batch; chosen from the adapter's limits when unset.
+    pub micro_batch: Option<usize>,
+}
+
+impl TrainConfig {
+    /// The papers' recipe for `method` (REFERENCE.md), scaled to `steps_per_epoch`: VPT and the linear probe
+    /// train with SGD (momentum 0.9, lr = base·batch/256), the adapters with AdamW; warmup for the first 10% of
+    /// the steps, then cosine decay.
+    pub fn defaults(method: Method, epochs: usize, batch: usize, steps_per_epoch: usize) -> Self {
+        let scaled = |base: f32| base * batch as f32 / 256.0;
+        let mut optim = match method {
+            Method::Linear | Method::VptShallow | Method::VptDeep => OptimConfig::new(
+                OptimizerKind::Sgd,
+                scaled(if method == Method::Linear { 10.0 } else { 5.0 }),
+                1e-4,
+            ),
+            Method::Full => OptimConfig::new(OptimizerKind::Adamw, 1e-4, 1e-4),
+            Method::Bitfit | Method::Lora | Method::Adaptformer | Method::Convpass => {
+                OptimConfig::new(OptimizerKind::Adamw, 5e-3, 1e-4)
+            }
+        };
+        let total = (epochs * steps_per_epoch.max(1)) as u32;
+        optim.total_steps = total;
+        optim.warmup_steps = total / 10;
+        Self {
+            epochs,
+            batch,
+            optim,
+            seed: 0,
+            augment: Augment::default(),
+            micro_batch: None,
+        }
+    }
+}
+
+/// Progress, as the loop goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainEvent {
+    Step {
+        epoch: usize,
+        step: usize,
+        steps_per_epoch: usize,
+        loss: f64,
+        accuracy: f64,
+        images_per_s: f64,
+        lr: f32,
+    },
+    Epoch(EpochStats),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub val_accuracy: Option<f64>,
+    pub seconds: f64,
+}
+
+pub struct TrainOutcome {
+    /// The tuning with the best validation accuracy (the last one without a validation set).
+    pub best: Tuning,
+    pub best_epoch: usize,
+    pub history: Vec<EpochStats>,
+    /// The stop flag ended the run early.
+    pub stopped: bool,
+}
+
+/// Normalised model inputs for `idx` of `samples`, augmented with per-image seeds, on worker threads.
+pub fn batch_pixels(
+    samples: &Samples,
+    idx: &[usize],
+    t: &Transform,
+    aug: Option<(&Augment, u64)>,
+) -> HostTensor {
+    let (h, w) = t.size;
+    let per = 3 * h * w;
+    let mut data = vec![0.0f32; idx.len() * per];
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(8);
+    let chunk = idx.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for (ci, (out, ids)) in data
+            .chunks_mut(chunk * per)
+            .zip(idx.chunks(chunk))
+            .enumerate()
+        {
+            s.spawn(move || {
+                for (j, (&i, dst)) in ids.iter().zip(out.chunks_mut(per)).enumerate() {
+                    let img = &samples.images[i];
+                    let v = match aug {
+                        Some((a, seed)) => {
+                            let mut rng = Rng::new(
+                                seed ^ ((ci * chunk + j) as u64).wrapping_mul(0x9E37_79B9),
+                            );
+                            a.apply(img, t, &mut rng)
+                        }
+                        None => t.apply(img),
+                    };
+                    dst.copy_from_slice(&v);
+                }
+            });
+        }
+    });
+    HostTensor::new(vec![idx.len(), 3, h, w], data)
+}
+
+/// Logits [n, classes] of `samples` under `tuning` (eval transform), in batches of `batch`.
+pub fn predict_logits(
+    gpu: &Gpu,
+    vit: &GpuViT,
+    t: &Transform,
+    tuning: &GpuTuning,
+    samples: &Samples,
+    batch: usize,
+) -> Result<HostTensor> {
+    let mut data = Vec::new();
+    let all: Vec<usize> = (0..samples.len()).collect();
+    for ids in all.chunks(batch.max(1)) {
+        let px = batch_pixels(samples, ids, t, None);
+        let out = vit.forward(
+            gpu,
+            &px,
+            &ForwardOptions {
+                tuning: Some(tuning),
+                max_batch: Some(batch),
+                ..Default::default()
+            },
+        )?;
+        let l = out
+            .logits
+            .ok_or_else(|| Error::Input("the tuning has no head".into()))?;
+        data.extend(l.data);
+    }
+    Ok(HostTensor::new(
+        vec![samples.len(), tuning.num_classes],
+        data,
+    ))
+}
+
+fn accuracy(logits: &HostTensor, labels: &[usize]) -> f64 {
+    let pred = argmax_rows(&logits.data, logits.shape[1]);
+    let correct = pred.iter().zip(labels).filter(|(p, l)| p == l).count();
+    correct as f64 / labels.len().max(1) as f64
+}
+
+/// Trains `tuning` on `train`; evaluates on `val` after each epoch and keeps the best.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    gpu: &Gpu,
+    vit: &GpuViT,
+    transform: &Transform,
+    tuning: Tuning,
+    train: &Samples,
+    val: Option<&Samples>,
+    cfg: &TrainConfig,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<TrainOutcome> {
+    if train.is_empty() {
+        return Err(Error::Input("no training images".into()));
+    }
+    let gt = GpuTuning::upload(gpu, &tuning)?;
+    let grads = gt.zeros_like(gpu)?;
+    let mut opt = Optimizer::new(gpu, &gt.params, cfg.optim.clone())?;
+    let mut rng = Rng::new(cfg.seed);
+    let mut best = tuning;
+    let mut best_metric = f64::NEG_INFINITY;
+    let mut best_epoch = 0;
+    let mut history = Vec::new();
+    let steps_per_epoch = train.len().div_ceil(cfg.batch.max(1));
+    let mut stopped = false;
+    'epochs: for epoch in 0..cfg.epochs {
+        let start = Instant::now();
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        rng.shuffle(&mut order);
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        for (step, ids) in order.chunks(cfg.batch.max(1)).enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                stopped = true;
+                break 'epochs;
+            }
+            let t0 = Instant::now();
+            let px = batch_pixels(train, ids, transform, Some((&cfg.augment, rng.next_u64())));
+            let labels: Vec<usize> = ids.iter().map(|&i| train.labels[i]).collect();
+            let lr = opt.current_lr();
+            let mut after =
+                |rec: &mut Recorder| opt.record_step(rec, &gt.params, &grads, &gt.shapes);
+            let out = compute_grads(
+                gpu,
+                vit,
+                &gt,
+                &grads,
+                &px,
+                &labels,
+                cfg.micro_batch,
+                Some(&mut after),
+            )?;
+            if !out.loss.is_finite() {
+                return Err(Error::Input(format!(
+                    "the loss became {} at epoch {} step {}: lower the learning rate (--lr)",
+                    out.loss,
+                    epoch + 1,
+                    step + 1
+                )));
+            }
+            let acc = accuracy(&out.logits, &labels);
+            loss_sum += out.loss * ids.len() as f64;
+            correct += (acc * ids.len() as f64).round() as usize;
+            seen += ids.len();
+            on_event(&TrainEvent::Step {
+                epoch,
+                step,
+                steps_per_epoch,
+                loss: out.loss,
+                accuracy: acc,
+                images_per_s: ids.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+                lr,
+            });
+        }
+        let val_accuracy = match val {
+            Some(v) if !v.is_empty() => {
+                let logits = predict_logits(gpu, vit, transform, &gt, v, cfg.batch.max(8))?;
+                Some(accuracy(&logits, &v.labels))
+            }
+            _ => None,
+        };
+        let stats = EpochStats {
+            epoch,
+            loss: loss_sum / seen.max(1) as f64,
+            accuracy: correct as f64 / seen.max(1) as f64,
+            val_accuracy,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        // Without a validation set the latest epoch counts as best.
+        let metric = val_accuracy.unwrap_or(epoch as f64);
+        if metric >= best_metric {
+            best_metric = metric;
+            best_epoch = epoch;
+            best = gt.download(gpu)?;
+        }
+        on_event(&TrainEvent::Epoch(stats.clone()));
+        history.push(stats);
+    }
+    if history.is_empty() {
+        // Stopped before the first epoch ended: keep what the GPU holds now.
+        best = gt.download(gpu)?;
+    }
+    Ok(TrainOutcome {
+        best,
+        best_epoch,
+        history,
+        stopped,
+    })
+}
