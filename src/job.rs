@@ -298,14 +298,20 @@ pub fn evaluate(
     ))
 }
 
-/// Class probabilities of images under a tuned file (or the backbone's own head): (class names, rows).
-pub fn predict(
-    gpu: &Gpu,
+/// Everything a prediction needs before the GPU: the tuned file (if any), the transform and decoded pixels.
+pub struct PredictInput {
+    pub tuned: Option<tuned::TunedFile>,
+    pub transform: Transform,
+    pub pixels: crate::model::HostTensor,
+}
+
+/// Reads the tuned file and decodes the images (bad input fails here, before any GPU work).
+pub fn prepare_predict(
     backbone: &Backbone,
     tuned_path: Option<&Path>,
     images: &[PathBuf],
     force: bool,
-) -> Result<(Vec<String>, Vec<Vec<f32>>)> {
+) -> Result<PredictInput> {
     let tf = tuned_path
         .map(|p| tuned::read(p, backbone, force))
         .transpose()?;
@@ -315,14 +321,29 @@ pub fn predict(
         .map(|m| m.image_size);
     let transform = eval_transform(backbone, size);
     let pixels = transform.batch(images)?;
-    let vit = GpuViT::new(gpu, backbone, Some(transform.size))?;
-    let gt = tf
+    Ok(PredictInput {
+        tuned: tf,
+        transform,
+        pixels,
+    })
+}
+
+/// Class probabilities of the prepared images under the tuned file (or the backbone's own head):
+/// (class names, one row of probabilities per image).
+pub fn predict(
+    gpu: &Gpu,
+    backbone: &Backbone,
+    input: &PredictInput,
+) -> Result<(Vec<String>, Vec<Vec<f32>>)> {
+    let vit = GpuViT::new(gpu, backbone, Some(input.transform.size))?;
+    let gt = input
+        .tuned
         .as_ref()
         .map(|t| GpuTuning::upload(gpu, &t.tuning))
         .transpose()?;
     let out = vit.forward(
         gpu,
-        &pixels,
+        &input.pixels,
         &ForwardOptions {
             tuning: gt.as_ref(),
             ..Default::default()
@@ -335,7 +356,7 @@ pub fn predict(
         ))
     })?;
     let nc = logits.shape[1];
-    let classes = match &tf {
+    let classes = match &input.tuned {
         Some(t) => t.classes.clone(),
         None => crate::model::class_names(&backbone.path)
             .filter(|n| n.len() == nc)

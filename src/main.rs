@@ -479,8 +479,9 @@ fn predict(
     json: bool,
 ) -> Result<()> {
     let b = load.load(path)?;
+    let input = vitune::job::prepare_predict(&b, tuned, images, force)?;
     let gpu = Gpu::new()?;
-    let (names, rows) = vitune::job::predict(&gpu, &b, tuned, images, force)?;
+    let (names, rows) = vitune::job::predict(&gpu, &b, &input)?;
     let mut results = Vec::new();
     for (img, probs) in images.iter().zip(&rows) {
         let mut order: Vec<usize> = (0..probs.len()).collect();

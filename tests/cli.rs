@@ -22,9 +22,10 @@ fn fails_with(args: &[&str], needles: &[&str]) {
     let (ok, _, err) = vitune(args);
     assert!(!ok, "vitune {args:?} should fail");
     assert!(!err.contains("panicked"), "vitune {args:?} panicked: {err}");
+    // The last `error:` line is vitune's (drivers may print their own before it).
     let line = err
         .lines()
-        .find(|l| l.starts_with("error:"))
+        .rfind(|l| l.starts_with("error:"))
         .unwrap_or_else(|| panic!("no error line for {args:?}: {err}"));
     for n in needles {
         assert!(
