@@ -137,6 +137,9 @@ fn store(c_base: u32, gm: u32, gn: u32, acc_v: f32) {
     c[ci] = v;
 }
 
+// Rows and columns per workgroup of the direct kernel (8x8 invocations, 4x4 each).
+const DIRECT_TILE: u32 = 32u;
+
 // Without workgroup memory or barriers, for CPU adapters (lavapipe), where both cost more than they save:
 // each invocation computes a 4x4 block straight from the source buffers; 8x8 invocations cover 32x32.
 @compute @workgroup_size(8, 8, 1)
@@ -149,8 +152,8 @@ fn matmul_direct(
     let a_base = p.a_off + b1 * p.a_b1 + b2 * p.a_b2;
     let b_base = p.b_off + b1 * p.b_b1 + b2 * p.b_b2;
     let c_base = p.c_off + b1 * p.c_b1 + b2 * p.c_b2;
-    let row0 = wg.y * 32u + lid.y * 4u;
-    let col0 = wg.x * 32u + lid.x * 4u;
+    let row0 = wg.y * DIRECT_TILE + lid.y * 4u;
+    let col0 = wg.x * DIRECT_TILE + lid.x * 4u;
     // Clamp indices so every load is in bounds; out-of-range results are never stored.
     var ra: array<u32, 4>;
     var cb: array<u32, 4>;

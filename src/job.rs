@@ -372,3 +372,95 @@ pub fn softmax(row: &[f32]) -> Vec<f32> {
     let s: f32 = e.iter().sum();
     e.into_iter().map(|v| v / s).collect()
 }
+
+/// What attention map to draw, as the CLI and the app name things.
+#[derive(Debug, Clone)]
+pub struct AttentionRequest {
+    /// cls, prompt, rollout or grad-rollout.
+    pub mode: String,
+    pub layer: Option<usize>,
+    /// mean, max, min, or a head index.
+    pub head: String,
+    pub prompt: Option<usize>,
+    pub class: Option<usize>,
+    pub discard: f32,
+    pub colormap: String,
+    pub alpha: f32,
+}
+
+impl AttentionRequest {
+    pub fn mode(&self, depth: usize) -> Result<crate::viz::MapMode> {
+        use crate::viz::MapMode;
+        let layer = self.layer.unwrap_or(depth.saturating_sub(1));
+        if layer >= depth {
+            return Err(Error::Input(format!(
+                "--layer {layer} does not exist; the model has {depth} layers (0–{})",
+                depth - 1
+            )));
+        }
+        Ok(match self.mode.as_str() {
+            "cls" => MapMode::Cls { layer },
+            "prompt" => MapMode::Prompt {
+                layer,
+                prompt: self.prompt,
+            },
+            "rollout" => MapMode::Rollout {
+                discard: self.discard.clamp(0.0, 0.999),
+            },
+            "grad-rollout" => MapMode::GradRollout,
+            m => {
+                return Err(Error::Input(format!(
+                    "--mode `{m}`: expected cls, prompt, rollout or grad-rollout"
+                )))
+            }
+        })
+    }
+}
+
+/// The heat-map overlay of the first prepared image, at the size of the original `image_path`, and the class a
+/// grad-rollout explained.
+pub fn attention_overlay(
+    gpu: &Gpu,
+    backbone: &Backbone,
+    input: &PredictInput,
+    image_path: &Path,
+    req: &AttentionRequest,
+) -> Result<(image::RgbImage, Option<usize>)> {
+    use crate::viz::{image_attention, overlay, Colormap, HeadFusion, MapMode};
+    let mode = req.mode(backbone.config.depth)?;
+    let fusion = HeadFusion::from_name(&req.head)?;
+    let cmap = Colormap::from_name(&req.colormap).ok_or_else(|| {
+        Error::Input(format!(
+            "--colormap `{}`: expected inferno, viridis or jet",
+            req.colormap
+        ))
+    })?;
+    let vit = GpuViT::new(gpu, backbone, Some(input.transform.size))?;
+    let gt = input
+        .tuned
+        .as_ref()
+        .map(|t| GpuTuning::upload(gpu, &t.tuning))
+        .transpose()?;
+    let one = crate::model::HostTensor::new(
+        vec![1, 3, input.transform.size.0, input.transform.size.1],
+        input.pixels.data[..3 * input.transform.size.0 * input.transform.size.1].to_vec(),
+    );
+    let grads = mode == MapMode::GradRollout;
+    let att = image_attention(gpu, &vit, gt.as_ref(), &one, grads, req.class)?;
+    let map = att.map(mode, fusion)?;
+    let img = crate::preprocess::load_rgb(image_path)?;
+    let region = input
+        .transform
+        .crop_box(img.width() as usize, img.height() as usize);
+    Ok((
+        overlay(
+            &img,
+            &map,
+            att.grid,
+            region,
+            cmap,
+            req.alpha.clamp(0.0, 1.0),
+        ),
+        grads.then_some(att.class).flatten(),
+    ))
+}

@@ -2,6 +2,8 @@
 //! GPU that wgpu reaches.
 
 pub mod bench;
+pub mod data;
+pub mod demo;
 pub mod error;
 pub mod gpu;
 pub mod io;
@@ -13,5 +15,6 @@ pub mod rng;
 pub mod train;
 pub mod tuned;
 pub mod tuning;
+pub mod viz;
 
 pub use error::{Error, Result};

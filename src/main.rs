@@ -89,6 +89,60 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Write an attention heat-map over an image (at the image's own size).
+    Attention {
+        #[arg(long)]
+        backbone: PathBuf,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[arg(long)]
+        tuned: Option<PathBuf>,
+        #[arg(long)]
+        force: bool,
+        image: PathBuf,
+        /// cls, prompt, rollout or grad-rollout.
+        #[arg(long, default_value = "cls")]
+        mode: String,
+        /// Layer for cls and prompt maps (default: the last).
+        #[arg(long)]
+        layer: Option<usize>,
+        /// Head fusion: mean, max, min, or a head index.
+        #[arg(long, default_value = "mean")]
+        head: String,
+        /// Prompt index for prompt maps (default: the mean over prompts).
+        #[arg(long)]
+        prompt: Option<usize>,
+        /// Class explained by grad-rollout (default: the predicted one).
+        #[arg(long)]
+        class: Option<usize>,
+        /// Rollout's discard ratio (the smallest fraction of attention zeroed; CLS→CLS kept).
+        #[arg(long, default_value_t = 0.9)]
+        discard: f32,
+        /// inferno, viridis or jet.
+        #[arg(long, default_value = "inferno")]
+        colormap: String,
+        /// Opacity of the heat-map.
+        #[arg(long, default_value_t = 0.5)]
+        alpha: f32,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Render the demo's glyph data set (source classes for pre-training, target classes for few-shot tuning)
+    /// as class folders of PNG images.
+    DemoData {
+        /// source or target.
+        #[arg(long)]
+        split: String,
+        #[arg(long, default_value_t = 100)]
+        per_class: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Image side in pixels.
+        #[arg(long, default_value_t = 32)]
+        size: u32,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Loss and gradients of every trainable tensor of a method: `pixels` and `labels` in; `loss` and one
     /// gradient per tensor (named as in the tuned file) out. Dropout is off.
     Grad {
@@ -350,6 +404,63 @@ fn run(cli: Cli) -> Result<()> {
             top,
             json,
         ),
+        Some(Command::Attention {
+            backbone,
+            load,
+            tuned,
+            force,
+            image,
+            mode,
+            layer,
+            head,
+            prompt,
+            class,
+            discard,
+            colormap,
+            alpha,
+            out,
+        }) => {
+            let b = load.load(&backbone)?;
+            let req = vitune::job::AttentionRequest {
+                mode,
+                layer,
+                head,
+                prompt,
+                class,
+                discard,
+                colormap,
+                alpha,
+            };
+            let input = vitune::job::prepare_predict(
+                &b,
+                tuned.as_deref(),
+                std::slice::from_ref(&image),
+                force,
+            )?;
+            let gpu = Gpu::new()?;
+            let (img, class) = vitune::job::attention_overlay(&gpu, &b, &input, &image, &req)?;
+            img.save(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "wrote {} ({}x{}){}",
+                out.display(),
+                img.width(),
+                img.height(),
+                class.map(|c| format!(", class {c}")).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Some(Command::DemoData {
+            split,
+            per_class,
+            seed,
+            size,
+            out,
+        }) => {
+            let n = vitune::demo::write_glyph_folders(&split, per_class, seed, size, &out)?;
+            eprintln!("wrote {n} images to {}", out.display());
+            Ok(())
+        }
         Some(Command::Train(a)) => train(&a, false),
         Some(Command::PretrainPrompts(a)) => train(&a, true),
         Some(Command::Eval {

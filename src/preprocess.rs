@@ -84,6 +84,24 @@ impl Transform {
         out
     }
 
+    /// The part of a w×h image the model sees, in its pixels: (x0, y0, x1, y1).
+    pub fn crop_box(&self, w: usize, h: usize) -> (u32, u32, u32, u32) {
+        if self.crop_pct >= 1.0 {
+            return (0, 0, w as u32, h as u32);
+        }
+        let (th, tw) = self.size;
+        let short = ((th.min(tw) as f32) / self.crop_pct).floor() as f64;
+        let scale = w.min(h) as f64 / short;
+        let (rh, rw) = (h as f64 / scale, w as f64 / scale);
+        let top = ((rh - th as f64) / 2.0).round().max(0.0);
+        let left = ((rw - tw as f64) / 2.0).round().max(0.0);
+        let x0 = (left * scale).round() as u32;
+        let y0 = (top * scale).round() as u32;
+        let x1 = (((left + tw as f64) * scale).round() as u32).min(w as u32);
+        let y1 = (((top + th as f64) * scale).round() as u32).min(h as u32);
+        (x0, y0, x1, y1)
+    }
+
     /// Loads and transforms images into one batch [N, 3, H, W].
     pub fn batch(&self, paths: &[impl AsRef<Path>]) -> Result<HostTensor> {
         let mut data = Vec::with_capacity(paths.len() * 3 * self.size.0 * self.size.1);

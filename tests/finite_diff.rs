@@ -179,7 +179,7 @@ fn attention_backward_matches_finite_differences() {
         let g = up(&gpu, &[n, t, 3 * d], &qkv);
         let a = ops::attention::attention(rec, &g, heads).expect("attn");
         let dctx = up(&gpu, &[n, t, d], &w);
-        ops::attention::attention_backward(rec, &g, &a.probs, &dctx, heads).expect("backward")
+        ops::attention::attention_backward(rec, &g, &a.probs, &dctx, heads, None).expect("backward")
     });
     check("attention dqkv", &qkv, &w, &an, fwd, 1e-2);
 }

@@ -154,6 +154,8 @@ pub(crate) struct Forward {
 pub(crate) struct Graph<'a> {
     vit: &'a GpuViT,
     tuning: Option<&'a GpuTuning>,
+    /// When set, the backward keeps d(attention probabilities) of every layer here (last layer first).
+    pub attn_grads: Option<std::cell::RefCell<Vec<GpuTensor>>>,
 }
 
 impl<'a> Graph<'a> {
@@ -166,7 +168,11 @@ impl<'a> Graph<'a> {
                 )));
             }
         }
-        Ok(Self { vit, tuning })
+        Ok(Self {
+            vit,
+            tuning,
+            attn_grads: None,
+        })
     }
 
     fn method(&self) -> Option<Method> {
@@ -664,7 +670,13 @@ impl<'a> Graph<'a> {
         let (pw, _) = self.pair(&format!("{b}.attn.proj"))?;
         let dctx = linear_input_grad(rec, &dxm, pw, 1.0, None, &a.ctx.shape)?;
         self.linear_param_grads(rec, &format!("{b}.attn.proj"), &dxm, &a.ctx, grads, 1.0);
-        let dqkv = attention_backward(rec, &a.qkv, &a.probs, &dctx, c.heads)?;
+        let dqkv = match &self.attn_grads {
+            Some(cell) => {
+                let mut v = cell.borrow_mut();
+                attention_backward(rec, &a.qkv, &a.probs, &dctx, c.heads, Some(&mut v))?
+            }
+            None => attention_backward(rec, &a.qkv, &a.probs, &dctx, c.heads, None)?,
+        };
         drop(dctx);
         let (qw, _) = self.pair(&format!("{b}.attn.qkv"))?;
         let dy1 = linear_input_grad(rec, &dqkv, qw, 1.0, None, &a.y1.shape)?;

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use super::{Backbone, HostTensor, Pooling, ViTConfig, WeightFormat};
 use crate::rng::Rng;
 
-/// A published configuration by name: vit-ti16, vit-s16, vit-b16, vit-l16, or `tiny` (a CI-sized model).
+/// A published configuration by name: vit-ti16, vit-s16, vit-b16, vit-l16, `demo` (the embedded demo
+/// backbone's shape) or `tiny` (a CI-sized model).
 pub fn standard_config(name: &str) -> Option<ViTConfig> {
     let (dim, depth, heads, patch, size) = match name {
         "vit-ti16" => (192, 12, 3, 16, 224),
@@ -13,6 +14,7 @@ pub fn standard_config(name: &str) -> Option<ViTConfig> {
         "vit-b16" => (768, 12, 12, 16, 224),
         "vit-l16" => (1024, 24, 16, 16, 224),
         "tiny" => (48, 2, 3, 8, 32),
+        "demo" => (96, 4, 3, 8, 32),
         _ => return None,
     };
     Some(ViTConfig {

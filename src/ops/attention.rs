@@ -2,6 +2,7 @@
 //! Heads are read straight from qkv [N,T,3D] (q, k, v blocks; head h owns columns h·hd..(h+1)·hd).
 
 use crate::gpu::{GpuError, GpuTensor, Recorder};
+use crate::ops::activation::{add_into, zeros};
 use crate::ops::matmul::{Layout, Matmul};
 use crate::ops::softmax::{softmax_backward_inplace, softmax_inplace};
 
@@ -83,12 +84,14 @@ pub fn attention(
 }
 
 /// Backward of `attention`: from d context [N,T,D] to d qkv [N,T,3D], given the saved qkv and probabilities.
+/// With `capture`, also a copy of d probabilities [N,H,T,T] (for gradient-weighted attention maps).
 pub fn attention_backward(
     rec: &mut Recorder,
     qkv: &GpuTensor,
     probs: &GpuTensor,
     dctx: &GpuTensor,
     heads: usize,
+    capture: Option<&mut Vec<GpuTensor>>,
 ) -> Result<GpuTensor, GpuError> {
     let (n, t, d3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2]);
     let d = d3 / 3;
@@ -152,6 +155,11 @@ pub fn attention_backward(
         heads,
     )
     .record(rec);
+    if let Some(out) = capture {
+        let copy = zeros(rec, &dp.shape)?;
+        add_into(rec, &copy, &dp);
+        out.push(copy);
+    }
     softmax_backward_inplace(rec, probs, &dp);
     // dQ = scale · dS · K
     let mut dq = batched(

@@ -1,0 +1,3 @@
+//! The embedded demo's data: glyph images rendered from the fonts under assets/fonts.
+
+pub mod glyphs;

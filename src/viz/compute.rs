@@ -1,0 +1,105 @@
+//! Attention (and its gradient) of one image on the GPU, and the map a person asked for.
+
+use std::cell::RefCell;
+
+use super::{attention_map, HeadFusion, MapMode};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Recorder};
+use crate::model::graph_api::Graph;
+use crate::model::{GpuTuning, GpuViT, HostTensor};
+
+/// One image's attention: per layer [heads·T·T], the class the map explains, and the logits.
+pub struct ImageAttention {
+    pub attn: Vec<Vec<f32>>,
+    /// ∂ logit[class] / ∂ attention, per layer (for grad-rollout).
+    pub grads: Option<Vec<Vec<f32>>>,
+    pub heads: usize,
+    pub tokens: usize,
+    pub prompts: usize,
+    pub grid: (usize, usize),
+    pub logits: Vec<f32>,
+    pub class: Option<usize>,
+}
+
+impl ImageAttention {
+    pub fn map(&self, mode: MapMode, fusion: HeadFusion) -> Result<Vec<f32>> {
+        attention_map(
+            &self.attn,
+            self.grads.as_deref(),
+            self.heads,
+            self.tokens,
+            self.prompts,
+            mode,
+            fusion,
+        )
+    }
+}
+
+/// Runs `pixels` [1,3,H,W]; with `with_grads`, also backpropagates logit[class] (class: given, or the
+/// predicted one) to every layer's attention.
+pub fn image_attention(
+    gpu: &Gpu,
+    vit: &GpuViT,
+    tuning: Option<&GpuTuning>,
+    pixels: &HostTensor,
+    with_grads: bool,
+    class: Option<usize>,
+) -> Result<ImageAttention> {
+    let mut graph = Graph::new(vit, tuning)?;
+    let c = &vit.config;
+    let px = gpu.upload(&pixels.shape, &pixels.data)?;
+    let mut rec = Recorder::new(gpu);
+    let f = graph.forward(&mut rec, &px, false, true, false)?;
+    let ha: Vec<_> = f.attn.iter().map(|a| rec.read(a)).collect();
+    let hl = f.logits.as_ref().map(|l| rec.read(l));
+    let t = f.attn.first().map(|a| a.shape[2]).unwrap_or(0);
+    drop(f);
+    let (mut outs, _) = rec.finish()?;
+    let attn: Vec<Vec<f32>> = ha.iter().map(|h| std::mem::take(&mut outs[h.0])).collect();
+    let logits = hl
+        .map(|h| std::mem::take(&mut outs[h.0]))
+        .unwrap_or_default();
+    let predicted = crate::train::argmax_rows(&logits, logits.len().max(1))
+        .first()
+        .copied();
+    let class = class.or(predicted);
+    let grads = if with_grads {
+        let k = class.ok_or_else(|| {
+            Error::Input("grad-rollout needs a head (a tuned file or the backbone's)".into())
+        })?;
+        if k >= logits.len() {
+            return Err(Error::Input(format!(
+                "class {k} does not exist; the head has {}",
+                logits.len()
+            )));
+        }
+        graph.attn_grads = Some(RefCell::new(Vec::new()));
+        let mut rec = Recorder::new(gpu);
+        let f = graph.forward(&mut rec, &px, true, false, false)?;
+        let mut onehot = vec![0.0f32; logits.len()];
+        onehot[k] = 1.0;
+        let dlogits = gpu.upload(&[1, logits.len()], &onehot)?;
+        graph.backward(&mut rec, &f, &dlogits, &Default::default())?;
+        let captured = graph
+            .attn_grads
+            .take()
+            .map(|c| c.into_inner())
+            .unwrap_or_default();
+        let hs: Vec<_> = captured.iter().rev().map(|g| rec.read(g)).collect();
+        drop(f);
+        let (mut outs, _) = rec.finish()?;
+        Some(hs.iter().map(|h| std::mem::take(&mut outs[h.0])).collect())
+    } else {
+        None
+    };
+    Ok(ImageAttention {
+        attn,
+        grads,
+        heads: c.heads,
+        tokens: t,
+        prompts: tuning.map(|t| t.prompts()).unwrap_or(0),
+        grid: vit.grid(),
+        logits,
+        class,
+    })
+}

@@ -1,0 +1,196 @@
+//! Attention maps over the patch grid from post-softmax attention [heads, T, T] per layer (one image), tokens
+//! ordered [CLS, p prompts, patches].
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How the heads of a layer become one map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeadFusion {
+    Mean,
+    Max,
+    Min,
+    Head(usize),
+}
+
+impl HeadFusion {
+    pub fn from_name(s: &str) -> Result<Self> {
+        match s {
+            "mean" => Ok(Self::Mean),
+            "max" => Ok(Self::Max),
+            "min" => Ok(Self::Min),
+            n => n.parse().map(Self::Head).map_err(|_| {
+                Error::Input(format!(
+                    "--head `{n}`: expected mean, max, min or a head index"
+                ))
+            }),
+        }
+    }
+}
+
+/// Which map.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum MapMode {
+    /// CLS → patch attention of one layer.
+    Cls { layer: usize },
+    /// Prompt k → patch attention of one layer (`None`: the mean over prompts).
+    Prompt { layer: usize, prompt: Option<usize> },
+    /// Attention rollout over all layers (Abnar & Zuidema 2020) with a discard ratio that keeps CLS→CLS.
+    Rollout { discard: f32 },
+    /// Gradient-weighted rollout (Chefer et al. 2021): per layer mean_h(clamp(∂score/∂A ⊙ A, 0)), R += cam·R.
+    GradRollout,
+}
+
+/// One layer's attention [heads·T·T] fused over heads into [T·T].
+pub fn fuse_heads(a: &[f32], heads: usize, t: usize, fusion: HeadFusion) -> Result<Vec<f64>> {
+    let tt = t * t;
+    if let HeadFusion::Head(h) = fusion {
+        if h >= heads {
+            return Err(Error::Input(format!(
+                "head {h} does not exist; the model has {heads} heads"
+            )));
+        }
+        return Ok(a[h * tt..(h + 1) * tt].iter().map(|v| *v as f64).collect());
+    }
+    Ok((0..tt)
+        .map(|i| {
+            let vals = (0..heads).map(|h| a[h * tt + i] as f64);
+            match fusion {
+                HeadFusion::Max => vals.fold(f64::NEG_INFINITY, f64::max),
+                HeadFusion::Min => vals.fold(f64::INFINITY, f64::min),
+                _ => vals.sum::<f64>() / heads as f64,
+            }
+        })
+        .collect())
+}
+
+fn matmul(a: &[f64], b: &[f64], t: usize) -> Vec<f64> {
+    let mut c = vec![0.0; t * t];
+    for i in 0..t {
+        for k in 0..t {
+            let aik = a[i * t + k];
+            if aik == 0.0 {
+                continue;
+            }
+            for j in 0..t {
+                c[i * t + j] += aik * b[k * t + j];
+            }
+        }
+    }
+    c
+}
+
+/// Rollout R = Â_L ⋯ Â_1 with Â = rownorm((A' + I)/2), A' the fused attention with the smallest `discard`
+/// fraction of entries zeroed (CLS→CLS always kept). Returns R [T·T].
+pub fn rollout(layers: &[Vec<f64>], t: usize, discard: f32) -> Vec<f64> {
+    let mut r: Vec<f64> = (0..t * t)
+        .map(|i| if i % (t + 1) == 0 { 1.0 } else { 0.0 })
+        .collect();
+    for a in layers {
+        let mut a = a.clone();
+        let drop = ((t * t) as f64 * discard as f64) as usize;
+        if drop > 0 {
+            let mut order: Vec<usize> = (0..t * t).collect();
+            order.sort_by(|&x, &y| a[x].total_cmp(&a[y]));
+            for &i in order.iter().take(drop) {
+                if i != 0 {
+                    a[i] = 0.0;
+                }
+            }
+        }
+        for i in 0..t {
+            a[i * t + i] += 1.0;
+        }
+        for i in 0..t {
+            let s: f64 = a[i * t..(i + 1) * t].iter().sum();
+            if s > 0.0 {
+                a[i * t..(i + 1) * t].iter_mut().for_each(|v| *v /= s);
+            }
+        }
+        r = matmul(&a, &r, t);
+    }
+    r
+}
+
+/// The map over the `grid` of patches for one image, normalised to a maximum of 1.
+/// `attn[l]` is layer l's [heads·T·T]; `grads[l]` (grad-rollout only) the gradient of the class score w.r.t. it.
+pub fn attention_map(
+    attn: &[Vec<f32>],
+    grads: Option<&[Vec<f32>]>,
+    heads: usize,
+    t: usize,
+    prompts: usize,
+    mode: MapMode,
+    fusion: HeadFusion,
+) -> Result<Vec<f32>> {
+    let first_patch = 1 + prompts;
+    let layer_of = |l: usize| {
+        attn.get(l).ok_or_else(|| {
+            Error::Input(format!(
+                "layer {l} does not exist; the model has {} layers",
+                attn.len()
+            ))
+        })
+    };
+    let row: Vec<f64> = match mode {
+        MapMode::Cls { layer } => {
+            let a = fuse_heads(layer_of(layer)?, heads, t, fusion)?;
+            a[first_patch..t].to_vec()
+        }
+        MapMode::Prompt { layer, prompt } => {
+            if prompts == 0 {
+                return Err(Error::Input(
+                    "prompt maps need a tuned file with prompts".into(),
+                ));
+            }
+            let a = fuse_heads(layer_of(layer)?, heads, t, fusion)?;
+            let ks: Vec<usize> = match prompt {
+                Some(k) if k < prompts => vec![k],
+                Some(k) => {
+                    return Err(Error::Input(format!(
+                        "prompt {k} does not exist; there are {prompts}"
+                    )))
+                }
+                None => (0..prompts).collect(),
+            };
+            (first_patch..t)
+                .map(|j| ks.iter().map(|k| a[(1 + k) * t + j]).sum::<f64>() / ks.len() as f64)
+                .collect()
+        }
+        MapMode::Rollout { discard } => {
+            let fused = attn
+                .iter()
+                .map(|a| fuse_heads(a, heads, t, fusion))
+                .collect::<Result<Vec<_>>>()?;
+            let r = rollout(&fused, t, discard);
+            r[first_patch..t].to_vec()
+        }
+        MapMode::GradRollout => {
+            let grads = grads
+                .ok_or_else(|| Error::Input("grad-rollout needs attention gradients".into()))?;
+            let mut r: Vec<f64> = (0..t * t)
+                .map(|i| if i % (t + 1) == 0 { 1.0 } else { 0.0 })
+                .collect();
+            for (a, g) in attn.iter().zip(grads) {
+                let tt = t * t;
+                let cam: Vec<f64> = (0..tt)
+                    .map(|i| {
+                        (0..heads)
+                            .map(|h| (g[h * tt + i] as f64 * a[h * tt + i] as f64).max(0.0))
+                            .sum::<f64>()
+                            / heads as f64
+                    })
+                    .collect();
+                let add = matmul(&cam, &r, t);
+                r.iter_mut().zip(add).for_each(|(x, y)| *x += y);
+            }
+            r[first_patch..t].to_vec()
+        }
+    };
+    let max = row.iter().cloned().fold(0.0f64, f64::max);
+    Ok(row
+        .iter()
+        .map(|v| if max > 0.0 { (v / max) as f32 } else { 0.0 })
+        .collect())
+}

@@ -1,0 +1,11 @@
+//! Attention maps (CLS→patch, prompt→patch, rollout, gradient-weighted rollout), colormaps and overlays.
+
+mod colormap;
+mod compute;
+mod maps;
+mod overlay;
+
+pub use colormap::Colormap;
+pub use compute::{image_attention, ImageAttention};
+pub use maps::{attention_map, fuse_heads, rollout, HeadFusion, MapMode};
+pub use overlay::{overlay, upsample_bilinear};
