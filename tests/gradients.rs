@@ -162,3 +162,27 @@ fn micro_batches_accumulate_to_the_full_batch_gradient() {
         assert!(e < 1e-5, "`{name}`: micro-batched rel err {e:e}");
     }
 }
+
+#[test]
+fn linear_probe_on_cached_features_gives_the_same_gradients() {
+    use vitune::model::ForwardOptions;
+    use vitune::train::compute_head_grads;
+    let case = load_case("linear");
+    let (_, full) = run(&case, None);
+    let gpu = common::gpu();
+    let vit = GpuViT::new(&gpu, &case.backbone, None).expect("upload");
+    let gt = GpuTuning::upload(&gpu, &case.tuning).expect("tuning upload");
+    let grads = gt.zeros_like(&gpu).expect("grads");
+    let features = vit
+        .forward(&gpu, &case.pixels, &ForwardOptions::default())
+        .expect("forward")
+        .pooled;
+    let out = compute_head_grads(&gpu, &gt, &grads, &features, &case.labels, None).expect("step");
+    let want_loss = case.expected["loss"].data[0] as f64;
+    assert!((out.loss - want_loss).abs() < 1e-4 * want_loss);
+    let cached = download_named(&gpu, &grads, &gt.shapes).expect("download");
+    for (k, g) in &full {
+        let e = common::rel_err(&cached[k].data, &g.data);
+        assert!(e < 1e-5, "`{k}`: {e:e}");
+    }
+}

@@ -110,3 +110,54 @@ pub fn compute_grads(
         logits: HostTensor::new(vec![n, tuning.num_classes], logits),
     })
 }
+
+/// The linear probe's step on cached backbone features [n, D] (the backbone is frozen and, without
+/// augmentation, its features never change): zeroes `grads`, accumulates the head's gradients, runs `after`.
+pub fn compute_head_grads(
+    gpu: &Gpu,
+    tuning: &GpuTuning,
+    grads: &BTreeMap<String, GpuTensor>,
+    features: &HostTensor,
+    labels: &[usize],
+    after: Option<&mut dyn FnMut(&mut Recorder)>,
+) -> Result<StepOutput> {
+    use crate::ops::matmul::{linear, linear_weight_grad, Act};
+    use crate::ops::reduce::column_sum_into;
+    let n = features.shape[0];
+    let (hw, hb) = match (
+        tuning.params.get("head.weight"),
+        tuning.params.get("head.bias"),
+    ) {
+        (Some(w), Some(b)) => (w, b),
+        _ => {
+            return Err(Error::Input(
+                "the linear probe needs head.weight and head.bias".into(),
+            ))
+        }
+    };
+    let mut rec = Recorder::new(gpu);
+    for g in grads.values() {
+        fill(&mut rec, g, 0.0);
+    }
+    let f = gpu.upload(&features.shape, &features.data)?;
+    let lab: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+    let lab = gpu.upload(&[n], &lab)?;
+    let logits = linear(&mut rec, &f, hw, Some(hb), Act::None, None)?;
+    let (row_loss, dlogits) = cross_entropy(&mut rec, &logits, &lab, n)?;
+    if let Some(g) = grads.get("head.weight") {
+        linear_weight_grad(&mut rec, &dlogits, &f, g, 1.0);
+    }
+    if let Some(g) = grads.get("head.bias") {
+        column_sum_into(&mut rec, &dlogits, g, 1.0);
+    }
+    let hl = rec.read(&row_loss);
+    let hg = rec.read(&logits);
+    if let Some(a) = after {
+        a(&mut rec);
+    }
+    let (outs, _) = rec.finish()?;
+    Ok(StepOutput {
+        loss: outs[hl.0].iter().map(|v| *v as f64).sum::<f64>() / n.max(1) as f64,
+        logits: HostTensor::new(vec![n, tuning.num_classes], outs[hg.0].clone()),
+    })
+}

@@ -10,7 +10,7 @@ use super::augment::Augment;
 use super::dataset::Samples;
 use super::metrics::argmax_rows;
 use super::optim::{OptimConfig, Optimizer, OptimizerKind};
-use super::step::compute_grads;
+use super::step::{compute_grads, compute_head_grads};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
 use crate::model::{ForwardOptions, GpuTuning, GpuViT, HostTensor};
@@ -199,6 +199,22 @@ pub fn train(
     let mut history = Vec::new();
     let steps_per_epoch = train.len().div_ceil(cfg.batch.max(1));
     let mut stopped = false;
+    // The linear probe without augmentation trains on features computed once.
+    let features = if best.method == Method::Linear && cfg.augment == Augment::none() {
+        let all: Vec<usize> = (0..train.len()).collect();
+        let mut data = Vec::new();
+        for ids in all.chunks(64) {
+            let px = batch_pixels(train, ids, transform, None);
+            data.extend(
+                vit.forward(gpu, &px, &ForwardOptions::default())?
+                    .pooled
+                    .data,
+            );
+        }
+        Some(HostTensor::new(vec![train.len(), vit.config.dim], data))
+    } else {
+        None
+    };
     'epochs: for epoch in 0..cfg.epochs {
         let start = Instant::now();
         let mut order: Vec<usize> = (0..train.len()).collect();
@@ -210,21 +226,35 @@ pub fn train(
                 break 'epochs;
             }
             let t0 = Instant::now();
-            let px = batch_pixels(train, ids, transform, Some((&cfg.augment, rng.next_u64())));
             let labels: Vec<usize> = ids.iter().map(|&i| train.labels[i]).collect();
             let lr = opt.current_lr();
             let mut after =
                 |rec: &mut Recorder| opt.record_step(rec, &gt.params, &grads, &gt.shapes);
-            let out = compute_grads(
-                gpu,
-                vit,
-                &gt,
-                &grads,
-                &px,
-                &labels,
-                cfg.micro_batch,
-                Some(&mut after),
-            )?;
+            let aug_seed = rng.next_u64();
+            let out = match &features {
+                Some(f) => {
+                    let d = f.shape[1];
+                    let rows: Vec<f32> = ids
+                        .iter()
+                        .flat_map(|&i| f.data[i * d..(i + 1) * d].iter().copied())
+                        .collect();
+                    let fb = HostTensor::new(vec![ids.len(), d], rows);
+                    compute_head_grads(gpu, &gt, &grads, &fb, &labels, Some(&mut after))?
+                }
+                None => {
+                    let px = batch_pixels(train, ids, transform, Some((&cfg.augment, aug_seed)));
+                    compute_grads(
+                        gpu,
+                        vit,
+                        &gt,
+                        &grads,
+                        &px,
+                        &labels,
+                        cfg.micro_batch,
+                        Some(&mut after),
+                    )?
+                }
+            };
             if !out.loss.is_finite() {
                 return Err(Error::Input(format!(
                     "the loss became {} at epoch {} step {}: lower the learning rate (--lr)",
