@@ -40,3 +40,489 @@ pub fn write_glyph_folders(
     }
     Ok(set.len())
 }
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use crate::gpu::Gpu;
+use crate::job::{run_train, Data, Init, TrainJob};
+use crate::model::{load_backbone_bytes, Backbone, GpuTuning, GpuViT, HostTensor, LoadOptions};
+use crate::train::{
+    argmax_rows, predict_logits, Augment, OptimizerKind, Samples, TrainConfig, TrainEvent,
+};
+use crate::tuning::spt::SptKind;
+use crate::tuning::{Method, MethodOptions};
+use crate::viz::{image_attention, overlay, Colormap, HeadFusion, MapMode};
+
+/// The demo backbone: a ViT (patch 8, width 96, depth 4, 3 heads) pre-trained on the source glyphs by
+/// tools/pretrain_demo_backbone.py, in timm's layout.
+pub const BACKBONE: &[u8] = include_bytes!("../assets/demo/backbone/model.safetensors");
+pub const BACKBONE_CONFIG: &str = include_str!("../assets/demo/backbone/config.json");
+const BACKBONE_NAME: &str = "assets/demo/backbone/model.safetensors";
+
+pub fn backbone() -> Result<Backbone> {
+    let cfg: serde_json::Value = serde_json::from_str(BACKBONE_CONFIG)
+        .map_err(|e| Error::Input(format!("the embedded demo config.json is invalid: {e}")))?;
+    Ok(load_backbone_bytes(
+        BACKBONE,
+        Path::new(BACKBONE_NAME),
+        Some(&cfg),
+        None,
+        &LoadOptions::default(),
+    )?)
+}
+
+/// Class names of the demo backbone's own head (the source glyphs).
+pub fn source_class_names() -> Vec<String> {
+    serde_json::from_str::<serde_json::Value>(BACKBONE_CONFIG)
+        .ok()
+        .and_then(|c| crate::model::class_names_from(&c))
+        .unwrap_or_default()
+}
+
+/// `per_class` rendered images of every class of `split` as samples, with the class folder names.
+pub fn glyph_samples(
+    split: &str,
+    per_class: usize,
+    seed: u64,
+    size: u32,
+) -> Result<(Vec<String>, Samples)> {
+    let classes = split_classes(split)?;
+    let glyphs = Glyphs::new()?;
+    let set = render_set(&glyphs, &classes, per_class, seed, size);
+    let (images, labels): (Vec<_>, Vec<_>) = set.into_iter().unzip();
+    Ok((
+        classes.iter().map(|c| class_dir_name(*c)).collect(),
+        Samples::from_images(images, labels),
+    ))
+}
+
+/// What `vitune demo` runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub shots: usize,
+    pub epochs: usize,
+    pub seed: u64,
+    pub test_per_class: usize,
+    pub out: PathBuf,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            shots: 4,
+            epochs: 8,
+            seed: 0,
+            test_per_class: 5,
+            out: PathBuf::from("demo-out"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DemoRow {
+    pub label: String,
+    pub parameters: usize,
+    pub accuracy: f64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    pub rows: Vec<DemoRow>,
+    pub tuned: PathBuf,
+    pub attention: PathBuf,
+    pub classes: usize,
+    pub train_images: usize,
+    pub test_images: usize,
+}
+
+/// The demo's training recipe: the glyph renders already vary in font, size, rotation, colour and noise, so no
+/// augmentation; AdamW with warmup and cosine.
+pub fn demo_config(method: Method, epochs: usize, train_images: usize, seed: u64) -> TrainConfig {
+    let batch = 16;
+    let mut c = TrainConfig::defaults(method, epochs, batch, train_images.div_ceil(batch));
+    c.optim.kind = OptimizerKind::Adamw;
+    c.optim.lr = match method {
+        Method::Linear => 1e-2,
+        Method::VptShallow | Method::VptDeep => 1e-2,
+        Method::Full => 3e-4,
+        _ => 3e-3,
+    };
+    c.optim.weight_decay = 1e-4;
+    c.augment = Augment::none();
+    c.seed = seed;
+    c
+}
+
+/// Few-shot prompt tuning of the target glyphs on the embedded backbone against the linear probe; writes the
+/// tuned file and an attention figure under `opts.out`.
+pub fn run(gpu: &Gpu, opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<DemoReport> {
+    let backbone = backbone()?;
+    let size = backbone.config.image_size.0 as u32;
+    let (classes, train) = glyph_samples("target", opts.shots, opts.seed, size)?;
+    let (_, test) = glyph_samples("target", opts.test_per_class, opts.seed + 1_000_003, size)?;
+    std::fs::create_dir_all(&opts.out)
+        .map_err(|e| Error::Input(format!("cannot create {}: {e}", opts.out.display())))?;
+    log(&format!(
+        "{} target classes, {} shots each ({} training images), {} test images; backbone {} ({} parameters)",
+        classes.len(),
+        opts.shots,
+        train.len(),
+        test.len(),
+        BACKBONE_NAME,
+        backbone.parameter_count()
+    ));
+    let stop = AtomicBool::new(false);
+    let mut rows = Vec::new();
+    let mut prompts_tuning = None;
+    let runs: [(&str, Method, Init); 2] = [
+        ("linear probe", Method::Linear, Init::Method),
+        (
+            "vpt-deep, SPT init",
+            Method::VptDeep,
+            Init::Spt(SptKind::Mean),
+        ),
+    ];
+    let vit = GpuViT::new(gpu, &backbone, None)?;
+    let transform = crate::job::eval_transform(&backbone, None);
+    for (label, method, init) in runs {
+        let start = Instant::now();
+        let mut options = MethodOptions::defaults(method);
+        options.prompts = 5;
+        let job = TrainJob {
+            data: Data::Samples {
+                classes: classes.clone(),
+                train: train.clone(),
+                val: None,
+            },
+            shots: None,
+            val_per_class: 0,
+            method,
+            options,
+            init,
+            config: demo_config(method, opts.epochs, train.len(), opts.seed),
+            image_size: None,
+        };
+        let mut quiet = |_: &str| {};
+        let mut on_event = |_: &TrainEvent| {};
+        let report = run_train(gpu, &backbone, &job, &stop, &mut quiet, &mut on_event)?;
+        let gt = GpuTuning::upload(gpu, &report.outcome.best)?;
+        let logits = predict_logits(gpu, &vit, &transform, &gt, &test, 64)?;
+        let pred = argmax_rows(&logits.data, classes.len());
+        let correct = pred
+            .iter()
+            .zip(&test.labels)
+            .filter(|(p, l)| p == l)
+            .count();
+        let row = DemoRow {
+            label: label.to_string(),
+            parameters: report.outcome.best.parameter_count(),
+            accuracy: correct as f64 / test.len().max(1) as f64,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        log(&format!(
+            "{:<20} {:>7} trainable  test accuracy {:5.1}%  ({:.1}s)",
+            row.label,
+            row.parameters,
+            100.0 * row.accuracy,
+            row.seconds
+        ));
+        rows.push(row);
+        if method == Method::VptDeep {
+            prompts_tuning = Some((report.outcome.best, report.meta));
+        }
+    }
+    let (tuning, meta) =
+        prompts_tuning.ok_or_else(|| Error::Input("the prompt run produced nothing".into()))?;
+    let tuned = opts.out.join("tuned.safetensors");
+    crate::tuned::write(&tuned, &tuning, &meta)?;
+    let attention = opts.out.join("attention.png");
+    let gt = GpuTuning::upload(gpu, &tuning)?;
+    attention_figure(gpu, &vit, &gt, &test, &transform, &attention)?;
+    Ok(DemoReport {
+        rows,
+        tuned,
+        attention,
+        classes: classes.len(),
+        train_images: train.len(),
+        test_images: test.len(),
+    })
+}
+
+/// Rows of [image, CLS→patch before tuning, prompt→patch after tuning] for four test images, each upscaled
+/// to 128 px.
+fn attention_figure(
+    gpu: &Gpu,
+    vit: &GpuViT,
+    tuning: &GpuTuning,
+    test: &Samples,
+    transform: &crate::preprocess::Transform,
+    path: &Path,
+) -> Result<()> {
+    const CELL: u32 = 128;
+    let picks: Vec<usize> = (0..4).map(|i| i * test.len() / 4).collect();
+    let mut fig = image::RgbImage::new(3 * CELL, picks.len() as u32 * CELL);
+    let last = vit.config.depth - 1;
+    for (row, &i) in picks.iter().enumerate() {
+        let img = image::imageops::resize(
+            test.images[i].as_ref(),
+            CELL,
+            CELL,
+            image::imageops::FilterType::Nearest,
+        );
+        let px = HostTensor::new(
+            vec![1, 3, transform.size.0, transform.size.1],
+            transform.apply(&test.images[i]),
+        );
+        let before = image_attention(gpu, vit, None, &px, false, None)?;
+        let after = image_attention(gpu, vit, Some(tuning), &px, false, None)?;
+        let cls = before.map(MapMode::Cls { layer: last }, HeadFusion::Mean)?;
+        let prm = after.map(
+            MapMode::Prompt {
+                layer: last,
+                prompt: None,
+            },
+            HeadFusion::Mean,
+        )?;
+        let full = (0, 0, CELL, CELL);
+        let cells = [
+            img.clone(),
+            overlay(&img, &cls, before.grid, full, Colormap::Inferno, 0.55),
+            overlay(&img, &prm, after.grid, full, Colormap::Inferno, 0.55),
+        ];
+        for (col, c) in cells.iter().enumerate() {
+            image::imageops::replace(
+                &mut fig,
+                c,
+                (col as u32 * CELL) as i64,
+                (row as u32 * CELL) as i64,
+            );
+        }
+    }
+    fig.save(path)
+        .map_err(|e| Error::Input(format!("cannot write {}: {e}", path.display())))
+}
+
+/// One configuration of the few-shot benchmark.
+#[derive(Debug, Clone)]
+pub struct BenchMethod {
+    pub label: &'static str,
+    pub method: Method,
+    pub init: BenchInit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BenchInit {
+    Method,
+    Spt,
+    /// Prompts pre-trained on the source glyphs (PVP).
+    Pvp,
+}
+
+/// Every configuration the issue names, in table order.
+pub fn bench_methods() -> Vec<BenchMethod> {
+    use BenchInit::{Pvp, Spt};
+    let m = BenchInit::Method;
+    vec![
+        BenchMethod {
+            label: "linear",
+            method: Method::Linear,
+            init: m,
+        },
+        BenchMethod {
+            label: "bitfit",
+            method: Method::Bitfit,
+            init: m,
+        },
+        BenchMethod {
+            label: "vpt-shallow",
+            method: Method::VptShallow,
+            init: m,
+        },
+        BenchMethod {
+            label: "vpt-deep",
+            method: Method::VptDeep,
+            init: m,
+        },
+        BenchMethod {
+            label: "vpt-deep + SPT",
+            method: Method::VptDeep,
+            init: Spt,
+        },
+        BenchMethod {
+            label: "vpt-deep + PVP",
+            method: Method::VptDeep,
+            init: Pvp,
+        },
+        BenchMethod {
+            label: "lora",
+            method: Method::Lora,
+            init: m,
+        },
+        BenchMethod {
+            label: "adaptformer",
+            method: Method::Adaptformer,
+            init: m,
+        },
+        BenchMethod {
+            label: "convpass",
+            method: Method::Convpass,
+            init: m,
+        },
+        BenchMethod {
+            label: "full",
+            method: Method::Full,
+            init: m,
+        },
+    ]
+}
+
+/// A row of the few-shot table: label, trainable parameters, (mean, std) accuracy per shot count.
+pub type FewshotRow = (String, usize, Vec<(f64, f64)>);
+
+/// Mean ± std test accuracy per (method, shots) over seeds; also the trainable parameter counts.
+pub struct FewshotTable {
+    pub shots: Vec<usize>,
+    pub rows: Vec<FewshotRow>,
+    pub seeds: usize,
+    pub epochs: usize,
+    pub test_images: usize,
+}
+
+impl FewshotTable {
+    pub fn markdown(&self) -> String {
+        let mut s = String::from("| method | trainable params |");
+        for k in &self.shots {
+            s.push_str(&format!(" {k}-shot |"));
+        }
+        s.push_str("\n|---|---:|");
+        s.push_str(&"---:|".repeat(self.shots.len()));
+        s.push('\n');
+        for (label, params, cells) in &self.rows {
+            s.push_str(&format!("| {label} | {params} |"));
+            for (m, sd) in cells {
+                s.push_str(&format!(" {:.1} ± {:.1} |", 100.0 * m, 100.0 * sd));
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+fn bench_options(method: Method) -> MethodOptions {
+    let mut o = MethodOptions::defaults(method);
+    o.prompts = 5;
+    o.bottleneck = 16;
+    o.rank = 4;
+    o
+}
+
+/// The few-shot benchmark on the target glyphs: every method × shots × seeds, test accuracy on a fixed test set.
+pub fn fewshot(
+    gpu: &Gpu,
+    methods: &[BenchMethod],
+    shots: &[usize],
+    seeds: usize,
+    epochs: usize,
+    test_per_class: usize,
+    log: &mut dyn FnMut(&str),
+) -> Result<FewshotTable> {
+    let backbone = backbone()?;
+    let size = backbone.config.image_size.0 as u32;
+    let (classes, test) = glyph_samples("target", test_per_class, 999_983, size)?;
+    let vit = GpuViT::new(gpu, &backbone, None)?;
+    let transform = crate::job::eval_transform(&backbone, None);
+    let stop = AtomicBool::new(false);
+    // PVP: prompts (and a head) pre-trained once on the source glyphs.
+    let pvp_file = if methods.iter().any(|m| m.init == BenchInit::Pvp) {
+        let (src_classes, src) = glyph_samples("source", 10, 4242, size)?;
+        let job = TrainJob {
+            data: Data::Samples {
+                classes: src_classes.clone(),
+                train: src,
+                val: None,
+            },
+            shots: None,
+            val_per_class: 0,
+            method: Method::VptDeep,
+            options: bench_options(Method::VptDeep),
+            init: Init::Method,
+            config: demo_config(Method::VptDeep, 4, 520, 0),
+            image_size: None,
+        };
+        let r = run_train(gpu, &backbone, &job, &stop, &mut |_| {}, &mut |_| {})?;
+        let path =
+            std::env::temp_dir().join(format!("vitune-pvp-{}.safetensors", std::process::id()));
+        crate::tuned::write(&path, &r.outcome.best, &r.meta)?;
+        log("pre-trained PVP prompts on the 52 source classes (10 images each, 4 epochs)");
+        Some(path)
+    } else {
+        None
+    };
+    let mut rows = Vec::new();
+    for m in methods {
+        let mut cells = Vec::new();
+        let mut params = 0;
+        for &k in shots {
+            let mut accs = Vec::new();
+            for seed in 0..seeds as u64 {
+                let (_, train) = glyph_samples("target", k, 17 + seed * 7919, size)?;
+                let init = match m.init {
+                    BenchInit::Method => Init::Method,
+                    BenchInit::Spt => Init::Spt(SptKind::Mean),
+                    BenchInit::Pvp => Init::Pretrained(pvp_file.clone().unwrap_or_default()),
+                };
+                let job = TrainJob {
+                    data: Data::Samples {
+                        classes: classes.clone(),
+                        train: train.clone(),
+                        val: None,
+                    },
+                    shots: None,
+                    val_per_class: 0,
+                    method: m.method,
+                    options: bench_options(m.method),
+                    init,
+                    config: demo_config(m.method, epochs, train.len(), seed),
+                    image_size: None,
+                };
+                let r = run_train(gpu, &backbone, &job, &stop, &mut |_| {}, &mut |_| {})?;
+                params = r.outcome.best.parameter_count();
+                let gt = GpuTuning::upload(gpu, &r.outcome.best)?;
+                let logits = predict_logits(gpu, &vit, &transform, &gt, &test, 64)?;
+                let pred = argmax_rows(&logits.data, classes.len());
+                let acc = pred
+                    .iter()
+                    .zip(&test.labels)
+                    .filter(|(p, l)| p == l)
+                    .count() as f64
+                    / test.len() as f64;
+                accs.push(acc);
+            }
+            let mean = accs.iter().sum::<f64>() / accs.len() as f64;
+            let sd = (accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>()
+                / accs.len().max(2).saturating_sub(1) as f64)
+                .sqrt();
+            log(&format!(
+                "{:<16} {k}-shot  {:.1} ± {:.1}",
+                m.label,
+                100.0 * mean,
+                100.0 * sd
+            ));
+            cells.push((mean, sd));
+        }
+        rows.push((m.label.to_string(), params, cells));
+    }
+    if let Some(p) = pvp_file {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(FewshotTable {
+        shots: shots.to_vec(),
+        rows,
+        seeds,
+        epochs,
+        test_images: test.len(),
+    })
+}

@@ -1,6 +1,7 @@
 //! vitune: few-shot tuning of visual prompts and adapters on a frozen Vision Transformer, in WGSL on any
 //! GPU that wgpu reaches.
 
+pub mod app;
 pub mod bench;
 pub mod data;
 pub mod demo;

@@ -166,6 +166,26 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The embedded demo: few-shot prompt tuning of 20 glyph classes on the shipped backbone, against the linear
+    /// probe; writes the tuned file and an attention figure.
+    Demo {
+        #[arg(long, default_value_t = 4)]
+        shots: usize,
+        #[arg(long, default_value_t = 8)]
+        epochs: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Test images per class.
+        #[arg(long, default_value_t = 5)]
+        test_per_class: usize,
+        #[arg(long, default_value = "demo-out")]
+        out: PathBuf,
+    },
+    /// Open the desktop app (also what `vitune` with no command does).
+    App {
+        /// A project file to open (else the last one, else the demo project).
+        project: Option<PathBuf>,
+    },
     /// Measure speed: `forward` (the whole model) or `matmul` (the kernel alone at ViT-B shapes).
     Bench {
         #[command(subcommand)]
@@ -179,6 +199,21 @@ enum BenchCommand {
     Forward(BenchArgs),
     /// The matmul kernel alone at M = batch·197, K = 768, N ∈ {2304, 768, 3072}.
     Matmul(BenchArgs),
+    /// Few-shot accuracy of every method on the demo's target glyphs (mean ± std over seeds).
+    Fewshot {
+        /// Comma-separated shot counts.
+        #[arg(long, default_value = "1,2,4,8")]
+        shots: String,
+        #[arg(long, default_value_t = 3)]
+        seeds: usize,
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+        #[arg(long, default_value_t = 10)]
+        test_per_class: usize,
+        /// Comma-separated method labels (default: all).
+        #[arg(long)]
+        methods: Option<String>,
+    },
     /// A training step of a method: images/s, step/forward ratio, memory per image, trainable parameters.
     Train {
         #[command(flatten)]
@@ -374,7 +409,34 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None => bail!("the desktop app is not built yet; see `vitune --help` for the commands"),
+        None => Ok(vitune::app::run(None)?),
+        Some(Command::App { project }) => Ok(vitune::app::run(project)?),
+        Some(Command::Demo {
+            shots,
+            epochs,
+            seed,
+            test_per_class,
+            out,
+        }) => {
+            let start = std::time::Instant::now();
+            let gpu = Gpu::new()?;
+            eprintln!("adapter: {}", gpu.describe());
+            let opts = vitune::demo::DemoOptions {
+                shots,
+                epochs,
+                seed,
+                test_per_class,
+                out,
+            };
+            let r = vitune::demo::run(&gpu, &opts, &mut |m| println!("{m}"))?;
+            println!(
+                "wrote {} and {} ({:.1}s in all)",
+                r.tuned.display(),
+                r.attention.display(),
+                start.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Some(Command::Info {
             backbone,
             load,
@@ -495,6 +557,53 @@ fn run(cli: Cli) -> Result<()> {
                 let gpu = Gpu::new()?;
                 let r = vitune::bench::forward(&gpu, &a.config, a.batch, a.iters)?;
                 println!("{r}");
+                Ok(())
+            }
+            BenchCommand::Fewshot {
+                shots,
+                seeds,
+                epochs,
+                test_per_class,
+                methods,
+            } => {
+                let shots: Vec<usize> = shots
+                    .split(',')
+                    .map(|s| {
+                        s.trim()
+                            .parse()
+                            .map_err(|e| anyhow::anyhow!("--shots `{s}`: {e}"))
+                    })
+                    .collect::<Result<_>>()?;
+                let all = vitune::demo::bench_methods();
+                let chosen: Vec<_> = match &methods {
+                    None => all,
+                    Some(list) => {
+                        let want: Vec<&str> = list.split(',').map(str::trim).collect();
+                        all.into_iter()
+                            .filter(|m| want.contains(&m.label))
+                            .collect()
+                    }
+                };
+                let gpu = Gpu::new()?;
+                let start = std::time::Instant::now();
+                let t = vitune::demo::fewshot(
+                    &gpu,
+                    &chosen,
+                    &shots,
+                    seeds,
+                    epochs,
+                    test_per_class,
+                    &mut |m| eprintln!("{m}"),
+                )?;
+                println!("adapter: {}", gpu.describe());
+                println!(
+                    "{} seeds, {} epochs, {} test images, {:.0}s\n",
+                    t.seeds,
+                    t.epochs,
+                    t.test_images,
+                    start.elapsed().as_secs_f64()
+                );
+                println!("{}", t.markdown());
                 Ok(())
             }
             BenchCommand::Train { args: a, method } => {

@@ -131,9 +131,7 @@ fn rollout_reference(a: &[Vec<f32>], heads: usize, t: usize, discard: f64) -> Ve
                 ah[i][j] = (m[i * t + j] + if i == j { 1.0 } else { 0.0 }) / 2.0;
             }
             let s: f64 = ah[i].iter().sum();
-            for j in 0..t {
-                ah[i][j] /= s;
-            }
+            ah[i].iter_mut().for_each(|v| *v /= s);
         }
         let mut next = vec![vec![0.0f64; t]; t];
         for i in 0..t {

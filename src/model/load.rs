@@ -194,12 +194,27 @@ pub fn load_backbone(path: &Path, opts: &LoadOptions) -> Result<Backbone, ModelE
         path: path.to_path_buf(),
         source,
     })?;
-    let st = SafeTensors::deserialize(&mmap).map_err(|e| ModelError::NotSafetensors {
+    let cfg = sibling_json(path, "config.json")?;
+    let pre = sibling_json(path, "preprocessor_config.json")?;
+    load_backbone_bytes(&mmap, path, cfg.as_ref(), pre.as_ref(), opts)
+}
+
+/// Loads a checkpoint held in memory; `path` names it in messages, `config` / `preprocessor` are the JSON
+/// documents that would sit beside it.
+pub fn load_backbone_bytes(
+    bytes: &[u8],
+    path: &Path,
+    config: Option<&Value>,
+    preprocessor: Option<&Value>,
+    opts: &LoadOptions,
+) -> Result<Backbone, ModelError> {
+    let mmap = bytes;
+    let st = SafeTensors::deserialize(mmap).map_err(|e| ModelError::NotSafetensors {
         path: path.to_path_buf(),
         msg: e.to_string(),
     })?;
     let (header_len, _) =
-        SafeTensors::read_metadata(&mmap).map_err(|e| ModelError::NotSafetensors {
+        SafeTensors::read_metadata(mmap).map_err(|e| ModelError::NotSafetensors {
             path: path.to_path_buf(),
             msg: e.to_string(),
         })?;
@@ -298,7 +313,7 @@ pub fn load_backbone(path: &Path, opts: &LoadOptions) -> Result<Backbone, ModelE
         }
     };
 
-    let config = infer_config(path, format, &tensors, opts)?;
+    let config = infer_config(path, format, &tensors, config, preprocessor, opts)?;
     let backbone = Backbone {
         config,
         tensors,
@@ -327,6 +342,8 @@ fn infer_config(
     path: &Path,
     format: WeightFormat,
     tensors: &BTreeMap<String, HostTensor>,
+    cfg: Option<&Value>,
+    pre: Option<&Value>,
     opts: &LoadOptions,
 ) -> Result<ViTConfig, ModelError> {
     let cls = shape_of(path, tensors, "cls_token")?;
@@ -354,9 +371,7 @@ fn infer_config(
     let num_classes = tensors.get("head.weight").map(|t| t.shape[0]).unwrap_or(0);
     let layer_scale = tensors.contains_key("blocks.0.ls1.gamma");
 
-    let cfg = sibling_json(path, "config.json")?;
-    let pre = sibling_json(path, "preprocessor_config.json")?;
-    let cfg_ref = cfg.as_ref();
+    let cfg_ref = cfg;
     let model_args = cfg_ref.and_then(|c| c.get("model_args"));
     let pretrained = cfg_ref.and_then(|c| c.get("pretrained_cfg"));
     let arch = cfg_ref
@@ -456,12 +471,12 @@ fn infer_config(
     let mean = opts
         .mean
         .or_else(|| json_triple(pretrained.and_then(|p| p.get("mean"))))
-        .or_else(|| json_triple(pre.as_ref().and_then(|p| p.get("image_mean"))))
+        .or_else(|| json_triple(pre.and_then(|p| p.get("image_mean"))))
         .unwrap_or(family_default.0);
     let std = opts
         .std
         .or_else(|| json_triple(pretrained.and_then(|p| p.get("std"))))
-        .or_else(|| json_triple(pre.as_ref().and_then(|p| p.get("image_std"))))
+        .or_else(|| json_triple(pre.and_then(|p| p.get("image_std"))))
         .unwrap_or(family_default.1);
     let crop_pct = pretrained
         .and_then(|p| p.get("crop_pct"))
@@ -553,7 +568,11 @@ fn validate(b: &Backbone) -> Result<(), ModelError> {
 /// Class names from a config.json beside the checkpoint (`label_names` as timm writes it, or Hugging Face's
 /// `id2label`), when there is one.
 pub fn class_names(path: &Path) -> Option<Vec<String>> {
-    let cfg = sibling_json(path, "config.json").ok()??;
+    class_names_from(&sibling_json(path, "config.json").ok()??)
+}
+
+/// Class names from a config.json document.
+pub fn class_names_from(cfg: &Value) -> Option<Vec<String>> {
     if let Some(names) = cfg.get("label_names").and_then(Value::as_array) {
         return names
             .iter()

@@ -14,6 +14,9 @@ mod vit;
 
 pub use config::{Pooling, ViTConfig, WeightFormat};
 pub use graph::{download_named, GpuTuning};
-pub use load::{class_names, load_backbone, Backbone, LoadOptions, ModelError};
+pub use load::{
+    class_names, class_names_from, load_backbone, load_backbone_bytes, Backbone, LoadOptions,
+    ModelError,
+};
 pub use tensor::HostTensor;
 pub use vit::{ForwardOptions, ForwardOutput, GpuViT};

@@ -1,0 +1,382 @@
+//! The desktop app (eframe with the wgpu renderer): build classes from your images, tune on your GPU with live
+//! curves, see where the prompts look, try new images, export the tuned file. All GPU work runs on a worker
+//! thread; the UI only sends commands and shows replies.
+
+pub mod project;
+mod views;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::train::{Evaluation, TrainEvent};
+use project::Project;
+use worker::{Command, Reply, Worker};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Project,
+    Tune,
+    Attention,
+    Try,
+    Export,
+}
+
+/// Attention-view choices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionChoice {
+    pub image: Option<PathBuf>,
+    pub mode: String,
+    pub layer: usize,
+    pub head: String,
+    pub prompt: Option<usize>,
+    pub alpha: f32,
+    pub colormap: String,
+}
+
+/// A tried image: its path, ranked (class, probability) list and heat-map texture.
+pub type ShownPrediction = (PathBuf, Vec<(String, f32)>, egui::TextureHandle);
+
+pub struct VituneApp {
+    pub project: Project,
+    pub project_path: Option<PathBuf>,
+    pub tab: Tab,
+    pub selected_class: usize,
+    pub backbone_info: Option<String>,
+    pub errors: Vec<String>,
+    pub status: String,
+    pub training: bool,
+    /// (step index, loss, accuracy) of every training step.
+    pub curve: Vec<(f64, f64, f64)>,
+    /// (epoch, validation accuracy).
+    pub val_curve: Vec<(f64, f64)>,
+    pub progress: f32,
+    pub evaluation: Option<Evaluation>,
+    pub trained_classes: Option<Vec<String>>,
+    pub attention: AttentionChoice,
+    pub attention_images: Option<(egui::TextureHandle, Option<egui::TextureHandle>)>,
+    pub predictions: Vec<ShownPrediction>,
+    thumbnails: HashMap<PathBuf, Option<egui::TextureHandle>>,
+    worker: Worker,
+    steps_seen: usize,
+}
+
+impl VituneApp {
+    /// A new app around `project`, its worker started and its backbone loading.
+    pub fn new(ctx: &egui::Context, project: Project, project_path: Option<PathBuf>) -> Self {
+        let c = ctx.clone();
+        let worker = worker::spawn(move || c.request_repaint());
+        let _ = worker
+            .commands
+            .send(Command::LoadBackbone(project.backbone.clone()));
+        Self {
+            project,
+            project_path,
+            tab: Tab::Project,
+            selected_class: 0,
+            backbone_info: None,
+            errors: Vec::new(),
+            status: "loading the backbone…".into(),
+            training: false,
+            curve: Vec::new(),
+            val_curve: Vec::new(),
+            progress: 0.0,
+            evaluation: None,
+            trained_classes: None,
+            attention: AttentionChoice {
+                image: None,
+                mode: "cls".into(),
+                layer: usize::MAX,
+                head: "mean".into(),
+                prompt: None,
+                alpha: 0.5,
+                colormap: "inferno".into(),
+            },
+            attention_images: None,
+            predictions: Vec::new(),
+            thumbnails: HashMap::new(),
+            worker,
+            steps_seen: 0,
+        }
+    }
+
+    pub fn send(&mut self, cmd: Command) {
+        if self.worker.commands.send(cmd).is_err() {
+            self.errors.push(
+                "the GPU worker stopped; restart vitune (your project is saved on exit)".into(),
+            );
+        }
+    }
+
+    /// Adds image files or folders to a class (what drag-and-drop and the file dialog do).
+    pub fn add_images(&mut self, class: usize, paths: &[PathBuf]) {
+        let n = self.project.add_images(class, paths);
+        self.status = format!("added {n} images");
+    }
+
+    pub fn add_class(&mut self) {
+        let name = self.project.fresh_class_name();
+        self.project.classes.push(project::ClassEntry {
+            name,
+            images: Vec::new(),
+        });
+        self.selected_class = self.project.classes.len() - 1;
+    }
+
+    pub fn start_training(&mut self) {
+        self.curve.clear();
+        self.val_curve.clear();
+        self.evaluation = None;
+        self.progress = 0.0;
+        self.steps_seen = 0;
+        self.training = true;
+        self.status = "training…".into();
+        self.worker
+            .stop
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let p = self.project.clone();
+        self.send(Command::Train(p));
+    }
+
+    pub fn stop_training(&mut self) {
+        self.worker
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.status = "stopping after this step…".into();
+    }
+
+    pub fn export_to(&mut self, path: PathBuf) {
+        self.send(Command::Export(path));
+    }
+
+    pub fn import_from(&mut self, path: PathBuf) {
+        self.send(Command::Import(path));
+    }
+
+    pub fn request_attention(&mut self) {
+        let Some(image) = self.attention.image.clone() else {
+            return;
+        };
+        let a = &self.attention;
+        let request = crate::job::AttentionRequest {
+            mode: a.mode.clone(),
+            layer: (a.layer != usize::MAX).then_some(a.layer),
+            head: a.head.clone(),
+            prompt: a.prompt,
+            class: None,
+            discard: 0.9,
+            colormap: a.colormap.clone(),
+            alpha: a.alpha,
+        };
+        self.send(Command::Attention { image, request });
+    }
+
+    pub fn predict(&mut self, paths: Vec<PathBuf>) {
+        if !paths.is_empty() {
+            self.send(Command::Predict(paths));
+        }
+    }
+
+    pub fn save_project(&mut self, path: &Path) {
+        match self.project.save(path) {
+            Ok(()) => {
+                project::remember_last(path);
+                self.project_path = Some(path.to_path_buf());
+                self.status = format!("saved {}", path.display());
+            }
+            Err(e) => self.errors.push(e.to_string()),
+        }
+    }
+
+    pub fn open_project(&mut self, path: &Path) {
+        match Project::load(path) {
+            Ok(p) => {
+                let backbone_changed = p.backbone != self.project.backbone;
+                self.project = p;
+                self.project_path = Some(path.to_path_buf());
+                self.selected_class = 0;
+                project::remember_last(path);
+                if backbone_changed {
+                    let b = self.project.backbone.clone();
+                    self.send(Command::LoadBackbone(b));
+                }
+            }
+            Err(e) => self.errors.push(e.to_string()),
+        }
+    }
+
+    /// Applies the worker's replies; returns whether anything arrived.
+    pub fn poll(&mut self, ctx: &egui::Context) -> bool {
+        let mut any = false;
+        while let Ok(r) = self.worker.replies.try_recv() {
+            any = true;
+            match r {
+                Reply::Backbone { description } => {
+                    self.status = "backbone ready".into();
+                    self.backbone_info = Some(description);
+                }
+                Reply::Event(TrainEvent::Step {
+                    loss,
+                    accuracy,
+                    step,
+                    steps_per_epoch,
+                    epoch,
+                    ..
+                }) => {
+                    self.steps_seen += 1;
+                    self.curve.push((self.steps_seen as f64, loss, accuracy));
+                    let total = (self.project.settings.epochs * steps_per_epoch).max(1);
+                    self.progress =
+                        ((epoch * steps_per_epoch + step + 1) as f32 / total as f32).min(1.0);
+                }
+                Reply::Event(TrainEvent::Epoch(s)) => {
+                    if let Some(v) = s.val_accuracy {
+                        self.val_curve.push(((s.epoch + 1) as f64, v));
+                    }
+                    self.status = format!("epoch {} — loss {:.3}", s.epoch + 1, s.loss);
+                }
+                Reply::Trained {
+                    evaluation,
+                    classes,
+                    parameters,
+                } => {
+                    self.training = false;
+                    self.progress = 1.0;
+                    self.evaluation = evaluation;
+                    self.trained_classes = Some(classes);
+                    self.status = format!("trained ({parameters} trainable parameters)");
+                }
+                Reply::Attention {
+                    image,
+                    before,
+                    after,
+                } => {
+                    let tex = |name: &str, img: &image::RgbImage| {
+                        ctx.load_texture(name, texture_image(img), egui::TextureOptions::NEAREST)
+                    };
+                    let b = tex(&format!("before {}", image.display()), &before);
+                    let a = after
+                        .as_ref()
+                        .map(|i| tex(&format!("after {}", image.display()), i));
+                    self.attention_images = Some((b, a));
+                }
+                Reply::Predictions(p) => {
+                    self.predictions = p
+                        .into_iter()
+                        .map(|(path, ranked, img)| {
+                            let t = ctx.load_texture(
+                                path.display().to_string(),
+                                texture_image(&img),
+                                egui::TextureOptions::NEAREST,
+                            );
+                            (path, ranked, t)
+                        })
+                        .collect();
+                }
+                Reply::Exported(p) => self.status = format!("exported {}", p.display()),
+                Reply::Imported { path, classes } => {
+                    self.status =
+                        format!("imported {} ({} classes)", path.display(), classes.len());
+                    self.trained_classes = Some(classes);
+                }
+                Reply::Error(e) => {
+                    if self.training && !e.starts_with("skipped") {
+                        self.training = false;
+                    }
+                    self.errors.push(e);
+                }
+            }
+        }
+        any
+    }
+
+    /// A texture of an image file for thumbnails (None when it does not decode).
+    pub fn thumbnail(&mut self, ctx: &egui::Context, path: &Path) -> Option<egui::TextureHandle> {
+        self.thumbnails
+            .entry(path.to_path_buf())
+            .or_insert_with(|| {
+                let img = crate::preprocess::load_rgb(path).ok()?;
+                let small = image::imageops::thumbnail(&img, 64, 64);
+                Some(ctx.load_texture(
+                    path.display().to_string(),
+                    texture_image(&small),
+                    egui::TextureOptions::NEAREST,
+                ))
+            })
+            .clone()
+    }
+
+    /// The whole UI, one frame.
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        self.poll(&ctx);
+        views::app_ui(self, ui);
+    }
+}
+
+fn texture_image(img: &image::RgbImage) -> egui::ColorImage {
+    egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw())
+}
+
+impl eframe::App for VituneApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        VituneApp::ui(self, ui);
+    }
+}
+
+/// The demo project: a few target glyph classes rendered into the user's data folder, on the embedded backbone.
+pub fn demo_project() -> Result<(Project, PathBuf)> {
+    let base = dirs::data_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("vitune")
+        .join("demo");
+    let images = base.join("images");
+    if !images.exists() {
+        crate::demo::write_glyph_folders("target", 8, 7, 32, &images)?;
+    }
+    let mut p = Project::default();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&images)
+        .map_err(|e| crate::Error::Input(format!("cannot read {}: {e}", images.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for d in dirs.into_iter().take(5) {
+        let name = d
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        p.classes.push(project::ClassEntry {
+            name,
+            images: Vec::new(),
+        });
+        let idx = p.classes.len() - 1;
+        p.add_images(idx, &[d]);
+    }
+    p.settings.shots = Some(4);
+    Ok((p, base.join("demo-project.json")))
+}
+
+/// Opens the app: `project` if given, else the last project, else the demo project.
+pub fn run(project: Option<PathBuf>) -> Result<()> {
+    let (proj, path) = match project.or_else(project::recall_last) {
+        Some(p) => (Project::load(&p)?, Some(p)),
+        None => {
+            let (p, path) = demo_project()?;
+            (p, Some(path))
+        }
+    };
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_inner_size([1100.0, 760.0])
+            .with_title("vitune"),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "vitune",
+        options,
+        Box::new(move |cc| Ok(Box::new(VituneApp::new(&cc.egui_ctx, proj, path)))),
+    )
+    .map_err(|e| crate::Error::Input(format!("cannot open the window: {e}")))
+}

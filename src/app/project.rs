@@ -1,0 +1,168 @@
+//! The app's project: classes with their images, the backbone, and the tuning settings; saved as JSON.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::tuning::{Method, MethodOptions};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageEntry {
+    pub path: PathBuf,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassEntry {
+    pub name: String,
+    pub images: Vec<ImageEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub method: Method,
+    pub options: MethodOptions,
+    pub epochs: usize,
+    pub batch: usize,
+    /// Learning rate; the method's default when unset.
+    pub lr: Option<f32>,
+    pub seed: u64,
+    /// Images per class to train on (all enabled ones when unset).
+    pub shots: Option<usize>,
+}
+
+impl Settings {
+    pub fn defaults(method: Method) -> Self {
+        Self {
+            method,
+            options: MethodOptions::defaults(method),
+            epochs: 15,
+            batch: 16,
+            lr: None,
+            seed: 0,
+            shots: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    /// The backbone file; the embedded demo backbone when unset.
+    pub backbone: Option<PathBuf>,
+    pub classes: Vec<ClassEntry>,
+    pub settings: Settings,
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        let mut settings = Settings::defaults(Method::VptDeep);
+        settings.options.prompts = 5;
+        Self {
+            backbone: None,
+            classes: Vec::new(),
+            settings,
+        }
+    }
+}
+
+impl Project {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Input(format!("cannot read project {}: {e}", path.display())))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::Input(format!("{} is not a vitune project: {e}", path.display())))
+    }
+
+    /// Writes the project atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Input(e.to_string()))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| Error::Input(format!("cannot save project {}: {e}", path.display())))
+    }
+
+    /// A new class name not used yet.
+    pub fn fresh_class_name(&self) -> String {
+        (1..)
+            .map(|i| format!("class {i}"))
+            .find(|n| !self.classes.iter().any(|c| &c.name == n))
+            .unwrap_or_else(|| "class".into())
+    }
+
+    /// (image path, class index) of every enabled image, classes in order.
+    pub fn items(&self) -> Vec<(PathBuf, usize)> {
+        self.classes
+            .iter()
+            .enumerate()
+            .flat_map(|(c, class)| {
+                class
+                    .images
+                    .iter()
+                    .filter(|i| i.enabled)
+                    .map(move |i| (i.path.clone(), c))
+            })
+            .collect()
+    }
+
+    /// Adds image files (folders are walked one level) to class `class`, skipping ones it already has.
+    pub fn add_images(&mut self, class: usize, paths: &[PathBuf]) -> usize {
+        let mut files = Vec::new();
+        for p in paths {
+            if p.is_dir() {
+                if let Ok(rd) = std::fs::read_dir(p) {
+                    let mut v: Vec<PathBuf> = rd
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.is_file())
+                        .collect();
+                    v.sort();
+                    files.extend(v);
+                }
+            } else {
+                files.push(p.clone());
+            }
+        }
+        let Some(c) = self.classes.get_mut(class) else {
+            return 0;
+        };
+        let mut added = 0;
+        for f in files {
+            let ok = f
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(|e| {
+                    ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
+                        .contains(&e.to_lowercase().as_str())
+                })
+                .unwrap_or(false);
+            if ok && !c.images.iter().any(|i| i.path == f) {
+                c.images.push(ImageEntry {
+                    path: f,
+                    enabled: true,
+                });
+                added += 1;
+            }
+        }
+        added
+    }
+}
+
+/// Where the app remembers the last project.
+pub fn last_project_file() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("vitune").join("last_project"))
+}
+
+pub fn remember_last(path: &Path) {
+    if let Some(f) = last_project_file() {
+        if let Some(dir) = f.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(f, path.display().to_string());
+    }
+}
+
+pub fn recall_last() -> Option<PathBuf> {
+    let p = PathBuf::from(std::fs::read_to_string(last_project_file()?).ok()?.trim());
+    p.exists().then_some(p)
+}

@@ -1,0 +1,517 @@
+//! The screens of the app, one function each.
+
+use egui::{Color32, RichText};
+use egui_plot::{Legend, Line, Plot};
+
+use super::{Tab, VituneApp};
+use crate::tuning::{ConvInit, Method, MethodOptions};
+
+pub fn app_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    egui::Panel::top("tabs").show(ui, |ui| {
+        ui.horizontal(|ui| {
+            ui.heading("vitune");
+            ui.separator();
+            for (tab, label) in [
+                (Tab::Project, "Project"),
+                (Tab::Tune, "Tune"),
+                (Tab::Attention, "Attention"),
+                (Tab::Try, "Try"),
+                (Tab::Export, "Export / import"),
+            ] {
+                ui.selectable_value(&mut app.tab, tab, label);
+            }
+            ui.separator();
+            ui.label(&app.status);
+        });
+        errors_ui(app, ui);
+    });
+    egui::CentralPanel::default().show(ui, |ui| match app.tab {
+        Tab::Project => project_ui(app, ui),
+        Tab::Tune => tune_ui(app, ui),
+        Tab::Attention => attention_ui(app, ui),
+        Tab::Try => try_ui(app, ui),
+        Tab::Export => export_ui(app, ui),
+    });
+}
+
+fn errors_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    let mut dismiss = None;
+    for (i, e) in app.errors.iter().enumerate().rev().take(4) {
+        ui.horizontal(|ui| {
+            ui.colored_label(Color32::from_rgb(220, 80, 60), format!("⚠ {e}"));
+            if ui.small_button("dismiss").clicked() {
+                dismiss = Some(i);
+            }
+        });
+    }
+    if let Some(i) = dismiss {
+        app.errors.remove(i);
+    }
+}
+
+fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        ui.label("Backbone:");
+        ui.label(app.backbone_info.as_deref().unwrap_or("loading…"));
+        if ui.button("Choose backbone…").clicked() {
+            if let Some(p) = rfd::FileDialog::new()
+                .add_filter("safetensors", &["safetensors"])
+                .pick_file()
+            {
+                app.project.backbone = Some(p.clone());
+                app.send(super::worker::Command::LoadBackbone(Some(p)));
+            }
+        }
+        if ui.button("Demo backbone").clicked() {
+            app.project.backbone = None;
+            app.send(super::worker::Command::LoadBackbone(None));
+        }
+    });
+    ui.horizontal(|ui| {
+        if ui.button("Open project…").clicked() {
+            if let Some(p) = rfd::FileDialog::new()
+                .add_filter("vitune project", &["json"])
+                .pick_file()
+            {
+                app.open_project(&p);
+            }
+        }
+        if ui.button("Save project").clicked() {
+            let path = app.project_path.clone().or_else(|| {
+                rfd::FileDialog::new()
+                    .add_filter("vitune project", &["json"])
+                    .set_file_name("project.json")
+                    .save_file()
+            });
+            if let Some(p) = path {
+                app.save_project(&p);
+            }
+        }
+        if ui.button("Add class").clicked() {
+            app.add_class();
+        }
+    });
+    // Files dropped on the window go to the selected class.
+    let dropped: Vec<std::path::PathBuf> = ui.ctx().input(|i| {
+        i.raw
+            .dropped_files
+            .iter()
+            .map(|f| f.path().to_path_buf())
+            .collect()
+    });
+    if !dropped.is_empty() {
+        if app.project.classes.is_empty() {
+            app.add_class();
+        }
+        let c = app.selected_class.min(app.project.classes.len() - 1);
+        app.add_images(c, &dropped);
+    }
+    ui.separator();
+    let mut delete = None;
+    let ctx = ui.ctx().clone();
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        for ci in 0..app.project.classes.len() {
+            let enabled = app.project.classes[ci]
+                .images
+                .iter()
+                .filter(|i| i.enabled)
+                .count();
+            let total = app.project.classes[ci].images.len();
+            ui.horizontal(|ui| {
+                let selected = app.selected_class == ci;
+                if ui
+                    .selectable_label(selected, if selected { "▶" } else { "·" })
+                    .clicked()
+                {
+                    app.selected_class = ci;
+                }
+                ui.add(
+                    egui::TextEdit::singleline(&mut app.project.classes[ci].name)
+                        .desired_width(160.0),
+                );
+                ui.label(format!("{enabled} of {total} images"));
+                if ui.button("Add images…").clicked() {
+                    if let Some(files) = rfd::FileDialog::new()
+                        .add_filter("images", &["png", "jpg", "jpeg", "webp", "bmp", "gif"])
+                        .pick_files()
+                    {
+                        app.add_images(ci, &files);
+                    }
+                }
+                if ui.button("Delete class").clicked() {
+                    delete = Some(ci);
+                }
+            });
+            let mut remove = None;
+            ui.horizontal_wrapped(|ui| {
+                for ii in 0..app.project.classes[ci].images.len() {
+                    let path = app.project.classes[ci].images[ii].path.clone();
+                    ui.vertical(|ui| {
+                        match app.thumbnail(&ctx, &path) {
+                            Some(t) => {
+                                ui.add(
+                                    egui::Image::new(&t).fit_to_exact_size(egui::vec2(56.0, 56.0)),
+                                );
+                            }
+                            None => {
+                                ui.colored_label(Color32::from_rgb(220, 80, 60), "unreadable");
+                            }
+                        }
+                        ui.horizontal(|ui| {
+                            ui.checkbox(&mut app.project.classes[ci].images[ii].enabled, "");
+                            if ui.small_button("✕").on_hover_text("remove").clicked() {
+                                remove = Some(ii);
+                            }
+                        });
+                    });
+                }
+            });
+            if let Some(ii) = remove {
+                app.project.classes[ci].images.remove(ii);
+            }
+            ui.separator();
+        }
+    });
+    if let Some(ci) = delete {
+        app.project.classes.remove(ci);
+        app.selected_class = app
+            .selected_class
+            .min(app.project.classes.len().saturating_sub(1));
+    }
+    if app.project.classes.is_empty() {
+        ui.label("Add a class, then add images to it (or drop files and folders on this window).");
+    }
+}
+
+fn method_options_ui(ui: &mut egui::Ui, method: Method, o: &mut MethodOptions) {
+    match method {
+        Method::VptShallow | Method::VptDeep => {
+            ui.add(egui::Slider::new(&mut o.prompts, 1..=50).text("prompts"));
+        }
+        Method::Lora => {
+            ui.add(egui::Slider::new(&mut o.rank, 1..=64).text("rank"));
+            ui.add(egui::Slider::new(&mut o.alpha, 1.0..=64.0).text("alpha"));
+        }
+        Method::Adaptformer => {
+            ui.add(egui::Slider::new(&mut o.bottleneck, 1..=256).text("bottleneck"));
+            ui.add(
+                egui::Slider::new(&mut o.scale, 0.01..=10.0)
+                    .logarithmic(true)
+                    .text("scale"),
+            );
+        }
+        Method::Convpass => {
+            ui.add(egui::Slider::new(&mut o.convpass_dim, 1..=64).text("convpass dim"));
+            ui.add(
+                egui::Slider::new(&mut o.scale, 0.01..=100.0)
+                    .logarithmic(true)
+                    .text("scale"),
+            );
+            ui.horizontal(|ui| {
+                ui.label("conv init");
+                ui.selectable_value(&mut o.conv_init, ConvInit::Xavier, "xavier");
+                ui.selectable_value(&mut o.conv_init, ConvInit::Identity, "identity");
+            });
+        }
+        Method::Linear | Method::Bitfit | Method::Full => {
+            ui.label("no options");
+        }
+    }
+}
+
+fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    let s = &mut app.project.settings;
+    ui.horizontal(|ui| {
+        ui.label("Method");
+        egui::ComboBox::from_id_salt("method")
+            .selected_text(s.method.name())
+            .show_ui(ui, |ui| {
+                for m in Method::ALL {
+                    if ui.selectable_value(&mut s.method, m, m.name()).changed() {
+                        s.options = MethodOptions::defaults(m);
+                    }
+                }
+            });
+        if ui.button("Reset to defaults").clicked() {
+            *s = super::project::Settings::defaults(s.method);
+        }
+    });
+    method_options_ui(ui, s.method, &mut s.options);
+    ui.add(egui::Slider::new(&mut s.epochs, 1..=200).text("epochs"));
+    ui.add(egui::Slider::new(&mut s.batch, 1..=128).text("batch"));
+    ui.horizontal(|ui| {
+        let mut custom = s.lr.is_some();
+        ui.checkbox(&mut custom, "learning rate");
+        if custom {
+            let mut lr = s.lr.unwrap_or(1e-3);
+            ui.add(egui::Slider::new(&mut lr, 1e-5..=10.0).logarithmic(true));
+            s.lr = Some(lr);
+        } else {
+            s.lr = None;
+            ui.label("(the method's default)");
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.add(egui::DragValue::new(&mut s.seed).prefix("seed "));
+        let mut limit = s.shots.is_some();
+        ui.checkbox(&mut limit, "shots per class");
+        if limit {
+            let mut k = s.shots.unwrap_or(4);
+            ui.add(egui::DragValue::new(&mut k).range(1..=1000));
+            s.shots = Some(k);
+            ui.label("(the other images validate)");
+        } else {
+            s.shots = None;
+        }
+    });
+    ui.separator();
+    ui.horizontal(|ui| {
+        let ready = app.backbone_info.is_some() && !app.training;
+        if ui.add_enabled(ready, egui::Button::new("Train")).clicked() {
+            app.start_training();
+        }
+        if ui
+            .add_enabled(app.training, egui::Button::new("Stop"))
+            .clicked()
+        {
+            app.stop_training();
+        }
+        ui.add(egui::ProgressBar::new(app.progress).show_percentage());
+    });
+    let loss: Vec<[f64; 2]> = app.curve.iter().map(|(x, l, _)| [*x, *l]).collect();
+    let acc: Vec<[f64; 2]> = app.curve.iter().map(|(x, _, a)| [*x, *a]).collect();
+    ui.columns(2, |cols| {
+        cols[0].label("loss per step");
+        Plot::new("loss")
+            .height(180.0)
+            .legend(Legend::default())
+            .show(&mut cols[0], |p| {
+                p.line(Line::new("loss", loss));
+            });
+        cols[1].label("accuracy per step (train batch)");
+        Plot::new("accuracy")
+            .height(180.0)
+            .include_y(0.0)
+            .include_y(1.0)
+            .legend(Legend::default())
+            .show(&mut cols[1], |p| {
+                p.line(Line::new("train accuracy", acc));
+            });
+    });
+    if let Some(ev) = &app.evaluation {
+        ui.label(
+            RichText::new(format!(
+                "validation accuracy {:.1}% on {} images",
+                100.0 * ev.accuracy,
+                ev.images
+            ))
+            .strong(),
+        );
+        egui::Grid::new("confusion").striped(true).show(ui, |ui| {
+            ui.label("true \\ predicted");
+            for c in &ev.classes {
+                ui.label(c);
+            }
+            ui.label("accuracy");
+            ui.end_row();
+            for (i, row) in ev.confusion.iter().enumerate() {
+                ui.label(&ev.classes[i]);
+                for v in row {
+                    ui.label(v.to_string());
+                }
+                ui.label(format!("{:.0}%", 100.0 * ev.per_class[i]));
+                ui.end_row();
+            }
+        });
+    }
+}
+
+fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    let images: Vec<std::path::PathBuf> = app
+        .project
+        .classes
+        .iter()
+        .flat_map(|c| c.images.iter().map(|i| i.path.clone()))
+        .collect();
+    let mut changed = false;
+    ui.horizontal(|ui| {
+        egui::ComboBox::from_id_salt("image")
+            .selected_text(
+                app.attention
+                    .image
+                    .as_ref()
+                    .and_then(|p| p.file_name())
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "pick an image".into()),
+            )
+            .show_ui(ui, |ui| {
+                for p in &images {
+                    let name = p.display().to_string();
+                    changed |= ui
+                        .selectable_value(&mut app.attention.image, Some(p.clone()), name)
+                        .changed();
+                }
+            });
+        egui::ComboBox::from_id_salt("mode")
+            .selected_text(app.attention.mode.clone())
+            .show_ui(ui, |ui| {
+                for m in ["cls", "prompt", "rollout", "grad-rollout"] {
+                    changed |= ui
+                        .selectable_value(&mut app.attention.mode, m.to_string(), m)
+                        .changed();
+                }
+            });
+        egui::ComboBox::from_id_salt("head")
+            .selected_text(app.attention.head.clone())
+            .show_ui(ui, |ui| {
+                for h in ["mean", "max", "min", "0", "1", "2"] {
+                    changed |= ui
+                        .selectable_value(&mut app.attention.head, h.to_string(), h)
+                        .changed();
+                }
+            });
+        egui::ComboBox::from_id_salt("colormap")
+            .selected_text(app.attention.colormap.clone())
+            .show_ui(ui, |ui| {
+                for c in ["inferno", "viridis", "jet"] {
+                    changed |= ui
+                        .selectable_value(&mut app.attention.colormap, c.to_string(), c)
+                        .changed();
+                }
+            });
+    });
+    ui.horizontal(|ui| {
+        let mut last = app.attention.layer == usize::MAX;
+        changed |= ui.checkbox(&mut last, "last layer").changed();
+        if last {
+            app.attention.layer = usize::MAX;
+        } else {
+            if app.attention.layer == usize::MAX {
+                app.attention.layer = 0;
+            }
+            changed |= ui
+                .add(
+                    egui::DragValue::new(&mut app.attention.layer)
+                        .range(0..=64)
+                        .prefix("layer "),
+                )
+                .changed();
+        }
+        let mut all = app.attention.prompt.is_none();
+        changed |= ui.checkbox(&mut all, "mean over prompts").changed();
+        if all {
+            app.attention.prompt = None;
+        } else {
+            let mut k = app.attention.prompt.unwrap_or(0);
+            changed |= ui
+                .add(
+                    egui::DragValue::new(&mut k)
+                        .range(0..=200)
+                        .prefix("prompt "),
+                )
+                .changed();
+            app.attention.prompt = Some(k);
+        }
+        changed |= ui
+            .add(egui::Slider::new(&mut app.attention.alpha, 0.0..=1.0).text("opacity"))
+            .changed();
+        if ui.button("Show").clicked() {
+            changed = true;
+        }
+    });
+    if changed {
+        app.request_attention();
+    }
+    match &app.attention_images {
+        Some((before, after)) => {
+            ui.columns(2, |cols| {
+                cols[0].label("before tuning (backbone only)");
+                cols[0].add(egui::Image::new(before).max_width(360.0));
+                cols[1].label("after tuning");
+                match after {
+                    Some(a) => {
+                        cols[1].add(egui::Image::new(a).max_width(360.0));
+                    }
+                    None => {
+                        cols[1].label("train or import a tuned file to compare");
+                    }
+                }
+            });
+        }
+        None => {
+            ui.label("Pick an image to see where the model looks.");
+        }
+    }
+}
+
+fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        if ui.button("Pick images…").clicked() {
+            if let Some(files) = rfd::FileDialog::new()
+                .add_filter("images", &["png", "jpg", "jpeg", "webp", "bmp", "gif"])
+                .pick_files()
+            {
+                app.predict(files);
+            }
+        }
+        ui.label("or drop images here");
+    });
+    let dropped: Vec<std::path::PathBuf> = ui.ctx().input(|i| {
+        i.raw
+            .dropped_files
+            .iter()
+            .map(|f| f.path().to_path_buf())
+            .collect()
+    });
+    app.predict(dropped);
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        for (path, ranked, tex) in &app.predictions {
+            ui.horizontal(|ui| {
+                ui.add(egui::Image::new(tex).max_width(160.0));
+                ui.vertical(|ui| {
+                    ui.label(RichText::new(path.display().to_string()).small());
+                    for (name, p) in ranked.iter().take(5) {
+                        ui.add(
+                            egui::ProgressBar::new(*p)
+                                .text(format!("{name} {:.1}%", 100.0 * p))
+                                .desired_width(260.0),
+                        );
+                    }
+                });
+            });
+            ui.separator();
+        }
+    });
+}
+
+fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    ui.label(match &app.trained_classes {
+        Some(c) => format!("current tuning: {} classes ({})", c.len(), c.join(", ")),
+        None => "no tuning yet: train one, or import a tuned file".into(),
+    });
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(
+                app.trained_classes.is_some(),
+                egui::Button::new("Export tuned file…"),
+            )
+            .clicked()
+        {
+            if let Some(p) = rfd::FileDialog::new()
+                .add_filter("safetensors", &["safetensors"])
+                .set_file_name("tuned.safetensors")
+                .save_file()
+            {
+                app.export_to(p);
+            }
+        }
+        if ui.button("Import tuned file…").clicked() {
+            if let Some(p) = rfd::FileDialog::new()
+                .add_filter("safetensors", &["safetensors"])
+                .pick_file()
+            {
+                app.import_from(p);
+            }
+        }
+    });
+}

@@ -1,0 +1,388 @@
+//! The app's GPU worker: owns the device, the backbone and the current tuning; the UI sends it commands and
+//! polls its replies, so the UI never waits on the GPU.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::job::{run_train, AttentionRequest, Data, Init, TrainJob};
+use crate::model::{load_backbone, Backbone, GpuTuning, GpuViT, HostTensor, LoadOptions};
+use crate::train::{
+    argmax_rows, predict_logits, Augment, Evaluation, Samples, TrainConfig, TrainEvent,
+};
+use crate::tuned::{self, TunedMeta};
+use crate::tuning::Tuning;
+use crate::viz::{image_attention, overlay, Colormap, HeadFusion};
+
+use super::project::{Project, Settings};
+
+pub enum Command {
+    /// Load this backbone (the embedded demo one when `None`).
+    LoadBackbone(Option<PathBuf>),
+    Train(Project),
+    Attention {
+        image: PathBuf,
+        request: AttentionRequest,
+    },
+    Predict(Vec<PathBuf>),
+    Export(PathBuf),
+    Import(PathBuf),
+}
+
+/// An image's ranked (class, probability) list and its heat-map overlay.
+pub type Prediction = (PathBuf, Vec<(String, f32)>, image::RgbImage);
+
+pub enum Reply {
+    Backbone {
+        description: String,
+    },
+    Event(TrainEvent),
+    Trained {
+        evaluation: Option<Evaluation>,
+        classes: Vec<String>,
+        parameters: usize,
+    },
+    Attention {
+        image: PathBuf,
+        before: image::RgbImage,
+        after: Option<image::RgbImage>,
+    },
+    Predictions(Vec<Prediction>),
+    Exported(PathBuf),
+    Imported {
+        path: PathBuf,
+        classes: Vec<String>,
+    },
+    Error(String),
+}
+
+pub struct Worker {
+    pub commands: Sender<Command>,
+    pub replies: Receiver<Reply>,
+    pub stop: Arc<AtomicBool>,
+}
+
+struct State {
+    gpu: Option<Gpu>,
+    backbone: Option<Backbone>,
+    tuning: Option<(Tuning, TunedMeta)>,
+}
+
+/// Starts the worker thread; `wake` is called after each reply (to repaint the UI).
+pub fn spawn(wake: impl Fn() + Send + 'static) -> Worker {
+    let (ctx, crx) = channel::<Command>();
+    let (rtx, rrx) = channel::<Reply>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    std::thread::spawn(move || {
+        let mut st = State {
+            gpu: None,
+            backbone: None,
+            tuning: None,
+        };
+        let send = |r: Reply| {
+            let _ = rtx.send(r);
+            wake();
+        };
+        while let Ok(cmd) = crx.recv() {
+            if let Err(e) = handle(&mut st, cmd, &stop2, &send) {
+                send(Reply::Error(e.to_string()));
+            }
+        }
+    });
+    Worker {
+        commands: ctx,
+        replies: rrx,
+        stop,
+    }
+}
+
+fn gpu(st: &mut State) -> Result<&Gpu> {
+    if st.gpu.is_none() {
+        st.gpu = Some(Gpu::new()?);
+    }
+    st.gpu.as_ref().ok_or_else(|| Error::Input("no GPU".into()))
+}
+
+fn backbone(st: &State) -> Result<&Backbone> {
+    st.backbone
+        .as_ref()
+        .ok_or_else(|| Error::Input("choose a backbone first".into()))
+}
+
+fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply)) -> Result<()> {
+    match cmd {
+        Command::LoadBackbone(path) => {
+            let b = match &path {
+                Some(p) => load_backbone(p, &LoadOptions::default())?,
+                None => crate::demo::backbone()?,
+            };
+            let c = &b.config;
+            let description = format!(
+                "{} — {:?}, width {}, depth {}, {} heads, patch {}, {}×{}, {} parameters",
+                b.file_name(),
+                c.format,
+                c.dim,
+                c.depth,
+                c.heads,
+                c.patch,
+                c.image_size.0,
+                c.image_size.1,
+                b.parameter_count()
+            );
+            st.backbone = Some(b);
+            st.tuning = None;
+            send(Reply::Backbone { description });
+        }
+        Command::Train(project) => {
+            stop.store(false, Ordering::SeqCst);
+            let b = backbone(st)?.clone();
+            let classes: Vec<String> = project.classes.iter().map(|c| c.name.clone()).collect();
+            if classes.len() < 2 {
+                return Err(Error::Input(
+                    "add at least two classes with images before training".into(),
+                ));
+            }
+            if let Some(c) = project
+                .classes
+                .iter()
+                .find(|c| !c.images.iter().any(|i| i.enabled))
+            {
+                return Err(Error::Input(format!(
+                    "class `{}` has no images; add some or delete it",
+                    c.name
+                )));
+            }
+            let (samples, problems) = Samples::decode(&project.items());
+            for p in problems {
+                send(Reply::Error(p));
+            }
+            let s: &Settings = &project.settings;
+            let (train, val) = split(&samples, s.shots, s.seed);
+            let mut config = TrainConfig::defaults(
+                s.method,
+                s.epochs,
+                s.batch,
+                train.len().div_ceil(s.batch.max(1)),
+            );
+            config.seed = s.seed;
+            if let Some(lr) = s.lr {
+                config.optim.lr = lr;
+            }
+            config.augment = Augment {
+                crop: Some((0.5, 1.0)),
+                flip: false,
+                ..Augment::default()
+            };
+            let job = TrainJob {
+                data: Data::Samples {
+                    classes: classes.clone(),
+                    train,
+                    val: val.clone(),
+                },
+                shots: None,
+                val_per_class: 0,
+                method: s.method,
+                options: s.options.clone(),
+                init: Init::Method,
+                config,
+                image_size: None,
+            };
+            let g = gpu(st)?;
+            let mut log = |m: &str| send(Reply::Error(m.to_string()));
+            let mut ev = |e: &TrainEvent| send(Reply::Event(e.clone()));
+            let report = run_train(g, &b, &job, stop, &mut log, &mut ev)?;
+            let evaluation = match &val {
+                Some(v) if !v.is_empty() => {
+                    let t = crate::job::eval_transform(&b, None);
+                    let vit = GpuViT::new(g, &b, None)?;
+                    let gt = GpuTuning::upload(g, &report.outcome.best)?;
+                    let logits = predict_logits(g, &vit, &t, &gt, v, 32)?;
+                    let pred = argmax_rows(&logits.data, classes.len());
+                    Some(Evaluation::new(classes.clone(), &pred, &v.labels))
+                }
+                _ => None,
+            };
+            let parameters = report.outcome.best.parameter_count();
+            st.tuning = Some((report.outcome.best, report.meta));
+            send(Reply::Trained {
+                evaluation,
+                classes,
+                parameters,
+            });
+        }
+        Command::Attention { image, request } => {
+            let b = backbone(st)?.clone();
+            let tuning = st.tuning.as_ref().map(|t| t.0.clone());
+            let g = gpu(st)?;
+            let mode = request.mode(b.config.depth)?;
+            let fusion = HeadFusion::from_name(&request.head)?;
+            let cmap = Colormap::from_name(&request.colormap).unwrap_or(Colormap::Inferno);
+            let t = crate::job::eval_transform(&b, None);
+            let img = crate::preprocess::load_rgb(&image)?;
+            let px = HostTensor::new(vec![1, 3, t.size.0, t.size.1], t.apply(&img));
+            let vit = GpuViT::new(g, &b, None)?;
+            let region = t.crop_box(img.width() as usize, img.height() as usize);
+            let shown = display_copy(&img);
+            let region = scale_region(region, &img, &shown);
+            let before_mode = match mode {
+                crate::viz::MapMode::Prompt { layer, .. } => crate::viz::MapMode::Cls { layer },
+                m => m,
+            };
+            let before_att = image_attention(
+                g,
+                &vit,
+                None,
+                &px,
+                before_mode == crate::viz::MapMode::GradRollout,
+                request.class,
+            )?;
+            let before = overlay(
+                &shown,
+                &before_att.map(before_mode, fusion)?,
+                before_att.grid,
+                region,
+                cmap,
+                request.alpha,
+            );
+            let after = match &tuning {
+                Some(tn) => {
+                    let gt = GpuTuning::upload(g, tn)?;
+                    let att = image_attention(
+                        g,
+                        &vit,
+                        Some(&gt),
+                        &px,
+                        mode == crate::viz::MapMode::GradRollout,
+                        request.class,
+                    )?;
+                    Some(overlay(
+                        &shown,
+                        &att.map(mode, fusion)?,
+                        att.grid,
+                        region,
+                        cmap,
+                        request.alpha,
+                    ))
+                }
+                None => None,
+            };
+            send(Reply::Attention {
+                image,
+                before,
+                after,
+            });
+        }
+        Command::Predict(paths) => {
+            let b = backbone(st)?.clone();
+            let (tn, meta) = st
+                .tuning
+                .clone()
+                .ok_or_else(|| Error::Input("train or import a tuned file first".into()))?;
+            let g = gpu(st)?;
+            let t = crate::job::eval_transform(&b, None);
+            let vit = GpuViT::new(g, &b, None)?;
+            let gt = GpuTuning::upload(g, &tn)?;
+            let mut out = Vec::new();
+            for p in paths {
+                let img = match crate::preprocess::load_rgb(&p) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        send(Reply::Error(e.to_string()));
+                        continue;
+                    }
+                };
+                let px = HostTensor::new(vec![1, 3, t.size.0, t.size.1], t.apply(&img));
+                let att = image_attention(g, &vit, Some(&gt), &px, false, None)?;
+                let probs = crate::job::softmax(&att.logits);
+                let mut ranked: Vec<(String, f32)> = meta
+                    .classes
+                    .iter()
+                    .cloned()
+                    .zip(probs.iter().copied())
+                    .collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let shown = display_copy(&img);
+                let region = scale_region(
+                    t.crop_box(img.width() as usize, img.height() as usize),
+                    &img,
+                    &shown,
+                );
+                let map = att.map(
+                    crate::viz::MapMode::Rollout { discard: 0.9 },
+                    HeadFusion::Mean,
+                )?;
+                out.push((
+                    p,
+                    ranked,
+                    overlay(&shown, &map, att.grid, region, Colormap::Inferno, 0.5),
+                ));
+            }
+            send(Reply::Predictions(out));
+        }
+        Command::Export(path) => {
+            let (tn, meta) = st
+                .tuning
+                .as_ref()
+                .ok_or_else(|| Error::Input("nothing to export yet: train first".into()))?;
+            tuned::write(&path, tn, meta)?;
+            send(Reply::Exported(path));
+        }
+        Command::Import(path) => {
+            let b = backbone(st)?;
+            let tf = tuned::read(&path, b, false)?;
+            let meta = match tf.meta.clone() {
+                Some(m) => m,
+                None => TunedMeta::new(&tf.tuning, b, tf.classes.clone(), "imported"),
+            };
+            let classes = tf.classes.clone();
+            st.tuning = Some((tf.tuning, meta));
+            send(Reply::Imported { path, classes });
+        }
+    }
+    Ok(())
+}
+
+/// Training shots per class (all when unset) and the rest as validation.
+fn split(s: &Samples, shots: Option<usize>, seed: u64) -> (Samples, Option<Samples>) {
+    let Some(k) = shots else {
+        return (s.clone(), None);
+    };
+    let mut rng = crate::rng::Rng::new(seed);
+    let classes = s.labels.iter().copied().max().map(|m| m + 1).unwrap_or(0);
+    let (mut tr, mut va) = (Vec::new(), Vec::new());
+    for c in 0..classes {
+        let mut idx: Vec<usize> = (0..s.len()).filter(|&i| s.labels[i] == c).collect();
+        rng.shuffle(&mut idx);
+        tr.extend(idx.iter().take(k));
+        va.extend(idx.iter().skip(k));
+    }
+    (s.subset(&tr), (!va.is_empty()).then(|| s.subset(&va)))
+}
+
+/// Small images are shown enlarged so the heat-map can be seen.
+fn display_copy(img: &image::RgbImage) -> image::RgbImage {
+    let side = img.width().max(img.height());
+    if side >= 192 {
+        return img.clone();
+    }
+    let f = 192 / side.max(1);
+    image::imageops::resize(
+        img,
+        img.width() * f,
+        img.height() * f,
+        image::imageops::FilterType::Nearest,
+    )
+}
+
+fn scale_region(
+    r: (u32, u32, u32, u32),
+    from: &image::RgbImage,
+    to: &image::RgbImage,
+) -> (u32, u32, u32, u32) {
+    let f = to.width() / from.width().max(1);
+    (r.0 * f, r.1 * f, r.2 * f, r.3 * f)
+}
