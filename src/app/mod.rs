@@ -77,7 +77,7 @@ impl VituneApp {
             selected_class: 0,
             backbone_info: None,
             errors: Vec::new(),
-            status: "loading the backbone…".into(),
+            status: "loading the backbone...".into(),
             training: false,
             curve: Vec::new(),
             val_curve: Vec::new(),
@@ -131,7 +131,7 @@ impl VituneApp {
         self.progress = 0.0;
         self.steps_seen = 0;
         self.training = true;
-        self.status = "training…".into();
+        self.status = "training...".into();
         self.worker
             .stop
             .store(false, std::sync::atomic::Ordering::SeqCst);
@@ -143,7 +143,7 @@ impl VituneApp {
         self.worker
             .stop
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.status = "stopping after this step…".into();
+        self.status = "stopping after this step...".into();
     }
 
     pub fn export_to(&mut self, path: PathBuf) {
@@ -234,7 +234,7 @@ impl VituneApp {
                     if let Some(v) = s.val_accuracy {
                         self.val_curve.push(((s.epoch + 1) as f64, v));
                     }
-                    self.status = format!("epoch {} — loss {:.3}", s.epoch + 1, s.loss);
+                    self.status = format!("epoch {} - loss {:.3}", s.epoch + 1, s.loss);
                 }
                 Reply::Trained {
                     evaluation,

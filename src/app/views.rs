@@ -38,7 +38,7 @@ fn errors_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     let mut dismiss = None;
     for (i, e) in app.errors.iter().enumerate().rev().take(4) {
         ui.horizontal(|ui| {
-            ui.colored_label(Color32::from_rgb(220, 80, 60), format!("⚠ {e}"));
+            ui.colored_label(Color32::from_rgb(220, 80, 60), format!("! {e}"));
             if ui.small_button("dismiss").clicked() {
                 dismiss = Some(i);
             }
@@ -52,8 +52,8 @@ fn errors_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
 fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.label("Backbone:");
-        ui.label(app.backbone_info.as_deref().unwrap_or("loading…"));
-        if ui.button("Choose backbone…").clicked() {
+        ui.label(app.backbone_info.as_deref().unwrap_or("loading..."));
+        if ui.button("Choose backbone...").clicked() {
             if let Some(p) = rfd::FileDialog::new()
                 .add_filter("safetensors", &["safetensors"])
                 .pick_file()
@@ -68,7 +68,7 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         }
     });
     ui.horizontal(|ui| {
-        if ui.button("Open project…").clicked() {
+        if ui.button("Open project...").clicked() {
             if let Some(p) = rfd::FileDialog::new()
                 .add_filter("vitune project", &["json"])
                 .pick_file()
@@ -120,17 +120,20 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             ui.horizontal(|ui| {
                 let selected = app.selected_class == ci;
                 if ui
-                    .selectable_label(selected, if selected { "▶" } else { "·" })
+                    .selectable_label(selected, "select")
+                    .on_hover_text("dropped files go to the selected class")
                     .clicked()
                 {
                     app.selected_class = ci;
                 }
+                let label = ui.label("name");
                 ui.add(
                     egui::TextEdit::singleline(&mut app.project.classes[ci].name)
                         .desired_width(160.0),
-                );
+                )
+                .labelled_by(label.id);
                 ui.label(format!("{enabled} of {total} images"));
-                if ui.button("Add images…").clicked() {
+                if ui.button("Add images...").clicked() {
                     if let Some(files) = rfd::FileDialog::new()
                         .add_filter("images", &["png", "jpg", "jpeg", "webp", "bmp", "gif"])
                         .pick_files()
@@ -158,8 +161,8 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                             }
                         }
                         ui.horizontal(|ui| {
-                            ui.checkbox(&mut app.project.classes[ci].images[ii].enabled, "");
-                            if ui.small_button("✕").on_hover_text("remove").clicked() {
+                            ui.checkbox(&mut app.project.classes[ci].images[ii].enabled, "use");
+                            if ui.small_button("x").on_hover_text("remove").clicked() {
                                 remove = Some(ii);
                             }
                         });
@@ -223,7 +226,7 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     let s = &mut app.project.settings;
     ui.horizontal(|ui| {
         ui.label("Method");
-        egui::ComboBox::from_id_salt("method")
+        egui::ComboBox::from_label("method")
             .selected_text(s.method.name())
             .show_ui(ui, |ui| {
                 for m in Method::ALL {
@@ -335,7 +338,7 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         .collect();
     let mut changed = false;
     ui.horizontal(|ui| {
-        egui::ComboBox::from_id_salt("image")
+        egui::ComboBox::from_label("image")
             .selected_text(
                 app.attention
                     .image
@@ -352,7 +355,7 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                         .changed();
                 }
             });
-        egui::ComboBox::from_id_salt("mode")
+        egui::ComboBox::from_label("mode")
             .selected_text(app.attention.mode.clone())
             .show_ui(ui, |ui| {
                 for m in ["cls", "prompt", "rollout", "grad-rollout"] {
@@ -361,7 +364,7 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                         .changed();
                 }
             });
-        egui::ComboBox::from_id_salt("head")
+        egui::ComboBox::from_label("head")
             .selected_text(app.attention.head.clone())
             .show_ui(ui, |ui| {
                 for h in ["mean", "max", "min", "0", "1", "2"] {
@@ -370,7 +373,7 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                         .changed();
                 }
             });
-        egui::ComboBox::from_id_salt("colormap")
+        egui::ComboBox::from_label("colormap")
             .selected_text(app.attention.colormap.clone())
             .show_ui(ui, |ui| {
                 for c in ["inferno", "viridis", "jet"] {
@@ -446,7 +449,7 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
 
 fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
-        if ui.button("Pick images…").clicked() {
+        if ui.button("Pick images...").clicked() {
             if let Some(files) = rfd::FileDialog::new()
                 .add_filter("images", &["png", "jpg", "jpeg", "webp", "bmp", "gif"])
                 .pick_files()
@@ -493,7 +496,7 @@ fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         if ui
             .add_enabled(
                 app.trained_classes.is_some(),
-                egui::Button::new("Export tuned file…"),
+                egui::Button::new("Export tuned file..."),
             )
             .clicked()
         {
@@ -505,7 +508,7 @@ fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 app.export_to(p);
             }
         }
-        if ui.button("Import tuned file…").clicked() {
+        if ui.button("Import tuned file...").clicked() {
             if let Some(p) = rfd::FileDialog::new()
                 .add_filter("safetensors", &["safetensors"])
                 .pick_file()

@@ -122,7 +122,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             };
             let c = &b.config;
             let description = format!(
-                "{} — {:?}, width {}, depth {}, {} heads, patch {}, {}×{}, {} parameters",
+                "{} - {:?}, width {}, depth {}, {} heads, patch {}, {}x{}, {} parameters",
                 b.file_name(),
                 c.format,
                 c.dim,

@@ -1,0 +1,172 @@
+//! The desktop app driven through its real UI state with egui_kittest: classes, images, training with live
+//! curves, the attention view, export and import of the tuned file. Snapshots of the main screens are compared
+//! with a tolerance suited to lavapipe (regenerate on purpose with UPDATE_SNAPSHOTS=1).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::{Harness, SnapshotOptions};
+use vitune::app::project::Project;
+use vitune::app::VituneApp;
+
+fn harness(project: Project) -> Harness<'static, VituneApp> {
+    let app = VituneApp::new(&egui::Context::default(), project, None);
+    let h = Harness::builder()
+        .with_size([1000.0, 700.0])
+        .wgpu()
+        .build_ui_state(|ui, app: &mut VituneApp| app.ui(ui), app);
+    // Error texts from files may hold any character; draw a box for those the font lacks, as the app does.
+    h.ctx
+        .set_missing_glyph_policy(egui::MissingGlyphPolicy::Tofu);
+    h
+}
+
+/// Steps the UI until `done` holds (the worker runs on its own thread), failing after `secs`.
+fn wait_for(
+    h: &mut Harness<'static, VituneApp>,
+    secs: u64,
+    what: &str,
+    done: impl Fn(&VituneApp) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        h.step();
+        if done(h.state()) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}; errors: {:?}, status: {}",
+            h.state().errors,
+            h.state().status
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn snapshot(h: &mut Harness<'static, VituneApp>, name: &str) {
+    h.snapshot_options(name, &SnapshotOptions::new().threshold(2.0));
+}
+
+#[test]
+fn create_classes_train_see_attention_export_and_import() {
+    // The app needs a GPU adapter; fail loudly without one.
+    drop(common::gpu());
+    let dir = tempfile::tempdir().expect("tmp");
+    let images = dir.path().join("glyphs");
+    vitune::demo::write_glyph_folders("target", 6, 3, 32, &images).expect("glyphs");
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&images)
+        .expect("read")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    folders.sort();
+
+    let mut project = Project::default();
+    project.settings.epochs = 3;
+    project.settings.batch = 6;
+    project.settings.options.prompts = 2;
+    let mut h = harness(project);
+    wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
+
+    // Two classes through the UI, named by typing, images added as drag-and-drop does.
+    h.get_by_label("Add class").click();
+    h.step();
+    h.get_by_label("Add class").click();
+    h.step();
+    assert_eq!(h.state().project.classes.len(), 2);
+    h.state_mut().project.classes[0].name = "delta".into();
+    h.state_mut().project.classes[1].name = "lambda".into();
+    h.state_mut().add_images(0, &[folders[0].clone()]);
+    h.state_mut().add_images(1, &[folders[1].clone()]);
+    assert_eq!(h.state().project.items().len(), 12);
+    h.run();
+    snapshot(&mut h, "project");
+
+    // Train a few steps and watch the curves receive points.
+    h.get_by_label("Tune").click();
+    h.step();
+    h.get_by_label("Train").click();
+    h.step();
+    assert!(
+        h.state().training,
+        "training should have started: {:?}",
+        h.state().errors
+    );
+    wait_for(&mut h, 300, "training", |a| !a.training);
+    assert!(
+        h.state().errors.is_empty(),
+        "errors: {:?}",
+        h.state().errors
+    );
+    assert!(
+        h.state().curve.len() >= 3,
+        "curve points: {}",
+        h.state().curve.len()
+    );
+    assert_eq!(h.state().trained_classes.as_ref().map(|c| c.len()), Some(2));
+
+    // The attention view shows before and after maps.
+    h.get_by_label("Attention").click();
+    h.step();
+    let img = h.state().project.classes[0].images[0].path.clone();
+    h.state_mut().attention.image = Some(img);
+    h.state_mut().attention.mode = "prompt".into();
+    h.state_mut().request_attention();
+    wait_for(&mut h, 60, "attention maps", |a| {
+        a.attention_images
+            .as_ref()
+            .map(|(_, after)| after.is_some())
+            .unwrap_or(false)
+    });
+    h.run();
+    snapshot(&mut h, "attention");
+
+    // Export, then import back.
+    let out = dir.path().join("tuned.safetensors");
+    h.state_mut().export_to(out.clone());
+    wait_for(&mut h, 30, "export", |a| a.status.starts_with("exported"));
+    let b = vitune::demo::backbone().expect("demo backbone");
+    let tf = vitune::tuned::read(&out, &b, false).expect("the exported file reads back");
+    assert_eq!(tf.classes, vec!["delta", "lambda"]);
+    h.state_mut().trained_classes = None;
+    h.state_mut().import_from(out);
+    wait_for(&mut h, 30, "import", |a| a.status.starts_with("imported"));
+    assert_eq!(h.state().trained_classes.as_ref().map(|c| c.len()), Some(2));
+}
+
+#[test]
+fn a_broken_image_shows_an_error_in_the_ui_and_keeps_the_project() {
+    drop(common::gpu());
+    let dir = tempfile::tempdir().expect("tmp");
+    let broken = dir.path().join("broken.png");
+    std::fs::write(&broken, b"not a png").expect("write");
+    let good = dir.path().join("glyphs");
+    vitune::demo::write_glyph_folders("target", 3, 5, 32, &good).expect("glyphs");
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&good)
+        .expect("read")
+        .map(|e| e.expect("e").path())
+        .collect();
+    folders.sort();
+    let mut project = Project::default();
+    project.settings.epochs = 1;
+    let mut h = harness(project);
+    wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
+    h.state_mut().add_class();
+    h.state_mut().add_class();
+    h.state_mut().add_images(0, &[folders[0].clone(), broken]);
+    h.state_mut().add_images(1, &[folders[1].clone()]);
+    let before = h.state().project.clone();
+    h.state_mut().tab = vitune::app::Tab::Tune;
+    h.step();
+    h.get_by_label("Train").click();
+    wait_for(&mut h, 120, "training", |a| !a.training);
+    assert!(
+        h.state().errors.iter().any(|e| e.contains("broken.png")),
+        "the broken image should be named: {:?}",
+        h.state().errors
+    );
+    assert_eq!(h.state().project, before, "the project is kept as it was");
+}
