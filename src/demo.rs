@@ -6,15 +6,20 @@ use std::path::Path;
 use crate::data::glyphs::{class_dir_name, render_set, source_classes, target_classes, Glyphs};
 use crate::error::{Error, Result};
 
-/// The classes of a split: `source` (pre-training) or `target` (few-shot).
+/// The classes of a split, `source` (pre-training) or `target` (few-shot), in the order of their folder names:
+/// the order a data set read from `vitune demo-data` folders has, and the demo backbone's head was trained in.
 pub fn split_classes(split: &str) -> Result<Vec<char>> {
-    match split {
-        "source" => Ok(source_classes()),
-        "target" => Ok(target_classes()),
-        s => Err(Error::Input(format!(
-            "--split `{s}`: expected source or target"
-        ))),
-    }
+    let mut classes = match split {
+        "source" => source_classes(),
+        "target" => target_classes(),
+        s => {
+            return Err(Error::Input(format!(
+                "--split `{s}`: expected source or target"
+            )))
+        }
+    };
+    classes.sort_by_key(|c| class_dir_name(*c));
+    Ok(classes)
 }
 
 /// Writes `per_class` rendered images of every class of `split` as class folders under `out`; returns the count.
