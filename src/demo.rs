@@ -196,35 +196,23 @@ pub fn run(gpu: &Gpu, opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<D
         let start = Instant::now();
         let mut options = MethodOptions::defaults(method);
         options.prompts = 5;
-        let job = TrainJob {
-            data: Data::Samples {
-                classes: classes.clone(),
-                train: train.clone(),
-                val: None,
-            },
-            shots: None,
-            val_per_class: 0,
-            method,
-            options,
-            init,
-            config: demo_config(method, opts.epochs, train.len(), opts.seed),
-            image_size: None,
-        };
+        let config = demo_config(method, opts.epochs, train.len(), opts.seed);
+        let job = samples_job(&classes, &train, method, options, init, config);
         let mut quiet = |_: &str| {};
         let mut on_event = |_: &TrainEvent| {};
         let report = run_train(gpu, &backbone, &job, &stop, &mut quiet, &mut on_event)?;
-        let gt = GpuTuning::upload(gpu, &report.outcome.best)?;
-        let logits = predict_logits(gpu, &vit, &transform, &gt, &test, 64)?;
-        let pred = argmax_rows(&logits.data, classes.len());
-        let correct = pred
-            .iter()
-            .zip(&test.labels)
-            .filter(|(p, l)| p == l)
-            .count();
+        let accuracy = test_accuracy(
+            gpu,
+            &vit,
+            &transform,
+            &report.outcome.best,
+            &test,
+            classes.len(),
+        )?;
         let row = DemoRow {
             label: label.to_string(),
             parameters: report.outcome.best.parameter_count(),
-            accuracy: correct as f64 / test.len().max(1) as f64,
+            accuracy,
             seconds: start.elapsed().as_secs_f64(),
         };
         log(&format!(
@@ -479,31 +467,19 @@ pub fn fewshot(
                     BenchInit::Spt => Init::Spt(SptKind::Mean),
                     BenchInit::Pvp => Init::Pretrained(pvp_file.clone().unwrap_or_default()),
                 };
-                let job = TrainJob {
-                    data: Data::Samples {
-                        classes: classes.clone(),
-                        train: train.clone(),
-                        val: None,
-                    },
-                    shots: None,
-                    val_per_class: 0,
-                    method: m.method,
-                    options: bench_options(m.method),
+                let config = demo_config(m.method, epochs, train.len(), seed);
+                let job = samples_job(
+                    &classes,
+                    &train,
+                    m.method,
+                    bench_options(m.method),
                     init,
-                    config: demo_config(m.method, epochs, train.len(), seed),
-                    image_size: None,
-                };
+                    config,
+                );
                 let r = run_train(gpu, &backbone, &job, &stop, &mut |_| {}, &mut |_| {})?;
                 params = r.outcome.best.parameter_count();
-                let gt = GpuTuning::upload(gpu, &r.outcome.best)?;
-                let logits = predict_logits(gpu, &vit, &transform, &gt, &test, 64)?;
-                let pred = argmax_rows(&logits.data, classes.len());
-                let acc = pred
-                    .iter()
-                    .zip(&test.labels)
-                    .filter(|(p, l)| p == l)
-                    .count() as f64
-                    / test.len() as f64;
+                let acc =
+                    test_accuracy(gpu, &vit, &transform, &r.outcome.best, &test, classes.len())?;
                 accs.push(acc);
             }
             let mean = accs.iter().sum::<f64>() / accs.len() as f64;
@@ -530,4 +506,49 @@ pub fn fewshot(
         epochs,
         test_images: test.len(),
     })
+}
+
+/// A training job on in-memory samples (the demo's and the benchmark's).
+fn samples_job(
+    classes: &[String],
+    train: &Samples,
+    method: Method,
+    options: MethodOptions,
+    init: Init,
+    config: TrainConfig,
+) -> TrainJob {
+    TrainJob {
+        data: Data::Samples {
+            classes: classes.to_vec(),
+            train: train.clone(),
+            val: None,
+        },
+        shots: None,
+        val_per_class: 0,
+        method,
+        options,
+        init,
+        config,
+        image_size: None,
+    }
+}
+
+/// Top-1 accuracy of `tuning` on `test`.
+fn test_accuracy(
+    gpu: &Gpu,
+    vit: &GpuViT,
+    transform: &crate::preprocess::Transform,
+    tuning: &crate::tuning::Tuning,
+    test: &Samples,
+    classes: usize,
+) -> Result<f64> {
+    let gt = GpuTuning::upload(gpu, tuning)?;
+    let logits = predict_logits(gpu, vit, transform, &gt, test, 64)?;
+    let pred = argmax_rows(&logits.data, classes);
+    let correct = pred
+        .iter()
+        .zip(&test.labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    Ok(correct as f64 / test.len().max(1) as f64)
 }

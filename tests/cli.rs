@@ -2,20 +2,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
+use common::vitune;
 
-fn vitune(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vitune"))
-        .args(args)
-        .output()
-        .expect("vitune runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use std::path::Path;
 
 /// Fails with an `error:` line containing every needle, and no panic.
 fn fails_with(args: &[&str], needles: &[&str]) {

@@ -3,8 +3,9 @@
 
 mod common;
 
+use common::vitune;
+
 use std::path::Path;
-use std::process::Command;
 
 use vitune::rng::Rng;
 
@@ -29,18 +30,6 @@ fn make_dataset(dir: &Path, per_class: usize, seed: u64) {
             img.save(d.join(format!("{i:03}.png"))).expect("save");
         }
     }
-}
-
-fn vitune(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vitune"))
-        .args(args)
-        .output()
-        .expect("vitune runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn model() -> String {

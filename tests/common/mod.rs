@@ -35,3 +35,16 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
         .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
     max_diff / max_abs.max(1e-30)
 }
+
+/// Runs the vitune binary: (success, stdout, stderr).
+pub fn vitune(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitune"))
+        .args(args)
+        .output()
+        .expect("vitune runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
