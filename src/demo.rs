@@ -431,20 +431,16 @@ pub fn fewshot(
     // PVP: prompts (and a head) pre-trained once on the source glyphs.
     let pvp_file = if methods.iter().any(|m| m.init == BenchInit::Pvp) {
         let (src_classes, src) = glyph_samples("source", 10, 4242, size)?;
-        let job = TrainJob {
-            data: Data::Samples {
-                classes: src_classes.clone(),
-                train: src,
-                val: None,
-            },
-            shots: None,
-            val_per_class: 0,
-            method: Method::VptDeep,
-            options: bench_options(Method::VptDeep),
-            init: Init::Method,
-            config: demo_config(Method::VptDeep, 4, 520, 0),
-            image_size: None,
-        };
+        let config = demo_config(Method::VptDeep, 4, src.len(), 0);
+        let options = bench_options(Method::VptDeep);
+        let job = samples_job(
+            &src_classes,
+            &src,
+            Method::VptDeep,
+            options,
+            Init::Method,
+            config,
+        );
         let r = run_train(gpu, &backbone, &job, &stop, &mut |_| {}, &mut |_| {})?;
         let path =
             std::env::temp_dir().join(format!("vitune-pvp-{}.safetensors", std::process::id()));

@@ -68,6 +68,8 @@ pub struct Worker {
 struct State {
     gpu: Option<Gpu>,
     backbone: Option<Backbone>,
+    /// The backbone's weights on the GPU, uploaded once per backbone and shared by every request.
+    vit: Option<GpuViT>,
     tuning: Option<(Tuning, TunedMeta)>,
 }
 
@@ -81,6 +83,7 @@ pub fn spawn(wake: impl Fn() + Send + 'static) -> Worker {
         let mut st = State {
             gpu: None,
             backbone: None,
+            vit: None,
             tuning: None,
         };
         let send = |r: Reply| {
@@ -105,6 +108,27 @@ fn gpu(st: &mut State) -> Result<&Gpu> {
         st.gpu = Some(Gpu::new()?);
     }
     st.gpu.as_ref().ok_or_else(|| Error::Input("no GPU".into()))
+}
+
+/// The device and the backbone uploaded to it (once, then reused).
+fn gpu_vit(st: &mut State) -> Result<(&Gpu, &GpuViT)> {
+    let State {
+        gpu, backbone, vit, ..
+    } = st;
+    if gpu.is_none() {
+        *gpu = Some(Gpu::new()?);
+    }
+    let g = gpu.as_ref().ok_or_else(|| Error::Input("no GPU".into()))?;
+    if vit.is_none() {
+        let b = backbone
+            .as_ref()
+            .ok_or_else(|| Error::Input("choose a backbone first".into()))?;
+        *vit = Some(GpuViT::new(g, b, None)?);
+    }
+    let v = vit
+        .as_ref()
+        .ok_or_else(|| Error::Input("choose a backbone first".into()))?;
+    Ok((g, v))
 }
 
 fn backbone(st: &State) -> Result<&Backbone> {
@@ -134,6 +158,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                 b.parameter_count()
             );
             st.backbone = Some(b);
+            st.vit = None;
             st.tuning = None;
             send(Reply::Backbone { description });
         }
@@ -191,16 +216,15 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                 config,
                 image_size: None,
             };
-            let g = gpu(st)?;
             let mut log = |m: &str| send(Reply::Error(m.to_string()));
             let mut ev = |e: &TrainEvent| send(Reply::Event(e.clone()));
-            let report = run_train(g, &b, &job, stop, &mut log, &mut ev)?;
+            let report = run_train(gpu(st)?, &b, &job, stop, &mut log, &mut ev)?;
+            let (g, vit) = gpu_vit(st)?;
             let evaluation = match &val {
                 Some(v) if !v.is_empty() => {
                     let t = crate::job::eval_transform(&b, None);
-                    let vit = GpuViT::new(g, &b, None)?;
                     let gt = GpuTuning::upload(g, &report.outcome.best)?;
-                    let logits = predict_logits(g, &vit, &t, &gt, v, 32)?;
+                    let logits = predict_logits(g, vit, &t, &gt, v, 32)?;
                     let pred = argmax_rows(&logits.data, classes.len());
                     Some(Evaluation::new(classes.clone(), &pred, &v.labels))
                 }
@@ -217,14 +241,13 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
         Command::Attention { image, request } => {
             let b = backbone(st)?.clone();
             let tuning = st.tuning.as_ref().map(|t| t.0.clone());
-            let g = gpu(st)?;
+            let (g, vit) = gpu_vit(st)?;
             let mode = request.mode(b.config.depth)?;
             let fusion = HeadFusion::from_name(&request.head)?;
             let cmap = Colormap::from_name(&request.colormap).unwrap_or(Colormap::Inferno);
             let t = crate::job::eval_transform(&b, None);
             let img = crate::preprocess::load_rgb(&image)?;
             let px = HostTensor::new(vec![1, 3, t.size.0, t.size.1], t.apply(&img));
-            let vit = GpuViT::new(g, &b, None)?;
             let region = t.crop_box(img.width() as usize, img.height() as usize);
             let shown = display_copy(&img);
             let region = scale_region(region, &img, &shown);
@@ -234,7 +257,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             };
             let before_att = image_attention(
                 g,
-                &vit,
+                vit,
                 None,
                 &px,
                 before_mode == crate::viz::MapMode::GradRollout,
@@ -253,7 +276,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                     let gt = GpuTuning::upload(g, tn)?;
                     let att = image_attention(
                         g,
-                        &vit,
+                        vit,
                         Some(&gt),
                         &px,
                         mode == crate::viz::MapMode::GradRollout,
@@ -282,9 +305,8 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                 .tuning
                 .clone()
                 .ok_or_else(|| Error::Input("train or import a tuned file first".into()))?;
-            let g = gpu(st)?;
+            let (g, vit) = gpu_vit(st)?;
             let t = crate::job::eval_transform(&b, None);
-            let vit = GpuViT::new(g, &b, None)?;
             let gt = GpuTuning::upload(g, &tn)?;
             let mut out = Vec::new();
             for p in paths {
@@ -296,7 +318,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                     }
                 };
                 let px = HostTensor::new(vec![1, 3, t.size.0, t.size.1], t.apply(&img));
-                let att = image_attention(g, &vit, Some(&gt), &px, false, None)?;
+                let att = image_attention(g, vit, Some(&gt), &px, false, None)?;
                 let probs = crate::job::softmax(&att.logits);
                 let mut ranked: Vec<(String, f32)> = meta
                     .classes
