@@ -155,7 +155,9 @@ pub fn matmul(gpu: &Gpu, batch: usize, iters: usize) -> Result<String> {
 /// weights: images/s, step time over forward time, activation memory per image, trainable parameters.
 pub fn train(gpu: &Gpu, name: &str, method: &str, batch: usize, iters: usize) -> Result<String> {
     use crate::model::GpuTuning;
-    use crate::train::{compute_grads, train_micro_batch, OptimConfig, Optimizer, OptimizerKind};
+    use crate::train::{
+        compute_grads, train_micro_batch, OptimConfig, Optimizer, OptimizerKind, StepOptions,
+    };
     use crate::tuning::{Method, MethodOptions, Tuning};
 
     let cfg = config(name)?;
@@ -186,7 +188,10 @@ pub fn train(gpu: &Gpu, name: &str, method: &str, batch: usize, iters: usize) ->
             &grads,
             &pixels,
             &labels,
-            Some(micro),
+            StepOptions {
+                micro_batch: Some(micro),
+                dropout_seed: Some(7),
+            },
             Some(&mut after),
         )?;
         Ok(start.elapsed().as_secs_f64())

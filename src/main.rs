@@ -321,6 +321,10 @@ struct MethodArgs {
     /// Convpass conv initialisation: xavier or identity.
     #[arg(long)]
     conv_init: Option<String>,
+    /// Training dropout: VPT prompt dropout (default 0.1 for vpt-deep, 0 for vpt-shallow) or the Convpass
+    /// bypass's dropout (default 0.1). Never applied by `grad`, `eval` or `predict`.
+    #[arg(long, visible_alias = "prompt-dropout")]
+    dropout: Option<f32>,
 }
 
 impl MethodArgs {
@@ -347,6 +351,12 @@ impl MethodArgs {
         }
         if let Some(v) = self.convpass_dim {
             o.convpass_dim = v;
+        }
+        if let Some(v) = self.dropout {
+            if !MethodOptions::has_dropout(m) {
+                bail!("--dropout applies to vpt-shallow, vpt-deep and convpass, not {m}");
+            }
+            o.dropout = v;
         }
         if let Some(v) = &self.conv_init {
             o.conv_init = match v.as_str() {
@@ -956,7 +966,16 @@ fn grad(
     let vit = GpuViT::new(&gpu, &b, Some((pixels.shape[2], pixels.shape[3])))?;
     let gt = vitune::model::GpuTuning::upload(&gpu, &tuning)?;
     let grads = gt.zeros_like(&gpu)?;
-    let step = vitune::train::compute_grads(&gpu, &vit, &gt, &grads, &pixels, &labels, None, None)?;
+    let step = vitune::train::compute_grads(
+        &gpu,
+        &vit,
+        &gt,
+        &grads,
+        &pixels,
+        &labels,
+        Default::default(),
+        None,
+    )?;
     let mut outs = vitune::model::download_named(&gpu, &grads, &gt.shapes)?;
     outs.insert(
         "loss".into(),

@@ -296,3 +296,41 @@ fn grad_rejects_an_unknown_method_and_a_tuned_file_of_wrong_shape() {
         &["lora"],
     );
 }
+
+#[test]
+fn dropout_option_is_checked_and_named() {
+    let input = common::fixture("grad_linear").join("input.safetensors");
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("g.safetensors");
+    let args = |method: &'static str, rate: &'static str| {
+        vec![
+            "grad".to_string(),
+            "--backbone".into(),
+            model(),
+            "--method".into(),
+            method.into(),
+            "--num-classes".into(),
+            "5".into(),
+            "--dropout".into(),
+            rate.into(),
+            "--input".into(),
+            input.to_str().expect("utf8").into(),
+            "--out".into(),
+            out.to_str().expect("utf8").into(),
+        ]
+    };
+    let a = args("vpt-deep", "1.5");
+    fails_with(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &["--dropout", "1.5"],
+    );
+    let a = args("lora", "0.2");
+    fails_with(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &["--dropout", "lora"],
+    );
+    // A valid rate is accepted; `grad` still computes without dropout.
+    let a = args("vpt-deep", "0.3");
+    let (ok, _, err) = vitune(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+}

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use vitune::model::{download_named, load_backbone, GpuTuning, GpuViT, HostTensor, LoadOptions};
-use vitune::train::compute_grads;
+use vitune::train::{compute_grads, StepOptions};
 use vitune::tuning::{Method, MethodOptions, Tuning};
 
 const TOL: f64 = 1e-4;
@@ -59,22 +59,34 @@ fn load_case(method: &str) -> Case {
 }
 
 fn run(case: &Case, micro: Option<usize>) -> (f64, BTreeMap<String, HostTensor>) {
-    let gpu = common::gpu();
-    let vit = GpuViT::new(&gpu, &case.backbone, None).expect("upload");
-    let gt = GpuTuning::upload(&gpu, &case.tuning).expect("tuning upload");
-    let grads = gt.zeros_like(&gpu).expect("grads");
+    let options = StepOptions {
+        micro_batch: micro,
+        dropout_seed: None,
+    };
+    run_with(&common::gpu(), case, &case.tuning, options)
+}
+
+fn run_with(
+    gpu: &vitune::gpu::Gpu,
+    case: &Case,
+    tuning: &Tuning,
+    options: StepOptions,
+) -> (f64, BTreeMap<String, HostTensor>) {
+    let vit = GpuViT::new(gpu, &case.backbone, None).expect("upload");
+    let gt = GpuTuning::upload(gpu, tuning).expect("tuning upload");
+    let grads = gt.zeros_like(gpu).expect("grads");
     let out = compute_grads(
-        &gpu,
+        gpu,
         &vit,
         &gt,
         &grads,
         &case.pixels,
         &case.labels,
-        micro,
+        options,
         None,
     )
     .expect("step");
-    let g = download_named(&gpu, &grads, &gt.shapes).expect("download");
+    let g = download_named(gpu, &grads, &gt.shapes).expect("download");
     (out.loss, g)
 }
 
@@ -184,5 +196,93 @@ fn linear_probe_on_cached_features_gives_the_same_gradients() {
     for (k, g) in &full {
         let e = common::rel_err(&cached[k].data, &g.data);
         assert!(e < 1e-5, "`{k}`: {e:e}");
+    }
+}
+
+/// With dropout on (rate 0.5, a fixed seed) the masks are a pure function of the seed, so the loss is a
+/// deterministic function of the trained tensors: central differences check the backward replays the masks.
+fn check_dropout_by_finite_differences(method: &str, names: &[&str]) {
+    let case = load_case(method);
+    let mut tuning = case.tuning.clone();
+    tuning.options.dropout = 0.5;
+    let options = StepOptions {
+        micro_batch: None,
+        dropout_seed: Some(11),
+    };
+    let gpu = common::gpu();
+    let (loss, grads) = run_with(&gpu, &case, &tuning, options);
+    let (plain, _) = run(&case, None);
+    assert!(
+        (loss - plain).abs() > 1e-3 * plain.abs(),
+        "{method}: dropout did not change the loss ({loss} vs {plain})"
+    );
+    for name in names {
+        let g = &grads[*name].data;
+        let gmax = g.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+        assert!(gmax > 0.0, "{method}: `{name}` has no gradient");
+        let mut order: Vec<usize> = (0..g.len()).collect();
+        order.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
+        let mut picks: Vec<usize> = order[..3].to_vec();
+        picks.extend([0, g.len() / 3, g.len() / 2, g.len() - 1]);
+        let zeros = g.iter().filter(|v| **v == 0.0).count();
+        if let Some(z) = g.iter().position(|v| *v == 0.0) {
+            picks.push(z);
+        }
+        for &i in &picks {
+            let h = 1e-2f32;
+            let at = |delta: f32| {
+                let mut t = tuning.clone();
+                t.tensors.get_mut(*name).expect("tensor").data[i] += delta;
+                run_with(&gpu, &case, &t, options).0
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+            let err = (fd - g[i] as f64).abs();
+            assert!(
+                err < 2e-2 * gmax + 1e-4,
+                "{method}: d loss / d {name}[{i}] = {} by the backward, {fd} by differences ({zeros} zeros)",
+                g[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn prompt_dropout_gradients_match_finite_differences() {
+    check_dropout_by_finite_differences(
+        "vpt-deep",
+        &["prompt_embeddings", "deep_prompt_embeddings"],
+    );
+}
+
+#[test]
+fn convpass_dropout_gradients_match_finite_differences() {
+    check_dropout_by_finite_differences(
+        "convpass",
+        &[
+            "blocks.0.adapter_attn.adapter_down.weight",
+            "blocks.1.adapter_mlp.adapter_up.weight",
+        ],
+    );
+}
+
+#[test]
+fn dropout_masks_do_not_depend_on_the_micro_batch() {
+    let case = load_case("vpt-deep");
+    let mut tuning = case.tuning.clone();
+    tuning.options.dropout = 0.3;
+    let gpu = common::gpu();
+    let with = |micro| {
+        let options = StepOptions {
+            micro_batch: Some(micro),
+            dropout_seed: Some(5),
+        };
+        run_with(&gpu, &case, &tuning, options)
+    };
+    let (loss_full, full) = with(3);
+    let (loss_micro, micro) = with(1);
+    assert!((loss_full - loss_micro).abs() < 1e-5 * loss_full.abs());
+    for (name, g) in &full {
+        let e = common::rel_err(&micro[name].data, &g.data);
+        assert!(e < 1e-5, "`{name}`: micro-batched rel err {e:e}");
     }
 }

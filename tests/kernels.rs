@@ -459,3 +459,96 @@ fn attention_matches_reference() {
     assert_close(&outs[hp.0], &probs, 1e-5, "attention probabilities");
     assert_close(&outs[hc.0], &ctx, 1e-5, "attention context");
 }
+
+#[test]
+fn dropout_masks_match_the_cpu_mirror_and_replay() {
+    use ops::dropout::{dropout_rows, kept, Band, Dropout};
+    let gpu = common::gpu();
+    let mut rng = Rng::new(9);
+    let (n, t, d) = (3, 9, 37);
+    let band = Band {
+        images: n,
+        tokens: t,
+        start: 2,
+        count: 4,
+        dim: d,
+    };
+    let drop = Dropout {
+        rate: 0.3,
+        seed: 1234,
+        first_image: 5,
+    };
+    let x = rng.normal_vec(n * t * d, 1.0);
+    let gx = up(&gpu, &[n, t, d], &x);
+    let mut rec = Recorder::new(&gpu);
+    dropout_rows(&mut rec, &gx, band, &drop, 3);
+    let once = rec.read(&gx);
+    let (outs, _) = rec.finish().expect("runs");
+    // The same call again (the backward) applies the same mask: kept values scaled twice, dropped still 0.
+    let mut rec = Recorder::new(&gpu);
+    dropout_rows(&mut rec, &gx, band, &drop, 3);
+    let twice = rec.read(&gx);
+    let (outs2, _) = rec.finish().expect("runs");
+    let scale = 1.0 / (1.0 - 0.3f64);
+    let (mut want, mut want2) = (Vec::new(), Vec::new());
+    for img in 0..n {
+        for row in 0..t {
+            for col in 0..d {
+                let v = x[(img * t + row) * d + col] as f64;
+                let in_band = (band.start..band.start + band.count).contains(&row);
+                let m = if !in_band {
+                    1.0
+                } else if kept(&drop, 3, &band, 5 + img, row - band.start, col) {
+                    scale
+                } else {
+                    0.0
+                };
+                want.push(v * m);
+                want2.push(v * m * m);
+            }
+        }
+    }
+    assert_close(&outs[once.0], &want, 1e-6, "dropout");
+    assert_close(&outs2[twice.0], &want2, 1e-6, "dropout replayed");
+    // Another tag draws another mask.
+    let other = (0..band.count * d)
+        .filter(|&i| {
+            kept(&drop, 3, &band, 5, i / d, i % d) != kept(&drop, 4, &band, 5, i / d, i % d)
+        })
+        .count();
+    assert!(
+        other > 10,
+        "tags 3 and 4 share {other} differing elements only"
+    );
+}
+
+#[test]
+fn dropout_drops_the_requested_fraction() {
+    use ops::dropout::{dropout_rows, Band, Dropout};
+    let gpu = common::gpu();
+    let (n, t, d) = (4, 50, 500);
+    let gx = up(&gpu, &[n, t, d], &vec![1.0; n * t * d]);
+    let mut rec = Recorder::new(&gpu);
+    let band = Band {
+        images: n,
+        tokens: t,
+        start: 0,
+        count: t,
+        dim: d,
+    };
+    let drop = Dropout {
+        rate: 0.1,
+        seed: 77,
+        first_image: 0,
+    };
+    dropout_rows(&mut rec, &gx, band, &drop, 0);
+    let h = rec.read(&gx);
+    let (outs, _) = rec.finish().expect("runs");
+    let zeros = outs[h.0].iter().filter(|v| **v == 0.0).count() as f64 / (n * t * d) as f64;
+    assert!((zeros - 0.1).abs() < 0.005, "dropped fraction {zeros}");
+    let mean = outs[h.0].iter().map(|v| *v as f64).sum::<f64>() / (n * t * d) as f64;
+    assert!(
+        (mean - 1.0).abs() < 0.01,
+        "inverted dropout keeps the mean: {mean}"
+    );
+}

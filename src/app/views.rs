@@ -190,6 +190,7 @@ fn method_options_ui(ui: &mut egui::Ui, method: Method, o: &mut MethodOptions) {
     match method {
         Method::VptShallow | Method::VptDeep => {
             ui.add(egui::Slider::new(&mut o.prompts, 1..=50).text("prompts"));
+            ui.add(egui::Slider::new(&mut o.dropout, 0.0..=0.9).text("prompt dropout"));
         }
         Method::Lora => {
             ui.add(egui::Slider::new(&mut o.rank, 1..=64).text("rank"));
@@ -215,6 +216,7 @@ fn method_options_ui(ui: &mut egui::Ui, method: Method, o: &mut MethodOptions) {
                 ui.selectable_value(&mut o.conv_init, ConvInit::Xavier, "xavier");
                 ui.selectable_value(&mut o.conv_init, ConvInit::Identity, "identity");
             });
+            ui.add(egui::Slider::new(&mut o.dropout, 0.0..=0.9).text("dropout"));
         }
         Method::Linear | Method::Bitfit | Method::Full => {
             ui.label("no options");

@@ -10,6 +10,7 @@ use crate::gpu::{Gpu, GpuTensor, Recorder};
 use crate::ops::activation::{activation, activation_backward, zeros};
 use crate::ops::attention::{attention, attention_backward};
 use crate::ops::conv::{conv_tokens, conv_tokens_input_grad, conv_tokens_weight_grad};
+use crate::ops::dropout::{dropout_rows, Band, Dropout};
 use crate::ops::embed::{assemble_tokens, im2col, Prompts};
 use crate::ops::layernorm::{
     layernorm, layernorm_backward, layernorm_param_grads, layernorm_rows, Rows,
@@ -156,7 +157,13 @@ pub(crate) struct Graph<'a> {
     tuning: Option<&'a GpuTuning>,
     /// When set, the backward keeps d(attention probabilities) of every layer here (last layer first).
     pub attn_grads: Option<std::cell::RefCell<Vec<GpuTensor>>>,
+    /// Training dropout for the next micro-batch: (step seed, index of its first image in the batch). `None`,
+    /// or a method option of 0, trains without dropout.
+    pub dropout_key: Option<(u32, usize)>,
 }
+
+/// Dropout tags: the prompts entering layer l use tag l; Convpass bypasses use CONVPASS_TAG + 2·l + branch.
+const CONVPASS_TAG: u32 = 1 << 16;
 
 impl<'a> Graph<'a> {
     pub fn new(vit: &'a GpuViT, tuning: Option<&'a GpuTuning>) -> Result<Self> {
@@ -172,6 +179,7 @@ impl<'a> Graph<'a> {
             vit,
             tuning,
             attn_grads: None,
+            dropout_key: None,
         })
     }
 
@@ -209,6 +217,28 @@ impl<'a> Graph<'a> {
         self.tuning.map(|t| &t.options)
     }
 
+    /// The dropout a training forward and its backward apply, if any.
+    fn dropout(&self) -> Option<Dropout> {
+        let (seed, first_image) = self.dropout_key?;
+        let rate = self.opts()?.dropout;
+        (rate > 0.0 && MethodOptions::has_dropout(self.method()?)).then_some(Dropout {
+            rate,
+            seed,
+            first_image,
+        })
+    }
+
+    /// The prompt rows of x [n, T, D].
+    fn prompt_band(&self, x: &GpuTensor) -> Band {
+        Band {
+            images: x.shape[0],
+            tokens: x.shape[1],
+            start: 1,
+            count: self.prompts(),
+            dim: self.vit.config.dim,
+        }
+    }
+
     /// Records the forward pass of a micro-batch `px` [n,3,H,W]. With `train`, keeps what the backward needs.
     pub fn forward(
         &self,
@@ -241,6 +271,10 @@ impl<'a> Graph<'a> {
                 per_image: false,
             }),
         )?;
+        let dropout = if train { self.dropout() } else { None };
+        if let (Some(d), true) = (&dropout, p > 0) {
+            dropout_rows(rec, &x, self.prompt_band(&x), d, 0);
+        }
         let mut tokens = Vec::new();
         if want_tokens {
             tokens.push(patches);
@@ -257,6 +291,9 @@ impl<'a> Graph<'a> {
         for l in 0..c.depth {
             if let (Some(deep), true) = (deep, l > 0) {
                 write_tokens(rec, &x, 1, p, deep, (l - 1) * p);
+                if let Some(d) = &dropout {
+                    dropout_rows(rec, &x, self.prompt_band(&x), d, l as u32);
+                }
             }
             let (out, acts, probs) = self.block_forward(rec, l, x, train)?;
             if want_attn {
@@ -446,6 +483,15 @@ impl<'a> Graph<'a> {
         let cpre = conv_tokens(rec, &d, cw, cb, 1 + self.prompts(), self.vit.grid())?;
         let e = activation(rec, &cpre, Act::QuickGelu)?;
         let rows = out.numel() / c.dim;
+        if let (Some(d), true) = (self.dropout(), train) {
+            dropout_rows(
+                rec,
+                &e,
+                convpass_band(out, o.convpass_dim),
+                &d,
+                convpass_tag(l, branch),
+            );
+        }
         let mut mm = Matmul::new(
             (rows, c.dim, o.convpass_dim),
             (&e, Layout::row_major(o.convpass_dim, 0)),
@@ -519,17 +565,24 @@ impl<'a> Graph<'a> {
             }
         };
         let deep = self.method() == Some(Method::VptDeep);
+        let dropout = self.dropout();
         for l in (0..c.depth).rev() {
             dx = self.block_backward(rec, l, &f.blocks[l], &dx, grads)?;
             if deep && l > 0 {
+                if let Some(d) = &dropout {
+                    dropout_rows(rec, &dx, self.prompt_band(&dx), d, l as u32);
+                }
                 if let Some(g) = grads.get("deep_prompt_embeddings") {
                     batch_sum_tokens_into(rec, &dx, 1, p, g, (l - 1) * p);
                 }
                 zero_tokens(rec, &dx, 1, p);
             }
         }
-        // Token assembly: x0 = [CLS + pos₀, prompts, patches + pos₁…].
+        // Token assembly: x0 = [CLS + pos₀, dropout(prompts), patches + pos₁…].
         if let Some(g) = grads.get("prompt_embeddings") {
+            if let Some(d) = &dropout {
+                dropout_rows(rec, &dx, self.prompt_band(&dx), d, 0);
+            }
             batch_sum_tokens_into(rec, &dx, 1, p, g, 0);
         }
         if let Some(g) = grads.get("cls_token") {
@@ -776,6 +829,15 @@ impl<'a> Graph<'a> {
         let (uw, _) = self.pair(&format!("{b}.adapter_up"))?;
         self.linear_param_grads(rec, &format!("{b}.adapter_up"), g, &a.e, grads, o.scale);
         let de = linear_input_grad(rec, g, uw, o.scale, None, &a.e.shape)?;
+        if let Some(d) = self.dropout() {
+            dropout_rows(
+                rec,
+                &de,
+                convpass_band(g, o.convpass_dim),
+                &d,
+                convpass_tag(l, branch),
+            );
+        }
         activation_backward(rec, &a.cpre, &de, Act::QuickGelu);
         if let Some(gw) = grads.get(&format!("{b}.adapter_conv.weight")) {
             conv_tokens_weight_grad(rec, &de, &a.d, gw, prefix, grid);
@@ -791,4 +853,21 @@ impl<'a> Graph<'a> {
         linear_input_grad(rec, &dd, dw, 1.0, Some(dz), &z.shape)?;
         Ok(())
     }
+}
+
+/// Every row of a Convpass bypass's hidden activations, for the block tensor `out` [n, T, D] it adds into.
+fn convpass_band(out: &GpuTensor, width: usize) -> Band {
+    let images = out.shape[0];
+    let tokens = out.numel() / out.shape.last().copied().unwrap_or(1) / images.max(1);
+    Band {
+        images,
+        tokens,
+        start: 0,
+        count: tokens,
+        dim: width,
+    }
+}
+
+fn convpass_tag(l: usize, branch: usize) -> u32 {
+    CONVPASS_TAG + 2 * l as u32 + branch as u32
 }

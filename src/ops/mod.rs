@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod attention;
 pub mod conv;
+pub mod dropout;
 pub mod embed;
 pub mod layernorm;
 pub mod loss;
@@ -31,6 +32,7 @@ pub mod shaders {
     shader!(LOSS, "loss.wgsl");
     shader!(OPTIM, "optim.wgsl");
     shader!(CONV, "conv.wgsl");
+    shader!(DROPOUT, "dropout.wgsl");
 
     /// (file name, full source) of every shader.
     pub const ALL: &[(&str, &str)] = &[
@@ -43,6 +45,7 @@ pub mod shaders {
         ("loss.wgsl", LOSS),
         ("optim.wgsl", OPTIM),
         ("conv.wgsl", CONV),
+        ("dropout.wgsl", DROPOUT),
     ];
 }
 

@@ -38,6 +38,14 @@ pub struct StepOutput {
     pub logits: HostTensor,
 }
 
+/// How a step runs: the micro-batch (None = chosen from the limits) and, for training, the dropout seed (None =
+/// no dropout, as `vitune grad` and the gradient tests want).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepOptions {
+    pub micro_batch: Option<usize>,
+    pub dropout_seed: Option<u32>,
+}
+
 #[allow(clippy::too_many_arguments)]
 /// Zeroes `grads`, then accumulates d(mean cross-entropy)/d(every tensor in `grads`) over the batch.
 /// `after` records extra work (an optimizer step) into the last micro-batch's submit.
@@ -48,7 +56,7 @@ pub fn compute_grads(
     grads: &BTreeMap<String, GpuTensor>,
     pixels: &HostTensor,
     labels: &[usize],
-    micro_batch: Option<usize>,
+    options: StepOptions,
     after: Option<&mut dyn FnMut(&mut Recorder)>,
 ) -> Result<StepOutput> {
     vit.check_pixels(pixels)?;
@@ -65,8 +73,10 @@ pub fn compute_grads(
             tuning.num_classes
         )));
     }
-    let graph = Graph::new(vit, Some(tuning))?;
-    let chunk = micro_batch.unwrap_or_else(|| train_micro_batch(gpu, vit, graph.prompts(), n));
+    let mut graph = Graph::new(vit, Some(tuning))?;
+    let chunk = options
+        .micro_batch
+        .unwrap_or_else(|| train_micro_batch(gpu, vit, graph.prompts(), n));
     let per: usize = pixels.shape[1..].iter().product();
     let mut loss = 0.0f64;
     let mut logits = Vec::with_capacity(n * tuning.num_classes);
@@ -86,6 +96,7 @@ pub fn compute_grads(
         )?;
         let lab: Vec<f32> = labels[start..end].iter().map(|&l| l as f32).collect();
         let lab = gpu.upload(&[end - start], &lab)?;
+        graph.dropout_key = options.dropout_seed.map(|seed| (seed, start));
         let f = graph.forward(&mut rec, &px, true, false, false)?;
         let lg = f
             .logits

@@ -10,7 +10,7 @@ use super::augment::Augment;
 use super::dataset::Samples;
 use super::metrics::argmax_rows;
 use super::optim::{OptimConfig, Optimizer, OptimizerKind};
-use super::step::{compute_grads, compute_head_grads};
+use super::step::{compute_grads, compute_head_grads, StepOptions};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
 use crate::model::{ForwardOptions, GpuTuning, GpuViT, HostTensor};
@@ -250,7 +250,10 @@ pub fn train(
                         &grads,
                         &px,
                         &labels,
-                        cfg.micro_batch,
+                        StepOptions {
+                            micro_batch: cfg.micro_batch,
+                            dropout_seed: Some((aug_seed >> 32) as u32),
+                        },
                         Some(&mut after),
                     )?
                 }

@@ -107,6 +107,10 @@ pub struct MethodOptions {
     /// Convpass hidden width.
     pub convpass_dim: usize,
     pub conv_init: ConvInit,
+    /// Training-time dropout: on the prompt tokens for VPT (VPT-deep 0.1, shallow 0 as in the paper), inside the
+    /// bypass for Convpass (0.1); unused by the other methods. Off in evaluation and in `vitune grad`.
+    #[serde(default)]
+    pub dropout: f32,
 }
 
 impl MethodOptions {
@@ -127,21 +131,35 @@ impl MethodOptions {
             },
             convpass_dim: 8,
             conv_init: ConvInit::Xavier,
+            dropout: match method {
+                Method::VptDeep | Method::Convpass => 0.1,
+                _ => 0.0,
+            },
         }
+    }
+
+    /// Whether `method` has a dropout this option sets.
+    pub fn has_dropout(method: Method) -> bool {
+        matches!(
+            method,
+            Method::VptShallow | Method::VptDeep | Method::Convpass
+        )
     }
 
     /// Options that matter for `method`, for printing and for the tuned file's metadata.
     pub fn describe(&self, method: Method) -> String {
         match method {
-            Method::VptShallow | Method::VptDeep => format!("prompts {}", self.prompts),
+            Method::VptShallow | Method::VptDeep => {
+                format!("prompts {} dropout {}", self.prompts, self.dropout)
+            }
             Method::Lora => format!(
                 "rank {} alpha {} targets {}",
                 self.rank, self.alpha, self.lora_targets
             ),
             Method::Adaptformer => format!("bottleneck {} scale {}", self.bottleneck, self.scale),
             Method::Convpass => format!(
-                "convpass-dim {} scale {} conv-init {:?}",
-                self.convpass_dim, self.scale, self.conv_init
+                "convpass-dim {} scale {} conv-init {:?} dropout {}",
+                self.convpass_dim, self.scale, self.conv_init, self.dropout
             ),
             _ => String::new(),
         }
@@ -324,6 +342,12 @@ fn check_supported(
     }
     if method == Method::Convpass && options.convpass_dim == 0 {
         return Err(Error::Input("Convpass needs --convpass-dim ≥ 1".into()));
+    }
+    if !(0.0..1.0).contains(&options.dropout) {
+        return Err(Error::Input(format!(
+            "--dropout must be in [0, 1), got {}",
+            options.dropout
+        )));
     }
     Ok(())
 }
