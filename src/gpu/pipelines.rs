@@ -33,10 +33,23 @@ impl PipelineCache {
             let mut mods = self.modules.lock().unwrap_or_else(|e| e.into_inner());
             mods.entry(key.0)
                 .or_insert_with(|| {
-                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    let desc = wgpu::ShaderModuleDescriptor {
                         label: Some(kernel.family),
                         source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
-                    })
+                    };
+                    if runtime_checks() {
+                        device.create_shader_module(desc)
+                    } else {
+                        // SAFETY: every kernel guards its stores with the element count, clamps or guards its
+                        // loads to the tensors' extents (audited; exercised at awkward sizes by tests/kernels.rs
+                        // and tests/finite_diff.rs), and every loop is bounded by a uniform parameter.
+                        unsafe {
+                            device.create_shader_module_trusted(
+                                desc,
+                                wgpu::ShaderRuntimeChecks::unchecked(),
+                            )
+                        }
+                    }
                 })
                 .clone()
         };
@@ -55,4 +68,10 @@ impl PipelineCache {
         pipes.insert(key, (pipeline.clone(), layout.clone()));
         (pipeline, layout)
     }
+}
+
+/// Whether shaders keep wgpu's injected bounds checks and loop bounding: `VITUNE_SHADER_CHECKS=1` turns them back
+/// on (for debugging a kernel); by default the audited kernels run without them.
+fn runtime_checks() -> bool {
+    std::env::var("VITUNE_SHADER_CHECKS").is_ok_and(|v| v != "0")
 }
