@@ -45,6 +45,34 @@ fn layernorm(
     }
 }
 
+// The same, one row per invocation and no barriers: for CPU adapters (lavapipe), where a workgroup barrier costs
+// more than the parallel reduction saves.
+@compute @workgroup_size(256, 1, 1)
+fn layernorm_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = flat_index(gid, nwg);
+    if (row >= p.rows) {
+        return;
+    }
+    let xb = p.in_off + row * p.in_stride;
+    var s = 0.0;
+    for (var i = 0u; i < p.d; i++) {
+        s += x[xb + i];
+    }
+    let mean = s / f32(p.d);
+    var v = 0.0;
+    for (var i = 0u; i < p.d; i++) {
+        let t = x[xb + i] - mean;
+        v += t * t;
+    }
+    let rstd = inverseSqrt(v / f32(p.d) + p.eps);
+    let yb = p.out_off + row * p.out_stride;
+    for (var i = 0u; i < p.d; i++) {
+        y[yb + i] = (x[xb + i] - mean) * rstd * gamma[i] + beta[i];
+    }
+    stats[2u * row] = mean;
+    stats[2u * row + 1u] = rstd;
+}
+
 // Backward to the input: dx = res + rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·γ, one workgroup per row.
 // dy is compact [rows, d]; x, res and dx use the forward's strided row addressing.
 struct BackParams {
@@ -89,6 +117,39 @@ fn layernorm_backward(
         let xh = (bx[xb + i] - mean) * rstd;
         var v = rstd * (g - m1 - xh * m2);
         if ((bp.flags & 1u) != 0u) {
+            v += bres[xb + i];
+        }
+        bdx[xb + i] = v;
+    }
+}
+
+// The backward to the input, one row per invocation (CPU adapters).
+@compute @workgroup_size(256, 1, 1)
+fn layernorm_backward_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = flat_index(gid, nwg);
+    if (row >= bp.rows) {
+        return;
+    }
+    let mean = bstats[2u * row];
+    let rstd = bstats[2u * row + 1u];
+    let xb = bp.x_off + row * bp.x_stride;
+    let gb = row * bp.d;
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var i = 0u; i < bp.d; i++) {
+        let g = bdy[gb + i] * bgamma[i];
+        let xh = (bx[xb + i] - mean) * rstd;
+        s1 += g;
+        s2 += g * xh;
+    }
+    let m1 = s1 / f32(bp.d);
+    let m2 = s2 / f32(bp.d);
+    let with_res = (bp.flags & 1u) != 0u;
+    for (var i = 0u; i < bp.d; i++) {
+        let g = bdy[gb + i] * bgamma[i];
+        let xh = (bx[xb + i] - mean) * rstd;
+        var v = rstd * (g - m1 - xh * m2);
+        if (with_res) {
             v += bres[xb + i];
         }
         bdx[xb + i] = v;

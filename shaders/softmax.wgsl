@@ -35,6 +35,30 @@ fn softmax(
     }
 }
 
+// The same, one row per invocation and no barriers (CPU adapters).
+@compute @workgroup_size(256, 1, 1)
+fn softmax_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = flat_index(gid, nwg);
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    var m = -3.4e38;
+    for (var i = 0u; i < p.cols; i++) {
+        m = max(m, x[base + i]);
+    }
+    var s = 0.0;
+    for (var i = 0u; i < p.cols; i++) {
+        let e = exp(x[base + i] - m);
+        x[base + i] = e;
+        s += e;
+    }
+    let inv = 1.0 / s;
+    for (var i = 0u; i < p.cols; i++) {
+        x[base + i] = x[base + i] * inv;
+    }
+}
+
 // Backward of y = softmax(s), in place on the incoming gradient: ds = y ⊙ (dy − Σ dy·y).
 @group(0) @binding(0) var<uniform> bp: Params;
 @group(0) @binding(1) var<storage, read> by: array<f32>;
@@ -58,5 +82,22 @@ fn softmax_backward(
     let dot = reduce_sum64(s, lane);
     for (var i = lane; i < bp.cols; i += 64u) {
         bg[base + i] = by[base + i] * (bg[base + i] - dot);
+    }
+}
+
+// The backward, one row per invocation (CPU adapters).
+@compute @workgroup_size(256, 1, 1)
+fn softmax_backward_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = flat_index(gid, nwg);
+    if (row >= bp.rows) {
+        return;
+    }
+    let base = row * bp.cols;
+    var s = 0.0;
+    for (var i = 0u; i < bp.cols; i++) {
+        s += bg[base + i] * by[base + i];
+    }
+    for (var i = 0u; i < bp.cols; i++) {
+        bg[base + i] = by[base + i] * (bg[base + i] - s);
     }
 }

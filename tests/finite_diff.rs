@@ -3,7 +3,7 @@
 
 mod common;
 
-use vitune::gpu::{Gpu, GpuTensor, Recorder};
+use vitune::gpu::{Gpu, GpuTensor, Recorder, RowKernel};
 use vitune::ops;
 use vitune::ops::layernorm::Rows;
 use vitune::ops::matmul::Act;
@@ -62,6 +62,13 @@ fn check(
 #[test]
 fn layernorm_backward_matches_finite_differences() {
     let gpu = common::gpu();
+    for k in [RowKernel::Workgroup, RowKernel::Serial] {
+        gpu.set_row_kernel(k);
+        layernorm_backward_case(&gpu);
+    }
+}
+
+fn layernorm_backward_case(gpu: &Gpu) {
     let mut rng = Rng::new(1);
     let (rows, d) = (3, 37);
     let x = rng.normal_vec(rows * d, 1.0);
@@ -163,6 +170,13 @@ fn activation_backwards_match_finite_differences() {
 #[test]
 fn attention_backward_matches_finite_differences() {
     let gpu = common::gpu();
+    for k in [RowKernel::Workgroup, RowKernel::Serial] {
+        gpu.set_row_kernel(k);
+        attention_backward_case(&gpu);
+    }
+}
+
+fn attention_backward_case(gpu: &Gpu) {
     let mut rng = Rng::new(3);
     let (n, t, heads, hd) = (2, 7, 2, 5);
     let d = heads * hd;

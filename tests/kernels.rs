@@ -3,7 +3,7 @@
 
 mod common;
 
-use vitune::gpu::{Gpu, GpuTensor, Recorder};
+use vitune::gpu::{Gpu, GpuTensor, Recorder, RowKernel};
 use vitune::ops;
 use vitune::ops::matmul::{Act, Layout, Matmul, MatmulKernel};
 use vitune::rng::Rng;
@@ -251,6 +251,13 @@ fn matmul_matches_reference_across_layouts_and_epilogues() {
 #[test]
 fn layernorm_matches_reference_with_strided_rows() {
     let gpu = common::gpu();
+    for k in [RowKernel::Workgroup, RowKernel::Serial] {
+        gpu.set_row_kernel(k);
+        layernorm_case(&gpu);
+    }
+}
+
+fn layernorm_case(gpu: &Gpu) {
     let mut rng = Rng::new(3);
     let (rows, d, stride, off) = (5, 77, 100, 3);
     let x: Vec<f32> = rng
@@ -281,13 +288,26 @@ fn layernorm_matches_reference_with_strided_rows() {
         want_stats.extend([mean, rstd]);
         want.extend((0..d).map(|i| (row[i] - mean) * rstd * g[i] as f64 + b[i] as f64));
     }
-    assert_close(&outs[hy.0], &want, 1e-5, "layernorm");
-    assert_close(&outs[hs.0], &want_stats, 1e-5, "layernorm stats");
+    let k = gpu.row_kernel();
+    assert_close(&outs[hy.0], &want, 1e-5, &format!("layernorm {k:?}"));
+    assert_close(
+        &outs[hs.0],
+        &want_stats,
+        1e-5,
+        &format!("layernorm stats {k:?}"),
+    );
 }
 
 #[test]
 fn softmax_is_stable_and_matches_reference() {
     let gpu = common::gpu();
+    for k in [RowKernel::Workgroup, RowKernel::Serial] {
+        gpu.set_row_kernel(k);
+        softmax_case(&gpu);
+    }
+}
+
+fn softmax_case(gpu: &Gpu) {
     let mut rng = Rng::new(4);
     let (rows, cols) = (7, 133);
     let x: Vec<f32> = rng
@@ -308,7 +328,8 @@ fn softmax_is_stable_and_matches_reference() {
         let s: f64 = e.iter().sum();
         want.extend(e.iter().map(|v| v / s));
     }
-    assert_close(&outs[h.0], &want, 1e-5, "softmax");
+    let k = gpu.row_kernel();
+    assert_close(&outs[h.0], &want, 1e-5, &format!("softmax {k:?}"));
 }
 
 #[test]

@@ -39,6 +39,17 @@ pub struct Gpu {
     pub(super) pipelines: PipelineCache,
     pub(super) pool: Arc<BufferPool>,
     dummy: std::sync::OnceLock<super::GpuTensor>,
+    /// Serial row kernels (see `RowKernel`): 1 = one row per invocation, 0 = one workgroup per row.
+    serial_rows: std::sync::atomic::AtomicBool,
+}
+
+/// How row-wise kernels (LayerNorm, softmax and their backwards) spread a row: one 64-lane workgroup per row with
+/// workgroup reductions (GPUs), or one invocation per row with no barriers (CPU adapters such as lavapipe, where
+/// a barrier costs more than the parallel reduction saves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKernel {
+    Workgroup,
+    Serial,
 }
 
 fn type_rank(t: wgpu::DeviceType) -> u32 {
@@ -111,6 +122,11 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| GpuError::RequestDevice(info.name.clone(), e.to_string()))?;
+        let serial_rows = match std::env::var("VITUNE_ROWS").as_deref() {
+            Ok("workgroup") => false,
+            Ok("serial") => true,
+            _ => info.device_type == wgpu::DeviceType::Cpu,
+        };
         Ok(Self {
             device,
             queue,
@@ -120,7 +136,23 @@ impl Gpu {
             pipelines: PipelineCache::default(),
             pool: Arc::new(BufferPool::default()),
             dummy: std::sync::OnceLock::new(),
+            serial_rows: std::sync::atomic::AtomicBool::new(serial_rows),
         })
+    }
+
+    /// The row-kernel variant in use: the adapter's default, `VITUNE_ROWS=workgroup|serial` overrides it.
+    pub fn row_kernel(&self) -> RowKernel {
+        if self.serial_rows.load(std::sync::atomic::Ordering::Relaxed) {
+            RowKernel::Serial
+        } else {
+            RowKernel::Workgroup
+        }
+    }
+
+    /// Chooses the row-kernel variant (tests run both).
+    pub fn set_row_kernel(&self, k: RowKernel) {
+        self.serial_rows
+            .store(k == RowKernel::Serial, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// One line naming the adapter, for logs and benchmark records.

@@ -6,7 +6,7 @@ mod pool;
 mod recorder;
 mod tensor;
 
-pub use context::{Gpu, GpuError};
+pub use context::{Gpu, GpuError, RowKernel};
 pub use pipelines::Kernel;
 pub use recorder::{Arg, KernelTimes, ReadHandle, Recorder};
 pub use tensor::GpuTensor;

@@ -1,12 +1,17 @@
 //! LayerNorm over the channel dimension.
 
 use crate::gpu::{GpuError, GpuTensor, Kernel, Recorder};
-use crate::ops::{rows_groups, shaders, u};
+use crate::ops::{row_launch, shaders, u};
 
 pub static LAYERNORM: Kernel = Kernel {
     family: "layernorm",
     source: shaders::LAYERNORM,
     entry: "layernorm",
+};
+pub static LAYERNORM_SERIAL: Kernel = Kernel {
+    family: "layernorm",
+    source: shaders::LAYERNORM,
+    entry: "layernorm_serial",
 };
 
 #[repr(C)]
@@ -53,12 +58,8 @@ pub fn layernorm_rows(
         eps,
         _p0: 0,
     };
-    rec.dispatch(
-        &LAYERNORM,
-        &params,
-        &[x, gamma, beta, &y, &stats],
-        rows_groups(rows),
-    );
+    let (kernel, groups) = row_launch(rec.gpu(), [&LAYERNORM, &LAYERNORM_SERIAL], rows);
+    rec.dispatch(kernel, &params, &[x, gamma, beta, &y, &stats], groups);
     Ok(LayerNormOut { y, stats })
 }
 
@@ -81,6 +82,11 @@ pub static LAYERNORM_BACKWARD: Kernel = Kernel {
     family: "layernorm",
     source: shaders::LAYERNORM,
     entry: "layernorm_backward",
+};
+pub static LAYERNORM_BACKWARD_SERIAL: Kernel = Kernel {
+    family: "layernorm",
+    source: shaders::LAYERNORM,
+    entry: "layernorm_backward_serial",
 };
 pub static LAYERNORM_PARAM_GRADS: Kernel = Kernel {
     family: "layernorm",
@@ -154,12 +160,9 @@ pub fn layernorm_backward(
         _p2: 0,
     };
     let res = residual.unwrap_or(rec.gpu().dummy());
-    rec.dispatch(
-        &LAYERNORM_BACKWARD,
-        &params,
-        &[x, stats, gamma, dy, res, dx],
-        rows_groups(rows.rows),
-    );
+    let pair = [&LAYERNORM_BACKWARD, &LAYERNORM_BACKWARD_SERIAL];
+    let (kernel, groups) = row_launch(rec.gpu(), pair, rows.rows);
+    rec.dispatch(kernel, &params, &[x, stats, gamma, dy, res, dx], groups);
 }
 
 /// dγ += Σ dy·x̂, dβ += Σ dy over the rows.

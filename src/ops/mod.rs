@@ -63,6 +63,18 @@ pub(crate) fn rows_groups(rows: usize) -> [u32; 3] {
     [x as u32, rows.div_ceil(x) as u32, 1]
 }
 
+/// The variant of a row-wise kernel pair (workgroup per row, invocation per row) the GPU uses, with its grid.
+pub(crate) fn row_launch(
+    gpu: &crate::gpu::Gpu,
+    pair: [&'static crate::gpu::Kernel; 2],
+    rows: usize,
+) -> (&'static crate::gpu::Kernel, [u32; 3]) {
+    match gpu.row_kernel() {
+        crate::gpu::RowKernel::Workgroup => (pair[0], rows_groups(rows)),
+        crate::gpu::RowKernel::Serial => (pair[1], elementwise_groups(rows)),
+    }
+}
+
 /// u32 conversion for kernel parameters; tensor sizes are bounded by the binding limit (< 4 GiB).
 pub(crate) fn u(v: usize) -> u32 {
     debug_assert!(

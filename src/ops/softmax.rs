@@ -1,12 +1,17 @@
 //! Row softmax (attention probabilities).
 
 use crate::gpu::{GpuTensor, Kernel, Recorder};
-use crate::ops::{rows_groups, shaders, u};
+use crate::ops::{row_launch, shaders, u};
 
 pub static SOFTMAX: Kernel = Kernel {
     family: "softmax",
     source: shaders::SOFTMAX,
     entry: "softmax",
+};
+pub static SOFTMAX_SERIAL: Kernel = Kernel {
+    family: "softmax",
+    source: shaders::SOFTMAX,
+    entry: "softmax_serial",
 };
 
 #[repr(C)]
@@ -28,13 +33,19 @@ pub fn softmax_inplace(rec: &mut Recorder, x: &GpuTensor) {
         _p0: 0,
         _p1: 0,
     };
-    rec.dispatch(&SOFTMAX, &params, &[x], rows_groups(rows));
+    let (kernel, groups) = row_launch(rec.gpu(), [&SOFTMAX, &SOFTMAX_SERIAL], rows);
+    rec.dispatch(kernel, &params, &[x], groups);
 }
 
 pub static SOFTMAX_BACKWARD: Kernel = Kernel {
     family: "softmax",
     source: shaders::SOFTMAX,
     entry: "softmax_backward",
+};
+pub static SOFTMAX_BACKWARD_SERIAL: Kernel = Kernel {
+    family: "softmax",
+    source: shaders::SOFTMAX,
+    entry: "softmax_backward_serial",
 };
 
 /// dy (in place) becomes d logits = y ⊙ (dy − Σ dy·y), row-wise, y being the softmax output.
@@ -47,5 +58,7 @@ pub fn softmax_backward_inplace(rec: &mut Recorder, y: &GpuTensor, dy: &GpuTenso
         _p0: 0,
         _p1: 0,
     };
-    rec.dispatch(&SOFTMAX_BACKWARD, &params, &[y, dy], rows_groups(rows));
+    let pair = [&SOFTMAX_BACKWARD, &SOFTMAX_BACKWARD_SERIAL];
+    let (kernel, groups) = row_launch(rec.gpu(), pair, rows);
+    rec.dispatch(kernel, &params, &[y, dy], groups);
 }
