@@ -75,22 +75,22 @@ fn layernorm_backward_case(gpu: &Gpu) {
     let g = rng.normal_vec(d, 1.0);
     let b = rng.normal_vec(d, 1.0);
     let w = rng.normal_vec(rows * d, 1.0);
-    let (gg, gb) = (up(&gpu, &[d], &g), up(&gpu, &[d], &b));
+    let (gg, gb) = (up(gpu, &[d], &g), up(gpu, &[d], &b));
     let fwd = |x: &[f32], gamma: &[f32], beta: &[f32]| {
-        run(&gpu, |rec| {
-            let gx = up(&gpu, &[rows, d], x);
-            let (g2, b2) = (up(&gpu, &[d], gamma), up(&gpu, &[d], beta));
+        run(gpu, |rec| {
+            let gx = up(gpu, &[rows, d], x);
+            let (g2, b2) = (up(gpu, &[d], gamma), up(gpu, &[d], beta));
             ops::layernorm::layernorm(rec, &gx, &g2, &b2, 1e-6)
                 .expect("ln")
                 .y
         })
     };
-    let gx = up(&gpu, &[rows, d], &x);
-    let gw = up(&gpu, &[rows, d], &w);
+    let gx = up(gpu, &[rows, d], &x);
+    let gw = up(gpu, &[rows, d], &w);
     let dx = gpu.empty(&[rows, d]).expect("dx");
     let dgamma = gpu.zeros(&[d]).expect("z");
     let dbeta = gpu.zeros(&[d]).expect("z");
-    let mut rec = Recorder::new(&gpu);
+    let mut rec = Recorder::new(gpu);
     let o = ops::layernorm::layernorm(&mut rec, &gx, &gg, &gb, 1e-6).expect("ln");
     ops::layernorm::layernorm_backward(
         &mut rec,
@@ -183,16 +183,16 @@ fn attention_backward_case(gpu: &Gpu) {
     let qkv = rng.normal_vec(n * t * 3 * d, 1.0);
     let w = rng.normal_vec(n * t * d, 1.0);
     let fwd = |q: &[f32]| {
-        run(&gpu, |rec| {
-            ops::attention::attention(rec, &up(&gpu, &[n, t, 3 * d], q), heads)
+        run(gpu, |rec| {
+            ops::attention::attention(rec, &up(gpu, &[n, t, 3 * d], q), heads)
                 .expect("attn")
                 .context
         })
     };
-    let an = run(&gpu, |rec| {
-        let g = up(&gpu, &[n, t, 3 * d], &qkv);
+    let an = run(gpu, |rec| {
+        let g = up(gpu, &[n, t, 3 * d], &qkv);
         let a = ops::attention::attention(rec, &g, heads).expect("attn");
-        let dctx = up(&gpu, &[n, t, d], &w);
+        let dctx = up(gpu, &[n, t, d], &w);
         ops::attention::attention_backward(rec, &g, &a.probs, &dctx, heads, None).expect("backward")
     });
     check("attention dqkv", &qkv, &w, &an, fwd, 1e-2);

@@ -268,11 +268,11 @@ fn layernorm_case(gpu: &Gpu) {
     let g = rng.normal_vec(d, 1.0);
     let b = rng.normal_vec(d, 1.0);
     let (gx, gg, gb) = (
-        up(&gpu, &[x.len()], &x),
-        up(&gpu, &[d], &g),
-        up(&gpu, &[d], &b),
+        up(gpu, &[x.len()], &x),
+        up(gpu, &[d], &g),
+        up(gpu, &[d], &b),
     );
-    let mut rec = Recorder::new(&gpu);
+    let mut rec = Recorder::new(gpu);
     let out = ops::layernorm::layernorm_rows(&mut rec, &gx, rows, off, stride, &gg, &gb, 1e-6)
         .expect("ln");
     let hy = rec.read(&out.y);
@@ -315,8 +315,8 @@ fn softmax_case(gpu: &Gpu) {
         .into_iter()
         .map(|v| v + 80.0)
         .collect();
-    let gx = up(&gpu, &[rows, cols], &x);
-    let mut rec = Recorder::new(&gpu);
+    let gx = up(gpu, &[rows, cols], &x);
+    let mut rec = Recorder::new(gpu);
     ops::softmax::softmax_inplace(&mut rec, &gx);
     let h = rec.read(&gx);
     let (outs, _) = rec.finish().expect("runs");
