@@ -34,6 +34,136 @@ fn times_table(out: &mut String, t: &KernelTimes, iters: usize) {
     }
 }
 
+/// The device's measured peaks: fp32 matmul rate (FLOP/s) and copy bandwidth (bytes read + written per second).
+#[derive(Debug, Clone, Copy)]
+pub struct Peaks {
+    pub flops: f64,
+    pub bytes: f64,
+}
+
+/// Measures the peaks the floors are taken against: the best of a few runs of our own matmul at a ViT-B shape
+/// sized for the adapter, and a buffer-to-buffer copy of 64 MiB.
+pub fn measure_peaks(gpu: &Gpu) -> Result<Peaks> {
+    let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
+    let (m, n, k, reps) = if cpu {
+        (197, 768, 768, 2)
+    } else {
+        (8192, 3072, 768, 10)
+    };
+    let mut rng = Rng::new(5);
+    let a = gpu.upload(&[m, k], &rng.normal_vec(m * k, 1.0))?;
+    let b = gpu.upload(&[n, k], &rng.normal_vec(n * k, 0.02))?;
+    let c = gpu.empty(&[m, n])?;
+    let mut best = 0.0f64;
+    for round in 0..3 {
+        let mut rec = Recorder::new(gpu);
+        for _ in 0..reps {
+            Matmul::new(
+                (m, n, k),
+                (&a, Layout::row_major(k, 0)),
+                (&b, Layout::transposed(k, 0)),
+                (&c, Layout::row_major(n, 0)),
+            )
+            .record(&mut rec);
+        }
+        let start = Instant::now();
+        rec.finish()?;
+        let rate = 2.0 * (m * n * k * reps) as f64 / start.elapsed().as_secs_f64();
+        if round > 0 {
+            best = best.max(rate);
+        }
+    }
+    let size = 64u64 << 20;
+    let make = |usage| {
+        gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("bandwidth"),
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let src = make(wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST);
+    let dst = make(wgpu::BufferUsages::COPY_DST);
+    let mut bw = 0.0f64;
+    for round in 0..3 {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        for _ in 0..4 {
+            enc.copy_buffer_to_buffer(&src, 0, &dst, 0, size);
+        }
+        let start = Instant::now();
+        gpu.queue.submit(Some(enc.finish()));
+        gpu.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Input(format!("GPU wait failed: {e}")))?;
+        let rate = 2.0 * 4.0 * size as f64 / start.elapsed().as_secs_f64();
+        if round > 0 {
+            bw = bw.max(rate);
+        }
+    }
+    Ok(Peaks {
+        flops: best,
+        bytes: bw,
+    })
+}
+
+/// Per kernel family: its share of `wall` (split by timestamp shares), its FLOP floor (FLOPs / matmul peak) and
+/// byte floor (bytes / copy bandwidth), and how far above the larger floor it sits.
+fn floors_table(out: &mut String, t: &KernelTimes, wall: f64, peaks: &Peaks, what: &str) {
+    let total = t.total().max(1e-12);
+    let _ = writeln!(
+        out,
+        "floors ({what}; peaks {:.1} GFLOP/s matmul, {:.1} GB/s copy; time = wall clock split by timestamp shares):",
+        peaks.flops / 1e9,
+        peaks.bytes / 1e9
+    );
+    let _ = writeln!(
+        out,
+        "    {:<12} {:>10} {:>9} {:>9} {:>11} {:>11} {:>8}",
+        "family", "time ms", "GFLOP", "MB", "FLOP floor", "byte floor", "x floor"
+    );
+    let mut rows = Vec::new();
+    let (mut floor_sum, mut flops, mut bytes) = (0.0, 0.0, 0.0);
+    for (fam, secs) in &t.by_family {
+        let w = t.work.get(fam).copied().unwrap_or_default();
+        let est = wall * secs / total;
+        let ff = w.flops / peaks.flops;
+        let bf = w.bytes / peaks.bytes;
+        let floor = ff.max(bf);
+        floor_sum += floor;
+        flops += w.flops;
+        bytes += w.bytes;
+        rows.push((est - floor, est / floor.max(1e-12), *fam));
+        let _ = writeln!(
+            out,
+            "    {fam:<12} {:>10.3} {:>9.3} {:>9.2} {:>8.3} ms {:>8.3} ms {:>8.1}",
+            est * 1e3,
+            w.flops / 1e9,
+            w.bytes / 1e6,
+            ff * 1e3,
+            bf * 1e3,
+            est / floor.max(1e-12)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "    {:<12} {:>10.3} {:>9.3} {:>9.2} {:>8.3} ms {:>8.3} ms {:>8.1}",
+        "all",
+        wall * 1e3,
+        flops / 1e9,
+        bytes / 1e6,
+        flops / peaks.flops * 1e3,
+        bytes / peaks.bytes * 1e3,
+        wall / floor_sum.max(1e-12)
+    );
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let far: Vec<String> = rows
+        .iter()
+        .take(3)
+        .map(|(excess, r, f)| format!("{f} ({:.1} ms above, {r:.1}x)", excess * 1e3))
+        .collect();
+    let _ = writeln!(out, "    most time above the floor: {}", far.join(", "));
+}
+
 /// Forward throughput of a standard config with random weights.
 pub fn forward(gpu: &Gpu, name: &str, batch: usize, iters: usize) -> Result<String> {
     let cfg = config(name)?;
@@ -89,6 +219,7 @@ pub fn forward(gpu: &Gpu, name: &str, batch: usize, iters: usize) -> Result<Stri
         )?;
         if let Some(t) = timed.times {
             times_table(&mut out, &t, 1);
+            floors_table(&mut out, &t, secs, &measure_peaks(gpu)?, "per forward");
         }
     } else {
         let _ = writeln!(
@@ -178,10 +309,10 @@ pub fn train(gpu: &Gpu, name: &str, method: &str, batch: usize, iters: usize) ->
     let pixels = HostTensor::new(vec![batch, 3, h, w], rng.normal_vec(batch * 3 * h * w, 1.0));
     let labels: Vec<usize> = (0..batch).map(|_| rng.below(classes)).collect();
     let micro = train_micro_batch(gpu, &vit, gt.prompts(), batch);
-    let step = |opt: &mut Optimizer| -> Result<f64> {
+    let step = |opt: &mut Optimizer, timing: bool| -> Result<(f64, Option<KernelTimes>)> {
         let mut after = |rec: &mut Recorder| opt.record_step(rec, &gt.params, &grads, &gt.shapes);
         let start = Instant::now();
-        compute_grads(
+        let out = compute_grads(
             gpu,
             &vit,
             &gt,
@@ -191,17 +322,18 @@ pub fn train(gpu: &Gpu, name: &str, method: &str, batch: usize, iters: usize) ->
             StepOptions {
                 micro_batch: Some(micro),
                 dropout_seed: Some(7),
+                timing,
             },
             Some(&mut after),
         )?;
-        Ok(start.elapsed().as_secs_f64())
+        Ok((start.elapsed().as_secs_f64(), out.times))
     };
-    step(&mut opt)?; // warm-up
+    step(&mut opt, false)?; // warm-up
     let (before, _) = gpu.pool_bytes();
     gpu.reset_peak_memory();
     let mut secs = 0.0;
     for _ in 0..iters.max(1) {
-        secs += step(&mut opt)?;
+        secs += step(&mut opt, false)?.0;
     }
     let (_, peak) = gpu.pool_bytes();
     let step_s = secs / iters.max(1) as f64;
@@ -240,5 +372,16 @@ pub fn train(gpu: &Gpu, name: &str, method: &str, batch: usize, iters: usize) ->
         peak.saturating_sub(before) as f64 / (1 << 20) as f64 / batch as f64
     );
     let _ = writeln!(out, "trainable     {} parameters", tuning.parameter_count());
+    if gpu.has_timestamps() {
+        if let (_, Some(t)) = step(&mut opt, true)? {
+            floors_table(
+                &mut out,
+                &t,
+                step_s,
+                &measure_peaks(gpu)?,
+                "per training step",
+            );
+        }
+    }
     Ok(out)
 }

@@ -199,6 +199,8 @@ enum BenchCommand {
     Forward(BenchArgs),
     /// The matmul kernel alone at M = batch·197, K = 768, N ∈ {2304, 768, 3072}.
     Matmul(BenchArgs),
+    /// The peaks the floors are taken against: our best fp32 matmul rate and the copy bandwidth.
+    Peaks,
     /// Few-shot accuracy of every method on the demo's target glyphs (mean ± std over seeds).
     Fewshot {
         /// Comma-separated shot counts.
@@ -626,6 +628,17 @@ fn run(cli: Cli) -> Result<()> {
                 let gpu = Gpu::new()?;
                 let r = vitune::bench::matmul(&gpu, a.batch, a.iters)?;
                 println!("{r}");
+                Ok(())
+            }
+            BenchCommand::Peaks => {
+                let gpu = Gpu::new()?;
+                let p = vitune::bench::measure_peaks(&gpu)?;
+                println!("adapter       {}", gpu.describe());
+                println!(
+                    "matmul        {:.2} GFLOP/s (fp32, best of 2)",
+                    p.flops / 1e9
+                );
+                println!("copy          {:.2} GB/s (read + write)", p.bytes / 1e9);
                 Ok(())
             }
         },

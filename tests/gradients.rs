@@ -62,6 +62,7 @@ fn run(case: &Case, micro: Option<usize>) -> (f64, BTreeMap<String, HostTensor>)
     let options = StepOptions {
         micro_batch: micro,
         dropout_seed: None,
+        timing: false,
     };
     run_with(&common::gpu(), case, &case.tuning, options)
 }
@@ -208,6 +209,7 @@ fn check_dropout_by_finite_differences(method: &str, names: &[&str]) {
     let options = StepOptions {
         micro_batch: None,
         dropout_seed: Some(11),
+        timing: false,
     };
     let gpu = common::gpu();
     let (loss, grads) = run_with(&gpu, &case, &tuning, options);
@@ -275,6 +277,7 @@ fn dropout_masks_do_not_depend_on_the_micro_batch() {
         let options = StepOptions {
             micro_batch: Some(micro),
             dropout_seed: Some(5),
+            timing: false,
         };
         run_with(&gpu, &case, &tuning, options)
     };

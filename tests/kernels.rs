@@ -573,3 +573,36 @@ fn dropout_drops_the_requested_fraction() {
         "inverted dropout keeps the mean: {mean}"
     );
 }
+
+#[test]
+fn timed_recordings_report_each_familys_work() {
+    let gpu = common::gpu();
+    let (m, n, k) = (13, 9, 21);
+    let a = up(&gpu, &[m, k], &vec![1.0; m * k]);
+    let b = up(&gpu, &[n, k], &vec![1.0; n * k]);
+    let c = gpu.empty(&[m, n]).expect("c");
+    let mut rec = Recorder::new(&gpu).with_timing(true);
+    Matmul::new(
+        (m, n, k),
+        (&a, Layout::row_major(k, 0)),
+        (&b, Layout::transposed(k, 0)),
+        (&c, Layout::row_major(n, 0)),
+    )
+    .record(&mut rec);
+    ops::softmax::softmax_inplace(&mut rec, &c);
+    let (_, times) = rec.finish().expect("runs");
+    match times {
+        None => assert!(
+            !gpu.has_timestamps(),
+            "timing was asked for on an adapter with timestamp queries"
+        ),
+        Some(t) => {
+            let mm = t.work["matmul"];
+            assert_eq!(mm.flops, 2.0 * (m * n * k) as f64);
+            assert_eq!(mm.bytes, 4.0 * (m * k + k * n + m * n) as f64);
+            // Undeclared work: every bound tensor once (softmax reads and writes c in place).
+            assert_eq!(t.work["softmax"].bytes, 4.0 * (m * n) as f64);
+            assert!(t.by_family["matmul"] > 0.0);
+        }
+    }
+}

@@ -8,5 +8,5 @@ mod tensor;
 
 pub use context::{Gpu, GpuError, RowKernel};
 pub use pipelines::Kernel;
-pub use recorder::{Arg, KernelTimes, ReadHandle, Recorder};
+pub use recorder::{Arg, KernelTimes, ReadHandle, Recorder, Work};
 pub use tensor::GpuTensor;

@@ -13,16 +13,26 @@ struct Dispatch {
     params_size: u64,
     buffers: Vec<wgpu::Buffer>,
     groups: [u32; 3],
+    work: Work,
+}
+
+/// Work a dispatch does: FLOPs its launcher declares, and bytes it moves (by default the size of every tensor
+/// it binds, each read or written once; launchers that touch part of a tensor declare their own figure).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Work {
+    pub flops: f64,
+    pub bytes: f64,
 }
 
 /// Handle to a tensor read back when the recording finishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadHandle(pub usize);
 
-/// GPU time per kernel family, in seconds, from timestamp queries.
+/// GPU time per kernel family, in seconds, from timestamp queries, and the work each family did.
 #[derive(Debug, Clone, Default)]
 pub struct KernelTimes {
     pub by_family: BTreeMap<&'static str, f64>,
+    pub work: BTreeMap<&'static str, Work>,
     pub dispatches: usize,
 }
 
@@ -33,6 +43,11 @@ impl KernelTimes {
     pub fn add(&mut self, other: &KernelTimes) {
         for (k, v) in &other.by_family {
             *self.by_family.entry(k).or_default() += v;
+        }
+        for (k, w) in &other.work {
+            let e = self.work.entry(k).or_default();
+            e.flops += w.flops;
+            e.bytes += w.bytes;
         }
         self.dispatches += other.dispatches;
     }
@@ -94,7 +109,18 @@ impl<'g> Recorder<'g> {
             params_size: padded as u64,
             buffers: args.iter().map(|t| t.buffer().clone()).collect(),
             groups,
+            work: Work {
+                flops: 0.0,
+                bytes: args.iter().map(|t| t.bytes() as f64).sum(),
+            },
         });
+    }
+
+    /// Declares the work of the dispatch just queued (for the FLOP and byte floors of `vitune bench`).
+    pub fn declare_work(&mut self, work: Work) {
+        if let Some(d) = self.dispatches.last_mut() {
+            d.work = work;
+        }
     }
 
     /// Asks for `t` to be copied back to the host when the recording finishes.
@@ -242,6 +268,12 @@ impl<'g> Recorder<'g> {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Device(e.to_string()));
         }
+        if self.reads.is_empty() && query_read.is_none() {
+            // Nothing to map: wait for the submit here, so that "finished" means the work is done.
+            gpu.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| GpuError::Readback(e.to_string()))?;
+        }
 
         let outs = staging
             .iter()
@@ -264,6 +296,9 @@ impl<'g> Recorder<'g> {
                     }
                     let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
                     *times.by_family.entry(d.kernel.family).or_default() += dt;
+                    let w = times.work.entry(d.kernel.family).or_default();
+                    w.flops += d.work.flops;
+                    w.bytes += d.work.bytes;
                 }
                 Some(times)
             }

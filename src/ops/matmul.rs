@@ -203,6 +203,16 @@ impl<'t> Matmul<'t> {
             u(self.batch1 * self.batch2.max(1)),
         ];
         rec.dispatch(kernel, &params, &[at, bt, bias, res, ct], groups);
+        let batch = (self.batch1 * self.batch2.max(1)) as f64;
+        let (m, n, k) = (self.m as f64, self.n as f64, self.k as f64);
+        let shared_b = bl.b1 == 0 && bl.b2 == 0;
+        let c_passes = 1.0 + (self.accumulate || self.residual.is_some()) as u8 as f64;
+        let elems =
+            batch * (m * k + m * n * c_passes) + if shared_b { k * n } else { batch * k * n };
+        rec.declare_work(crate::gpu::Work {
+            flops: 2.0 * batch * m * n * k,
+            bytes: 4.0 * elems,
+        });
     }
 }
 

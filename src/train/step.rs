@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuTensor, Recorder};
+use crate::gpu::{Gpu, GpuTensor, KernelTimes, Recorder};
 use crate::model::graph_api::Graph;
 use crate::model::{GpuTuning, GpuViT, HostTensor};
 use crate::ops::activation::fill;
@@ -36,6 +36,8 @@ pub fn train_micro_batch(gpu: &Gpu, vit: &GpuViT, prompts: usize, wanted: usize)
 pub struct StepOutput {
     pub loss: f64,
     pub logits: HostTensor,
+    /// Kernel times and work over every micro-batch, when timing was asked for.
+    pub times: Option<KernelTimes>,
 }
 
 /// How a step runs: the micro-batch (None = chosen from the limits) and, for training, the dropout seed (None =
@@ -44,6 +46,8 @@ pub struct StepOutput {
 pub struct StepOptions {
     pub micro_batch: Option<usize>,
     pub dropout_seed: Option<u32>,
+    /// Per-kernel timestamps (for `vitune bench`; each dispatch then runs in its own pass).
+    pub timing: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -82,9 +86,10 @@ pub fn compute_grads(
     let mut logits = Vec::with_capacity(n * tuning.num_classes);
     let mut after = after;
     let starts: Vec<usize> = (0..n).step_by(chunk.max(1)).collect();
+    let mut times: Option<KernelTimes> = None;
     for (i, &start) in starts.iter().enumerate() {
         let end = (start + chunk).min(n);
-        let mut rec = Recorder::new(gpu);
+        let mut rec = Recorder::new(gpu).with_timing(options.timing);
         if i == 0 {
             for g in grads.values() {
                 fill(&mut rec, g, 0.0);
@@ -112,13 +117,17 @@ pub fn compute_grads(
                 a(&mut rec);
             }
         }
-        let (outs, _) = rec.finish()?;
+        let (outs, t) = rec.finish()?;
+        if let Some(t) = t {
+            times.get_or_insert_with(KernelTimes::default).add(&t);
+        }
         loss += outs[hl.0].iter().map(|v| *v as f64).sum::<f64>();
         logits.extend_from_slice(&outs[hg.0]);
     }
     Ok(StepOutput {
         loss: loss / n.max(1) as f64,
         logits: HostTensor::new(vec![n, tuning.num_classes], logits),
+        times,
     })
 }
 
@@ -170,5 +179,6 @@ pub fn compute_head_grads(
     Ok(StepOutput {
         loss: outs[hl.0].iter().map(|v| *v as f64).sum::<f64>() / n.max(1) as f64,
         logits: HostTensor::new(vec![n, tuning.num_classes], outs[hg.0].clone()),
+        times: None,
     })
 }

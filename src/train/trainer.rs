@@ -253,6 +253,7 @@ pub fn train(
                         StepOptions {
                             micro_batch: cfg.micro_batch,
                             dropout_seed: Some((aug_seed >> 32) as u32),
+                            timing: false,
                         },
                         Some(&mut after),
                     )?
