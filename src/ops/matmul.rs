@@ -13,6 +13,11 @@ pub static MATMUL_DIRECT: Kernel = Kernel {
     source: shaders::MATMUL,
     entry: "matmul_direct",
 };
+pub static MATMUL_DIRECT_SMALL: Kernel = Kernel {
+    family: "matmul",
+    source: shaders::MATMUL,
+    entry: "matmul_direct_small",
+};
 
 /// Which matmul kernel runs: 64×64 tiles through workgroup memory (GPUs), or a barrier-free 32×32 variant that
 /// reads straight from the buffers (CPU adapters such as lavapipe, where barriers cost more than they save).
@@ -190,16 +195,18 @@ impl<'t> Matmul<'t> {
         };
         let bias = self.bias.map(|b| b.0).unwrap_or(dummy);
         let res = self.residual.unwrap_or(dummy);
-        let (kernel, tile) = match self
+        let (kernel, rows, cols) = match self
             .kernel
             .unwrap_or_else(|| MatmulKernel::for_gpu(rec.gpu()))
         {
-            MatmulKernel::Tiled => (&MATMUL, 64),
-            MatmulKernel::Direct => (&MATMUL_DIRECT, 32),
+            MatmulKernel::Tiled => (&MATMUL, 64, 64),
+            // 64-row tiles unless most of the last tile would be clamped rows.
+            MatmulKernel::Direct if self.m >= 96 => (&MATMUL_DIRECT, 64, 64),
+            MatmulKernel::Direct => (&MATMUL_DIRECT_SMALL, 32, 64),
         };
         let groups = [
-            u(self.n.div_ceil(tile)),
-            u(self.m.div_ceil(tile)),
+            u(self.n.div_ceil(cols)),
+            u(self.m.div_ceil(rows)),
             u(self.batch1 * self.batch2.max(1)),
         ];
         rec.dispatch(kernel, &params, &[at, bt, bias, res, ct], groups);
