@@ -289,3 +289,49 @@ fn dropout_masks_do_not_depend_on_the_micro_batch() {
         assert!(e < 1e-5, "`{name}`: micro-batched rel err {e:e}");
     }
 }
+
+#[test]
+fn a_training_step_allocates_no_buffers_after_the_first() {
+    use vitune::train::{OptimConfig, Optimizer, OptimizerKind};
+    let case = load_case("vpt-deep");
+    let gpu = common::gpu();
+    let vit = GpuViT::new(&gpu, &case.backbone, None).expect("upload");
+    let gt = GpuTuning::upload(&gpu, &case.tuning).expect("tuning upload");
+    let grads = gt.zeros_like(&gpu).expect("grads");
+    let mut opt = Optimizer::new(
+        &gpu,
+        &gt.params,
+        OptimConfig::new(OptimizerKind::Adamw, 1e-3, 1e-4),
+    )
+    .expect("optimizer");
+    let mut step = |seed: u32| {
+        let mut after =
+            |rec: &mut vitune::gpu::Recorder| opt.record_step(rec, &gt.params, &grads, &gt.shapes);
+        let options = StepOptions {
+            micro_batch: None,
+            dropout_seed: Some(seed),
+            timing: false,
+        };
+        compute_grads(
+            &gpu,
+            &vit,
+            &gt,
+            &grads,
+            &case.pixels,
+            &case.labels,
+            options,
+            Some(&mut after),
+        )
+        .expect("step")
+        .loss
+    };
+    step(1);
+    let before = gpu.buffers_created();
+    let loss = step(2);
+    assert!(loss.is_finite());
+    assert_eq!(
+        gpu.buffers_created(),
+        before,
+        "the second step created device buffers (tensors, uniforms or read-back staging)"
+    );
+}

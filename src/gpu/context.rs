@@ -183,6 +183,11 @@ impl Gpu {
         self.pool.usage()
     }
 
+    /// Device buffers created through the pool so far: tensors, uniform parameters and read-back staging.
+    pub fn buffers_created(&self) -> u64 {
+        self.pool.created()
+    }
+
     /// Drops every free buffer in the pool.
     pub fn trim_pool(&self) {
         self.pool.trim();

@@ -1,8 +1,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Storage buffers recycled by size: a forward or training step asks for the same sizes every time, so after
-/// the first call nothing is allocated. Sizes are rounded up to 256 bytes so near-equal requests share.
+/// Buffers recycled by size and usage: a forward or training step asks for the same storage, uniform and
+/// read-back buffers every time, so after the first call nothing is allocated. Sizes are rounded up to 256 bytes
+/// so near-equal requests share. The memory figures count storage buffers (tensors) only.
 #[derive(Default)]
 pub struct BufferPool {
     inner: Mutex<PoolInner>,
@@ -10,7 +11,8 @@ pub struct BufferPool {
 
 #[derive(Default)]
 struct PoolInner {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    free: HashMap<(u64, u32), Vec<wgpu::Buffer>>,
+    created: u64,
     in_use_bytes: u64,
     free_bytes: u64,
     peak_in_use_bytes: u64,
@@ -25,30 +27,63 @@ pub fn rounded(bytes: u64) -> u64 {
 }
 
 impl BufferPool {
+    /// A storage buffer (a tensor's) of at least `bytes`.
     pub fn take(&self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
+        self.take_with(device, bytes, STORAGE_USAGE)
+    }
+
+    /// A buffer of at least `bytes` with exactly `usage`.
+    pub fn take_with(
+        &self,
+        device: &wgpu::Device,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
         let size = rounded(bytes);
+        let storage = usage == STORAGE_USAGE;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.in_use_bytes += size;
-        inner.peak_in_use_bytes = inner.peak_in_use_bytes.max(inner.in_use_bytes);
-        if let Some(buf) = inner.free.get_mut(&size).and_then(|v| v.pop()) {
-            inner.free_bytes -= size;
+        if storage {
+            inner.in_use_bytes += size;
+            inner.peak_in_use_bytes = inner.peak_in_use_bytes.max(inner.in_use_bytes);
+        }
+        if let Some(buf) = inner
+            .free
+            .get_mut(&(size, usage.bits()))
+            .and_then(|v| v.pop())
+        {
+            if storage {
+                inner.free_bytes -= size;
+            }
             return buf;
         }
+        inner.created += 1;
         drop(inner);
         device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("pooled"),
             size,
-            usage: STORAGE_USAGE,
+            usage,
             mapped_at_creation: false,
         })
     }
 
     pub fn give_back(&self, buf: wgpu::Buffer) {
         let size = buf.size();
+        let usage = buf.usage();
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.in_use_bytes = inner.in_use_bytes.saturating_sub(size);
-        inner.free_bytes += size;
-        inner.free.entry(size).or_default().push(buf);
+        if usage == STORAGE_USAGE {
+            inner.in_use_bytes = inner.in_use_bytes.saturating_sub(size);
+            inner.free_bytes += size;
+        }
+        inner
+            .free
+            .entry((size, usage.bits()))
+            .or_default()
+            .push(buf);
+    }
+
+    /// Device buffers this pool has created so far (a step that allocates nothing leaves it unchanged).
+    pub fn created(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).created
     }
 
     /// (bytes in use, peak bytes in use since start or the last `reset_peak`).

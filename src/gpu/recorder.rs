@@ -145,12 +145,11 @@ impl<'g> Recorder<'g> {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom_scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
 
-        let uniform = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("params"),
-            size: (self.uniforms.len().max(16)) as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let uniform = gpu.pool.take_with(
+            device,
+            self.uniforms.len().max(16) as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        );
         if !self.uniforms.is_empty() {
             gpu.queue.write_buffer(&uniform, 0, &self.uniforms);
         }
@@ -229,12 +228,11 @@ impl<'g> Recorder<'g> {
         let mut staging = Vec::with_capacity(self.reads.len());
         for t in &self.reads {
             let bytes = t.bytes();
-            let s = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback"),
-                size: bytes.max(4),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
+            let s = gpu.pool.take_with(
+                device,
+                bytes.max(4),
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            );
             if bytes > 0 {
                 encoder.copy_buffer_to_buffer(t.buffer(), 0, &s, 0, bytes);
             }
@@ -280,6 +278,11 @@ impl<'g> Recorder<'g> {
             .zip(&self.reads)
             .map(|(s, t)| read_f32(gpu, s, t.bytes()))
             .collect::<Result<Vec<_>, _>>()?;
+        // The submit has completed and every staging buffer is unmapped: both kinds go back to the pool.
+        for s in staging {
+            gpu.pool.give_back(s);
+        }
+        gpu.pool.give_back(uniform);
 
         let times = match (query_read, &query) {
             (Some(read), Some(qs)) => {
