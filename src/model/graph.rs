@@ -521,8 +521,12 @@ impl<'a> Graph<'a> {
         let n = f.pooled.shape[0];
         let t = f.x_final.shape[1];
         let p = self.prompts();
-        let dpooled = linear_input_grad(rec, dlogits, hw, 1.0, None, &f.pooled.shape)?;
         self.linear_param_grads(rec, "head", dlogits, &f.pooled, grads, 1.0);
+        // Only as deep as a trained tensor (or a captured attention gradient) needs.
+        let Some(floor) = self.backward_floor(grads) else {
+            return Ok(());
+        };
+        let dpooled = linear_input_grad(rec, dlogits, hw, 1.0, None, &f.pooled.shape)?;
         let (fw, name) = match c.pooling {
             Pooling::Token => (self.w("norm.weight")?, "norm"),
             Pooling::Avg => (self.w("fc_norm.weight")?, "fc_norm"),
@@ -564,6 +568,12 @@ impl<'a> Graph<'a> {
                 dx
             }
         };
+        if floor > 0 {
+            for l in (floor..c.depth).rev() {
+                dx = self.block_backward(rec, l, &f.blocks[l], &dx, grads)?;
+            }
+            return Ok(());
+        }
         let deep = self.method() == Some(Method::VptDeep);
         let dropout = self.dropout();
         for l in (0..c.depth).rev() {
@@ -605,6 +615,33 @@ impl<'a> Graph<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The lowest layer the backward must reach for `grads`: `None` when only the head is trained, the depth when
+    /// the final norm is, `l` for the lowest trained `blocks.{l}.*`, 0 for tensors before the blocks (prompts,
+    /// embeddings) or when attention gradients are captured.
+    fn backward_floor(&self, grads: &BTreeMap<String, GpuTensor>) -> Option<usize> {
+        let depth = self.vit.config.depth;
+        if self.attn_grads.is_some() {
+            return Some(0);
+        }
+        grads
+            .keys()
+            .filter_map(|k| {
+                if k.starts_with("head.") {
+                    None
+                } else if k.starts_with("norm.") || k.starts_with("fc_norm.") {
+                    Some(depth)
+                } else if let Some(rest) = k.strip_prefix("blocks.") {
+                    rest.split('.')
+                        .next()
+                        .and_then(|i| i.parse().ok())
+                        .or(Some(0))
+                } else {
+                    Some(0)
+                }
+            })
+            .min()
     }
 
     /// dW += scale·dyᵀ·x and db += scale·Σ dy for `{prefix}.weight/bias` where they are trained.
