@@ -221,6 +221,8 @@ pub fn initial_tuning(
                 )));
             }
             t = src.tuning;
+            // Dropout is a training setting, not part of the tuned tensors: this run's value applies.
+            t.options.dropout = job.options.dropout;
         }
     }
     Ok(t)

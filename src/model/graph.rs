@@ -617,6 +617,11 @@ impl<'a> Graph<'a> {
         Ok(())
     }
 
+    /// Whether a training forward must keep activations for `grads` (a head-only tuning needs none).
+    pub fn keeps_activations(&self, grads: &BTreeMap<String, GpuTensor>) -> bool {
+        self.backward_floor(grads).is_some()
+    }
+
     /// The lowest layer the backward must reach for `grads`: `None` when only the head is trained, the depth when
     /// the final norm is, `l` for the lowest trained `blocks.{l}.*`, 0 for tensors before the blocks (prompts,
     /// embeddings) or when attention gradients are captured.

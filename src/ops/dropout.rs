@@ -88,4 +88,8 @@ pub fn dropout_rows(rec: &mut Recorder, x: &GpuTensor, band: Band, d: &Dropout, 
         _p: [0; 3],
     };
     rec.dispatch(&DROPOUT_ROWS, &p, &[x], elementwise_groups(total));
+    rec.declare_work(crate::gpu::Work {
+        flops: 0.0,
+        bytes: 8.0 * total as f64,
+    });
 }

@@ -60,6 +60,10 @@ pub fn layernorm_rows(
     };
     let (kernel, groups) = row_launch(rec.gpu(), [&LAYERNORM, &LAYERNORM_SERIAL], rows);
     rec.dispatch(kernel, &params, &[x, gamma, beta, &y, &stats], groups);
+    rec.declare_work(crate::gpu::Work {
+        flops: 0.0,
+        bytes: 4.0 * (rows * (2 * d + 2) + 2 * d) as f64,
+    });
     Ok(LayerNormOut { y, stats })
 }
 

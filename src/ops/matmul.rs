@@ -19,8 +19,9 @@ pub static MATMUL_DIRECT_SMALL: Kernel = Kernel {
     entry: "matmul_direct_small",
 };
 
-/// Which matmul kernel runs: 64×64 tiles through workgroup memory (GPUs), or a barrier-free 32×32 variant that
-/// reads straight from the buffers (CPU adapters such as lavapipe, where barriers cost more than they save).
+/// Which matmul kernel runs: 64×64 tiles through workgroup memory (GPUs), or a barrier-free variant that reads
+/// straight from the buffers, 8×8 outputs per invocation (4×8 under 96 rows), for CPU adapters such as lavapipe,
+/// where barriers cost more than they save.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKernel {
     Tiled,

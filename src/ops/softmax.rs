@@ -35,6 +35,11 @@ pub fn softmax_inplace(rec: &mut Recorder, x: &GpuTensor) {
     };
     let (kernel, groups) = row_launch(rec.gpu(), [&SOFTMAX, &SOFTMAX_SERIAL], rows);
     rec.dispatch(kernel, &params, &[x], groups);
+    // Read and written in place.
+    rec.declare_work(crate::gpu::Work {
+        flops: 0.0,
+        bytes: 8.0 * x.numel() as f64,
+    });
 }
 
 pub static SOFTMAX_BACKWARD: Kernel = Kernel {
@@ -61,4 +66,9 @@ pub fn softmax_backward_inplace(rec: &mut Recorder, y: &GpuTensor, dy: &GpuTenso
     let pair = [&SOFTMAX_BACKWARD, &SOFTMAX_BACKWARD_SERIAL];
     let (kernel, groups) = row_launch(rec.gpu(), pair, rows);
     rec.dispatch(kernel, &params, &[y, dy], groups);
+    // y read, dy read and written.
+    rec.declare_work(crate::gpu::Work {
+        flops: 0.0,
+        bytes: 12.0 * y.numel() as f64,
+    });
 }

@@ -102,7 +102,7 @@ pub fn compute_grads(
         let lab: Vec<f32> = labels[start..end].iter().map(|&l| l as f32).collect();
         let lab = gpu.upload(&[end - start], &lab)?;
         graph.dropout_key = options.dropout_seed.map(|seed| (seed, start));
-        let f = graph.forward(&mut rec, &px, true, false, false)?;
+        let f = graph.forward(&mut rec, &px, graph.keeps_activations(grads), false, false)?;
         let lg = f
             .logits
             .clone()
