@@ -26,6 +26,23 @@ const FLAG_QUICK_GELU: u32 = 32u;
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 
+// Offsets of A, B and C for batch index z = b1·batch2 + b2.
+fn batch_bases(z: u32) -> vec3<u32> {
+    let b1 = z / p.batch2;
+    let b2 = z % p.batch2;
+    return vec3<u32>(
+        p.a_off + b1 * p.a_b1 + b2 * p.a_b2,
+        p.b_off + b1 * p.b_b1 + b2 * p.b_b2,
+        p.c_off + b1 * p.c_b1 + b2 * p.c_b2,
+    );
+}
+
+// base + min(first + i, last) * stride for i = 0..3: four clamped row (or column) starts, so every load of the
+// direct kernels is in bounds; results of clamped rows and columns are never stored.
+fn clamped4(base: u32, first: u32, last: u32, stride: u32) -> vec4<u32> {
+    return base + min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)) * stride;
+}
+
 var<workgroup> a_tile: array<f32, 1024>; // [16 k][64 m]
 var<workgroup> b_tile: array<f32, 1024>; // [16 k][64 n]
 
@@ -35,11 +52,10 @@ fn matmul(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let b1 = wg.z / p.batch2;
-    let b2 = wg.z % p.batch2;
-    let a_base = p.a_off + b1 * p.a_b1 + b2 * p.a_b2;
-    let b_base = p.b_off + b1 * p.b_b1 + b2 * p.b_b2;
-    let c_base = p.c_off + b1 * p.c_b1 + b2 * p.c_b2;
+    let bases = batch_bases(wg.z);
+    let a_base = bases.x;
+    let b_base = bases.y;
+    let c_base = bases.z;
     let row0 = wg.y * 64u;
     let col0 = wg.x * 64u;
     // Pick the load order so that neighbouring lanes read neighbouring addresses.
@@ -150,19 +166,16 @@ fn matmul_direct(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let b1 = wg.z / p.batch2;
-    let b2 = wg.z % p.batch2;
-    let a_base = p.a_off + b1 * p.a_b1 + b2 * p.a_b2;
-    let b_base = p.b_off + b1 * p.b_b1 + b2 * p.b_b2;
-    let c_base = p.c_off + b1 * p.c_b1 + b2 * p.c_b2;
+    let bases = batch_bases(wg.z);
+    let a_base = bases.x;
+    let b_base = bases.y;
+    let c_base = bases.z;
     let row0 = wg.y * DIRECT_ROWS + lid.y * 8u;
     let col0 = wg.x * DIRECT_COLS + lid.x * 8u;
-    let lm = p.m - 1u;
-    let ln = p.n - 1u;
-    let ra0 = a_base + vec4<u32>(min(row0, lm), min(row0 + 1u, lm), min(row0 + 2u, lm), min(row0 + 3u, lm)) * p.a_sm;
-    let ra1 = a_base + vec4<u32>(min(row0 + 4u, lm), min(row0 + 5u, lm), min(row0 + 6u, lm), min(row0 + 7u, lm)) * p.a_sm;
-    let cb0 = b_base + vec4<u32>(min(col0, ln), min(col0 + 1u, ln), min(col0 + 2u, ln), min(col0 + 3u, ln)) * p.b_sn;
-    let cb1 = b_base + vec4<u32>(min(col0 + 4u, ln), min(col0 + 5u, ln), min(col0 + 6u, ln), min(col0 + 7u, ln)) * p.b_sn;
+    let ra0 = clamped4(a_base, row0, p.m - 1u, p.a_sm);
+    let ra1 = clamped4(a_base, row0 + 4u, p.m - 1u, p.a_sm);
+    let cb0 = clamped4(b_base, col0, p.n - 1u, p.b_sn);
+    let cb1 = clamped4(b_base, col0 + 4u, p.n - 1u, p.b_sn);
     var c00 = vec4<f32>(0.0);
     var c01 = vec4<f32>(0.0);
     var c10 = vec4<f32>(0.0);
@@ -213,22 +226,14 @@ fn matmul_direct(
         c70 = fma(a7, b0, c70);
         c71 = fma(a7, b1v, c71);
     }
-    store4(c_base, row0 + 0u, col0, c00);
-    store4(c_base, row0 + 0u, col0 + 4u, c01);
-    store4(c_base, row0 + 1u, col0, c10);
-    store4(c_base, row0 + 1u, col0 + 4u, c11);
-    store4(c_base, row0 + 2u, col0, c20);
-    store4(c_base, row0 + 2u, col0 + 4u, c21);
-    store4(c_base, row0 + 3u, col0, c30);
-    store4(c_base, row0 + 3u, col0 + 4u, c31);
-    store4(c_base, row0 + 4u, col0, c40);
-    store4(c_base, row0 + 4u, col0 + 4u, c41);
-    store4(c_base, row0 + 5u, col0, c50);
-    store4(c_base, row0 + 5u, col0 + 4u, c51);
-    store4(c_base, row0 + 6u, col0, c60);
-    store4(c_base, row0 + 6u, col0 + 4u, c61);
-    store4(c_base, row0 + 7u, col0, c70);
-    store4(c_base, row0 + 7u, col0 + 4u, c71);
+    store8(c_base, row0 + 0u, col0, c00, c01);
+    store8(c_base, row0 + 1u, col0, c10, c11);
+    store8(c_base, row0 + 2u, col0, c20, c21);
+    store8(c_base, row0 + 3u, col0, c30, c31);
+    store8(c_base, row0 + 4u, col0, c40, c41);
+    store8(c_base, row0 + 5u, col0, c50, c51);
+    store8(c_base, row0 + 6u, col0, c60, c61);
+    store8(c_base, row0 + 7u, col0, c70, c71);
 }
 
 // The same with 4x8 per invocation (32x64 per workgroup), for matrices of fewer than 96 rows (attention per
@@ -240,19 +245,15 @@ fn matmul_direct_small(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let b1 = wg.z / p.batch2;
-    let b2 = wg.z % p.batch2;
-    let a_base = p.a_off + b1 * p.a_b1 + b2 * p.a_b2;
-    let b_base = p.b_off + b1 * p.b_b1 + b2 * p.b_b2;
-    let c_base = p.c_off + b1 * p.c_b1 + b2 * p.c_b2;
+    let bases = batch_bases(wg.z);
+    let a_base = bases.x;
+    let b_base = bases.y;
+    let c_base = bases.z;
     let row0 = wg.y * SMALL_ROWS + lid.y * 4u;
     let col0 = wg.x * DIRECT_COLS + lid.x * 8u;
-    // Clamp indices so every load is in bounds; out-of-range results are never stored.
-    let lm = p.m - 1u;
-    let ln = p.n - 1u;
-    let ra = a_base + vec4<u32>(min(row0, lm), min(row0 + 1u, lm), min(row0 + 2u, lm), min(row0 + 3u, lm)) * p.a_sm;
-    let cb0 = b_base + vec4<u32>(min(col0, ln), min(col0 + 1u, ln), min(col0 + 2u, ln), min(col0 + 3u, ln)) * p.b_sn;
-    let cb1 = b_base + vec4<u32>(min(col0 + 4u, ln), min(col0 + 5u, ln), min(col0 + 6u, ln), min(col0 + 7u, ln)) * p.b_sn;
+    let ra = clamped4(a_base, row0, p.m - 1u, p.a_sm);
+    let cb0 = clamped4(b_base, col0, p.n - 1u, p.b_sn);
+    let cb1 = clamped4(b_base, col0 + 4u, p.n - 1u, p.b_sn);
     var c00 = vec4<f32>(0.0);
     var c01 = vec4<f32>(0.0);
     var c10 = vec4<f32>(0.0);
@@ -281,14 +282,15 @@ fn matmul_direct_small(
         c30 = fma(a3, b0, c30);
         c31 = fma(a3, b1v, c31);
     }
-    store4(c_base, row0, col0, c00);
-    store4(c_base, row0, col0 + 4u, c01);
-    store4(c_base, row0 + 1u, col0, c10);
-    store4(c_base, row0 + 1u, col0 + 4u, c11);
-    store4(c_base, row0 + 2u, col0, c20);
-    store4(c_base, row0 + 2u, col0 + 4u, c21);
-    store4(c_base, row0 + 3u, col0, c30);
-    store4(c_base, row0 + 3u, col0 + 4u, c31);
+    store8(c_base, row0, col0, c00, c01);
+    store8(c_base, row0 + 1u, col0, c10, c11);
+    store8(c_base, row0 + 2u, col0, c20, c21);
+    store8(c_base, row0 + 3u, col0, c30, c31);
+}
+
+fn store8(c_base: u32, row: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    store4(c_base, row, col0, lo);
+    store4(c_base, row, col0 + 4u, hi);
 }
 
 fn store4(c_base: u32, row: u32, col0: u32, v: vec4<f32>) {

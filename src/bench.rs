@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, KernelTimes, Recorder};
+use crate::gpu::{Gpu, GpuTensor, KernelTimes, Recorder};
 use crate::model::random::{random_backbone, standard_config};
 use crate::model::{ForwardOptions, GpuViT, HostTensor};
 use crate::ops::matmul::{Layout, Matmul};
@@ -41,6 +41,21 @@ pub struct Peaks {
     pub bytes: f64,
 }
 
+/// c[m,n] = a[m,k] · b[n,k]ᵀ: the linear layer's matmul, as the matmul benchmarks time it.
+fn record_linear(
+    rec: &mut Recorder,
+    (a, b, c): (&GpuTensor, &GpuTensor, &GpuTensor),
+    (m, n, k): (usize, usize, usize),
+) {
+    Matmul::new(
+        (m, n, k),
+        (a, Layout::row_major(k, 0)),
+        (b, Layout::transposed(k, 0)),
+        (c, Layout::row_major(n, 0)),
+    )
+    .record(rec);
+}
+
 /// Measures the peaks the floors are taken against: the best of a few runs of our own matmul at a ViT-B shape
 /// sized for the adapter, and a buffer-to-buffer copy of 64 MiB.
 pub fn measure_peaks(gpu: &Gpu) -> Result<Peaks> {
@@ -58,13 +73,7 @@ pub fn measure_peaks(gpu: &Gpu) -> Result<Peaks> {
     for round in 0..3 {
         let mut rec = Recorder::new(gpu);
         for _ in 0..reps {
-            Matmul::new(
-                (m, n, k),
-                (&a, Layout::row_major(k, 0)),
-                (&b, Layout::transposed(k, 0)),
-                (&c, Layout::row_major(n, 0)),
-            )
-            .record(&mut rec);
+            record_linear(&mut rec, (&a, &b, &c), (m, n, k));
         }
         let start = Instant::now();
         rec.finish()?;
@@ -243,13 +252,7 @@ pub fn matmul(gpu: &Gpu, batch: usize, iters: usize) -> Result<String> {
         let run = |reps: usize, timing: bool| -> Result<(f64, Option<KernelTimes>)> {
             let mut rec = Recorder::new(gpu).with_timing(timing);
             for _ in 0..reps {
-                Matmul::new(
-                    (m, n, k),
-                    (&a, Layout::row_major(k, 0)),
-                    (&b, Layout::transposed(k, 0)),
-                    (&c, Layout::row_major(n, 0)),
-                )
-                .record(&mut rec);
+                record_linear(&mut rec, (&a, &b, &c), (m, n, k));
             }
             let start = Instant::now();
             let (_, t) = rec.finish()?;

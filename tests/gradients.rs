@@ -166,9 +166,25 @@ fn full_fine_tuning_gradients_match_autograd() {
 
 #[test]
 fn micro_batches_accumulate_to_the_full_batch_gradient() {
+    micro_batches_match_the_full_batch(None);
+}
+
+/// Micro-batches of 1 give the full batch's loss and gradients, with dropout off or on (`(rate, seed)`).
+fn micro_batches_match_the_full_batch(dropout: Option<(f32, u32)>) {
     let case = load_case("vpt-deep");
-    let (loss_full, full) = run(&case, Some(3));
-    let (loss_micro, micro) = run(&case, Some(1));
+    let mut tuning = case.tuning.clone();
+    tuning.options.dropout = dropout.map_or(0.0, |d| d.0);
+    let gpu = common::gpu();
+    let with = |micro| {
+        let options = StepOptions {
+            micro_batch: Some(micro),
+            dropout_seed: dropout.map(|d| d.1),
+            timing: false,
+        };
+        run_with(&gpu, &case, &tuning, options)
+    };
+    let (loss_full, full) = with(3);
+    let (loss_micro, micro) = with(1);
     assert!((loss_full - loss_micro).abs() < 1e-5 * loss_full.abs());
     for (name, g) in &full {
         let e = common::rel_err(&micro[name].data, &g.data);
@@ -269,25 +285,7 @@ fn convpass_dropout_gradients_match_finite_differences() {
 
 #[test]
 fn dropout_masks_do_not_depend_on_the_micro_batch() {
-    let case = load_case("vpt-deep");
-    let mut tuning = case.tuning.clone();
-    tuning.options.dropout = 0.3;
-    let gpu = common::gpu();
-    let with = |micro| {
-        let options = StepOptions {
-            micro_batch: Some(micro),
-            dropout_seed: Some(5),
-            timing: false,
-        };
-        run_with(&gpu, &case, &tuning, options)
-    };
-    let (loss_full, full) = with(3);
-    let (loss_micro, micro) = with(1);
-    assert!((loss_full - loss_micro).abs() < 1e-5 * loss_full.abs());
-    for (name, g) in &full {
-        let e = common::rel_err(&micro[name].data, &g.data);
-        assert!(e < 1e-5, "`{name}`: micro-batched rel err {e:e}");
-    }
+    micro_batches_match_the_full_batch(Some((0.3, 5)));
 }
 
 #[test]
