@@ -567,6 +567,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench { what }) => match what {
             BenchCommand::Forward(a) => {
                 let gpu = Gpu::new()?;
+                warn_slow_bench(&gpu, &a.config);
                 let r = vitune::bench::forward(&gpu, &a.config, a.batch, a.iters)?;
                 println!("{r}");
                 Ok(())
@@ -620,6 +621,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             BenchCommand::Train { args: a, method } => {
                 let gpu = Gpu::new()?;
+                warn_slow_bench(&gpu, &a.config);
                 let r = vitune::bench::train(&gpu, &a.config, &method, a.batch, a.iters)?;
                 println!("{r}");
                 Ok(())
@@ -1003,4 +1005,14 @@ fn grad(
         tuning.parameter_count()
     );
     Ok(())
+}
+
+/// On a CPU adapter the ViT-B/L configs take minutes per forward: say so before starting.
+fn warn_slow_bench(gpu: &Gpu, config: &str) {
+    if gpu.info.device_type == wgpu::DeviceType::Cpu && matches!(config, "vit-b16" | "vit-l16") {
+        eprintln!(
+            "note: {config} on a CPU adapter takes tens of seconds per image and pass \
+             (about 25 s for one vit-b16 forward on 2 cores); --config demo or tiny is quick"
+        );
+    }
 }
