@@ -41,6 +41,26 @@ pub struct Gpu {
     dummy: std::sync::OnceLock<super::GpuTensor>,
     /// Serial row kernels (see `RowKernel`): 1 = one row per invocation, 0 = one workgroup per row.
     serial_rows: std::sync::atomic::AtomicBool,
+    matmul_kernel: MatmulKernel,
+}
+
+/// Which matmul kernel runs by default: 64×64 tiles through workgroup memory (GPUs), or a barrier-free variant
+/// that reads straight from the buffers, 8×8 outputs per invocation (4×8 under 96 rows), for CPU adapters such as
+/// lavapipe, where barriers cost more than they save. A `Matmul` may still ask for either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulKernel {
+    Tiled,
+    Direct,
+}
+
+/// Whether the CPU-adapter variant of a kernel pair runs: the environment variable `var` set to `gpu_name` or
+/// `cpu_name` decides, otherwise the adapter's type.
+fn cpu_variant(var: &str, gpu_name: &str, cpu_name: &str, info: &wgpu::AdapterInfo) -> bool {
+    match std::env::var(var) {
+        Ok(v) if v == gpu_name => false,
+        Ok(v) if v == cpu_name => true,
+        _ => info.device_type == wgpu::DeviceType::Cpu,
+    }
 }
 
 /// How row-wise kernels (LayerNorm, softmax and their backwards) spread a row: one 64-lane workgroup per row with
@@ -122,10 +142,11 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| GpuError::RequestDevice(info.name.clone(), e.to_string()))?;
-        let serial_rows = match std::env::var("VITUNE_ROWS").as_deref() {
-            Ok("workgroup") => false,
-            Ok("serial") => true,
-            _ => info.device_type == wgpu::DeviceType::Cpu,
+        let serial_rows = cpu_variant("VITUNE_ROWS", "workgroup", "serial", &info);
+        let matmul_kernel = if cpu_variant("VITUNE_MATMUL", "tiled", "direct", &info) {
+            MatmulKernel::Direct
+        } else {
+            MatmulKernel::Tiled
         };
         Ok(Self {
             device,
@@ -137,7 +158,13 @@ impl Gpu {
             pool: Arc::new(BufferPool::default()),
             dummy: std::sync::OnceLock::new(),
             serial_rows: std::sync::atomic::AtomicBool::new(serial_rows),
+            matmul_kernel,
         })
+    }
+
+    /// The default matmul kernel: the adapter's, `VITUNE_MATMUL=tiled|direct` overrides it (read once, here).
+    pub fn matmul_kernel(&self) -> MatmulKernel {
+        self.matmul_kernel
     }
 
     /// The row-kernel variant in use: the adapter's default, `VITUNE_ROWS=workgroup|serial` overrides it.

@@ -19,26 +19,7 @@ pub static MATMUL_DIRECT_SMALL: Kernel = Kernel {
     entry: "matmul_direct_small",
 };
 
-/// Which matmul kernel runs: 64×64 tiles through workgroup memory (GPUs), or a barrier-free variant that reads
-/// straight from the buffers, 8×8 outputs per invocation (4×8 under 96 rows), for CPU adapters such as lavapipe,
-/// where barriers cost more than they save.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatmulKernel {
-    Tiled,
-    Direct,
-}
-
-impl MatmulKernel {
-    /// The adapter's default; `VITUNE_MATMUL=tiled|direct` overrides it.
-    pub fn for_gpu(gpu: &crate::gpu::Gpu) -> Self {
-        match std::env::var("VITUNE_MATMUL").as_deref() {
-            Ok("tiled") => Self::Tiled,
-            Ok("direct") => Self::Direct,
-            _ if gpu.info.device_type == wgpu::DeviceType::Cpu => Self::Direct,
-            _ => Self::Tiled,
-        }
-    }
-}
+pub use crate::gpu::MatmulKernel;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -196,10 +177,7 @@ impl<'t> Matmul<'t> {
         };
         let bias = self.bias.map(|b| b.0).unwrap_or(dummy);
         let res = self.residual.unwrap_or(dummy);
-        let (kernel, rows, cols) = match self
-            .kernel
-            .unwrap_or_else(|| MatmulKernel::for_gpu(rec.gpu()))
-        {
+        let (kernel, rows, cols) = match self.kernel.unwrap_or_else(|| rec.gpu().matmul_kernel()) {
             MatmulKernel::Tiled => (&MATMUL, 64, 64),
             // 64-row tiles unless most of the last tile would be clamped rows.
             MatmulKernel::Direct if self.m >= 96 => (&MATMUL_DIRECT, 64, 64),
