@@ -44,6 +44,8 @@ pub struct VituneApp {
     pub tab: Tab,
     pub selected_class: usize,
     pub backbone_info: Option<String>,
+    /// Attention heads of the loaded backbone (0 until one is loaded).
+    pub backbone_heads: usize,
     pub errors: Vec<String>,
     pub status: String,
     pub training: bool,
@@ -76,6 +78,7 @@ impl VituneApp {
             tab: Tab::Project,
             selected_class: 0,
             backbone_info: None,
+            backbone_heads: 0,
             errors: Vec::new(),
             status: "loading the backbone...".into(),
             training: false,
@@ -212,9 +215,10 @@ impl VituneApp {
         while let Ok(r) = self.worker.replies.try_recv() {
             any = true;
             match r {
-                Reply::Backbone { description } => {
+                Reply::Backbone { description, heads } => {
                     self.status = "backbone ready".into();
                     self.backbone_info = Some(description);
+                    self.backbone_heads = heads;
                 }
                 Reply::Event(TrainEvent::Step {
                     loss,

@@ -357,33 +357,16 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                         .changed();
                 }
             });
-        egui::ComboBox::from_label("mode")
-            .selected_text(app.attention.mode.clone())
-            .show_ui(ui, |ui| {
-                for m in ["cls", "prompt", "rollout", "grad-rollout"] {
-                    changed |= ui
-                        .selectable_value(&mut app.attention.mode, m.to_string(), m)
-                        .changed();
-                }
-            });
-        egui::ComboBox::from_label("head")
-            .selected_text(app.attention.head.clone())
-            .show_ui(ui, |ui| {
-                for h in ["mean", "max", "min", "0", "1", "2"] {
-                    changed |= ui
-                        .selectable_value(&mut app.attention.head, h.to_string(), h)
-                        .changed();
-                }
-            });
-        egui::ComboBox::from_label("colormap")
-            .selected_text(app.attention.colormap.clone())
-            .show_ui(ui, |ui| {
-                for c in ["inferno", "viridis", "jet"] {
-                    changed |= ui
-                        .selectable_value(&mut app.attention.colormap, c.to_string(), c)
-                        .changed();
-                }
-            });
+        let modes = ["cls", "prompt", "rollout", "grad-rollout"].map(String::from);
+        changed |= choice(ui, "mode", &mut app.attention.mode, &modes);
+        let heads: Vec<String> = ["mean", "max", "min"]
+            .into_iter()
+            .map(String::from)
+            .chain((0..app.backbone_heads).map(|h| h.to_string()))
+            .collect();
+        changed |= choice(ui, "head", &mut app.attention.head, &heads);
+        let colormaps = ["inferno", "viridis", "jet"].map(String::from);
+        changed |= choice(ui, "colormap", &mut app.attention.colormap, &colormaps);
     });
     ui.horizontal(|ui| {
         let mut last = app.attention.layer == usize::MAX;
@@ -519,4 +502,17 @@ fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             }
         }
     });
+}
+
+/// A combo box over string options; true when the choice changed.
+fn choice(ui: &mut egui::Ui, label: &str, value: &mut String, options: &[String]) -> bool {
+    let mut changed = false;
+    egui::ComboBox::from_label(label)
+        .selected_text(value.clone())
+        .show_ui(ui, |ui| {
+            for o in options {
+                changed |= ui.selectable_value(value, o.clone(), o).changed();
+            }
+        });
+    changed
 }

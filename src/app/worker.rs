@@ -38,6 +38,7 @@ pub type Prediction = (PathBuf, Vec<(String, f32)>, image::RgbImage);
 pub enum Reply {
     Backbone {
         description: String,
+        heads: usize,
     },
     Event(TrainEvent),
     Trained {
@@ -157,10 +158,11 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                 c.image_size.1,
                 b.parameter_count()
             );
+            let heads = c.heads;
             st.backbone = Some(b);
             st.vit = None;
             st.tuning = None;
-            send(Reply::Backbone { description });
+            send(Reply::Backbone { description, heads });
         }
         Command::Train(project) => {
             stop.store(false, Ordering::SeqCst);
