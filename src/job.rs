@@ -307,6 +307,19 @@ pub struct PredictInput {
     pub pixels: crate::model::HostTensor,
 }
 
+impl PredictInput {
+    /// The backbone at this input's size, and the tuned tensors when there is a tuned file.
+    fn upload(&self, gpu: &Gpu, backbone: &Backbone) -> Result<(GpuViT, Option<GpuTuning>)> {
+        let vit = GpuViT::new(gpu, backbone, Some(self.transform.size))?;
+        let gt = self
+            .tuned
+            .as_ref()
+            .map(|t| GpuTuning::upload(gpu, &t.tuning))
+            .transpose()?;
+        Ok((vit, gt))
+    }
+}
+
 /// Reads the tuned file and decodes the images (bad input fails here, before any GPU work).
 pub fn prepare_predict(
     backbone: &Backbone,
@@ -337,12 +350,7 @@ pub fn predict(
     backbone: &Backbone,
     input: &PredictInput,
 ) -> Result<(Vec<String>, Vec<Vec<f32>>)> {
-    let vit = GpuViT::new(gpu, backbone, Some(input.transform.size))?;
-    let gt = input
-        .tuned
-        .as_ref()
-        .map(|t| GpuTuning::upload(gpu, &t.tuning))
-        .transpose()?;
+    let (vit, gt) = input.upload(gpu, backbone)?;
     let out = vit.forward(
         gpu,
         &input.pixels,
@@ -437,12 +445,7 @@ pub fn attention_overlay(
             req.colormap
         ))
     })?;
-    let vit = GpuViT::new(gpu, backbone, Some(input.transform.size))?;
-    let gt = input
-        .tuned
-        .as_ref()
-        .map(|t| GpuTuning::upload(gpu, &t.tuning))
-        .transpose()?;
+    let (vit, gt) = input.upload(gpu, backbone)?;
     let one = crate::model::HostTensor::new(
         vec![1, 3, input.transform.size.0, input.transform.size.1],
         input.pixels.data[..3 * input.transform.size.0 * input.transform.size.1].to_vec(),
