@@ -26,6 +26,11 @@ const FLAG_QUICK_GELU: u32 = 32u;
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 
+// Every read of B goes through here: the f16-weights variant of this shader stores B as f16 (see ops::shaders).
+fn load_b(i: u32) -> f32 {
+    return b[i];
+}
+
 // Offsets of A, B and C for batch index z = b1·batch2 + b2.
 fn batch_bases(z: u32) -> vec3<u32> {
     let b1 = z / p.batch2;
@@ -94,7 +99,7 @@ fn matmul(
             let gkb = k0 + kb;
             var w = 0.0;
             if (gn < p.n && gkb < p.k) {
-                w = b[b_base + gkb * p.b_sk + gn * p.b_sn];
+                w = load_b(b_base + gkb * p.b_sk + gn * p.b_sn);
             }
             b_tile[kb * 64u + nn] = w;
         }
@@ -199,8 +204,8 @@ fn matmul_direct(
         let kb = k * p.b_sk;
         let i0 = cb0 + kb;
         let i1 = cb1 + kb;
-        let b0 = vec4<f32>(b[i0.x], b[i0.y], b[i0.z], b[i0.w]);
-        let b1v = vec4<f32>(b[i1.x], b[i1.y], b[i1.z], b[i1.w]);
+        let b0 = vec4<f32>(load_b(i0.x), load_b(i0.y), load_b(i0.z), load_b(i0.w));
+        let b1v = vec4<f32>(load_b(i1.x), load_b(i1.y), load_b(i1.z), load_b(i1.w));
         let a0 = vec4<f32>(a[ia0.x]);
         c00 = fma(a0, b0, c00);
         c01 = fma(a0, b1v, c01);
@@ -267,8 +272,8 @@ fn matmul_direct_small(
         let kb = k * p.b_sk;
         let i0 = cb0 + kb;
         let i1 = cb1 + kb;
-        let b0 = vec4<f32>(b[i0.x], b[i0.y], b[i0.z], b[i0.w]);
-        let b1v = vec4<f32>(b[i1.x], b[i1.y], b[i1.z], b[i1.w]);
+        let b0 = vec4<f32>(load_b(i0.x), load_b(i0.y), load_b(i0.z), load_b(i0.w));
+        let b1v = vec4<f32>(load_b(i1.x), load_b(i1.y), load_b(i1.z), load_b(i1.w));
         let a0 = vec4<f32>(a[ia.x]);
         c00 = fma(a0, b0, c00);
         c01 = fma(a0, b1v, c01);

@@ -173,6 +173,17 @@ fn floors_table(out: &mut String, t: &KernelTimes, wall: f64, peaks: &Peaks, wha
     let _ = writeln!(out, "    most time above the floor: {}", far.join(", "));
 }
 
+/// The kernel variants and weight storage in use, for the record.
+fn kernel_choices(gpu: &Gpu) -> String {
+    format!(
+        "matmul {:?}, rows {:?}, attention {:?} (without maps), weights {}",
+        gpu.matmul_kernel(),
+        gpu.row_kernel(),
+        gpu.attention_kernel(),
+        if gpu.f16_weights() { "f16" } else { "f32" }
+    )
+}
+
 /// Forward throughput of a standard config with random weights.
 pub fn forward(gpu: &Gpu, name: &str, batch: usize, iters: usize) -> Result<String> {
     let cfg = config(name)?;
@@ -194,6 +205,7 @@ pub fn forward(gpu: &Gpu, name: &str, batch: usize, iters: usize) -> Result<Stri
     let flops = cfg.forward_flops((h, w), 0) * batch as f64;
     let mut out = String::new();
     let _ = writeln!(out, "adapter       {}", gpu.describe());
+    let _ = writeln!(out, "kernels       {}", kernel_choices(gpu));
     let _ = writeln!(
         out,
         "config        {name} batch {batch} ({} micro-batch)",
@@ -214,8 +226,9 @@ pub fn forward(gpu: &Gpu, name: &str, batch: usize, iters: usize) -> Result<Stri
     let (_, peak) = gpu.pool_bytes();
     let _ = writeln!(
         out,
-        "pool peak     {:.1} MiB",
-        peak as f64 / (1 << 20) as f64
+        "pool peak     {:.1} MiB (weights {:.1} MiB)",
+        peak as f64 / (1 << 20) as f64,
+        vit.weight_bytes() as f64 / (1 << 20) as f64
     );
     if gpu.has_timestamps() {
         let timed = vit.forward(
@@ -245,6 +258,7 @@ pub fn matmul(gpu: &Gpu, batch: usize, iters: usize) -> Result<String> {
     let mut rng = Rng::new(2);
     let mut out = String::new();
     let _ = writeln!(out, "adapter       {}", gpu.describe());
+    let _ = writeln!(out, "kernels       {}", kernel_choices(gpu));
     for n in [2304usize, 768, 3072] {
         let a = gpu.upload(&[m, k], &rng.normal_vec(m * k, 1.0))?;
         let b = gpu.upload(&[n, k], &rng.normal_vec(n * k, 0.02))?;
@@ -353,6 +367,7 @@ pub fn train(gpu: &Gpu, name: &str, method: &str, batch: usize, iters: usize) ->
     let fwd_s = start.elapsed().as_secs_f64() / iters.max(1) as f64;
     let mut out = String::new();
     let _ = writeln!(out, "adapter       {}", gpu.describe());
+    let _ = writeln!(out, "kernels       {}", kernel_choices(gpu));
     let _ = writeln!(
         out,
         "config        {name} method {m} batch {batch} (micro-batch {micro})"

@@ -199,6 +199,31 @@ fn attention_backward_case(gpu: &Gpu) {
 }
 
 #[test]
+fn fused_attention_backward_matches_finite_differences() {
+    let gpu = common::gpu();
+    let mut rng = Rng::new(4);
+    let (n, t, heads, hd) = (2, 11, 2, 5);
+    let d = heads * hd;
+    let qkv = rng.normal_vec(n * t * 3 * d, 1.0);
+    let w = rng.normal_vec(n * t * d, 1.0);
+    let fwd = |q: &[f32]| {
+        run(&gpu, |rec| {
+            ops::attention::flash_attention(rec, &up(&gpu, &[n, t, 3 * d], q), heads)
+                .expect("attn")
+                .context
+        })
+    };
+    let an = run(&gpu, |rec| {
+        let g = up(&gpu, &[n, t, 3 * d], &qkv);
+        let a = ops::attention::flash_attention(rec, &g, heads).expect("attn");
+        let dctx = up(&gpu, &[n, t, d], &w);
+        ops::attention::flash_attention_backward(rec, &g, &a.context, &a.lse, &dctx, heads)
+            .expect("backward")
+    });
+    check("fused attention dqkv", &qkv, &w, &an, fwd, 1e-2);
+}
+
+#[test]
 fn linear_backwards_match_finite_differences() {
     let gpu = common::gpu();
     let mut rng = Rng::new(4);

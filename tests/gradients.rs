@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use vitune::gpu::AttentionKernel;
 use vitune::model::{download_named, load_backbone, GpuTuning, GpuViT, HostTensor, LoadOptions};
 use vitune::train::{compute_grads, StepOptions};
 use vitune::tuning::{Method, MethodOptions, Tuning};
@@ -91,9 +92,18 @@ fn run_with(
     (out.loss, g)
 }
 
+/// Checks the loss and every gradient against autograd, with the fused and the matmul attention kernels.
 fn check(method: &str) {
     let case = load_case(method);
-    let (loss, grads) = run(&case, None);
+    let gpu = common::gpu();
+    for kernel in [AttentionKernel::Fused, AttentionKernel::Matmul] {
+        gpu.set_attention_kernel(kernel);
+        check_with(&gpu, &case, &format!("{method} ({kernel:?} attention)"));
+    }
+}
+
+fn check_with(gpu: &vitune::gpu::Gpu, case: &Case, method: &str) {
+    let (loss, grads) = run_with(gpu, case, &case.tuning, StepOptions::default());
     let want_loss = case.expected["loss"].data[0] as f64;
     assert!(
         (loss - want_loss).abs() / want_loss.abs() < TOL,

@@ -70,13 +70,19 @@ struct MatCase {
     alpha: f32,
 }
 
-fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64, kernel: MatmulKernel) {
+/// Runs one case; with `b16` B is stored as f16 and the reference uses B rounded to f16.
+fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64, kernel: MatmulKernel, b16: bool) {
     let mut rng = Rng::new(seed);
     let batches = c.b1 * c.b2;
     let (m, n, k) = (c.m, c.n, c.k);
     // A stored as [batches, m, k] or [batches, k, m]; B as [batches, n, k] (weight layout) or [batches, k, n].
     let a = rng.normal_vec(batches * m * k + 3, 1.0);
-    let b = rng.normal_vec(batches * k * n + 5, 1.0);
+    let mut b = rng.normal_vec(batches * k * n + 5, 1.0);
+    if b16 {
+        for v in &mut b {
+            *v = half::f16::from_f32(*v).to_f32();
+        }
+    }
     let bias = rng.normal_vec(n + 2, 1.0);
     let res = rng.normal_vec(batches * m * n, 1.0);
     let c0 = rng.normal_vec(batches * m * n, 1.0);
@@ -124,7 +130,11 @@ fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64, kernel: MatmulKernel) {
         b2: m * n,
     };
     let ga = up(gpu, &[a.len()], &a);
-    let gb = up(gpu, &[b.len()], &b);
+    let gb = if b16 {
+        gpu.upload_f16(&[b.len()], &b).expect("upload f16")
+    } else {
+        up(gpu, &[b.len()], &b)
+    };
     let gbias = up(gpu, &[bias.len()], &bias);
     let gres = up(gpu, &[res.len()], &res);
     let gc = up(gpu, &[c0.len()], &c0);
@@ -181,7 +191,10 @@ fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64, kernel: MatmulKernel) {
         got,
         &want,
         2e-5,
-        &format!("matmul {m}x{n}x{k} b{}x{}", c.b1, c.b2),
+        &format!(
+            "matmul {m}x{n}x{k} b{}x{} {kernel:?} f16 B {b16}",
+            c.b1, c.b2
+        ),
     );
 }
 
@@ -241,9 +254,16 @@ fn matmul_matches_reference_across_layouts_and_epilogues() {
             ..base
         },
     ];
+    assert!(
+        gpu.has_shader_f16(),
+        "this adapter ({}) has no SHADER_F16, which the f16-weight matmul needs (lavapipe has it)",
+        gpu.describe()
+    );
     for kernel in [MatmulKernel::Tiled, MatmulKernel::Direct] {
-        for (i, c) in cases.iter().enumerate() {
-            run_matmul(&gpu, c, 10 + i as u64, kernel);
+        for b16 in [false, true] {
+            for (i, c) in cases.iter().enumerate() {
+                run_matmul(&gpu, c, 10 + i as u64, kernel, b16);
+            }
         }
     }
 }
@@ -434,25 +454,20 @@ fn mean_pooling_and_gelu_match_reference() {
     assert_close(&outs[hg.0], &want_g, 1e-6, "gelu");
 }
 
-#[test]
-fn attention_matches_reference() {
-    let gpu = common::gpu();
-    let mut rng = Rng::new(8);
-    let (n, t, heads, hd) = (2, 13, 3, 5);
+/// Reference attention in f64: probabilities [N,H,T,T], context [N,T,D] and log-sum-exp of the scaled scores
+/// [N·H,T], from qkv [N,T,3D].
+fn attention_reference(
+    qkv: &[f32],
+    (n, t, heads, hd): (usize, usize, usize, usize),
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let d = heads * hd;
-    let qkv = rng.normal_vec(n * t * 3 * d, 1.0);
-    let g = up(&gpu, &[n, t, 3 * d], &qkv);
-    let mut rec = Recorder::new(&gpu);
-    let out = ops::attention::attention(&mut rec, &g, heads).expect("attention");
-    let hp = rec.read(&out.probs);
-    let hc = rec.read(&out.context);
-    let (outs, _) = rec.finish().expect("runs");
     let at = |img: usize, tok: usize, which: usize, h: usize, c: usize| {
         qkv[(img * t + tok) * 3 * d + which * d + h * hd + c] as f64
     };
     let scale = (hd as f64).powf(-0.5);
     let mut probs = vec![0.0; n * heads * t * t];
     let mut ctx = vec![0.0; n * t * d];
+    let mut lse = vec![0.0; n * heads * t];
     for img in 0..n {
         for h in 0..heads {
             for i in 0..t {
@@ -467,6 +482,7 @@ fn attention_matches_reference() {
                 let m = s.iter().cloned().fold(f64::MIN, f64::max);
                 let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
                 let z: f64 = e.iter().sum();
+                lse[(img * heads + h) * t + i] = m + z.ln();
                 for j in 0..t {
                     probs[((img * heads + h) * t + i) * t + j] = e[j] / z;
                 }
@@ -477,8 +493,77 @@ fn attention_matches_reference() {
             }
         }
     }
+    (probs, ctx, lse)
+}
+
+#[test]
+fn attention_matches_reference() {
+    let gpu = common::gpu();
+    let mut rng = Rng::new(8);
+    let (n, t, heads, hd) = (2, 13, 3, 5);
+    let d = heads * hd;
+    let qkv = rng.normal_vec(n * t * 3 * d, 1.0);
+    let g = up(&gpu, &[n, t, 3 * d], &qkv);
+    let mut rec = Recorder::new(&gpu);
+    let out = ops::attention::attention(&mut rec, &g, heads).expect("attention");
+    let hp = rec.read(&out.probs);
+    let hc = rec.read(&out.context);
+    let (outs, _) = rec.finish().expect("runs");
+    let (probs, ctx, _) = attention_reference(&qkv, (n, t, heads, hd));
     assert_close(&outs[hp.0], &probs, 1e-5, "attention probabilities");
     assert_close(&outs[hc.0], &ctx, 1e-5, "attention context");
+}
+
+/// The fused kernel's context and log-sum-exp against the reference, at sizes that leave partial key blocks
+/// (T not a multiple of 8), cross a 64-row block (T = 70), and use the built-in (64) and a generated head size.
+#[test]
+fn fused_attention_matches_reference() {
+    let gpu = common::gpu();
+    let mut rng = Rng::new(18);
+    for (n, t, heads, hd) in [(2, 13, 3, 5), (1, 70, 2, 64), (3, 1, 1, 3)] {
+        let d = heads * hd;
+        let qkv = rng.normal_vec(n * t * 3 * d, 1.5);
+        let g = up(&gpu, &[n, t, 3 * d], &qkv);
+        let mut rec = Recorder::new(&gpu);
+        let out = ops::attention::flash_attention(&mut rec, &g, heads).expect("attention");
+        let hc = rec.read(&out.context);
+        let hl = rec.read(&out.lse);
+        let (outs, _) = rec.finish().expect("runs");
+        let (_, ctx, lse) = attention_reference(&qkv, (n, t, heads, hd));
+        let what = format!("fused attention n{n} t{t} h{heads} hd{hd}");
+        assert_close(&outs[hc.0], &ctx, 1e-5, &format!("{what} context"));
+        assert_close(&outs[hl.0], &lse, 1e-5, &format!("{what} log-sum-exp"));
+    }
+}
+
+/// The fused backward gives the matmul path's d qkv (both are checked by finite differences separately).
+#[test]
+fn fused_attention_backward_matches_the_matmul_backward() {
+    let gpu = common::gpu();
+    let mut rng = Rng::new(19);
+    for (n, t, heads, hd) in [(2, 13, 3, 5), (1, 70, 2, 64)] {
+        let d = heads * hd;
+        let qkv = up(&gpu, &[n, t, 3 * d], &rng.normal_vec(n * t * 3 * d, 1.5));
+        let dctx = up(&gpu, &[n, t, d], &rng.normal_vec(n * t * d, 1.0));
+        let mut rec = Recorder::new(&gpu);
+        let a = ops::attention::attention(&mut rec, &qkv, heads).expect("attention");
+        let want = ops::attention::attention_backward(&mut rec, &qkv, &a.probs, &dctx, heads, None)
+            .expect("backward");
+        let f = ops::attention::flash_attention(&mut rec, &qkv, heads).expect("fused");
+        let got = ops::attention::flash_attention_backward(
+            &mut rec, &qkv, &f.context, &f.lse, &dctx, heads,
+        )
+        .expect("fused backward");
+        let (hw, hg) = (rec.read(&want), rec.read(&got));
+        let (outs, _) = rec.finish().expect("runs");
+        let want: Vec<f64> = outs[hw.0].iter().map(|v| *v as f64).collect();
+        assert_close(
+            &outs[hg.0],
+            &want,
+            1e-4,
+            &format!("fused d qkv n{n} t{t} hd{hd}"),
+        );
+    }
 }
 
 #[test]

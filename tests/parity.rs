@@ -3,6 +3,7 @@
 
 mod common;
 
+use vitune::gpu::AttentionKernel;
 use vitune::model::{load_backbone, ForwardOptions, GpuViT, LoadOptions, Pooling, WeightFormat};
 
 const TOL: f64 = 1e-4;
@@ -45,7 +46,59 @@ fn check_case(case: &str, opts: LoadOptions) -> vitune::model::Backbone {
         let e = rel_err_named(&a.data, &want.data);
         assert!(e < TOL, "{case}: attn.{l} rel err {e:e}");
     }
+    // Without maps the fused attention kernel may run (GPUs' default for training and prediction).
+    gpu.set_attention_kernel(AttentionKernel::Fused);
+    let fused = vit
+        .forward(&gpu, &pixels, &ForwardOptions::default())
+        .expect("forward without maps");
+    let e = rel_err_named(&fused.pooled.data, &expected["pooled"].data);
+    assert!(e < TOL, "{case}: pooled (fused attention) rel err {e:e}");
+    let e = rel_err_named(
+        &fused.logits.expect("logits").data,
+        &expected["logits"].data,
+    );
+    assert!(e < TOL, "{case}: logits (fused attention) rel err {e:e}");
     backbone
+}
+
+/// Within this of timm's logits with the frozen matmul weights stored as f16 (f32 compute).
+const F16_TOL: f64 = 5e-3;
+
+#[test]
+fn f16_weights_stay_close_to_timm() {
+    let dir = common::fixture("timm_cls");
+    let backbone =
+        load_backbone(&dir.join("model.safetensors"), &LoadOptions::default()).expect("loads");
+    let pixels = vitune::io::read_tensors(&dir.join("input.safetensors"))
+        .expect("input")
+        .remove("pixels")
+        .expect("pixels");
+    let expected = vitune::io::read_tensors(&dir.join("expected.safetensors")).expect("expected");
+    let gpu = common::gpu();
+    gpu.set_f16_weights(true)
+        .expect("f16 weights (the adapter needs SHADER_F16; lavapipe has it)");
+    let vit = GpuViT::new(&gpu, &backbone, Some((pixels.shape[2], pixels.shape[3]))).expect("up");
+    gpu.set_f16_weights(false).expect("off");
+    let f32_vit =
+        GpuViT::new(&gpu, &backbone, Some((pixels.shape[2], pixels.shape[3]))).expect("up");
+    assert!(
+        vit.weight_bytes() < f32_vit.weight_bytes() * 3 / 4,
+        "f16 weights take {} bytes against {} in f32",
+        vit.weight_bytes(),
+        f32_vit.weight_bytes()
+    );
+    let out = vit
+        .forward(&gpu, &pixels, &ForwardOptions::default())
+        .expect("forward");
+    let logits = out.logits.expect("logits");
+    let e = rel_err_named(&logits.data, &expected["logits"].data);
+    eprintln!("f16 weights: logits rel err {e:e} (f32: below 1e-4)");
+    assert!(e < F16_TOL, "f16 weights: logits rel err {e:e}");
+    // Not the same as f32: the weights really are rounded.
+    assert!(
+        e > 1e-6,
+        "f16 weights: logits equal f32 to {e:e}; were they rounded?"
+    );
 }
 
 fn rel_err_named(a: &[f32], b: &[f32]) -> f64 {

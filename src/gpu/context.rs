@@ -27,6 +27,8 @@ pub enum GpuError {
     Device(String),
     #[error("reading results back from the GPU failed: {0}")]
     Readback(String),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// An opened device with its queue, limits, pipeline cache and buffer pool.
@@ -42,6 +44,10 @@ pub struct Gpu {
     /// Serial row kernels (see `RowKernel`): 1 = one row per invocation, 0 = one workgroup per row.
     serial_rows: std::sync::atomic::AtomicBool,
     matmul_kernel: MatmulKernel,
+    /// Attention without maps runs the fused kernel (see `AttentionKernel`).
+    fused_attention: std::sync::atomic::AtomicBool,
+    /// Frozen matmul weights are uploaded as f16 (see `f16_weights`).
+    f16_weights: std::sync::atomic::AtomicBool,
 }
 
 /// Which matmul kernel runs by default: 64×64 tiles through workgroup memory (GPUs), or a barrier-free variant
@@ -70,6 +76,15 @@ fn cpu_variant(var: &str, gpu_name: &str, cpu_name: &str, info: &wgpu::AdapterIn
 pub enum RowKernel {
     Workgroup,
     Serial,
+}
+
+/// How attention runs when no attention maps are asked for: the fused flash-style kernel (online softmax, only a
+/// log-sum-exp per row is kept), or batched matmuls and a softmax that store the [T, T] probabilities. Maps and
+/// their gradients always take the matmul path, since they are the probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionKernel {
+    Fused,
+    Matmul,
 }
 
 fn type_rank(t: wgpu::DeviceType) -> u32 {
@@ -143,6 +158,7 @@ impl Gpu {
         }))
         .map_err(|e| GpuError::RequestDevice(info.name.clone(), e.to_string()))?;
         let serial_rows = cpu_variant("VITUNE_ROWS", "workgroup", "serial", &info);
+        let fused_attention = !cpu_variant("VITUNE_ATTENTION", "fused", "matmul", &info);
         let matmul_kernel = if cpu_variant("VITUNE_MATMUL", "tiled", "direct", &info) {
             MatmulKernel::Direct
         } else {
@@ -159,6 +175,15 @@ impl Gpu {
             dummy: std::sync::OnceLock::new(),
             serial_rows: std::sync::atomic::AtomicBool::new(serial_rows),
             matmul_kernel,
+            fused_attention: std::sync::atomic::AtomicBool::new(fused_attention),
+            f16_weights: std::sync::atomic::AtomicBool::new(false),
+        })
+        .inspect(|gpu| {
+            if std::env::var("VITUNE_WEIGHTS").is_ok_and(|v| v == "f16") {
+                if let Err(e) = gpu.set_f16_weights(true) {
+                    eprintln!("warning: VITUNE_WEIGHTS=f16 ignored: {e}");
+                }
+            }
         })
     }
 
@@ -182,6 +207,47 @@ impl Gpu {
             .store(k == RowKernel::Serial, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The attention kernel used when no maps are asked for: fused on GPUs, matmuls on CPU adapters (lavapipe
+    /// measured them level, the fused one a little slower); `VITUNE_ATTENTION=fused|matmul` overrides.
+    pub fn attention_kernel(&self) -> AttentionKernel {
+        if self
+            .fused_attention
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            AttentionKernel::Fused
+        } else {
+            AttentionKernel::Matmul
+        }
+    }
+
+    /// Chooses the attention kernel (tests and benchmarks run both).
+    pub fn set_attention_kernel(&self, k: AttentionKernel) {
+        self.fused_attention.store(
+            k == AttentionKernel::Fused,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Whether backbones uploaded from now on store their frozen matmul weights (patch embedding, qkv, proj, fc1,
+    /// fc2) as f16, halving their memory; every kernel still computes and accumulates in f32. Off by default
+    /// (`VITUNE_WEIGHTS=f16` turns it on); needs the adapter's `SHADER_F16`.
+    pub fn f16_weights(&self) -> bool {
+        self.f16_weights.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns f16 weight storage on or off; refused where the adapter has no `SHADER_F16`.
+    pub fn set_f16_weights(&self, on: bool) -> Result<(), GpuError> {
+        if on && !self.has_shader_f16() {
+            return Err(GpuError::Unsupported(format!(
+                "f16 weights need SHADER_F16, which {} does not have",
+                self.info.name
+            )));
+        }
+        self.f16_weights
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     /// One line naming the adapter, for logs and benchmark records.
     pub fn describe(&self) -> String {
         format!(
@@ -199,6 +265,10 @@ impl Gpu {
         self.limits
             .max_storage_buffer_binding_size
             .min(self.limits.max_buffer_size)
+    }
+
+    pub fn has_shader_f16(&self) -> bool {
+        self.features.contains(wgpu::Features::SHADER_F16)
     }
 
     pub fn has_timestamps(&self) -> bool {

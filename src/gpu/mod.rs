@@ -6,7 +6,7 @@ mod pool;
 mod recorder;
 mod tensor;
 
-pub use context::{Gpu, GpuError, MatmulKernel, RowKernel};
+pub use context::{AttentionKernel, Gpu, GpuError, MatmulKernel, RowKernel};
 pub use pipelines::Kernel;
 pub use recorder::{Arg, KernelTimes, ReadHandle, Recorder, Work};
-pub use tensor::GpuTensor;
+pub use tensor::{DType, GpuTensor};

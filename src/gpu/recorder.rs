@@ -125,6 +125,11 @@ impl<'g> Recorder<'g> {
 
     /// Asks for `t` to be copied back to the host when the recording finishes.
     pub fn read(&mut self, t: &GpuTensor) -> ReadHandle {
+        assert_eq!(
+            t.dtype,
+            super::DType::F32,
+            "read-backs are f32; f16 weights are never read back"
+        );
         self.reads.push(t.clone());
         ReadHandle(self.reads.len() - 1)
     }

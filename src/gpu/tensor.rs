@@ -18,11 +18,29 @@ impl Drop for Pooled {
     }
 }
 
-/// An f32 tensor on the GPU: a row-major buffer and its shape.
+/// Element type of a GPU tensor. Everything computes in f32; frozen weights may be stored as f16 (see
+/// `Gpu::f16_weights`), which only the matmul's B operand reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F16,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+}
+
+/// A tensor on the GPU: a row-major buffer, its shape and element type (f32 unless stated).
 #[derive(Clone)]
 pub struct GpuTensor {
     pooled: Arc<Pooled>,
     pub shape: Vec<usize>,
+    pub dtype: DType,
 }
 
 impl std::fmt::Debug for GpuTensor {
@@ -45,15 +63,20 @@ impl GpuTensor {
     }
 
     pub fn bytes(&self) -> u64 {
-        (self.numel() * 4) as u64
+        (self.numel() * self.dtype.size()) as u64
     }
 }
 
 impl Gpu {
     /// An uninitialised tensor (contents are whatever the pooled buffer held).
     pub fn empty(&self, shape: &[usize]) -> Result<GpuTensor, GpuError> {
+        self.empty_typed(shape, DType::F32)
+    }
+
+    fn empty_typed(&self, shape: &[usize], dtype: DType) -> Result<GpuTensor, GpuError> {
         let numel: usize = shape.iter().product();
-        let bytes = (numel.max(1) * 4) as u64;
+        // Whole 4-byte words: buffer copies and writes work in them.
+        let bytes = (numel.max(1) * dtype.size()).div_ceil(4) as u64 * 4;
         let limit = self.max_binding_bytes();
         if bytes > limit {
             return Err(GpuError::TooLarge {
@@ -69,6 +92,7 @@ impl Gpu {
                 pool: self.pool.clone(),
             }),
             shape: shape.to_vec(),
+            dtype,
         })
     }
 
@@ -88,6 +112,25 @@ impl Gpu {
         Ok(t)
     }
 
+    /// Uploads `data` rounded to f16 (round to nearest even), for frozen weights the matmul reads as f16.
+    pub fn upload_f16(&self, shape: &[usize], data: &[f32]) -> Result<GpuTensor, GpuError> {
+        let numel: usize = shape.iter().product();
+        assert_eq!(
+            numel,
+            data.len(),
+            "upload_f16: shape {shape:?} vs {} values",
+            data.len()
+        );
+        let t = self.empty_typed(shape, DType::F16)?;
+        let mut halves: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
+        halves.resize(numel.div_ceil(2) * 2, half::f16::ZERO);
+        if !data.is_empty() {
+            self.queue
+                .write_buffer(t.buffer(), 0, bytemuck::cast_slice(&halves));
+        }
+        Ok(t)
+    }
+
     pub fn zeros(&self, shape: &[usize]) -> Result<GpuTensor, GpuError> {
         let numel: usize = shape.iter().product();
         self.upload(shape, &vec![0.0; numel])
@@ -95,6 +138,7 @@ impl Gpu {
 
     /// Overwrites a tensor's contents from the host (queued before the next submit).
     pub fn write(&self, t: &GpuTensor, data: &[f32]) {
+        assert_eq!(t.dtype, DType::F32, "write: {t:?} is not an f32 tensor");
         assert_eq!(
             t.numel(),
             data.len(),

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 
 use super::{GpuViT, HostTensor, Pooling};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuTensor, Recorder};
+use crate::gpu::{AttentionKernel, Gpu, GpuTensor, Recorder};
 use crate::ops::activation::{activation, activation_backward, zeros};
-use crate::ops::attention::{attention, attention_backward};
+use crate::ops::attention::{
+    attention, attention_backward, flash_attention, flash_attention_backward,
+};
 use crate::ops::conv::{conv_tokens, conv_tokens_input_grad, conv_tokens_weight_grad};
 use crate::ops::dropout::{dropout_rows, Band, Dropout};
 use crate::ops::embed::{assemble_tokens, im2col, Prompts};
@@ -117,7 +119,7 @@ struct BlockActs {
     y1: GpuTensor,
     st1: GpuTensor,
     qkv: GpuTensor,
-    probs: GpuTensor,
+    att: SavedAttention,
     ctx: GpuTensor,
     xm: GpuTensor,
     y2: GpuTensor,
@@ -127,6 +129,13 @@ struct BlockActs {
     lora_u: Vec<(usize, GpuTensor)>,
     adapt: Option<(GpuTensor, GpuTensor)>,
     conv: [Option<ConvActs>; 2],
+}
+
+/// What attention keeps for its backward: the probabilities [N,H,T,T] (matmul path), or the per-row log-sum-exp
+/// [N·H,T] of the fused kernel.
+enum SavedAttention {
+    Probs(GpuTensor),
+    Lse(GpuTensor),
 }
 
 struct ConvActs {
@@ -288,6 +297,8 @@ impl<'a> Graph<'a> {
         };
         let mut blocks = Vec::new();
         let mut attn = Vec::new();
+        // The probabilities are materialised only where maps or their gradients are wanted.
+        let maps = want_attn || self.attn_grads.is_some();
         for l in 0..c.depth {
             if let (Some(deep), true) = (deep, l > 0) {
                 write_tokens(rec, &x, 1, p, deep, (l - 1) * p);
@@ -295,8 +306,8 @@ impl<'a> Graph<'a> {
                     dropout_rows(rec, &x, self.prompt_band(&x), d, l as u32);
                 }
             }
-            let (out, acts, probs) = self.block_forward(rec, l, x, train)?;
-            if want_attn {
+            let (out, acts, probs) = self.block_forward(rec, l, x, train, maps)?;
+            if let (true, Some(probs)) = (want_attn, probs) {
                 attn.push(probs);
             }
             if let Some(a) = acts {
@@ -346,7 +357,8 @@ impl<'a> Graph<'a> {
         l: usize,
         x: GpuTensor,
         train: bool,
-    ) -> Result<(GpuTensor, Option<BlockActs>, GpuTensor)> {
+        maps: bool,
+    ) -> Result<(GpuTensor, Option<BlockActs>, Option<GpuTensor>)> {
         let c = &self.vit.config;
         let b = format!("blocks.{l}");
         let (n1w, n1b) = self.pair(&format!("{b}.norm1"))?;
@@ -380,9 +392,15 @@ impl<'a> Graph<'a> {
                 lora_u.push((slot, u));
             }
         }
-        let att = attention(rec, &qkv, c.heads)?;
+        let (context, saved) = if maps || rec.gpu().attention_kernel() == AttentionKernel::Matmul {
+            let a = attention(rec, &qkv, c.heads)?;
+            (a.context, SavedAttention::Probs(a.probs))
+        } else {
+            let a = flash_attention(rec, &qkv, c.heads)?;
+            (a.context, SavedAttention::Lse(a.lse))
+        };
         let (pw, pb) = self.pair(&format!("{b}.attn.proj"))?;
-        let xm = linear(rec, &att.context, pw, Some(pb), Act::None, Some(&x))?;
+        let xm = linear(rec, &context, pw, Some(pb), Act::None, Some(&x))?;
         let convpass = self.method() == Some(Method::Convpass);
         let conv1 = if convpass {
             Some(self.convpass_forward(rec, l, 0, &ln1.y, &xm, train)?)
@@ -435,15 +453,18 @@ impl<'a> Graph<'a> {
         } else {
             None
         };
-        let probs = att.probs.clone();
+        let probs = match &saved {
+            SavedAttention::Probs(p) => Some(p.clone()),
+            SavedAttention::Lse(_) => None,
+        };
         let acts = if train {
             Some(BlockActs {
                 x,
                 y1: ln1.y,
                 st1: ln1.stats,
                 qkv,
-                probs: att.probs,
-                ctx: att.context,
+                att: saved,
+                ctx: context,
                 xm,
                 y2: ln2.y,
                 st2: ln2.stats,
@@ -765,12 +786,23 @@ impl<'a> Graph<'a> {
         let (pw, _) = self.pair(&format!("{b}.attn.proj"))?;
         let dctx = linear_input_grad(rec, &dxm, pw, 1.0, None, &a.ctx.shape)?;
         self.linear_param_grads(rec, &format!("{b}.attn.proj"), &dxm, &a.ctx, grads, 1.0);
-        let dqkv = match &self.attn_grads {
-            Some(cell) => {
+        let dqkv = match (&a.att, &self.attn_grads) {
+            (SavedAttention::Probs(probs), Some(cell)) => {
                 let mut v = cell.borrow_mut();
-                attention_backward(rec, &a.qkv, &a.probs, &dctx, c.heads, Some(&mut v))?
+                attention_backward(rec, &a.qkv, probs, &dctx, c.heads, Some(&mut v))?
             }
-            None => attention_backward(rec, &a.qkv, &a.probs, &dctx, c.heads, None)?,
+            (SavedAttention::Probs(probs), None) => {
+                attention_backward(rec, &a.qkv, probs, &dctx, c.heads, None)?
+            }
+            (SavedAttention::Lse(lse), None) => {
+                flash_attention_backward(rec, &a.qkv, &a.ctx, lse, &dctx, c.heads)?
+            }
+            (SavedAttention::Lse(_), Some(_)) => {
+                return Err(Error::Input(
+                    "internal: attention gradients were asked for after a forward that kept no probabilities"
+                        .into(),
+                ))
+            }
         };
         drop(dctx);
         let (qw, _) = self.pair(&format!("{b}.attn.qkv"))?;

@@ -64,16 +64,17 @@ impl GpuViT {
             )));
         }
         let mut weights = BTreeMap::new();
+        let f16 = gpu.f16_weights();
         for (name, t) in &backbone.tensors {
-            let gt = match name.as_str() {
+            let (shape, data): (Vec<usize>, std::borrow::Cow<'_, [f32]>) = match name.as_str() {
                 "pos_embed" => {
                     let to = (input_size.0 / c.patch, input_size.1 / c.patch);
                     let data =
                         resample_pos_embed(&t.data, c.dim, 1, c.grid(), to, POS_EMBED_ANTIALIAS);
-                    gpu.upload(&[1, 1 + to.0 * to.1, c.dim], &data)?
+                    (vec![1, 1 + to.0 * to.1, c.dim], data.into())
                 }
                 "patch_embed.proj.weight" => {
-                    gpu.upload(&[c.dim, 3 * c.patch * c.patch], &t.data)?
+                    (vec![c.dim, 3 * c.patch * c.patch], t.data.as_slice().into())
                 }
                 _ => match layer_scale_of(name) {
                     Some(gamma) if c.layer_scale => {
@@ -85,10 +86,15 @@ impl GpuViT {
                             .enumerate()
                             .map(|(i, v)| v * g[i / cols])
                             .collect();
-                        gpu.upload(&t.shape, &data)?
+                        (t.shape.clone(), data.into())
                     }
-                    _ => gpu.upload(&t.shape, &t.data)?,
+                    _ => (t.shape.clone(), t.data.as_slice().into()),
                 },
+            };
+            let gt = if f16 && is_matmul_weight(name) {
+                gpu.upload_f16(&shape, &data)?
+            } else {
+                gpu.upload(&shape, &data)?
             };
             weights.insert(name.clone(), gt);
         }
@@ -97,6 +103,11 @@ impl GpuViT {
             input_size,
             weights,
         })
+    }
+
+    /// Bytes the backbone's weights take on the device.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights.values().map(|t| t.bytes()).sum()
     }
 
     pub fn grid(&self) -> (usize, usize) {
@@ -265,4 +276,19 @@ fn concat_outputs(a: ForwardOutput, b: ForwardOutput) -> ForwardOutput {
             .collect(),
         times,
     }
+}
+
+/// Frozen weights that only ever reach the GPU as a matmul's B operand (the patch embedding and the blocks' linear
+/// layers): with f16 weights on, these are stored in half precision. Heads, norms, biases and embeddings stay f32.
+fn is_matmul_weight(name: &str) -> bool {
+    name == "patch_embed.proj.weight"
+        || (name.starts_with("blocks.")
+            && [
+                ".attn.qkv.weight",
+                ".attn.proj.weight",
+                ".mlp.fc1.weight",
+                ".mlp.fc2.weight",
+            ]
+            .iter()
+            .any(|s| name.ends_with(s)))
 }

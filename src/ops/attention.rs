@@ -1,10 +1,18 @@
 //! Multi-head self-attention on a fused qkv tensor: scores = scale·QKᵀ, softmax, ·V.
 //! Heads are read straight from qkv [N,T,3D] (q, k, v blocks; head h owns columns h·hd..(h+1)·hd).
+//!
+//! Two implementations: `attention` runs three batched matmuls and a softmax and keeps the probabilities
+//! [N,H,T,T] (for attention maps and their gradients); `flash_attention` is one fused kernel with an online
+//! softmax that keeps only a log-sum-exp per row, and its backward recomputes the probabilities.
 
-use crate::gpu::{GpuError, GpuTensor, Recorder};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::gpu::{GpuError, GpuTensor, Kernel, Recorder, Work};
 use crate::ops::activation::{add_into, zeros};
 use crate::ops::matmul::{Layout, Matmul};
 use crate::ops::softmax::{softmax_backward_inplace, softmax_inplace};
+use crate::ops::{rows_groups, shaders, u};
 
 pub struct AttentionOut {
     /// Post-softmax probabilities [N, H, T, T].
@@ -187,5 +195,123 @@ pub fn attention_backward(
     );
     dk.alpha = scale;
     dk.record(rec);
+    Ok(dqkv)
+}
+
+/// What the fused forward keeps for its backward, beside the context it returns.
+pub struct FlashOut {
+    /// Heads concatenated [N, T, D].
+    pub context: GpuTensor,
+    /// Log-sum-exp of each row's scaled scores [N·H, T].
+    pub lse: GpuTensor,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct FlashParams {
+    t: u32,
+    d: u32,
+    heads: u32,
+    bh: u32,
+    scale: f32,
+    _p: [u32; 3],
+}
+
+/// The three fused kernels (forward, dQ, dK/dV) for head size `hd`: the shader is specialised per head size,
+/// built once per size and kept for the life of the process (a model has one head size).
+fn flash_kernels(hd: usize) -> &'static [Kernel; 3] {
+    static BY_HD: Mutex<BTreeMap<usize, &'static [Kernel; 3]>> = Mutex::new(BTreeMap::new());
+    let mut map = BY_HD.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(hd).or_insert_with(|| {
+        let source: &'static str = if hd == 64 {
+            shaders::ATTENTION
+        } else {
+            Box::leak(shaders::attention_source(hd).into_boxed_str())
+        };
+        let kernel = |entry| Kernel {
+            family: "attention",
+            source,
+            entry,
+        };
+        Box::leak(Box::new([
+            kernel("flash_forward"),
+            kernel("flash_backward_dq"),
+            kernel("flash_backward_dkv"),
+        ]))
+    })
+}
+
+/// Sizes of a fused launch: params, head size, and the grid (64-row blocks × (image, head) pairs).
+fn flash_launch(qkv: &GpuTensor, heads: usize) -> (FlashParams, usize, [u32; 3]) {
+    let (n, t, d3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2]);
+    let d = d3 / 3;
+    let hd = d / heads;
+    let bh = n * heads;
+    let params = FlashParams {
+        t: u(t),
+        d: u(d),
+        heads: u(heads),
+        bh: u(bh),
+        scale: (hd as f32).powf(-0.5),
+        _p: [0; 3],
+    };
+    let fold = rows_groups(bh);
+    (params, hd, [u(t.div_ceil(16)), fold[0], fold[1]])
+}
+
+/// Fused attention (flash-style): context [N,T,D] and the per-row log-sum-exp, never the [T,T] scores.
+pub fn flash_attention(
+    rec: &mut Recorder,
+    qkv: &GpuTensor,
+    heads: usize,
+) -> Result<FlashOut, GpuError> {
+    let (n, t, d3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2]);
+    let (params, hd, groups) = flash_launch(qkv, heads);
+    let context = rec.gpu().empty(&[n, t, d3 / 3])?;
+    let lse = rec.gpu().empty(&[n * heads, t])?;
+    rec.dispatch(
+        &flash_kernels(hd)[0],
+        &params,
+        &[qkv, &context, &lse],
+        groups,
+    );
+    // Scores and ·V: 2·T·T·hd multiply-adds per (image, head); qkv read once, context and lse written.
+    rec.declare_work(Work {
+        flops: 4.0 * (n * heads * t * t * hd) as f64,
+        bytes: 4.0 * (qkv.numel() + context.numel() + lse.numel()) as f64,
+    });
+    Ok(FlashOut { context, lse })
+}
+
+/// Backward of `flash_attention`: d qkv [N,T,3D] from d context, recomputing the probabilities.
+/// `context` and `lse` are what the forward returned.
+pub fn flash_attention_backward(
+    rec: &mut Recorder,
+    qkv: &GpuTensor,
+    context: &GpuTensor,
+    lse: &GpuTensor,
+    dctx: &GpuTensor,
+    heads: usize,
+) -> Result<GpuTensor, GpuError> {
+    let (n, t) = (qkv.shape[0], qkv.shape[1]);
+    let (params, hd, groups) = flash_launch(qkv, heads);
+    let kernels = flash_kernels(hd);
+    let dqkv = rec.gpu().empty(&qkv.shape)?;
+    let delta = rec.gpu().empty(&lse.shape)?;
+    let args = [qkv, dctx, lse, &delta, &dqkv, context];
+    let pairs = (n * heads * t * t * hd) as f64;
+    let bytes = 4.0 * (qkv.numel() + context.numel() + dctx.numel()) as f64;
+    rec.dispatch(&kernels[1], &params, &args, groups);
+    // s, dP and dQ: three dot products of hd per (query, key) pair.
+    rec.declare_work(Work {
+        flops: 6.0 * pairs,
+        bytes,
+    });
+    rec.dispatch(&kernels[2], &params, &args[..5], groups);
+    // s, dP, dV and dK: four per pair.
+    rec.declare_work(Work {
+        flops: 8.0 * pairs,
+        bytes,
+    });
     Ok(dqkv)
 }

@@ -1,6 +1,8 @@
 //! Strided batched matmul with fused epilogue: the workhorse of every linear layer and of attention.
 
-use crate::gpu::{GpuError, GpuTensor, Kernel, Recorder};
+use std::sync::LazyLock;
+
+use crate::gpu::{DType, GpuError, GpuTensor, Kernel, Recorder};
 use crate::ops::{shaders, u};
 
 pub static MATMUL: Kernel = Kernel {
@@ -18,6 +20,17 @@ pub static MATMUL_DIRECT_SMALL: Kernel = Kernel {
     source: shaders::MATMUL,
     entry: "matmul_direct_small",
 };
+
+/// The same three kernels reading B as f16 (frozen weights stored in half precision), accumulating in f32.
+static MATMUL_F16_SOURCE: LazyLock<String> = LazyLock::new(shaders::matmul_f16_source);
+static MATMUL_F16: LazyLock<[Kernel; 3]> = LazyLock::new(|| {
+    let source: &'static str = MATMUL_F16_SOURCE.as_str();
+    ["matmul", "matmul_direct", "matmul_direct_small"].map(|entry| Kernel {
+        family: "matmul",
+        source,
+        entry,
+    })
+});
 
 pub use crate::gpu::MatmulKernel;
 
@@ -177,11 +190,22 @@ impl<'t> Matmul<'t> {
         };
         let bias = self.bias.map(|b| b.0).unwrap_or(dummy);
         let res = self.residual.unwrap_or(dummy);
+        debug_assert!(
+            at.dtype == DType::F32 && ct.dtype == DType::F32,
+            "matmul: only B may be stored as f16"
+        );
+        let variants: [&'static Kernel; 3] = match bt.dtype {
+            DType::F32 => [&MATMUL, &MATMUL_DIRECT, &MATMUL_DIRECT_SMALL],
+            DType::F16 => {
+                let k: &'static [Kernel; 3] = &MATMUL_F16;
+                [&k[0], &k[1], &k[2]]
+            }
+        };
         let (kernel, rows, cols) = match self.kernel.unwrap_or_else(|| rec.gpu().matmul_kernel()) {
-            MatmulKernel::Tiled => (&MATMUL, 64, 64),
+            MatmulKernel::Tiled => (variants[0], 64, 64),
             // 64-row tiles unless most of the last tile would be clamped rows.
-            MatmulKernel::Direct if self.m >= 96 => (&MATMUL_DIRECT, 64, 64),
-            MatmulKernel::Direct => (&MATMUL_DIRECT_SMALL, 32, 64),
+            MatmulKernel::Direct if self.m >= 96 => (variants[1], 64, 64),
+            MatmulKernel::Direct => (variants[2], 32, 64),
         };
         let groups = [
             u(self.n.div_ceil(cols)),
@@ -193,11 +217,11 @@ impl<'t> Matmul<'t> {
         let (m, n, k) = (self.m as f64, self.n as f64, self.k as f64);
         let shared_b = bl.b1 == 0 && bl.b2 == 0;
         let c_passes = 1.0 + (self.accumulate || self.residual.is_some()) as u8 as f64;
-        let elems =
-            batch * (m * k + m * n * c_passes) + if shared_b { k * n } else { batch * k * n };
+        let b_elems = if shared_b { k * n } else { batch * k * n };
+        let elems = batch * (m * k + m * n * c_passes);
         rec.declare_work(crate::gpu::Work {
             flops: 2.0 * batch * m * n * k,
-            bytes: 4.0 * elems,
+            bytes: 4.0 * elems + bt.dtype.size() as f64 * b_elems,
         });
     }
 }

@@ -34,6 +34,37 @@ pub mod shaders {
     shader!(CONV, "conv.wgsl");
     shader!(DROPOUT, "dropout.wgsl");
 
+    /// The head-size line the fused attention shader starts with; `attention_source` swaps it per model.
+    pub const ATTENTION_HD_LINE: &str = "const HD: u32 = 64u;\n";
+    /// Fused attention at head size 64 (ViT-S/B/L); other head sizes come from `attention_source`.
+    pub const ATTENTION: &str = concat!(
+        "const HD: u32 = 64u;\n",
+        include_str!("../../shaders/common.wgsl"),
+        "\n",
+        include_str!("../../shaders/attention.wgsl")
+    );
+
+    /// The matmul shader with B stored as f16 (frozen weights), computing in f32; needs `SHADER_F16`.
+    pub fn matmul_f16_source() -> String {
+        let decl = "var<storage, read> b: array<f32>;";
+        let load = "return b[i];";
+        assert!(
+            MATMUL.contains(decl) && MATMUL.contains(load),
+            "matmul.wgsl: B's declaration or load_b changed"
+        );
+        format!(
+            "enable f16;\n{}",
+            MATMUL
+                .replacen(decl, "var<storage, read> b: array<f16>;", 1)
+                .replacen(load, "return f32(b[i]);", 1)
+        )
+    }
+
+    /// The fused attention shader for head size `hd`.
+    pub fn attention_source(hd: usize) -> String {
+        ATTENTION.replacen(ATTENTION_HD_LINE, &format!("const HD: u32 = {hd}u;\n"), 1)
+    }
+
     /// (file name, full source) of every shader.
     pub const ALL: &[(&str, &str)] = &[
         ("matmul.wgsl", MATMUL),
@@ -46,6 +77,7 @@ pub mod shaders {
         ("optim.wgsl", OPTIM),
         ("conv.wgsl", CONV),
         ("dropout.wgsl", DROPOUT),
+        ("attention.wgsl", ATTENTION),
     ];
 }
 

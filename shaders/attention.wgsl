@@ -1,0 +1,229 @@
+// Fused multi-head self-attention, flash-style: scores, softmax and ·V in one kernel with an online softmax, so
+// no [T, T] score matrix is ever stored; the backward recomputes probabilities from the saved log-sum-exp.
+// One invocation owns one query row (forward, dQ) or one key row (dK, dV) of one (image, head); the 64 lanes of
+// a workgroup share the (image, head), so they read the same key, value or query rows at the same time.
+// HD (the head size) is a constant prepended per model, so the per-row arrays live in registers.
+//
+// qkv [N, T, 3D]: q, k, v blocks of D columns; head h owns columns h·HD..(h+1)·HD of each block.
+// ctx [N, T, D], lse and delta [N·H, T].
+
+struct Params {
+    t: u32, d: u32, heads: u32, bh: u32,
+    scale: f32, _p0: u32, _p1: u32, _p2: u32,
+}
+
+// Keys per online-softmax block: one rescale of the accumulator per block.
+const KB: u32 = 8u;
+// Query (or key) rows per workgroup.
+const ROWS: u32 = 16u;
+const NEG: f32 = -3.4e38;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ctx: array<f32>;
+@group(0) @binding(3) var<storage, read_write> lse: array<f32>;
+
+// (image·heads + head) of a workgroup on the [row blocks, bh folded over y and z] grid.
+fn head_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y + wid.z * nwg.y;
+}
+
+// Offset of token 0, column 0 of head h's q block in image img.
+fn head_base(bh: u32) -> u32 {
+    let img = bh / p.heads;
+    let h = bh % p.heads;
+    return img * p.t * 3u * p.d + h * HD;
+}
+
+// Offset of head h's columns of token 0 in ctx.
+fn ctx_base(bh: u32) -> u32 {
+    let img = bh / p.heads;
+    let h = bh % p.heads;
+    return img * p.t * p.d + h * HD;
+}
+
+@compute @workgroup_size(ROWS, 1, 1)
+fn flash_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let bh = head_index(wid, nwg);
+    if (bh >= p.bh) {
+        return;
+    }
+    let i = wid.x * ROWS + lane;
+    // Lanes past the last token compute a clamped duplicate row and store nothing.
+    let iq = min(i, p.t - 1u);
+    let stride = 3u * p.d;
+    let base = head_base(bh);
+    var q: array<f32, HD>;
+    var acc: array<f32, HD>;
+    for (var c = 0u; c < HD; c++) {
+        q[c] = qkv[base + iq * stride + c] * p.scale;
+        acc[c] = 0.0;
+    }
+    var m = NEG;
+    var l = 0.0;
+    var s: array<f32, KB>;
+    for (var j0 = 0u; j0 < p.t; j0 += KB) {
+        var bm = NEG;
+        for (var jj = 0u; jj < KB; jj++) {
+            let kb = base + min(j0 + jj, p.t - 1u) * stride + p.d;
+            var dot = 0.0;
+            for (var c = 0u; c < HD; c++) {
+                dot = fma(q[c], qkv[kb + c], dot);
+            }
+            s[jj] = select(NEG, dot, j0 + jj < p.t);
+            bm = max(bm, s[jj]);
+        }
+        let mn = max(m, bm);
+        let corr = exp(m - mn);
+        l = l * corr;
+        for (var c = 0u; c < HD; c++) {
+            acc[c] = acc[c] * corr;
+        }
+        for (var jj = 0u; jj < KB; jj++) {
+            // exp(NEG − mn) is 0 for the keys past the end.
+            let pj = exp(s[jj] - mn);
+            l += pj;
+            let vb = base + min(j0 + jj, p.t - 1u) * stride + 2u * p.d;
+            for (var c = 0u; c < HD; c++) {
+                acc[c] = fma(pj, qkv[vb + c], acc[c]);
+            }
+        }
+        m = mn;
+    }
+    if (i < p.t) {
+        let inv = 1.0 / l;
+        let cb = ctx_base(bh) + i * p.d;
+        for (var c = 0u; c < HD; c++) {
+            ctx[cb + c] = acc[c] * inv;
+        }
+        lse[bh * p.t + i] = m + log(l);
+    }
+}
+
+// Backward. With P = softmax(S), S = scale·QKᵀ, O = P·V and dO given:
+//   delta_i = dO_i·O_i,  dS = P ⊙ (dO·Vᵀ − delta),  dQ = scale·dS·K,  dK = scale·dSᵀ·Q,  dV = Pᵀ·dO.
+@group(0) @binding(0) var<uniform> bp: Params;
+// The context is bound last: only the dQ kernel reads it, and the dK/dV kernel binds the first five.
+@group(0) @binding(1) var<storage, read> bqkv: array<f32>;
+@group(0) @binding(2) var<storage, read> bdctx: array<f32>;
+@group(0) @binding(3) var<storage, read> blse: array<f32>;
+@group(0) @binding(4) var<storage, read_write> bdelta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dqkv: array<f32>;
+@group(0) @binding(6) var<storage, read> bctx: array<f32>;
+
+fn bhead_base(bh: u32) -> u32 {
+    let img = bh / bp.heads;
+    let h = bh % bp.heads;
+    return img * bp.t * 3u * bp.d + h * HD;
+}
+
+fn bctx_base(bh: u32) -> u32 {
+    let img = bh / bp.heads;
+    let h = bh % bp.heads;
+    return img * bp.t * bp.d + h * HD;
+}
+
+// dQ of one query row per invocation; also writes delta for the dK/dV kernel.
+@compute @workgroup_size(ROWS, 1, 1)
+fn flash_backward_dq(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let bh = head_index(wid, nwg);
+    if (bh >= bp.bh) {
+        return;
+    }
+    let i = wid.x * ROWS + lane;
+    let iq = min(i, bp.t - 1u);
+    let stride = 3u * bp.d;
+    let base = bhead_base(bh);
+    let cb = bctx_base(bh) + iq * bp.d;
+    var q: array<f32, HD>;
+    var dout: array<f32, HD>;
+    var dq: array<f32, HD>;
+    var delta = 0.0;
+    for (var c = 0u; c < HD; c++) {
+        q[c] = bqkv[base + iq * stride + c] * bp.scale;
+        dout[c] = bdctx[cb + c];
+        delta = fma(dout[c], bctx[cb + c], delta);
+        dq[c] = 0.0;
+    }
+    let li = blse[bh * bp.t + iq];
+    for (var j = 0u; j < bp.t; j++) {
+        let kb = base + j * stride + bp.d;
+        let vb = kb + bp.d;
+        var s = 0.0;
+        var dp = 0.0;
+        for (var c = 0u; c < HD; c++) {
+            s = fma(q[c], bqkv[kb + c], s);
+            dp = fma(dout[c], bqkv[vb + c], dp);
+        }
+        let ds = exp(s - li) * (dp - delta);
+        for (var c = 0u; c < HD; c++) {
+            dq[c] = fma(ds, bqkv[kb + c], dq[c]);
+        }
+    }
+    if (i < bp.t) {
+        let qb = base + i * stride;
+        for (var c = 0u; c < HD; c++) {
+            dqkv[qb + c] = dq[c] * bp.scale;
+        }
+        bdelta[bh * bp.t + i] = delta;
+    }
+}
+
+// dK and dV of one key row per invocation, from the delta the dQ kernel wrote.
+@compute @workgroup_size(ROWS, 1, 1)
+fn flash_backward_dkv(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let bh = head_index(wid, nwg);
+    if (bh >= bp.bh) {
+        return;
+    }
+    let j = wid.x * ROWS + lane;
+    let jk = min(j, bp.t - 1u);
+    let stride = 3u * bp.d;
+    let base = bhead_base(bh);
+    let c0 = bctx_base(bh);
+    var k: array<f32, HD>;
+    var v: array<f32, HD>;
+    var dk: array<f32, HD>;
+    var dv: array<f32, HD>;
+    for (var c = 0u; c < HD; c++) {
+        k[c] = bqkv[base + jk * stride + bp.d + c] * bp.scale;
+        v[c] = bqkv[base + jk * stride + 2u * bp.d + c];
+        dk[c] = 0.0;
+        dv[c] = 0.0;
+    }
+    for (var i = 0u; i < bp.t; i++) {
+        let qb = base + i * stride;
+        let ob = c0 + i * bp.d;
+        var s = 0.0;
+        var dp = 0.0;
+        for (var c = 0u; c < HD; c++) {
+            s = fma(bqkv[qb + c], k[c], s);
+            dp = fma(bdctx[ob + c], v[c], dp);
+        }
+        let pij = exp(s - blse[bh * bp.t + i]);
+        let ds = pij * (dp - bdelta[bh * bp.t + i]);
+        for (var c = 0u; c < HD; c++) {
+            dv[c] = fma(pij, bdctx[ob + c], dv[c]);
+            dk[c] = fma(ds, bqkv[qb + c], dk[c]);
+        }
+    }
+    if (j < bp.t) {
+        let kb = base + j * stride + bp.d;
+        for (var c = 0u; c < HD; c++) {
+            dqkv[kb + c] = dk[c] * bp.scale;
+            dqkv[kb + bp.d + c] = dv[c];
+        }
+    }
+}
