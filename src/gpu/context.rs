@@ -158,7 +158,7 @@ impl Gpu {
         }))
         .map_err(|e| GpuError::RequestDevice(info.name.clone(), e.to_string()))?;
         let serial_rows = cpu_variant("VITUNE_ROWS", "workgroup", "serial", &info);
-        let fused_attention = !cpu_variant("VITUNE_ATTENTION", "fused", "matmul", &info);
+        let fused_attention = std::env::var("VITUNE_ATTENTION").is_ok_and(|v| v == "fused");
         let matmul_kernel = if cpu_variant("VITUNE_MATMUL", "tiled", "direct", &info) {
             MatmulKernel::Direct
         } else {
@@ -207,8 +207,9 @@ impl Gpu {
             .store(k == RowKernel::Serial, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The attention kernel used when no maps are asked for: fused on GPUs, matmuls on CPU adapters (lavapipe
-    /// measured them level, the fused one a little slower); `VITUNE_ATTENTION=fused|matmul` overrides.
+    /// The attention kernel used when no maps are asked for: matmuls unless `VITUNE_ATTENTION=fused`. The fused
+    /// kernel saves the probabilities' memory, but on lavapipe it is slower (level at head size 32, 4.5x slower at
+    /// 64, where its per-row arrays spill), and it has not been timed on a GPU yet.
     pub fn attention_kernel(&self) -> AttentionKernel {
         if self
             .fused_attention
