@@ -28,18 +28,11 @@ fn head_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y + wid.z * nwg.y;
 }
 
-// Offset of token 0, column 0 of head h's q block in image img.
-fn head_base(bh: u32) -> u32 {
-    let img = bh / p.heads;
-    let h = bh % p.heads;
-    return img * p.t * 3u * p.d + h * HD;
-}
-
-// Offset of head h's columns of token 0 in ctx.
-fn ctx_base(bh: u32) -> u32 {
-    let img = bh / p.heads;
-    let h = bh % p.heads;
-    return img * p.t * p.d + h * HD;
+// Offsets of token 0 of pair bh = image·heads + head: its q columns in qkv (x) and its columns in ctx (y).
+fn head_bases(bh: u32, q: Params) -> vec2<u32> {
+    let img = bh / q.heads;
+    let h = bh % q.heads;
+    return vec2<u32>(img * q.t * 3u * q.d + h * HD, img * q.t * q.d + h * HD);
 }
 
 @compute @workgroup_size(ROWS, 1, 1)
@@ -56,7 +49,7 @@ fn flash_forward(
     // Lanes past the last token compute a clamped duplicate row and store nothing.
     let iq = min(i, p.t - 1u);
     let stride = 3u * p.d;
-    let base = head_base(bh);
+    let base = head_bases(bh, p).x;
     var q: array<f32, HD>;
     var acc: array<f32, HD>;
     for (var c = 0u; c < HD; c++) {
@@ -96,7 +89,7 @@ fn flash_forward(
     }
     if (i < p.t) {
         let inv = 1.0 / l;
-        let cb = ctx_base(bh) + i * p.d;
+        let cb = head_bases(bh, p).y + i * p.d;
         for (var c = 0u; c < HD; c++) {
             ctx[cb + c] = acc[c] * inv;
         }
@@ -115,18 +108,6 @@ fn flash_forward(
 @group(0) @binding(5) var<storage, read_write> dqkv: array<f32>;
 @group(0) @binding(6) var<storage, read> bctx: array<f32>;
 
-fn bhead_base(bh: u32) -> u32 {
-    let img = bh / bp.heads;
-    let h = bh % bp.heads;
-    return img * bp.t * 3u * bp.d + h * HD;
-}
-
-fn bctx_base(bh: u32) -> u32 {
-    let img = bh / bp.heads;
-    let h = bh % bp.heads;
-    return img * bp.t * bp.d + h * HD;
-}
-
 // dQ of one query row per invocation; also writes delta for the dK/dV kernel.
 @compute @workgroup_size(ROWS, 1, 1)
 fn flash_backward_dq(
@@ -141,8 +122,9 @@ fn flash_backward_dq(
     let i = wid.x * ROWS + lane;
     let iq = min(i, bp.t - 1u);
     let stride = 3u * bp.d;
-    let base = bhead_base(bh);
-    let cb = bctx_base(bh) + iq * bp.d;
+    let bases = head_bases(bh, bp);
+    let base = bases.x;
+    let cb = bases.y + iq * bp.d;
     var q: array<f32, HD>;
     var dout: array<f32, HD>;
     var dq: array<f32, HD>;
@@ -191,8 +173,9 @@ fn flash_backward_dkv(
     let j = wid.x * ROWS + lane;
     let jk = min(j, bp.t - 1u);
     let stride = 3u * bp.d;
-    let base = bhead_base(bh);
-    let c0 = bctx_base(bh);
+    let bases = head_bases(bh, bp);
+    let base = bases.x;
+    let c0 = bases.y;
     var k: array<f32, HD>;
     var v: array<f32, HD>;
     var dk: array<f32, HD>;
