@@ -4,17 +4,22 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuTensor, KernelTimes, Recorder};
+use crate::gpu::{AttentionKernel, Gpu, GpuTensor, KernelTimes, Recorder};
 use crate::model::graph_api::Graph;
 use crate::model::{GpuTuning, GpuViT, HostTensor};
 use crate::ops::activation::fill;
 use crate::ops::loss::cross_entropy;
 
-/// Bytes of activations one image keeps for the backward, for choosing the micro-batch.
-fn train_bytes_per_image(vit: &GpuViT, prompts: usize) -> usize {
+/// Bytes of activations one image keeps for the backward, for choosing the micro-batch. The matmul attention
+/// keeps the probabilities (and makes their gradient), the fused kernel a log-sum-exp per row.
+fn train_bytes_per_image(gpu: &Gpu, vit: &GpuViT, prompts: usize) -> usize {
     let c = &vit.config;
     let t = vit.tokens(prompts);
-    let per_block = t * c.dim * 6 + 3 * t * c.dim + c.heads * t * t * 2 + 2 * t * c.mlp_hidden;
+    let attention = match gpu.attention_kernel() {
+        AttentionKernel::Matmul => c.heads * t * t * 2,
+        AttentionKernel::Fused => c.heads * t * 2,
+    };
+    let per_block = t * c.dim * 6 + 3 * t * c.dim + attention + 2 * t * c.mlp_hidden;
     (c.depth * per_block + t * c.dim * 4 + 3 * c.patch * c.patch * t) * 4
 }
 
@@ -27,7 +32,7 @@ pub fn train_micro_batch(gpu: &Gpu, vit: &GpuViT, prompts: usize, wanted: usize)
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(DEFAULT_BUDGET_MB);
-    let by_memory = (budget_mb << 20) / train_bytes_per_image(vit, prompts).max(1);
+    let by_memory = (budget_mb << 20) / train_bytes_per_image(gpu, vit, prompts).max(1);
     vit.micro_batch(gpu, prompts, wanted).min(by_memory.max(1))
 }
 
