@@ -1,8 +1,9 @@
 // Fused multi-head self-attention, flash-style: scores, softmax and ·V in one kernel with an online softmax, so
 // no [T, T] score matrix is ever stored; the backward recomputes probabilities from the saved log-sum-exp.
-// One invocation owns one query row (forward, dQ) or one key row (dK, dV) of one (image, head); the 64 lanes of
-// a workgroup share the (image, head), so they read the same key, value or query rows at the same time.
-// HD (the head size) is a constant prepended per model, so the per-row arrays live in registers.
+// One invocation owns one query row (forward, dQ) or one key row (dK, dV) of one (image, head); the ROWS (16) lanes
+// of a workgroup share the (image, head), so they read the same key, value or query rows at the same time.
+// HD (the head size) is a constant prepended per model, so the per-row arrays have a fixed size (registers on a
+// GPU where they fit; at HD = 64 they spill on lavapipe).
 //
 // qkv [N, T, 3D]: q, k, v blocks of D columns; head h owns columns h·HD..(h+1)·HD of each block.
 // ctx [N, T, D], lse and delta [N·H, T].

@@ -261,7 +261,13 @@ pub fn matmul(gpu: &Gpu, batch: usize, iters: usize) -> Result<String> {
     let _ = writeln!(out, "kernels       {}", kernel_choices(gpu));
     for n in [2304usize, 768, 3072] {
         let a = gpu.upload(&[m, k], &rng.normal_vec(m * k, 1.0))?;
-        let b = gpu.upload(&[n, k], &rng.normal_vec(n * k, 0.02))?;
+        // The weight operand, stored as the backbone's would be (f16 under VITUNE_WEIGHTS=f16).
+        let w = rng.normal_vec(n * k, 0.02);
+        let b = if gpu.f16_weights() {
+            gpu.upload_f16(&[n, k], &w)?
+        } else {
+            gpu.upload(&[n, k], &w)?
+        };
         let c = gpu.empty(&[m, n])?;
         let run = |reps: usize, timing: bool| -> Result<(f64, Option<KernelTimes>)> {
             let mut rec = Recorder::new(gpu).with_timing(timing);

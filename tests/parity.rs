@@ -46,7 +46,7 @@ fn check_case(case: &str, opts: LoadOptions) -> vitune::model::Backbone {
         let e = rel_err_named(&a.data, &want.data);
         assert!(e < TOL, "{case}: attn.{l} rel err {e:e}");
     }
-    // Without maps the fused attention kernel may run (GPUs' default for training and prediction).
+    // Without maps the fused attention kernel can run (`VITUNE_ATTENTION=fused`); check it on every layout.
     gpu.set_attention_kernel(AttentionKernel::Fused);
     let fused = vit
         .forward(&gpu, &pixels, &ForwardOptions::default())

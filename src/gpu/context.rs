@@ -69,6 +69,20 @@ fn cpu_variant(var: &str, gpu_name: &str, cpu_name: &str, info: &wgpu::AdapterIn
     }
 }
 
+/// Index of the environment variable `var`'s value among `values`; None when unset, or (with a warning naming
+/// the accepted values) when set to anything else.
+fn env_choice(var: &str, values: &[&str]) -> Option<usize> {
+    let v = std::env::var(var).ok()?;
+    let found = values.iter().position(|x| *x == v);
+    if found.is_none() {
+        eprintln!(
+            "warning: {var}={v:?} ignored; expected one of {}",
+            values.join(", ")
+        );
+    }
+    found
+}
+
 /// How row-wise kernels (LayerNorm, softmax and their backwards) spread a row: one 64-lane workgroup per row with
 /// workgroup reductions (GPUs), or one invocation per row with no barriers (CPU adapters such as lavapipe, where
 /// a barrier costs more than the parallel reduction saves).
@@ -158,7 +172,7 @@ impl Gpu {
         }))
         .map_err(|e| GpuError::RequestDevice(info.name.clone(), e.to_string()))?;
         let serial_rows = cpu_variant("VITUNE_ROWS", "workgroup", "serial", &info);
-        let fused_attention = std::env::var("VITUNE_ATTENTION").is_ok_and(|v| v == "fused");
+        let fused_attention = env_choice("VITUNE_ATTENTION", &["matmul", "fused"]) == Some(1);
         let matmul_kernel = if cpu_variant("VITUNE_MATMUL", "tiled", "direct", &info) {
             MatmulKernel::Direct
         } else {
@@ -179,7 +193,7 @@ impl Gpu {
             f16_weights: std::sync::atomic::AtomicBool::new(false),
         })
         .inspect(|gpu| {
-            if std::env::var("VITUNE_WEIGHTS").is_ok_and(|v| v == "f16") {
+            if env_choice("VITUNE_WEIGHTS", &["f32", "f16"]) == Some(1) {
                 if let Err(e) = gpu.set_f16_weights(true) {
                     eprintln!("warning: VITUNE_WEIGHTS=f16 ignored: {e}");
                 }
@@ -208,8 +222,8 @@ impl Gpu {
     }
 
     /// The attention kernel used when no maps are asked for: matmuls unless `VITUNE_ATTENTION=fused`. The fused
-    /// kernel saves the probabilities' memory, but on lavapipe it is slower (level at head size 32, 4.5x slower at
-    /// 64, where its per-row arrays spill), and it has not been timed on a GPU yet.
+    /// kernel saves the probabilities' memory, but on lavapipe it is slower (level on the demo at head size 32; a
+    /// ViT-Ti step at head size 64 takes 1.9x as long, its per-row arrays spilling), and no GPU has timed it yet.
     pub fn attention_kernel(&self) -> AttentionKernel {
         if self
             .fused_attention

@@ -121,6 +121,12 @@ impl Gpu {
             "upload_f16: shape {shape:?} vs {} values",
             data.len()
         );
+        if !self.has_shader_f16() {
+            return Err(GpuError::Unsupported(format!(
+                "f16 tensors need SHADER_F16, which {} does not have",
+                self.info.name
+            )));
+        }
         let t = self.empty_typed(shape, DType::F16)?;
         let mut halves: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
         halves.resize(numel.div_ceil(2) * 2, half::f16::ZERO);

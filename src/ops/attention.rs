@@ -241,7 +241,10 @@ fn flash_kernels(hd: usize) -> &'static [Kernel; 3] {
     })
 }
 
-/// Sizes of a fused launch: params, head size, and the grid (64-row blocks × (image, head) pairs).
+/// Rows per workgroup of the fused kernels (`ROWS` in attention.wgsl).
+const FLASH_ROWS: usize = 16;
+
+/// Sizes of a fused launch: params, head size, and the grid (16-row blocks × (image, head) pairs).
 fn flash_launch(qkv: &GpuTensor, heads: usize) -> (FlashParams, usize, [u32; 3]) {
     let (n, t, d3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2]);
     let d = d3 / 3;
@@ -256,7 +259,7 @@ fn flash_launch(qkv: &GpuTensor, heads: usize) -> (FlashParams, usize, [u32; 3])
         _p: [0; 3],
     };
     let fold = rows_groups(bh);
-    (params, hd, [u(t.div_ceil(16)), fold[0], fold[1]])
+    (params, hd, [u(t.div_ceil(FLASH_ROWS)), fold[0], fold[1]])
 }
 
 /// Fused attention (flash-style): context [N,T,D] and the per-row log-sum-exp, never the [T,T] scores.

@@ -190,7 +190,7 @@ impl<'t> Matmul<'t> {
         };
         let bias = self.bias.map(|b| b.0).unwrap_or(dummy);
         let res = self.residual.unwrap_or(dummy);
-        debug_assert!(
+        assert!(
             at.dtype == DType::F32 && ct.dtype == DType::F32,
             "matmul: only B may be stored as f16"
         );

@@ -62,6 +62,11 @@ pub mod shaders {
 
     /// The fused attention shader for head size `hd`.
     pub fn attention_source(hd: usize) -> String {
+        // Without this line the replacement would silently keep HD = 64 (and read out of bounds).
+        assert!(
+            ATTENTION.starts_with(ATTENTION_HD_LINE),
+            "attention.wgsl's head-size line changed"
+        );
         ATTENTION.replacen(ATTENTION_HD_LINE, &format!("const HD: u32 = {hd}u;\n"), 1)
     }
 
