@@ -88,6 +88,16 @@ fn create_classes_train_see_attention_export_and_import() {
     h.run();
     snapshot(&mut h, "project");
 
+    // The memory savers: f16 weights and fused attention, on for the training below.
+    h.get_by_label("f16 weights").click();
+    h.step();
+    h.get_by_label("fused attention").click();
+    h.step();
+    wait_for(&mut h, 30, "the memory settings", |a| {
+        a.memory.f16_weights && a.memory.fused_attention && a.status == "memory settings applied"
+    });
+    assert!(h.state().errors.is_empty(), "errors: {:?}", h.state().errors);
+
     // Train a few steps and watch the curves receive points.
     h.get_by_label("Tune").click();
     h.step();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::train::{Evaluation, TrainEvent};
 use project::Project;
-use worker::{Command, Reply, Worker};
+use worker::{Command, MemoryChoice, Reply, Worker};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
@@ -46,6 +46,8 @@ pub struct VituneApp {
     pub backbone_info: Option<String>,
     /// Attention heads of the loaded backbone (0 until one is loaded).
     pub backbone_heads: usize,
+    /// The memory switches as the worker last reported them.
+    pub memory: MemoryChoice,
     pub errors: Vec<String>,
     pub status: String,
     pub training: bool,
@@ -79,6 +81,7 @@ impl VituneApp {
             selected_class: 0,
             backbone_info: None,
             backbone_heads: 0,
+            memory: MemoryChoice::default(),
             errors: Vec::new(),
             status: "loading the backbone...".into(),
             training: false,
@@ -215,6 +218,10 @@ impl VituneApp {
         while let Ok(r) = self.worker.replies.try_recv() {
             any = true;
             match r {
+                Reply::Memory(m) => {
+                    self.memory = m;
+                    self.status = "memory settings applied".into();
+                }
                 Reply::Backbone { description, heads } => {
                     self.status = "backbone ready".into();
                     self.backbone_info = Some(description);

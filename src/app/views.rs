@@ -68,6 +68,18 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         }
     });
     ui.horizontal(|ui| {
+        ui.label("GPU memory:");
+        let mut want = app.memory;
+        ui.checkbox(&mut want.f16_weights, "f16 weights")
+            .on_hover_text("Store the frozen backbone weights in half precision: half their memory, compute stays f32 (needs SHADER_F16)");
+        ui.checkbox(&mut want.fused_attention, "fused attention")
+            .on_hover_text("Flash-style attention that never stores the token-by-token score matrix while training; maps still use the full one");
+        if want != app.memory {
+            app.memory = want;
+            app.send(super::worker::Command::Memory(want));
+        }
+    });
+    ui.horizontal(|ui| {
         if ui.button("Open project...").clicked() {
             if let Some(p) = rfd::FileDialog::new()
                 .add_filter("vitune project", &["json"])

@@ -7,7 +7,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{AttentionKernel, Gpu};
 use crate::job::{run_train, AttentionRequest, Data, Init, TrainJob};
 use crate::model::{load_backbone, Backbone, GpuTuning, GpuViT, HostTensor, LoadOptions};
 use crate::train::{
@@ -30,6 +30,15 @@ pub enum Command {
     Predict(Vec<PathBuf>),
     Export(PathBuf),
     Import(PathBuf),
+    /// Memory savers: frozen weights in f16, and the fused attention kernel (the backbone re-uploads).
+    Memory(MemoryChoice),
+}
+
+/// The device-memory switches the app offers (see `Gpu::set_f16_weights`, `Gpu::set_attention_kernel`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryChoice {
+    pub f16_weights: bool,
+    pub fused_attention: bool,
 }
 
 /// An image's ranked (class, probability) list and its heat-map overlay.
@@ -53,6 +62,8 @@ pub enum Reply {
     },
     Predictions(Vec<Prediction>),
     Exported(PathBuf),
+    /// The memory switches now in force (an unsupported one stays off, with an error beside it).
+    Memory(MemoryChoice),
     Imported {
         path: PathBuf,
         classes: Vec<String>,
@@ -163,6 +174,23 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             st.vit = None;
             st.tuning = None;
             send(Reply::Backbone { description, heads });
+        }
+        Command::Memory(want) => {
+            let g = gpu(st)?;
+            g.set_attention_kernel(if want.fused_attention {
+                AttentionKernel::Fused
+            } else {
+                AttentionKernel::Matmul
+            });
+            let f16 = g.set_f16_weights(want.f16_weights);
+            let now = MemoryChoice {
+                f16_weights: g.f16_weights(),
+                fused_attention: g.attention_kernel() == AttentionKernel::Fused,
+            };
+            // The weights are stored as they were uploaded: upload again under the new choice.
+            st.vit = None;
+            send(Reply::Memory(now));
+            f16?;
         }
         Command::Train(project) => {
             stop.store(false, Ordering::SeqCst);
