@@ -96,7 +96,11 @@ fn create_classes_train_see_attention_export_and_import() {
     wait_for(&mut h, 30, "the memory settings", |a| {
         a.memory.f16_weights && a.memory.fused_attention && a.status == "memory settings applied"
     });
-    assert!(h.state().errors.is_empty(), "errors: {:?}", h.state().errors);
+    assert!(
+        h.state().errors.is_empty(),
+        "errors: {:?}",
+        h.state().errors
+    );
 
     // Train a few steps and watch the curves receive points.
     h.get_by_label("Tune").click();
