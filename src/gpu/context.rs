@@ -62,10 +62,9 @@ pub enum MatmulKernel {
 /// Whether the CPU-adapter variant of a kernel pair runs: the environment variable `var` set to `gpu_name` or
 /// `cpu_name` decides, otherwise the adapter's type.
 fn cpu_variant(var: &str, gpu_name: &str, cpu_name: &str, info: &wgpu::AdapterInfo) -> bool {
-    match std::env::var(var) {
-        Ok(v) if v == gpu_name => false,
-        Ok(v) if v == cpu_name => true,
-        _ => info.device_type == wgpu::DeviceType::Cpu,
+    match env_choice(var, &[gpu_name, cpu_name]) {
+        Some(i) => i == 1,
+        None => info.device_type == wgpu::DeviceType::Cpu,
     }
 }
 

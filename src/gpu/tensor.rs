@@ -97,6 +97,33 @@ impl Gpu {
     }
 
     pub fn upload(&self, shape: &[usize], data: &[f32]) -> Result<GpuTensor, GpuError> {
+        self.upload_typed(shape, DType::F32, data, |d| bytemuck::cast_slice(d).into())
+    }
+
+    /// Uploads `data` rounded to f16 (round to nearest even), for frozen weights the matmul reads as f16.
+    pub fn upload_f16(&self, shape: &[usize], data: &[f32]) -> Result<GpuTensor, GpuError> {
+        if !self.has_shader_f16() {
+            return Err(GpuError::Unsupported(format!(
+                "f16 tensors need SHADER_F16, which {} does not have",
+                self.info.name
+            )));
+        }
+        self.upload_typed(shape, DType::F16, data, |d| {
+            let mut halves: Vec<half::f16> = d.iter().map(|&v| half::f16::from_f32(v)).collect();
+            // Whole 4-byte words, as buffer writes need.
+            halves.resize(d.len().div_ceil(2) * 2, half::f16::ZERO);
+            bytemuck::cast_slice(&halves).to_vec().into()
+        })
+    }
+
+    /// A tensor of `shape` and `dtype` holding `data`, encoded by `bytes` (f32 is borrowed, never copied).
+    fn upload_typed<'a>(
+        &self,
+        shape: &[usize],
+        dtype: DType,
+        data: &'a [f32],
+        bytes: impl FnOnce(&'a [f32]) -> std::borrow::Cow<'a, [u8]>,
+    ) -> Result<GpuTensor, GpuError> {
         let numel: usize = shape.iter().product();
         assert_eq!(
             numel,
@@ -104,35 +131,9 @@ impl Gpu {
             "upload: shape {shape:?} vs {} values",
             data.len()
         );
-        let t = self.empty(shape)?;
+        let t = self.empty_typed(shape, dtype)?;
         if !data.is_empty() {
-            self.queue
-                .write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
-        }
-        Ok(t)
-    }
-
-    /// Uploads `data` rounded to f16 (round to nearest even), for frozen weights the matmul reads as f16.
-    pub fn upload_f16(&self, shape: &[usize], data: &[f32]) -> Result<GpuTensor, GpuError> {
-        let numel: usize = shape.iter().product();
-        assert_eq!(
-            numel,
-            data.len(),
-            "upload_f16: shape {shape:?} vs {} values",
-            data.len()
-        );
-        if !self.has_shader_f16() {
-            return Err(GpuError::Unsupported(format!(
-                "f16 tensors need SHADER_F16, which {} does not have",
-                self.info.name
-            )));
-        }
-        let t = self.empty_typed(shape, DType::F16)?;
-        let mut halves: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
-        halves.resize(numel.div_ceil(2) * 2, half::f16::ZERO);
-        if !data.is_empty() {
-            self.queue
-                .write_buffer(t.buffer(), 0, bytemuck::cast_slice(&halves));
+            self.queue.write_buffer(t.buffer(), 0, &bytes(data));
         }
         Ok(t)
     }
