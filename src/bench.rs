@@ -305,9 +305,35 @@ pub fn matmul(gpu: &Gpu, batch: usize, iters: usize) -> Result<String> {
     Ok(out)
 }
 
+/// What `bench train` runs besides the timed steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrainExtras {
+    /// Time a forward of the same batch too, for the step / forward ratio.
+    pub forward: bool,
+    /// Run one more step with timestamp queries, for the per-kernel floors table.
+    pub profile: bool,
+}
+
+impl Default for TrainExtras {
+    fn default() -> Self {
+        Self {
+            forward: true,
+            profile: true,
+        }
+    }
+}
+
 /// A training step (forward, loss, backward, AdamW update) of `method` on a standard config with random
 /// weights: images/s, step time over forward time, activation memory per image, trainable parameters.
-pub fn train(gpu: &Gpu, name: &str, method: &str, batch: usize, iters: usize) -> Result<String> {
+/// The warm-up step runs one micro-batch: it builds the same pipelines and pool buffers as a full step.
+pub fn train(
+    gpu: &Gpu,
+    name: &str,
+    method: &str,
+    batch: usize,
+    iters: usize,
+    extras: TrainExtras,
+) -> Result<String> {
     use crate::model::GpuTuning;
     use crate::train::{
         compute_grads, train_micro_batch, OptimConfig, Optimizer, OptimizerKind, StepOptions,
@@ -332,7 +358,14 @@ pub fn train(gpu: &Gpu, name: &str, method: &str, batch: usize, iters: usize) ->
     let pixels = HostTensor::new(vec![batch, 3, h, w], rng.normal_vec(batch * 3 * h * w, 1.0));
     let labels: Vec<usize> = (0..batch).map(|_| rng.below(classes)).collect();
     let micro = train_micro_batch(gpu, &vit, gt.prompts(), batch);
-    let step = |opt: &mut Optimizer, timing: bool| -> Result<(f64, Option<KernelTimes>)> {
+    let warm_pixels = HostTensor::new(
+        vec![micro, 3, h, w],
+        pixels.data[..micro * 3 * h * w].to_vec(),
+    );
+    let step = |opt: &mut Optimizer,
+                timing: bool,
+                (pixels, labels): (&HostTensor, &[usize])|
+     -> Result<(f64, Option<KernelTimes>)> {
         let mut after = |rec: &mut Recorder| opt.record_step(rec, &gt.params, &grads, &gt.shapes);
         let start = Instant::now();
         let out = compute_grads(
@@ -340,8 +373,8 @@ pub fn train(gpu: &Gpu, name: &str, method: &str, batch: usize, iters: usize) ->
             &vit,
             &gt,
             &grads,
-            &pixels,
-            &labels,
+            pixels,
+            labels,
             StepOptions {
                 micro_batch: Some(micro),
                 dropout_seed: Some(7),
@@ -351,26 +384,30 @@ pub fn train(gpu: &Gpu, name: &str, method: &str, batch: usize, iters: usize) ->
         )?;
         Ok((start.elapsed().as_secs_f64(), out.times))
     };
-    step(&mut opt, false)?; // warm-up
+    step(&mut opt, false, (&warm_pixels, &labels[..micro]))?; // warm-up
     let (before, _) = gpu.pool_bytes();
     gpu.reset_peak_memory();
     let mut secs = 0.0;
     for _ in 0..iters.max(1) {
-        secs += step(&mut opt, false)?.0;
+        secs += step(&mut opt, false, (&pixels, &labels))?.0;
     }
     let (_, peak) = gpu.pool_bytes();
     let step_s = secs / iters.max(1) as f64;
-    let fopts = ForwardOptions {
-        tuning: Some(&gt),
-        max_batch: Some(batch),
-        ..Default::default()
-    };
-    vit.forward(gpu, &pixels, &fopts)?;
-    let start = Instant::now();
-    for _ in 0..iters.max(1) {
+    let fwd_s = if extras.forward {
+        let fopts = ForwardOptions {
+            tuning: Some(&gt),
+            max_batch: Some(batch),
+            ..Default::default()
+        };
         vit.forward(gpu, &pixels, &fopts)?;
-    }
-    let fwd_s = start.elapsed().as_secs_f64() / iters.max(1) as f64;
+        let start = Instant::now();
+        for _ in 0..iters.max(1) {
+            vit.forward(gpu, &pixels, &fopts)?;
+        }
+        Some(start.elapsed().as_secs_f64() / iters.max(1) as f64)
+    } else {
+        None
+    };
     let mut out = String::new();
     let _ = writeln!(out, "adapter       {}", gpu.describe());
     let _ = writeln!(out, "kernels       {}", kernel_choices(gpu));
@@ -384,20 +421,27 @@ pub fn train(gpu: &Gpu, name: &str, method: &str, batch: usize, iters: usize) ->
         step_s * 1e3,
         batch as f64 / step_s
     );
-    let _ = writeln!(
-        out,
-        "forward       {:.2} ms  (step / forward = {:.2})",
-        fwd_s * 1e3,
-        step_s / fwd_s
-    );
+    match fwd_s {
+        Some(f) => {
+            let _ = writeln!(
+                out,
+                "forward       {:.2} ms  (step / forward = {:.2})",
+                f * 1e3,
+                step_s / f
+            );
+        }
+        None => {
+            let _ = writeln!(out, "forward       not timed (--no-forward)");
+        }
+    }
     let _ = writeln!(
         out,
         "memory        {:.2} MiB per image above the weights (pool peak during a step)",
         peak.saturating_sub(before) as f64 / (1 << 20) as f64 / batch as f64
     );
     let _ = writeln!(out, "trainable     {} parameters", tuning.parameter_count());
-    if gpu.has_timestamps() {
-        if let (_, Some(t)) = step(&mut opt, true)? {
+    if extras.profile && gpu.has_timestamps() {
+        if let (_, Some(t)) = step(&mut opt, true, (&pixels, &labels))? {
             floors_table(
                 &mut out,
                 &t,

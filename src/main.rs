@@ -222,6 +222,12 @@ enum BenchCommand {
         args: BenchArgs,
         #[arg(long, default_value = "vpt-deep")]
         method: String,
+        /// Skip timing a forward of the same batch (no step / forward ratio).
+        #[arg(long)]
+        no_forward: bool,
+        /// Skip the extra step with timestamp queries (no per-kernel floors table).
+        #[arg(long)]
+        no_profile: bool,
     },
 }
 
@@ -619,10 +625,19 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", t.markdown());
                 Ok(())
             }
-            BenchCommand::Train { args: a, method } => {
+            BenchCommand::Train {
+                args: a,
+                method,
+                no_forward,
+                no_profile,
+            } => {
                 let gpu = Gpu::new()?;
                 warn_slow_bench(&gpu, &a.config);
-                let r = vitune::bench::train(&gpu, &a.config, &method, a.batch, a.iters)?;
+                let extras = vitune::bench::TrainExtras {
+                    forward: !no_forward,
+                    profile: !no_profile,
+                };
+                let r = vitune::bench::train(&gpu, &a.config, &method, a.batch, a.iters, extras)?;
                 println!("{r}");
                 Ok(())
             }
