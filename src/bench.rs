@@ -357,7 +357,7 @@ pub fn train(
     let mut rng = Rng::new(3);
     let pixels = HostTensor::new(vec![batch, 3, h, w], rng.normal_vec(batch * 3 * h * w, 1.0));
     let labels: Vec<usize> = (0..batch).map(|_| rng.below(classes)).collect();
-    let micro = train_micro_batch(gpu, &vit, gt.prompts(), batch);
+    let micro = train_micro_batch(gpu, &vit, &gt, batch);
     let warm_pixels = HostTensor::new(
         vec![micro, 3, h, w],
         pixels.data[..micro * 3 * h * w].to_vec(),

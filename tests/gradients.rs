@@ -343,3 +343,47 @@ fn a_training_step_allocates_no_buffers_after_the_first() {
         "the second step created device buffers (tensors, uniforms or read-back staging)"
     );
 }
+
+/// The activation budget the micro-batch is sized against covers what a step really holds, for methods that keep
+/// none of the frozen layers' inputs (vpt-deep) and for those that keep some or all (LoRA, Convpass, full), with
+/// both attention kernels.
+#[test]
+fn a_step_holds_no_more_than_its_activation_budget() {
+    use vitune::train::train_activation_bytes;
+    for method in ["vpt-deep", "lora", "convpass", "full"] {
+        let case = load_case(method);
+        for kernel in [AttentionKernel::Matmul, AttentionKernel::Fused] {
+            let gpu = common::gpu();
+            gpu.set_attention_kernel(kernel);
+            let vit = GpuViT::new(&gpu, &case.backbone, None).expect("upload");
+            let gt = GpuTuning::upload(&gpu, &case.tuning).expect("tuning upload");
+            let grads = gt.zeros_like(&gpu).expect("grads");
+            let step = || {
+                compute_grads(
+                    &gpu,
+                    &vit,
+                    &gt,
+                    &grads,
+                    &case.pixels,
+                    &case.labels,
+                    StepOptions::default(),
+                    None,
+                )
+                .expect("step")
+            };
+            step();
+            let (before, _) = gpu.pool_bytes();
+            gpu.reset_peak_memory();
+            step();
+            let (_, peak) = gpu.pool_bytes();
+            let images = case.pixels.shape[0];
+            let held = (peak - before) as usize / images;
+            let budget = train_activation_bytes(&gpu, &vit, &gt);
+            println!("{method} {kernel:?}: {held} bytes per image held, budget {budget}");
+            assert!(
+                held <= budget,
+                "{method} ({kernel:?}): a step held {held} bytes per image, over its budget of {budget}"
+            );
+        }
+    }
+}

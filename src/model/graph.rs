@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::saved::WeightInputs;
 use super::{GpuViT, HostTensor, Pooling};
 use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu, GpuTensor, Recorder};
@@ -114,18 +115,19 @@ pub fn download_named(
 }
 
 /// Activations one block saves for its backward.
+/// The inputs that only weight gradients read are `None` when no such weight is trained (see `WeightInputs`).
 struct BlockActs {
     x: GpuTensor,
-    y1: GpuTensor,
+    y1: Option<GpuTensor>,
     st1: GpuTensor,
     qkv: GpuTensor,
     att: SavedAttention,
-    ctx: GpuTensor,
+    ctx: Option<GpuTensor>,
     xm: GpuTensor,
-    y2: GpuTensor,
+    y2: Option<GpuTensor>,
     st2: GpuTensor,
     hpre: GpuTensor,
-    h: GpuTensor,
+    h: Option<GpuTensor>,
     lora_u: Vec<(usize, GpuTensor)>,
     adapt: Option<(GpuTensor, GpuTensor)>,
     conv: [Option<ConvActs>; 2],
@@ -248,16 +250,18 @@ impl<'a> Graph<'a> {
         }
     }
 
-    /// Records the forward pass of a micro-batch `px` [n,3,H,W]. With `train`, keeps what the backward needs.
+    /// Records the forward pass of a micro-batch `px` [n,3,H,W]. With `train`, the gradients the backward will
+    /// compute (by tensor name; empty for input gradients only), it keeps what that backward needs.
     pub fn forward(
         &self,
         rec: &mut Recorder,
         px: &GpuTensor,
-        train: bool,
+        train: Option<&BTreeMap<String, GpuTensor>>,
         want_attn: bool,
         want_tokens: bool,
     ) -> Result<Forward> {
         let c = &self.vit.config;
+        let trained = |name: &str| train.is_some_and(|g| g.contains_key(name));
         let n = px.shape[0];
         let p = self.prompts();
         let cols = im2col(rec, px, c.patch)?;
@@ -280,7 +284,11 @@ impl<'a> Graph<'a> {
                 per_image: false,
             }),
         )?;
-        let dropout = if train { self.dropout() } else { None };
+        let dropout = if train.is_some() {
+            self.dropout()
+        } else {
+            None
+        };
         if let (Some(d), true) = (&dropout, p > 0) {
             dropout_rows(rec, &x, self.prompt_band(&x), d, 0);
         }
@@ -299,6 +307,7 @@ impl<'a> Graph<'a> {
         let mut attn = Vec::new();
         // The probabilities are materialised only where maps or their gradients are wanted.
         let maps = want_attn || self.attn_grads.is_some();
+        let fused = !maps && rec.gpu().attention_kernel() == AttentionKernel::Fused;
         for l in 0..c.depth {
             if let (Some(deep), true) = (deep, l > 0) {
                 write_tokens(rec, &x, 1, p, deep, (l - 1) * p);
@@ -306,7 +315,8 @@ impl<'a> Graph<'a> {
                     dropout_rows(rec, &x, self.prompt_band(&x), d, l as u32);
                 }
             }
-            let (out, acts, probs) = self.block_forward(rec, l, x, train, maps)?;
+            let keep = train.map(|_| WeightInputs::for_block(l, &trained, fused));
+            let (out, acts, probs) = self.block_forward(rec, l, x, keep, maps)?;
             if let (true, Some(probs)) = (want_attn, probs) {
                 attn.push(probs);
             }
@@ -340,7 +350,7 @@ impl<'a> Graph<'a> {
         };
         Ok(Forward {
             blocks,
-            cols: train.then_some(cols),
+            cols: trained("patch_embed.proj.weight").then_some(cols),
             x_final: x,
             pool_in,
             final_stats,
@@ -356,10 +366,12 @@ impl<'a> Graph<'a> {
         rec: &mut Recorder,
         l: usize,
         x: GpuTensor,
-        train: bool,
+        keep: Option<WeightInputs>,
         maps: bool,
     ) -> Result<(GpuTensor, Option<BlockActs>, Option<GpuTensor>)> {
         let c = &self.vit.config;
+        let train = keep.is_some();
+        let keep = keep.unwrap_or(WeightInputs::ALL);
         let b = format!("blocks.{l}");
         let (n1w, n1b) = self.pair(&format!("{b}.norm1"))?;
         let ln1 = layernorm(rec, &x, n1w, n1b, c.eps)?;
@@ -460,17 +472,17 @@ impl<'a> Graph<'a> {
         let acts = if train {
             Some(BlockActs {
                 x,
-                y1: ln1.y,
+                y1: keep.y1.then_some(ln1.y),
                 st1: ln1.stats,
                 qkv,
                 att: saved,
-                ctx: context,
+                ctx: keep.ctx.then_some(context),
                 xm,
-                y2: ln2.y,
+                y2: keep.y2.then_some(ln2.y),
                 st2: ln2.stats,
                 hpre: hpre
                     .ok_or_else(|| Error::Input("internal: no pre-activation saved".into()))?,
-                h,
+                h: keep.h.then_some(h),
                 lora_u,
                 adapt,
                 conv: [conv1.flatten(), conv2.flatten()],
@@ -542,7 +554,7 @@ impl<'a> Graph<'a> {
         let n = f.pooled.shape[0];
         let t = f.x_final.shape[1];
         let p = self.prompts();
-        self.linear_param_grads(rec, "head", dlogits, &f.pooled, grads, 1.0);
+        self.linear_param_grads(rec, "head", dlogits, Some(&f.pooled), grads, 1.0)?;
         // Only as deep as a trained tensor (or a captured attention gradient) needs.
         let Some(floor) = self.backward_floor(grads) else {
             return Ok(());
@@ -670,22 +682,29 @@ impl<'a> Graph<'a> {
             .min()
     }
 
-    /// dW += scale·dyᵀ·x and db += scale·Σ dy for `{prefix}.weight/bias` where they are trained.
+    /// dW += scale·dyᵀ·x and db += scale·Σ dy for `{prefix}.weight/bias` where they are trained; `x` is the
+    /// layer's saved input, `None` when the forward kept none (it must have, if the weight is trained).
     fn linear_param_grads(
         &self,
         rec: &mut Recorder,
         prefix: &str,
         dy: &GpuTensor,
-        x: &GpuTensor,
+        x: Option<&GpuTensor>,
         grads: &BTreeMap<String, GpuTensor>,
         scale: f32,
-    ) {
+    ) -> Result<()> {
         if let Some(g) = grads.get(&format!("{prefix}.weight")) {
+            let x = x.ok_or_else(|| {
+                Error::Input(format!(
+                    "internal: the forward kept no input for `{prefix}.weight`'s gradient"
+                ))
+            })?;
             linear_weight_grad(rec, dy, x, g, scale);
         }
         if let Some(g) = grads.get(&format!("{prefix}.bias")) {
             column_sum_into(rec, dy, g, scale);
         }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -738,15 +757,15 @@ impl<'a> Graph<'a> {
         let b = format!("blocks.{l}");
         // MLP sub-block: xo = xm + fc2(gelu(fc1(LN2 xm))) [+ adapters]
         let (f2w, _) = self.pair(&format!("{b}.mlp.fc2"))?;
-        let dh = linear_input_grad(rec, g, f2w, 1.0, None, &a.h.shape)?;
-        self.linear_param_grads(rec, &format!("{b}.mlp.fc2"), g, &a.h, grads, 1.0);
+        let dh = linear_input_grad(rec, g, f2w, 1.0, None, &a.hpre.shape)?;
+        self.linear_param_grads(rec, &format!("{b}.mlp.fc2"), g, a.h.as_ref(), grads, 1.0)?;
         activation_backward(rec, &a.hpre, &dh, Act::Gelu);
         let (f1w, _) = self.pair(&format!("{b}.mlp.fc1"))?;
-        let dy2 = linear_input_grad(rec, &dh, f1w, 1.0, None, &a.y2.shape)?;
-        self.linear_param_grads(rec, &format!("{b}.mlp.fc1"), &dh, &a.y2, grads, 1.0);
+        let dy2 = linear_input_grad(rec, &dh, f1w, 1.0, None, &a.xm.shape)?;
+        self.linear_param_grads(rec, &format!("{b}.mlp.fc1"), &dh, a.y2.as_ref(), grads, 1.0)?;
         drop(dh);
         if let Some(ca) = &a.conv[1] {
-            self.convpass_backward(rec, l, 1, g, &a.y2, ca, &dy2, grads)?;
+            self.convpass_backward(rec, l, 1, g, kept(&a.y2, "LN2")?, ca, &dy2, grads)?;
         }
         let (n2w, _) = self.pair(&format!("{b}.norm2"))?;
         let dxm = rec.gpu().empty(&a.xm.shape)?;
@@ -775,17 +794,31 @@ impl<'a> Graph<'a> {
                 .ok_or_else(|| Error::Input("AdaptFormer without options".into()))?;
             let ad = format!("{b}.adaptmlp");
             let (uw, _) = self.pair(&format!("{ad}.up_proj"))?;
-            self.linear_param_grads(rec, &format!("{ad}.up_proj"), g, act, grads, o.scale);
+            self.linear_param_grads(rec, &format!("{ad}.up_proj"), g, Some(act), grads, o.scale)?;
             let da = linear_input_grad(rec, g, uw, o.scale, None, &act.shape)?;
             activation_backward(rec, apre, &da, Act::Relu);
             let (dw, _) = self.pair(&format!("{ad}.down_proj"))?;
-            self.linear_param_grads(rec, &format!("{ad}.down_proj"), &da, &a.xm, grads, 1.0);
+            self.linear_param_grads(
+                rec,
+                &format!("{ad}.down_proj"),
+                &da,
+                Some(&a.xm),
+                grads,
+                1.0,
+            )?;
             linear_input_grad(rec, &da, dw, 1.0, Some(&dxm), &a.xm.shape)?;
         }
         // Attention sub-block: xm = x + proj(attn(LN1 x)) [+ LoRA inside qkv, + Convpass]
         let (pw, _) = self.pair(&format!("{b}.attn.proj"))?;
-        let dctx = linear_input_grad(rec, &dxm, pw, 1.0, None, &a.ctx.shape)?;
-        self.linear_param_grads(rec, &format!("{b}.attn.proj"), &dxm, &a.ctx, grads, 1.0);
+        let dctx = linear_input_grad(rec, &dxm, pw, 1.0, None, &a.x.shape)?;
+        self.linear_param_grads(
+            rec,
+            &format!("{b}.attn.proj"),
+            &dxm,
+            a.ctx.as_ref(),
+            grads,
+            1.0,
+        )?;
         let dqkv = match (&a.att, &self.attn_grads) {
             (SavedAttention::Probs(probs), Some(cell)) => {
                 let mut v = cell.borrow_mut();
@@ -795,7 +828,7 @@ impl<'a> Graph<'a> {
                 attention_backward(rec, &a.qkv, probs, &dctx, c.heads, None)?
             }
             (SavedAttention::Lse(lse), None) => {
-                flash_attention_backward(rec, &a.qkv, &a.ctx, lse, &dctx, c.heads)?
+                flash_attention_backward(rec, &a.qkv, kept(&a.ctx, "context")?, lse, &dctx, c.heads)?
             }
             (SavedAttention::Lse(_), Some(_)) => {
                 return Err(Error::Input(
@@ -806,11 +839,18 @@ impl<'a> Graph<'a> {
         };
         drop(dctx);
         let (qw, _) = self.pair(&format!("{b}.attn.qkv"))?;
-        let dy1 = linear_input_grad(rec, &dqkv, qw, 1.0, None, &a.y1.shape)?;
-        self.linear_param_grads(rec, &format!("{b}.attn.qkv"), &dqkv, &a.y1, grads, 1.0);
+        let dy1 = linear_input_grad(rec, &dqkv, qw, 1.0, None, &a.x.shape)?;
+        self.linear_param_grads(
+            rec,
+            &format!("{b}.attn.qkv"),
+            &dqkv,
+            a.y1.as_ref(),
+            grads,
+            1.0,
+        )?;
         if let Some(o) = self.opts() {
             let s = o.alpha / o.rank.max(1) as f32;
-            let rows = a.y1.numel() / c.dim;
+            let rows = a.x.numel() / c.dim;
             for (slot, u) in &a.lora_u {
                 let (an, bn) = lora::names(l, *slot);
                 let dq_t = Layout {
@@ -848,14 +888,14 @@ impl<'a> Graph<'a> {
                 mm.alpha = s;
                 mm.record(rec);
                 if let Some(ga) = grads.get(&an) {
-                    linear_weight_grad(rec, &du, &a.y1, ga, 1.0);
+                    linear_weight_grad(rec, &du, kept(&a.y1, "LN1")?, ga, 1.0);
                 }
-                linear_input_grad(rec, &du, self.w(&an)?, 1.0, Some(&dy1), &a.y1.shape)?;
+                linear_input_grad(rec, &du, self.w(&an)?, 1.0, Some(&dy1), &a.x.shape)?;
             }
         }
         drop(dqkv);
         if let Some(ca) = &a.conv[0] {
-            self.convpass_backward(rec, l, 0, &dxm, &a.y1, ca, &dy1, grads)?;
+            self.convpass_backward(rec, l, 0, &dxm, kept(&a.y1, "LN1")?, ca, &dy1, grads)?;
         }
         let (n1w, _) = self.pair(&format!("{b}.norm1"))?;
         let dx = rec.gpu().empty(&a.x.shape)?;
@@ -901,7 +941,14 @@ impl<'a> Graph<'a> {
         let prefix = 1 + self.prompts();
         let grid = self.vit.grid();
         let (uw, _) = self.pair(&format!("{b}.adapter_up"))?;
-        self.linear_param_grads(rec, &format!("{b}.adapter_up"), g, &a.e, grads, o.scale);
+        self.linear_param_grads(
+            rec,
+            &format!("{b}.adapter_up"),
+            g,
+            Some(&a.e),
+            grads,
+            o.scale,
+        )?;
         let de = linear_input_grad(rec, g, uw, o.scale, None, &a.e.shape)?;
         if let Some(d) = self.dropout() {
             dropout_rows(
@@ -923,10 +970,19 @@ impl<'a> Graph<'a> {
         let dd = conv_tokens_input_grad(rec, &de, cw, prefix, grid)?;
         activation_backward(rec, &a.dpre, &dd, Act::QuickGelu);
         let (dw, _) = self.pair(&format!("{b}.adapter_down"))?;
-        self.linear_param_grads(rec, &format!("{b}.adapter_down"), &dd, z, grads, 1.0);
+        self.linear_param_grads(rec, &format!("{b}.adapter_down"), &dd, Some(z), grads, 1.0)?;
         linear_input_grad(rec, &dd, dw, 1.0, Some(dz), &z.shape)?;
         Ok(())
     }
+}
+
+/// A saved activation the backward needs, or an internal error naming it.
+fn kept<'t>(t: &'t Option<GpuTensor>, what: &str) -> Result<&'t GpuTensor> {
+    t.as_ref().ok_or_else(|| {
+        Error::Input(format!(
+            "internal: the training forward kept no {what} output, which this backward needs"
+        ))
+    })
 }
 
 /// Every row of a Convpass bypass's hidden activations, for the block tensor `out` [n, T, D] it adds into.

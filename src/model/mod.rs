@@ -5,10 +5,12 @@ mod graph;
 /// The graph for the training step (crate-internal).
 pub(crate) mod graph_api {
     pub(crate) use super::graph::Graph;
+    pub(crate) use super::saved::train_bytes_per_image;
 }
 mod load;
 pub mod random;
 pub mod resample;
+mod saved;
 mod tensor;
 mod vit;
 

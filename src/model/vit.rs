@@ -157,7 +157,7 @@ impl GpuViT {
             let part = slice_batch(pixels, start, end);
             let mut rec = Recorder::new(gpu).with_timing(opts.timing);
             let px = gpu.upload(&part.shape, &part.data)?;
-            let f = graph.forward(&mut rec, &px, false, opts.attn, opts.tokens)?;
+            let f = graph.forward(&mut rec, &px, None, opts.attn, opts.tokens)?;
             let hp = rec.read(&f.pooled);
             let hl = f.logits.as_ref().map(|l| rec.read(l));
             let ha: Vec<_> = f

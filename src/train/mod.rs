@@ -12,5 +12,8 @@ pub use augment::Augment;
 pub use dataset::{Dataset, Samples};
 pub use metrics::{argmax_rows, Evaluation};
 pub use optim::{OptimConfig, Optimizer, OptimizerKind};
-pub use step::{compute_grads, compute_head_grads, train_micro_batch, StepOptions, StepOutput};
+pub use step::{
+    compute_grads, compute_head_grads, train_activation_bytes, train_micro_batch, StepOptions,
+    StepOutput,
+};
 pub use trainer::{predict_logits, train, EpochStats, TrainConfig, TrainEvent, TrainOutcome};

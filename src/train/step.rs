@@ -5,35 +5,44 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu, GpuTensor, KernelTimes, Recorder};
-use crate::model::graph_api::Graph;
+use crate::model::graph_api::{train_bytes_per_image, Graph};
 use crate::model::{GpuTuning, GpuViT, HostTensor};
 use crate::ops::activation::fill;
 use crate::ops::loss::cross_entropy;
-
-/// Bytes of activations one image keeps for the backward, for choosing the micro-batch. The matmul attention
-/// keeps the probabilities (and makes their gradient), the fused kernel a log-sum-exp per row.
-fn train_bytes_per_image(gpu: &Gpu, vit: &GpuViT, prompts: usize) -> usize {
-    let c = &vit.config;
-    let t = vit.tokens(prompts);
-    let attention = match gpu.attention_kernel() {
-        AttentionKernel::Matmul => c.heads * t * t * 2,
-        AttentionKernel::Fused => c.heads * t * 2,
-    };
-    let per_block = t * c.dim * 6 + 3 * t * c.dim + attention + 2 * t * c.mlp_hidden;
-    (c.depth * per_block + t * c.dim * 4 + 3 * c.patch * c.patch * t) * 4
-}
+use crate::tuning::Method;
 
 /// Default budget for saved activations when `VITUNE_MEMORY_MB` is not set.
 const DEFAULT_BUDGET_MB: usize = 1024;
 
-/// Images per training micro-batch: within the binding limit and the activation budget (`VITUNE_MEMORY_MB`).
-pub fn train_micro_batch(gpu: &Gpu, vit: &GpuViT, prompts: usize, wanted: usize) -> usize {
+/// Bytes of activations (and working space) one image keeps through a training step of `tuning`: what the
+/// micro-batch is sized against. Frozen layers' inputs are counted only where a weight reading them is trained.
+pub fn train_activation_bytes(gpu: &Gpu, vit: &GpuViT, tuning: &GpuTuning) -> usize {
+    let o = &tuning.options;
+    let adapter_width = match tuning.method {
+        Method::Lora => o.rank * o.lora_slots().len(),
+        Method::Adaptformer => 2 * o.bottleneck,
+        Method::Convpass => 8 * o.convpass_dim,
+        _ => 0,
+    };
+    train_bytes_per_image(
+        &vit.config,
+        vit.tokens(tuning.prompts()),
+        adapter_width,
+        &|name| tuning.params.contains_key(name),
+        gpu.attention_kernel() == AttentionKernel::Fused,
+    )
+}
+
+/// Images per training micro-batch of `tuning`: within the binding limit and the activation budget
+/// (`VITUNE_MEMORY_MB`).
+pub fn train_micro_batch(gpu: &Gpu, vit: &GpuViT, tuning: &GpuTuning, wanted: usize) -> usize {
     let budget_mb = std::env::var("VITUNE_MEMORY_MB")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(DEFAULT_BUDGET_MB);
-    let by_memory = (budget_mb << 20) / train_bytes_per_image(gpu, vit, prompts).max(1);
-    vit.micro_batch(gpu, prompts, wanted).min(by_memory.max(1))
+    let by_memory = (budget_mb << 20) / train_activation_bytes(gpu, vit, tuning).max(1);
+    vit.micro_batch(gpu, tuning.prompts(), wanted)
+        .min(by_memory.max(1))
 }
 
 /// The mean loss over the batch and its logits.
@@ -85,7 +94,7 @@ pub fn compute_grads(
     let mut graph = Graph::new(vit, Some(tuning))?;
     let chunk = options
         .micro_batch
-        .unwrap_or_else(|| train_micro_batch(gpu, vit, graph.prompts(), n));
+        .unwrap_or_else(|| train_micro_batch(gpu, vit, tuning, n));
     let per: usize = pixels.shape[1..].iter().product();
     let mut loss = 0.0f64;
     let mut logits = Vec::with_capacity(n * tuning.num_classes);
@@ -107,7 +116,8 @@ pub fn compute_grads(
         let lab: Vec<f32> = labels[start..end].iter().map(|&l| l as f32).collect();
         let lab = gpu.upload(&[end - start], &lab)?;
         graph.dropout_key = options.dropout_seed.map(|seed| (seed, start));
-        let f = graph.forward(&mut rec, &px, graph.keeps_activations(grads), false, false)?;
+        let train = graph.keeps_activations(grads).then_some(grads);
+        let f = graph.forward(&mut rec, &px, train, false, false)?;
         let lg = f
             .logits
             .clone()

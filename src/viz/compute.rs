@@ -49,7 +49,7 @@ pub fn image_attention(
     let c = &vit.config;
     let px = gpu.upload(&pixels.shape, &pixels.data)?;
     let mut rec = Recorder::new(gpu);
-    let f = graph.forward(&mut rec, &px, false, true, false)?;
+    let f = graph.forward(&mut rec, &px, None, true, false)?;
     let ha: Vec<_> = f.attn.iter().map(|a| rec.read(a)).collect();
     let hl = f.logits.as_ref().map(|l| rec.read(l));
     let t = f.attn.first().map(|a| a.shape[2]).unwrap_or(0);
@@ -75,11 +75,12 @@ pub fn image_attention(
         }
         graph.attn_grads = Some(RefCell::new(Vec::new()));
         let mut rec = Recorder::new(gpu);
-        let f = graph.forward(&mut rec, &px, true, false, false)?;
+        let input_grads_only = Default::default();
+        let f = graph.forward(&mut rec, &px, Some(&input_grads_only), false, false)?;
         let mut onehot = vec![0.0f32; logits.len()];
         onehot[k] = 1.0;
         let dlogits = gpu.upload(&[1, logits.len()], &onehot)?;
-        graph.backward(&mut rec, &f, &dlogits, &Default::default())?;
+        graph.backward(&mut rec, &f, &dlogits, &input_grads_only)?;
         let captured = graph
             .attn_grads
             .take()

@@ -1,0 +1,112 @@
+//! What a training forward saves for its backward. A frozen linear layer's input is needed only for that layer's
+//! weight gradient, so each such input is kept only when a weight reading it is trained: prompt methods keep
+//! none of them, which is most of a block's activations.
+
+use super::ViTConfig;
+use crate::tuning::convpass::BRANCHES;
+use crate::tuning::lora;
+
+/// Which of block l's weight-only inputs the backward needs. The rest of a block's saved activations (its input,
+/// the mid-block residual, qkv, the attention probabilities or log-sum-exp, the MLP's pre-activation and the two
+/// LayerNorms' statistics) feed input gradients and are always kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WeightInputs {
+    /// LN1's output: the input of qkv, LoRA's A and Convpass's attention bypass.
+    pub y1: bool,
+    /// The attention context: the input of proj; the fused attention's backward reads it too.
+    pub ctx: bool,
+    /// LN2's output: the input of fc1 and Convpass's MLP bypass.
+    pub y2: bool,
+    /// The GELU output: the input of fc2.
+    pub h: bool,
+}
+
+impl WeightInputs {
+    /// Keeps everything: for a backward whose trained tensors are not known.
+    pub const ALL: Self = Self {
+        y1: true,
+        ctx: true,
+        y2: true,
+        h: true,
+    };
+
+    /// What block `l` must keep when `trained(name)` says which tensors get gradients.
+    pub fn for_block(l: usize, trained: &dyn Fn(&str) -> bool, fused_attention: bool) -> Self {
+        let b = format!("blocks.{l}");
+        let bypass =
+            |branch: usize| trained(&format!("{b}.{}.adapter_down.weight", BRANCHES[branch]));
+        let lora_a = (0..3).any(|slot| trained(&lora::names(l, slot).0));
+        Self {
+            y1: trained(&format!("{b}.attn.qkv.weight")) || lora_a || bypass(0),
+            ctx: trained(&format!("{b}.attn.proj.weight")) || fused_attention,
+            y2: trained(&format!("{b}.mlp.fc1.weight")) || bypass(1),
+            h: trained(&format!("{b}.mlp.fc2.weight")),
+        }
+    }
+}
+
+/// Bytes one image needs through a training step with `tokens` tokens per image, for choosing the micro-batch:
+/// what every block saves for the backward, plus one backward's working set. `adapter_width` is the floats per
+/// token an adapter saves in each block (LoRA's rank per slot, AdaptFormer's bottleneck twice, Convpass's four
+/// hidden tensors per bypass). The matmul attention keeps the probabilities and makes their gradient; the fused
+/// kernel keeps a log-sum-exp per row.
+pub(crate) fn train_bytes_per_image(
+    c: &ViTConfig,
+    tokens: usize,
+    adapter_width: usize,
+    trained: &dyn Fn(&str) -> bool,
+    fused_attention: bool,
+) -> usize {
+    let (t, d, hidden) = (tokens, c.dim, c.mlp_hidden);
+    let scores = if fused_attention {
+        c.heads * t
+    } else {
+        c.heads * t * t
+    };
+    let saved: usize = (0..c.depth)
+        .map(|l| {
+            let k = WeightInputs::for_block(l, trained, fused_attention);
+            let kept_dim = [k.y1, k.ctx, k.y2].into_iter().filter(|&b| b).count();
+            // x, xm and qkv; the scores; the MLP pre-activation (and its output); LayerNorm statistics; adapters.
+            t * d * (5 + kept_dim)
+                + scores
+                + t * hidden * (1 + usize::from(k.h))
+                + 4 * t
+                + t * adapter_width
+        })
+        .sum();
+    // The backward's gradients in flight: the MLP's, a few of width D (qkv's three), the scores' two.
+    let working = t * hidden + 8 * t * d + 2 * scores;
+    let cols = if trained("patch_embed.proj.weight") {
+        3 * c.patch * c.patch * t
+    } else {
+        0
+    };
+    (saved + working + 2 * t * d + cols) * 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_methods_keep_no_weight_inputs_and_full_tuning_keeps_all() {
+        let none = WeightInputs::for_block(3, &|_| false, false);
+        assert_eq!(
+            none,
+            WeightInputs {
+                y1: false,
+                ctx: false,
+                y2: false,
+                h: false
+            }
+        );
+        assert!(WeightInputs::for_block(3, &|_| false, true).ctx);
+        let all = WeightInputs::for_block(3, &|n| n.starts_with("blocks.3."), false);
+        assert_eq!(all, WeightInputs::ALL);
+        let lora = WeightInputs::for_block(3, &|n| n == "blocks.3.attn.v_lora_A", false);
+        assert!(lora.y1 && !lora.ctx && !lora.y2 && !lora.h);
+        let other_block = WeightInputs::for_block(2, &|n| n.starts_with("blocks.3."), false);
+        assert!(!other_block.y1 && !other_block.h);
+    }
+}
