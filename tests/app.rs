@@ -5,12 +5,20 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::Queryable;
 use egui_kittest::{Harness, SnapshotOptions};
 use vitune::app::project::Project;
 use vitune::app::VituneApp;
+
+/// The app tests run one at a time: each starts a UI renderer and a GPU worker, and lavapipe on two cores gains
+/// nothing from running two of those side by side.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static APP: Mutex<()> = Mutex::new(());
+    APP.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn harness(project: Project) -> Harness<'static, VituneApp> {
     let app = VituneApp::new(&egui::Context::default(), project, None);
@@ -56,6 +64,7 @@ fn snapshot(h: &mut Harness<'static, VituneApp>, name: &str) {
 
 #[test]
 fn create_classes_train_see_attention_export_and_import() {
+    let _serial = one_at_a_time();
     // The app needs a GPU adapter; fail loudly without one.
     drop(common::gpu());
     let dir = tempfile::tempdir().expect("tmp");
@@ -156,6 +165,7 @@ fn create_classes_train_see_attention_export_and_import() {
 
 #[test]
 fn a_broken_image_shows_an_error_in_the_ui_and_keeps_the_project() {
+    let _serial = one_at_a_time();
     drop(common::gpu());
     let dir = tempfile::tempdir().expect("tmp");
     let broken = dir.path().join("broken.png");

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu};
@@ -75,6 +76,20 @@ pub struct Worker {
     pub commands: Sender<Command>,
     pub replies: Receiver<Reply>,
     pub stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Stops a running training after its step, lets the worker finish what is queued and release the device, and
+/// waits for it: the process must not exit while the worker thread is still inside the GPU driver.
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (closed, _) = channel();
+        drop(std::mem::replace(&mut self.commands, closed));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 struct State {
@@ -91,27 +106,31 @@ pub fn spawn(wake: impl Fn() + Send + 'static) -> Worker {
     let (rtx, rrx) = channel::<Reply>();
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
-    std::thread::spawn(move || {
-        let mut st = State {
-            gpu: None,
-            backbone: None,
-            vit: None,
-            tuning: None,
-        };
-        let send = |r: Reply| {
-            let _ = rtx.send(r);
-            wake();
-        };
-        while let Ok(cmd) = crx.recv() {
-            if let Err(e) = handle(&mut st, cmd, &stop2, &send) {
-                send(Reply::Error(e.to_string()));
+    let thread = std::thread::Builder::new()
+        .name("vitune-worker".into())
+        .spawn(move || {
+            let mut st = State {
+                gpu: None,
+                backbone: None,
+                vit: None,
+                tuning: None,
+            };
+            let send = |r: Reply| {
+                let _ = rtx.send(r);
+                wake();
+            };
+            while let Ok(cmd) = crx.recv() {
+                if let Err(e) = handle(&mut st, cmd, &stop2, &send) {
+                    send(Reply::Error(e.to_string()));
+                }
             }
-        }
-    });
+        })
+        .expect("the OS refused to start the GPU worker thread");
     Worker {
         commands: ctx,
         replies: rrx,
         stop,
+        thread: Some(thread),
     }
 }
 
