@@ -668,13 +668,16 @@ fn timed_recordings_report_each_familys_work() {
     let b = up(&gpu, &[n, k], &vec![1.0; n * k]);
     let c = gpu.empty(&[m, n]).expect("c");
     let mut rec = Recorder::new(&gpu).with_timing(true);
-    Matmul::new(
-        (m, n, k),
-        (&a, Layout::row_major(k, 0)),
-        (&b, Layout::transposed(k, 0)),
-        (&c, Layout::row_major(n, 0)),
-    )
-    .record(&mut rec);
+    // The linear layer's product (B read along k), then an input gradient's (B read along n) and a weight
+    // gradient's (A read along m): each is reported under its layout class.
+    let layouts = [
+        (Layout::row_major(k, 0), Layout::transposed(k, 0)),
+        (Layout::row_major(k, 0), Layout::row_major(n, 0)),
+        (Layout::transposed(m, 0), Layout::row_major(n, 0)),
+    ];
+    for (la, lb) in layouts {
+        Matmul::new((m, n, k), (&a, la), (&b, lb), (&c, Layout::row_major(n, 0))).record(&mut rec);
+    }
     ops::softmax::softmax_inplace(&mut rec, &c);
     let (_, times) = rec.finish().expect("runs");
     match times {
@@ -683,12 +686,15 @@ fn timed_recordings_report_each_familys_work() {
             "timing was asked for on an adapter with timestamp queries"
         ),
         Some(t) => {
-            let mm = t.work["matmul"];
-            assert_eq!(mm.flops, 2.0 * (m * n * k) as f64);
-            assert_eq!(mm.bytes, 4.0 * (m * k + k * n + m * n) as f64);
+            for class in ["matmul NT", "matmul NN", "matmul TN"] {
+                let mm = t.work[class];
+                assert_eq!(mm.flops, 2.0 * (m * n * k) as f64, "{class}");
+                assert_eq!(mm.bytes, 4.0 * (m * k + k * n + m * n) as f64, "{class}");
+                assert!(t.by_family[class] > 0.0, "{class}");
+            }
             // Softmax reads and writes c in place.
             assert_eq!(t.work["softmax"].bytes, 8.0 * (m * n) as f64);
-            assert!(t.by_family["matmul"] > 0.0);
+            assert_eq!(t.by_family.len(), 4, "{:?}", t.by_family);
         }
     }
 }

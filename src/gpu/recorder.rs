@@ -14,6 +14,8 @@ struct Dispatch {
     buffers: Vec<wgpu::Buffer>,
     groups: [u32; 3],
     work: Work,
+    /// The row its time is reported under: the kernel's family unless the launcher names a finer class.
+    label: &'static str,
 }
 
 /// Work a dispatch does: FLOPs its launcher declares, and bytes it moves (by default the size of every tensor
@@ -109,6 +111,7 @@ impl<'g> Recorder<'g> {
             params_size: padded as u64,
             buffers: args.iter().map(|t| t.buffer().clone()).collect(),
             groups,
+            label: kernel.family,
             work: Work {
                 flops: 0.0,
                 bytes: args.iter().map(|t| t.bytes() as f64).sum(),
@@ -120,6 +123,13 @@ impl<'g> Recorder<'g> {
     pub fn declare_work(&mut self, work: Work) {
         if let Some(d) = self.dispatches.last_mut() {
             d.work = work;
+        }
+    }
+
+    /// Reports the dispatch just queued under `label` instead of its kernel's family (e.g. a matmul's layout).
+    pub fn label_last(&mut self, label: &'static str) {
+        if let Some(d) = self.dispatches.last_mut() {
+            d.label = label;
         }
     }
 
@@ -303,8 +313,8 @@ impl<'g> Recorder<'g> {
                         break;
                     }
                     let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
-                    *times.by_family.entry(d.kernel.family).or_default() += dt;
-                    let w = times.work.entry(d.kernel.family).or_default();
+                    *times.by_family.entry(d.label).or_default() += dt;
+                    let w = times.work.entry(d.label).or_default();
                     w.flops += d.work.flops;
                     w.bytes += d.work.bytes;
                 }

@@ -223,7 +223,27 @@ impl<'t> Matmul<'t> {
             flops: 2.0 * batch * m * n * k,
             bytes: 4.0 * elems + bt.dtype.size() as f64 * b_elems,
         });
+        rec.label_last(layout_class(al, bl, batch > 1.0));
     }
+}
+
+/// The profile row of a matmul, by how its operands lie in memory (BLAS's names: A is N when each row's k run
+/// is contiguous, T when its m run is; B is N when n is contiguous, T when k is) and whether it is batched
+/// (attention's per-head products).
+fn layout_class(a: Layout, b: Layout, batched: bool) -> &'static str {
+    const NAMES: [&str; 8] = [
+        "matmul NT",
+        "matmul NN",
+        "matmul TT",
+        "matmul TN",
+        "matmul NT b",
+        "matmul NN b",
+        "matmul TT b",
+        "matmul TN b",
+    ];
+    let a_t = a.cs != 1 && a.rs == 1;
+    let b_n = b.cs == 1 && b.rs != 1;
+    NAMES[usize::from(b_n) + 2 * usize::from(a_t) + 4 * usize::from(batched)]
 }
 
 /// y[rows, N] = act(x[rows, K] · Wᵀ + b), with W in PyTorch's [N, K] layout; optional residual.
