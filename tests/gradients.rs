@@ -77,19 +77,34 @@ fn run_with(
     let vit = GpuViT::new(gpu, &case.backbone, None).expect("upload");
     let gt = GpuTuning::upload(gpu, tuning).expect("tuning upload");
     let grads = gt.zeros_like(gpu).expect("grads");
-    let out = compute_grads(
+    let out = step(gpu, (&vit, &gt, &grads), case, options, None);
+    let g = download_named(gpu, &grads, &gt.shapes).expect("download");
+    (out.loss, g)
+}
+
+/// One training step of `case`'s batch, accumulating into `grads`; `after` records into the last submit.
+fn step(
+    gpu: &vitune::gpu::Gpu,
+    (vit, gt, grads): (
+        &GpuViT,
+        &GpuTuning,
+        &BTreeMap<String, vitune::gpu::GpuTensor>,
+    ),
+    case: &Case,
+    options: StepOptions,
+    after: Option<&mut dyn FnMut(&mut vitune::gpu::Recorder)>,
+) -> vitune::train::StepOutput {
+    compute_grads(
         gpu,
-        &vit,
-        &gt,
-        &grads,
+        vit,
+        gt,
+        grads,
         &case.pixels,
         &case.labels,
         options,
-        None,
+        after,
     )
-    .expect("step");
-    let g = download_named(gpu, &grads, &gt.shapes).expect("download");
-    (out.loss, g)
+    .expect("step")
 }
 
 /// Checks the loss and every gradient against autograd, with the fused and the matmul attention kernels.
@@ -312,7 +327,7 @@ fn a_training_step_allocates_no_buffers_after_the_first() {
         OptimConfig::new(OptimizerKind::Adamw, 1e-3, 1e-4),
     )
     .expect("optimizer");
-    let mut step = |seed: u32| {
+    let mut seeded_step = |seed: u32| {
         let mut after =
             |rec: &mut vitune::gpu::Recorder| opt.record_step(rec, &gt.params, &grads, &gt.shapes);
         let options = StepOptions {
@@ -320,22 +335,11 @@ fn a_training_step_allocates_no_buffers_after_the_first() {
             dropout_seed: Some(seed),
             timing: false,
         };
-        compute_grads(
-            &gpu,
-            &vit,
-            &gt,
-            &grads,
-            &case.pixels,
-            &case.labels,
-            options,
-            Some(&mut after),
-        )
-        .expect("step")
-        .loss
+        step(&gpu, (&vit, &gt, &grads), &case, options, Some(&mut after)).loss
     };
-    step(1);
+    seeded_step(1);
     let before = gpu.buffers_created();
-    let loss = step(2);
+    let loss = seeded_step(2);
     assert!(loss.is_finite());
     assert_eq!(
         gpu.buffers_created(),
@@ -358,23 +362,19 @@ fn a_step_holds_no_more_than_its_activation_budget() {
             let vit = GpuViT::new(&gpu, &case.backbone, None).expect("upload");
             let gt = GpuTuning::upload(&gpu, &case.tuning).expect("tuning upload");
             let grads = gt.zeros_like(&gpu).expect("grads");
-            let step = || {
-                compute_grads(
+            let plain_step = || {
+                step(
                     &gpu,
-                    &vit,
-                    &gt,
-                    &grads,
-                    &case.pixels,
-                    &case.labels,
+                    (&vit, &gt, &grads),
+                    &case,
                     StepOptions::default(),
                     None,
                 )
-                .expect("step")
             };
-            step();
+            plain_step();
             let (before, _) = gpu.pool_bytes();
             gpu.reset_peak_memory();
-            step();
+            plain_step();
             let (_, peak) = gpu.pool_bytes();
             let images = case.pixels.shape[0];
             let held = (peak - before) as usize / images;

@@ -707,6 +707,26 @@ impl<'a> Graph<'a> {
         Ok(())
     }
 
+    /// Backward of the linear layer `{prefix}` (y = x·Wᵀ + b, y and x of one shape but the last axis): returns
+    /// dx and accumulates the weight and bias gradients where trained; `x` is the saved input, if kept.
+    fn linear_backward(
+        &self,
+        rec: &mut Recorder,
+        prefix: &str,
+        dy: &GpuTensor,
+        x: Option<&GpuTensor>,
+        grads: &BTreeMap<String, GpuTensor>,
+    ) -> Result<GpuTensor> {
+        let w = self.w(&format!("{prefix}.weight"))?;
+        let mut shape = dy.shape.clone();
+        if let Some(last) = shape.last_mut() {
+            *last = w.shape[1];
+        }
+        let dx = linear_input_grad(rec, dy, w, 1.0, None, &shape)?;
+        self.linear_param_grads(rec, prefix, dy, x, grads, 1.0)?;
+        Ok(dx)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn ln_param_grads(
         &self,
@@ -756,13 +776,9 @@ impl<'a> Graph<'a> {
         let c = &self.vit.config;
         let b = format!("blocks.{l}");
         // MLP sub-block: xo = xm + fc2(gelu(fc1(LN2 xm))) [+ adapters]
-        let (f2w, _) = self.pair(&format!("{b}.mlp.fc2"))?;
-        let dh = linear_input_grad(rec, g, f2w, 1.0, None, &a.hpre.shape)?;
-        self.linear_param_grads(rec, &format!("{b}.mlp.fc2"), g, a.h.as_ref(), grads, 1.0)?;
+        let dh = self.linear_backward(rec, &format!("{b}.mlp.fc2"), g, a.h.as_ref(), grads)?;
         activation_backward(rec, &a.hpre, &dh, Act::Gelu);
-        let (f1w, _) = self.pair(&format!("{b}.mlp.fc1"))?;
-        let dy2 = linear_input_grad(rec, &dh, f1w, 1.0, None, &a.xm.shape)?;
-        self.linear_param_grads(rec, &format!("{b}.mlp.fc1"), &dh, a.y2.as_ref(), grads, 1.0)?;
+        let dy2 = self.linear_backward(rec, &format!("{b}.mlp.fc1"), &dh, a.y2.as_ref(), grads)?;
         drop(dh);
         if let Some(ca) = &a.conv[1] {
             self.convpass_backward(rec, l, 1, g, kept(&a.y2, "LN2")?, ca, &dy2, grads)?;
@@ -809,16 +825,8 @@ impl<'a> Graph<'a> {
             linear_input_grad(rec, &da, dw, 1.0, Some(&dxm), &a.xm.shape)?;
         }
         // Attention sub-block: xm = x + proj(attn(LN1 x)) [+ LoRA inside qkv, + Convpass]
-        let (pw, _) = self.pair(&format!("{b}.attn.proj"))?;
-        let dctx = linear_input_grad(rec, &dxm, pw, 1.0, None, &a.x.shape)?;
-        self.linear_param_grads(
-            rec,
-            &format!("{b}.attn.proj"),
-            &dxm,
-            a.ctx.as_ref(),
-            grads,
-            1.0,
-        )?;
+        let dctx =
+            self.linear_backward(rec, &format!("{b}.attn.proj"), &dxm, a.ctx.as_ref(), grads)?;
         let dqkv = match (&a.att, &self.attn_grads) {
             (SavedAttention::Probs(probs), Some(cell)) => {
                 let mut v = cell.borrow_mut();
@@ -838,16 +846,8 @@ impl<'a> Graph<'a> {
             }
         };
         drop(dctx);
-        let (qw, _) = self.pair(&format!("{b}.attn.qkv"))?;
-        let dy1 = linear_input_grad(rec, &dqkv, qw, 1.0, None, &a.x.shape)?;
-        self.linear_param_grads(
-            rec,
-            &format!("{b}.attn.qkv"),
-            &dqkv,
-            a.y1.as_ref(),
-            grads,
-            1.0,
-        )?;
+        let dy1 =
+            self.linear_backward(rec, &format!("{b}.attn.qkv"), &dqkv, a.y1.as_ref(), grads)?;
         if let Some(o) = self.opts() {
             let s = o.alpha / o.rank.max(1) as f32;
             let rows = a.x.numel() / c.dim;
