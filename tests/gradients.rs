@@ -349,12 +349,21 @@ fn a_training_step_allocates_no_buffers_after_the_first() {
 }
 
 /// The activation budget the micro-batch is sized against covers what a step really holds, for methods that keep
-/// none of the frozen layers' inputs (vpt-deep) and for those that keep some or all (LoRA, Convpass, full), with
-/// both attention kernels.
+/// none of the frozen layers' inputs (vpt-deep, bitfit, AdaptFormer; the fused attention keeps the context) and
+/// for those that keep some or all (LoRA, Convpass, full), on token- and average-pooled backbones, with both
+/// attention kernels.
 #[test]
 fn a_step_holds_no_more_than_its_activation_budget() {
     use vitune::train::train_activation_bytes;
-    for method in ["vpt-deep", "lora", "convpass", "full"] {
+    for method in [
+        "vpt-deep",
+        "vpt-deep-avg",
+        "bitfit",
+        "adaptformer",
+        "lora",
+        "convpass",
+        "full",
+    ] {
         let case = load_case(method);
         for kernel in [AttentionKernel::Matmul, AttentionKernel::Fused] {
             let gpu = common::gpu();
@@ -385,5 +394,38 @@ fn a_step_holds_no_more_than_its_activation_budget() {
                 "{method} ({kernel:?}): a step held {held} bytes per image, over its budget of {budget}"
             );
         }
+    }
+}
+
+/// Grad-rollout runs a training forward that keeps only what input gradients need: it works on every method's
+/// tuning (the Convpass bypasses' inputs are not kept there) and gives finite, non-zero attention gradients.
+#[test]
+fn grad_rollout_works_with_every_methods_tuning() {
+    let gpu = common::gpu();
+    for method in [
+        "linear",
+        "bitfit",
+        "vpt-shallow",
+        "vpt-deep",
+        "lora",
+        "adaptformer",
+        "convpass",
+        "full",
+    ] {
+        let case = load_case(method);
+        let vit = GpuViT::new(&gpu, &case.backbone, None).expect("upload");
+        let gt = GpuTuning::upload(&gpu, &case.tuning).expect("tuning upload");
+        let (h, w) = (case.pixels.shape[2], case.pixels.shape[3]);
+        let one = HostTensor::new(vec![1, 3, h, w], case.pixels.data[..3 * h * w].to_vec());
+        let att = vitune::viz::image_attention(&gpu, &vit, Some(&gt), &one, true, Some(1))
+            .unwrap_or_else(|e| panic!("{method}: {e}"));
+        let grads = att.grads.expect("attention gradients");
+        assert_eq!(grads.len(), case.backbone.config.depth, "{method}");
+        assert!(
+            grads
+                .iter()
+                .all(|g| g.iter().all(|v| v.is_finite()) && g.iter().any(|v| *v != 0.0)),
+            "{method}: attention gradients should be finite and not all zero"
+        );
     }
 }

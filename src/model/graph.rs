@@ -371,7 +371,6 @@ impl<'a> Graph<'a> {
     ) -> Result<(GpuTensor, Option<BlockActs>, Option<GpuTensor>)> {
         let c = &self.vit.config;
         let train = keep.is_some();
-        let keep = keep.unwrap_or(WeightInputs::ALL);
         let b = format!("blocks.{l}");
         let (n1w, n1b) = self.pair(&format!("{b}.norm1"))?;
         let ln1 = layernorm(rec, &x, n1w, n1b, c.eps)?;
@@ -469,8 +468,8 @@ impl<'a> Graph<'a> {
             SavedAttention::Probs(p) => Some(p.clone()),
             SavedAttention::Lse(_) => None,
         };
-        let acts = if train {
-            Some(BlockActs {
+        let acts = match keep {
+            Some(keep) => Some(BlockActs {
                 x,
                 y1: keep.y1.then_some(ln1.y),
                 st1: ln1.stats,
@@ -486,9 +485,8 @@ impl<'a> Graph<'a> {
                 lora_u,
                 adapt,
                 conv: [conv1.flatten(), conv2.flatten()],
-            })
-        } else {
-            None
+            }),
+            None => None,
         };
         Ok((xo, acts, probs))
     }
@@ -781,7 +779,7 @@ impl<'a> Graph<'a> {
         let dy2 = self.linear_backward(rec, &format!("{b}.mlp.fc1"), &dh, a.y2.as_ref(), grads)?;
         drop(dh);
         if let Some(ca) = &a.conv[1] {
-            self.convpass_backward(rec, l, 1, g, kept(&a.y2, "LN2")?, ca, &dy2, grads)?;
+            self.convpass_backward(rec, l, 1, g, a.y2.as_ref(), ca, &dy2, grads)?;
         }
         let (n2w, _) = self.pair(&format!("{b}.norm2"))?;
         let dxm = rec.gpu().empty(&a.xm.shape)?;
@@ -895,7 +893,7 @@ impl<'a> Graph<'a> {
         }
         drop(dqkv);
         if let Some(ca) = &a.conv[0] {
-            self.convpass_backward(rec, l, 0, &dxm, kept(&a.y1, "LN1")?, ca, &dy1, grads)?;
+            self.convpass_backward(rec, l, 0, &dxm, a.y1.as_ref(), ca, &dy1, grads)?;
         }
         let (n1w, _) = self.pair(&format!("{b}.norm1"))?;
         let dx = rec.gpu().empty(&a.x.shape)?;
@@ -921,7 +919,8 @@ impl<'a> Graph<'a> {
         Ok(dx)
     }
 
-    /// Backward of `convpass_forward`: g is the gradient of the sum the bypass was added to; adds into dz.
+    /// Backward of `convpass_forward`: g is the gradient of the sum the bypass was added to; adds into dz. `z`,
+    /// the bypass's input, is kept only when its down-projection is trained (not for input gradients alone).
     #[allow(clippy::too_many_arguments)]
     fn convpass_backward(
         &self,
@@ -929,7 +928,7 @@ impl<'a> Graph<'a> {
         l: usize,
         branch: usize,
         g: &GpuTensor,
-        z: &GpuTensor,
+        z: Option<&GpuTensor>,
         a: &ConvActs,
         dz: &GpuTensor,
         grads: &BTreeMap<String, GpuTensor>,
@@ -970,8 +969,8 @@ impl<'a> Graph<'a> {
         let dd = conv_tokens_input_grad(rec, &de, cw, prefix, grid)?;
         activation_backward(rec, &a.dpre, &dd, Act::QuickGelu);
         let (dw, _) = self.pair(&format!("{b}.adapter_down"))?;
-        self.linear_param_grads(rec, &format!("{b}.adapter_down"), &dd, Some(z), grads, 1.0)?;
-        linear_input_grad(rec, &dd, dw, 1.0, Some(dz), &z.shape)?;
+        self.linear_param_grads(rec, &format!("{b}.adapter_down"), &dd, z, grads, 1.0)?;
+        linear_input_grad(rec, &dd, dw, 1.0, Some(dz), &dz.shape)?;
         Ok(())
     }
 }

@@ -11,7 +11,8 @@ use crate::ops::activation::fill;
 use crate::ops::loss::cross_entropy;
 use crate::tuning::Method;
 
-/// Default budget for saved activations when `VITUNE_MEMORY_MB` is not set.
+/// Default budget for a micro-batch's saved activations and backward working set when `VITUNE_MEMORY_MB` is not
+/// set.
 const DEFAULT_BUDGET_MB: usize = 1024;
 
 /// Bytes of activations (and working space) one image keeps through a training step of `tuning`: what the
