@@ -76,14 +76,17 @@ pub struct Worker {
     pub commands: Sender<Command>,
     pub replies: Receiver<Reply>,
     pub stop: Arc<AtomicBool>,
+    /// Set when the app closes: the worker drops the commands still queued.
+    closing: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// Stops a running training after its step, lets the worker finish what is queued and release the device, and
+/// Stops a running training after its step, drops the queued commands, lets the worker release the device, and
 /// waits for it: the process must not exit while the worker thread is still inside the GPU driver.
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.closing.store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
         let (closed, _) = channel();
         drop(std::mem::replace(&mut self.commands, closed));
         if let Some(t) = self.thread.take() {
@@ -106,6 +109,8 @@ pub fn spawn(wake: impl Fn() + Send + 'static) -> Worker {
     let (rtx, rrx) = channel::<Reply>();
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
+    let closing = Arc::new(AtomicBool::new(false));
+    let closing2 = closing.clone();
     let thread = std::thread::Builder::new()
         .name("vitune-worker".into())
         .spawn(move || {
@@ -120,6 +125,9 @@ pub fn spawn(wake: impl Fn() + Send + 'static) -> Worker {
                 wake();
             };
             while let Ok(cmd) = crx.recv() {
+                if closing2.load(Ordering::SeqCst) {
+                    break;
+                }
                 if let Err(e) = handle(&mut st, cmd, &stop2, &send) {
                     send(Reply::Error(e.to_string()));
                 }
@@ -130,6 +138,7 @@ pub fn spawn(wake: impl Fn() + Send + 'static) -> Worker {
         commands: ctx,
         replies: rrx,
         stop,
+        closing,
         thread: Some(thread),
     }
 }
@@ -211,8 +220,8 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             send(Reply::Memory(now));
             f16?;
         }
+        // The UI clears `stop` before it sends Train (so closing the app, which sets it, is never undone here).
         Command::Train(project) => {
-            stop.store(false, Ordering::SeqCst);
             let b = backbone(st)?.clone();
             let classes: Vec<String> = project.classes.iter().map(|c| c.name.clone()).collect();
             if classes.len() < 2 {
