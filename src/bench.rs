@@ -325,7 +325,8 @@ impl Default for TrainExtras {
 
 /// A training step (forward, loss, backward, AdamW update) of `method` on a standard config with random
 /// weights: images/s, step time over forward time, activation memory per image, trainable parameters.
-/// The warm-up step runs one micro-batch: it builds the same pipelines and pool buffers as a full step.
+/// The warm-up step runs one micro-batch (and the batch's shorter last one): the same pipelines and pool buffer
+/// sizes as a full step.
 pub fn train(
     gpu: &Gpu,
     name: &str,
@@ -358,9 +359,17 @@ pub fn train(
     let pixels = HostTensor::new(vec![batch, 3, h, w], rng.normal_vec(batch * 3 * h * w, 1.0));
     let labels: Vec<usize> = (0..batch).map(|_| rng.below(classes)).collect();
     let micro = train_micro_batch(gpu, &vit, &gt, batch);
+    // The warm-up runs one micro-batch, and the shorter last one where the micro-batch does not divide the batch,
+    // so the timed step meets no new pipeline or buffer size.
+    let rest = batch % micro;
+    let warm = if batch > micro && rest > 0 {
+        micro + rest
+    } else {
+        micro
+    };
     let warm_pixels = HostTensor::new(
-        vec![micro, 3, h, w],
-        pixels.data[..micro * 3 * h * w].to_vec(),
+        vec![warm, 3, h, w],
+        pixels.data[..warm * 3 * h * w].to_vec(),
     );
     let step = |opt: &mut Optimizer,
                 timing: bool,
@@ -384,7 +393,7 @@ pub fn train(
         )?;
         Ok((start.elapsed().as_secs_f64(), out.times))
     };
-    step(&mut opt, false, (&warm_pixels, &labels[..micro]))?; // warm-up
+    step(&mut opt, false, (&warm_pixels, &labels[..warm]))?; // warm-up
     let (before, _) = gpu.pool_bytes();
     gpu.reset_peak_memory();
     let mut secs = 0.0;

@@ -64,6 +64,8 @@ pub struct Recorder<'g> {
     /// Tensors to copy back after the pass; held here so the pool cannot hand them out again meanwhile.
     reads: Vec<GpuTensor>,
     timing: bool,
+    /// Whether the last `dispatch` was dropped for an empty grid: what is declared of it then applies to nothing.
+    skipped_last: bool,
 }
 
 impl<'g> Recorder<'g> {
@@ -74,6 +76,7 @@ impl<'g> Recorder<'g> {
             dispatches: Vec::new(),
             reads: Vec::new(),
             timing: false,
+            skipped_last: false,
         }
     }
 
@@ -95,7 +98,8 @@ impl<'g> Recorder<'g> {
         args: &[Arg<'_>],
         groups: [u32; 3],
     ) {
-        if groups.contains(&0) {
+        self.skipped_last = groups.contains(&0);
+        if self.skipped_last {
             return;
         }
         let align = self.gpu.limits.min_uniform_buffer_offset_alignment.max(16) as usize;
@@ -121,6 +125,9 @@ impl<'g> Recorder<'g> {
 
     /// Declares the work of the dispatch just queued (for the FLOP and byte floors of `vitune bench`).
     pub fn declare_work(&mut self, work: Work) {
+        if self.skipped_last {
+            return;
+        }
         if let Some(d) = self.dispatches.last_mut() {
             d.work = work;
         }
@@ -128,6 +135,9 @@ impl<'g> Recorder<'g> {
 
     /// Reports the dispatch just queued under `label` instead of its kernel's family (e.g. a matmul's layout).
     pub fn label_last(&mut self, label: &'static str) {
+        if self.skipped_last {
+            return;
+        }
         if let Some(d) = self.dispatches.last_mut() {
             d.label = label;
         }
