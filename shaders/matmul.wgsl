@@ -293,6 +293,40 @@ fn matmul_direct_small(
     store8(c_base, row0 + 3u, col0, c30, c31);
 }
 
+// 4x4 per invocation (32x32 per workgroup), for products at most 32 columns wide: attention per head at small
+// head sizes, the adapters' narrow projections, the head, where 64-column tiles would mostly compute clamped
+// columns.
+const NARROW: u32 = 32u;
+
+@compute @workgroup_size(8, 8, 1)
+fn matmul_direct_narrow(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let bases = batch_bases(wg.z);
+    let row0 = wg.y * NARROW + lid.y * 4u;
+    let col0 = wg.x * NARROW + lid.x * 4u;
+    let ra = clamped4(bases.x, row0, p.m - 1u, p.a_sm);
+    let cb = clamped4(bases.y, col0, p.n - 1u, p.b_sn);
+    var c0 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var c3 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k++) {
+        let ia = ra + k * p.a_sk;
+        let ib = cb + k * p.b_sk;
+        let bv = vec4<f32>(load_b(ib.x), load_b(ib.y), load_b(ib.z), load_b(ib.w));
+        c0 = fma(vec4<f32>(a[ia.x]), bv, c0);
+        c1 = fma(vec4<f32>(a[ia.y]), bv, c1);
+        c2 = fma(vec4<f32>(a[ia.z]), bv, c2);
+        c3 = fma(vec4<f32>(a[ia.w]), bv, c3);
+    }
+    store4(bases.z, row0, col0, c0);
+    store4(bases.z, row0 + 1u, col0, c1);
+    store4(bases.z, row0 + 2u, col0, c2);
+    store4(bases.z, row0 + 3u, col0, c3);
+}
+
 fn store8(c_base: u32, row: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     store4(c_base, row, col0, lo);
     store4(c_base, row, col0 + 4u, hi);

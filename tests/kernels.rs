@@ -253,6 +253,25 @@ fn matmul_matches_reference_across_layouts_and_epilogues() {
             k: 1,
             ..base
         },
+        // The direct kernel's three tile shapes: 32 columns at most with 64-row tiles' worth of rows (32x32),
+        // a few rows over 32 columns (32x64).
+        MatCase {
+            m: 101,
+            n: 30,
+            k: 19,
+            bias: true,
+            residual: true,
+            ..base
+        },
+        MatCase {
+            m: 40,
+            n: 33,
+            k: 7,
+            a_trans: true,
+            b_trans: false,
+            accumulate: true,
+            ..base
+        },
     ];
     for b16 in [false, true] {
         // The f32 cases run first; the f16 ones then fail loudly where the adapter lacks SHADER_F16.

@@ -20,12 +20,23 @@ pub static MATMUL_DIRECT_SMALL: Kernel = Kernel {
     source: shaders::MATMUL,
     entry: "matmul_direct_small",
 };
+pub static MATMUL_DIRECT_NARROW: Kernel = Kernel {
+    family: "matmul",
+    source: shaders::MATMUL,
+    entry: "matmul_direct_narrow",
+};
 
-/// The same three kernels reading B as f16 (frozen weights stored in half precision), accumulating in f32.
+/// The same four kernels reading B as f16 (frozen weights stored in half precision), accumulating in f32.
 static MATMUL_F16_SOURCE: LazyLock<String> = LazyLock::new(shaders::matmul_f16_source);
-static MATMUL_F16: LazyLock<[Kernel; 3]> = LazyLock::new(|| {
+static MATMUL_F16: LazyLock<[Kernel; 4]> = LazyLock::new(|| {
     let source: &'static str = MATMUL_F16_SOURCE.as_str();
-    ["matmul", "matmul_direct", "matmul_direct_small"].map(|entry| Kernel {
+    [
+        "matmul",
+        "matmul_direct",
+        "matmul_direct_small",
+        "matmul_direct_narrow",
+    ]
+    .map(|entry| Kernel {
         family: "matmul",
         source,
         entry,
@@ -194,16 +205,23 @@ impl<'t> Matmul<'t> {
             at.dtype == DType::F32 && ct.dtype == DType::F32,
             "matmul: only B may be stored as f16"
         );
-        let variants: [&'static Kernel; 3] = match bt.dtype {
-            DType::F32 => [&MATMUL, &MATMUL_DIRECT, &MATMUL_DIRECT_SMALL],
+        let variants: [&'static Kernel; 4] = match bt.dtype {
+            DType::F32 => [
+                &MATMUL,
+                &MATMUL_DIRECT,
+                &MATMUL_DIRECT_SMALL,
+                &MATMUL_DIRECT_NARROW,
+            ],
             DType::F16 => {
-                let k: &'static [Kernel; 3] = &MATMUL_F16;
-                [&k[0], &k[1], &k[2]]
+                let k: &'static [Kernel; 4] = &MATMUL_F16;
+                [&k[0], &k[1], &k[2], &k[3]]
             }
         };
         let (kernel, rows, cols) = match self.kernel.unwrap_or_else(|| rec.gpu().matmul_kernel()) {
             MatmulKernel::Tiled => (variants[0], 64, 64),
-            // 64-row tiles unless most of the last tile would be clamped rows.
+            // 32x32 tiles for products at most 32 columns wide; else 64-row tiles unless most of the last tile
+            // would be clamped rows.
+            MatmulKernel::Direct if self.n <= 32 => (variants[3], 32, 32),
             MatmulKernel::Direct if self.m >= 96 => (variants[1], 64, 64),
             MatmulKernel::Direct => (variants[2], 32, 64),
         };
