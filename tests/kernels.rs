@@ -68,6 +68,8 @@ struct MatCase {
     residual: bool,
     accumulate: bool,
     alpha: f32,
+    /// Also write the pre-activation to a second output (a training forward's fused bias + activation).
+    pre_act: bool,
 }
 
 /// Runs one case; with `b16` B is stored as f16 and the reference uses B rounded to f16.
@@ -138,6 +140,7 @@ fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64, kernel: MatmulKernel, b16: bool
     let gbias = up(gpu, &[bias.len()], &bias);
     let gres = up(gpu, &[res.len()], &res);
     let gc = up(gpu, &[c0.len()], &c0);
+    let gpre = gpu.empty(&[batches * m * n]).expect("pre");
     let mut rec = Recorder::new(gpu);
     let mut mm = Matmul::new((m, n, k), (&ga, al), (&gb, bl), (&gc, cl));
     mm.batch1 = c.b1;
@@ -148,10 +151,13 @@ fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64, kernel: MatmulKernel, b16: bool
     mm.residual = c.residual.then_some(&gres);
     mm.accumulate = c.accumulate;
     mm.kernel = Some(kernel);
+    mm.pre_act = c.pre_act.then_some(&gpre);
     mm.record(&mut rec);
     let h = rec.read(&gc);
+    let hp = rec.read(&gpre);
     let (outs, _) = rec.finish().expect("matmul runs");
     let got = &outs[h.0];
+    let mut want_pre = vec![0.0f64; batches * m * n];
 
     let at = |z: usize, i: usize, j: usize| {
         let (z1, z2) = (z / c.b2, z % c.b2);
@@ -173,10 +179,11 @@ fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64, kernel: MatmulKernel, b16: bool
                     s += bias[2 + j] as f64;
                 }
                 let mut v = c.alpha as f64 * s;
+                let ci = z * m * n + i * n + j;
+                want_pre[ci] = v;
                 if c.gelu {
                     v = gelu64(v);
                 }
-                let ci = z * m * n + i * n + j;
                 if c.residual {
                     v += res[ci] as f64;
                 }
@@ -187,15 +194,19 @@ fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64, kernel: MatmulKernel, b16: bool
             }
         }
     }
-    assert_close(
-        got,
-        &want,
-        2e-5,
-        &format!(
-            "matmul {m}x{n}x{k} b{}x{} {kernel:?} f16 B {b16}",
-            c.b1, c.b2
-        ),
+    let what = format!(
+        "matmul {m}x{n}x{k} b{}x{} {kernel:?} f16 B {b16}",
+        c.b1, c.b2
     );
+    assert_close(got, &want, 2e-5, &what);
+    if c.pre_act {
+        assert_close(
+            &outs[hp.0],
+            &want_pre,
+            2e-5,
+            &format!("{what}, pre-activation"),
+        );
+    }
 }
 
 #[test]
@@ -214,12 +225,14 @@ fn matmul_matches_reference_across_layouts_and_epilogues() {
         residual: false,
         accumulate: false,
         alpha: 1.0,
+        pre_act: false,
     };
     let cases = [
         MatCase { ..base },
         MatCase {
             bias: true,
             gelu: true,
+            pre_act: true,
             ..base
         },
         MatCase {
@@ -245,6 +258,9 @@ fn matmul_matches_reference_across_layouts_and_epilogues() {
             a_trans: true,
             b_trans: true,
             bias: true,
+            gelu: true,
+            alpha: 0.5,
+            pre_act: true,
             ..base
         },
         MatCase {

@@ -18,7 +18,9 @@ use crate::ops::embed::{assemble_tokens, im2col, Prompts};
 use crate::ops::layernorm::{
     layernorm, layernorm_backward, layernorm_param_grads, layernorm_rows, Rows,
 };
-use crate::ops::matmul::{linear, linear_input_grad, linear_weight_grad, Act, Layout, Matmul};
+use crate::ops::matmul::{
+    linear, linear_input_grad, linear_keeping_pre_act, linear_weight_grad, Act, Layout, Matmul,
+};
 use crate::ops::reduce::{
     batch_sum_tokens_into, column_sum_into, gather_tokens, mean_tokens, mean_tokens_backward,
     write_tokens, zero_tokens,
@@ -422,8 +424,7 @@ impl<'a> Graph<'a> {
         let ln2 = layernorm(rec, &xm, n2w, n2b, c.eps)?;
         let (f1w, f1b) = self.pair(&format!("{b}.mlp.fc1"))?;
         let (hpre, h) = if train {
-            let hpre = linear(rec, &ln2.y, f1w, Some(f1b), Act::None, None)?;
-            let h = activation(rec, &hpre, Act::Gelu)?;
+            let (hpre, h) = linear_keeping_pre_act(rec, &ln2.y, f1w, Some(f1b), Act::Gelu)?;
             (Some(hpre), h)
         } else {
             (None, linear(rec, &ln2.y, f1w, Some(f1b), Act::Gelu, None)?)
@@ -437,8 +438,7 @@ impl<'a> Graph<'a> {
             let a = format!("{b}.adaptmlp");
             let (dw, db) = self.pair(&format!("{a}.down_proj"))?;
             let (apre, act) = if train {
-                let apre = linear(rec, &xm, dw, Some(db), Act::None, None)?;
-                let act = activation(rec, &apre, Act::Relu)?;
+                let (apre, act) = linear_keeping_pre_act(rec, &xm, dw, Some(db), Act::Relu)?;
                 (Some(apre), act)
             } else {
                 (None, linear(rec, &xm, dw, Some(db), Act::Relu, None)?)
@@ -509,8 +509,7 @@ impl<'a> Graph<'a> {
         let (dw, db) = self.pair(&format!("{b}.adapter_down"))?;
         let (cw, cb) = self.pair(&format!("{b}.adapter_conv"))?;
         let (uw, ub) = self.pair(&format!("{b}.adapter_up"))?;
-        let dpre = linear(rec, z, dw, Some(db), Act::None, None)?;
-        let d = activation(rec, &dpre, Act::QuickGelu)?;
+        let (dpre, d) = linear_keeping_pre_act(rec, z, dw, Some(db), Act::QuickGelu)?;
         let cpre = conv_tokens(rec, &d, cw, cb, 1 + self.prompts(), self.vit.grid())?;
         let e = activation(rec, &cpre, Act::QuickGelu)?;
         let rows = out.numel() / c.dim;

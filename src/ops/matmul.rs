@@ -133,6 +133,9 @@ pub struct Matmul<'t> {
     pub act: Act,
     pub residual: Option<&'t GpuTensor>,
     pub accumulate: bool,
+    /// Also writes alpha·(A·B + bias), the value before `act`, here (laid out as C); not with a residual or
+    /// accumulation.
+    pub pre_act: Option<&'t GpuTensor>,
     /// The kernel to use; the adapter's default when unset.
     pub kernel: Option<MatmulKernel>,
 }
@@ -158,6 +161,7 @@ impl<'t> Matmul<'t> {
             act: Act::None,
             residual: None,
             accumulate: false,
+            pre_act: None,
             kernel: None,
         }
     }
@@ -172,7 +176,12 @@ impl<'t> Matmul<'t> {
             | ((self.residual.is_some() as u32) << 2)
             | ((self.accumulate as u32) << 3)
             | (((self.act == Act::Relu) as u32) << 4)
-            | (((self.act == Act::QuickGelu) as u32) << 5);
+            | (((self.act == Act::QuickGelu) as u32) << 5)
+            | ((self.pre_act.is_some() as u32) << 6);
+        assert!(
+            self.pre_act.is_none() || (self.residual.is_none() && !self.accumulate),
+            "matmul: the pre-activation copy is for a plain act(x·W + b) only"
+        );
         let params = Params {
             m: u(self.m),
             n: u(self.n),
@@ -230,11 +239,14 @@ impl<'t> Matmul<'t> {
             u(self.m.div_ceil(rows)),
             u(self.batch1 * self.batch2.max(1)),
         ];
-        rec.dispatch(kernel, &params, &[at, bt, bias, res, ct], groups);
+        let pre = self.pre_act.unwrap_or(rec.gpu().dummy_output());
+        rec.dispatch(kernel, &params, &[at, bt, bias, res, ct, pre], groups);
         let batch = (self.batch1 * self.batch2.max(1)) as f64;
         let (m, n, k) = (self.m as f64, self.n as f64, self.k as f64);
         let shared_b = bl.b1 == 0 && bl.b2 == 0;
-        let c_passes = 1.0 + (self.accumulate || self.residual.is_some()) as u8 as f64;
+        let c_passes = 1.0
+            + (self.accumulate || self.residual.is_some()) as u8 as f64
+            + self.pre_act.is_some() as u8 as f64;
         let b_elems = if shared_b { k * n } else { batch * k * n };
         let elems = batch * (m * k + m * n * c_passes);
         rec.declare_work(crate::gpu::Work {
@@ -273,6 +285,38 @@ pub fn linear(
     act: Act,
     residual: Option<&GpuTensor>,
 ) -> Result<GpuTensor, GpuError> {
+    linear_with(rec, (x, w, b), act, residual, None)
+}
+
+/// (x·Wᵀ + b, act(x·Wᵀ + b)) from one matmul: what a training forward keeps for act's backward, and the output.
+pub fn linear_keeping_pre_act(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    b: Option<&GpuTensor>,
+    act: Act,
+) -> Result<(GpuTensor, GpuTensor), GpuError> {
+    let pre = rec.gpu().empty(&linear_shape(x, w))?;
+    let y = linear_with(rec, (x, w, b), act, None, Some(&pre))?;
+    Ok((pre, y))
+}
+
+/// x's shape with its last axis W's output width.
+fn linear_shape(x: &GpuTensor, w: &GpuTensor) -> Vec<usize> {
+    let mut shape = x.shape.clone();
+    if let Some(last) = shape.last_mut() {
+        *last = w.shape[0];
+    }
+    shape
+}
+
+fn linear_with(
+    rec: &mut Recorder,
+    (x, w, b): (&GpuTensor, &GpuTensor, Option<&GpuTensor>),
+    act: Act,
+    residual: Option<&GpuTensor>,
+    pre_act: Option<&GpuTensor>,
+) -> Result<GpuTensor, GpuError> {
     let k = *x.shape.last().unwrap_or(&0);
     let rows = x.numel() / k.max(1);
     let n = w.shape[0];
@@ -281,11 +325,7 @@ pub fn linear(
         "linear: weight {:?} vs input {:?}",
         w.shape, x.shape
     );
-    let mut shape = x.shape.clone();
-    if let Some(last) = shape.last_mut() {
-        *last = n;
-    }
-    let y = rec.gpu().empty(&shape)?;
+    let y = rec.gpu().empty(&linear_shape(x, w))?;
     let mut mm = Matmul::new(
         (rows, n, k),
         (x, Layout::row_major(k, 0)),
@@ -295,6 +335,7 @@ pub fn linear(
     mm.bias = b.map(|b| (b, 0));
     mm.act = act;
     mm.residual = residual;
+    mm.pre_act = pre_act;
     mm.record(rec);
     Ok(y)
 }
