@@ -270,13 +270,22 @@ fn matmul_matches_reference_across_layouts_and_epilogues() {
             ..base
         },
         // The direct kernel's three tile shapes: 32 columns at most with 64-row tiles' worth of rows (32x32),
-        // a few rows over 32 columns (32x64).
+        // many rows over 32 columns (64x64), a few rows over 32 columns (32x64).
         MatCase {
             m: 101,
             n: 30,
             k: 19,
             bias: true,
             residual: true,
+            ..base
+        },
+        MatCase {
+            m: 97,
+            n: 40,
+            k: 9,
+            bias: true,
+            gelu: true,
+            pre_act: true,
             ..base
         },
         MatCase {

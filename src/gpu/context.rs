@@ -41,7 +41,6 @@ pub struct Gpu {
     pub(super) pipelines: PipelineCache,
     pub(super) pool: Arc<BufferPool>,
     dummy: std::sync::OnceLock<super::GpuTensor>,
-    dummy_output: std::sync::OnceLock<super::GpuTensor>,
     /// Serial row kernels (see `RowKernel`): 1 = one row per invocation, 0 = one workgroup per row.
     serial_rows: std::sync::atomic::AtomicBool,
     matmul_kernel: MatmulKernel,
@@ -187,7 +186,6 @@ impl Gpu {
             pipelines: PipelineCache::default(),
             pool: Arc::new(BufferPool::default()),
             dummy: std::sync::OnceLock::new(),
-            dummy_output: std::sync::OnceLock::new(),
             serial_rows: std::sync::atomic::AtomicBool::new(serial_rows),
             matmul_kernel,
             fused_attention: std::sync::atomic::AtomicBool::new(fused_attention),
@@ -313,15 +311,6 @@ impl Gpu {
         self.dummy.get_or_init(|| {
             // The pool never fails for 16 bytes unless the device is lost, and then every later call fails too.
             self.empty(&[4]).expect("allocating a 16-byte buffer")
-        })
-    }
-
-    /// A small buffer bound where a kernel's optional output is absent: not `dummy`, which the same dispatch may
-    /// bind read-only (one buffer cannot be both in one dispatch).
-    pub fn dummy_output(&self) -> &super::GpuTensor {
-        self.dummy_output.get_or_init(|| {
-            self.empty(&[4])
-                .expect("allocating a 16-byte buffer (see `dummy`)")
         })
     }
 }

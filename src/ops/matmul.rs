@@ -239,7 +239,13 @@ impl<'t> Matmul<'t> {
             u(self.m.div_ceil(rows)),
             u(self.batch1 * self.batch2.max(1)),
         ];
-        let pre = self.pre_act.unwrap_or(rec.gpu().dummy_output());
+        // Without a pre-activation output C itself fills the binding (never written there: the flag is off), so
+        // matmuls share no writable placeholder that would order them after one another.
+        let pre = self.pre_act.unwrap_or(ct);
+        assert!(
+            pre.dtype == DType::F32,
+            "matmul: the pre-activation output is f32"
+        );
         rec.dispatch(kernel, &params, &[at, bt, bias, res, ct, pre], groups);
         let batch = (self.batch1 * self.batch2.max(1)) as f64;
         let (m, n, k) = (self.m as f64, self.n as f64, self.k as f64);
