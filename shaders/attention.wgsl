@@ -24,16 +24,30 @@ const NEG: f32 = -3.4e38;
 @group(0) @binding(2) var<storage, read_write> ctx: array<f32>;
 @group(0) @binding(3) var<storage, read_write> lse: array<f32>;
 
-// (image·heads + head) of a workgroup on the [row blocks, bh folded over y and z] grid.
-fn head_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.y + wid.z * nwg.y;
+// What one invocation works on, on the [row blocks, bh folded over y and z] grid: its pair bh = image·heads + head
+// (past the last pair, the invocation returns at once), its row, that row clamped to the last token (lanes past it
+// compute a duplicate row and store nothing), and token 0's offsets: the pair's q columns in qkv, its columns in
+// ctx. Every row of qkv is 3·D wide.
+struct Lane {
+    bh: u32,
+    row: u32,
+    clamped: u32,
+    qkv: u32,
+    ctx: u32,
 }
 
-// Offsets of token 0 of pair bh = image·heads + head: its q columns in qkv (x) and its columns in ctx (y).
-fn head_bases(bh: u32, q: Params) -> vec2<u32> {
+fn lane_of(wid: vec3<u32>, nwg: vec3<u32>, lane: u32, q: Params) -> Lane {
+    let bh = wid.y + wid.z * nwg.y;
+    let row = wid.x * ROWS + lane;
     let img = bh / q.heads;
     let h = bh % q.heads;
-    return vec2<u32>(img * q.t * 3u * q.d + h * HD, img * q.t * q.d + h * HD);
+    return Lane(
+        bh,
+        row,
+        min(row, q.t - 1u),
+        img * q.t * 3u * q.d + h * HD,
+        img * q.t * q.d + h * HD,
+    );
 }
 
 @compute @workgroup_size(ROWS, 1, 1)
@@ -42,15 +56,15 @@ fn flash_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let bh = head_index(wid, nwg);
-    if (bh >= p.bh) {
+    let at = lane_of(wid, nwg, lane, p);
+    if (at.bh >= p.bh) {
         return;
     }
-    let i = wid.x * ROWS + lane;
-    // Lanes past the last token compute a clamped duplicate row and store nothing.
-    let iq = min(i, p.t - 1u);
+    let bh = at.bh;
+    let i = at.row;
+    let iq = at.clamped;
     let stride = 3u * p.d;
-    let base = head_bases(bh, p).x;
+    let base = at.qkv;
     var q: array<f32, HD>;
     var acc: array<f32, HD>;
     for (var c = 0u; c < HD; c++) {
@@ -90,7 +104,7 @@ fn flash_forward(
     }
     if (i < p.t) {
         let inv = 1.0 / l;
-        let cb = head_bases(bh, p).y + i * p.d;
+        let cb = at.ctx + i * p.d;
         for (var c = 0u; c < HD; c++) {
             ctx[cb + c] = acc[c] * inv;
         }
@@ -116,16 +130,16 @@ fn flash_backward_dq(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let bh = head_index(wid, nwg);
-    if (bh >= bp.bh) {
+    let at = lane_of(wid, nwg, lane, bp);
+    if (at.bh >= bp.bh) {
         return;
     }
-    let i = wid.x * ROWS + lane;
-    let iq = min(i, bp.t - 1u);
+    let bh = at.bh;
+    let i = at.row;
+    let iq = at.clamped;
     let stride = 3u * bp.d;
-    let bases = head_bases(bh, bp);
-    let base = bases.x;
-    let cb = bases.y + iq * bp.d;
+    let base = at.qkv;
+    let cb = at.ctx + iq * bp.d;
     var q: array<f32, HD>;
     var dout: array<f32, HD>;
     var dq: array<f32, HD>;
@@ -167,16 +181,16 @@ fn flash_backward_dkv(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let bh = head_index(wid, nwg);
-    if (bh >= bp.bh) {
+    let at = lane_of(wid, nwg, lane, bp);
+    if (at.bh >= bp.bh) {
         return;
     }
-    let j = wid.x * ROWS + lane;
-    let jk = min(j, bp.t - 1u);
+    let bh = at.bh;
+    let j = at.row;
+    let jk = at.clamped;
     let stride = 3u * bp.d;
-    let bases = head_bases(bh, bp);
-    let base = bases.x;
-    let c0 = bases.y;
+    let base = at.qkv;
+    let c0 = at.ctx;
     var k: array<f32, HD>;
     var v: array<f32, HD>;
     var dk: array<f32, HD>;
