@@ -3,23 +3,27 @@
 
 use std::path::Path;
 
-use crate::data::glyphs::{class_dir_name, render_set, source_classes, target_classes, Glyphs};
+use crate::data::glyphs::{
+    class_dir_name, render_set, source_classes, target_classes, Glyphs, Style,
+};
 use crate::error::{Error, Result};
 
-/// The classes of a split, `source` (pre-training) or `target` (few-shot), in the order of their folder names:
-/// the order a data set read from `vitune demo-data` folders has, and the demo backbone's head was trained in.
-pub fn split_classes(split: &str) -> Result<Vec<char>> {
-    let mut classes = match split {
-        "source" => source_classes(),
-        "target" => target_classes(),
+/// The classes of a split, `source` (pre-training), `target` (few-shot, rendered as the backbone was
+/// pre-trained) or `shifted` (the target classes under a domain shift), in the order of their folder names: the
+/// order a data set read from `vitune demo-data` folders has, and the demo backbone's head was trained in.
+pub fn split_classes(split: &str) -> Result<(Vec<char>, Style)> {
+    let (mut classes, style) = match split {
+        "source" => (source_classes(), Style::Clean),
+        "target" => (target_classes(), Style::Clean),
+        "shifted" => (target_classes(), Style::Shifted),
         s => {
             return Err(Error::Input(format!(
-                "--split `{s}`: expected source or target"
+                "--split `{s}`: expected source, target or shifted"
             )))
         }
     };
     classes.sort_by_key(|c| class_dir_name(*c));
-    Ok(classes)
+    Ok((classes, style))
 }
 
 /// Writes `per_class` rendered images of every class of `split` as class folders under `out`; returns the count.
@@ -30,9 +34,9 @@ pub fn write_glyph_folders(
     size: u32,
     out: &Path,
 ) -> Result<usize> {
-    let classes = split_classes(split)?;
+    let (classes, style) = split_classes(split)?;
     let glyphs = Glyphs::new()?;
-    let set = render_set(&glyphs, &classes, per_class, seed, size);
+    let set = render_set(&glyphs, &classes, per_class, seed, size, style);
     let mut counts = vec![0usize; classes.len()];
     for (img, label) in &set {
         let dir = out.join(class_dir_name(classes[*label]));
@@ -53,9 +57,8 @@ use std::time::Instant;
 use crate::gpu::Gpu;
 use crate::job::{run_train, Data, Init, TrainJob};
 use crate::model::{load_backbone_bytes, Backbone, GpuTuning, GpuViT, HostTensor, LoadOptions};
-use crate::train::{
-    argmax_rows, predict_logits, Augment, OptimizerKind, Samples, TrainConfig, TrainEvent,
-};
+use crate::select::{SearchOptions, Selection};
+use crate::train::{argmax_rows, predict_logits, Augment, Samples, TrainConfig, TrainEvent};
 use crate::tuning::spt::SptKind;
 use crate::tuning::{Method, MethodOptions};
 use crate::viz::{image_attention, overlay, Colormap, HeadFusion, MapMode};
@@ -93,9 +96,9 @@ pub fn glyph_samples(
     seed: u64,
     size: u32,
 ) -> Result<(Vec<String>, Samples)> {
-    let classes = split_classes(split)?;
+    let (classes, style) = split_classes(split)?;
     let glyphs = Glyphs::new()?;
-    let set = render_set(&glyphs, &classes, per_class, seed, size);
+    let set = render_set(&glyphs, &classes, per_class, seed, size, style);
     let (images, labels): (Vec<_>, Vec<_>) = set.into_iter().unzip();
     Ok((
         classes.iter().map(|c| class_dir_name(*c)).collect(),
@@ -110,16 +113,22 @@ pub struct DemoOptions {
     pub epochs: usize,
     pub seed: u64,
     pub test_per_class: usize,
+    /// The glyph split tuned on: `shifted` (the target classes under a domain shift) or `target`.
+    pub split: String,
+    /// Also run each method with its learning rate and weight decay chosen on the shots (`train --auto`).
+    pub auto: Option<SearchOptions>,
     pub out: PathBuf,
 }
 
 impl Default for DemoOptions {
     fn default() -> Self {
         Self {
-            shots: 4,
-            epochs: 8,
+            shots: 2,
+            epochs: 10,
             seed: 0,
-            test_per_class: 5,
+            test_per_class: 10,
+            split: "shifted".into(),
+            auto: Some(SearchOptions::default()),
             out: PathBuf::from("demo-out"),
         }
     }
@@ -131,6 +140,8 @@ pub struct DemoRow {
     pub parameters: usize,
     pub accuracy: f64,
     pub seconds: f64,
+    /// The search behind an `--auto` row.
+    pub selection: Option<Selection>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,36 +154,36 @@ pub struct DemoReport {
     pub test_images: usize,
 }
 
-/// The demo's training recipe: the glyph renders already vary in font, size, rotation, colour and noise, so no
-/// augmentation; AdamW with warmup and cosine.
-pub fn demo_config(method: Method, epochs: usize, train_images: usize, seed: u64) -> TrainConfig {
+/// The papers' recipe for `method` on the glyphs at batch 16, without augmentation: the renders already vary in
+/// font, size, rotation, colour and noise, and a flip would change a glyph's meaning. Never tuned to the glyphs:
+/// `--auto` is what chooses a setting for them.
+pub fn glyph_recipe(method: Method, epochs: usize, train_images: usize, seed: u64) -> TrainConfig {
     let batch = 16;
     let mut c = TrainConfig::defaults(method, epochs, batch, train_images.div_ceil(batch));
-    c.optim.kind = OptimizerKind::Adamw;
-    c.optim.lr = match method {
-        Method::Linear => 1e-2,
-        Method::VptShallow | Method::VptDeep => 1e-2,
-        Method::Full => 3e-4,
-        _ => 3e-3,
-    };
-    c.optim.weight_decay = 1e-4;
     c.augment = Augment::none();
     c.seed = seed;
     c
 }
 
-/// Few-shot prompt tuning of the target glyphs on the embedded backbone against the linear probe; writes the
-/// tuned file and an attention figure under `opts.out`.
+/// Few-shot prompt tuning of the target glyphs on the embedded backbone against the linear probe, each with the
+/// papers' recipe and (with `auto`) with its setting chosen on the shots; writes the prompt method's tuned file
+/// (the searched one when there is one) and an attention figure under `opts.out`.
 pub fn run(gpu: &Gpu, opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     let backbone = backbone()?;
     let size = backbone.config.image_size.0 as u32;
-    let (classes, train) = glyph_samples("target", opts.shots, opts.seed, size)?;
-    let (_, test) = glyph_samples("target", opts.test_per_class, opts.seed + 1_000_003, size)?;
+    let (classes, train) = glyph_samples(&opts.split, opts.shots, opts.seed, size)?;
+    let (_, test) = glyph_samples(
+        &opts.split,
+        opts.test_per_class,
+        opts.seed + 1_000_003,
+        size,
+    )?;
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| Error::Input(format!("cannot create {}: {e}", opts.out.display())))?;
     log(&format!(
-        "{} target classes, {} shots each ({} training images), {} test images; backbone {} ({} parameters)",
+        "{} {} glyph classes, {} shots each ({} training images), {} test images; backbone {} ({} parameters)",
         classes.len(),
+        opts.split,
         opts.shots,
         train.len(),
         test.len(),
@@ -192,12 +203,23 @@ pub fn run(gpu: &Gpu, opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<D
     ];
     let vit = GpuViT::new(gpu, &backbone, None)?;
     let transform = crate::job::eval_transform(&backbone, None);
-    for (label, method, init) in runs {
+    // The probe with the papers' recipe is the baseline; with `auto` each method also runs with its setting
+    // chosen on the shots (the prompt method only so: its recipe run would double the demo's time).
+    let mut plan = vec![(runs[0].clone(), None)];
+    match &opts.auto {
+        Some(a) => {
+            plan.push((runs[0].clone(), Some(a.clone())));
+            plan.push((runs[1].clone(), Some(a.clone())));
+        }
+        None => plan.push((runs[1].clone(), None)),
+    }
+    for ((label, method, init), auto) in plan {
         let start = Instant::now();
         let mut options = MethodOptions::defaults(method);
         options.prompts = 5;
-        let config = demo_config(method, opts.epochs, train.len(), opts.seed);
-        let job = samples_job(&classes, &train, method, options, init, config);
+        let config = glyph_recipe(method, opts.epochs, train.len(), opts.seed);
+        let mut job = samples_job(&classes, &train, method, options, init, config);
+        job.auto = auto.clone();
         let mut quiet = |_: &str| {};
         let mut on_event = |_: &TrainEvent| {};
         let report = run_train(gpu, &backbone, &job, &stop, &mut quiet, &mut on_event)?;
@@ -210,13 +232,34 @@ pub fn run(gpu: &Gpu, opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<D
             classes.len(),
         )?;
         let row = DemoRow {
-            label: label.to_string(),
+            label: format!(
+                "{label}, {}",
+                if auto.is_some() { "--auto" } else { "recipe" }
+            ),
             parameters: report.outcome.best.parameter_count(),
             accuracy,
             seconds: start.elapsed().as_secs_f64(),
+            selection: report.selection.clone(),
+        };
+        let recipe = &job.config.optim;
+        let setting = match &row.selection {
+            Some(s) => format!(
+                "chose lr {:.2e} wd {:.0e} ({:.1}% ± {:.1} on {}-fold); search {:.1}s, planned {:.1} default runs",
+                s.chosen.lr,
+                s.chosen.weight_decay,
+                100.0 * s.score,
+                100.0 * s.score_std,
+                s.table.first().map_or(0, |t| t.folds.len()),
+                s.seconds,
+                s.schedule.cost
+            ),
+            None => format!(
+                "{:?} lr {:.2e} wd {:.0e} (the papers' recipe)",
+                recipe.kind, recipe.lr, recipe.weight_decay
+            ),
         };
         log(&format!(
-            "{:<20} {:>7} trainable  test accuracy {:5.1}%  ({:.1}s)",
+            "{:<30} {:>6} trainable  test accuracy {:5.1}%  ({:.1}s)  {setting}",
             row.label,
             row.parameters,
             100.0 * row.accuracy,
@@ -412,26 +455,38 @@ fn bench_options(method: Method) -> MethodOptions {
     o
 }
 
-/// The few-shot benchmark on the target glyphs: every method × shots × seeds, test accuracy on a fixed test set.
+/// What `bench fewshot` runs.
+#[derive(Debug, Clone)]
+pub struct FewshotOptions {
+    pub shots: Vec<usize>,
+    pub seeds: usize,
+    pub epochs: usize,
+    pub test_per_class: usize,
+    /// `target` or `shifted`.
+    pub split: String,
+    /// Also a row per method with its setting chosen on the shots (`--auto`).
+    pub auto: Option<SearchOptions>,
+}
+
+/// The few-shot benchmark on the target glyphs: every method × shots × seeds, test accuracy on a fixed test set;
+/// each method with the papers' recipe, and with `auto` also with its setting searched on the shots.
 pub fn fewshot(
     gpu: &Gpu,
     methods: &[BenchMethod],
-    shots: &[usize],
-    seeds: usize,
-    epochs: usize,
-    test_per_class: usize,
+    o: &FewshotOptions,
     log: &mut dyn FnMut(&str),
 ) -> Result<FewshotTable> {
+    let (shots, seeds, epochs) = (&o.shots[..], o.seeds, o.epochs);
     let backbone = backbone()?;
     let size = backbone.config.image_size.0 as u32;
-    let (classes, test) = glyph_samples("target", test_per_class, 999_983, size)?;
+    let (classes, test) = glyph_samples(&o.split, o.test_per_class, 999_983, size)?;
     let vit = GpuViT::new(gpu, &backbone, None)?;
     let transform = crate::job::eval_transform(&backbone, None);
     let stop = AtomicBool::new(false);
     // PVP: prompts (and a head) pre-trained once on the source glyphs.
     let pvp_file = if methods.iter().any(|m| m.init == BenchInit::Pvp) {
         let (src_classes, src) = glyph_samples("source", 10, 4242, size)?;
-        let config = demo_config(Method::VptDeep, 4, src.len(), 0);
+        let config = glyph_recipe(Method::VptDeep, 4, src.len(), 0);
         let options = bench_options(Method::VptDeep);
         let job = samples_job(
             &src_classes,
@@ -451,20 +506,25 @@ pub fn fewshot(
         None
     };
     let mut rows = Vec::new();
-    for m in methods {
+    let variants: Vec<Option<SearchOptions>> =
+        [None].into_iter().chain(o.auto.clone().map(Some)).collect();
+    for (m, auto) in methods
+        .iter()
+        .flat_map(|m| variants.iter().map(move |a| (m, a)))
+    {
         let mut cells = Vec::new();
         let mut params = 0;
         for &k in shots {
             let mut accs = Vec::new();
             for seed in 0..seeds as u64 {
-                let (_, train) = glyph_samples("target", k, 17 + seed * 7919, size)?;
+                let (_, train) = glyph_samples(&o.split, k, 17 + seed * 7919, size)?;
                 let init = match m.init {
                     BenchInit::Method => Init::Method,
                     BenchInit::Spt => Init::Spt(SptKind::Mean),
                     BenchInit::Pvp => Init::Pretrained(pvp_file.clone().unwrap_or_default()),
                 };
-                let config = demo_config(m.method, epochs, train.len(), seed);
-                let job = samples_job(
+                let config = glyph_recipe(m.method, epochs, train.len(), seed);
+                let mut job = samples_job(
                     &classes,
                     &train,
                     m.method,
@@ -472,6 +532,7 @@ pub fn fewshot(
                     init,
                     config,
                 );
+                job.auto = auto.clone();
                 let r = run_train(gpu, &backbone, &job, &stop, &mut |_| {}, &mut |_| {})?;
                 params = r.outcome.best.parameter_count();
                 let acc =
@@ -483,14 +544,19 @@ pub fn fewshot(
                 / accs.len().max(2).saturating_sub(1) as f64)
                 .sqrt();
             log(&format!(
-                "{:<16} {k}-shot  {:.1} ± {:.1}",
+                "{:<16} {}{k}-shot  {:.1} ± {:.1}",
                 m.label,
+                if auto.is_some() { "--auto " } else { "" },
                 100.0 * mean,
                 100.0 * sd
             ));
             cells.push((mean, sd));
         }
-        rows.push((m.label.to_string(), params, cells));
+        let label = match auto {
+            Some(_) => format!("{} --auto", m.label),
+            None => m.label.to_string(),
+        };
+        rows.push((label, params, cells));
     }
     if let Some(p) = pvp_file {
         let _ = std::fs::remove_file(p);
@@ -514,6 +580,7 @@ fn samples_job(
     config: TrainConfig,
 ) -> TrainJob {
     TrainJob {
+        auto: None,
         data: Data::Samples {
             classes: classes.to_vec(),
             train: train.clone(),

@@ -10,6 +10,16 @@ pub enum Error {
     Model(#[from] ModelError),
     #[error("{0}")]
     Input(String),
+    /// Training produced a loss that is not finite: the learning rate is too high for the data.
+    #[error("the loss became {loss} at epoch {epoch} step {step}: lower the learning rate (--lr)")]
+    Diverged {
+        loss: f64,
+        epoch: usize,
+        step: usize,
+    },
+    /// The stop flag ended a job before it had anything to keep.
+    #[error("{0}")]
+    Stopped(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

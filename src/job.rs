@@ -9,6 +9,7 @@ use crate::gpu::Gpu;
 use crate::model::{Backbone, ForwardOptions, GpuTuning, GpuViT};
 use crate::preprocess::Transform;
 use crate::rng::Rng;
+pub use crate::train::Session;
 use crate::train::{
     argmax_rows, predict_logits, train, Dataset, Evaluation, Samples, TrainConfig, TrainEvent,
     TrainOutcome,
@@ -56,6 +57,8 @@ pub enum Data {
 
 pub struct TrainJob {
     pub data: Data,
+    /// Choose the learning rate and weight decay (and the prompt count) on the training images first.
+    pub auto: Option<crate::select::SearchOptions>,
     /// K images per class for training (all when unset); with a folder and no `val_dir`, up to
     /// `val_per_class` of the others per class make the validation split.
     pub shots: Option<usize>,
@@ -70,10 +73,48 @@ pub struct TrainJob {
 
 pub struct TrainReport {
     pub outcome: TrainOutcome,
+    /// The search that chose the final run's setting (`auto`).
+    pub selection: Option<crate::select::Selection>,
     pub classes: Vec<String>,
     pub meta: TunedMeta,
     pub train_images: usize,
     pub val_images: usize,
+}
+
+/// What a run tunes, how it starts and how it trains: the part of a job a search varies.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub method: Method,
+    pub options: MethodOptions,
+    pub init: Init,
+    pub config: TrainConfig,
+}
+
+impl TrainJob {
+    pub fn recipe(&self) -> Recipe {
+        Recipe {
+            method: self.method,
+            options: self.options.clone(),
+            init: self.init.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Trains `recipe` from its initialisation on `train` (validating on `val` each epoch when given).
+    pub fn fit(
+        &self,
+        recipe: &Recipe,
+        classes: usize,
+        train_set: &Samples,
+        val: Option<&Samples>,
+        stop: &AtomicBool,
+        on_event: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<TrainOutcome> {
+        let tuning = initial_tuning(self, recipe, classes, train_set)?;
+        train(self, tuning, train_set, val, &recipe.config, stop, on_event)
+    }
 }
 
 /// The eval transform of a backbone at `size`.
@@ -146,24 +187,27 @@ pub fn load_data(
     }
 }
 
-/// The starting tuning of a job.
+/// The starting tuning of a recipe on `train`.
 pub fn initial_tuning(
-    gpu: &Gpu,
-    vit: &GpuViT,
-    backbone: &Backbone,
-    job: &TrainJob,
+    session: &Session,
+    recipe: &Recipe,
     classes: usize,
     train: &Samples,
-    transform: &Transform,
 ) -> Result<Tuning> {
+    let (gpu, vit, backbone, transform) = (
+        session.gpu,
+        session.vit,
+        session.backbone,
+        session.transform,
+    );
     let mut t = Tuning::init(
-        job.method,
-        job.options.clone(),
+        recipe.method,
+        recipe.options.clone(),
         backbone,
         classes,
-        job.config.seed,
+        recipe.config.seed,
     )?;
-    match &job.init {
+    match &recipe.init {
         Init::Method => {}
         Init::Spt(kind) => {
             let idx: Vec<usize> = (0..train.len()).collect();
@@ -187,7 +231,7 @@ pub fn initial_tuning(
                     }
                 }
             }
-            spt::apply(&mut t, &tokens, *kind, job.config.seed)?;
+            spt::apply(&mut t, &tokens, *kind, recipe.config.seed)?;
         }
         Init::Pretrained(path) => {
             let src = tuned::read(path, backbone, true)?;
@@ -211,18 +255,18 @@ pub fn initial_tuning(
         }
         Init::Tuned(path) => {
             let src = tuned::read(path, backbone, false)?;
-            if src.tuning.method != job.method || src.tuning.num_classes != classes {
+            if src.tuning.method != recipe.method || src.tuning.num_classes != classes {
                 return Err(Error::Input(format!(
                     "{} holds {} with {} classes; this run is {} with {classes}",
                     path.display(),
                     src.tuning.method,
                     src.tuning.num_classes,
-                    job.method
+                    recipe.method
                 )));
             }
             t = src.tuning;
             // Dropout is a training setting, not part of the tuned tensors: this run's value applies.
-            t.options.dropout = job.options.dropout;
+            t.options.dropout = recipe.options.dropout;
         }
     }
     Ok(t)
@@ -240,23 +284,33 @@ pub fn run_train(
     let (classes, train_set, val) = load_data(job, log)?;
     let transform = eval_transform(backbone, job.image_size);
     let vit = GpuViT::new(gpu, backbone, Some(transform.size))?;
-    let tuning = initial_tuning(
-        gpu,
-        &vit,
-        backbone,
-        job,
+    let session = Session::new(gpu, backbone, &vit, &transform);
+    let mut recipe = job.recipe();
+    let selection = match &job.auto {
+        Some(auto) => {
+            let s = crate::select::search(
+                &session,
+                &recipe,
+                &classes,
+                &train_set,
+                val.as_ref(),
+                auto,
+                stop,
+                on_event,
+                log,
+            )?;
+            if let Some(s) = &s {
+                s.apply(&mut recipe, train_set.len());
+            }
+            s
+        }
+        None => None,
+    };
+    let outcome = session.fit(
+        &recipe,
         classes.len(),
         &train_set,
-        &transform,
-    )?;
-    let outcome = train(
-        gpu,
-        &vit,
-        &transform,
-        tuning,
-        &train_set,
         val.as_ref(),
-        &job.config,
         stop,
         on_event,
     )?;
@@ -267,7 +321,9 @@ pub fn run_train(
         &job.init.describe(),
     );
     meta.image_size = transform.size;
+    meta.selection = selection.as_ref().cloned();
     Ok(TrainReport {
+        selection,
         classes,
         meta,
         train_images: train_set.len(),

@@ -13,6 +13,7 @@ pub mod model;
 pub mod ops;
 pub mod preprocess;
 pub mod rng;
+pub mod select;
 pub mod train;
 pub mod tuned;
 pub mod tuning;

@@ -29,7 +29,12 @@ struct Cli {
 enum Command {
     /// Print a checkpoint's detected format and configuration.
     Info {
-        backbone: PathBuf,
+        /// A backbone checkpoint.
+        #[arg(required_unless_present = "tuned")]
+        backbone: Option<PathBuf>,
+        /// A tuned file: its method, classes, backbone and how its setting was chosen.
+        #[arg(long)]
+        tuned: Option<PathBuf>,
         #[command(flatten)]
         load: LoadArgs,
         /// Print as JSON.
@@ -72,6 +77,9 @@ enum Command {
     },
     /// Tune a method few-shot on class folders (one sub-folder of images per class) and write the tuned file.
     Train(TrainArgs),
+    /// Score several methods on the same shots by cross-validation (each with its own search under --auto) and
+    /// rank them.
+    Compare(CompareArgs),
     /// PVP: pre-train prompts (and a head) on a source data set, for `train --init-from`.
     PretrainPrompts(TrainArgs),
     /// Accuracy, per-class accuracy and confusion matrix of a tuned file on class folders.
@@ -130,7 +138,7 @@ enum Command {
     /// Render the demo's glyph data set (source classes for pre-training, target classes for few-shot tuning)
     /// as class folders of PNG images.
     DemoData {
-        /// source or target.
+        /// source, target, or shifted (the target classes under a domain shift).
         #[arg(long)]
         split: String,
         #[arg(long, default_value_t = 100)]
@@ -169,15 +177,24 @@ enum Command {
     /// The embedded demo: few-shot prompt tuning of 20 glyph classes on the shipped backbone, against the linear
     /// probe; writes the tuned file and an attention figure.
     Demo {
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 2)]
         shots: usize,
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 10)]
         epochs: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Test images per class.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 10)]
         test_per_class: usize,
+        /// The glyph split: shifted (the target classes under a domain shift) or target.
+        #[arg(long, default_value = "shifted")]
+        split: String,
+        /// Only the papers' recipes (no search on the shots).
+        #[arg(long)]
+        no_auto: bool,
+        /// The most each search may cost, in default runs.
+        #[arg(long, default_value_t = vitune::select::halving::DEFAULT_BUDGET)]
+        auto_budget: f64,
         #[arg(long, default_value = "demo-out")]
         out: PathBuf,
     },
@@ -210,11 +227,18 @@ enum BenchCommand {
         seeds: usize,
         #[arg(long, default_value_t = 12)]
         epochs: usize,
-        #[arg(long, default_value_t = 10)]
+        /// Test images per class (fixed across seeds).
+        #[arg(long, default_value_t = 50)]
         test_per_class: usize,
         /// Comma-separated method labels (default: all).
         #[arg(long)]
         methods: Option<String>,
+        /// The glyph split: target (rendered as the backbone was pre-trained) or shifted.
+        #[arg(long, default_value = "target")]
+        split: String,
+        /// Also a row per method with its setting searched on the shots (as `train --auto`).
+        #[arg(long)]
+        auto: bool,
     },
     /// A training step of a method: images/s, step/forward ratio, memory per image, trainable parameters.
     Train {
@@ -277,15 +301,10 @@ struct TrainArgs {
     val: Option<PathBuf>,
     #[arg(long, default_value_t = 20)]
     val_per_class: usize,
-    /// No augmentation (the eval transform for training too).
-    #[arg(long)]
-    no_aug: bool,
-    /// No horizontal flips (for data whose meaning flips, such as characters).
-    #[arg(long)]
-    no_flip: bool,
-    /// Smallest area fraction of the random resized crop.
-    #[arg(long, default_value_t = 0.08)]
-    crop_scale: f32,
+    #[command(flatten)]
+    aug: AugArgs,
+    #[command(flatten)]
+    auto: AutoArgs,
     /// Prompt initialisation: method (the method's own), spt-mean, spt-max, spt-random or spt-kmeans.
     #[arg(long, default_value = "method")]
     init: String,
@@ -295,8 +314,101 @@ struct TrainArgs {
     /// Continue from a tuned file of the same method and classes.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Print the search (with --auto) as JSON on standard output.
+    #[arg(long)]
+    json: bool,
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    #[arg(long)]
+    backbone: PathBuf,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Class folders: one sub-folder of images per class.
+    #[arg(long)]
+    data: PathBuf,
+    /// Comma-separated methods, each with the papers' default options.
+    #[arg(
+        long,
+        default_value = "linear,bitfit,vpt-shallow,vpt-deep,lora,adaptformer,convpass"
+    )]
+    methods: String,
+    /// Images per class, drawn with each seed (all when unset).
+    #[arg(long)]
+    shots: Option<usize>,
+    /// Draws of the shots (seeds 0..S); the score's spread is over seeds when S > 1, else over folds.
+    #[arg(long, default_value_t = 1)]
+    seeds: usize,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[command(flatten)]
+    auto: AutoArgs,
+    #[command(flatten)]
+    aug: AugArgs,
+    /// Write each method's tuned file (its scored setting trained on the first draw) into this folder.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Hyper-parameter selection on the training images.
+#[derive(Args, Clone)]
+struct AutoArgs {
+    /// Choose the learning rate and weight decay first: k-fold cross-validation over the shots, successive
+    /// halving over the papers' grid, at most --auto-budget default runs.
+    #[arg(long)]
+    auto: bool,
+    /// With --auto, also choose the VPT prompt count from 5, 10 and 50.
+    #[arg(long, requires = "auto")]
+    auto_prompts: bool,
+    /// The most the search may cost, in default runs.
+    #[arg(long, default_value_t = vitune::select::halving::DEFAULT_BUDGET, requires = "auto")]
+    auto_budget: f64,
+}
+
+impl AutoArgs {
+    fn options(&self) -> Option<vitune::select::SearchOptions> {
+        self.auto.then(|| vitune::select::SearchOptions {
+            prompts: self
+                .auto_prompts
+                .then(|| vitune::select::grid::PROMPT_COUNTS.to_vec()),
+            budget: self.auto_budget,
+        })
+    }
+}
+
+/// Training augmentation.
+#[derive(Args, Clone)]
+struct AugArgs {
+    /// No augmentation (the eval transform for training too).
+    #[arg(long)]
+    no_aug: bool,
+    /// No horizontal flips (for data whose meaning flips, such as characters).
+    #[arg(long)]
+    no_flip: bool,
+    /// Smallest area fraction of the random resized crop.
+    #[arg(long, default_value_t = 0.08)]
+    crop_scale: f32,
+}
+
+impl AugArgs {
+    fn augment(&self) -> vitune::train::Augment {
+        if self.no_aug {
+            vitune::train::Augment::none()
+        } else {
+            vitune::train::Augment {
+                crop: Some((self.crop_scale, 1.0)),
+                flip: !self.no_flip,
+                ..Default::default()
+            }
+        }
+    }
 }
 
 /// A tuning method and its options (defaults from the papers).
@@ -434,6 +546,9 @@ fn run(cli: Cli) -> Result<()> {
             epochs,
             seed,
             test_per_class,
+            split,
+            no_auto,
+            auto_budget,
             out,
         }) => {
             let start = std::time::Instant::now();
@@ -444,6 +559,11 @@ fn run(cli: Cli) -> Result<()> {
                 epochs,
                 seed,
                 test_per_class,
+                split,
+                auto: (!no_auto).then(|| vitune::select::SearchOptions {
+                    budget: auto_budget,
+                    ..Default::default()
+                }),
                 out,
             };
             let r = vitune::demo::run(&gpu, &opts, &mut |m| println!("{m}"))?;
@@ -457,9 +577,18 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Info {
             backbone,
+            tuned,
             load,
             json,
-        }) => info(&backbone, &load, json),
+        }) => {
+            if let Some(b) = &backbone {
+                info(b, &load, json)?;
+            }
+            if let Some(t) = &tuned {
+                tuned_info(t, json)?;
+            }
+            Ok(())
+        }
         Some(Command::Forward {
             backbone,
             load,
@@ -542,6 +671,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Train(a)) => train(&a, false),
+        Some(Command::Compare(a)) => compare(&a),
         Some(Command::PretrainPrompts(a)) => train(&a, true),
         Some(Command::Eval {
             backbone,
@@ -584,6 +714,8 @@ fn run(cli: Cli) -> Result<()> {
                 epochs,
                 test_per_class,
                 methods,
+                split,
+                auto,
             } => {
                 let shots: Vec<usize> = shots
                     .split(',')
@@ -605,15 +737,15 @@ fn run(cli: Cli) -> Result<()> {
                 };
                 let gpu = Gpu::new()?;
                 let start = std::time::Instant::now();
-                let t = vitune::demo::fewshot(
-                    &gpu,
-                    &chosen,
-                    &shots,
+                let opts = vitune::demo::FewshotOptions {
+                    shots,
                     seeds,
                     epochs,
                     test_per_class,
-                    &mut |m| eprintln!("{m}"),
-                )?;
+                    split,
+                    auto: auto.then(vitune::select::SearchOptions::default),
+                };
+                let t = vitune::demo::fewshot(&gpu, &chosen, &opts, &mut |m| eprintln!("{m}"))?;
                 println!("adapter: {}", gpu.describe());
                 println!(
                     "{} seeds, {} epochs, {} test images, {:.0}s\n",
@@ -692,6 +824,174 @@ fn info(path: &Path, load: &LoadArgs, json: bool) -> Result<()> {
     println!("head classes  {}", c.num_classes);
     println!("parameters    {}", b.parameter_count());
     println!("sha256        {}", b.sha256);
+    Ok(())
+}
+
+fn tuned_info(path: &Path, json: bool) -> Result<()> {
+    let m = vitune::tuned::read_meta(path)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&m)?);
+        return Ok(());
+    }
+    println!("tuned file    {}", path.display());
+    println!(
+        "method        {} ({})",
+        m.method,
+        m.options.describe(m.method)
+    );
+    println!(
+        "classes       {} ({})",
+        m.classes.len(),
+        m.classes.join(", ")
+    );
+    println!(
+        "backbone      {} (sha256 {})",
+        m.backbone_file, m.backbone_sha256
+    );
+    println!("image size    {}x{}", m.image_size.0, m.image_size.1);
+    println!("init          {}", m.init);
+    println!("vitune        {}", m.vitune_version);
+    match &m.selection {
+        None => println!("selection     none (the recipe's learning rate and weight decay)"),
+        Some(s) => {
+            println!(
+                "selection     lr {:.3e}, wd {:.0e}{} chosen by {}: {:.1}% ± {:.1}",
+                s.chosen.lr,
+                s.chosen.weight_decay,
+                s.chosen
+                    .prompts
+                    .map(|p| format!(", {p} prompts"))
+                    .unwrap_or_default(),
+                s.protocol,
+                100.0 * s.score,
+                100.0 * s.score_std
+            );
+            print!("{}", s.table_text());
+        }
+    }
+    Ok(())
+}
+
+fn print_search_event(e: &vitune::select::SearchEvent) {
+    use vitune::select::SearchEvent;
+    match e {
+        SearchEvent::Planned {
+            protocol,
+            candidates,
+            schedule,
+        } => eprintln!(
+            "search: {candidates} settings, {protocol}; rungs {} (candidates x epochs); planned cost {:.1} default runs",
+            schedule
+                .rungs
+                .iter()
+                .map(|r| format!("{}x{}", r.candidates, r.epochs))
+                .collect::<Vec<_>>()
+                .join(" -> "),
+            schedule.cost
+        ),
+        SearchEvent::Trial {
+            rung,
+            rungs,
+            index,
+            of,
+            trial,
+        } => eprintln!(
+            "  rung {}/{rungs} {:>2}/{of}  lr {:.3e} wd {:.0e}{}  {:5.1}% ± {:4.1}{}",
+            rung + 1,
+            index + 1,
+            trial.candidate.lr,
+            trial.candidate.weight_decay,
+            trial
+                .candidate
+                .prompts
+                .map(|p| format!(" p {p}"))
+                .unwrap_or_default(),
+            100.0 * trial.mean,
+            100.0 * trial.std,
+            if trial.diverged { " (diverged)" } else { "" }
+        ),
+        SearchEvent::Note(m) => eprintln!("{m}"),
+    }
+}
+
+fn compare(a: &CompareArgs) -> Result<()> {
+    use std::sync::atomic::AtomicBool;
+    use vitune::job::{eval_transform, Init, Recipe, Session};
+    use vitune::select::CompareEntry;
+    use vitune::train::{Dataset, Samples, TrainConfig};
+
+    let b = a.load.load(&a.backbone)?;
+    let ds = Dataset::from_folder(&a.data)?;
+    let mut draws = Vec::new();
+    for seed in 0..a.seeds.max(1) as u64 {
+        let idx = match a.shots {
+            Some(k) => ds.k_shot(k, seed).0,
+            None => (0..ds.items.len()).collect(),
+        };
+        let items: Vec<_> = idx.iter().map(|&i| ds.items[i].clone()).collect();
+        let (s, problems): (Samples, _) = Samples::decode(&items);
+        problems.iter().for_each(|p| eprintln!("warning: {p}"));
+        draws.push(s);
+    }
+    let images = draws[0].len();
+    let mut entries = Vec::new();
+    for name in a
+        .methods
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let method = Method::from_name(name)?;
+        let mut config =
+            TrainConfig::defaults(method, a.epochs, a.batch, images.div_ceil(a.batch.max(1)));
+        config.augment = a.aug.augment();
+        entries.push(CompareEntry {
+            label: name.to_string(),
+            recipe: Recipe {
+                method,
+                options: MethodOptions::defaults(method),
+                init: Init::Method,
+                config,
+            },
+        });
+    }
+    eprintln!(
+        "comparing {} methods on {} ({} classes, {images} training images{}, {} draw(s)){}",
+        entries.len(),
+        a.data.display(),
+        ds.classes.len(),
+        a.shots.map(|k| format!(", {k}-shot")).unwrap_or_default(),
+        a.seeds.max(1),
+        if a.auto.auto {
+            ", each with its own search"
+        } else {
+            ", the papers' recipes"
+        }
+    );
+    let gpu = Gpu::new()?;
+    let transform = eval_transform(&b, None);
+    let vit = GpuViT::new(&gpu, &b, Some(transform.size))?;
+    let session = Session::new(&gpu, &b, &vit, &transform);
+    let stop = AtomicBool::new(false);
+    let auto = a.auto.options();
+    let rows = vitune::select::compare(
+        &session,
+        &ds.classes,
+        &draws,
+        &entries,
+        auto.as_ref(),
+        a.out.as_deref(),
+        &stop,
+        &mut |m| eprintln!("{m}"),
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", vitune::select::compare_table(&rows));
+        if let Some(r) = rows.first() {
+            eprintln!("scored by {}", r.protocol);
+        }
+    }
     Ok(())
 }
 
@@ -801,7 +1101,7 @@ fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use vitune::job::{Data, Init, TrainJob};
-    use vitune::train::{Augment, OptimizerKind, TrainConfig, TrainEvent};
+    use vitune::train::{OptimizerKind, TrainConfig, TrainEvent};
 
     let b = a.load.load(&a.backbone)?;
     let (method, options) = a.method.resolve()?;
@@ -844,16 +1144,15 @@ fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
     if let Some(wd) = a.wd {
         config.optim.weight_decay = wd;
     }
-    config.augment = if a.no_aug {
-        Augment::none()
-    } else {
-        Augment {
-            crop: Some((a.crop_scale, 1.0)),
-            flip: !a.no_flip,
-            ..Augment::default()
-        }
-    };
+    config.augment = a.aug.augment();
+    if a.auto.auto && (a.lr.is_some() || a.wd.is_some()) {
+        bail!("--auto chooses the learning rate and weight decay: drop --lr/--wd, or drop --auto");
+    }
+    if a.auto.auto_prompts && (!method.uses_prompts() || a.method.prompts.is_some()) {
+        bail!("--auto-prompts chooses the prompt count of vpt-shallow or vpt-deep (without --prompts)");
+    }
     let job = TrainJob {
+        auto: if pretrain { None } else { a.auto.options() },
         data: Data::Folder {
             dir: a.data.clone(),
             val_dir: a.val.clone(),
@@ -919,6 +1218,7 @@ fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
                 100.0 * accuracy
             );
         }
+        TrainEvent::Search(s) => print_search_event(s),
         TrainEvent::Epoch(s) => {
             eprintln!(
                 "\r  epoch {:>3}  loss {:.4}  train acc {:5.1}%  {}  {:.1}s{}",
@@ -933,8 +1233,36 @@ fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
             );
         }
     };
+    let started = std::time::Instant::now();
     let report = vitune::job::run_train(&gpu, &b, &job, &stop, &mut log, &mut on_event)?;
     vitune::tuned::write(&a.out, &report.outcome.best, &report.meta)?;
+    if let Some(sel) = &report.selection {
+        let final_s = started.elapsed().as_secs_f64() - sel.seconds;
+        eprintln!("\nsearch ({}):\n{}", sel.protocol, sel.table_text());
+        eprintln!(
+            "chose lr {:.3e}, wd {:.0e}{} ({:.1}% ± {:.1} held-out); the recipe's own lr {:.3e}, wd {:.0e}",
+            sel.chosen.lr,
+            sel.chosen.weight_decay,
+            sel.chosen
+                .prompts
+                .map(|p| format!(", {p} prompts"))
+                .unwrap_or_default(),
+            100.0 * sel.score,
+            100.0 * sel.score_std,
+            sel.default.lr,
+            sel.default.weight_decay
+        );
+        eprintln!(
+            "search cost: planned {:.1} default runs; took {:.1}s, {:.1}x the final run's {:.1}s",
+            sel.schedule.cost,
+            sel.seconds,
+            sel.seconds / final_s.max(1e-9),
+            final_s
+        );
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(sel)?);
+        }
+    }
     let best = &report.outcome.history.get(report.outcome.best_epoch);
     eprintln!(
         "{}wrote {} ({} trainable parameters; best epoch {}{})",

@@ -28,6 +28,8 @@ pub struct TunedMeta {
     /// Where the trainable tensors started: the method's init, `spt-…`, or `pvp:<file>`.
     pub init: String,
     pub vitune_version: String,
+    /// The search that chose the learning rate and weight decay, when one ran (`train --auto`).
+    pub selection: Option<crate::select::Selection>,
 }
 
 impl TunedMeta {
@@ -48,6 +50,7 @@ impl TunedMeta {
             crop_pct: c.crop_pct,
             init: init.to_string(),
             vitune_version: env!("CARGO_PKG_VERSION").to_string(),
+            selection: None,
         }
     }
 
@@ -68,6 +71,9 @@ impl TunedMeta {
         m.insert("crop_pct".into(), self.crop_pct.to_string());
         m.insert("init".into(), self.init.clone());
         m.insert("vitune_version".into(), self.vitune_version.clone());
+        if let Some(sel) = &self.selection {
+            m.insert("selection".into(), j(sel)?);
+        }
         Ok(m)
     }
 
@@ -102,6 +108,10 @@ impl TunedMeta {
             crop_pct: parse(path, "crop_pct", get("crop_pct")?)?,
             init: m.get("init").cloned().unwrap_or_default(),
             vitune_version: m.get("vitune_version").cloned().unwrap_or_default(),
+            selection: m
+                .get("selection")
+                .map(|v| parse(path, "selection", v))
+                .transpose()?,
         })
     }
 }
@@ -151,6 +161,20 @@ pub fn infer_method(tensors: &BTreeMap<String, HostTensor>) -> Method {
         Method::Bitfit
     } else {
         Method::Linear
+    }
+}
+
+/// The metadata of a vitune tuned file, without a backbone to check it against.
+pub fn read_meta(path: &Path) -> Result<TunedMeta> {
+    let (_, metadata) = crate::io::read_tensors_with_metadata(path)?;
+    match metadata {
+        Some(m) if m.get("format").map(String::as_str) == Some("vitune-tuned") => {
+            TunedMeta::from_map(&m, path)
+        }
+        _ => Err(Error::Input(format!(
+            "{} is not a vitune tuned file (its metadata has no `format: vitune-tuned`)",
+            path.display()
+        ))),
     }
 }
 

@@ -80,6 +80,8 @@ fn create_classes_train_see_attention_export_and_import() {
     project.settings.epochs = 3;
     project.settings.batch = 6;
     project.settings.options.prompts = 2;
+    // The search has its own test below; this one follows a plain run.
+    project.settings.auto = false;
     let mut h = harness(project);
     wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
 
@@ -179,6 +181,7 @@ fn a_broken_image_shows_an_error_in_the_ui_and_keeps_the_project() {
     folders.sort();
     let mut project = Project::default();
     project.settings.epochs = 1;
+    project.settings.auto = false;
     let mut h = harness(project);
     wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
     h.state_mut().add_class();
@@ -196,4 +199,118 @@ fn a_broken_image_shows_an_error_in_the_ui_and_keeps_the_project() {
         h.state().errors
     );
     assert_eq!(h.state().project, before, "the project is kept as it was");
+}
+
+/// A project of two target-glyph classes with `per_class` images each, its method the linear probe.
+fn glyph_project(dir: &std::path::Path, per_class: usize) -> Project {
+    let images = dir.join("glyphs");
+    vitune::demo::write_glyph_folders("shifted", per_class, 7, 32, &images).expect("glyphs");
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&images)
+        .expect("read")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    folders.sort();
+    let mut project = Project::default();
+    project.settings = vitune::app::project::Settings::defaults(vitune::tuning::Method::Linear);
+    project.settings.epochs = 20;
+    project.settings.batch = 4;
+    for (name, folder) in ["delta", "lambda"].iter().zip(&folders) {
+        let images = std::fs::read_dir(folder)
+            .expect("read")
+            .map(|e| vitune::app::project::ImageEntry {
+                path: e.expect("entry").path(),
+                enabled: true,
+            })
+            .collect();
+        project.classes.push(vitune::app::project::ClassEntry {
+            name: name.to_string(),
+            images,
+        });
+    }
+    project
+}
+
+#[test]
+fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() {
+    let _serial = one_at_a_time();
+    drop(common::gpu());
+    let dir = tempfile::tempdir().expect("tmp");
+    let project = glyph_project(dir.path(), 4);
+    assert!(project.settings.auto, "Auto is on by default");
+    let mut h = harness(project);
+    wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
+    h.state_mut().tab = vitune::app::Tab::Tune;
+    h.step();
+
+    // Train with Auto: the search runs first, its table arrives with the model.
+    h.get_by_label("Train").click();
+    h.step();
+    wait_for(&mut h, 300, "the searched training", |a| !a.training);
+    assert!(
+        h.state().errors.is_empty(),
+        "errors: {:?}",
+        h.state().errors
+    );
+    let sel = h.state().selection.clone().expect("a search ran");
+    assert!(sel.protocol.contains("4-fold"), "{}", sel.protocol);
+    assert_eq!(sel.table.len(), 11);
+    assert!(
+        h.state().status.contains("chosen by the search"),
+        "{}",
+        h.state().status
+    );
+    h.run();
+    h.get_by_label_contains("Search: lr");
+
+    // Stop during a search ends it, says so, and keeps the model trained before.
+    h.state_mut().project.settings.epochs = 60;
+    h.get_by_label("Train").click();
+    h.step();
+    wait_for(&mut h, 60, "the search to start", |a| {
+        a.search_progress.is_some()
+    });
+    h.get_by_label("Stop").click();
+    wait_for(&mut h, 120, "the stop", |a| !a.training);
+    assert!(
+        h.state()
+            .errors
+            .iter()
+            .any(|e| e.contains("stopped during the hyper-parameter search")),
+        "{:?}",
+        h.state().errors
+    );
+    h.state_mut().errors.clear();
+
+    // Compare methods (the recipes, Auto off, to keep the test short): a ranked table, one click to keep.
+    h.state_mut().project.settings.auto = false;
+    h.state_mut().project.settings.epochs = 2;
+    h.run();
+    h.get_by_label("Compare methods").click();
+    h.step();
+    assert!(
+        h.state().comparing,
+        "status: {}, errors: {:?}",
+        h.state().status,
+        h.state().errors
+    );
+    wait_for(&mut h, 900, "the comparison", |a| !a.comparing);
+    assert!(
+        h.state().errors.is_empty(),
+        "errors: {:?}",
+        h.state().errors
+    );
+    let rows = h.state().comparison.clone().expect("a ranked table");
+    assert_eq!(rows.len(), 7);
+    assert!(rows.windows(2).all(|w| w[0].score >= w[1].score));
+    h.run();
+    let winner = rows[0].clone();
+    h.get_all_by_label("Keep")
+        .next()
+        .expect("a Keep button")
+        .click();
+    h.step();
+    wait_for(&mut h, 30, "the kept model", |a| {
+        a.status.starts_with("imported")
+    });
+    assert_eq!(h.state().project.settings.method, winner.method);
 }

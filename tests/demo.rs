@@ -79,6 +79,8 @@ fn short_demo_run_beats_chance_by_a_wide_margin() {
         epochs: 3,
         seed: 1,
         test_per_class: 3,
+        split: "target".into(),
+        auto: None,
         out: dir.path().to_path_buf(),
     };
     let r = vitune::demo::run(&gpu, &opts, &mut |_| {}).expect("demo runs");

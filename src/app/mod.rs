@@ -61,6 +61,13 @@ pub struct VituneApp {
     pub attention: AttentionChoice,
     pub attention_images: Option<(egui::TextureHandle, Option<egui::TextureHandle>)>,
     pub predictions: Vec<ShownPrediction>,
+    /// The search behind the last training run (Auto).
+    pub selection: Option<crate::select::Selection>,
+    /// Search progress: settings scored so far, of all the rungs' settings.
+    pub search_progress: Option<(usize, usize)>,
+    /// The last "Compare methods" result, ranked, and whether one is running.
+    pub comparison: Option<Vec<crate::select::CompareRow>>,
+    pub comparing: bool,
     thumbnails: HashMap<PathBuf, Option<egui::TextureHandle>>,
     worker: Worker,
     steps_seen: usize,
@@ -101,6 +108,10 @@ impl VituneApp {
             },
             attention_images: None,
             predictions: Vec::new(),
+            selection: None,
+            search_progress: None,
+            comparison: None,
+            comparing: false,
             thumbnails: HashMap::new(),
             worker,
             steps_seen: 0,
@@ -143,6 +154,39 @@ impl VituneApp {
             .store(false, std::sync::atomic::Ordering::SeqCst);
         let p = self.project.clone();
         self.send(Command::Train(p));
+    }
+
+    /// Scores every method on the project's images (each with its own search when Auto is on); the ranked
+    /// table arrives as `comparison`, each method's tuned file in a folder beside the project.
+    pub fn start_compare(&mut self) {
+        self.comparing = true;
+        self.comparison = None;
+        self.status = "comparing methods...".into();
+        self.worker
+            .stop
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let dir = self.compare_dir();
+        self.send(Command::Compare(self.project.clone(), dir));
+    }
+
+    /// Where "Compare methods" writes each method's tuned file.
+    fn compare_dir(&self) -> PathBuf {
+        match &self.project_path {
+            Some(p) => p.with_extension("compare"),
+            None => std::env::temp_dir().join(format!("vitune-compare-{}", std::process::id())),
+        }
+    }
+
+    /// Keeps a compared method: its tuned file becomes the app's model, and the project's method follows.
+    pub fn keep_compared(&mut self, row: &crate::select::CompareRow) {
+        let s = &mut self.project.settings;
+        if s.method != row.method {
+            s.method = row.method;
+            s.options = crate::tuning::MethodOptions::defaults(row.method);
+        }
+        if let Some(path) = &row.tuned {
+            self.send(Command::Import(path.clone()));
+        }
     }
 
     pub fn stop_training(&mut self) {
@@ -241,6 +285,23 @@ impl VituneApp {
                     self.progress =
                         ((epoch * steps_per_epoch + step + 1) as f32 / total as f32).min(1.0);
                 }
+                Reply::Event(TrainEvent::Search(e)) => {
+                    use crate::select::SearchEvent;
+                    match &e {
+                        SearchEvent::Planned { schedule, .. } => {
+                            let total = schedule.rungs.iter().map(|r| r.candidates).sum();
+                            self.search_progress = Some((0, total));
+                        }
+                        SearchEvent::Trial { .. } => {
+                            if let Some((done, total)) = &mut self.search_progress {
+                                *done += 1;
+                                self.progress = *done as f32 / (*total).max(1) as f32;
+                            }
+                        }
+                        SearchEvent::Note(_) => {}
+                    }
+                    self.status = e.status();
+                }
                 Reply::Event(TrainEvent::Epoch(s)) => {
                     if let Some(v) = s.val_accuracy {
                         self.val_curve.push(((s.epoch + 1) as f64, v));
@@ -251,12 +312,43 @@ impl VituneApp {
                     evaluation,
                     classes,
                     parameters,
+                    selection,
+                    best_epoch,
+                    stopped,
                 } => {
                     self.training = false;
                     self.progress = 1.0;
                     self.evaluation = evaluation;
                     self.trained_classes = Some(classes);
-                    self.status = format!("trained ({parameters} trainable parameters)");
+                    self.search_progress = None;
+                    let chosen = selection
+                        .as_ref()
+                        .map(|s| {
+                            format!(
+                                "; lr {:.2e}, wd {:.0e} chosen by the search",
+                                s.chosen.lr, s.chosen.weight_decay
+                            )
+                        })
+                        .unwrap_or_default();
+                    self.selection = selection;
+                    self.status = format!(
+                        "{} ({parameters} trainable parameters; kept epoch {}{chosen})",
+                        if stopped { "stopped" } else { "trained" },
+                        best_epoch + 1
+                    );
+                }
+                Reply::Compared(rows) => {
+                    self.comparing = false;
+                    self.status = match rows.first() {
+                        Some(r) => format!(
+                            "compared {} methods: {} ranks first ({:.1}%)",
+                            rows.len(),
+                            r.label,
+                            100.0 * r.score
+                        ),
+                        None => "compared no methods".into(),
+                    };
+                    self.comparison = Some(rows);
                 }
                 Reply::Attention {
                     image,
@@ -292,8 +384,10 @@ impl VituneApp {
                     self.trained_classes = Some(classes);
                 }
                 Reply::Error(e) => {
-                    if self.training && !e.starts_with("skipped") {
+                    if (self.training || self.comparing) && !e.starts_with("skipped") {
                         self.training = false;
+                        self.comparing = false;
+                        self.search_progress = None;
                     }
                     self.errors.push(e);
                 }

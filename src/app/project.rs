@@ -30,6 +30,13 @@ pub struct Settings {
     pub seed: u64,
     /// Images per class to train on (all enabled ones when unset).
     pub shots: Option<usize>,
+    /// Choose the learning rate and weight decay on the training images before the run (`train --auto`).
+    #[serde(default = "auto_by_default")]
+    pub auto: bool,
+}
+
+fn auto_by_default() -> bool {
+    true
 }
 
 impl Settings {
@@ -42,6 +49,7 @@ impl Settings {
             lr: None,
             seed: 0,
             shots: None,
+            auto: true,
         }
     }
 }

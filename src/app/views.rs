@@ -236,6 +236,92 @@ fn method_options_ui(ui: &mut egui::Ui, method: Method, o: &mut MethodOptions) {
     }
 }
 
+/// The last search's table: every setting tried, the chosen one marked.
+fn selection_ui(app: &VituneApp, ui: &mut egui::Ui) {
+    let Some(sel) = &app.selection else { return };
+    egui::CollapsingHeader::new(format!(
+        "Search: lr {:.2e}, wd {:.0e} chosen ({:.1}% ± {:.1}, {})",
+        sel.chosen.lr,
+        sel.chosen.weight_decay,
+        100.0 * sel.score,
+        100.0 * sel.score_std,
+        sel.protocol
+    ))
+    .id_salt("search table")
+    .show(ui, |ui| {
+        egui::Grid::new("search grid").striped(true).show(ui, |ui| {
+            for h in ["lr", "wd", "accuracy", "epochs", ""] {
+                ui.strong(h);
+            }
+            ui.end_row();
+            for t in &sel.table {
+                ui.label(format!("{:.2e}", t.candidate.lr));
+                ui.label(format!("{:.0e}", t.candidate.weight_decay));
+                ui.label(format!("{:.1}% ± {:.1}", 100.0 * t.mean, 100.0 * t.std));
+                ui.label(t.epochs.to_string());
+                ui.label(if t.candidate == sel.chosen {
+                    "chosen"
+                } else if t.diverged {
+                    "diverged"
+                } else {
+                    ""
+                });
+                ui.end_row();
+            }
+        });
+    });
+}
+
+/// "Compare methods": every method scored on the project's images, ranked, each one click from being kept.
+fn compare_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        let ready = app.backbone_info.is_some() && !app.training && !app.comparing;
+        if ui
+            .add_enabled(ready, egui::Button::new("Compare methods"))
+            .on_hover_text(
+                "Score linear, bitfit, vpt-shallow, vpt-deep, lora, adaptformer and convpass by \
+                 cross-validation on these images (each with its own search when Auto is on)",
+            )
+            .clicked()
+        {
+            app.start_compare();
+        }
+        if app.comparing {
+            if ui.button("Stop").clicked() {
+                app.stop_training();
+            }
+            ui.spinner();
+        }
+    });
+    let Some(rows) = app.comparison.clone() else {
+        return;
+    };
+    egui::Grid::new("compare grid")
+        .striped(true)
+        .show(ui, |ui| {
+            for h in ["rank", "method", "accuracy", "parameters", "lr", "time", ""] {
+                ui.strong(h);
+            }
+            ui.end_row();
+            for (i, r) in rows.iter().enumerate() {
+                ui.label((i + 1).to_string());
+                ui.label(&r.label);
+                ui.label(format!("{:.1}% ± {:.1}", 100.0 * r.score, 100.0 * r.std));
+                ui.label(r.parameters.to_string());
+                ui.label(format!("{:.2e}", r.setting.lr));
+                ui.label(format!("{:.0}s", r.seconds));
+                if ui
+                    .add_enabled(r.tuned.is_some(), egui::Button::new("Keep"))
+                    .on_hover_text("use this method and its tuned model")
+                    .clicked()
+                {
+                    app.keep_compared(r);
+                }
+                ui.end_row();
+            }
+        });
+}
+
 fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     let s = &mut app.project.settings;
     ui.horizontal(|ui| {
@@ -256,17 +342,25 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     method_options_ui(ui, s.method, &mut s.options);
     ui.add(egui::Slider::new(&mut s.epochs, 1..=200).text("epochs"));
     ui.add(egui::Slider::new(&mut s.batch, 1..=128).text("batch"));
-    ui.horizontal(|ui| {
-        let mut custom = s.lr.is_some();
-        ui.checkbox(&mut custom, "learning rate");
-        if custom {
-            let mut lr = s.lr.unwrap_or(1e-3);
-            ui.add(egui::Slider::new(&mut lr, 1e-5..=10.0).logarithmic(true));
-            s.lr = Some(lr);
-        } else {
-            s.lr = None;
-            ui.label("(the method's default)");
-        }
+    ui.checkbox(&mut s.auto, "Auto (choose learning rate)")
+        .on_hover_text(
+        "Before training, score the papers' grid of learning rates and weight decays by k-fold \
+             cross-validation over your images (successive halving, at most about 6 default runs), \
+             then train the best on all of them.",
+    );
+    ui.add_enabled_ui(!s.auto, |ui| {
+        ui.horizontal(|ui| {
+            let mut custom = s.lr.is_some();
+            ui.checkbox(&mut custom, "learning rate");
+            if custom {
+                let mut lr = s.lr.unwrap_or(1e-3);
+                ui.add(egui::Slider::new(&mut lr, 1e-5..=10.0).logarithmic(true));
+                s.lr = Some(lr);
+            } else {
+                s.lr = None;
+                ui.label("(the method's default)");
+            }
+        })
     });
     ui.horizontal(|ui| {
         ui.add(egui::DragValue::new(&mut s.seed).prefix("seed "));
@@ -295,6 +389,13 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         }
         ui.add(egui::ProgressBar::new(app.progress).show_percentage());
     });
+    if let Some((done, total)) = app.search_progress {
+        ui.label(format!(
+            "choosing the learning rate: {done} of {total} settings scored; then the chosen one trains on all images"
+        ));
+    }
+    selection_ui(app, ui);
+    compare_ui(app, ui);
     let loss: Vec<[f64; 2]> = app.curve.iter().map(|(x, l, _)| [*x, *l]).collect();
     let acc: Vec<[f64; 2]> = app.curve.iter().map(|(x, _, a)| [*x, *a]).collect();
     ui.columns(2, |cols| {

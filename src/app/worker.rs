@@ -11,11 +11,12 @@ use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu};
 use crate::job::{run_train, AttentionRequest, Data, Init, TrainJob};
 use crate::model::{load_backbone, Backbone, GpuTuning, GpuViT, HostTensor, LoadOptions};
+use crate::select::{CompareEntry, CompareRow, SearchOptions, Selection};
 use crate::train::{
     argmax_rows, predict_logits, Augment, Evaluation, Samples, TrainConfig, TrainEvent,
 };
 use crate::tuned::{self, TunedMeta};
-use crate::tuning::Tuning;
+use crate::tuning::{Method, MethodOptions, Tuning};
 use crate::viz::{image_attention, overlay, Colormap, HeadFusion};
 
 use super::project::{Project, Settings};
@@ -24,6 +25,9 @@ pub enum Command {
     /// Load this backbone (the embedded demo one when `None`).
     LoadBackbone(Option<PathBuf>),
     Train(Project),
+    /// Score every method on the project's training images by cross-validation (each with its own search when
+    /// the project's Auto is on); the tuned files go to the folder given.
+    Compare(Project, PathBuf),
     Attention {
         image: PathBuf,
         request: AttentionRequest,
@@ -55,7 +59,14 @@ pub enum Reply {
         evaluation: Option<Evaluation>,
         classes: Vec<String>,
         parameters: usize,
+        /// The search that chose the setting (Auto).
+        selection: Option<Selection>,
+        /// Which epoch's weights were kept, and whether Stop ended the run.
+        best_epoch: usize,
+        stopped: bool,
     },
+    /// The methods ranked, best first.
+    Compared(Vec<CompareRow>),
     Attention {
         image: PathBuf,
         before: image::RgbImage,
@@ -223,44 +234,10 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
         // The UI clears `stop` before it sends Train (so closing the app, which sets it, is never undone here).
         Command::Train(project) => {
             let b = backbone(st)?.clone();
-            let classes: Vec<String> = project.classes.iter().map(|c| c.name.clone()).collect();
-            if classes.len() < 2 {
-                return Err(Error::Input(
-                    "add at least two classes with images before training".into(),
-                ));
-            }
-            if let Some(c) = project
-                .classes
-                .iter()
-                .find(|c| !c.images.iter().any(|i| i.enabled))
-            {
-                return Err(Error::Input(format!(
-                    "class `{}` has no images; add some or delete it",
-                    c.name
-                )));
-            }
-            let (samples, problems) = Samples::decode(&project.items());
-            for p in problems {
-                send(Reply::Error(p));
-            }
+            let (classes, train, val) = project_samples(&project, send)?;
             let s: &Settings = &project.settings;
-            let (train, val) = split(&samples, s.shots, s.seed);
-            let mut config = TrainConfig::defaults(
-                s.method,
-                s.epochs,
-                s.batch,
-                train.len().div_ceil(s.batch.max(1)),
-            );
-            config.seed = s.seed;
-            if let Some(lr) = s.lr {
-                config.optim.lr = lr;
-            }
-            config.augment = Augment {
-                crop: Some((0.5, 1.0)),
-                flip: false,
-                ..Augment::default()
-            };
             let job = TrainJob {
+                auto: s.auto.then(SearchOptions::default),
                 data: Data::Samples {
                     classes: classes.clone(),
                     train,
@@ -271,7 +248,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                 method: s.method,
                 options: s.options.clone(),
                 init: Init::Method,
-                config,
+                config: project_recipe(s, s.method, job_images(&project)),
                 image_size: None,
             };
             let mut log = |m: &str| send(Reply::Error(m.to_string()));
@@ -289,12 +266,52 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                 _ => None,
             };
             let parameters = report.outcome.best.parameter_count();
+            let (best_epoch, stopped) = (report.outcome.best_epoch, report.outcome.stopped);
             st.tuning = Some((report.outcome.best, report.meta));
             send(Reply::Trained {
                 evaluation,
                 classes,
                 parameters,
+                selection: report.selection,
+                best_epoch,
+                stopped,
             });
+        }
+        Command::Compare(project, out) => {
+            let (classes, train, _) = project_samples(&project, send)?;
+            let s = &project.settings;
+            let entries: Vec<CompareEntry> = COMPARED
+                .iter()
+                .map(|&m| CompareEntry {
+                    label: m.name().to_string(),
+                    recipe: crate::job::Recipe {
+                        method: m,
+                        options: MethodOptions::defaults(m),
+                        init: Init::Method,
+                        config: project_recipe(s, m, train.len()),
+                    },
+                })
+                .collect();
+            let b = b_of(st)?;
+            let t = crate::job::eval_transform(&b, None);
+            let (g, vit) = gpu_vit(st)?;
+            let session = crate::job::Session::new(g, &b, vit, &t);
+            let auto = s.auto.then(SearchOptions::default);
+            let rows = crate::select::compare(
+                &session,
+                &classes,
+                std::slice::from_ref(&train),
+                &entries,
+                auto.as_ref(),
+                Some(&out),
+                stop,
+                &mut |m| {
+                    send(Reply::Event(TrainEvent::Search(
+                        crate::select::SearchEvent::Note(m.to_string()),
+                    )))
+                },
+            )?;
+            send(Reply::Compared(rows));
         }
         Command::Attention { image, request } => {
             let b = backbone(st)?.clone();
@@ -424,6 +441,84 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
         }
     }
     Ok(())
+}
+
+/// The methods "Compare methods" scores (full fine-tuning left out: it is the slow baseline).
+const COMPARED: [Method; 7] = [
+    Method::Linear,
+    Method::Bitfit,
+    Method::VptShallow,
+    Method::VptDeep,
+    Method::Lora,
+    Method::Adaptformer,
+    Method::Convpass,
+];
+
+fn b_of(st: &State) -> Result<Backbone> {
+    Ok(backbone(st)?.clone())
+}
+
+/// How many training images a project's settings give (for the schedule).
+fn job_images(project: &Project) -> usize {
+    project
+        .classes
+        .iter()
+        .map(|c| {
+            let n = c.images.iter().filter(|i| i.enabled).count();
+            project.settings.shots.map_or(n, |k| n.min(k))
+        })
+        .sum()
+}
+
+/// The papers' recipe for `method` with the project's epochs, batch and seed (and its learning rate when set
+/// and Auto is off), with the app's augmentation.
+fn project_recipe(s: &Settings, method: Method, train_images: usize) -> TrainConfig {
+    let mut config = TrainConfig::defaults(
+        method,
+        s.epochs,
+        s.batch,
+        train_images.div_ceil(s.batch.max(1)),
+    );
+    config.seed = s.seed;
+    if let (Some(lr), false) = (s.lr, s.auto) {
+        config.optim.lr = lr;
+    }
+    config.augment = Augment {
+        crop: Some((0.5, 1.0)),
+        flip: false,
+        ..Augment::default()
+    };
+    config
+}
+
+/// The project's classes, training shots and validation images, decoded; unreadable files are reported.
+fn project_samples(
+    project: &Project,
+    send: &dyn Fn(Reply),
+) -> Result<(Vec<String>, Samples, Option<Samples>)> {
+    let classes: Vec<String> = project.classes.iter().map(|c| c.name.clone()).collect();
+    if classes.len() < 2 {
+        return Err(Error::Input(
+            "add at least two classes with images before training".into(),
+        ));
+    }
+    if let Some(c) = project
+        .classes
+        .iter()
+        .find(|c| !c.images.iter().any(|i| i.enabled))
+    {
+        return Err(Error::Input(format!(
+            "class `{}` has no images; add some or delete it",
+            c.name
+        )));
+    }
+    let (samples, problems) = Samples::decode(&project.items());
+    for p in problems {
+        send(Reply::Error(p));
+    }
+    let s = &project.settings;
+    let (train, val) = split(&samples, s.shots, s.seed);
+    Ok((classes, train, val))
 }
 
 /// Training shots per class (all when unset) and the rest as validation.

@@ -40,8 +40,17 @@ use ab_glyph::{
 };
 use image::{Rgb, RgbImage};
 
+use super::shift::Shift;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+
+/// How a set is rendered: as the backbone was pre-trained (clean), or under a domain shift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Clean,
+    /// Stronger rotation, elastically warped strokes and textured backgrounds ([`crate::data::shift`]).
+    Shifted,
+}
 
 /// The embedded font files: (file name, family and style).
 const FONTS: [(&str, &str, &[u8]); 5] = [
@@ -161,6 +170,12 @@ impl Glyphs {
     /// documentation for the parameters drawn). A character that no embedded font covers gives
     /// an image of background and noise only.
     pub fn render(&self, ch: char, rng: &mut Rng, size: u32) -> RgbImage {
+        self.render_styled(ch, rng, size, Style::Clean)
+    }
+
+    /// One image of `ch` in `style`: a clean render, or the same render under the domain shift of
+    /// [`crate::data::shift`] (its parameters drawn after the clean ones).
+    pub fn render_styled(&self, ch: char, rng: &mut Rng, size: u32, style: Style) -> RgbImage {
         let n = size as usize;
         let covering: Vec<usize> = (0..self.fonts.len())
             .filter(|&i| self.font_maps(i, ch))
@@ -172,6 +187,8 @@ impl Glyphs {
         let weight = rng.range(WEIGHT_PX.0, WEIGHT_PX.1);
         let (fg, bg) = pick_colours(rng);
         let noise_std = rng.range(0.0, MAX_NOISE_STD);
+        let shift = (style == Style::Shifted).then(|| Shift::draw(rng, n, &bg));
+        let angle = shift.as_ref().map_or(angle, |s| s.angle);
 
         let mut cov = vec![0f32; n * n];
         if let Some((_, font)) = font_idx.and_then(|i| self.fonts.get(i)) {
@@ -189,12 +206,19 @@ impl Glyphs {
             if peak > 0.05 && peak < 1.0 {
                 cov.iter_mut().for_each(|c| *c = (*c / peak).min(1.0));
             }
+            if let Some(s) = &shift {
+                cov = s.warp(&cov, n);
+            }
         }
 
         let mut img = RgbImage::new(size, size);
         let mut noise = GaussianPairs::default();
         for (idx, px) in img.pixels_mut().enumerate() {
             let a = f64::from(cov[idx]);
+            let bg = match &shift {
+                Some(s) => s.background(&bg, n, idx % n, idx / n),
+                None => bg,
+            };
             let mut out = [0u8; 3];
             for c in 0..3 {
                 let v = bg[c] + (fg[c] - bg[c]) * a + noise_std * noise.next(rng);
@@ -442,12 +466,13 @@ pub fn render_set(
     per_class: usize,
     seed: u64,
     size: u32,
+    style: Style,
 ) -> Vec<(RgbImage, usize)> {
     let mut out = Vec::with_capacity(classes.len() * per_class);
     for i in 0..per_class {
         for (label, &ch) in classes.iter().enumerate() {
             let mut rng = Rng::new(item_seed(seed, ch, i));
-            out.push((glyphs.render(ch, &mut rng, size), label));
+            out.push((glyphs.render_styled(ch, &mut rng, size, style), label));
         }
     }
     out
@@ -587,9 +612,9 @@ mod tests {
             assert_eq!(a.as_raw(), b.as_raw());
             assert_ne!(a.as_raw(), c.as_raw());
         }
-        let s1 = render_set(&g, &target_classes(), 2, 3, 32);
-        let s2 = render_set(&g, &target_classes(), 2, 3, 32);
-        let s3 = render_set(&g, &target_classes(), 2, 4, 32);
+        let s1 = render_set(&g, &target_classes(), 2, 3, 32, Style::Clean);
+        let s2 = render_set(&g, &target_classes(), 2, 3, 32, Style::Clean);
+        let s3 = render_set(&g, &target_classes(), 2, 4, 32, Style::Clean);
         assert!(s1
             .iter()
             .zip(&s2)
@@ -607,7 +632,7 @@ mod tests {
             .into_iter()
             .chain(target_classes())
             .collect();
-        let set = render_set(&g, &classes, 6, 11, 32);
+        let set = render_set(&g, &classes, 6, 11, 32, Style::Clean);
         assert_eq!(set.len(), classes.len() * 6);
         for (k, (img, label)) in set.iter().enumerate() {
             assert_eq!(*label, k % classes.len());
@@ -648,8 +673,8 @@ mod tests {
     fn render_set_prefix_stable() {
         let g = Glyphs::new().unwrap();
         let classes = target_classes();
-        let small = render_set(&g, &classes, 2, 5, 24);
-        let big = render_set(&g, &classes, 5, 5, 24);
+        let small = render_set(&g, &classes, 2, 5, 24, Style::Clean);
+        let big = render_set(&g, &classes, 5, 5, 24, Style::Clean);
         assert_eq!(big.len(), 100);
         for (a, b) in small.iter().zip(&big) {
             assert_eq!(a.0.as_raw(), b.0.as_raw());
@@ -657,7 +682,7 @@ mod tests {
         }
         // A class renders the same images wherever it sits in the list.
         let rev: Vec<char> = classes.iter().rev().copied().collect();
-        let r = render_set(&g, &rev, 2, 5, 24);
+        let r = render_set(&g, &rev, 2, 5, 24, Style::Clean);
         assert_eq!(r[19].0.as_raw(), small[0].0.as_raw());
         assert_eq!(r[19].1, 19);
     }

@@ -5,6 +5,7 @@ pub mod augment;
 pub mod dataset;
 pub mod metrics;
 pub mod optim;
+mod session;
 mod step;
 pub mod trainer;
 
@@ -12,6 +13,7 @@ pub use augment::Augment;
 pub use dataset::{Dataset, Samples};
 pub use metrics::{argmax_rows, Evaluation};
 pub use optim::{OptimConfig, Optimizer, OptimizerKind};
+pub use session::Session;
 pub use step::{
     compute_grads, compute_head_grads, train_activation_bytes, train_micro_batch, StepOptions,
     StepOutput,

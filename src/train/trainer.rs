@@ -10,6 +10,7 @@ use super::augment::Augment;
 use super::dataset::Samples;
 use super::metrics::argmax_rows;
 use super::optim::{OptimConfig, Optimizer, OptimizerKind};
+use super::session::Session;
 use super::step::{compute_grads, compute_head_grads, StepOptions};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
@@ -35,7 +36,7 @@ impl TrainConfig {
     /// the steps, then cosine decay.
     pub fn defaults(method: Method, epochs: usize, batch: usize, steps_per_epoch: usize) -> Self {
         let scaled = |base: f32| base * batch as f32 / 256.0;
-        let mut optim = match method {
+        let optim = match method {
             Method::Linear | Method::VptShallow | Method::VptDeep => OptimConfig::new(
                 OptimizerKind::Sgd,
                 scaled(if method == Method::Linear { 10.0 } else { 5.0 }),
@@ -46,9 +47,6 @@ impl TrainConfig {
                 OptimConfig::new(OptimizerKind::Adamw, 5e-3, 1e-4)
             }
         };
-        let total = (epochs * steps_per_epoch.max(1)) as u32;
-        optim.total_steps = total;
-        optim.warmup_steps = total / 10;
         Self {
             epochs,
             batch,
@@ -57,6 +55,19 @@ impl TrainConfig {
             augment: Augment::default(),
             micro_batch: None,
         }
+        .rescheduled(epochs, steps_per_epoch * batch)
+    }
+
+    /// The same recipe run for `epochs` epochs over `train_images` images: warmup for the first 10% of the
+    /// steps, then cosine decay to the end.
+    pub fn rescheduled(&self, epochs: usize, train_images: usize) -> Self {
+        let steps_per_epoch = train_images.div_ceil(self.batch.max(1)).max(1);
+        let total = (epochs * steps_per_epoch) as u32;
+        let mut c = self.clone();
+        c.epochs = epochs;
+        c.optim.total_steps = total;
+        c.optim.warmup_steps = total / 10;
+        c
     }
 }
 
@@ -73,6 +84,8 @@ pub enum TrainEvent {
         lr: f32,
     },
     Epoch(EpochStats),
+    /// Progress of a hyper-parameter search before the run (`--auto`).
+    Search(crate::select::SearchEvent),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -174,11 +187,8 @@ fn accuracy(logits: &HostTensor, labels: &[usize]) -> f64 {
 }
 
 /// Trains `tuning` on `train`; evaluates on `val` after each epoch and keeps the best.
-#[allow(clippy::too_many_arguments)]
 pub fn train(
-    gpu: &Gpu,
-    vit: &GpuViT,
-    transform: &Transform,
+    session: &Session,
     tuning: Tuning,
     train: &Samples,
     val: Option<&Samples>,
@@ -189,6 +199,7 @@ pub fn train(
     if train.is_empty() {
         return Err(Error::Input("no training images".into()));
     }
+    let (gpu, vit, transform) = (session.gpu, session.vit, session.transform);
     let gt = GpuTuning::upload(gpu, &tuning)?;
     let grads = gt.zeros_like(gpu)?;
     let mut opt = Optimizer::new(gpu, &gt.params, cfg.optim.clone())?;
@@ -201,17 +212,7 @@ pub fn train(
     let mut stopped = false;
     // The linear probe without augmentation trains on features computed once.
     let features = if best.method == Method::Linear && cfg.augment == Augment::none() {
-        let all: Vec<usize> = (0..train.len()).collect();
-        let mut data = Vec::new();
-        for ids in all.chunks(64) {
-            let px = batch_pixels(train, ids, transform, None);
-            data.extend(
-                vit.forward(gpu, &px, &ForwardOptions::default())?
-                    .pooled
-                    .data,
-            );
-        }
-        Some(HostTensor::new(vec![train.len(), vit.config.dim], data))
+        Some(session.pooled_features(train)?)
     } else {
         None
     };
@@ -260,12 +261,11 @@ pub fn train(
                 }
             };
             if !out.loss.is_finite() {
-                return Err(Error::Input(format!(
-                    "the loss became {} at epoch {} step {}: lower the learning rate (--lr)",
-                    out.loss,
-                    epoch + 1,
-                    step + 1
-                )));
+                return Err(Error::Diverged {
+                    loss: out.loss,
+                    epoch: epoch + 1,
+                    step: step + 1,
+                });
             }
             let acc = accuracy(&out.logits, &labels);
             loss_sum += out.loss * ids.len() as f64;

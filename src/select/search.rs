@@ -1,0 +1,449 @@
+//! The search itself: score candidates on the shots (k-fold or held out), halve, and report the winner with the
+//! table of every candidate.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::folds::{fold_split, stratified_folds, Protocol};
+use super::grid::{candidates, Candidate};
+use super::halving::{plan, rank, Schedule, DEFAULT_BUDGET};
+use crate::error::{Error, Result};
+use crate::job::{Recipe, Session};
+use crate::model::GpuTuning;
+use crate::train::{predict_logits, OptimizerKind, Samples, TrainEvent};
+use crate::tuning::{Method, Tuning};
+
+/// What `--auto` searches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchOptions {
+    /// Prompt counts to try as well (VPT methods only; `--auto-prompts`).
+    pub prompts: Option<Vec<usize>>,
+    /// The most the search may cost, in default runs.
+    pub budget: f64,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        Self {
+            prompts: None,
+            budget: DEFAULT_BUDGET,
+        }
+    }
+}
+
+/// One candidate's score at the last rung it reached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    pub candidate: Candidate,
+    /// The last rung it ran (0-based) and that rung's epochs.
+    pub rung: usize,
+    pub epochs: usize,
+    /// Accuracy on each fold's held-out images (one entry for a held-out protocol).
+    pub folds: Vec<f64>,
+    pub mean: f64,
+    pub std: f64,
+    /// Mean cross-entropy on the held-out images (none when training diverged on a fold: JSON has no infinity).
+    pub loss: Option<f64>,
+    /// Training diverged (loss not finite) on some fold: scored as 0.
+    pub diverged: bool,
+}
+
+/// What a search chose and why: recorded in the tuned file's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    pub protocol: String,
+    pub optimizer: OptimizerKind,
+    /// The recipe's own setting (the method's defaults, or the user's).
+    pub default: Candidate,
+    pub chosen: Candidate,
+    /// The chosen setting's mean ± std fold accuracy at its last rung.
+    pub score: f64,
+    pub score_std: f64,
+    pub schedule: Schedule,
+    /// Every candidate, best first: those that reached later rungs, then by score.
+    pub table: Vec<Trial>,
+    pub seconds: f64,
+}
+
+impl Selection {
+    /// Applies the chosen setting to `recipe` (its schedule over `train_images`).
+    pub fn apply(&self, recipe: &mut Recipe, train_images: usize) {
+        apply_candidate(recipe, &self.chosen, recipe.config.epochs, train_images);
+    }
+
+    /// The search table as text, one candidate a line.
+    pub fn table_text(&self) -> String {
+        let mut s = format!(
+            "{:>10} {:>8} {:>7}  {:>15}  {:>6}  {}\n",
+            "lr", "wd", "prompts", "accuracy", "epochs", "folds"
+        );
+        for t in &self.table {
+            let mark = if t.candidate == self.chosen {
+                "  <- chosen"
+            } else {
+                ""
+            };
+            let default = if t.candidate == self.default {
+                " (recipe)"
+            } else {
+                ""
+            };
+            s.push_str(&format!(
+                "{:>10.3e} {:>8.0e} {:>7}  {:>6.1}% ± {:>4.1}  {:>6}  {}{}{}{}\n",
+                t.candidate.lr,
+                t.candidate.weight_decay,
+                t.candidate
+                    .prompts
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                100.0 * t.mean,
+                100.0 * t.std,
+                t.epochs,
+                t.folds
+                    .iter()
+                    .map(|a| format!("{:.0}", 100.0 * a))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                if t.diverged { " diverged" } else { "" },
+                default,
+                mark
+            ));
+        }
+        s
+    }
+}
+
+/// Progress of a search, as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchEvent {
+    Planned {
+        protocol: String,
+        candidates: usize,
+        schedule: Schedule,
+    },
+    /// A candidate has been scored at a rung.
+    Trial {
+        rung: usize,
+        rungs: usize,
+        index: usize,
+        of: usize,
+        trial: Trial,
+    },
+    /// A line of progress from a longer job (a comparison's method and seed).
+    Note(String),
+}
+
+impl SearchEvent {
+    /// One line for a status bar.
+    pub fn status(&self) -> String {
+        match self {
+            Self::Planned {
+                candidates,
+                schedule,
+                ..
+            } => format!(
+                "choosing the learning rate: {candidates} settings, {} rungs, about {:.1} default runs",
+                schedule.rungs.len(),
+                schedule.cost
+            ),
+            Self::Trial {
+                rung,
+                rungs,
+                index,
+                of,
+                trial,
+            } => format!(
+                "search rung {}/{rungs}, setting {}/{of}: lr {:.2e} wd {:.0e} scored {:.1}%",
+                rung + 1,
+                index + 1,
+                trial.candidate.lr,
+                trial.candidate.weight_decay,
+                100.0 * trial.mean
+            ),
+            Self::Note(m) => m.clone(),
+        }
+    }
+}
+
+fn apply_candidate(recipe: &mut Recipe, c: &Candidate, epochs: usize, train_images: usize) {
+    recipe.config.optim.lr = c.lr;
+    recipe.config.optim.weight_decay = c.weight_decay;
+    if let Some(p) = c.prompts {
+        recipe.options.prompts = p;
+    }
+    recipe.config = recipe.config.rescheduled(epochs, train_images);
+}
+
+fn stopped() -> Error {
+    Error::Stopped(
+        "stopped during the hyper-parameter search: nothing was trained on all the shots".into(),
+    )
+}
+
+/// Mean cross-entropy of rows of `logits` against `labels`.
+fn mean_cross_entropy(logits: &[f32], classes: usize, labels: &[usize]) -> f64 {
+    let mut sum = 0.0;
+    for (row, &l) in logits.chunks(classes).zip(labels) {
+        let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+        let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+        sum += lse - row[l] as f64;
+    }
+    sum / labels.len().max(1) as f64
+}
+
+/// How one candidate is scored: the data it is trained and validated on.
+pub struct Scorer<'a> {
+    pub session: &'a Session<'a>,
+    pub recipe: &'a Recipe,
+    pub classes: usize,
+    pub train: &'a Samples,
+    pub val: Option<&'a Samples>,
+    pub protocol: Protocol,
+    fold_of: Vec<usize>,
+}
+
+impl<'a> Scorer<'a> {
+    pub fn new(
+        session: &'a Session<'a>,
+        recipe: &'a Recipe,
+        classes: usize,
+        train: &'a Samples,
+        val: Option<&'a Samples>,
+        protocol: Protocol,
+    ) -> Self {
+        let fold_of = match protocol {
+            Protocol::CrossValidation { folds } => {
+                stratified_folds(&train.labels, folds, recipe.config.seed)
+            }
+            Protocol::HeldOut { .. } => Vec::new(),
+        };
+        Self {
+            session,
+            recipe,
+            classes,
+            train,
+            val,
+            protocol,
+            fold_of,
+        }
+    }
+
+    /// Logits [n·classes] of `samples` under `tuning`: a probe's head applied to the session's cached pooled
+    /// features, else the tuned model's forward.
+    fn logits(&self, tuning: &Tuning, samples: &Samples) -> Result<Vec<f32>> {
+        let s = self.session;
+        let head = (tuning.method == Method::Linear).then(|| {
+            (
+                tuning.tensors.get("head.weight"),
+                tuning.tensors.get("head.bias"),
+            )
+        });
+        if let Some((Some(w), Some(b))) = head {
+            let f = s.pooled_features(samples)?;
+            let d = f.shape[1];
+            let mut out = Vec::with_capacity(samples.len() * self.classes);
+            for row in f.data.chunks(d) {
+                for c in 0..self.classes {
+                    let wc = &w.data[c * d..(c + 1) * d];
+                    let dot: f32 = row.iter().zip(wc).map(|(a, b)| a * b).sum();
+                    out.push(dot + b.data[c]);
+                }
+            }
+            return Ok(out);
+        }
+        let gt = GpuTuning::upload(s.gpu, tuning)?;
+        Ok(predict_logits(s.gpu, s.vit, s.transform, &gt, samples, 64)?.data)
+    }
+
+    /// Trains `c` for `epochs` on each fold's training part and scores it on the held-out part.
+    pub fn score(&self, c: &Candidate, epochs: usize, stop: &AtomicBool) -> Result<Trial> {
+        let splits: Vec<(Samples, Samples)> = match (&self.protocol, self.val) {
+            (Protocol::CrossValidation { folds }, _) => (0..*folds)
+                .map(|f| {
+                    let (tr, va) = fold_split(&self.fold_of, f);
+                    (self.train.subset(&tr), self.train.subset(&va))
+                })
+                .collect(),
+            (Protocol::HeldOut { .. }, Some(v)) => vec![(self.train.clone(), v.clone())],
+            (Protocol::HeldOut { .. }, None) => {
+                return Err(Error::Input(
+                    "a held-out search needs validation images".into(),
+                ))
+            }
+        };
+        let (mut accs, mut losses, mut diverged) = (Vec::new(), Vec::new(), false);
+        for (tr, va) in &splits {
+            if stop.load(Ordering::Relaxed) {
+                return Err(stopped());
+            }
+            let mut recipe = self.recipe.clone();
+            apply_candidate(&mut recipe, c, epochs, tr.len());
+            let s = self.session;
+            match s.fit(&recipe, self.classes, tr, None, stop, &mut |_| {}) {
+                Ok(out) if out.stopped => return Err(stopped()),
+                Ok(out) => {
+                    let logits = self.logits(&out.best, va)?;
+                    let pred = crate::train::argmax_rows(&logits, self.classes);
+                    let correct = pred.iter().zip(&va.labels).filter(|(p, l)| p == l).count();
+                    accs.push(correct as f64 / va.len().max(1) as f64);
+                    losses.push(mean_cross_entropy(&logits, self.classes, &va.labels));
+                }
+                Err(Error::Diverged { .. }) => {
+                    diverged = true;
+                    accs.push(0.0);
+                    losses.push(f64::INFINITY);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let (mean, std) = mean_std(&accs);
+        let loss = (!diverged).then(|| losses.iter().sum::<f64>() / losses.len().max(1) as f64);
+        Ok(Trial {
+            candidate: *c,
+            rung: 0,
+            epochs,
+            folds: accs,
+            mean,
+            std,
+            loss,
+            diverged,
+        })
+    }
+}
+
+/// Mean and sample standard deviation (0 for fewer than two values).
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let std = if v.len() < 2 {
+        0.0
+    } else {
+        (v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    };
+    (mean, std)
+}
+
+/// Chooses the learning rate and weight decay (and prompt count) of `recipe` on `train` by successive halving
+/// over the grid. `None`, with a notice through `log`, when the shots allow no honest score.
+#[allow(clippy::too_many_arguments)]
+pub fn search(
+    session: &Session,
+    recipe: &Recipe,
+    classes: &[String],
+    train: &Samples,
+    val: Option<&Samples>,
+    opts: &SearchOptions,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(&TrainEvent),
+    log: &mut dyn FnMut(&str),
+) -> Result<Option<Selection>> {
+    let start = Instant::now();
+    let held_out = val.map_or(0, |v| v.len());
+    let Some(protocol) = Protocol::choose(&train.labels, classes.len(), held_out) else {
+        log("--auto: one image per class and no validation images, so nothing to choose the learning rate on; \
+             training with the method's defaults (add images or give --val to search)");
+        return Ok(None);
+    };
+    let optim = &recipe.config.optim;
+    let prompts = opts
+        .prompts
+        .as_deref()
+        .filter(|_| recipe.method.uses_prompts());
+    let default = Candidate {
+        lr: optim.lr,
+        weight_decay: optim.weight_decay,
+        prompts: prompts.map(|_| recipe.options.prompts),
+    };
+    let grid = candidates(
+        optim.kind,
+        optim.lr,
+        optim.weight_decay,
+        recipe.config.batch,
+        prompts,
+    );
+    let schedule = plan(
+        grid.len(),
+        protocol.cost_per_epoch(),
+        recipe.config.epochs,
+        opts.budget,
+    );
+    if schedule.cost > opts.budget + 1e-9 {
+        log(&format!(
+            "--auto: {} settings at one epoch per rung already cost {:.1} default runs of {} epochs, over the \
+             budget of {}; the search runs at that cost (more epochs make each rung longer and the share smaller)",
+            grid.len(),
+            schedule.cost,
+            recipe.config.epochs,
+            opts.budget
+        ));
+    }
+    on_event(&TrainEvent::Search(SearchEvent::Planned {
+        protocol: protocol.describe(),
+        candidates: grid.len(),
+        schedule: schedule.clone(),
+    }));
+    let scorer = Scorer::new(session, recipe, classes.len(), train, val, protocol.clone());
+    let mut alive: Vec<usize> = (0..grid.len()).collect();
+    let mut last: Vec<Option<Trial>> = vec![None; grid.len()];
+    for (r, rung) in schedule.rungs.iter().enumerate() {
+        alive.truncate(rung.candidates);
+        let mut scores = Vec::new();
+        for (i, &c) in alive.iter().enumerate() {
+            let mut trial = scorer.score(&grid[c], rung.epochs, stop)?;
+            trial.rung = r;
+            on_event(&TrainEvent::Search(SearchEvent::Trial {
+                rung: r,
+                rungs: schedule.rungs.len(),
+                index: i,
+                of: alive.len(),
+                trial: trial.clone(),
+            }));
+            scores.push((trial.mean, trial.loss.unwrap_or(f64::INFINITY)));
+            last[c] = Some(trial);
+        }
+        alive = rank(&scores).into_iter().map(|i| alive[i]).collect();
+    }
+    let chosen = alive[0];
+    let mut table: Vec<Trial> = last.into_iter().flatten().collect();
+    table.sort_by(|a, b| {
+        b.rung.cmp(&a.rung).then(b.mean.total_cmp(&a.mean)).then(
+            a.loss
+                .unwrap_or(f64::INFINITY)
+                .total_cmp(&b.loss.unwrap_or(f64::INFINITY)),
+        )
+    });
+    // The winner leads its rung's ties by loss, as the ranking chose it.
+    if let Some(pos) = table.iter().position(|t| t.candidate == grid[chosen]) {
+        let t = table.remove(pos);
+        table.insert(0, t);
+    }
+    let best = &table[0];
+    Ok(Some(Selection {
+        protocol: protocol.describe(),
+        optimizer: optim.kind,
+        default,
+        chosen: grid[chosen],
+        score: best.mean,
+        score_std: best.std,
+        schedule,
+        table,
+        seconds: start.elapsed().as_secs_f64(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_entropy_of_logits() {
+        let l = [0.0f32, 0.0, 10.0, 0.0];
+        let ce = mean_cross_entropy(&l, 2, &[0, 0]);
+        let expect = (2f64.ln() + (1.0 + (-10f64).exp()).ln()) / 2.0;
+        assert!((ce - expect).abs() < 1e-9, "{ce} {expect}");
+        assert_eq!(mean_std(&[0.5, 1.0]).0, 0.75);
+        assert!((mean_std(&[0.5, 1.0]).1 - 0.353_553_390_593_273_8).abs() < 1e-12);
+    }
+}
