@@ -30,31 +30,38 @@ fn glyph_folders(dir: &Path, classes: usize, per_class: usize) -> PathBuf {
     out
 }
 
+/// `vitune CMD --backbone <demo> --data DATA EXTRA…`.
+fn on_data(cmd: &str, data: &Path, extra: &[&str]) -> (bool, String, String) {
+    let (b, d) = (backbone(), data.display().to_string());
+    let mut args = vec![cmd, "--backbone", &b, "--data", &d];
+    args.extend_from_slice(extra);
+    vitune(&args)
+}
+
 #[test]
 fn train_auto_searches_records_the_choice_and_info_shows_it() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = glyph_folders(dir.path(), 3, 4);
     let out = dir.path().join("tuned.safetensors");
-    let (ok, json, err) = vitune(&[
+    let (ok, json, err) = on_data(
         "train",
-        "--backbone",
-        &backbone(),
-        "--data",
-        data.to_str().unwrap(),
-        "--method",
-        "linear",
-        "--shots",
-        "4",
-        "--epochs",
-        "20",
-        "--batch",
-        "8",
-        "--no-aug",
-        "--auto",
-        "--json",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+        &data,
+        &[
+            "--method",
+            "linear",
+            "--shots",
+            "4",
+            "--epochs",
+            "20",
+            "--batch",
+            "8",
+            "--no-aug",
+            "--auto",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(ok, "{err}");
     assert!(err.contains("4-fold cross-validation"), "{err}");
     assert!(err.contains("planned cost"), "{err}");
@@ -87,21 +94,20 @@ fn one_shot_without_validation_images_trains_the_defaults_and_says_so() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = glyph_folders(dir.path(), 3, 1);
     let out = dir.path().join("tuned.safetensors");
-    let (ok, _, err) = vitune(&[
+    let (ok, _, err) = on_data(
         "train",
-        "--backbone",
-        &backbone(),
-        "--data",
-        data.to_str().unwrap(),
-        "--method",
-        "linear",
-        "--epochs",
-        "2",
-        "--no-aug",
-        "--auto",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+        &data,
+        &[
+            "--method",
+            "linear",
+            "--epochs",
+            "2",
+            "--no-aug",
+            "--auto",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(ok, "{err}");
     assert!(
         err.contains("one image per class and no validation images"),
@@ -115,20 +121,19 @@ fn one_shot_without_validation_images_trains_the_defaults_and_says_so() {
 fn auto_refuses_a_fixed_learning_rate() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = glyph_folders(dir.path(), 2, 2);
-    let (ok, _, err) = vitune(&[
+    let (ok, _, err) = on_data(
         "train",
-        "--backbone",
-        &backbone(),
-        "--data",
-        data.to_str().unwrap(),
-        "--method",
-        "linear",
-        "--auto",
-        "--lr",
-        "0.1",
-        "--out",
-        "/tmp/never.safetensors",
-    ]);
+        &data,
+        &[
+            "--method",
+            "linear",
+            "--auto",
+            "--lr",
+            "0.1",
+            "--out",
+            "/tmp/never.safetensors",
+        ],
+    );
     assert!(!ok);
     assert!(err.contains("--auto chooses the learning rate"), "{err}");
 }
@@ -138,23 +143,22 @@ fn compare_ranks_methods_as_json_and_writes_their_tuned_files() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = glyph_folders(dir.path(), 3, 3);
     let out = dir.path().join("compared");
-    let (ok, json, err) = vitune(&[
+    let (ok, json, err) = on_data(
         "compare",
-        "--backbone",
-        &backbone(),
-        "--data",
-        data.to_str().unwrap(),
-        "--methods",
-        "linear,vpt-shallow",
-        "--epochs",
-        "2",
-        "--batch",
-        "8",
-        "--no-aug",
-        "--json",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+        &data,
+        &[
+            "--methods",
+            "linear,vpt-shallow",
+            "--epochs",
+            "2",
+            "--batch",
+            "8",
+            "--no-aug",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(ok, "{err}");
     let rows: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     let rows = rows.as_array().expect("rows");

@@ -280,9 +280,11 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
         Command::Compare(project, out) => {
             let (classes, train, _) = project_samples(&project, send)?;
             let s = &project.settings;
-            let entries: Vec<CompareEntry> = COMPARED
-                .iter()
-                .map(|&m| CompareEntry {
+            // Every method but full fine-tuning, the slow baseline.
+            let entries: Vec<CompareEntry> = Method::ALL
+                .into_iter()
+                .filter(|&m| m != Method::Full)
+                .map(|m| CompareEntry {
                     label: m.name().to_string(),
                     recipe: crate::job::Recipe {
                         method: m,
@@ -442,17 +444,6 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
     }
     Ok(())
 }
-
-/// The methods "Compare methods" scores (full fine-tuning left out: it is the slow baseline).
-const COMPARED: [Method; 7] = [
-    Method::Linear,
-    Method::Bitfit,
-    Method::VptShallow,
-    Method::VptDeep,
-    Method::Lora,
-    Method::Adaptformer,
-    Method::Convpass,
-];
 
 fn b_of(st: &State) -> Result<Backbone> {
     Ok(backbone(st)?.clone())
