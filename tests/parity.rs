@@ -75,6 +75,10 @@ fn f16_weights_stay_close_to_timm() {
         .expect("pixels");
     let expected = vitune::io::read_tensors(&dir.join("expected.safetensors")).expect("expected");
     let gpu = common::gpu();
+    if common::f16_declared_absent(&gpu) {
+        eprintln!("not run: VITUNE_TEST_WITHOUT_F16 says this adapter has no SHADER_F16");
+        return;
+    }
     gpu.set_f16_weights(true)
         .expect("f16 weights (the adapter needs SHADER_F16; lavapipe has it)");
     let vit = GpuViT::new(&gpu, &backbone, Some((pixels.shape[2], pixels.shape[3]))).expect("up");

@@ -13,6 +13,19 @@ pub fn gpu() -> Gpu {
     }
 }
 
+/// Whether the caller declared (`VITUNE_TEST_WITHOUT_F16=1`, as `.ci/run` does for SwiftShader) that this
+/// adapter has no SHADER_F16. A declaration on an adapter that has it is an error, so the switch cannot hide a
+/// regression on lavapipe or a GPU.
+pub fn f16_declared_absent(gpu: &Gpu) -> bool {
+    let declared = std::env::var("VITUNE_TEST_WITHOUT_F16").is_ok_and(|v| v == "1");
+    assert!(
+        !(declared && gpu.has_shader_f16()),
+        "VITUNE_TEST_WITHOUT_F16=1, but {} has SHADER_F16",
+        gpu.describe()
+    );
+    declared
+}
+
 pub fn fixture(case: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
