@@ -184,8 +184,22 @@ fn kernel_choices(gpu: &Gpu) -> String {
     )
 }
 
-/// Forward throughput of a standard config with random weights.
-pub fn forward(gpu: &Gpu, name: &str, batch: usize, iters: usize) -> Result<String> {
+/// A timed forward of a standard config with random weights, and what it ran on.
+struct TimedForward<'a> {
+    cfg: crate::model::ViTConfig,
+    vit: GpuViT,
+    pixels: HostTensor,
+    opts: ForwardOptions<'a>,
+    /// Seconds per forward of the batch, after one warm-up.
+    secs: f64,
+}
+
+fn timed_forward(
+    gpu: &Gpu,
+    name: &str,
+    batch: usize,
+    iters: usize,
+) -> Result<TimedForward<'static>> {
     let cfg = config(name)?;
     let backbone = random_backbone(&cfg, 0);
     let vit = GpuViT::new(gpu, &backbone, None)?;
@@ -202,6 +216,56 @@ pub fn forward(gpu: &Gpu, name: &str, batch: usize, iters: usize) -> Result<Stri
         vit.forward(gpu, &pixels, &opts)?;
     }
     let secs = start.elapsed().as_secs_f64() / iters.max(1) as f64;
+    Ok(TimedForward {
+        cfg,
+        vit,
+        pixels,
+        opts,
+        secs,
+    })
+}
+
+/// Images per second of a forward of config `name` (random weights) at `batch`.
+pub fn forward_images_per_s(gpu: &Gpu, name: &str, batch: usize, iters: usize) -> Result<f64> {
+    Ok(batch as f64 / timed_forward(gpu, name, batch, iters)?.secs)
+}
+
+/// Wall-clock GFLOP/s of the default matmul kernel on an [m, k] × [n, k]ᵀ product (weights stored as the
+/// backbone's would be), after one warm-up.
+pub fn matmul_gflops(gpu: &Gpu, (m, n, k): (usize, usize, usize), iters: usize) -> Result<f64> {
+    let mut rng = Rng::new(2);
+    let a = gpu.upload(&[m, k], &rng.normal_vec(m * k, 1.0))?;
+    let w = rng.normal_vec(n * k, 0.02);
+    let b = if gpu.f16_weights() {
+        gpu.upload_f16(&[n, k], &w)?
+    } else {
+        gpu.upload(&[n, k], &w)?
+    };
+    let c = gpu.empty(&[m, n])?;
+    let run = |reps: usize| -> Result<f64> {
+        let mut rec = Recorder::new(gpu);
+        for _ in 0..reps {
+            record_linear(&mut rec, (&a, &b, &c), (m, n, k));
+        }
+        let start = Instant::now();
+        rec.finish()?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    run(1)?;
+    let per = run(iters.max(1))? / iters.max(1) as f64;
+    Ok(2.0 * (m * n * k) as f64 / per / 1e9)
+}
+
+/// Forward throughput of a standard config with random weights.
+pub fn forward(gpu: &Gpu, name: &str, batch: usize, iters: usize) -> Result<String> {
+    let TimedForward {
+        cfg,
+        vit,
+        pixels,
+        opts,
+        secs,
+    } = timed_forward(gpu, name, batch, iters)?;
+    let (h, w) = cfg.image_size;
     let flops = cfg.forward_flops((h, w), 0) * batch as f64;
     let mut out = String::new();
     let _ = writeln!(out, "adapter       {}", gpu.describe());

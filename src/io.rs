@@ -22,14 +22,26 @@ pub fn read_tensors_with_metadata(
 ) -> Result<(BTreeMap<String, HostTensor>, Option<Metadata>)> {
     let bytes = std::fs::read(path)
         .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+    tensors_and_metadata(&bytes, path)
+}
+
+/// Every tensor of safetensors bytes (named `path` in messages) as f32, as `read_tensors` reads a file.
+pub fn tensors_from_bytes(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, HostTensor>> {
+    tensors_and_metadata(bytes, path).map(|(t, _)| t)
+}
+
+fn tensors_and_metadata(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(BTreeMap<String, HostTensor>, Option<Metadata>)> {
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| {
         Error::Input(format!(
             "{} is not a valid safetensors file (or is truncated): {e}",
             path.display()
         ))
     })?;
     let metadata = meta.metadata().clone();
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
         Error::Input(format!(
             "{} is not a valid safetensors file (or is truncated): {e}",
             path.display()

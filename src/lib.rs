@@ -14,6 +14,7 @@ pub mod ops;
 pub mod preprocess;
 pub mod rng;
 pub mod select;
+pub mod selftest;
 pub mod train;
 pub mod tuned;
 pub mod tuning;

@@ -198,6 +198,16 @@ enum Command {
         #[arg(long, default_value = "demo-out")]
         out: PathBuf,
     },
+    /// Does vitune compute correctly on this GPU, and how fast? Checks against embedded golden data (timm's
+    /// forward, autograd's gradients, a CPU matmul reference) with every kernel variant the adapter could use,
+    /// then two speed figures. Exits non-zero on any failure.
+    Selftest {
+        /// Only the checks (no speed figures).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Open the desktop app (also what `vitune` with no command does).
     App {
         /// A project file to open (else the last one, else the demo project).
@@ -672,6 +682,24 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Train(a)) => train(&a, false),
         Some(Command::Compare(a)) => compare(&a),
+        Some(Command::Selftest { quick, json }) => {
+            let gpu = Gpu::new()?;
+            if !quick && gpu.info.device_type == wgpu::DeviceType::Cpu {
+                eprintln!(
+                    "note: on a CPU adapter the ViT-B/16 speed figure takes minutes; --quick skips the speed figures"
+                );
+            }
+            let r = vitune::selftest::run(&gpu, quick, &mut |m| eprintln!("{m}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", r.text());
+            }
+            if !r.passed {
+                bail!("selftest failed on {}", gpu.describe());
+            }
+            Ok(())
+        }
         Some(Command::PretrainPrompts(a)) => train(&a, true),
         Some(Command::Eval {
             backbone,

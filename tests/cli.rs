@@ -334,3 +334,30 @@ fn dropout_option_is_checked_and_named() {
     let (ok, _, err) = vitune(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(ok, "{err}");
 }
+
+#[test]
+fn selftest_checks_every_kernel_family_against_golden_data() {
+    let (ok, out, err) = vitune(&["selftest", "--quick", "--json"]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    assert_eq!(r["passed"], true, "{out}");
+    let checks = r["checks"].as_array().expect("checks");
+    let named = |what: &str| {
+        checks
+            .iter()
+            .filter(|c| c["name"].as_str().unwrap_or("").contains(what))
+            .count()
+    };
+    // 2 fixture ViTs x 2 row kernels x 2 attention kernels; 9 gradient fixtures; tiled and direct matmul (x f16).
+    assert_eq!(named("forward"), 8, "{out}");
+    assert_eq!(named("gradients"), 9, "{out}");
+    let f16 = r["shader_f16"].as_bool().expect("shader_f16");
+    assert_eq!(named("matmul"), if f16 { 4 } else { 2 }, "{out}");
+    for c in checks {
+        assert!(
+            c["worst"].as_f64().expect("worst") < c["tolerance"].as_f64().expect("tol"),
+            "{c}"
+        );
+    }
+    assert!(r["adapter"].as_str().is_some_and(|a| !a.is_empty()));
+}

@@ -303,7 +303,9 @@ fn matmul_matches_reference_across_layouts_and_epilogues() {
     let without_f16 = common::f16_declared_absent(&gpu);
     for b16 in [false, true] {
         if b16 && without_f16 {
-            eprintln!("f16 cases not run: VITUNE_TEST_WITHOUT_F16 says this adapter has no SHADER_F16");
+            eprintln!(
+                "f16 cases not run: VITUNE_TEST_WITHOUT_F16 says this adapter has no SHADER_F16"
+            );
             continue;
         }
         // The f32 cases run first; the f16 ones then fail loudly where the adapter lacks SHADER_F16.

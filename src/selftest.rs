@@ -1,0 +1,525 @@
+//! `vitune selftest`: does vitune compute correctly, and how fast, on the adapter at hand? Golden data from the
+//! committed fixtures is embedded in the binary: the forward of two fixture ViTs against timm's outputs (with
+//! every row and attention kernel the adapter could use), every method's loss and gradients against PyTorch
+//! autograd, and the matmul kernels (tiled and direct, f32 and f16 weights) against a CPU reference at awkward
+//! sizes. Then two speed figures. A report, never a panic: each check says its worst error and its tolerance.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::gpu::{AttentionKernel, Gpu, MatmulKernel, Recorder, RowKernel};
+use crate::model::{
+    download_named, load_backbone_bytes, Backbone, ForwardOptions, GpuTuning, GpuViT, HostTensor,
+    LoadOptions,
+};
+use crate::ops::matmul::{Layout, Matmul};
+use crate::rng::Rng;
+use crate::train::{compute_grads, StepOptions};
+use crate::tuning::{Method, MethodOptions, Tuning};
+
+/// Relative error (max |a − b| / max |b|) within which vitune's f32 path matches timm and autograd.
+pub const TOL: f64 = 1e-4;
+/// The same for f16-stored matmul weights against a reference that rounds them to f16 too.
+pub const F16_TOL: f64 = 1e-3;
+
+macro_rules! fixture {
+    ($case:literal, $file:literal) => {
+        include_bytes!(concat!("../tests/fixtures/", $case, "/", $file)).as_slice()
+    };
+}
+
+/// A backbone fixture: weights, config.json (when it has one), input and timm's outputs.
+struct ForwardFixture {
+    name: &'static str,
+    what: &'static str,
+    model: &'static [u8],
+    config: Option<&'static str>,
+    heads: Option<usize>,
+    input: &'static [u8],
+    expected: &'static [u8],
+}
+
+const FORWARDS: [ForwardFixture; 2] = [
+    ForwardFixture {
+        name: "timm_cls",
+        what: "timm, CLS pooling, f32",
+        model: fixture!("timm_cls", "model.safetensors"),
+        config: Some(include_str!("../tests/fixtures/timm_cls/config.json")),
+        heads: None,
+        input: fixture!("timm_cls", "input.safetensors"),
+        expected: fixture!("timm_cls", "expected.safetensors"),
+    },
+    ForwardFixture {
+        name: "timm_avg_bf16",
+        what: "timm, average pooling, LayerScale, bf16",
+        model: fixture!("timm_avg_bf16", "model.safetensors"),
+        config: None,
+        heads: Some(3),
+        input: fixture!("timm_avg_bf16", "input.safetensors"),
+        expected: fixture!("timm_avg_bf16", "expected.safetensors"),
+    },
+];
+
+/// A method's gradient fixture: (case, meta.json, tuned tensors, input, autograd's loss and gradients).
+type GradFixture = (
+    &'static str,
+    &'static str,
+    &'static [u8],
+    &'static [u8],
+    &'static [u8],
+);
+
+macro_rules! grad_fixture {
+    ($case:literal) => {
+        (
+            $case,
+            include_str!(concat!("../tests/fixtures/grad_", $case, "/meta.json")),
+            include_bytes!(concat!(
+                "../tests/fixtures/grad_",
+                $case,
+                "/tuned.safetensors"
+            ))
+            .as_slice(),
+            include_bytes!(concat!(
+                "../tests/fixtures/grad_",
+                $case,
+                "/input.safetensors"
+            ))
+            .as_slice(),
+            include_bytes!(concat!(
+                "../tests/fixtures/grad_",
+                $case,
+                "/expected.safetensors"
+            ))
+            .as_slice(),
+        )
+    };
+}
+
+const GRADIENTS: [GradFixture; 9] = [
+    grad_fixture!("linear"),
+    grad_fixture!("bitfit"),
+    grad_fixture!("vpt-shallow"),
+    grad_fixture!("vpt-deep"),
+    grad_fixture!("vpt-deep-avg"),
+    grad_fixture!("lora"),
+    grad_fixture!("adaptformer"),
+    grad_fixture!("convpass"),
+    grad_fixture!("full"),
+];
+
+/// One check's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    /// The largest relative error found (max |got − want| / max |want| over the check's tensors).
+    pub worst: f64,
+    pub tolerance: f64,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Speed {
+    /// The default matmul kernel on ViT-B's fc1 shape (M = 8·197, K = 768, N = 3072), wall clock.
+    pub matmul_gflops: f64,
+    /// A ViT-B/16 forward (random weights) at batch 8.
+    pub vit_b16_images_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub adapter: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub max_storage_binding_bytes: u64,
+    pub max_workgroup_storage_bytes: u32,
+    pub max_invocations_per_workgroup: u32,
+    pub shader_f16: bool,
+    pub subgroup: bool,
+    pub timestamps: bool,
+    /// The kernels this adapter runs by default.
+    pub defaults: String,
+    pub checks: Vec<Check>,
+    pub speed: Option<Speed>,
+    pub passed: bool,
+}
+
+impl Report {
+    pub fn text(&self) -> String {
+        let mut s = format!(
+            "adapter       {}\nbackend       {} ({}), driver {}\nlimits        storage binding {} MiB, workgroup memory {} KiB, {} invocations per workgroup\nfeatures      SHADER_F16 {}, SUBGROUP {}, TIMESTAMP_QUERY {}\ndefaults      {}\n",
+            self.adapter,
+            self.backend,
+            self.device_type,
+            self.driver,
+            self.max_storage_binding_bytes >> 20,
+            self.max_workgroup_storage_bytes >> 10,
+            self.max_invocations_per_workgroup,
+            yes(self.shader_f16),
+            yes(self.subgroup),
+            yes(self.timestamps),
+            self.defaults
+        );
+        for c in &self.checks {
+            s.push_str(&format!(
+                "{}  {:<58} worst {:.1e}  (tolerance {:.0e})\n",
+                if c.passed { "ok  " } else { "FAIL" },
+                c.name,
+                c.worst,
+                c.tolerance
+            ));
+        }
+        if let Some(sp) = &self.speed {
+            s.push_str(&format!(
+                "speed         matmul {:.1} GFLOP/s (ViT-B fc1 shape); ViT-B/16 forward {:.2} images/s at batch 8\n",
+                sp.matmul_gflops, sp.vit_b16_images_per_s
+            ));
+        }
+        let failed = self.checks.iter().filter(|c| !c.passed).count();
+        s.push_str(&if failed == 0 {
+            format!("all {} checks passed\n", self.checks.len())
+        } else {
+            format!("{failed} of {} checks FAILED\n", self.checks.len())
+        });
+        s
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// max |a − b| / max |b|; infinite when the lengths differ or a value is not finite.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    if a.len() != b.len() || a.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
+    diff / scale.max(1e-30)
+}
+
+fn tensors(bytes: &[u8], what: &str) -> Result<BTreeMap<String, HostTensor>> {
+    crate::io::tensors_from_bytes(bytes, Path::new(what))
+}
+
+fn check(name: String, worst: f64, tolerance: f64) -> Check {
+    Check {
+        name,
+        worst,
+        tolerance,
+        passed: worst < tolerance,
+    }
+}
+
+fn backbone(f: &ForwardFixture) -> Result<Backbone> {
+    let config: Option<serde_json::Value> = f
+        .config
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| Error::Input(format!("embedded {} config.json: {e}", f.name)))?;
+    Ok(load_backbone_bytes(
+        f.model,
+        Path::new(f.name),
+        config.as_ref(),
+        None,
+        &LoadOptions {
+            heads: f.heads,
+            ..Default::default()
+        },
+    )?)
+}
+
+/// The forward of a fixture ViT against timm's logits, with each row kernel and attention kernel.
+fn forward_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
+    let (rows0, attn0) = (gpu.row_kernel(), gpu.attention_kernel());
+    for f in &FORWARDS {
+        let b = backbone(f)?;
+        let pixels = tensors(f.input, f.name)?
+            .remove("pixels")
+            .ok_or_else(|| Error::Input(format!("embedded {} input has no pixels", f.name)))?;
+        let want = tensors(f.expected, f.name)?;
+        let vit = GpuViT::new(gpu, &b, Some((pixels.shape[2], pixels.shape[3])))?;
+        for rows in [RowKernel::Workgroup, RowKernel::Serial] {
+            for attn in [AttentionKernel::Matmul, AttentionKernel::Fused] {
+                gpu.set_row_kernel(rows);
+                gpu.set_attention_kernel(attn);
+                let got = vit.forward(gpu, &pixels, &ForwardOptions::default())?;
+                let worst = match (&got.logits, want.get("logits")) {
+                    (Some(g), Some(w)) => rel_err(&g.data, &w.data),
+                    _ => f64::INFINITY,
+                };
+                out.push(check(
+                    format!("forward {} ({rows:?} rows, {attn:?} attention)", f.what),
+                    worst,
+                    TOL,
+                ));
+            }
+        }
+    }
+    gpu.set_row_kernel(rows0);
+    gpu.set_attention_kernel(attn0);
+    Ok(())
+}
+
+/// Every method's loss and gradients against autograd.
+fn gradient_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
+    let backbones: Vec<Backbone> = FORWARDS.iter().map(backbone).collect::<Result<_>>()?;
+    for (case, meta, tuned, input, expected) in GRADIENTS.iter() {
+        let meta: serde_json::Value = serde_json::from_str(meta)
+            .map_err(|e| Error::Input(format!("embedded grad_{case} meta.json: {e}")))?;
+        let b = match meta["backbone"].as_str() {
+            Some("timm_avg_bf16") => &backbones[1],
+            _ => &backbones[0],
+        };
+        let m = Method::from_name(meta["method"].as_str().unwrap_or_default())?;
+        let mut opts = MethodOptions::defaults(m);
+        let o = &meta["options"];
+        if let Some(a) = o["alpha"].as_f64() {
+            opts.alpha = a as f32;
+        }
+        if let (Some(s), true) = (o["scale"].as_f64(), m != Method::Lora) {
+            opts.scale = s as f32;
+        }
+        let tuning = Tuning::from_tensors(m, opts, b, tensors(tuned, case)?)?;
+        let mut inp = tensors(input, case)?;
+        let pixels = inp
+            .remove("pixels")
+            .ok_or_else(|| Error::Input(format!("embedded grad_{case} has no pixels")))?;
+        let labels: Vec<usize> = inp
+            .get("labels")
+            .map(|l| l.data.iter().map(|v| *v as usize).collect())
+            .unwrap_or_default();
+        let want = tensors(expected, case)?;
+        let vit = GpuViT::new(gpu, b, None)?;
+        let gt = GpuTuning::upload(gpu, &tuning)?;
+        let grads = gt.zeros_like(gpu)?;
+        let step = compute_grads(
+            gpu,
+            &vit,
+            &gt,
+            &grads,
+            &pixels,
+            &labels,
+            StepOptions::default(),
+            None,
+        )?;
+        let got = download_named(gpu, &grads, &gt.shapes)?;
+        let mut worst = match want.get("loss") {
+            Some(l) => rel_err(&[step.loss as f32], &l.data),
+            None => f64::INFINITY,
+        };
+        for (name, g) in &got {
+            worst = worst.max(match want.get(name) {
+                Some(w) => rel_err(&g.data, &w.data),
+                None => f64::INFINITY,
+            });
+        }
+        out.push(check(
+            format!("gradients {case} ({} tensors) vs autograd", got.len()),
+            worst,
+            TOL,
+        ));
+    }
+    Ok(())
+}
+
+/// The matmul kernels on awkward sizes (not multiples of any tile), batched and transposed, with bias and GELU,
+/// against a CPU f64 reference.
+fn matmul_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
+    let storages: &[bool] = if gpu.has_shader_f16() {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    for &f16 in storages {
+        for kernel in [MatmulKernel::Tiled, MatmulKernel::Direct] {
+            let mut worst = 0.0f64;
+            for (i, &(m, n, k, batches, b_trans)) in [
+                (37, 45, 29, 1, true),
+                (130, 67, 77, 3, false),
+                (5, 200, 3, 2, true),
+            ]
+            .iter()
+            .enumerate()
+            {
+                worst = worst.max(matmul_case(
+                    gpu,
+                    (m, n, k),
+                    batches,
+                    b_trans,
+                    kernel,
+                    f16,
+                    i,
+                )?);
+            }
+            out.push(check(
+                format!(
+                    "matmul {kernel:?}, {} weights, awkward sizes, bias + GELU",
+                    if f16 { "f16" } else { "f32" }
+                ),
+                worst,
+                if f16 { F16_TOL } else { TOL },
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_case(
+    gpu: &Gpu,
+    (m, n, k): (usize, usize, usize),
+    batches: usize,
+    b_trans: bool,
+    kernel: MatmulKernel,
+    f16: bool,
+    seed: usize,
+) -> Result<f64> {
+    let mut rng = Rng::new(100 + seed as u64);
+    let a = rng.normal_vec(batches * m * k, 1.0);
+    let mut b = rng.normal_vec(batches * k * n, 1.0);
+    if f16 {
+        b.iter_mut()
+            .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+    }
+    let bias = rng.normal_vec(n, 1.0);
+    let ga = gpu.upload(&[a.len()], &a)?;
+    let gb = if f16 {
+        gpu.upload_f16(&[b.len()], &b)?
+    } else {
+        gpu.upload(&[b.len()], &b)?
+    };
+    let gbias = gpu.upload(&[n], &bias)?;
+    let gc = gpu.empty(&[batches * m * n])?;
+    // B as [n, k] (a weight, read transposed) or [k, n].
+    let bl = if b_trans {
+        Layout::transposed(k, k * n)
+    } else {
+        Layout::row_major(n, k * n)
+    };
+    let mut rec = Recorder::new(gpu);
+    let mut mm = Matmul::new(
+        (m, n, k),
+        (&ga, Layout::row_major(k, m * k)),
+        (&gb, bl),
+        (&gc, Layout::row_major(n, m * n)),
+    );
+    mm.batch1 = batches;
+    mm.bias = Some((&gbias, 0));
+    mm.act = crate::ops::matmul::Act::Gelu;
+    mm.kernel = Some(kernel);
+    mm.record(&mut rec);
+    let h = rec.read(&gc);
+    let (outs, _) = rec.finish()?;
+    let got = &outs[h.0];
+    let mut want = vec![0.0f32; batches * m * n];
+    for z in 0..batches {
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = bias[j] as f64;
+                for p in 0..k {
+                    let bv = if b_trans {
+                        b[z * k * n + j * k + p]
+                    } else {
+                        b[z * k * n + p * n + j]
+                    };
+                    acc += a[z * m * k + i * k + p] as f64 * bv as f64;
+                }
+                let gelu = 0.5 * acc * (1.0 + erf(acc / std::f64::consts::SQRT_2));
+                want[z * m * n + i * n + j] = gelu as f32;
+            }
+        }
+    }
+    Ok(rel_err(got, &want))
+}
+
+/// erf by its Maclaurin series (the reference GELU must be exact to far below the 1e-4 check; Rust's std has no
+/// erf). Beyond |x| = 5, erf is ±1 to 2e-12; below, the series' cancellation costs at most ~1e-6 absolute.
+fn erf(x: f64) -> f64 {
+    let s = x.signum();
+    let x = x.abs();
+    if x > 5.0 {
+        return s;
+    }
+    let (mut term, mut sum, mut n) = (x, x, 0.0f64);
+    while term.abs() > 1e-17 * sum.abs().max(1e-300) && n < 200.0 {
+        n += 1.0;
+        term *= -x * x / n;
+        sum += term / (2.0 * n + 1.0);
+    }
+    s * (2.0 / std::f64::consts::PI.sqrt()) * sum
+}
+
+/// Runs the checks (and, unless `quick`, the speed figures) on `gpu`.
+pub fn run(gpu: &Gpu, quick: bool, log: &mut dyn FnMut(&str)) -> Result<Report> {
+    let mut checks = Vec::new();
+    log("checking the forward against timm...");
+    forward_checks(gpu, &mut checks)?;
+    log("checking every method's gradients against autograd...");
+    gradient_checks(gpu, &mut checks)?;
+    log("checking the matmul kernels against a CPU reference...");
+    matmul_checks(gpu, &mut checks)?;
+    let speed = if quick {
+        None
+    } else {
+        log("measuring speed (ViT-B matmul, ViT-B/16 forward at batch 8)...");
+        Some(Speed {
+            matmul_gflops: crate::bench::matmul_gflops(gpu, (8 * 197, 3072, 768), 3)?,
+            vit_b16_images_per_s: crate::bench::forward_images_per_s(gpu, "vit-b16", 8, 1)?,
+        })
+    };
+    let info = &gpu.info;
+    Ok(Report {
+        adapter: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info),
+        max_storage_binding_bytes: gpu.max_binding_bytes(),
+        max_workgroup_storage_bytes: gpu.limits.max_compute_workgroup_storage_size,
+        max_invocations_per_workgroup: gpu.limits.max_compute_invocations_per_workgroup,
+        shader_f16: gpu.has_shader_f16(),
+        subgroup: gpu.features.contains(wgpu::Features::SUBGROUP),
+        timestamps: gpu.has_timestamps(),
+        defaults: format!(
+            "matmul {:?}, rows {:?}, attention {:?}",
+            gpu.matmul_kernel(),
+            gpu.row_kernel(),
+            gpu.attention_kernel()
+        ),
+        passed: checks.iter().all(|c| c.passed),
+        checks,
+        speed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn erf_matches_known_values() {
+        for (x, want) in [
+            (0.0, 0.0),
+            (0.5, 0.520_499_877_813_046_5),
+            (1.0, 0.842_700_792_949_714_9),
+            (-2.0, -0.995_322_265_018_952_7),
+            (3.5, 0.999_999_256_901_627_7),
+        ] {
+            assert!(
+                (super::erf(x) - want).abs() < 1e-12,
+                "erf({x}) = {}",
+                super::erf(x)
+            );
+        }
+    }
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The prepared device check, for a few minutes on a borrowed GPU machine: run from the repository root with the
+# release binary built elsewhere and carried (target/release/vitune, or $VITUNE). It brings the Vulkan loader when
+# the machine lacks one (from .gl/*.deb, see the device tool's README), then:
+#   1. vitune selftest (correctness on this GPU: forward vs timm, every method's gradients vs autograd, the kernel
+#      variants vs a CPU reference; speed figures),
+#   2. vitune bench forward / bench train --method vpt-deep for vit-b16 at batch 32 and for the demo config,
+#   3. tools/bench_torch.py on the same configs and GPU, where PyTorch and timm are installed.
+# Each step has its own time limit and its own output file under $OUT (default gpu-check/); a failing step is
+# recorded and the next one still runs. summary.txt lists each step's command and exit status.
+set -uo pipefail
+OUT=${OUT:-gpu-check}
+BIN=${VITUNE:-target/release/vitune}
+mkdir -p "$OUT"
+if ! ldconfig -p | grep -q libvulkan && ls .gl/*.deb >/dev/null 2>&1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+NV_ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -f "$NV_ICD" ] && [ -z "${VK_DRIVER_FILES:-}" ]; then export VK_DRIVER_FILES=$NV_ICD; fi
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/xdg-runtime}"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+
+step() { # step NAME SECONDS COMMAND...
+  local name=$1 secs=$2
+  shift 2
+  local start=$SECONDS
+  timeout "$secs" "$@" >"$OUT/$name.txt" 2>&1
+  local rc=$?
+  printf '%-22s rc=%-3s %4ss  %s\n' "$name" "$rc" "$((SECONDS - start))" "$*" | tee -a "$OUT/summary.txt"
+}
+
+: >"$OUT/summary.txt"
+nvidia-smi -L >"$OUT/gpu.txt" 2>&1 || true
+step selftest 120 "$BIN" selftest
+step selftest_json 60 "$BIN" selftest --quick --json
+for cfg in vit-b16 demo; do
+  step "forward_$cfg" 90 "$BIN" bench forward --config "$cfg" --batch 32 --iters 3
+  step "train_$cfg" 120 "$BIN" bench train --config "$cfg" --batch 32 --method vpt-deep --iters 3
+done
+if python3 -c "import torch, timm" 2>/dev/null; then
+  for cfg in vit-b16 demo; do
+    step "torch_$cfg" 120 python3 tools/bench_torch.py --config "$cfg" --batch 32 --method vpt-deep --iters 5
+  done
+else
+  echo "PyTorch or timm missing: no PyTorch figures" | tee -a "$OUT/summary.txt"
+fi
