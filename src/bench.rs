@@ -230,9 +230,15 @@ pub fn forward_images_per_s(gpu: &Gpu, name: &str, batch: usize, iters: usize) -
     Ok(batch as f64 / timed_forward(gpu, name, batch, iters)?.secs)
 }
 
-/// Wall-clock GFLOP/s of the default matmul kernel on an [m, k] × [n, k]ᵀ product (weights stored as the
-/// backbone's would be), after one warm-up.
-pub fn matmul_gflops(gpu: &Gpu, (m, n, k): (usize, usize, usize), iters: usize) -> Result<f64> {
+/// GFLOP/s of the default matmul kernel on an [m, k] × [n, k]ᵀ product (the weight stored as the backbone's
+/// would be, f16 under `VITUNE_WEIGHTS=f16`), after one warm-up: by wall clock, and with `timestamps` (where the
+/// adapter has them) by GPU timestamps too.
+pub fn matmul_gflops(
+    gpu: &Gpu,
+    (m, n, k): (usize, usize, usize),
+    iters: usize,
+    timestamps: bool,
+) -> Result<(f64, Option<f64>)> {
     let mut rng = Rng::new(2);
     let a = gpu.upload(&[m, k], &rng.normal_vec(m * k, 1.0))?;
     let w = rng.normal_vec(n * k, 0.02);
@@ -242,18 +248,25 @@ pub fn matmul_gflops(gpu: &Gpu, (m, n, k): (usize, usize, usize), iters: usize) 
         gpu.upload(&[n, k], &w)?
     };
     let c = gpu.empty(&[m, n])?;
-    let run = |reps: usize| -> Result<f64> {
-        let mut rec = Recorder::new(gpu);
+    let run = |reps: usize, timing: bool| -> Result<(f64, Option<KernelTimes>)> {
+        let mut rec = Recorder::new(gpu).with_timing(timing);
         for _ in 0..reps {
             record_linear(&mut rec, (&a, &b, &c), (m, n, k));
         }
         let start = Instant::now();
-        rec.finish()?;
-        Ok(start.elapsed().as_secs_f64())
+        let (_, t) = rec.finish()?;
+        Ok((start.elapsed().as_secs_f64(), t))
     };
-    run(1)?;
-    let per = run(iters.max(1))? / iters.max(1) as f64;
-    Ok(2.0 * (m * n * k) as f64 / per / 1e9)
+    run(1, false)?;
+    let reps = iters.max(1);
+    let gflops = |secs: f64| 2.0 * (m * n * k) as f64 * reps as f64 / secs / 1e9;
+    let wall = gflops(run(reps, false)?.0);
+    let gpu_time = if timestamps && gpu.has_timestamps() {
+        run(reps, true)?.1.map(|t| gflops(t.total()))
+    } else {
+        None
+    };
+    Ok((wall, gpu_time))
 }
 
 /// Forward throughput of a standard config with random weights.
@@ -319,50 +332,19 @@ pub fn forward(gpu: &Gpu, name: &str, batch: usize, iters: usize) -> Result<Stri
 /// The matmul kernel alone at ViT-B shapes: M = batch·197, K = 768, N ∈ {2304, 768, 3072}.
 pub fn matmul(gpu: &Gpu, batch: usize, iters: usize) -> Result<String> {
     let (m, k) = (batch * 197, 768);
-    let mut rng = Rng::new(2);
     let mut out = String::new();
     let _ = writeln!(out, "adapter       {}", gpu.describe());
     let _ = writeln!(out, "kernels       {}", kernel_choices(gpu));
     for n in [2304usize, 768, 3072] {
-        let a = gpu.upload(&[m, k], &rng.normal_vec(m * k, 1.0))?;
-        // The weight operand, stored as the backbone's would be (f16 under VITUNE_WEIGHTS=f16).
-        let w = rng.normal_vec(n * k, 0.02);
-        let b = if gpu.f16_weights() {
-            gpu.upload_f16(&[n, k], &w)?
-        } else {
-            gpu.upload(&[n, k], &w)?
-        };
-        let c = gpu.empty(&[m, n])?;
-        let run = |reps: usize, timing: bool| -> Result<(f64, Option<KernelTimes>)> {
-            let mut rec = Recorder::new(gpu).with_timing(timing);
-            for _ in 0..reps {
-                record_linear(&mut rec, (&a, &b, &c), (m, n, k));
-            }
-            let start = Instant::now();
-            let (_, t) = rec.finish()?;
-            Ok((start.elapsed().as_secs_f64(), t))
-        };
-        run(1, false)?;
-        let reps = iters.max(1);
-        let (wall, _) = run(reps, false)?;
-        let per = wall / reps as f64;
-        let flops = 2.0 * (m * n * k) as f64;
+        let (wall, timed) = matmul_gflops(gpu, (m, n, k), iters, true)?;
+        let ms = |gflops: f64| 2.0 * (m * n * k) as f64 / gflops / 1e6;
         let _ = write!(
             out,
-            "matmul M={m} K={k} N={n}: {:.3} ms  {:.1} GFLOP/s (wall clock)",
-            per * 1e3,
-            flops / per / 1e9
+            "matmul M={m} K={k} N={n}: {:.3} ms  {wall:.1} GFLOP/s (wall clock)",
+            ms(wall)
         );
-        if gpu.has_timestamps() {
-            if let (_, Some(t)) = run(reps, true)? {
-                let g = t.total() / reps as f64;
-                let _ = write!(
-                    out,
-                    "; {:.3} ms  {:.1} GFLOP/s (GPU timestamps)",
-                    g * 1e3,
-                    flops / g / 1e9
-                );
-            }
+        if let Some(g) = timed {
+            let _ = write!(out, "; {:.3} ms  {g:.1} GFLOP/s (GPU timestamps)", ms(g));
         }
         let _ = writeln!(out);
     }

@@ -273,6 +273,21 @@ fn forward_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
     Ok(())
 }
 
+/// The method and options of a gradient fixture's meta.json (tools/make_grad_fixtures.py): the defaults, with the
+/// fixture's alpha and (for the adapters) scale.
+pub fn fixture_method(meta: &serde_json::Value) -> Result<(Method, MethodOptions)> {
+    let m = Method::from_name(meta["method"].as_str().unwrap_or_default())?;
+    let mut opts = MethodOptions::defaults(m);
+    let o = &meta["options"];
+    if let Some(a) = o["alpha"].as_f64() {
+        opts.alpha = a as f32;
+    }
+    if let (Some(s), true) = (o["scale"].as_f64(), m != Method::Lora) {
+        opts.scale = s as f32;
+    }
+    Ok((m, opts))
+}
+
 /// Every method's loss and gradients against autograd.
 fn gradient_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
     let backbones: Vec<Backbone> = FORWARDS.iter().map(backbone).collect::<Result<_>>()?;
@@ -283,15 +298,7 @@ fn gradient_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
             Some("timm_avg_bf16") => &backbones[1],
             _ => &backbones[0],
         };
-        let m = Method::from_name(meta["method"].as_str().unwrap_or_default())?;
-        let mut opts = MethodOptions::defaults(m);
-        let o = &meta["options"];
-        if let Some(a) = o["alpha"].as_f64() {
-            opts.alpha = a as f32;
-        }
-        if let (Some(s), true) = (o["scale"].as_f64(), m != Method::Lora) {
-            opts.scale = s as f32;
-        }
+        let (m, opts) = fixture_method(&meta)?;
         let tuning = Tuning::from_tensors(m, opts, b, tensors(tuned, case)?)?;
         let mut inp = tensors(input, case)?;
         let pixels = inp
@@ -476,7 +483,7 @@ pub fn run(gpu: &Gpu, quick: bool, log: &mut dyn FnMut(&str)) -> Result<Report> 
     } else {
         log("measuring speed (ViT-B matmul, ViT-B/16 forward at batch 8)...");
         Some(Speed {
-            matmul_gflops: crate::bench::matmul_gflops(gpu, (8 * 197, 3072, 768), 3)?,
+            matmul_gflops: crate::bench::matmul_gflops(gpu, (8 * 197, 3072, 768), 3, false)?.0,
             vit_b16_images_per_s: crate::bench::forward_images_per_s(gpu, "vit-b16", 8, 1)?,
         })
     };

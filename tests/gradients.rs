@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use vitune::gpu::AttentionKernel;
 use vitune::model::{download_named, load_backbone, GpuTuning, GpuViT, HostTensor, LoadOptions};
 use vitune::train::{compute_grads, StepOptions};
-use vitune::tuning::{Method, MethodOptions, Tuning};
+use vitune::tuning::Tuning;
 
 const TOL: f64 = 1e-4;
 
@@ -35,15 +35,7 @@ fn load_case(method: &str) -> Case {
         },
     )
     .expect("backbone");
-    let m = Method::from_name(meta["method"].as_str().expect("method")).expect("known method");
-    let mut opts = MethodOptions::defaults(m);
-    let o = &meta["options"];
-    if let Some(a) = o["alpha"].as_f64() {
-        opts.alpha = a as f32;
-    }
-    if let (Some(s), true) = (o["scale"].as_f64(), m != Method::Lora) {
-        opts.scale = s as f32;
-    }
+    let (m, opts) = vitune::selftest::fixture_method(&meta).expect("known method");
     let tuned = vitune::io::read_tensors(&dir.join("tuned.safetensors")).expect("tuned");
     let tuning = Tuning::from_tensors(m, opts, &backbone, tuned).expect("tuning accepted");
     let mut input = vitune::io::read_tensors(&dir.join("input.safetensors")).expect("input");

@@ -32,7 +32,7 @@ pub fn fixture(case: &str) -> PathBuf {
         .join(case)
 }
 
-/// max |a − b| / max |b|: the relative error the parity tests state their tolerance in.
+/// max |a − b| / max |b|: the relative error the parity tests state their tolerance in (the selftest's measure).
 pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(
         a.len(),
@@ -41,12 +41,7 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
         a.len(),
         b.len()
     );
-    let max_abs = b.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
-    let max_diff = a
-        .iter()
-        .zip(b)
-        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
-    max_diff / max_abs.max(1e-30)
+    vitune::selftest::rel_err(a, b)
 }
 
 /// Runs the vitune binary: (success, stdout, stderr).
