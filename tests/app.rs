@@ -314,3 +314,25 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
     });
     assert_eq!(h.state().project.settings.method, winner.method);
 }
+
+#[test]
+fn the_gpu_panel_runs_the_selftest() {
+    let _serial = one_at_a_time();
+    drop(common::gpu());
+    let mut h = harness(Project::default());
+    wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
+    h.get_by_label("GPU").click();
+    h.step();
+    h.get_by_label("Run selftest").click();
+    h.step();
+    wait_for(&mut h, 300, "the selftest", |a| a.selftest.is_some());
+    let r = h.state().selftest.clone().expect("report");
+    assert!(r.passed, "{}", r.text());
+    assert!(
+        h.state().status.contains("checks passed"),
+        "{}",
+        h.state().status
+    );
+    h.run();
+    h.get_by_label("all checks passed");
+}

@@ -21,6 +21,8 @@ pub enum Tab {
     Attention,
     Try,
     Export,
+    /// `vitune selftest` on the app's adapter.
+    Gpu,
 }
 
 /// Attention-view choices.
@@ -68,6 +70,9 @@ pub struct VituneApp {
     /// The last "Compare methods" result, ranked, and whether one is running.
     pub comparison: Option<Vec<crate::select::CompareRow>>,
     pub comparing: bool,
+    /// The last selftest report, and whether one is running.
+    pub selftest: Option<crate::selftest::Report>,
+    pub selftesting: bool,
     thumbnails: HashMap<PathBuf, Option<egui::TextureHandle>>,
     worker: Worker,
     steps_seen: usize,
@@ -112,6 +117,8 @@ impl VituneApp {
             search_progress: None,
             comparison: None,
             comparing: false,
+            selftest: None,
+            selftesting: false,
             thumbnails: HashMap::new(),
             worker,
             steps_seen: 0,
@@ -187,6 +194,13 @@ impl VituneApp {
         if let Some(path) = &row.tuned {
             self.send(Command::Import(path.clone()));
         }
+    }
+
+    /// Runs `vitune selftest` (with its speed figures unless `quick`) on the worker's adapter.
+    pub fn start_selftest(&mut self, quick: bool) {
+        self.selftesting = true;
+        self.status = "running the selftest...".into();
+        self.send(Command::Selftest { quick });
     }
 
     pub fn stop_training(&mut self) {
@@ -337,6 +351,15 @@ impl VituneApp {
                         best_epoch + 1
                     );
                 }
+                Reply::Selftest(r) => {
+                    self.selftesting = false;
+                    self.status = if r.passed {
+                        format!("selftest: all {} checks passed", r.checks.len())
+                    } else {
+                        "selftest: some checks FAILED (GPU tab)".into()
+                    };
+                    self.selftest = Some(r);
+                }
                 Reply::Compared(rows) => {
                     self.comparing = false;
                     self.status = match rows.first() {
@@ -384,9 +407,12 @@ impl VituneApp {
                     self.trained_classes = Some(classes);
                 }
                 Reply::Error(e) => {
-                    if (self.training || self.comparing) && !e.starts_with("skipped") {
+                    if (self.training || self.comparing || self.selftesting)
+                        && !e.starts_with("skipped")
+                    {
                         self.training = false;
                         self.comparing = false;
+                        self.selftesting = false;
                         self.search_progress = None;
                     }
                     self.errors.push(e);

@@ -17,6 +17,7 @@ pub fn app_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 (Tab::Attention, "Attention"),
                 (Tab::Try, "Try"),
                 (Tab::Export, "Export / import"),
+                (Tab::Gpu, "GPU"),
             ] {
                 ui.selectable_value(&mut app.tab, tab, label);
             }
@@ -31,6 +32,7 @@ pub fn app_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         Tab::Attention => attention_ui(app, ui),
         Tab::Try => try_ui(app, ui),
         Tab::Export => export_ui(app, ui),
+        Tab::Gpu => gpu_ui(app, ui),
     });
 }
 
@@ -233,6 +235,51 @@ fn method_options_ui(ui: &mut egui::Ui, method: Method, o: &mut MethodOptions) {
         Method::Linear | Method::Bitfit | Method::Full => {
             ui.label("no options");
         }
+    }
+}
+
+/// The GPU panel: `vitune selftest` on the app's adapter, its report as the CLI prints it.
+fn gpu_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    ui.label(
+        "Does vitune compute correctly on this GPU? The selftest checks the forward against timm, every \
+         method's gradients against autograd and the matmul kernels against a CPU reference, with every \
+         kernel variant this adapter could use.",
+    );
+    ui.horizontal(|ui| {
+        let idle = !app.selftesting && !app.training && !app.comparing;
+        if ui
+            .add_enabled(idle, egui::Button::new("Run selftest"))
+            .clicked()
+        {
+            app.start_selftest(true);
+        }
+        if ui
+            .add_enabled(idle, egui::Button::new("Run selftest with speed figures"))
+            .on_hover_text("also a ViT-B matmul and a ViT-B/16 forward (minutes on a CPU adapter)")
+            .clicked()
+        {
+            app.start_selftest(false);
+        }
+        if app.selftesting {
+            ui.spinner();
+        }
+    });
+    if let Some(r) = &app.selftest {
+        ui.colored_label(
+            if r.passed {
+                egui::Color32::from_rgb(60, 160, 60)
+            } else {
+                egui::Color32::from_rgb(200, 60, 60)
+            },
+            if r.passed {
+                "all checks passed"
+            } else {
+                "some checks FAILED"
+            },
+        );
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            ui.monospace(r.text());
+        });
     }
 }
 

@@ -28,6 +28,10 @@ pub enum Command {
     /// Score every method on the project's training images by cross-validation (each with its own search when
     /// the project's Auto is on); the tuned files go to the folder given.
     Compare(Project, PathBuf),
+    /// `vitune selftest` on this adapter (speed figures unless `quick`).
+    Selftest {
+        quick: bool,
+    },
     Attention {
         image: PathBuf,
         request: AttentionRequest,
@@ -67,6 +71,7 @@ pub enum Reply {
     },
     /// The methods ranked, best first.
     Compared(Vec<CompareRow>),
+    Selftest(crate::selftest::Report),
     Attention {
         image: PathBuf,
         before: image::RgbImage,
@@ -276,6 +281,10 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                 best_epoch,
                 stopped,
             });
+        }
+        Command::Selftest { quick } => {
+            let r = crate::selftest::run(gpu(st)?, quick, &mut |_| {})?;
+            send(Reply::Selftest(r));
         }
         Command::Compare(project, out) => {
             let (classes, train, _) = project_samples(&project, send)?;
