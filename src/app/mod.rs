@@ -67,6 +67,8 @@ pub struct VituneApp {
     pub selection: Option<crate::select::Selection>,
     /// Search progress: settings scored so far, of all the rungs' settings.
     pub search_progress: Option<(usize, usize)>,
+    /// Epochs of the search run so far, of all it plans (the bar: later rungs run longer).
+    search_epochs: (usize, usize),
     /// The last "Compare methods" result, ranked, and whether one is running.
     pub comparison: Option<Vec<crate::select::CompareRow>>,
     pub comparing: bool,
@@ -115,6 +117,7 @@ impl VituneApp {
             predictions: Vec::new(),
             selection: None,
             search_progress: None,
+            search_epochs: (0, 0),
             comparison: None,
             comparing: false,
             selftest: None,
@@ -305,12 +308,16 @@ impl VituneApp {
                         SearchEvent::Planned { schedule, .. } => {
                             let total = schedule.rungs.iter().map(|r| r.candidates).sum();
                             self.search_progress = Some((0, total));
+                            let epochs = schedule.rungs.iter().map(|r| r.candidates * r.epochs);
+                            self.search_epochs = (0, epochs.sum());
                         }
-                        SearchEvent::Trial { .. } => {
-                            if let Some((done, total)) = &mut self.search_progress {
+                        SearchEvent::Trial { trial, .. } => {
+                            if let Some((done, _)) = &mut self.search_progress {
                                 *done += 1;
-                                self.progress = *done as f32 / (*total).max(1) as f32;
                             }
+                            let (ran, total) = &mut self.search_epochs;
+                            *ran += trial.epochs;
+                            self.progress = *ran as f32 / (*total).max(1) as f32;
                         }
                         SearchEvent::Note(_) => {}
                     }
