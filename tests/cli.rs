@@ -361,3 +361,16 @@ fn selftest_checks_every_kernel_family_against_golden_data() {
     }
     assert!(r["adapter"].as_str().is_some_and(|a| !a.is_empty()));
 }
+
+#[test]
+fn a_headless_machine_gets_a_clean_console() {
+    // Over SSH or in a container XDG_RUNTIME_DIR is unset; the windowing stack's complaint must not reach the user.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitune"))
+        .args(["selftest", "--quick", "--json"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("vitune runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+}

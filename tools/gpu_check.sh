@@ -11,6 +11,9 @@
 set -uo pipefail
 OUT=${OUT:-gpu-check}
 BIN=${VITUNE:-target/release/vitune}
+# The bench configs; `CONFIGS=demo SELFTEST=--quick tools/gpu_check.sh` is the small run that fits lavapipe.
+CONFIGS=${CONFIGS:-vit-b16 demo}
+SELFTEST=${SELFTEST:-}
 mkdir -p "$OUT"
 if ! ldconfig -p | grep -q libvulkan && ls .gl/*.deb >/dev/null 2>&1; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -32,14 +35,14 @@ step() { # step NAME SECONDS COMMAND...
 
 : >"$OUT/summary.txt"
 nvidia-smi -L >"$OUT/gpu.txt" 2>&1 || true
-step selftest 120 "$BIN" selftest
+step selftest 120 "$BIN" selftest $SELFTEST
 step selftest_json 60 "$BIN" selftest --quick --json
-for cfg in vit-b16 demo; do
+for cfg in $CONFIGS; do
   step "forward_$cfg" 90 "$BIN" bench forward --config "$cfg" --batch 32 --iters 3
   step "train_$cfg" 120 "$BIN" bench train --config "$cfg" --batch 32 --method vpt-deep --iters 3
 done
 if python3 -c "import torch, timm" 2>/dev/null; then
-  for cfg in vit-b16 demo; do
+  for cfg in $CONFIGS; do
     step "torch_$cfg" 120 python3 tools/bench_torch.py --config "$cfg" --batch 32 --method vpt-deep --iters 5
   done
 else
