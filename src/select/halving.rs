@@ -56,7 +56,7 @@ pub fn plan(n: usize, cost_per_epoch: f64, epochs: usize, budget: f64) -> Schedu
                 }
             })
             .collect();
-        let passes: usize = rungs.iter().map(|g| g.candidates * g.epochs).sum();
+        let passes = training_passes(&rungs);
         Schedule {
             cost: cost_per_epoch * passes as f64 / epochs as f64,
             rungs,
@@ -67,6 +67,23 @@ pub fn plan(n: usize, cost_per_epoch: f64, epochs: usize, budget: f64) -> Schedu
         .map(schedule_for)
         .find(|s| s.cost <= budget + 1e-9)
         .unwrap_or_else(|| schedule_for(1))
+}
+
+/// Epochs trained over all rungs: a rung no longer than the one before reuses its survivors' scores.
+fn training_passes(rungs: &[Rung]) -> usize {
+    let mut prev = 0;
+    rungs
+        .iter()
+        .map(|r| {
+            let fresh = r.epochs > prev;
+            prev = r.epochs;
+            if fresh {
+                r.candidates * r.epochs
+            } else {
+                0
+            }
+        })
+        .sum()
 }
 
 /// The order in which a rung's results rank: higher mean accuracy first, then lower mean loss (accuracy ties
@@ -105,10 +122,14 @@ mod tests {
         let e: Vec<usize> = s.rungs.iter().map(|r| r.epochs).collect();
         assert!(e.windows(2).all(|w| w[1] >= w[0]), "{e:?}");
         assert!(*e.last().unwrap() <= 30);
-        // The budget is used: one more epoch on the last rung would exceed it.
         let passes: usize = s.rungs.iter().map(|r| r.candidates * r.epochs).sum();
         assert!((s.cost - 3.0 * passes as f64 / 30.0).abs() < 1e-12);
         assert!(plan(10, 3.0, 30, 6.0 - 0.5).rungs.last().unwrap().epochs <= e[2]);
+        // A rung as short as the one before reuses its scores: it costs nothing.
+        let s = plan(10, 3.0, 12, 6.0);
+        let e: Vec<usize> = s.rungs.iter().map(|r| r.epochs).collect();
+        assert_eq!(e, vec![1, 1, 4], "{s:?}");
+        assert!((s.cost - 3.0 * (10.0 + 8.0) / 12.0).abs() < 1e-12, "{s:?}");
         // Cheap scoring (2 folds) reaches the full length on the last rung.
         let s = plan(10, 1.0, 30, 6.0);
         assert_eq!(s.rungs.last().unwrap().epochs, 30);

@@ -391,7 +391,11 @@ pub fn search(
         alive.truncate(rung.candidates);
         let mut scores = Vec::new();
         for (i, &c) in alive.iter().enumerate() {
-            let mut trial = scorer.score(&grid[c], rung.epochs, stop)?;
+            // A rung no longer than the last one this setting ran would repeat it exactly (same seed).
+            let mut trial = match &last[c] {
+                Some(t) if t.epochs >= rung.epochs => t.clone(),
+                _ => scorer.score(&grid[c], rung.epochs, stop)?,
+            };
             trial.rung = r;
             on_event(&TrainEvent::Search(SearchEvent::Trial {
                 rung: r,
