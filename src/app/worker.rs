@@ -303,7 +303,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                     },
                 })
                 .collect();
-            let b = b_of(st)?;
+            let b = backbone(st)?.clone();
             let t = crate::job::eval_transform(&b, None);
             let (g, vit) = gpu_vit(st)?;
             let session = crate::job::Session::new(g, &b, vit, &t);
@@ -452,10 +452,6 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
         }
     }
     Ok(())
-}
-
-fn b_of(st: &State) -> Result<Backbone> {
-    Ok(backbone(st)?.clone())
 }
 
 /// How many training images a project's settings give (for the schedule).

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::folds::Protocol;
 use super::grid::Candidate;
-use super::search::{mean_std, search, Scorer, SearchOptions};
+use super::search::{apply_candidate, mean_std, search, Scorer, SearchOptions};
 use crate::error::{Error, Result};
 use crate::job::{Recipe, Session};
 use crate::train::Samples;
@@ -106,7 +106,7 @@ pub fn compare(
                         draw,
                         None,
                         protocol.clone(),
-                    );
+                    )?;
                     let c = candidate_of(&recipe);
                     let t = scorer.score(&c, recipe.config.epochs, stop)?;
                     (t.mean, t.std, c, protocol.describe())
@@ -127,14 +127,10 @@ pub fn compare(
         }
         let (score, seed_std) = mean_std(&per_seed);
         let mut recipe = entry.recipe.clone();
-        recipe.config.optim.lr = setting.lr;
-        recipe.config.optim.weight_decay = setting.weight_decay;
-        if let Some(p) = setting.prompts {
-            recipe.options.prompts = p;
-        }
+        let epochs = recipe.config.epochs;
+        apply_candidate(&mut recipe, &setting, epochs, first.len());
         let tuned = match out {
             Some(dir) => {
-                recipe.config = recipe.config.rescheduled(recipe.config.epochs, first.len());
                 let o = session.fit(&recipe, classes.len(), first, None, stop, &mut |_| {})?;
                 let mut meta = TunedMeta::new(
                     &o.best,

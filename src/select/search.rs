@@ -10,9 +10,12 @@ use super::folds::{fold_split, stratified_folds, Protocol};
 use super::grid::{candidates, Candidate};
 use super::halving::{plan, rank, Schedule, DEFAULT_BUDGET};
 use crate::error::{Error, Result};
-use crate::job::{Recipe, Session};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::job::{initial_tuning, Init, Recipe, Session};
 use crate::model::GpuTuning;
-use crate::train::{predict_logits, OptimizerKind, Samples, TrainEvent};
+use crate::train::{predict_logits, train, OptimizerKind, Samples, TrainEvent};
 use crate::tuning::{Method, Tuning};
 
 /// What `--auto` searches.
@@ -167,7 +170,12 @@ impl SearchEvent {
     }
 }
 
-fn apply_candidate(recipe: &mut Recipe, c: &Candidate, epochs: usize, train_images: usize) {
+pub(super) fn apply_candidate(
+    recipe: &mut Recipe,
+    c: &Candidate,
+    epochs: usize,
+    train_images: usize,
+) {
     recipe.config.optim.lr = c.lr;
     recipe.config.optim.weight_decay = c.weight_decay;
     if let Some(p) = c.prompts {
@@ -198,10 +206,12 @@ pub struct Scorer<'a> {
     pub session: &'a Session<'a>,
     pub recipe: &'a Recipe,
     pub classes: usize,
-    pub train: &'a Samples,
-    pub val: Option<&'a Samples>,
     pub protocol: Protocol,
-    fold_of: Vec<usize>,
+    /// (training, held-out) samples of each fold, or all the shots and the validation set.
+    splits: Vec<(Samples, Samples)>,
+    /// SPT's starting prototypes per (fold, prompt count): the same for every learning rate, and each costs a
+    /// forward over the fold's images, so they are computed once.
+    spt_inits: RefCell<HashMap<(usize, usize), Tuning>>,
 }
 
 impl<'a> Scorer<'a> {
@@ -212,22 +222,46 @@ impl<'a> Scorer<'a> {
         train: &'a Samples,
         val: Option<&'a Samples>,
         protocol: Protocol,
-    ) -> Self {
-        let fold_of = match protocol {
-            Protocol::CrossValidation { folds } => {
-                stratified_folds(&train.labels, folds, recipe.config.seed)
+    ) -> Result<Self> {
+        let splits = match (&protocol, val) {
+            (Protocol::CrossValidation { folds }, _) => {
+                let fold_of = stratified_folds(&train.labels, *folds, recipe.config.seed);
+                (0..*folds)
+                    .map(|f| {
+                        let (tr, va) = fold_split(&fold_of, f);
+                        (train.subset(&tr), train.subset(&va))
+                    })
+                    .collect()
             }
-            Protocol::HeldOut { .. } => Vec::new(),
+            (Protocol::HeldOut { .. }, Some(v)) => vec![(train.clone(), v.clone())],
+            (Protocol::HeldOut { .. }, None) => {
+                return Err(Error::Input(
+                    "a held-out search needs validation images".into(),
+                ))
+            }
         };
-        Self {
+        Ok(Self {
             session,
             recipe,
             classes,
-            train,
-            val,
             protocol,
-            fold_of,
+            splits,
+            spt_inits: RefCell::default(),
+        })
+    }
+
+    /// The starting tuning of `recipe` on fold `f`'s training part (SPT prototypes cached).
+    fn initial(&self, recipe: &Recipe, f: usize, tr: &Samples) -> Result<Tuning> {
+        if !matches!(recipe.init, Init::Spt(_)) {
+            return initial_tuning(self.session, recipe, self.classes, tr);
         }
+        let key = (f, recipe.options.prompts);
+        if let Some(t) = self.spt_inits.borrow().get(&key) {
+            return Ok(t.clone());
+        }
+        let t = initial_tuning(self.session, recipe, self.classes, tr)?;
+        self.spt_inits.borrow_mut().insert(key, t.clone());
+        Ok(t)
     }
 
     /// Logits [n·classes] of `samples` under `tuning`: a probe's head applied to the session's cached pooled
@@ -259,29 +293,17 @@ impl<'a> Scorer<'a> {
 
     /// Trains `c` for `epochs` on each fold's training part and scores it on the held-out part.
     pub fn score(&self, c: &Candidate, epochs: usize, stop: &AtomicBool) -> Result<Trial> {
-        let splits: Vec<(Samples, Samples)> = match (&self.protocol, self.val) {
-            (Protocol::CrossValidation { folds }, _) => (0..*folds)
-                .map(|f| {
-                    let (tr, va) = fold_split(&self.fold_of, f);
-                    (self.train.subset(&tr), self.train.subset(&va))
-                })
-                .collect(),
-            (Protocol::HeldOut { .. }, Some(v)) => vec![(self.train.clone(), v.clone())],
-            (Protocol::HeldOut { .. }, None) => {
-                return Err(Error::Input(
-                    "a held-out search needs validation images".into(),
-                ))
-            }
-        };
         let (mut accs, mut losses, mut diverged) = (Vec::new(), Vec::new(), false);
-        for (tr, va) in &splits {
+        for (f, (tr, va)) in self.splits.iter().enumerate() {
             if stop.load(Ordering::Relaxed) {
                 return Err(stopped());
             }
             let mut recipe = self.recipe.clone();
             apply_candidate(&mut recipe, c, epochs, tr.len());
-            let s = self.session;
-            match s.fit(&recipe, self.classes, tr, None, stop, &mut |_| {}) {
+            let fitted = self
+                .initial(&recipe, f, tr)
+                .and_then(|t| train(self.session, t, tr, None, &recipe.config, stop, &mut |_| {}));
+            match fitted {
                 Ok(out) if out.stopped => return Err(stopped()),
                 Ok(out) => {
                     let logits = self.logits(&out.best, va)?;
@@ -384,7 +406,7 @@ pub fn search(
         candidates: grid.len(),
         schedule: schedule.clone(),
     }));
-    let scorer = Scorer::new(session, recipe, classes.len(), train, val, protocol.clone());
+    let scorer = Scorer::new(session, recipe, classes.len(), train, val, protocol.clone())?;
     let mut alive: Vec<usize> = (0..grid.len()).collect();
     let mut last: Vec<Option<Trial>> = vec![None; grid.len()];
     for (r, rung) in schedule.rungs.iter().enumerate() {
