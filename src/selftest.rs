@@ -166,7 +166,7 @@ impl Report {
         );
         for c in &self.checks {
             s.push_str(&format!(
-                "{}  {:<58} worst {:.1e}  (tolerance {:.0e})\n",
+                "{}  {:<80} worst {:.1e}  (tolerance {:.0e})\n",
                 if c.passed { "ok  " } else { "FAIL" },
                 c.name,
                 c.worst,
