@@ -183,12 +183,20 @@ fn full_fine_tuning_gradients_match_autograd() {
 
 #[test]
 fn micro_batches_accumulate_to_the_full_batch_gradient() {
-    micro_batches_match_the_full_batch(None);
+    micro_batches_match_the_full_batch("vpt-deep", 1, None);
 }
 
-/// Micro-batches of 1 give the full batch's loss and gradients, with dropout off or on (`(rate, seed)`).
-fn micro_batches_match_the_full_batch(dropout: Option<(f32, u32)>) {
-    let case = load_case("vpt-deep");
+#[test]
+fn uneven_micro_batches_accumulate_to_the_full_batch_gradient() {
+    for method in ["vpt-deep", "lora", "convpass", "full", "adaptformer"] {
+        micro_batches_match_the_full_batch(method, 2, None);
+    }
+}
+
+/// Micro-batches of `micro` images (3 = 1+1+1, 2 = 2+1) give the full batch's loss and gradients, with dropout
+/// off or on (`(rate, seed)`).
+fn micro_batches_match_the_full_batch(method: &str, micro: usize, dropout: Option<(f32, u32)>) {
+    let case = load_case(method);
     let mut tuning = case.tuning.clone();
     tuning.options.dropout = dropout.map_or(0.0, |d| d.0);
     let gpu = common::gpu();
@@ -201,11 +209,114 @@ fn micro_batches_match_the_full_batch(dropout: Option<(f32, u32)>) {
         run_with(&gpu, &case, &tuning, options)
     };
     let (loss_full, full) = with(3);
-    let (loss_micro, micro) = with(1);
-    assert!((loss_full - loss_micro).abs() < 1e-5 * loss_full.abs());
+    let (loss_micro, split) = with(micro);
+    assert!(
+        (loss_full - loss_micro).abs() < 1e-5 * loss_full.abs(),
+        "{method}: loss {loss_micro} in micro-batches of {micro}, {loss_full} whole"
+    );
     for (name, g) in &full {
-        let e = common::rel_err(&micro[name].data, &g.data);
-        assert!(e < 1e-5, "`{name}`: micro-batched rel err {e:e}");
+        let e = common::rel_err(&split[name].data, &g.data);
+        assert!(e < 1e-5, "{method} `{name}`: micro-batched rel err {e:e}");
+    }
+}
+
+/// Every fixture case (and the backbone it uses).
+const CASES: [&str; 9] = [
+    "linear",
+    "bitfit",
+    "vpt-shallow",
+    "vpt-deep",
+    "vpt-deep-avg",
+    "lora",
+    "adaptformer",
+    "convpass",
+    "full",
+];
+
+/// Mean cross-entropy of `logits` [N, C] against `labels`, in f64.
+fn cross_entropy(logits: &HostTensor, labels: &[usize]) -> f64 {
+    let c = logits.shape[1];
+    let total: f64 = labels
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| {
+            let row: Vec<f64> = logits.data[i * c..(i + 1) * c]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            lse - row[y]
+        })
+        .sum();
+    total / labels.len() as f64
+}
+
+/// The inference forward (what eval, predict and the app run: no saved activations, plain kernels where the
+/// training forward keeps pre-activations) gives each fixture's autograd loss.
+#[test]
+fn the_inference_forward_gives_every_fixture_loss() {
+    use vitune::model::ForwardOptions;
+    let gpu = common::gpu();
+    for method in CASES {
+        let case = load_case(method);
+        let vit = GpuViT::new(&gpu, &case.backbone, None).expect("upload");
+        let gt = GpuTuning::upload(&gpu, &case.tuning).expect("tuning upload");
+        let out = vit
+            .forward(
+                &gpu,
+                &case.pixels,
+                &ForwardOptions {
+                    tuning: Some(&gt),
+                    ..Default::default()
+                },
+            )
+            .expect("forward");
+        let loss = cross_entropy(&out.logits.expect("logits"), &case.labels);
+        let want = case.expected["loss"].data[0] as f64;
+        assert!(
+            (loss - want).abs() / want.abs() < TOL,
+            "{method}: inference loss {loss} vs autograd {want}"
+        );
+    }
+}
+
+/// Every method's tuning survives a tuned file (with vitune's metadata, and as plain tensors whose method is
+/// read from their names) bit for bit, options included.
+#[test]
+fn every_method_round_trips_through_a_tuned_file() {
+    use vitune::tuned::{read, write, TunedMeta};
+    let dir = tempfile::tempdir().expect("tempdir");
+    for method in CASES {
+        let case = load_case(method);
+        let t = &case.tuning;
+        let classes: Vec<String> = (0..t.num_classes).map(|i| format!("c{i}")).collect();
+        let path = dir.path().join(format!("{method}.safetensors"));
+        write(
+            &path,
+            t,
+            &TunedMeta::new(t, &case.backbone, classes.clone(), "fixture"),
+        )
+        .expect("write");
+        let back = read(&path, &case.backbone, false).expect("read");
+        assert_eq!(back.tuning.method, t.method, "{method}");
+        assert_eq!(back.tuning.options, t.options, "{method}: options");
+        assert_eq!(back.classes, classes);
+        let plain = dir.path().join(format!("{method}-plain.safetensors"));
+        vitune::io::write_tensors(&plain, &t.tensors, None).expect("write plain");
+        let guessed = read(&plain, &case.backbone, false).expect("read plain");
+        assert_eq!(
+            guessed.tuning.method, t.method,
+            "{method}: method from names"
+        );
+        for (name, want) in &t.tensors {
+            for (how, got) in [("tuned", &back.tuning), ("plain", &guessed.tuning)] {
+                let got = &got.tensors[name];
+                assert_eq!(got.shape, want.shape, "{method} ({how}) `{name}`");
+                assert_eq!(got.data, want.data, "{method} ({how}) `{name}`");
+            }
+        }
+        assert_eq!(back.tuning.tensors.len(), t.tensors.len());
     }
 }
 
@@ -302,7 +413,7 @@ fn convpass_dropout_gradients_match_finite_differences() {
 
 #[test]
 fn dropout_masks_do_not_depend_on_the_micro_batch() {
-    micro_batches_match_the_full_batch(Some((0.3, 5)));
+    micro_batches_match_the_full_batch("vpt-deep", 1, Some((0.3, 5)));
 }
 
 #[test]

@@ -201,3 +201,152 @@ pub fn apply(tuning: &mut Tuning, tokens: &[HostTensor], kind: SptKind, seed: u6
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tokens [n, m, d] with distinct random values.
+    fn tokens(n: usize, m: usize, d: usize, seed: u64) -> HostTensor {
+        HostTensor::new(vec![n, m, d], Rng::new(seed).normal_vec(n * m * d, 1.0))
+    }
+
+    fn rows(v: &[f32], d: usize) -> Vec<&[f32]> {
+        v.chunks(d).collect()
+    }
+
+    #[test]
+    fn max_prototypes_are_window_maxima() {
+        let (n, m, d, p) = (2, 7, 5, 3);
+        let t = tokens(n, m, d, 1);
+        let protos = prototypes(&t, p, SptKind::Max, &mut Rng::new(4));
+        let mut maxima = Vec::new();
+        for img in 0..n {
+            for w in 0..p {
+                let (a, b) = window(w, m, p);
+                maxima.push(
+                    (0..d)
+                        .map(|k| {
+                            (a..b)
+                                .map(|tok| t.data[(img * m + tok) * d + k])
+                                .fold(f32::NEG_INFINITY, f32::max)
+                        })
+                        .collect::<Vec<f32>>(),
+                );
+            }
+        }
+        let protos = rows(&protos, d);
+        assert_eq!(protos.len(), p);
+        for (i, proto) in protos.iter().enumerate() {
+            assert!(
+                maxima.iter().any(|m| m.as_slice() == *proto),
+                "prototype {i} is no window's maximum"
+            );
+        }
+        // p distinct windows (there are n·p to pick from).
+        for i in 0..p {
+            for j in 0..i {
+                assert_ne!(protos[i], protos[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn random_prototypes_are_tokens() {
+        let (n, m, d, p) = (3, 4, 6, 5);
+        let t = tokens(n, m, d, 2);
+        let protos = prototypes(&t, p, SptKind::Random, &mut Rng::new(9));
+        let all = rows(&t.data, d);
+        for (i, proto) in rows(&protos, d).into_iter().enumerate() {
+            assert!(all.contains(&proto), "prototype {i} is not a token");
+        }
+    }
+
+    #[test]
+    fn kmeans_prototypes_find_separated_clusters() {
+        // Three tight clusters far apart: the centroids are the cluster means, in some order.
+        let (d, per, k) = (4, 20, 3);
+        let centres = [
+            [10.0f32, 0.0, 0.0, 0.0],
+            [0.0, -10.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 10.0],
+        ];
+        let mut rng = Rng::new(3);
+        let mut data = Vec::new();
+        for c in &centres {
+            for _ in 0..per {
+                data.extend(c.iter().map(|x| x + 0.1 * rng.normal() as f32));
+            }
+        }
+        let means: Vec<Vec<f32>> = (0..k)
+            .map(|c| {
+                (0..d)
+                    .map(|j| {
+                        (0..per).map(|i| data[(c * per + i) * d + j]).sum::<f32>() / per as f32
+                    })
+                    .collect()
+            })
+            .collect();
+        let t = HostTensor::new(vec![1, k * per, d], data);
+        let protos = prototypes(&t, k, SptKind::Kmeans, &mut Rng::new(5));
+        for mean in &means {
+            let closest = rows(&protos, d)
+                .into_iter()
+                .map(|p| dist2(p, mean))
+                .fold(f64::INFINITY, f64::min);
+            assert!(closest < 1e-8, "no centroid at cluster mean {mean:?}");
+        }
+    }
+
+    #[test]
+    fn deep_prototypes_skip_each_layers_cls_token() {
+        // Layer 0 gives the patch embeddings [n, m, d]; deeper layers [n, 1+m, d] with a CLS row that must not
+        // feed any prompt: here the CLS rows hold 1000 and no token else comes near it.
+        let (n, m, d, p, depth) = (2, 4, 3, 2, 3);
+        let mut layers = vec![tokens(n, m, d, 6)];
+        for l in 1..depth {
+            let mut t = tokens(n, 1 + m, d, 6 + l as u64);
+            for img in 0..n {
+                t.data[img * (1 + m) * d..(img * (1 + m) + 1) * d].fill(1000.0);
+            }
+            layers.push(t);
+        }
+        for kind in [
+            SptKind::Mean,
+            SptKind::Max,
+            SptKind::Random,
+            SptKind::Kmeans,
+        ] {
+            let mut options = crate::tuning::MethodOptions::defaults(Method::VptDeep);
+            options.prompts = p;
+            let mut t = Tuning {
+                method: Method::VptDeep,
+                options,
+                num_classes: 2,
+                tensors: [
+                    (
+                        "prompt_embeddings".to_string(),
+                        HostTensor::zeros(&[1, p, d]),
+                    ),
+                    (
+                        "deep_prompt_embeddings".to_string(),
+                        HostTensor::zeros(&[depth - 1, p, d]),
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+            };
+            apply(&mut t, &layers, kind, 1).expect("spt");
+            let deep = &t.tensors["deep_prompt_embeddings"];
+            assert_eq!(deep.shape, vec![depth - 1, p, d]);
+            assert!(
+                deep.data
+                    .iter()
+                    .chain(&t.tensors["prompt_embeddings"].data)
+                    .all(|x| x.abs() < 100.0),
+                "{}: a CLS row fed a prompt",
+                kind.name()
+            );
+        }
+    }
+}
