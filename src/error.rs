@@ -10,6 +10,9 @@ pub enum Error {
     Model(#[from] ModelError),
     #[error("{0}")]
     Input(String),
+    /// A broken invariant inside vitune, not the user's input.
+    #[error("internal error (a vitune bug; please report it): {0}")]
+    Internal(String),
     /// Training produced a loss that is not finite: the learning rate is too high for the data.
     #[error("the loss became {loss} at epoch {epoch} step {step}: lower the learning rate (--lr)")]
     Diverged {

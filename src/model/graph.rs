@@ -4,31 +4,30 @@
 
 use std::collections::BTreeMap;
 
+use super::hooks::{Branch, BranchInput, Grads, Hooks, Saved, TokenLayout};
 use super::saved::WeightInputs;
-use super::{GpuViT, HostTensor, Pooling};
+use super::{GpuViT, HostTensor, Pooling, ViTConfig};
 use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu, GpuTensor, Recorder};
-use crate::ops::activation::{activation, activation_backward, zeros};
+use crate::ops::activation::{activation_backward, zeros};
 use crate::ops::attention::{
     attention, attention_backward, flash_attention, flash_attention_backward,
 };
-use crate::ops::conv::{conv_tokens, conv_tokens_input_grad, conv_tokens_weight_grad};
-use crate::ops::dropout::{dropout_rows, Band, Dropout};
+use crate::ops::dropout::{Band, Dropout};
 use crate::ops::embed::{assemble_tokens, im2col, Prompts};
 use crate::ops::layernorm::{
     layernorm, layernorm_backward, layernorm_param_grads, layernorm_rows, Rows,
 };
 use crate::ops::matmul::{
-    linear, linear_input_grad, linear_keeping_pre_act, linear_weight_grad, Act, Layout, Matmul,
+    linear, linear_input_grad, linear_keeping_pre_act, linear_weight_grad, Act,
 };
 use crate::ops::reduce::{
     batch_sum_tokens_into, column_sum_into, gather_tokens, mean_tokens, mean_tokens_backward,
-    write_tokens, zero_tokens,
 };
-use crate::tuning::convpass::BRANCHES;
-use crate::tuning::{lora, Method, MethodOptions, Tuning};
+use crate::tuning::{Method, MethodOptions, Tuning};
 
-/// A tuning's tensors on the GPU. For bitfit and full fine-tuning these replace the backbone's own tensors.
+/// A tuning's tensors on the GPU, with the hooks that attach its method to the graph. For bitfit and full
+/// fine-tuning the tensors replace the backbone's own.
 pub struct GpuTuning {
     pub method: Method,
     pub options: MethodOptions,
@@ -36,6 +35,7 @@ pub struct GpuTuning {
     pub params: BTreeMap<String, GpuTensor>,
     /// The tuned file's shape of each tensor (the patch-embedding weight is kept as a matrix on the GPU).
     pub shapes: BTreeMap<String, Vec<usize>>,
+    pub hooks: Box<dyn Hooks>,
 }
 
 /// GPU shape of a tuned tensor: the patch-embedding convolution weight is the matrix of its im2col matmul.
@@ -61,6 +61,7 @@ impl GpuTuning {
             num_classes: t.num_classes,
             params,
             shapes,
+            hooks: t.method.hooks(&t.options),
         })
     }
 
@@ -84,11 +85,7 @@ impl GpuTuning {
     }
 
     pub fn prompts(&self) -> usize {
-        if self.method.uses_prompts() {
-            self.options.prompts
-        } else {
-            0
-        }
+        self.hooks.prompts()
     }
 }
 
@@ -130,9 +127,9 @@ struct BlockActs {
     st2: GpuTensor,
     hpre: GpuTensor,
     h: Option<GpuTensor>,
-    lora_u: Vec<(usize, GpuTensor)>,
-    adapt: Option<(GpuTensor, GpuTensor)>,
-    conv: [Option<ConvActs>; 2],
+    /// What the method's qkv hook and its two branch hooks kept.
+    qkv_hook: Saved,
+    branches: [Saved; 2],
 }
 
 /// What attention keeps for its backward: the probabilities [N,H,T,T] (matmul path), or the per-row log-sum-exp
@@ -140,13 +137,6 @@ struct BlockActs {
 enum SavedAttention {
     Probs(GpuTensor),
     Lse(GpuTensor),
-}
-
-struct ConvActs {
-    dpre: GpuTensor,
-    d: GpuTensor,
-    cpre: GpuTensor,
-    e: GpuTensor,
 }
 
 /// What a forward recording produced (and, when training, saved).
@@ -165,46 +155,66 @@ pub(crate) struct Forward {
 }
 
 /// The backbone with an optional tuning: resolves tensors by name (tuned first) and records passes.
-pub(crate) struct Graph<'a> {
+pub struct Graph<'a> {
     vit: &'a GpuViT,
     tuning: Option<&'a GpuTuning>,
     /// When set, the backward keeps d(attention probabilities) of every layer here (last layer first).
-    pub attn_grads: Option<std::cell::RefCell<Vec<GpuTensor>>>,
+    pub(crate) attn_grads: Option<std::cell::RefCell<Vec<GpuTensor>>>,
     /// Training dropout for the next micro-batch: (step seed, index of its first image in the batch). `None`,
     /// or a method option of 0, trains without dropout.
-    pub dropout_key: Option<(u32, usize)>,
+    pub(crate) dropout_key: Option<(u32, usize)>,
 }
 
-/// Dropout tags: the prompts entering layer l use tag l; Convpass bypasses use CONVPASS_TAG + 2·l + branch.
-const CONVPASS_TAG: u32 = 1 << 16;
+/// The hooks of a graph without a tuning.
+static NO_HOOKS: super::hooks::NoHooks = super::hooks::NoHooks;
 
 impl<'a> Graph<'a> {
     pub fn new(vit: &'a GpuViT, tuning: Option<&'a GpuTuning>) -> Result<Self> {
-        if let Some(t) = tuning {
-            if t.method == Method::Full && vit.input_size != vit.config.image_size {
-                return Err(Error::Input(format!(
-                    "full fine-tuning runs at the checkpoint's own input size {:?}",
-                    vit.config.image_size
-                )));
-            }
-        }
-        Ok(Self {
+        let g = Self {
             vit,
             tuning,
             attn_grads: None,
             dropout_key: None,
-        })
+        };
+        g.hooks().check(&g)?;
+        Ok(g)
     }
 
-    fn method(&self) -> Option<Method> {
-        self.tuning.map(|t| t.method)
+    fn hooks(&self) -> &'a dyn Hooks {
+        match self.tuning {
+            Some(t) => t.hooks.as_ref(),
+            None => &NO_HOOKS,
+        }
     }
 
     pub fn prompts(&self) -> usize {
-        self.tuning.map(|t| t.prompts()).unwrap_or(0)
+        self.hooks().prompts()
     }
 
-    fn w(&self, name: &str) -> Result<&'a GpuTensor> {
+    pub fn config(&self) -> &'a ViTConfig {
+        &self.vit.config
+    }
+
+    /// The patch grid (rows, columns) at the graph's input size.
+    pub fn grid(&self) -> (usize, usize) {
+        self.vit.grid()
+    }
+
+    /// Whether the graph runs at the checkpoint's own input size.
+    pub fn at_native_size(&self) -> bool {
+        self.vit.input_size == self.vit.config.image_size
+    }
+
+    pub fn layout(&self) -> TokenLayout {
+        let (gh, gw) = self.grid();
+        TokenLayout {
+            prompts: self.prompts(),
+            patches: gh * gw,
+        }
+    }
+
+    /// A tensor by name: the tuning's if it has one, else the backbone's.
+    pub fn w(&self, name: &str) -> Result<&'a GpuTensor> {
         if let Some(t) = self.tuning.and_then(|t| t.params.get(name)) {
             return Ok(t);
         }
@@ -215,7 +225,8 @@ impl<'a> Graph<'a> {
         })
     }
 
-    fn pair(&self, prefix: &str) -> Result<(&'a GpuTensor, &'a GpuTensor)> {
+    /// `{prefix}.weight` and `{prefix}.bias`.
+    pub fn pair(&self, prefix: &str) -> Result<(&'a GpuTensor, &'a GpuTensor)> {
         Ok((
             self.w(&format!("{prefix}.weight"))?,
             self.w(&format!("{prefix}.bias"))?,
@@ -226,15 +237,11 @@ impl<'a> Graph<'a> {
         self.pair("head").ok()
     }
 
-    fn opts(&self) -> Option<&'a MethodOptions> {
-        self.tuning.map(|t| &t.options)
-    }
-
-    /// The dropout a training forward and its backward apply, if any.
-    fn dropout(&self) -> Option<Dropout> {
+    /// A training dropout of `rate` for this micro-batch; `None` when the step trains without dropout or the
+    /// rate is 0. The same for the forward and its backward.
+    pub fn dropout(&self, rate: f32) -> Option<Dropout> {
         let (seed, first_image) = self.dropout_key?;
-        let rate = self.opts()?.dropout;
-        (rate > 0.0 && MethodOptions::has_dropout(self.method()?)).then_some(Dropout {
+        (rate > 0.0).then_some(Dropout {
             rate,
             seed,
             first_image,
@@ -242,19 +249,20 @@ impl<'a> Graph<'a> {
     }
 
     /// The prompt rows of x [n, T, D].
-    fn prompt_band(&self, x: &GpuTensor) -> Band {
+    pub fn prompt_band(&self, x: &GpuTensor) -> Band {
+        let rows = self.layout().prompt_rows();
         Band {
             images: x.shape[0],
             tokens: x.shape[1],
-            start: 1,
-            count: self.prompts(),
+            start: rows.start,
+            count: rows.len(),
             dim: self.vit.config.dim,
         }
     }
 
     /// Records the forward pass of a micro-batch `px` [n,3,H,W]. With `train`, the gradients the backward will
     /// compute (by tensor name; empty for input gradients only), it keeps what that backward needs.
-    pub fn forward(
+    pub(crate) fn forward(
         &self,
         rec: &mut Recorder,
         px: &GpuTensor,
@@ -269,11 +277,8 @@ impl<'a> Graph<'a> {
         let cols = im2col(rec, px, c.patch)?;
         let (pw, pb) = self.pair("patch_embed.proj")?;
         let patches = linear(rec, &cols, pw, Some(pb), Act::None, None)?;
-        let prompt_tokens = if p > 0 {
-            Some(self.w("prompt_embeddings")?)
-        } else {
-            None
-        };
+        let hooks = self.hooks();
+        let prompt_tokens = hooks.prompt_tokens(self)?;
         let mut x = assemble_tokens(
             rec,
             &patches,
@@ -286,38 +291,21 @@ impl<'a> Graph<'a> {
                 per_image: false,
             }),
         )?;
-        let dropout = if train.is_some() {
-            self.dropout()
-        } else {
-            None
-        };
-        if let (Some(d), true) = (&dropout, p > 0) {
-            dropout_rows(rec, &x, self.prompt_band(&x), d, 0);
-        }
+        hooks.tokens(self, rec, &x, train.is_some())?;
         let mut tokens = Vec::new();
         if want_tokens {
             tokens.push(patches);
         } else {
             drop(patches);
         }
-        let deep = if self.method() == Some(Method::VptDeep) && c.depth > 1 {
-            Some(self.w("deep_prompt_embeddings")?)
-        } else {
-            None
-        };
         let mut blocks = Vec::new();
         let mut attn = Vec::new();
         // The probabilities are materialised only where maps or their gradients are wanted.
         let maps = want_attn || self.attn_grads.is_some();
         let fused = !maps && rec.gpu().attention_kernel() == AttentionKernel::Fused;
         for l in 0..c.depth {
-            if let (Some(deep), true) = (deep, l > 0) {
-                write_tokens(rec, &x, 1, p, deep, (l - 1) * p);
-                if let Some(d) = &dropout {
-                    dropout_rows(rec, &x, self.prompt_band(&x), d, l as u32);
-                }
-            }
-            let keep = train.map(|_| WeightInputs::for_block(l, &trained, fused));
+            hooks.block_input(self, rec, l, &x, train.is_some())?;
+            let keep = train.map(|_| WeightInputs::for_block(l, &trained, fused, hooks));
             let (out, acts, probs) = self.block_forward(rec, l, x, keep, maps)?;
             if let (true, Some(probs)) = (want_attn, probs) {
                 attn.push(probs);
@@ -378,33 +366,8 @@ impl<'a> Graph<'a> {
         let ln1 = layernorm(rec, &x, n1w, n1b, c.eps)?;
         let (qw, qb) = self.pair(&format!("{b}.attn.qkv"))?;
         let qkv = linear(rec, &ln1.y, qw, Some(qb), Act::None, None)?;
-        let mut lora_u = Vec::new();
-        if let (Some(Method::Lora), Some(o)) = (self.method(), self.opts()) {
-            let rows = qkv.numel() / (3 * c.dim);
-            for slot in o.lora_slots() {
-                let (an, bn) = lora::names(l, slot);
-                let u = linear(rec, &ln1.y, self.w(&an)?, None, Act::None, None)?;
-                let mut mm = Matmul::new(
-                    (rows, c.dim, o.rank),
-                    (&u, Layout::row_major(o.rank, 0)),
-                    (self.w(&bn)?, Layout::transposed(o.rank, 0)),
-                    (
-                        &qkv,
-                        Layout {
-                            off: slot * c.dim,
-                            rs: 3 * c.dim,
-                            cs: 1,
-                            b1: 0,
-                            b2: 0,
-                        },
-                    ),
-                );
-                mm.alpha = o.alpha / o.rank as f32;
-                mm.accumulate = true;
-                mm.record(rec);
-                lora_u.push((slot, u));
-            }
-        }
+        let hooks = self.hooks();
+        let qkv_hook = hooks.qkv(self, rec, l, &ln1.y, &qkv, train)?;
         let (context, saved) = if maps || rec.gpu().attention_kernel() == AttentionKernel::Matmul {
             let a = attention(rec, &qkv, c.heads)?;
             (a.context, SavedAttention::Probs(a.probs))
@@ -414,12 +377,11 @@ impl<'a> Graph<'a> {
         };
         let (pw, pb) = self.pair(&format!("{b}.attn.proj"))?;
         let xm = linear(rec, &context, pw, Some(pb), Act::None, Some(&x))?;
-        let convpass = self.method() == Some(Method::Convpass);
-        let conv1 = if convpass {
-            Some(self.convpass_forward(rec, l, 0, &ln1.y, &xm, train)?)
-        } else {
-            None
+        let attn_input = match hooks.branch_input(Branch::Attention) {
+            BranchInput::Normed => &ln1.y,
+            BranchInput::Residual => &x,
         };
+        let attn_branch = hooks.branch(self, rec, l, Branch::Attention, attn_input, &xm, train)?;
         let (n2w, n2b) = self.pair(&format!("{b}.norm2"))?;
         let ln2 = layernorm(rec, &xm, n2w, n2b, c.eps)?;
         let (f1w, f1b) = self.pair(&format!("{b}.mlp.fc1"))?;
@@ -431,39 +393,11 @@ impl<'a> Graph<'a> {
         };
         let (f2w, f2b) = self.pair(&format!("{b}.mlp.fc2"))?;
         let xo = linear(rec, &h, f2w, Some(f2b), Act::None, Some(&xm))?;
-        let adapt = if self.method() == Some(Method::Adaptformer) {
-            let o = self
-                .opts()
-                .ok_or_else(|| Error::Input("AdaptFormer without options".into()))?;
-            let a = format!("{b}.adaptmlp");
-            let (dw, db) = self.pair(&format!("{a}.down_proj"))?;
-            let (apre, act) = if train {
-                let (apre, act) = linear_keeping_pre_act(rec, &xm, dw, Some(db), Act::Relu)?;
-                (Some(apre), act)
-            } else {
-                (None, linear(rec, &xm, dw, Some(db), Act::Relu, None)?)
-            };
-            let (uw, ub) = self.pair(&format!("{a}.up_proj"))?;
-            let rows = xo.numel() / c.dim;
-            let mut mm = Matmul::new(
-                (rows, c.dim, o.bottleneck),
-                (&act, Layout::row_major(o.bottleneck, 0)),
-                (uw, Layout::transposed(o.bottleneck, 0)),
-                (&xo, Layout::row_major(c.dim, 0)),
-            );
-            mm.bias = Some((ub, 0));
-            mm.alpha = o.scale;
-            mm.accumulate = true;
-            mm.record(rec);
-            apre.map(|p| (p, act))
-        } else {
-            None
+        let mlp_input = match hooks.branch_input(Branch::Mlp) {
+            BranchInput::Normed => &ln2.y,
+            BranchInput::Residual => &xm,
         };
-        let conv2 = if convpass {
-            Some(self.convpass_forward(rec, l, 1, &ln2.y, &xo, train)?)
-        } else {
-            None
-        };
+        let mlp_branch = hooks.branch(self, rec, l, Branch::Mlp, mlp_input, &xo, train)?;
         let probs = match &saved {
             SavedAttention::Probs(p) => Some(p.clone()),
             SavedAttention::Lse(_) => None,
@@ -482,67 +416,22 @@ impl<'a> Graph<'a> {
                 hpre: hpre
                     .ok_or_else(|| Error::Input("internal: no pre-activation saved".into()))?,
                 h: keep.h.then_some(h),
-                lora_u,
-                adapt,
-                conv: [conv1.flatten(), conv2.flatten()],
+                qkv_hook,
+                branches: [attn_branch, mlp_branch],
             }),
             None => None,
         };
         Ok((xo, acts, probs))
     }
 
-    /// out += s · up(QuickGELU(conv(QuickGELU(down(z))))); returns the saved activations when training.
-    fn convpass_forward(
-        &self,
-        rec: &mut Recorder,
-        l: usize,
-        branch: usize,
-        z: &GpuTensor,
-        out: &GpuTensor,
-        train: bool,
-    ) -> Result<Option<ConvActs>> {
-        let c = &self.vit.config;
-        let o = self
-            .opts()
-            .ok_or_else(|| Error::Input("Convpass without options".into()))?;
-        let b = format!("blocks.{l}.{}", BRANCHES[branch]);
-        let (dw, db) = self.pair(&format!("{b}.adapter_down"))?;
-        let (cw, cb) = self.pair(&format!("{b}.adapter_conv"))?;
-        let (uw, ub) = self.pair(&format!("{b}.adapter_up"))?;
-        let (dpre, d) = linear_keeping_pre_act(rec, z, dw, Some(db), Act::QuickGelu)?;
-        let cpre = conv_tokens(rec, &d, cw, cb, 1 + self.prompts(), self.vit.grid())?;
-        let e = activation(rec, &cpre, Act::QuickGelu)?;
-        let rows = out.numel() / c.dim;
-        if let (Some(d), true) = (self.dropout(), train) {
-            dropout_rows(
-                rec,
-                &e,
-                convpass_band(out, o.convpass_dim),
-                &d,
-                convpass_tag(l, branch),
-            );
-        }
-        let mut mm = Matmul::new(
-            (rows, c.dim, o.convpass_dim),
-            (&e, Layout::row_major(o.convpass_dim, 0)),
-            (uw, Layout::transposed(o.convpass_dim, 0)),
-            (out, Layout::row_major(c.dim, 0)),
-        );
-        mm.bias = Some((ub, 0));
-        mm.alpha = o.scale;
-        mm.accumulate = true;
-        mm.record(rec);
-        Ok(train.then_some(ConvActs { dpre, d, cpre, e }))
-    }
-
     /// Records the backward of a training forward from d logits, accumulating into `grads` (by tensor name;
     /// a tensor without an entry is not trained and gets no weight gradient).
-    pub fn backward(
+    pub(crate) fn backward(
         &self,
         rec: &mut Recorder,
         f: &Forward,
         dlogits: &GpuTensor,
-        grads: &BTreeMap<String, GpuTensor>,
+        grads: &Grads,
     ) -> Result<()> {
         let c = &self.vit.config;
         let (hw, _) = self
@@ -550,7 +439,6 @@ impl<'a> Graph<'a> {
             .ok_or_else(|| Error::Input("training needs a head (head.weight)".into()))?;
         let n = f.pooled.shape[0];
         let t = f.x_final.shape[1];
-        let p = self.prompts();
         self.linear_param_grads(rec, "head", dlogits, Some(&f.pooled), grads, 1.0)?;
         // Only as deep as a trained tensor (or a captured attention gradient) needs.
         let Some(floor) = self.backward_floor(grads) else {
@@ -598,45 +486,31 @@ impl<'a> Graph<'a> {
                 dx
             }
         };
+        let hooks = self.hooks();
+        for l in (floor..c.depth).rev() {
+            dx = self.block_backward(rec, l, &f.blocks[l], &dx, grads)?;
+            hooks.block_input_backward(self, rec, l, &dx, grads)?;
+        }
         if floor > 0 {
-            for l in (floor..c.depth).rev() {
-                dx = self.block_backward(rec, l, &f.blocks[l], &dx, grads)?;
-            }
             return Ok(());
         }
-        let deep = self.method() == Some(Method::VptDeep);
-        let dropout = self.dropout();
-        for l in (0..c.depth).rev() {
-            dx = self.block_backward(rec, l, &f.blocks[l], &dx, grads)?;
-            if deep && l > 0 {
-                if let Some(d) = &dropout {
-                    dropout_rows(rec, &dx, self.prompt_band(&dx), d, l as u32);
-                }
-                if let Some(g) = grads.get("deep_prompt_embeddings") {
-                    batch_sum_tokens_into(rec, &dx, 1, p, g, (l - 1) * p);
-                }
-                zero_tokens(rec, &dx, 1, p);
-            }
-        }
-        // Token assembly: x0 = [CLS + pos₀, dropout(prompts), patches + pos₁…].
-        if let Some(g) = grads.get("prompt_embeddings") {
-            if let Some(d) = &dropout {
-                dropout_rows(rec, &dx, self.prompt_band(&dx), d, 0);
-            }
-            batch_sum_tokens_into(rec, &dx, 1, p, g, 0);
-        }
+        // Token assembly: x0 = [CLS + pos₀, prompts, patches + pos₁…].
+        hooks.tokens_backward(self, rec, &dx, grads)?;
+        let layout = self.layout();
+        debug_assert_eq!(layout.total(), t);
+        let cls = TokenLayout::CLS;
         if let Some(g) = grads.get("cls_token") {
-            batch_sum_tokens_into(rec, &dx, 0, 1, g, 0);
+            batch_sum_tokens_into(rec, &dx, cls, 1, g, 0);
         }
-        let m = t - 1 - p;
+        let patches = layout.patch_rows();
         if let Some(g) = grads.get("pos_embed") {
-            batch_sum_tokens_into(rec, &dx, 0, 1, g, 0);
-            batch_sum_tokens_into(rec, &dx, 1 + p, m, g, 1);
+            batch_sum_tokens_into(rec, &dx, cls, 1, g, 0);
+            batch_sum_tokens_into(rec, &dx, patches.start, patches.len(), g, 1);
         }
         let pw = grads.get("patch_embed.proj.weight");
         let pb = grads.get("patch_embed.proj.bias");
         if pw.is_some() || pb.is_some() {
-            let dpatch = gather_tokens(rec, &dx, 1 + p, m)?;
+            let dpatch = gather_tokens(rec, &dx, patches.start, patches.len())?;
             if let (Some(g), Some(cols)) = (pw, &f.cols) {
                 linear_weight_grad(rec, &dpatch, cols, g, 1.0);
             }
@@ -648,14 +522,14 @@ impl<'a> Graph<'a> {
     }
 
     /// Whether a training forward must keep activations for `grads` (a head-only tuning needs none).
-    pub fn keeps_activations(&self, grads: &BTreeMap<String, GpuTensor>) -> bool {
+    pub fn keeps_activations(&self, grads: &Grads) -> bool {
         self.backward_floor(grads).is_some()
     }
 
     /// The lowest layer the backward must reach for `grads`: `None` when only the head is trained, the depth when
     /// the final norm is, `l` for the lowest trained `blocks.{l}.*`, 0 for tensors before the blocks (prompts,
     /// embeddings) or when attention gradients are captured.
-    fn backward_floor(&self, grads: &BTreeMap<String, GpuTensor>) -> Option<usize> {
+    fn backward_floor(&self, grads: &Grads) -> Option<usize> {
         let depth = self.vit.config.depth;
         if self.attn_grads.is_some() {
             return Some(0);
@@ -681,13 +555,13 @@ impl<'a> Graph<'a> {
 
     /// dW += scale·dyᵀ·x and db += scale·Σ dy for `{prefix}.weight/bias` where they are trained; `x` is the
     /// layer's saved input, `None` when the forward kept none (it must have, if the weight is trained).
-    fn linear_param_grads(
+    pub fn linear_param_grads(
         &self,
         rec: &mut Recorder,
         prefix: &str,
         dy: &GpuTensor,
         x: Option<&GpuTensor>,
-        grads: &BTreeMap<String, GpuTensor>,
+        grads: &Grads,
         scale: f32,
     ) -> Result<()> {
         if let Some(g) = grads.get(&format!("{prefix}.weight")) {
@@ -712,7 +586,7 @@ impl<'a> Graph<'a> {
         prefix: &str,
         dy: &GpuTensor,
         x: Option<&GpuTensor>,
-        grads: &BTreeMap<String, GpuTensor>,
+        grads: &Grads,
     ) -> Result<GpuTensor> {
         let w = self.w(&format!("{prefix}.weight"))?;
         let mut shape = dy.shape.clone();
@@ -733,7 +607,7 @@ impl<'a> Graph<'a> {
         rows: Rows,
         stats: &GpuTensor,
         dy: &GpuTensor,
-        grads: &BTreeMap<String, GpuTensor>,
+        grads: &Grads,
     ) -> Result<()> {
         let gw = grads.get(&format!("{prefix}.weight"));
         let gb = grads.get(&format!("{prefix}.bias"));
@@ -768,17 +642,30 @@ impl<'a> Graph<'a> {
         l: usize,
         a: &BlockActs,
         g: &GpuTensor,
-        grads: &BTreeMap<String, GpuTensor>,
+        grads: &Grads,
     ) -> Result<GpuTensor> {
         let c = &self.vit.config;
+        let hooks = self.hooks();
         let b = format!("blocks.{l}");
-        // MLP sub-block: xo = xm + fc2(gelu(fc1(LN2 xm))) [+ adapters]
+        // MLP sub-block: xo = xm + fc2(gelu(fc1(LN2 xm))) [+ branch]
         let dh = self.linear_backward(rec, &format!("{b}.mlp.fc2"), g, a.h.as_ref(), grads)?;
         activation_backward(rec, &a.hpre, &dh, Act::Gelu);
         let dy2 = self.linear_backward(rec, &format!("{b}.mlp.fc1"), &dh, a.y2.as_ref(), grads)?;
         drop(dh);
-        if let Some(ca) = &a.conv[1] {
-            self.convpass_backward(rec, l, 1, g, a.y2.as_ref(), ca, &dy2, grads)?;
+        let mlp_reads = hooks.branch_input(Branch::Mlp);
+        if mlp_reads == BranchInput::Normed {
+            let y2 = a.y2.as_ref();
+            hooks.branch_backward(
+                self,
+                rec,
+                l,
+                Branch::Mlp,
+                &a.branches[1],
+                g,
+                y2,
+                &dy2,
+                grads,
+            )?;
         }
         let (n2w, _) = self.pair(&format!("{b}.norm2"))?;
         let dxm = rec.gpu().empty(&a.xm.shape)?;
@@ -801,27 +688,21 @@ impl<'a> Graph<'a> {
             &dy2,
             grads,
         )?;
-        if let Some((apre, act)) = &a.adapt {
-            let o = self
-                .opts()
-                .ok_or_else(|| Error::Input("AdaptFormer without options".into()))?;
-            let ad = format!("{b}.adaptmlp");
-            let (uw, _) = self.pair(&format!("{ad}.up_proj"))?;
-            self.linear_param_grads(rec, &format!("{ad}.up_proj"), g, Some(act), grads, o.scale)?;
-            let da = linear_input_grad(rec, g, uw, o.scale, None, &act.shape)?;
-            activation_backward(rec, apre, &da, Act::Relu);
-            let (dw, _) = self.pair(&format!("{ad}.down_proj"))?;
-            self.linear_param_grads(
+        if mlp_reads == BranchInput::Residual {
+            let xm = Some(&a.xm);
+            hooks.branch_backward(
+                self,
                 rec,
-                &format!("{ad}.down_proj"),
-                &da,
-                Some(&a.xm),
+                l,
+                Branch::Mlp,
+                &a.branches[1],
+                g,
+                xm,
+                &dxm,
                 grads,
-                1.0,
             )?;
-            linear_input_grad(rec, &da, dw, 1.0, Some(&dxm), &a.xm.shape)?;
         }
-        // Attention sub-block: xm = x + proj(attn(LN1 x)) [+ LoRA inside qkv, + Convpass]
+        // Attention sub-block: xm = x + proj(attn(qkv(LN1 x))) [+ branch]
         let dctx =
             self.linear_backward(rec, &format!("{b}.attn.proj"), &dxm, a.ctx.as_ref(), grads)?;
         let dqkv = match (&a.att, &self.attn_grads) {
@@ -845,54 +726,13 @@ impl<'a> Graph<'a> {
         drop(dctx);
         let dy1 =
             self.linear_backward(rec, &format!("{b}.attn.qkv"), &dqkv, a.y1.as_ref(), grads)?;
-        if let Some(o) = self.opts() {
-            let s = o.alpha / o.rank.max(1) as f32;
-            let rows = a.x.numel() / c.dim;
-            for (slot, u) in &a.lora_u {
-                let (an, bn) = lora::names(l, *slot);
-                let dq_t = Layout {
-                    off: slot * c.dim,
-                    rs: 1,
-                    cs: 3 * c.dim,
-                    b1: 0,
-                    b2: 0,
-                };
-                let dq = Layout {
-                    off: slot * c.dim,
-                    rs: 3 * c.dim,
-                    cs: 1,
-                    b1: 0,
-                    b2: 0,
-                };
-                if let Some(gb) = grads.get(&bn) {
-                    let mut mm = Matmul::new(
-                        (c.dim, o.rank, rows),
-                        (&dqkv, dq_t),
-                        (u, Layout::row_major(o.rank, 0)),
-                        (gb, Layout::row_major(o.rank, 0)),
-                    );
-                    mm.alpha = s;
-                    mm.accumulate = true;
-                    mm.record(rec);
-                }
-                let du = rec.gpu().empty(&u.shape)?;
-                let mut mm = Matmul::new(
-                    (rows, o.rank, c.dim),
-                    (&dqkv, dq),
-                    (self.w(&bn)?, Layout::row_major(o.rank, 0)),
-                    (&du, Layout::row_major(o.rank, 0)),
-                );
-                mm.alpha = s;
-                mm.record(rec);
-                if let Some(ga) = grads.get(&an) {
-                    linear_weight_grad(rec, &du, kept(&a.y1, "LN1")?, ga, 1.0);
-                }
-                linear_input_grad(rec, &du, self.w(&an)?, 1.0, Some(&dy1), &a.x.shape)?;
-            }
-        }
+        hooks.qkv_backward(self, rec, l, &a.qkv_hook, &dqkv, a.y1.as_ref(), &dy1, grads)?;
         drop(dqkv);
-        if let Some(ca) = &a.conv[0] {
-            self.convpass_backward(rec, l, 0, &dxm, a.y1.as_ref(), ca, &dy1, grads)?;
+        let attn_reads = hooks.branch_input(Branch::Attention);
+        let attn = &a.branches[0];
+        if attn_reads == BranchInput::Normed {
+            let y1 = a.y1.as_ref();
+            hooks.branch_backward(self, rec, l, Branch::Attention, attn, &dxm, y1, &dy1, grads)?;
         }
         let (n1w, _) = self.pair(&format!("{b}.norm1"))?;
         let dx = rec.gpu().empty(&a.x.shape)?;
@@ -915,62 +755,11 @@ impl<'a> Graph<'a> {
             &dy1,
             grads,
         )?;
+        if attn_reads == BranchInput::Residual {
+            let x = Some(&a.x);
+            hooks.branch_backward(self, rec, l, Branch::Attention, attn, &dxm, x, &dx, grads)?;
+        }
         Ok(dx)
-    }
-
-    /// Backward of `convpass_forward`: g is the gradient of the sum the bypass was added to; adds into dz. `z`,
-    /// the bypass's input, is kept only when its down-projection is trained (not for input gradients alone).
-    #[allow(clippy::too_many_arguments)]
-    fn convpass_backward(
-        &self,
-        rec: &mut Recorder,
-        l: usize,
-        branch: usize,
-        g: &GpuTensor,
-        z: Option<&GpuTensor>,
-        a: &ConvActs,
-        dz: &GpuTensor,
-        grads: &BTreeMap<String, GpuTensor>,
-    ) -> Result<()> {
-        let o = self
-            .opts()
-            .ok_or_else(|| Error::Input("Convpass without options".into()))?;
-        let b = format!("blocks.{l}.{}", BRANCHES[branch]);
-        let prefix = 1 + self.prompts();
-        let grid = self.vit.grid();
-        let (uw, _) = self.pair(&format!("{b}.adapter_up"))?;
-        self.linear_param_grads(
-            rec,
-            &format!("{b}.adapter_up"),
-            g,
-            Some(&a.e),
-            grads,
-            o.scale,
-        )?;
-        let de = linear_input_grad(rec, g, uw, o.scale, None, &a.e.shape)?;
-        if let Some(d) = self.dropout() {
-            dropout_rows(
-                rec,
-                &de,
-                convpass_band(g, o.convpass_dim),
-                &d,
-                convpass_tag(l, branch),
-            );
-        }
-        activation_backward(rec, &a.cpre, &de, Act::QuickGelu);
-        if let Some(gw) = grads.get(&format!("{b}.adapter_conv.weight")) {
-            conv_tokens_weight_grad(rec, &de, &a.d, gw, prefix, grid);
-        }
-        if let Some(gb) = grads.get(&format!("{b}.adapter_conv.bias")) {
-            column_sum_into(rec, &de, gb, 1.0);
-        }
-        let (cw, _) = self.pair(&format!("{b}.adapter_conv"))?;
-        let dd = conv_tokens_input_grad(rec, &de, cw, prefix, grid)?;
-        activation_backward(rec, &a.dpre, &dd, Act::QuickGelu);
-        let (dw, _) = self.pair(&format!("{b}.adapter_down"))?;
-        self.linear_param_grads(rec, &format!("{b}.adapter_down"), &dd, z, grads, 1.0)?;
-        linear_input_grad(rec, &dd, dw, 1.0, Some(dz), &dz.shape)?;
-        Ok(())
     }
 }
 
@@ -981,21 +770,4 @@ fn kept<'t>(t: &'t Option<GpuTensor>, what: &str) -> Result<&'t GpuTensor> {
             "internal: the training forward kept no {what} output, which this backward needs"
         ))
     })
-}
-
-/// Every row of a Convpass bypass's hidden activations, for the block tensor `out` [n, T, D] it adds into.
-fn convpass_band(out: &GpuTensor, width: usize) -> Band {
-    let images = out.shape[0];
-    let tokens = out.numel() / out.shape.last().copied().unwrap_or(1) / images.max(1);
-    Band {
-        images,
-        tokens,
-        start: 0,
-        count: tokens,
-        dim: width,
-    }
-}
-
-fn convpass_tag(l: usize, branch: usize) -> u32 {
-    CONVPASS_TAG + 2 * l as u32 + branch as u32
 }

@@ -2,6 +2,7 @@
 
 mod config;
 mod graph;
+pub mod hooks;
 /// The graph for the training step (crate-internal).
 pub(crate) mod graph_api {
     pub(crate) use super::graph::Graph;
@@ -15,7 +16,7 @@ mod tensor;
 mod vit;
 
 pub use config::{Pooling, ViTConfig, WeightFormat};
-pub use graph::{download_named, GpuTuning};
+pub use graph::{download_named, GpuTuning, Graph};
 pub use load::{
     class_names, class_names_from, load_backbone, load_backbone_bytes, Backbone, LoadOptions,
     ModelError,

@@ -2,20 +2,19 @@
 //! weight gradient, so each such input is kept only when a weight reading it is trained. Prompt methods keep
 //! none of them: about a third of what a ViT-B/16 step used to keep per image.
 
+use super::hooks::Hooks;
 use super::ViTConfig;
-use crate::tuning::convpass::BRANCHES;
-use crate::tuning::lora;
 
 /// Which of block l's weight-only inputs the backward needs. The rest of a block's saved activations (its input,
 /// the mid-block residual, qkv, the attention probabilities or log-sum-exp, the MLP's pre-activation and the two
 /// LayerNorms' statistics) feed input gradients and are always kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WeightInputs {
-    /// LN1's output: the input of qkv, LoRA's A and Convpass's attention bypass.
+    /// LN1's output: the input of qkv (and of a method's qkv hook or attention branch that reads it).
     pub y1: bool,
     /// The attention context: the input of proj; the fused attention's backward reads it too.
     pub ctx: bool,
-    /// LN2's output: the input of fc1 and Convpass's MLP bypass.
+    /// LN2's output: the input of fc1 (and of a method's MLP branch that reads it).
     pub y2: bool,
     /// The GELU output: the input of fc2.
     pub h: bool,
@@ -23,32 +22,35 @@ pub(crate) struct WeightInputs {
 
 impl WeightInputs {
     /// What block `l` must keep when `trained(name)` says which tensors get gradients.
-    pub fn for_block(l: usize, trained: &dyn Fn(&str) -> bool, fused_attention: bool) -> Self {
+    pub fn for_block(
+        l: usize,
+        trained: &dyn Fn(&str) -> bool,
+        fused_attention: bool,
+        hooks: &dyn Hooks,
+    ) -> Self {
         let b = format!("blocks.{l}");
-        let bypass =
-            |branch: usize| trained(&format!("{b}.{}.adapter_down.weight", BRANCHES[branch]));
-        let lora_a = (0..3).any(|slot| trained(&lora::names(l, slot).0));
+        let [hook_y1, hook_y2] = hooks.keeps_normed(l, trained);
         Self {
-            y1: trained(&format!("{b}.attn.qkv.weight")) || lora_a || bypass(0),
+            y1: trained(&format!("{b}.attn.qkv.weight")) || hook_y1,
             ctx: trained(&format!("{b}.attn.proj.weight")) || fused_attention,
-            y2: trained(&format!("{b}.mlp.fc1.weight")) || bypass(1),
+            y2: trained(&format!("{b}.mlp.fc1.weight")) || hook_y2,
             h: trained(&format!("{b}.mlp.fc2.weight")),
         }
     }
 }
 
 /// Bytes one image needs through a training step with `tokens` tokens per image, for choosing the micro-batch:
-/// what every block saves for the backward, plus one backward's working set. `adapter_width` is the floats per
-/// token an adapter saves in each block (LoRA's rank per slot, AdaptFormer's bottleneck twice, Convpass's four
-/// hidden tensors per bypass). The matmul attention keeps the probabilities and makes their gradient; the fused
+/// what every block saves for the backward, plus one backward's working set, with the method's `hooks` keeping
+/// what they say they keep. The matmul attention keeps the probabilities and makes their gradient; the fused
 /// kernel keeps a log-sum-exp per row.
 pub(crate) fn train_bytes_per_image(
     c: &ViTConfig,
     tokens: usize,
-    adapter_width: usize,
     trained: &dyn Fn(&str) -> bool,
     fused_attention: bool,
+    hooks: &dyn Hooks,
 ) -> usize {
+    let adapter_width = hooks.saved_floats_per_token();
     let (t, d, hidden) = (tokens, c.dim, c.mlp_hidden);
     let scores = if fused_attention {
         c.heads * t
@@ -57,7 +59,7 @@ pub(crate) fn train_bytes_per_image(
     };
     let saved: usize = (0..c.depth)
         .map(|l| {
-            let k = WeightInputs::for_block(l, trained, fused_attention);
+            let k = WeightInputs::for_block(l, trained, fused_attention, hooks);
             let kept_dim = [k.y1, k.ctx, k.y2].into_iter().filter(|&b| b).count();
             // x, xm and qkv; the scores; the MLP pre-activation (and its output); LayerNorm statistics; adapters.
             t * d * (5 + kept_dim)
@@ -80,10 +82,11 @@ pub(crate) fn train_bytes_per_image(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::hooks::NoHooks;
 
     #[test]
     fn prompt_methods_keep_no_weight_inputs_and_full_tuning_keeps_all() {
-        let none = WeightInputs::for_block(3, &|_| false, false);
+        let none = WeightInputs::for_block(3, &|_| false, false, &NoHooks);
         assert_eq!(
             none,
             WeightInputs {
@@ -93,8 +96,8 @@ mod tests {
                 h: false
             }
         );
-        assert!(WeightInputs::for_block(3, &|_| false, true).ctx);
-        let all = WeightInputs::for_block(3, &|n| n.starts_with("blocks.3."), false);
+        assert!(WeightInputs::for_block(3, &|_| false, true, &NoHooks).ctx);
+        let all = WeightInputs::for_block(3, &|n| n.starts_with("blocks.3."), false, &NoHooks);
         assert_eq!(
             all,
             WeightInputs {
@@ -104,9 +107,8 @@ mod tests {
                 h: true
             }
         );
-        let lora = WeightInputs::for_block(3, &|n| n == "blocks.3.attn.v_lora_A", false);
-        assert!(lora.y1 && !lora.ctx && !lora.y2 && !lora.h);
-        let other_block = WeightInputs::for_block(2, &|n| n.starts_with("blocks.3."), false);
+        let other_block =
+            WeightInputs::for_block(2, &|n| n.starts_with("blocks.3."), false, &NoHooks);
         assert!(!other_block.y1 && !other_block.h);
     }
 }

@@ -9,7 +9,6 @@ use crate::model::graph_api::{train_bytes_per_image, Graph};
 use crate::model::{GpuTuning, GpuViT, HostTensor};
 use crate::ops::activation::fill;
 use crate::ops::loss::cross_entropy;
-use crate::tuning::Method;
 
 /// Default budget for a micro-batch's saved activations and backward working set when `VITUNE_MEMORY_MB` is not
 /// set.
@@ -18,19 +17,12 @@ const DEFAULT_BUDGET_MB: usize = 1024;
 /// Bytes of activations (and working space) one image keeps through a training step of `tuning`: what the
 /// micro-batch is sized against. Frozen layers' inputs are counted only where a weight reading them is trained.
 pub fn train_activation_bytes(gpu: &Gpu, vit: &GpuViT, tuning: &GpuTuning) -> usize {
-    let o = &tuning.options;
-    let adapter_width = match tuning.method {
-        Method::Lora => o.rank * o.lora_slots().len(),
-        Method::Adaptformer => 2 * o.bottleneck,
-        Method::Convpass => 8 * o.convpass_dim,
-        _ => 0,
-    };
     train_bytes_per_image(
         &vit.config,
         vit.tokens(tuning.prompts()),
-        adapter_width,
         &|name| tuning.params.contains_key(name),
         gpu.attention_kernel() == AttentionKernel::Fused,
+        tuning.hooks.as_ref(),
     )
 }
 

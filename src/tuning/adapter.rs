@@ -4,7 +4,12 @@
 use std::collections::BTreeMap;
 
 use super::{kaiming_uniform, MethodOptions};
-use crate::model::{HostTensor, ViTConfig};
+use crate::error::{Error, Result};
+use crate::gpu::{GpuTensor, Recorder};
+use crate::model::hooks::{Branch, BranchInput, Grads, Hooks, Saved};
+use crate::model::{Graph, HostTensor, ViTConfig};
+use crate::ops::activation::activation_backward;
+use crate::ops::matmul::{linear, linear_input_grad, linear_keeping_pre_act, Act, Layout, Matmul};
 use crate::rng::Rng;
 
 pub fn shapes(o: &MethodOptions, c: &ViTConfig) -> BTreeMap<String, Vec<usize>> {
@@ -31,4 +36,99 @@ pub fn init(o: &MethodOptions, c: &ViTConfig, rng: &mut Rng) -> BTreeMap<String,
             (k, t)
         })
         .collect()
+}
+
+/// AdaptFormer's attachment: a branch beside the MLP reading the residual stream xm,
+/// xo += s·(up(ReLU(down(xm)))); keeps ReLU's input and output for the backward.
+pub struct AdaptFormerHooks {
+    pub bottleneck: usize,
+    pub scale: f32,
+}
+
+fn prefix(l: usize) -> String {
+    format!("blocks.{l}.adaptmlp")
+}
+
+impl Hooks for AdaptFormerHooks {
+    fn saved_floats_per_token(&self) -> usize {
+        2 * self.bottleneck
+    }
+
+    fn branch_input(&self, _branch: Branch) -> BranchInput {
+        BranchInput::Residual
+    }
+
+    fn branch(
+        &self,
+        g: &Graph,
+        rec: &mut Recorder,
+        l: usize,
+        branch: Branch,
+        input: &GpuTensor,
+        out: &GpuTensor,
+        train: bool,
+    ) -> Result<Saved> {
+        if branch != Branch::Mlp {
+            return Ok(Vec::new());
+        }
+        let a = prefix(l);
+        let (dw, db) = g.pair(&format!("{a}.down_proj"))?;
+        let (pre, act) = if train {
+            let (pre, act) = linear_keeping_pre_act(rec, input, dw, Some(db), Act::Relu)?;
+            (Some(pre), act)
+        } else {
+            (None, linear(rec, input, dw, Some(db), Act::Relu, None)?)
+        };
+        let (uw, ub) = g.pair(&format!("{a}.up_proj"))?;
+        let d = g.config().dim;
+        let mut mm = Matmul::new(
+            (out.numel() / d, d, self.bottleneck),
+            (&act, Layout::row_major(self.bottleneck, 0)),
+            (uw, Layout::transposed(self.bottleneck, 0)),
+            (out, Layout::row_major(d, 0)),
+        );
+        mm.bias = Some((ub, 0));
+        mm.alpha = self.scale;
+        mm.accumulate = true;
+        mm.record(rec);
+        Ok(pre.map(|p| vec![p, act]).unwrap_or_default())
+    }
+
+    fn branch_backward(
+        &self,
+        g: &Graph,
+        rec: &mut Recorder,
+        l: usize,
+        branch: Branch,
+        saved: &Saved,
+        dout: &GpuTensor,
+        input: Option<&GpuTensor>,
+        dinput: &GpuTensor,
+        grads: &Grads,
+    ) -> Result<()> {
+        if branch != Branch::Mlp {
+            return Ok(());
+        }
+        let [pre, act] = saved.as_slice() else {
+            return Err(Error::Internal(
+                "AdaptFormer's forward kept no activations".into(),
+            ));
+        };
+        let a = prefix(l);
+        let (uw, _) = g.pair(&format!("{a}.up_proj"))?;
+        g.linear_param_grads(
+            rec,
+            &format!("{a}.up_proj"),
+            dout,
+            Some(act),
+            grads,
+            self.scale,
+        )?;
+        let da = linear_input_grad(rec, dout, uw, self.scale, None, &act.shape)?;
+        activation_backward(rec, pre, &da, Act::Relu);
+        let (dw, _) = g.pair(&format!("{a}.down_proj"))?;
+        g.linear_param_grads(rec, &format!("{a}.down_proj"), &da, input, grads, 1.0)?;
+        linear_input_grad(rec, &da, dw, 1.0, Some(dinput), &dinput.shape)?;
+        Ok(())
+    }
 }

@@ -4,7 +4,15 @@
 use std::collections::BTreeMap;
 
 use super::{xavier_uniform, ConvInit, MethodOptions};
-use crate::model::{HostTensor, ViTConfig};
+use crate::error::{Error, Result};
+use crate::gpu::{GpuTensor, Recorder};
+use crate::model::hooks::{Branch, Grads, Hooks, Saved};
+use crate::model::{Graph, HostTensor, ViTConfig};
+use crate::ops::activation::{activation, activation_backward};
+use crate::ops::conv::{conv_tokens, conv_tokens_input_grad, conv_tokens_weight_grad};
+use crate::ops::dropout::{dropout_rows, Band};
+use crate::ops::matmul::{linear_input_grad, linear_keeping_pre_act, Act, Layout, Matmul};
+use crate::ops::reduce::column_sum_into;
 use crate::rng::Rng;
 
 /// The two bypasses of a block, in the order attention, MLP.
@@ -51,4 +59,147 @@ pub fn init(o: &MethodOptions, c: &ViTConfig, rng: &mut Rng) -> BTreeMap<String,
             (k, t)
         })
         .collect()
+}
+
+/// Convpass's attachment: a branch beside attention and beside the MLP, each reading its LayerNorm's output:
+/// out += s·up(QuickGELU(conv(QuickGELU(down(y))))) over the patch grid (CLS and prompts convolved alone), with
+/// dropout on the conv's activations in training. Keeps the four hidden tensors of each branch.
+pub struct ConvpassHooks {
+    pub width: usize,
+    pub scale: f32,
+    pub dropout: f32,
+}
+
+/// Dropout tags of Convpass's branches, above the prompts' (one per layer).
+const DROPOUT_TAG: u32 = 1 << 16;
+
+fn module(l: usize, branch: Branch) -> String {
+    let b = match branch {
+        Branch::Attention => BRANCHES[0],
+        Branch::Mlp => BRANCHES[1],
+    };
+    format!("blocks.{l}.{b}")
+}
+
+impl ConvpassHooks {
+    /// Dropout on every row of a branch's hidden activations `e` [n·T, width]; `out` [n, T, D] is the tensor the
+    /// branch adds into.
+    fn drop(
+        &self,
+        g: &Graph,
+        rec: &mut Recorder,
+        e: &GpuTensor,
+        out: &GpuTensor,
+        l: usize,
+        b: Branch,
+    ) {
+        if let Some(d) = g.dropout(self.dropout) {
+            let images = out.shape[0];
+            let tokens = out.numel() / out.shape.last().copied().unwrap_or(1) / images.max(1);
+            let band = Band {
+                images,
+                tokens,
+                start: 0,
+                count: tokens,
+                dim: self.width,
+            };
+            let tag = DROPOUT_TAG + 2 * l as u32 + u32::from(b == Branch::Mlp);
+            dropout_rows(rec, e, band, &d, tag);
+        }
+    }
+}
+
+impl Hooks for ConvpassHooks {
+    fn keeps_normed(&self, l: usize, trained: &dyn Fn(&str) -> bool) -> [bool; 2] {
+        [Branch::Attention, Branch::Mlp]
+            .map(|b| trained(&format!("{}.adapter_down.weight", module(l, b))))
+    }
+
+    fn saved_floats_per_token(&self) -> usize {
+        8 * self.width
+    }
+
+    fn branch(
+        &self,
+        g: &Graph,
+        rec: &mut Recorder,
+        l: usize,
+        branch: Branch,
+        input: &GpuTensor,
+        out: &GpuTensor,
+        train: bool,
+    ) -> Result<Saved> {
+        let b = module(l, branch);
+        let (dw, db) = g.pair(&format!("{b}.adapter_down"))?;
+        let (cw, cb) = g.pair(&format!("{b}.adapter_conv"))?;
+        let (uw, ub) = g.pair(&format!("{b}.adapter_up"))?;
+        let (dpre, d) = linear_keeping_pre_act(rec, input, dw, Some(db), Act::QuickGelu)?;
+        let cpre = conv_tokens(rec, &d, cw, cb, g.layout().patch_start(), g.grid())?;
+        let e = activation(rec, &cpre, Act::QuickGelu)?;
+        if train {
+            self.drop(g, rec, &e, out, l, branch);
+        }
+        let dim = g.config().dim;
+        let mut mm = Matmul::new(
+            (out.numel() / dim, dim, self.width),
+            (&e, Layout::row_major(self.width, 0)),
+            (uw, Layout::transposed(self.width, 0)),
+            (out, Layout::row_major(dim, 0)),
+        );
+        mm.bias = Some((ub, 0));
+        mm.alpha = self.scale;
+        mm.accumulate = true;
+        mm.record(rec);
+        Ok(if train {
+            vec![dpre, d, cpre, e]
+        } else {
+            Vec::new()
+        })
+    }
+
+    fn branch_backward(
+        &self,
+        g: &Graph,
+        rec: &mut Recorder,
+        l: usize,
+        branch: Branch,
+        saved: &Saved,
+        dout: &GpuTensor,
+        input: Option<&GpuTensor>,
+        dinput: &GpuTensor,
+        grads: &Grads,
+    ) -> Result<()> {
+        let [dpre, d, cpre, e] = saved.as_slice() else {
+            return Err(Error::Internal(
+                "Convpass's forward kept no activations".into(),
+            ));
+        };
+        let b = module(l, branch);
+        let start = g.layout().patch_start();
+        let (uw, _) = g.pair(&format!("{b}.adapter_up"))?;
+        g.linear_param_grads(
+            rec,
+            &format!("{b}.adapter_up"),
+            dout,
+            Some(e),
+            grads,
+            self.scale,
+        )?;
+        let de = linear_input_grad(rec, dout, uw, self.scale, None, &e.shape)?;
+        self.drop(g, rec, &de, dout, l, branch);
+        activation_backward(rec, cpre, &de, Act::QuickGelu);
+        if let Some(gw) = grads.get(&format!("{b}.adapter_conv.weight")) {
+            conv_tokens_weight_grad(rec, &de, d, gw, start, g.grid());
+        }
+        if let Some(gb) = grads.get(&format!("{b}.adapter_conv.bias")) {
+            column_sum_into(rec, &de, gb, 1.0);
+        }
+        let (cw, _) = g.pair(&format!("{b}.adapter_conv"))?;
+        let dd = conv_tokens_input_grad(rec, &de, cw, start, g.grid())?;
+        activation_backward(rec, dpre, &dd, Act::QuickGelu);
+        let (dw, _) = g.pair(&format!("{b}.adapter_down"))?;
+        g.linear_param_grads(rec, &format!("{b}.adapter_down"), &dd, input, grads, 1.0)?;
+        linear_input_grad(rec, &dd, dw, 1.0, Some(dinput), &dinput.shape)?;
+        Ok(())
+    }
 }

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Backbone, HostTensor};
+use crate::error::{Error, Result};
+use crate::model::hooks::Hooks;
+use crate::model::{Backbone, Graph, HostTensor};
 
 fn is_backbone(name: &str) -> bool {
     !name.starts_with("head.")
@@ -22,4 +24,20 @@ pub fn init(b: &Backbone) -> BTreeMap<String, HostTensor> {
         .filter(|(k, _)| is_backbone(k))
         .map(|(k, t)| (k.clone(), t.clone()))
         .collect()
+}
+
+/// Full fine-tuning trains the position embedding as the checkpoint stores it, so it runs at that size only.
+pub struct FullHooks;
+
+impl Hooks for FullHooks {
+    fn check(&self, g: &Graph) -> Result<()> {
+        if g.at_native_size() {
+            Ok(())
+        } else {
+            Err(Error::Input(format!(
+                "full fine-tuning runs at the checkpoint's own input size {:?}",
+                g.config().image_size
+            )))
+        }
+    }
 }

@@ -3,7 +3,11 @@
 use std::collections::BTreeMap;
 
 use super::{kaiming_uniform, MethodOptions};
-use crate::model::{HostTensor, ViTConfig};
+use crate::error::{Error, Result};
+use crate::gpu::{GpuTensor, Recorder};
+use crate::model::hooks::{Grads, Hooks, Saved};
+use crate::model::{Graph, HostTensor, ViTConfig};
+use crate::ops::matmul::{linear, linear_input_grad, linear_weight_grad, Act, Layout, Matmul};
 use crate::rng::Rng;
 
 const SLOT: [&str; 3] = ["q", "k", "v"];
@@ -38,4 +42,114 @@ pub fn init(o: &MethodOptions, c: &ViTConfig, rng: &mut Rng) -> BTreeMap<String,
 pub fn names(i: usize, slot: usize) -> (String, String) {
     let p = format!("blocks.{i}.attn.{}_lora", SLOT[slot]);
     (format!("{p}_A"), format!("{p}_B"))
+}
+
+/// LoRA's attachment at qkv: for each adapted slot, qkv[:, slot] += (α/r)·(y·Aᵀ)·Bᵀ with y LN1's output; keeps
+/// u = y·Aᵀ for the backward.
+pub struct LoraHooks {
+    pub rank: usize,
+    pub scale: f32,
+    pub slots: Vec<usize>,
+}
+
+/// Column `slot` (0 = q, 1 = k, 2 = v) of qkv [rows, 3D], as a matmul operand: row-major, or transposed.
+fn slot_layout(slot: usize, dim: usize, transposed: bool) -> Layout {
+    let (rs, cs) = if transposed {
+        (1, 3 * dim)
+    } else {
+        (3 * dim, 1)
+    };
+    Layout {
+        off: slot * dim,
+        rs,
+        cs,
+        b1: 0,
+        b2: 0,
+    }
+}
+
+impl Hooks for LoraHooks {
+    fn keeps_normed(&self, l: usize, trained: &dyn Fn(&str) -> bool) -> [bool; 2] {
+        [self.slots.iter().any(|&s| trained(&names(l, s).0)), false]
+    }
+
+    fn saved_floats_per_token(&self) -> usize {
+        self.rank * self.slots.len()
+    }
+
+    fn qkv(
+        &self,
+        g: &Graph,
+        rec: &mut Recorder,
+        l: usize,
+        normed: &GpuTensor,
+        qkv: &GpuTensor,
+        _train: bool,
+    ) -> Result<Saved> {
+        let d = g.config().dim;
+        let rows = qkv.numel() / (3 * d);
+        let mut saved = Vec::new();
+        for &slot in &self.slots {
+            let (an, bn) = names(l, slot);
+            let u = linear(rec, normed, g.w(&an)?, None, Act::None, None)?;
+            let mut mm = Matmul::new(
+                (rows, d, self.rank),
+                (&u, Layout::row_major(self.rank, 0)),
+                (g.w(&bn)?, Layout::transposed(self.rank, 0)),
+                (qkv, slot_layout(slot, d, false)),
+            );
+            mm.alpha = self.scale;
+            mm.accumulate = true;
+            mm.record(rec);
+            saved.push(u);
+        }
+        Ok(saved)
+    }
+
+    fn qkv_backward(
+        &self,
+        g: &Graph,
+        rec: &mut Recorder,
+        l: usize,
+        saved: &Saved,
+        dqkv: &GpuTensor,
+        normed: Option<&GpuTensor>,
+        dnormed: &GpuTensor,
+        grads: &Grads,
+    ) -> Result<()> {
+        let d = g.config().dim;
+        let rows = dnormed.numel() / d;
+        let r = self.rank;
+        for (&slot, u) in self.slots.iter().zip(saved) {
+            let (an, bn) = names(l, slot);
+            if let Some(gb) = grads.get(&bn) {
+                let mut mm = Matmul::new(
+                    (d, r, rows),
+                    (dqkv, slot_layout(slot, d, true)),
+                    (u, Layout::row_major(r, 0)),
+                    (gb, Layout::row_major(r, 0)),
+                );
+                mm.alpha = self.scale;
+                mm.accumulate = true;
+                mm.record(rec);
+            }
+            let du = rec.gpu().empty(&u.shape)?;
+            let mut mm = Matmul::new(
+                (rows, r, d),
+                (dqkv, slot_layout(slot, d, false)),
+                (g.w(&bn)?, Layout::row_major(r, 0)),
+                (&du, Layout::row_major(r, 0)),
+            );
+            mm.alpha = self.scale;
+            mm.record(rec);
+            if let Some(ga) = grads.get(&an) {
+                let y = normed.ok_or_else(|| {
+                    Error::Internal(format!("the forward kept no LN1 output for `{an}`"))
+                })?;
+                linear_weight_grad(rec, &du, y, ga, 1.0);
+            }
+            linear_input_grad(rec, &du, g.w(&an)?, 1.0, Some(dnormed), &dnormed.shape)?;
+        }
+        Ok(())
+    }
 }

@@ -16,6 +16,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::hooks::{Hooks, NoHooks};
 use crate::model::{Backbone, HostTensor};
 use crate::rng::Rng;
 
@@ -73,6 +74,33 @@ impl Method {
 
     pub fn uses_prompts(self) -> bool {
         matches!(self, Method::VptShallow | Method::VptDeep)
+    }
+
+    /// How this method attaches to the graph, with `o`'s options.
+    pub fn hooks(self, o: &MethodOptions) -> Box<dyn Hooks> {
+        match self {
+            Method::Linear | Method::Bitfit => Box::new(NoHooks),
+            Method::Full => Box::new(full::FullHooks),
+            Method::VptShallow | Method::VptDeep => Box::new(prompt::PromptHooks {
+                prompts: o.prompts,
+                deep: self == Method::VptDeep,
+                dropout: o.dropout,
+            }),
+            Method::Lora => Box::new(lora::LoraHooks {
+                rank: o.rank,
+                scale: o.alpha / o.rank.max(1) as f32,
+                slots: o.lora_slots(),
+            }),
+            Method::Adaptformer => Box::new(adapter::AdaptFormerHooks {
+                bottleneck: o.bottleneck,
+                scale: o.scale,
+            }),
+            Method::Convpass => Box::new(convpass::ConvpassHooks {
+                width: o.convpass_dim,
+                scale: o.scale,
+                dropout: o.dropout,
+            }),
+        }
     }
 }
 
