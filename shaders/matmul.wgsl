@@ -1,6 +1,7 @@
-// Batched, strided matmul C = act(alpha * (A·B + bias[n])) (+ R) (+ C), 64x64 tiles, 4x4 per thread;
-// act is GELU, ReLU or QuickGELU when asked for. With FLAG_PRE_ACT the value before act also goes to `pre` (laid
-// out as C): a training forward keeps it for act's backward without a separate activation pass.
+// Batched, strided matmul C = act(γ[n]·(alpha * (A·B + bias[n])) + β[n]) (+ R) (+ C), 64x64 tiles, 4x4 per thread;
+// act is GELU, ReLU or QuickGELU when asked for, the per-column affine (γ, β) only with FLAG_SCALE_SHIFT. With
+// FLAG_PRE_ACT the value before the affine and act also goes to `pre` (laid out as C): a training forward keeps it
+// for their backward without a separate pass.
 // A(m,k) = a[a_off + b1*a_b1 + b2*a_b2 + m*a_sm + k*a_sk], B(k,n) likewise, C(m,n) with c_* strides;
 // the batch index z splits as z = b1*batch2 + b2 so attention can read heads straight out of qkv.
 
@@ -20,6 +21,7 @@ const FLAG_ACCUMULATE: u32 = 8u;
 const FLAG_RELU: u32 = 16u;
 const FLAG_QUICK_GELU: u32 = 32u;
 const FLAG_PRE_ACT: u32 = 64u;
+const FLAG_SCALE_SHIFT: u32 = 128u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -28,6 +30,8 @@ const FLAG_PRE_ACT: u32 = 64u;
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 @group(0) @binding(6) var<storage, read_write> pre: array<f32>;
+@group(0) @binding(7) var<storage, read> col_scale: array<f32>;
+@group(0) @binding(8) var<storage, read> col_shift: array<f32>;
 
 // Every read of B goes through here: the f16-weights variant of this shader stores B as f16 (see ops::shaders).
 fn load_b(i: u32) -> f32 {
@@ -132,7 +136,8 @@ fn matmul(
     }
 }
 
-// The epilogue: bias, alpha, (the pre-activation copy,) activation, residual, accumulation, for one element.
+// The epilogue: bias, alpha, (the pre-activation copy,) per-column affine, activation, residual, accumulation, for
+// one element.
 fn store(c_base: u32, gm: u32, gn: u32, acc_v: f32) {
     if (gm >= p.m || gn >= p.n) {
         return;
@@ -145,6 +150,9 @@ fn store(c_base: u32, gm: u32, gn: u32, acc_v: f32) {
     let ci = c_base + gm * p.c_sm + gn * p.c_sn;
     if ((p.flags & FLAG_PRE_ACT) != 0u) {
         pre[ci] = v;
+    }
+    if ((p.flags & FLAG_SCALE_SHIFT) != 0u) {
+        v = v * col_scale[gn] + col_shift[gn];
     }
     if ((p.flags & FLAG_GELU) != 0u) {
         v = gelu(v);

@@ -408,6 +408,11 @@ pub fn bench_methods() -> Vec<BenchMethod> {
             init: m,
         },
         BenchMethod {
+            label: "ssf",
+            method: Method::Ssf,
+            init: m,
+        },
+        BenchMethod {
             label: "full",
             method: Method::Full,
             init: m,

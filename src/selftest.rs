@@ -99,7 +99,7 @@ macro_rules! grad_fixture {
     };
 }
 
-const GRADIENTS: [GradFixture; 9] = [
+const GRADIENTS: [GradFixture; 10] = [
     grad_fixture!("linear"),
     grad_fixture!("bitfit"),
     grad_fixture!("vpt-shallow"),
@@ -108,6 +108,7 @@ const GRADIENTS: [GradFixture; 9] = [
     grad_fixture!("lora"),
     grad_fixture!("adaptformer"),
     grad_fixture!("convpass"),
+    grad_fixture!("ssf"),
     grad_fixture!("full"),
 ];
 

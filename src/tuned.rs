@@ -142,25 +142,22 @@ pub fn write(path: &Path, tuning: &Tuning, meta: &TunedMeta) -> Result<()> {
     crate::io::write_tensors(path, &tuning.tensors, Some(meta.to_map()?))
 }
 
-/// Which method a plain safetensors file (no metadata) holds, from its tensor names.
-pub fn infer_method(tensors: &BTreeMap<String, HostTensor>) -> Method {
-    let has = |f: &dyn Fn(&str) -> bool| tensors.keys().any(|k| f(k));
-    if has(&|k| k == "deep_prompt_embeddings") {
-        Method::VptDeep
-    } else if has(&|k| k == "prompt_embeddings") {
-        Method::VptShallow
-    } else if has(&|k| k.contains("_lora_")) {
-        Method::Lora
-    } else if has(&|k| k.contains(".adaptmlp.")) {
-        Method::Adaptformer
-    } else if has(&|k| k.contains(".adapter_attn.")) {
-        Method::Convpass
-    } else if has(&|k| k.ends_with("attn.qkv.weight")) {
-        Method::Full
-    } else if has(&|k| k.ends_with("attn.qkv.bias")) {
-        Method::Bitfit
-    } else {
-        Method::Linear
+/// Which method a plain safetensors file (no metadata) holds, from its tensor names; an error when no method
+/// (or more than one) recognises them.
+pub fn infer_method(tensors: &BTreeMap<String, HostTensor>) -> Result<Method> {
+    let found: Vec<Method> = Method::ALL
+        .into_iter()
+        .filter(|m| m.spec().recognises(tensors))
+        .collect();
+    match found.as_slice() {
+        [m] => Ok(*m),
+        [] => Err(Error::Input(
+            "no tuning method uses these tensor names (is it a tuned file?)".into(),
+        )),
+        many => Err(Error::Input(format!(
+            "these tensors fit more than one method ({})",
+            many.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+        ))),
     }
 }
 
@@ -217,7 +214,8 @@ pub fn read(path: &Path, backbone: &Backbone, force: bool) -> Result<TunedFile> 
     let (method, options) = match &meta {
         Some(m) => (m.method, m.options.clone()),
         None => {
-            let m = infer_method(&tensors);
+            let m = infer_method(&tensors)
+                .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
             (m, MethodOptions::defaults(m))
         }
     };

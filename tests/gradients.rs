@@ -177,6 +177,11 @@ fn convpass_gradients_match_autograd() {
 }
 
 #[test]
+fn ssf_gradients_match_autograd() {
+    check("ssf");
+}
+
+#[test]
 fn full_fine_tuning_gradients_match_autograd() {
     check("full");
 }
@@ -188,7 +193,7 @@ fn micro_batches_accumulate_to_the_full_batch_gradient() {
 
 #[test]
 fn uneven_micro_batches_accumulate_to_the_full_batch_gradient() {
-    for method in ["vpt-deep", "lora", "convpass", "full", "adaptformer"] {
+    for method in ["vpt-deep", "lora", "convpass", "full", "adaptformer", "ssf"] {
         micro_batches_match_the_full_batch(method, 2, None);
     }
 }
@@ -221,7 +226,7 @@ fn micro_batches_match_the_full_batch(method: &str, micro: usize, dropout: Optio
 }
 
 /// Every fixture case (and the backbone it uses).
-const CASES: [&str; 9] = [
+const CASES: [&str; 10] = [
     "linear",
     "bitfit",
     "vpt-shallow",
@@ -230,8 +235,49 @@ const CASES: [&str; 9] = [
     "lora",
     "adaptformer",
     "convpass",
+    "ssf",
     "full",
 ];
+
+/// A method added without a fixture (and so without its gradients checked) fails here.
+#[test]
+fn every_method_has_a_gradient_fixture() {
+    for m in vitune::tuning::Method::ALL {
+        let covered = CASES.iter().any(|case| {
+            let meta = common::fixture(&format!("grad_{case}")).join("meta.json");
+            let meta: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(meta).expect("meta")).expect("json");
+            meta["method"].as_str() == Some(m.name())
+        });
+        assert!(covered, "method {m} has no grad_* fixture in CASES");
+    }
+}
+
+/// A trained tensor the backward never reaches is an error, not a silent zero gradient: a tuning that carries a
+/// tensor its method's hooks do not use (here LoRA's A of a slot it does not adapt) fails the step.
+#[test]
+fn a_trained_tensor_without_a_gradient_is_an_error() {
+    let case = load_case("lora");
+    let gpu = common::gpu();
+    let vit = GpuViT::new(&gpu, &case.backbone, None).expect("upload");
+    let mut gt = GpuTuning::upload(&gpu, &case.tuning).expect("tuning upload");
+    let stray = gpu.zeros(&[4, 48]).expect("zeros");
+    gt.params.insert("blocks.0.attn.k_lora_A".into(), stray);
+    let grads = gt.zeros_like(&gpu).expect("grads");
+    let err = compute_grads(
+        &gpu,
+        &vit,
+        &gt,
+        &grads,
+        &case.pixels,
+        &case.labels,
+        StepOptions::default(),
+        None,
+    )
+    .expect_err("a dead tensor must fail the step");
+    let msg = err.to_string();
+    assert!(msg.contains("blocks.0.attn.k_lora_A"), "{msg}");
+}
 
 /// Mean cross-entropy of `logits` [N, C] against `labels`, in f64.
 fn cross_entropy(logits: &HostTensor, labels: &[usize]) -> f64 {

@@ -70,6 +70,8 @@ struct MatCase {
     alpha: f32,
     /// Also write the pre-activation to a second output (a training forward's fused bias + activation).
     pre_act: bool,
+    /// A per-column scale and shift before the activation (SSF's affine folded into the epilogue).
+    scale_shift: bool,
 }
 
 /// Runs one case; with `b16` B is stored as f16 and the reference uses B rounded to f16.
@@ -86,6 +88,8 @@ fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64, kernel: MatmulKernel, b16: bool
         }
     }
     let bias = rng.normal_vec(n + 2, 1.0);
+    let col_scale = rng.normal_vec(n, 1.0);
+    let col_shift = rng.normal_vec(n, 1.0);
     let res = rng.normal_vec(batches * m * n, 1.0);
     let c0 = rng.normal_vec(batches * m * n, 1.0);
     let a_off = 3;
@@ -141,6 +145,8 @@ fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64, kernel: MatmulKernel, b16: bool
     let gres = up(gpu, &[res.len()], &res);
     let gc = up(gpu, &[c0.len()], &c0);
     let gpre = gpu.empty(&[batches * m * n]).expect("pre");
+    let gscale = up(gpu, &[n], &col_scale);
+    let gshift = up(gpu, &[n], &col_shift);
     let mut rec = Recorder::new(gpu);
     let mut mm = Matmul::new((m, n, k), (&ga, al), (&gb, bl), (&gc, cl));
     mm.batch1 = c.b1;
@@ -152,6 +158,7 @@ fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64, kernel: MatmulKernel, b16: bool
     mm.accumulate = c.accumulate;
     mm.kernel = Some(kernel);
     mm.pre_act = c.pre_act.then_some(&gpre);
+    mm.scale_shift = c.scale_shift.then_some((&gscale, &gshift));
     mm.record(&mut rec);
     let h = rec.read(&gc);
     let hp = rec.read(&gpre);
@@ -181,6 +188,9 @@ fn run_matmul(gpu: &Gpu, c: &MatCase, seed: u64, kernel: MatmulKernel, b16: bool
                 let mut v = c.alpha as f64 * s;
                 let ci = z * m * n + i * n + j;
                 want_pre[ci] = v;
+                if c.scale_shift {
+                    v = v * col_scale[j] as f64 + col_shift[j] as f64;
+                }
                 if c.gelu {
                     v = gelu64(v);
                 }
@@ -226,6 +236,7 @@ fn matmul_matches_reference_across_layouts_and_epilogues() {
         accumulate: false,
         alpha: 1.0,
         pre_act: false,
+        scale_shift: false,
     };
     let cases = [
         MatCase { ..base },
@@ -295,6 +306,28 @@ fn matmul_matches_reference_across_layouts_and_epilogues() {
             a_trans: true,
             b_trans: false,
             accumulate: true,
+            ..base
+        },
+        // SSF's affine in the epilogue: before GELU keeping its input, and before a residual keeping its input.
+        MatCase {
+            m: 71,
+            n: 29,
+            k: 23,
+            bias: true,
+            gelu: true,
+            pre_act: true,
+            scale_shift: true,
+            ..base
+        },
+        MatCase {
+            m: 130,
+            n: 66,
+            k: 41,
+            bias: true,
+            residual: true,
+            pre_act: true,
+            scale_shift: true,
+            alpha: 0.7,
             ..base
         },
     ];
@@ -750,4 +783,101 @@ fn timed_recordings_report_each_familys_work() {
             assert_eq!(t.by_family.len(), 4, "{:?}", t.by_family);
         }
     }
+}
+
+/// The affine kernels against f64 references: y = γ⊙z + β on rows, its folding into a LayerNorm's parameters
+/// (the folded LayerNorm equals the affine after the plain one), and dγ = Σ dy⊙z, dβ = Σ dy, the fold's gradients,
+/// checked by central differences of the scalar Σ w⊙y.
+#[test]
+fn affine_kernels_match_reference_and_finite_differences() {
+    use vitune::ops::affine::{affine_grads, fold_norm, fold_norm_grads, scale_rows};
+    let gpu = common::gpu();
+    let mut rng = Rng::new(77);
+    let (rows, d) = (37, 19);
+    let z = rng.normal_vec(rows * d, 1.0);
+    let g = rng.normal_vec(d, 0.5);
+    let b = rng.normal_vec(d, 0.5);
+    let dy = rng.normal_vec(rows * d, 1.0);
+    let (gz, gg, gb, gdy) = (
+        up(&gpu, &[rows, d], &z),
+        up(&gpu, &[d], &g),
+        up(&gpu, &[d], &b),
+        up(&gpu, &[rows, d], &dy),
+    );
+    let zeros = vec![0.0f32; d];
+    let (ds, dsh) = (up(&gpu, &[d], &zeros), up(&gpu, &[d], &zeros));
+    let w = rng.normal_vec(d, 1.0);
+    let lb = rng.normal_vec(d, 1.0);
+    let gw_in = rng.normal_vec(d, 1.0);
+    let gb_in = rng.normal_vec(d, 1.0);
+    let (gw, glb, ggw, ggb) = (
+        up(&gpu, &[d], &w),
+        up(&gpu, &[d], &lb),
+        up(&gpu, &[d], &gw_in),
+        up(&gpu, &[d], &gb_in),
+    );
+    let (fs, fsh) = (up(&gpu, &[d], &zeros), up(&gpu, &[d], &zeros));
+    let mut rec = Recorder::new(&gpu);
+    let y = scale_rows(&mut rec, &gz, &gg, Some(&gb)).expect("scale_rows");
+    let y_no_shift = scale_rows(&mut rec, &gz, &gg, None).expect("scale_rows");
+    affine_grads(&mut rec, &gdy, &gz, (&ds, &dsh));
+    let (w2, b2) = fold_norm(&mut rec, (&gw, &glb), (&gg, &gb)).expect("fold");
+    fold_norm_grads(&mut rec, (&gw, &glb), (&ggw, &ggb), (&fs, &fsh));
+    let h = [&y, &y_no_shift, &ds, &dsh, &w2, &b2, &fs, &fsh].map(|t| rec.read(t));
+    let (outs, _) = rec.finish().expect("runs");
+    let want_y: Vec<f64> = (0..rows * d)
+        .map(|i| z[i] as f64 * g[i % d] as f64 + b[i % d] as f64)
+        .collect();
+    let want_y0: Vec<f64> = (0..rows * d)
+        .map(|i| z[i] as f64 * g[i % d] as f64)
+        .collect();
+    assert_close(&outs[h[0].0], &want_y, 1e-6, "scale_rows with shift");
+    assert_close(&outs[h[1].0], &want_y0, 1e-6, "scale_rows without shift");
+    // L = Σ dy⊙y(γ, β): central differences in f64 of the f64 forward give dγ and dβ.
+    let loss = |g: &[f64], b: &[f64]| -> f64 {
+        (0..rows * d)
+            .map(|i| dy[i] as f64 * (z[i] as f64 * g[i % d] + b[i % d]))
+            .sum()
+    };
+    let g64: Vec<f64> = g.iter().map(|&v| v as f64).collect();
+    let b64: Vec<f64> = b.iter().map(|&v| v as f64).collect();
+    let eps = 1e-4;
+    let fd = |j: usize, shift: bool| {
+        let (mut gp, mut bp) = (g64.clone(), b64.clone());
+        let (mut gm, mut bm) = (g64.clone(), b64.clone());
+        if shift {
+            bp[j] += eps;
+            bm[j] -= eps;
+        } else {
+            gp[j] += eps;
+            gm[j] -= eps;
+        }
+        (loss(&gp, &bp) - loss(&gm, &bm)) / (2.0 * eps)
+    };
+    let want_ds: Vec<f64> = (0..d).map(|j| fd(j, false)).collect();
+    let want_dsh: Vec<f64> = (0..d).map(|j| fd(j, true)).collect();
+    assert_close(
+        &outs[h[2].0],
+        &want_ds,
+        1e-4,
+        "dγ against finite differences",
+    );
+    assert_close(
+        &outs[h[3].0],
+        &want_dsh,
+        1e-4,
+        "dβ against finite differences",
+    );
+    let want_w2: Vec<f64> = (0..d).map(|j| g[j] as f64 * w[j] as f64).collect();
+    let want_b2: Vec<f64> = (0..d)
+        .map(|j| g[j] as f64 * lb[j] as f64 + b[j] as f64)
+        .collect();
+    assert_close(&outs[h[4].0], &want_w2, 1e-6, "folded LayerNorm weight");
+    assert_close(&outs[h[5].0], &want_b2, 1e-6, "folded LayerNorm bias");
+    let want_fs: Vec<f64> = (0..d)
+        .map(|j| w[j] as f64 * gw_in[j] as f64 + lb[j] as f64 * gb_in[j] as f64)
+        .collect();
+    let want_fsh: Vec<f64> = gb_in.iter().map(|&v| v as f64).collect();
+    assert_close(&outs[h[6].0], &want_fs, 1e-6, "dγ through the fold");
+    assert_close(&outs[h[7].0], &want_fsh, 1e-6, "dβ through the fold");
 }

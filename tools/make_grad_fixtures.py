@@ -21,7 +21,7 @@ exact erf GELU, LayerNorm eps 1e-6, final ``norm`` + CLS pooling or
 method injected, then the mean cross-entropy loss over a batch of N = 3
 images (no label smoothing, no dropout) and, by autograd, the gradient of
 every trainable tensor. Methods: linear, bitfit, vpt-shallow, vpt-deep, lora,
-adaptformer, convpass, full, and vpt-deep on the average-pooled LayerScale
+adaptformer, convpass, ssf, full, and vpt-deep on the average-pooled LayerScale
 backbone (case ``vpt-deep-avg``).
 
 Every trainable tensor starts from deterministic random values that are NOT
@@ -103,9 +103,10 @@ VPT_P = 3
 LORA_R = 4
 LORA_ALPHA = 8.0
 ADAPT_B = 8
-ADAPT_S = 0.1
+# Scales other than the methods' defaults (0.1 and 1), so a scale option the Rust side ignored would fail.
+ADAPT_S = 0.4
 CONV_DIM = 8
-CONV_S = 1.0
+CONV_S = 0.6
 
 CASES = {
     # name: (method, backbone folder, seed)
@@ -117,6 +118,7 @@ CASES = {
     "adaptformer": ("adaptformer", "timm_cls", 5006),
     "convpass": ("convpass", "timm_cls", 5007),
     "full": ("full", "timm_cls", 5008),
+    "ssf": ("ssf", "timm_cls", 5010),
     "vpt-deep-avg": ("vpt-deep", "timm_avg_bf16", 5009),
 }
 
@@ -228,10 +230,41 @@ def init_trainable(method: str, sd, seed: int):
                 t[b + "adapter_conv.bias"] = randn(g, (CONV_DIM,), 0.1)
                 t[b + "adapter_up.weight"] = randn(g, (DIM, CONV_DIM), 0.2)
                 t[b + "adapter_up.bias"] = randn(g, (DIM,), 0.1)
+    elif method == "ssf":
+        # gamma around 1 and beta around 0, wider than the paper's init (std 0.02) so every gradient is clear
+        for m in ssf_modules(sd):
+            w = ssf_width(m)
+            t[m + ".ssf_scale"] = randn(g, (w,), 0.2, mean=1.0)
+            t[m + ".ssf_shift"] = randn(g, (w,), 0.1)
     else:
         raise ValueError(method)
     t.update(new_head(g))
     return {k: v.contiguous() for k, v in t.items()}
+
+
+def ssf_modules(sd):
+    """The modules SSF scales and shifts the output of (Lian et al. 2022), in forward order."""
+    final = "fc_norm" if "fc_norm.weight" in sd else "norm"
+    mods = ["patch_embed"]
+    for i in range(DEPTH):
+        b = f"blocks.{i}."
+        mods += [b + "norm1", b + "attn.qkv", b + "attn.proj", b + "norm2", b + "mlp.fc1", b + "mlp.fc2"]
+    return mods + [final]
+
+
+def ssf_width(module):
+    if module.endswith("attn.qkv"):
+        return 3 * DIM
+    if module.endswith("mlp.fc1"):
+        return int(DIM * MLP_RATIO)
+    return DIM
+
+
+def ssf(P, module, y):
+    """SSF's y <- gamma * y + beta per channel (identity for other methods)."""
+    if module + ".ssf_scale" not in P:
+        return y
+    return y * P[module + ".ssf_scale"] + P[module + ".ssf_shift"]
 
 
 def make_inputs():
@@ -272,6 +305,7 @@ def ref_logits(P, method, pixels, pooling):
     hd = D // H
     x = F.conv2d(pixels, P["patch_embed.proj.weight"], P["patch_embed.proj.bias"], stride=PATCH)
     x = x.flatten(2).transpose(1, 2)                      # [N,16,D] row-major grid
+    x = ssf(P, "patch_embed", x)
     pos = P["pos_embed"]
     cls = (P["cls_token"] + pos[:, :1]).expand(N, -1, -1)
     x = x + pos[:, 1:]
@@ -287,8 +321,8 @@ def ref_logits(P, method, pixels, pooling):
             deep = P["deep_prompt_embeddings"][i - 1].unsqueeze(0).expand(N, -1, -1)
             x = torch.cat([x[:, :1], deep, x[:, 1 + VPT_P:]], 1)
         T = x.shape[1]
-        h = F.layer_norm(x, (D,), P[b + "norm1.weight"], P[b + "norm1.bias"], EPS)
-        qkv = F.linear(h, P[b + "attn.qkv.weight"], P[b + "attn.qkv.bias"])
+        h = ssf(P, b + "norm1", F.layer_norm(x, (D,), P[b + "norm1.weight"], P[b + "norm1.bias"], EPS))
+        qkv = ssf(P, b + "attn.qkv", F.linear(h, P[b + "attn.qkv.weight"], P[b + "attn.qkv.bias"]))
         q, k, v = qkv.split(D, dim=-1)
         if method == "lora":
             sc = LORA_ALPHA / LORA_R
@@ -298,17 +332,17 @@ def ref_logits(P, method, pixels, pooling):
         q, k, v = (t.reshape(N, T, H, hd).transpose(1, 2) for t in (q, k, v))
         att = ((q * hd ** -0.5) @ k.transpose(-2, -1)).softmax(-1)
         o = (att @ v).transpose(1, 2).reshape(N, T, D)
-        o = F.linear(o, P[b + "attn.proj.weight"], P[b + "attn.proj.bias"])
+        o = ssf(P, b + "attn.proj", F.linear(o, P[b + "attn.proj.weight"], P[b + "attn.proj.bias"]))
         if b + "ls1.gamma" in P:
             o = o * P[b + "ls1.gamma"]
         if method == "convpass":
             o = o + CONV_S * convpass_ref(h, P, b + "adapter_attn.")
         x = x + o
         y = x
-        h = F.layer_norm(y, (D,), P[b + "norm2.weight"], P[b + "norm2.bias"], EPS)
-        m = F.linear(h, P[b + "mlp.fc1.weight"], P[b + "mlp.fc1.bias"])
+        h = ssf(P, b + "norm2", F.layer_norm(y, (D,), P[b + "norm2.weight"], P[b + "norm2.bias"], EPS))
+        m = ssf(P, b + "mlp.fc1", F.linear(h, P[b + "mlp.fc1.weight"], P[b + "mlp.fc1.bias"]))
         m = F.gelu(m)  # exact erf GELU
-        m = F.linear(m, P[b + "mlp.fc2.weight"], P[b + "mlp.fc2.bias"])
+        m = ssf(P, b + "mlp.fc2", F.linear(m, P[b + "mlp.fc2.weight"], P[b + "mlp.fc2.bias"]))
         if b + "ls2.gamma" in P:
             m = m * P[b + "ls2.gamma"]
         if method == "convpass":
@@ -320,8 +354,9 @@ def ref_logits(P, method, pixels, pooling):
             x = x + ADAPT_S * F.linear(ad, P[a + "up_proj.weight"], P[a + "up_proj.bias"])
     if pooling == "avg":
         pooled = F.layer_norm(x[:, 1:].mean(1), (D,), P["fc_norm.weight"], P["fc_norm.bias"], EPS)
+        pooled = ssf(P, "fc_norm", pooled)
     else:
-        pooled = F.layer_norm(x, (D,), P["norm.weight"], P["norm.bias"], EPS)[:, 0]
+        pooled = ssf(P, "norm", F.layer_norm(x, (D,), P["norm.weight"], P["norm.bias"], EPS))[:, 0]
     return F.linear(pooled, P["head.weight"], P["head.bias"])
 
 
@@ -396,6 +431,18 @@ def timm_glued_logits(sd, tuned, method, pixels, pooling):
     if method in ("linear", "bitfit", "full", "lora"):
         with torch.no_grad():
             return model(pixels)
+    if method == "ssf":
+        # as dongzelian/SSF places them: on the output of each module, fc1's before the activation module
+        handles = []
+        for m in ssf_modules(sd):
+            gamma, beta = tuned[m + ".ssf_scale"], tuned[m + ".ssf_shift"]
+            handles.append(model.get_submodule(m).register_forward_hook(
+                lambda _mod, _inp, out, gamma=gamma, beta=beta: out * gamma + beta))
+        with torch.no_grad():
+            out = model(pixels)
+        for h in handles:
+            h.remove()
+        return out
 
     N = pixels.shape[0]
     with torch.no_grad():

@@ -232,7 +232,7 @@ fn method_options_ui(ui: &mut egui::Ui, method: Method, o: &mut MethodOptions) {
             });
             ui.add(egui::Slider::new(&mut o.dropout, 0.0..=0.9).text("dropout"));
         }
-        Method::Linear | Method::Bitfit | Method::Full => {
+        Method::Linear | Method::Bitfit | Method::Ssf | Method::Full => {
             ui.label("no options");
         }
     }
@@ -377,7 +377,10 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             .selected_text(s.method.name())
             .show_ui(ui, |ui| {
                 for m in Method::ALL {
-                    if ui.selectable_value(&mut s.method, m, m.name()).changed() {
+                    let item = ui
+                        .selectable_value(&mut s.method, m, m.name())
+                        .on_hover_text(m.description());
+                    if item.changed() {
                         s.options = MethodOptions::defaults(m);
                     }
                 }
@@ -386,6 +389,7 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             *s = super::project::Settings::defaults(s.method);
         }
     });
+    ui.label(egui::RichText::new(s.method.description()).weak());
     method_options_ui(ui, s.method, &mut s.options);
     ui.add(egui::Slider::new(&mut s.epochs, 1..=200).text("epochs"));
     ui.add(egui::Slider::new(&mut s.batch, 1..=128).text("batch"));

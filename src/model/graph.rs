@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use super::hooks::{Branch, BranchInput, Grads, Hooks, Saved, TokenLayout};
+use super::hooks::{Affine, Branch, BranchInput, Grads, Hooks, Saved, Site, TokenLayout};
 use super::saved::WeightInputs;
 use super::{GpuViT, HostTensor, Pooling, ViTConfig};
 use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu, GpuTensor, Recorder};
 use crate::ops::activation::{activation_backward, zeros};
+use crate::ops::affine::{affine_grads, fold_norm, fold_norm_grads, scale_rows};
 use crate::ops::attention::{
     attention, attention_backward, flash_attention, flash_attention_backward,
 };
@@ -19,7 +20,7 @@ use crate::ops::layernorm::{
     layernorm, layernorm_backward, layernorm_param_grads, layernorm_rows, Rows,
 };
 use crate::ops::matmul::{
-    linear, linear_input_grad, linear_keeping_pre_act, linear_weight_grad, Act,
+    linear, linear_input_grad, linear_keeping_pre_act, linear_scaled, linear_weight_grad, Act,
 };
 use crate::ops::reduce::{
     batch_sum_tokens_into, column_sum_into, gather_tokens, mean_tokens, mean_tokens_backward,
@@ -127,6 +128,8 @@ struct BlockActs {
     st2: GpuTensor,
     hpre: GpuTensor,
     h: Option<GpuTensor>,
+    /// The inputs of the method's affines after qkv, proj, fc1 and fc2 (where it has them).
+    affine_in: BTreeMap<Site, GpuTensor>,
     /// What the method's qkv hook and its two branch hooks kept.
     qkv_hook: Saved,
     branches: [Saved; 2],
@@ -143,6 +146,8 @@ enum SavedAttention {
 pub(crate) struct Forward {
     blocks: Vec<BlockActs>,
     cols: Option<GpuTensor>,
+    /// The input of the method's affine after the patch embedding, if it has one.
+    patch_affine_in: Option<GpuTensor>,
     x_final: GpuTensor,
     pool_in: Option<GpuTensor>,
     final_stats: GpuTensor,
@@ -233,6 +238,98 @@ impl<'a> Graph<'a> {
         ))
     }
 
+    /// The backbone module whose output `site` is (timm names).
+    fn site_module(&self, site: Site) -> String {
+        site.module(match self.vit.config.pooling {
+            Pooling::Token => "norm",
+            Pooling::Avg => "fc_norm",
+        })
+    }
+
+    fn affine(&self, site: Site) -> Result<Option<Affine<'a>>> {
+        self.hooks().affine(self, site)
+    }
+
+    /// The linear layer whose output is `site`, with the method's affine there folded into its epilogue:
+    /// y = act(γ⊙(x·Wᵀ + b) + β) (+ residual). Returns y and, in training with an affine, its input z.
+    fn linear_at(
+        &self,
+        rec: &mut Recorder,
+        site: Site,
+        x: &GpuTensor,
+        act: Act,
+        residual: Option<&GpuTensor>,
+        train: bool,
+    ) -> Result<(GpuTensor, Option<GpuTensor>)> {
+        let module = self.site_module(site);
+        let prefix = match site {
+            Site::PatchEmbed => format!("{module}.proj"),
+            _ => module,
+        };
+        let (w, b) = self.pair(&prefix)?;
+        match self.affine(site)? {
+            Some(af) => {
+                let (z, y) = linear_scaled(
+                    rec,
+                    (x, w, Some(b)),
+                    (af.scale, af.shift),
+                    act,
+                    residual,
+                    train,
+                )?;
+                Ok((y, z))
+            }
+            None => Ok((linear(rec, x, w, Some(b), act, residual)?, None)),
+        }
+    }
+
+    /// The LayerNorm at `site`'s weight and bias, with the method's affine there folded in (γ⊙w, γ⊙b + β).
+    fn norm_params(&self, rec: &mut Recorder, site: Site) -> Result<(GpuTensor, GpuTensor)> {
+        let (w, b) = self.pair(&self.site_module(site))?;
+        Ok(match self.affine(site)? {
+            Some(af) => fold_norm(rec, (w, b), (af.scale, af.shift))?,
+            None => (w.clone(), b.clone()),
+        })
+    }
+
+    /// Back through the affine after `site`, if any: dγ += Σ dy⊙z, dβ += Σ dy where trained, and
+    /// dz = γ⊙dy, the gradient of the layer's own output (`None` without an affine: then it is dy).
+    fn affine_backward(
+        &self,
+        rec: &mut Recorder,
+        site: Site,
+        dy: &GpuTensor,
+        z: Option<&GpuTensor>,
+        grads: &Grads,
+    ) -> Result<Option<GpuTensor>> {
+        let Some(af) = self.affine(site)? else {
+            return Ok(None);
+        };
+        if let Some((gs, gb)) = self.affine_grads(&af, grads)? {
+            let z = z.ok_or_else(|| {
+                Error::Internal(format!("the forward kept no input for `{}`", af.names[0]))
+            })?;
+            affine_grads(rec, dy, z, (gs, gb));
+        }
+        Ok(Some(scale_rows(rec, dy, af.scale, None)?))
+    }
+
+    /// The gradients of an affine's γ and β: both trained, or neither.
+    fn affine_grads<'g>(
+        &self,
+        af: &Affine,
+        grads: &'g Grads,
+    ) -> Result<Option<(&'g GpuTensor, &'g GpuTensor)>> {
+        match (grads.get(&af.names[0]), grads.get(&af.names[1])) {
+            (Some(s), Some(b)) => Ok(Some((s, b))),
+            (None, None) => Ok(None),
+            _ => Err(Error::Internal(format!(
+                "`{}` and `{}` are trained together or not at all",
+                af.names[0], af.names[1]
+            ))),
+        }
+    }
+
     fn head(&self) -> Option<(&'a GpuTensor, &'a GpuTensor)> {
         self.pair("head").ok()
     }
@@ -275,8 +372,14 @@ impl<'a> Graph<'a> {
         let n = px.shape[0];
         let p = self.prompts();
         let cols = im2col(rec, px, c.patch)?;
-        let (pw, pb) = self.pair("patch_embed.proj")?;
-        let patches = linear(rec, &cols, pw, Some(pb), Act::None, None)?;
+        let (patches, patch_affine_in) = self.linear_at(
+            rec,
+            Site::PatchEmbed,
+            &cols,
+            Act::None,
+            None,
+            train.is_some(),
+        )?;
         let hooks = self.hooks();
         let prompt_tokens = hooks.prompt_tokens(self)?;
         let mut x = assemble_tokens(
@@ -319,10 +422,8 @@ impl<'a> Graph<'a> {
             x = out;
         }
         let t = x.shape[1];
-        let (fw, fb) = match c.pooling {
-            Pooling::Token => self.pair("norm")?,
-            Pooling::Avg => self.pair("fc_norm")?,
-        };
+        let (fw, fb) = self.norm_params(rec, Site::FinalNorm)?;
+        let (fw, fb) = (&fw, &fb);
         let (pooled, final_stats, pool_in) = match c.pooling {
             Pooling::Token => {
                 let o = layernorm_rows(rec, &x, n, 0, t * c.dim, fw, fb, c.eps)?;
@@ -341,6 +442,7 @@ impl<'a> Graph<'a> {
         Ok(Forward {
             blocks,
             cols: trained("patch_embed.proj.weight").then_some(cols),
+            patch_affine_in,
             x_final: x,
             pool_in,
             final_stats,
@@ -362,10 +464,16 @@ impl<'a> Graph<'a> {
         let c = &self.vit.config;
         let train = keep.is_some();
         let b = format!("blocks.{l}");
-        let (n1w, n1b) = self.pair(&format!("{b}.norm1"))?;
-        let ln1 = layernorm(rec, &x, n1w, n1b, c.eps)?;
-        let (qw, qb) = self.pair(&format!("{b}.attn.qkv"))?;
-        let qkv = linear(rec, &ln1.y, qw, Some(qb), Act::None, None)?;
+        let mut affine_in = BTreeMap::new();
+        let mut keep_affine_in = |site: Site, z: Option<GpuTensor>| {
+            if let Some(z) = z {
+                affine_in.insert(site, z);
+            }
+        };
+        let (n1w, n1b) = self.norm_params(rec, Site::Norm1(l))?;
+        let ln1 = layernorm(rec, &x, &n1w, &n1b, c.eps)?;
+        let (qkv, z) = self.linear_at(rec, Site::Qkv(l), &ln1.y, Act::None, None, train)?;
+        keep_affine_in(Site::Qkv(l), z);
         let hooks = self.hooks();
         let qkv_hook = hooks.qkv(self, rec, l, &ln1.y, &qkv, train)?;
         let (context, saved) = if maps || rec.gpu().attention_kernel() == AttentionKernel::Matmul {
@@ -375,24 +483,29 @@ impl<'a> Graph<'a> {
             let a = flash_attention(rec, &qkv, c.heads)?;
             (a.context, SavedAttention::Lse(a.lse))
         };
-        let (pw, pb) = self.pair(&format!("{b}.attn.proj"))?;
-        let xm = linear(rec, &context, pw, Some(pb), Act::None, Some(&x))?;
+        let (xm, z) = self.linear_at(rec, Site::Proj(l), &context, Act::None, Some(&x), train)?;
+        keep_affine_in(Site::Proj(l), z);
         let attn_input = match hooks.branch_input(Branch::Attention) {
             BranchInput::Normed => &ln1.y,
             BranchInput::Residual => &x,
         };
         let attn_branch = hooks.branch(self, rec, l, Branch::Attention, attn_input, &xm, train)?;
-        let (n2w, n2b) = self.pair(&format!("{b}.norm2"))?;
-        let ln2 = layernorm(rec, &xm, n2w, n2b, c.eps)?;
+        let (n2w, n2b) = self.norm_params(rec, Site::Norm2(l))?;
+        let ln2 = layernorm(rec, &xm, &n2w, &n2b, c.eps)?;
         let (f1w, f1b) = self.pair(&format!("{b}.mlp.fc1"))?;
-        let (hpre, h) = if train {
+        let fc1_affine = self.hooks().affine(self, Site::Fc1(l))?.is_some();
+        // With an affine after fc1 its input is kept instead of GELU's; the backward recomputes GELU's input.
+        let (hpre, h) = if fc1_affine {
+            self.linear_at(rec, Site::Fc1(l), &ln2.y, Act::Gelu, None, train)
+                .map(|(h, z)| (z, h))?
+        } else if train {
             let (hpre, h) = linear_keeping_pre_act(rec, &ln2.y, f1w, Some(f1b), Act::Gelu)?;
             (Some(hpre), h)
         } else {
             (None, linear(rec, &ln2.y, f1w, Some(f1b), Act::Gelu, None)?)
         };
-        let (f2w, f2b) = self.pair(&format!("{b}.mlp.fc2"))?;
-        let xo = linear(rec, &h, f2w, Some(f2b), Act::None, Some(&xm))?;
+        let (xo, z) = self.linear_at(rec, Site::Fc2(l), &h, Act::None, Some(&xm), train)?;
+        keep_affine_in(Site::Fc2(l), z);
         let mlp_input = match hooks.branch_input(Branch::Mlp) {
             BranchInput::Normed => &ln2.y,
             BranchInput::Residual => &xm,
@@ -416,6 +529,7 @@ impl<'a> Graph<'a> {
                 hpre: hpre
                     .ok_or_else(|| Error::Input("internal: no pre-activation saved".into()))?,
                 h: keep.h.then_some(h),
+                affine_in,
                 qkv_hook,
                 branches: [attn_branch, mlp_branch],
             }),
@@ -441,14 +555,12 @@ impl<'a> Graph<'a> {
         let t = f.x_final.shape[1];
         self.linear_param_grads(rec, "head", dlogits, Some(&f.pooled), grads, 1.0)?;
         // Only as deep as a trained tensor (or a captured attention gradient) needs.
-        let Some(floor) = self.backward_floor(grads) else {
+        let Some(floor) = self.backward_floor(grads.keys()) else {
             return Ok(());
         };
         let dpooled = linear_input_grad(rec, dlogits, hw, 1.0, None, &f.pooled.shape)?;
-        let (fw, name) = match c.pooling {
-            Pooling::Token => (self.w("norm.weight")?, "norm"),
-            Pooling::Avg => (self.w("fc_norm.weight")?, "fc_norm"),
-        };
+        let (fw, _) = self.norm_params(rec, Site::FinalNorm)?;
+        let fw = &fw;
         let mut dx = match (&f.pool_in, c.pooling) {
             (Some(m), Pooling::Avg) => {
                 let dm = rec.gpu().empty(&m.shape)?;
@@ -462,7 +574,16 @@ impl<'a> Graph<'a> {
                     None,
                     &dm,
                 );
-                self.ln_param_grads(rec, name, m, Rows::all(m), &f.final_stats, &dpooled, grads)?;
+                let stats = &f.final_stats;
+                self.ln_param_grads(
+                    rec,
+                    Site::FinalNorm,
+                    m,
+                    Rows::all(m),
+                    stats,
+                    &dpooled,
+                    grads,
+                )?;
                 mean_tokens_backward(rec, &dm, t)?
             }
             _ => {
@@ -482,7 +603,8 @@ impl<'a> Graph<'a> {
                     None,
                     &dx,
                 );
-                self.ln_param_grads(rec, name, &f.x_final, rows, &f.final_stats, &dpooled, grads)?;
+                let (x, stats) = (&f.x_final, &f.final_stats);
+                self.ln_param_grads(rec, Site::FinalNorm, x, rows, stats, &dpooled, grads)?;
                 dx
             }
         };
@@ -509,8 +631,12 @@ impl<'a> Graph<'a> {
         }
         let pw = grads.get("patch_embed.proj.weight");
         let pb = grads.get("patch_embed.proj.bias");
-        if pw.is_some() || pb.is_some() {
+        let affine = self.affine(Site::PatchEmbed)?.is_some();
+        if pw.is_some() || pb.is_some() || affine {
             let dpatch = gather_tokens(rec, &dx, patches.start, patches.len())?;
+            let z = f.patch_affine_in.as_ref();
+            let dz = self.affine_backward(rec, Site::PatchEmbed, &dpatch, z, grads)?;
+            let dpatch = dz.unwrap_or(dpatch);
             if let (Some(g), Some(cols)) = (pw, &f.cols) {
                 linear_weight_grad(rec, &dpatch, cols, g, 1.0);
             }
@@ -522,20 +648,19 @@ impl<'a> Graph<'a> {
     }
 
     /// Whether a training forward must keep activations for `grads` (a head-only tuning needs none).
-    pub fn keeps_activations(&self, grads: &Grads) -> bool {
-        self.backward_floor(grads).is_some()
+    pub fn keeps_activations(&self, grads: &BTreeMap<String, GpuTensor>) -> bool {
+        self.backward_floor(grads.keys()).is_some()
     }
 
     /// The lowest layer the backward must reach for `grads`: `None` when only the head is trained, the depth when
     /// the final norm is, `l` for the lowest trained `blocks.{l}.*`, 0 for tensors before the blocks (prompts,
     /// embeddings) or when attention gradients are captured.
-    fn backward_floor(&self, grads: &Grads) -> Option<usize> {
+    fn backward_floor<'k>(&self, trained: impl Iterator<Item = &'k String>) -> Option<usize> {
         let depth = self.vit.config.depth;
         if self.attn_grads.is_some() {
             return Some(0);
         }
-        grads
-            .keys()
+        trained
             .filter_map(|k| {
                 if k.starts_with("head.") {
                     None
@@ -599,22 +724,40 @@ impl<'a> Graph<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// The parameter gradients of the LayerNorm at `site` (or of the method's affine folded into it).
     fn ln_param_grads(
         &self,
         rec: &mut Recorder,
-        prefix: &str,
+        site: Site,
         x: &GpuTensor,
         rows: Rows,
         stats: &GpuTensor,
         dy: &GpuTensor,
         grads: &Grads,
     ) -> Result<()> {
+        let prefix = self.site_module(site);
         let gw = grads.get(&format!("{prefix}.weight"));
         let gb = grads.get(&format!("{prefix}.bias"));
+        let d = self.vit.config.dim;
+        let affine = match self.affine(site)? {
+            Some(af) => self.affine_grads(&af, grads)?,
+            None => None,
+        };
+        if let Some((gs, gsh)) = affine {
+            if gw.is_some() || gb.is_some() {
+                return Err(Error::Internal(format!(
+                    "`{prefix}` and the affine after it cannot both be trained"
+                )));
+            }
+            // The gradients of the folded parameters, then back through the fold.
+            let (sw, sb) = (zeros(rec, &[d])?, zeros(rec, &[d])?);
+            layernorm_param_grads(rec, x, rows, stats, dy, &sw, &sb);
+            fold_norm_grads(rec, self.pair(&prefix)?, (&sw, &sb), (gs, gsh));
+            return Ok(());
+        }
         if gw.is_none() && gb.is_none() {
             return Ok(());
         }
-        let d = self.vit.config.dim;
         // The kernel writes both; an untrained one goes to a scratch buffer.
         let scratch_w;
         let scratch_b;
@@ -647,9 +790,24 @@ impl<'a> Graph<'a> {
         let c = &self.vit.config;
         let hooks = self.hooks();
         let b = format!("blocks.{l}");
-        // MLP sub-block: xo = xm + fc2(gelu(fc1(LN2 xm))) [+ branch]
-        let dh = self.linear_backward(rec, &format!("{b}.mlp.fc2"), g, a.h.as_ref(), grads)?;
-        activation_backward(rec, &a.hpre, &dh, Act::Gelu);
+        let z = |site: Site| a.affine_in.get(&site);
+        // MLP sub-block: xo = xm + fc2(gelu(fc1(LN2 xm))) [+ branch], each layer's output [+ affine]
+        let dfc2 = self.affine_backward(rec, Site::Fc2(l), g, z(Site::Fc2(l)), grads)?;
+        let dfc2 = dfc2.as_ref().unwrap_or(g);
+        let dh = self.linear_backward(rec, &format!("{b}.mlp.fc2"), dfc2, a.h.as_ref(), grads)?;
+        let dh = match self.affine(Site::Fc1(l))? {
+            // hpre is the affine's input z; GELU's was γ⊙z + β.
+            Some(af) => {
+                let pre = scale_rows(rec, &a.hpre, af.scale, Some(af.shift))?;
+                activation_backward(rec, &pre, &dh, Act::Gelu);
+                let dz = self.affine_backward(rec, Site::Fc1(l), &dh, Some(&a.hpre), grads)?;
+                dz.unwrap_or(dh)
+            }
+            None => {
+                activation_backward(rec, &a.hpre, &dh, Act::Gelu);
+                dh
+            }
+        };
         let dy2 = self.linear_backward(rec, &format!("{b}.mlp.fc1"), &dh, a.y2.as_ref(), grads)?;
         drop(dh);
         let mlp_reads = hooks.branch_input(Branch::Mlp);
@@ -667,21 +825,21 @@ impl<'a> Graph<'a> {
                 grads,
             )?;
         }
-        let (n2w, _) = self.pair(&format!("{b}.norm2"))?;
+        let (n2w, _) = self.norm_params(rec, Site::Norm2(l))?;
         let dxm = rec.gpu().empty(&a.xm.shape)?;
         layernorm_backward(
             rec,
             &a.xm,
             Rows::all(&a.xm),
             &a.st2,
-            n2w,
+            &n2w,
             &dy2,
             Some(g),
             &dxm,
         );
         self.ln_param_grads(
             rec,
-            &format!("{b}.norm2"),
+            Site::Norm2(l),
             &a.xm,
             Rows::all(&a.xm),
             &a.st2,
@@ -703,8 +861,10 @@ impl<'a> Graph<'a> {
             )?;
         }
         // Attention sub-block: xm = x + proj(attn(qkv(LN1 x))) [+ branch]
+        let dproj = self.affine_backward(rec, Site::Proj(l), &dxm, z(Site::Proj(l)), grads)?;
+        let dproj = dproj.as_ref().unwrap_or(&dxm);
         let dctx =
-            self.linear_backward(rec, &format!("{b}.attn.proj"), &dxm, a.ctx.as_ref(), grads)?;
+            self.linear_backward(rec, &format!("{b}.attn.proj"), dproj, a.ctx.as_ref(), grads)?;
         let dqkv = match (&a.att, &self.attn_grads) {
             (SavedAttention::Probs(probs), Some(cell)) => {
                 let mut v = cell.borrow_mut();
@@ -724,8 +884,14 @@ impl<'a> Graph<'a> {
             }
         };
         drop(dctx);
-        let dy1 =
-            self.linear_backward(rec, &format!("{b}.attn.qkv"), &dqkv, a.y1.as_ref(), grads)?;
+        let dz = self.affine_backward(rec, Site::Qkv(l), &dqkv, z(Site::Qkv(l)), grads)?;
+        let dy1 = self.linear_backward(
+            rec,
+            &format!("{b}.attn.qkv"),
+            dz.as_ref().unwrap_or(&dqkv),
+            a.y1.as_ref(),
+            grads,
+        )?;
         hooks.qkv_backward(self, rec, l, &a.qkv_hook, &dqkv, a.y1.as_ref(), &dy1, grads)?;
         drop(dqkv);
         let attn_reads = hooks.branch_input(Branch::Attention);
@@ -734,21 +900,21 @@ impl<'a> Graph<'a> {
             let y1 = a.y1.as_ref();
             hooks.branch_backward(self, rec, l, Branch::Attention, attn, &dxm, y1, &dy1, grads)?;
         }
-        let (n1w, _) = self.pair(&format!("{b}.norm1"))?;
+        let (n1w, _) = self.norm_params(rec, Site::Norm1(l))?;
         let dx = rec.gpu().empty(&a.x.shape)?;
         layernorm_backward(
             rec,
             &a.x,
             Rows::all(&a.x),
             &a.st1,
-            n1w,
+            &n1w,
             &dy1,
             Some(&dxm),
             &dx,
         );
         self.ln_param_grads(
             rec,
-            &format!("{b}.norm1"),
+            Site::Norm1(l),
             &a.x,
             Rows::all(&a.x),
             &a.st1,

@@ -13,18 +13,55 @@
 //!
 //! State a hook keeps for its backward is a list of tensors it reads back in its own order.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use super::graph::Graph;
+use super::ViTConfig;
 use crate::error::Result;
 use crate::gpu::{GpuTensor, Recorder};
 
 /// What a forward hook keeps for its backward.
 pub type Saved = Vec<GpuTensor>;
 
-/// Gradients being computed, by tensor name; a tensor without an entry is not trained.
-pub type Grads = BTreeMap<String, GpuTensor>;
+/// The gradients a backward accumulates, by tensor name (a tensor without an entry is not trained). It records
+/// which ones the backward reached, so that a trained tensor no hook computes a gradient for is an error rather
+/// than a silent zero.
+pub struct Grads<'m> {
+    map: &'m BTreeMap<String, GpuTensor>,
+    reached: RefCell<BTreeSet<&'m str>>,
+}
+
+impl<'m> Grads<'m> {
+    pub fn new(map: &'m BTreeMap<String, GpuTensor>) -> Self {
+        Self {
+            map,
+            reached: RefCell::new(BTreeSet::new()),
+        }
+    }
+
+    /// The gradient of `name` if it is trained; the backward then counts it as reached.
+    pub fn get(&self, name: &str) -> Option<&'m GpuTensor> {
+        let (k, v) = self.map.get_key_value(name)?;
+        self.reached.borrow_mut().insert(k.as_str());
+        Some(v)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &'m String> {
+        self.map.keys()
+    }
+
+    /// Trained tensors the backward has not reached.
+    pub fn unreached(&self) -> Vec<&'m str> {
+        let reached = self.reached.borrow();
+        self.map
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !reached.contains(k))
+            .collect()
+    }
+}
 
 /// Where the tokens of a sequence lie: CLS, then the method's prompts, then the image's patches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,13 +158,11 @@ impl Site {
 }
 
 /// A per-channel scale γ and shift β.
-#[derive(Clone, Copy)]
 pub struct Affine<'a> {
     pub scale: &'a GpuTensor,
     pub shift: &'a GpuTensor,
-    /// The tensor names their gradients go under.
-    pub scale_name: &'a str,
-    pub shift_name: &'a str,
+    /// The names of γ and β, which their gradients go under.
+    pub names: [String; 2],
 }
 
 /// A tuning method's attachment to the graph. `train` is true in a training forward (keep what the backward
@@ -151,7 +186,7 @@ pub trait Hooks: Send + Sync {
     }
 
     /// Floats per token the forward hooks keep in each block (for the memory budget).
-    fn saved_floats_per_token(&self) -> usize {
+    fn saved_floats_per_token(&self, c: &ViTConfig) -> usize {
         0
     }
 

@@ -50,7 +50,7 @@ pub(crate) fn train_bytes_per_image(
     fused_attention: bool,
     hooks: &dyn Hooks,
 ) -> usize {
-    let adapter_width = hooks.saved_floats_per_token();
+    let adapter_width = hooks.saved_floats_per_token(c);
     let (t, d, hidden) = (tokens, c.dim, c.mlp_hidden);
     let scores = if fused_attention {
         c.heads * t

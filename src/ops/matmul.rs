@@ -133,9 +133,11 @@ pub struct Matmul<'t> {
     pub act: Act,
     pub residual: Option<&'t GpuTensor>,
     pub accumulate: bool,
-    /// Also writes alpha·(A·B + bias), the value before `act`, here (laid out as C); not with a residual or
-    /// accumulation.
+    /// Also writes alpha·(A·B + bias), the value before `scale_shift` and `act`, here (laid out as C); not with
+    /// accumulation, nor with a residual unless there is a `scale_shift` (whose backward needs its input).
     pub pre_act: Option<&'t GpuTensor>,
+    /// A per-column affine (γ, β) applied after alpha and the bias, before `act` and the residual.
+    pub scale_shift: Option<(&'t GpuTensor, &'t GpuTensor)>,
     /// The kernel to use; the adapter's default when unset.
     pub kernel: Option<MatmulKernel>,
 }
@@ -162,6 +164,7 @@ impl<'t> Matmul<'t> {
             residual: None,
             accumulate: false,
             pre_act: None,
+            scale_shift: None,
             kernel: None,
         }
     }
@@ -177,10 +180,12 @@ impl<'t> Matmul<'t> {
             | ((self.accumulate as u32) << 3)
             | (((self.act == Act::Relu) as u32) << 4)
             | (((self.act == Act::QuickGelu) as u32) << 5)
-            | ((self.pre_act.is_some() as u32) << 6);
+            | ((self.pre_act.is_some() as u32) << 6)
+            | ((self.scale_shift.is_some() as u32) << 7);
         assert!(
-            self.pre_act.is_none() || (self.residual.is_none() && !self.accumulate),
-            "matmul: the pre-activation copy is for a plain act(x·W + b) only"
+            self.pre_act.is_none()
+                || (!self.accumulate && (self.residual.is_none() || self.scale_shift.is_some())),
+            "matmul: the pre-activation copy is for act(x·W + b) or an affine's input only"
         );
         let params = Params {
             m: u(self.m),
@@ -246,7 +251,13 @@ impl<'t> Matmul<'t> {
             pre.dtype == DType::F32,
             "matmul: the pre-activation output is f32"
         );
-        rec.dispatch(kernel, &params, &[at, bt, bias, res, ct, pre], groups);
+        let (col_scale, col_shift) = self.scale_shift.unwrap_or((dummy, dummy));
+        rec.dispatch(
+            kernel,
+            &params,
+            &[at, bt, bias, res, ct, pre, col_scale, col_shift],
+            groups,
+        );
         let batch = (self.batch1 * self.batch2.max(1)) as f64;
         let (m, n, k) = (self.m as f64, self.n as f64, self.k as f64);
         let shared_b = bl.b1 == 0 && bl.b2 == 0;
@@ -291,7 +302,26 @@ pub fn linear(
     act: Act,
     residual: Option<&GpuTensor>,
 ) -> Result<GpuTensor, GpuError> {
-    linear_with(rec, (x, w, b), act, residual, None)
+    linear_with(rec, (x, w, b), act, residual, None, None)
+}
+
+/// y = act(γ⊙(x·Wᵀ + b) + β) (+ residual) in one matmul, the per-column affine in its epilogue; with
+/// `keep_input`, also z = x·Wᵀ + b, the affine's input, which its backward reads.
+pub fn linear_scaled(
+    rec: &mut Recorder,
+    (x, w, b): (&GpuTensor, &GpuTensor, Option<&GpuTensor>),
+    affine: (&GpuTensor, &GpuTensor),
+    act: Act,
+    residual: Option<&GpuTensor>,
+    keep_input: bool,
+) -> Result<(Option<GpuTensor>, GpuTensor), GpuError> {
+    let pre = if keep_input {
+        Some(rec.gpu().empty(&linear_shape(x, w))?)
+    } else {
+        None
+    };
+    let y = linear_with(rec, (x, w, b), act, residual, pre.as_ref(), Some(affine))?;
+    Ok((pre, y))
 }
 
 /// (x·Wᵀ + b, act(x·Wᵀ + b)) from one matmul: what a training forward keeps for act's backward, and the output.
@@ -303,7 +333,7 @@ pub fn linear_keeping_pre_act(
     act: Act,
 ) -> Result<(GpuTensor, GpuTensor), GpuError> {
     let pre = rec.gpu().empty(&linear_shape(x, w))?;
-    let y = linear_with(rec, (x, w, b), act, None, Some(&pre))?;
+    let y = linear_with(rec, (x, w, b), act, None, Some(&pre), None)?;
     Ok((pre, y))
 }
 
@@ -322,6 +352,7 @@ fn linear_with(
     act: Act,
     residual: Option<&GpuTensor>,
     pre_act: Option<&GpuTensor>,
+    scale_shift: Option<(&GpuTensor, &GpuTensor)>,
 ) -> Result<GpuTensor, GpuError> {
     let k = *x.shape.last().unwrap_or(&0);
     let rows = x.numel() / k.max(1);
@@ -342,6 +373,7 @@ fn linear_with(
     mm.act = act;
     mm.residual = residual;
     mm.pre_act = pre_act;
+    mm.scale_shift = scale_shift;
     mm.record(rec);
     Ok(y)
 }

@@ -1,6 +1,7 @@
 //! Rust launchers for the WGSL kernels, one module per op family, forward and backward side by side.
 
 pub mod activation;
+pub mod affine;
 pub mod attention;
 pub mod conv;
 pub mod dropout;
@@ -33,6 +34,7 @@ pub mod shaders {
     shader!(OPTIM, "optim.wgsl");
     shader!(CONV, "conv.wgsl");
     shader!(DROPOUT, "dropout.wgsl");
+    shader!(AFFINE, "affine.wgsl");
 
     /// The head-size line the fused attention shader starts with; `attention_source` swaps it per model.
     pub const ATTENTION_HD_LINE: &str = "const HD: u32 = 64u;\n";
@@ -82,6 +84,7 @@ pub mod shaders {
         ("optim.wgsl", OPTIM),
         ("conv.wgsl", CONV),
         ("dropout.wgsl", DROPOUT),
+        ("affine.wgsl", AFFINE),
         ("attention.wgsl", ATTENTION),
     ];
 }

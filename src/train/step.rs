@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu, GpuTensor, KernelTimes, Recorder};
 use crate::model::graph_api::{train_bytes_per_image, Graph};
+use crate::model::hooks::Grads;
 use crate::model::{GpuTuning, GpuViT, HostTensor};
 use crate::ops::activation::fill;
 use crate::ops::loss::cross_entropy;
@@ -116,8 +117,15 @@ pub fn compute_grads(
             .clone()
             .ok_or_else(|| Error::Input("training needs a head".into()))?;
         let (row_loss, dlogits) = cross_entropy(&mut rec, &lg, &lab, n)?;
-        graph.backward(&mut rec, &f, &dlogits, grads)?;
+        let reached = Grads::new(grads);
+        graph.backward(&mut rec, &f, &dlogits, &reached)?;
         drop(f);
+        if let Some(name) = reached.unreached().first() {
+            return Err(Error::Internal(format!(
+                "`{name}` is trained but the backward gives it no gradient: method {} does not reach it",
+                tuning.method
+            )));
+        }
         let hl = rec.read(&row_loss);
         let hg = rec.read(&lg);
         if i + 1 == starts.len() {

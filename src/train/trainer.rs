@@ -36,17 +36,14 @@ impl TrainConfig {
     /// the steps, then cosine decay.
     pub fn defaults(method: Method, epochs: usize, batch: usize, steps_per_epoch: usize) -> Self {
         let scaled = |base: f32| base * batch as f32 / 256.0;
-        let optim = match method {
-            Method::Linear | Method::VptShallow | Method::VptDeep => OptimConfig::new(
-                OptimizerKind::Sgd,
-                scaled(if method == Method::Linear { 10.0 } else { 5.0 }),
-                1e-4,
-            ),
-            Method::Full => OptimConfig::new(OptimizerKind::Adamw, 1e-4, 1e-4),
-            Method::Bitfit | Method::Lora | Method::Adaptformer | Method::Convpass => {
-                OptimConfig::new(OptimizerKind::Adamw, 5e-3, 1e-4)
-            }
+        let r = method.recipe();
+        let lr = if r.sgd { scaled(r.lr) } else { r.lr };
+        let kind = if r.sgd {
+            OptimizerKind::Sgd
+        } else {
+            OptimizerKind::Adamw
         };
+        let optim = OptimConfig::new(kind, lr, r.weight_decay);
         Self {
             epochs,
             batch,

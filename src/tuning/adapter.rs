@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{kaiming_uniform, MethodOptions};
+use super::{has_name, kaiming_uniform, MethodOptions, MethodSpec};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Branch, BranchInput, Grads, Hooks, Saved};
-use crate::model::{Graph, HostTensor, ViTConfig};
+use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
 use crate::ops::activation::activation_backward;
 use crate::ops::matmul::{linear, linear_input_grad, linear_keeping_pre_act, Act, Layout, Matmul};
 use crate::rng::Rng;
@@ -50,7 +50,7 @@ fn prefix(l: usize) -> String {
 }
 
 impl Hooks for AdaptFormerHooks {
-    fn saved_floats_per_token(&self) -> usize {
+    fn saved_floats_per_token(&self, _c: &ViTConfig) -> usize {
         2 * self.bottleneck
     }
 
@@ -130,5 +130,58 @@ impl Hooks for AdaptFormerHooks {
         g.linear_param_grads(rec, &format!("{a}.down_proj"), &da, input, grads, 1.0)?;
         linear_input_grad(rec, &da, dw, 1.0, Some(dinput), &dinput.shape)?;
         Ok(())
+    }
+}
+
+pub struct AdaptFormer;
+
+impl MethodSpec for AdaptFormer {
+    fn description(&self) -> &'static str {
+        "AdaptFormer: a scaled bottleneck beside every MLP (Chen et al., NeurIPS 2022)"
+    }
+
+    fn defaults(&self, o: &mut MethodOptions) {
+        o.scale = 0.1;
+    }
+
+    fn shapes(&self, o: &MethodOptions, b: &Backbone) -> BTreeMap<String, Vec<usize>> {
+        shapes(o, &b.config)
+    }
+
+    fn init(
+        &self,
+        o: &MethodOptions,
+        b: &Backbone,
+        rng: &mut Rng,
+    ) -> Result<BTreeMap<String, HostTensor>> {
+        Ok(init(o, &b.config, rng))
+    }
+
+    fn check(&self, o: &MethodOptions, _b: &Backbone) -> Result<()> {
+        if o.bottleneck == 0 {
+            return Err(Error::Input("AdaptFormer needs --bottleneck ≥ 1".into()));
+        }
+        Ok(())
+    }
+
+    fn read_options(&self, o: &mut MethodOptions, tensors: &BTreeMap<String, HostTensor>) {
+        if let Some(w) = tensors.get("blocks.0.adaptmlp.down_proj.weight") {
+            o.bottleneck = w.shape[0];
+        }
+    }
+
+    fn recognises(&self, tensors: &BTreeMap<String, HostTensor>) -> bool {
+        has_name(tensors, |k| k.contains(".adaptmlp."))
+    }
+
+    fn describe(&self, o: &MethodOptions) -> String {
+        format!("bottleneck {} scale {}", o.bottleneck, o.scale)
+    }
+
+    fn hooks(&self, o: &MethodOptions) -> Box<dyn Hooks> {
+        Box::new(AdaptFormerHooks {
+            bottleneck: o.bottleneck,
+            scale: o.scale,
+        })
     }
 }

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::Result;
+use super::{has_name, MethodOptions, MethodSpec};
+use crate::error::{Error, Result};
 use crate::model::{Backbone, HostTensor, Pooling};
+use crate::rng::Rng;
 
 pub fn names(b: &Backbone) -> Vec<String> {
     let mut v = vec!["patch_embed.proj.bias".to_string()];
@@ -39,4 +41,44 @@ pub fn init(b: &Backbone) -> Result<BTreeMap<String, HostTensor>> {
         .into_iter()
         .map(|n| Ok((n.clone(), b.get(&n)?.clone())))
         .collect()
+}
+
+pub struct BitFit;
+
+impl MethodSpec for BitFit {
+    fn description(&self) -> &'static str {
+        "BitFit: every bias of the backbone and the head (Zaken et al., ACL 2022)"
+    }
+
+    fn shapes(&self, _o: &MethodOptions, b: &Backbone) -> BTreeMap<String, Vec<usize>> {
+        shapes(b)
+    }
+
+    fn init(
+        &self,
+        _o: &MethodOptions,
+        b: &Backbone,
+        _rng: &mut Rng,
+    ) -> Result<BTreeMap<String, HostTensor>> {
+        init(b)
+    }
+
+    fn check(&self, _o: &MethodOptions, b: &Backbone) -> Result<()> {
+        refuse_layer_scale("bitfit", b)
+    }
+
+    fn recognises(&self, tensors: &BTreeMap<String, HostTensor>) -> bool {
+        has_name(tensors, |k| k.ends_with("attn.qkv.bias"))
+            && !has_name(tensors, |k| k.ends_with("attn.qkv.weight"))
+    }
+}
+
+/// vitune folds LayerScale into `attn.proj` and `mlp.fc2`, biases included, so their own values are not at hand.
+pub(crate) fn refuse_layer_scale(method: &str, b: &Backbone) -> Result<()> {
+    if b.config.layer_scale {
+        return Err(Error::Input(format!(
+            "method {method} on a LayerScale backbone is not supported yet (its biases sit inside the scale)"
+        )));
+    }
+    Ok(())
 }

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{xavier_uniform, ConvInit, MethodOptions};
+use super::{has_name, xavier_uniform, ConvInit, MethodOptions, MethodSpec};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Branch, Grads, Hooks, Saved};
-use crate::model::{Graph, HostTensor, ViTConfig};
+use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
 use crate::ops::activation::{activation, activation_backward};
 use crate::ops::conv::{conv_tokens, conv_tokens_input_grad, conv_tokens_weight_grad};
 use crate::ops::dropout::{dropout_rows, Band};
@@ -115,7 +115,7 @@ impl Hooks for ConvpassHooks {
             .map(|b| trained(&format!("{}.adapter_down.weight", module(l, b))))
     }
 
-    fn saved_floats_per_token(&self) -> usize {
+    fn saved_floats_per_token(&self, _c: &ViTConfig) -> usize {
         8 * self.width
     }
 
@@ -201,5 +201,66 @@ impl Hooks for ConvpassHooks {
         g.linear_param_grads(rec, &format!("{b}.adapter_down"), &dd, input, grads, 1.0)?;
         linear_input_grad(rec, &dd, dw, 1.0, Some(dinput), &dinput.shape)?;
         Ok(())
+    }
+}
+
+pub struct Convpass;
+
+impl MethodSpec for Convpass {
+    fn description(&self) -> &'static str {
+        "Convpass: convolutional bypasses beside attention and MLP (Jie & Deng, 2022)"
+    }
+
+    fn defaults(&self, o: &mut MethodOptions) {
+        o.dropout = 0.1;
+    }
+
+    fn shapes(&self, o: &MethodOptions, b: &Backbone) -> BTreeMap<String, Vec<usize>> {
+        shapes(o, &b.config)
+    }
+
+    fn init(
+        &self,
+        o: &MethodOptions,
+        b: &Backbone,
+        rng: &mut Rng,
+    ) -> Result<BTreeMap<String, HostTensor>> {
+        Ok(init(o, &b.config, rng))
+    }
+
+    fn check(&self, o: &MethodOptions, _b: &Backbone) -> Result<()> {
+        if o.convpass_dim == 0 {
+            return Err(Error::Input("Convpass needs --convpass-dim ≥ 1".into()));
+        }
+        Ok(())
+    }
+
+    fn read_options(&self, o: &mut MethodOptions, tensors: &BTreeMap<String, HostTensor>) {
+        if let Some(w) = tensors.get("blocks.0.adapter_attn.adapter_down.weight") {
+            o.convpass_dim = w.shape[0];
+        }
+    }
+
+    fn recognises(&self, tensors: &BTreeMap<String, HostTensor>) -> bool {
+        has_name(tensors, |k| k.contains(".adapter_attn."))
+    }
+
+    fn describe(&self, o: &MethodOptions) -> String {
+        format!(
+            "convpass-dim {} scale {} conv-init {:?} dropout {}",
+            o.convpass_dim, o.scale, o.conv_init, o.dropout
+        )
+    }
+
+    fn has_dropout(&self) -> bool {
+        true
+    }
+
+    fn hooks(&self, o: &MethodOptions) -> Box<dyn Hooks> {
+        Box::new(ConvpassHooks {
+            width: o.convpass_dim,
+            scale: o.scale,
+            dropout: o.dropout,
+        })
     }
 }

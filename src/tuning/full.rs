@@ -2,9 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use super::{has_name, MethodOptions, MethodRecipe, MethodSpec};
 use crate::error::{Error, Result};
 use crate::model::hooks::Hooks;
 use crate::model::{Backbone, Graph, HostTensor};
+use crate::rng::Rng;
 
 fn is_backbone(name: &str) -> bool {
     !name.starts_with("head.")
@@ -39,5 +41,46 @@ impl Hooks for FullHooks {
                 g.config().image_size
             )))
         }
+    }
+}
+
+pub struct FullFineTuning;
+
+impl MethodSpec for FullFineTuning {
+    fn description(&self) -> &'static str {
+        "full fine-tuning: every backbone tensor and the head (the upper baseline)"
+    }
+
+    fn recipe(&self) -> MethodRecipe {
+        MethodRecipe {
+            sgd: false,
+            lr: 1e-4,
+            weight_decay: 1e-4,
+        }
+    }
+
+    fn shapes(&self, _o: &MethodOptions, b: &Backbone) -> BTreeMap<String, Vec<usize>> {
+        shapes(b)
+    }
+
+    fn init(
+        &self,
+        _o: &MethodOptions,
+        b: &Backbone,
+        _rng: &mut Rng,
+    ) -> Result<BTreeMap<String, HostTensor>> {
+        Ok(init(b))
+    }
+
+    fn check(&self, _o: &MethodOptions, b: &Backbone) -> Result<()> {
+        super::bitfit::refuse_layer_scale("full", b)
+    }
+
+    fn recognises(&self, tensors: &BTreeMap<String, HostTensor>) -> bool {
+        has_name(tensors, |k| k.ends_with("attn.qkv.weight"))
+    }
+
+    fn hooks(&self, _o: &MethodOptions) -> Box<dyn Hooks> {
+        Box::new(FullHooks)
     }
 }

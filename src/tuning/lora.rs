@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{kaiming_uniform, MethodOptions};
+use super::{has_name, kaiming_uniform, MethodOptions, MethodSpec};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Grads, Hooks, Saved};
-use crate::model::{Graph, HostTensor, ViTConfig};
+use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
 use crate::ops::matmul::{linear, linear_input_grad, linear_weight_grad, Act, Layout, Matmul};
 use crate::rng::Rng;
 
@@ -73,7 +73,7 @@ impl Hooks for LoraHooks {
         [self.slots.iter().any(|&s| trained(&names(l, s).0)), false]
     }
 
-    fn saved_floats_per_token(&self) -> usize {
+    fn saved_floats_per_token(&self, _c: &ViTConfig) -> usize {
         self.rank * self.slots.len()
     }
 
@@ -151,5 +151,65 @@ impl Hooks for LoraHooks {
             linear_input_grad(rec, &du, g.w(&an)?, 1.0, Some(dnormed), &dnormed.shape)?;
         }
         Ok(())
+    }
+}
+
+pub struct Lora;
+
+impl MethodSpec for Lora {
+    fn description(&self) -> &'static str {
+        "LoRA: low-rank updates of the query and value projections (Hu et al., ICLR 2022)"
+    }
+
+    fn shapes(&self, o: &MethodOptions, b: &Backbone) -> BTreeMap<String, Vec<usize>> {
+        shapes(o, &b.config)
+    }
+
+    fn init(
+        &self,
+        o: &MethodOptions,
+        b: &Backbone,
+        rng: &mut Rng,
+    ) -> Result<BTreeMap<String, HostTensor>> {
+        Ok(init(o, &b.config, rng))
+    }
+
+    fn check(&self, o: &MethodOptions, _b: &Backbone) -> Result<()> {
+        if o.rank == 0 || o.lora_slots().is_empty() {
+            return Err(Error::Input(
+                "LoRA needs --rank ≥ 1 and targets among q, k, v".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn read_options(&self, o: &mut MethodOptions, tensors: &BTreeMap<String, HostTensor>) {
+        if let Some(a) = tensors.keys().find(|k| k.ends_with("_lora_A")) {
+            o.rank = tensors[a].shape[0];
+            o.lora_targets = SLOT
+                .iter()
+                .filter(|s| tensors.contains_key(&format!("blocks.0.attn.{s}_lora_A")))
+                .copied()
+                .collect();
+        }
+    }
+
+    fn recognises(&self, tensors: &BTreeMap<String, HostTensor>) -> bool {
+        has_name(tensors, |k| k.contains("_lora_"))
+    }
+
+    fn describe(&self, o: &MethodOptions) -> String {
+        format!(
+            "rank {} alpha {} targets {}",
+            o.rank, o.alpha, o.lora_targets
+        )
+    }
+
+    fn hooks(&self, o: &MethodOptions) -> Box<dyn Hooks> {
+        Box::new(LoraHooks {
+            rank: o.rank,
+            scale: o.alpha / o.rank.max(1) as f32,
+            slots: o.lora_slots(),
+        })
     }
 }

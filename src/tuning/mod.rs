@@ -1,14 +1,29 @@
-//! The tuning methods: which tensors each trains, their names (the tuned file's contract), their published
-//! initialisation, and their options. The GPU graph reads these tensors by name.
+//! The tuning methods. Each lives in one file that implements [`MethodSpec`]: its trainable tensors (names,
+//! shapes, published init), its defaults and checks, its recipe, its one-line description, and the hooks that
+//! attach it to the ViT graph (`model::hooks`). Registering a method is one enum variant and one arm of
+//! [`Method::spec`]; everything else reads the spec.
+//!
+//! How to add a method, with SSF (`ssf.rs`) as the example:
+//! 1. Write `src/tuning/<method>.rs`: `shapes` and `init` for its tensors under the names its tuned file uses
+//!    (`blocks.{i}.mlp.fc1.ssf_scale`, ...), a `Hooks` implementation saying where it attaches (SSF's `affine`
+//!    returns γ and β for each site; a branch method implements `branch` and `branch_backward`), and a
+//!    `MethodSpec` implementation tying them together with a description and a recipe.
+//! 2. Add a variant to [`Method`], its name to [`Method::name`] and an arm to [`Method::spec`]; the compiler
+//!    lists the few other exhaustive matches (the app's option panel).
+//! 3. Add a case to `tools/make_grad_fixtures.py` (the method in plain PyTorch) and run it; the gradient test
+//!    (tests/gradients.rs) then checks the method's loss and every gradient against autograd, and the
+//!    "every method" tests (inference forward, tuned-file round trip, micro-batches, no dead tensor) cover it.
 
 mod adapter;
 mod bitfit;
 pub mod convpass;
 mod full;
 mod head;
+mod linear;
 pub mod lora;
 mod prompt;
 pub mod spt;
+mod ssf;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,7 +36,7 @@ use crate::model::{Backbone, HostTensor};
 use crate::rng::Rng;
 
 /// A parameter-efficient tuning method, or a baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     Linear,
@@ -31,11 +46,12 @@ pub enum Method {
     Lora,
     Adaptformer,
     Convpass,
+    Ssf,
     Full,
 }
 
 impl Method {
-    pub const ALL: [Method; 8] = [
+    pub const ALL: [Method; 9] = [
         Method::Linear,
         Method::Bitfit,
         Method::VptShallow,
@@ -43,6 +59,7 @@ impl Method {
         Method::Lora,
         Method::Adaptformer,
         Method::Convpass,
+        Method::Ssf,
         Method::Full,
     ];
 
@@ -55,7 +72,23 @@ impl Method {
             Method::Lora => "lora",
             Method::Adaptformer => "adaptformer",
             Method::Convpass => "convpass",
+            Method::Ssf => "ssf",
             Method::Full => "full",
+        }
+    }
+
+    /// Everything about the method, from its own file.
+    pub fn spec(self) -> &'static dyn MethodSpec {
+        match self {
+            Method::Linear => &linear::LinearProbe,
+            Method::Bitfit => &bitfit::BitFit,
+            Method::VptShallow => &prompt::SHALLOW,
+            Method::VptDeep => &prompt::DEEP,
+            Method::Lora => &lora::Lora,
+            Method::Adaptformer => &adapter::AdaptFormer,
+            Method::Convpass => &convpass::Convpass,
+            Method::Ssf => &ssf::Ssf,
+            Method::Full => &full::FullFineTuning,
         }
     }
 
@@ -73,34 +106,22 @@ impl Method {
     }
 
     pub fn uses_prompts(self) -> bool {
-        matches!(self, Method::VptShallow | Method::VptDeep)
+        self.spec().uses_prompts()
+    }
+
+    /// One line: what the method trains, and its paper.
+    pub fn description(self) -> &'static str {
+        self.spec().description()
+    }
+
+    /// The papers' optimiser and learning rate for this method.
+    pub fn recipe(self) -> MethodRecipe {
+        self.spec().recipe()
     }
 
     /// How this method attaches to the graph, with `o`'s options.
     pub fn hooks(self, o: &MethodOptions) -> Box<dyn Hooks> {
-        match self {
-            Method::Linear | Method::Bitfit => Box::new(NoHooks),
-            Method::Full => Box::new(full::FullHooks),
-            Method::VptShallow | Method::VptDeep => Box::new(prompt::PromptHooks {
-                prompts: o.prompts,
-                deep: self == Method::VptDeep,
-                dropout: o.dropout,
-            }),
-            Method::Lora => Box::new(lora::LoraHooks {
-                rank: o.rank,
-                scale: o.alpha / o.rank.max(1) as f32,
-                slots: o.lora_slots(),
-            }),
-            Method::Adaptformer => Box::new(adapter::AdaptFormerHooks {
-                bottleneck: o.bottleneck,
-                scale: o.scale,
-            }),
-            Method::Convpass => Box::new(convpass::ConvpassHooks {
-                width: o.convpass_dim,
-                scale: o.scale,
-                dropout: o.dropout,
-            }),
-        }
+        self.spec().hooks(o)
     }
 }
 
@@ -108,6 +129,85 @@ impl fmt::Display for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// A method's published optimiser: SGD with momentum (VPT's recipe: lr = base·batch/256) or AdamW (lr as is),
+/// with its weight decay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MethodRecipe {
+    pub sgd: bool,
+    /// SGD's base lr (scaled by batch/256), or AdamW's lr.
+    pub lr: f32,
+    pub weight_decay: f32,
+}
+
+impl MethodRecipe {
+    /// The adapters' AdamW recipe (lr 5e-3, wd 1e-4).
+    pub const ADAMW_ADAPTER: Self = Self {
+        sgd: false,
+        lr: 5e-3,
+        weight_decay: 1e-4,
+    };
+}
+
+/// A tuning method: its file implements this, and nothing outside the file knows more about it.
+pub trait MethodSpec: Sync {
+    /// One line for pickers and `--help`: what the method trains, and its paper.
+    fn description(&self) -> &'static str;
+
+    /// The paper's optimiser and learning rate.
+    fn recipe(&self) -> MethodRecipe {
+        MethodRecipe::ADAMW_ADAPTER
+    }
+
+    /// Sets this method's defaults (the papers' values) in the shared options.
+    fn defaults(&self, _o: &mut MethodOptions) {}
+
+    /// Name → shape of the trainable tensors beside the head.
+    fn shapes(&self, o: &MethodOptions, b: &Backbone) -> BTreeMap<String, Vec<usize>>;
+
+    /// The published initialisation of those tensors.
+    fn init(
+        &self,
+        o: &MethodOptions,
+        b: &Backbone,
+        rng: &mut Rng,
+    ) -> Result<BTreeMap<String, HostTensor>>;
+
+    /// Refuses options, or a backbone, the method cannot use, with a sentence saying why.
+    fn check(&self, _o: &MethodOptions, _b: &Backbone) -> Result<()> {
+        Ok(())
+    }
+
+    /// Reads the options that tensor shapes tell (prompt count, rank, widths) from given tensors.
+    fn read_options(&self, _o: &mut MethodOptions, _tensors: &BTreeMap<String, HostTensor>) {}
+
+    /// Whether the tensors of a plain safetensors file (no metadata) are this method's, by their names.
+    fn recognises(&self, tensors: &BTreeMap<String, HostTensor>) -> bool;
+
+    /// The options that matter, for printing and for the tuned file's metadata.
+    fn describe(&self, _o: &MethodOptions) -> String {
+        String::new()
+    }
+
+    /// Whether the `dropout` option applies.
+    fn has_dropout(&self) -> bool {
+        false
+    }
+
+    fn uses_prompts(&self) -> bool {
+        false
+    }
+
+    /// How the method attaches to the graph.
+    fn hooks(&self, _o: &MethodOptions) -> Box<dyn Hooks> {
+        Box::new(NoHooks)
+    }
+}
+
+/// Whether any tensor name satisfies `f`.
+pub(crate) fn has_name(tensors: &BTreeMap<String, HostTensor>, f: impl Fn(&str) -> bool) -> bool {
+    tensors.keys().any(|k| f(k))
 }
 
 /// How Convpass's 3×3 convolution starts.
@@ -118,7 +218,8 @@ pub enum ConvInit {
     Identity,
 }
 
-/// Every method's options, with the papers' defaults.
+/// The options every method reads its own from: the CLI's flags, the project file's and the tuned file's
+/// metadata. Each method's file turns these into its own typed settings (its hooks) and says which apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodOptions {
     /// VPT prompt tokens p.
@@ -135,62 +236,38 @@ pub struct MethodOptions {
     /// Convpass hidden width.
     pub convpass_dim: usize,
     pub conv_init: ConvInit,
-    /// Training-time dropout: on the prompt tokens for VPT (VPT-deep 0.1, shallow 0 as in the paper), inside the
-    /// bypass for Convpass (0.1); unused by the other methods. Off in evaluation and in `vitune grad`.
+    /// Training-time dropout where the method has one (VPT's prompts, Convpass's bypass). Off in evaluation and
+    /// in `vitune grad`.
     #[serde(default)]
     pub dropout: f32,
 }
 
 impl MethodOptions {
+    /// The shared defaults, then `method`'s own.
     pub fn defaults(method: Method) -> Self {
-        Self {
-            prompts: match method {
-                Method::VptShallow | Method::VptDeep => 10,
-                _ => 0,
-            },
+        let mut o = Self {
+            prompts: 0,
             rank: 8,
             alpha: 8.0,
             lora_targets: "qv".into(),
             bottleneck: 64,
-            scale: if method == Method::Adaptformer {
-                0.1
-            } else {
-                1.0
-            },
+            scale: 1.0,
             convpass_dim: 8,
             conv_init: ConvInit::Xavier,
-            dropout: match method {
-                Method::VptDeep | Method::Convpass => 0.1,
-                _ => 0.0,
-            },
-        }
+            dropout: 0.0,
+        };
+        method.spec().defaults(&mut o);
+        o
     }
 
     /// Whether `method` has a dropout this option sets.
     pub fn has_dropout(method: Method) -> bool {
-        matches!(
-            method,
-            Method::VptShallow | Method::VptDeep | Method::Convpass
-        )
+        method.spec().has_dropout()
     }
 
     /// Options that matter for `method`, for printing and for the tuned file's metadata.
     pub fn describe(&self, method: Method) -> String {
-        match method {
-            Method::VptShallow | Method::VptDeep => {
-                format!("prompts {} dropout {}", self.prompts, self.dropout)
-            }
-            Method::Lora => format!(
-                "rank {} alpha {} targets {}",
-                self.rank, self.alpha, self.lora_targets
-            ),
-            Method::Adaptformer => format!("bottleneck {} scale {}", self.bottleneck, self.scale),
-            Method::Convpass => format!(
-                "convpass-dim {} scale {} conv-init {:?} dropout {}",
-                self.convpass_dim, self.scale, self.conv_init, self.dropout
-            ),
-            _ => String::new(),
-        }
+        method.spec().describe(self)
     }
 
     /// Indices (0 = q, 1 = k, 2 = v) that LoRA adapts.
@@ -222,17 +299,8 @@ pub fn expected_shapes(
     backbone: &Backbone,
     num_classes: usize,
 ) -> BTreeMap<String, Vec<usize>> {
-    let c = &backbone.config;
-    let mut s = head::shapes(c.dim, num_classes);
-    match method {
-        Method::Linear => {}
-        Method::Bitfit => s.extend(bitfit::shapes(backbone)),
-        Method::VptShallow | Method::VptDeep => s.extend(prompt::shapes(method, options, c)),
-        Method::Lora => s.extend(lora::shapes(options, c)),
-        Method::Adaptformer => s.extend(adapter::shapes(options, c)),
-        Method::Convpass => s.extend(convpass::shapes(options, c)),
-        Method::Full => s.extend(full::shapes(backbone)),
-    }
+    let mut s = head::shapes(backbone.config.dim, num_classes);
+    s.extend(method.spec().shapes(options, backbone));
     s
 }
 
@@ -247,19 +315,8 @@ impl Tuning {
     ) -> Result<Self> {
         check_supported(method, &options, backbone, num_classes)?;
         let mut rng = Rng::new(seed);
-        let c = &backbone.config;
-        let mut tensors = head::init(c.dim, num_classes, &mut rng);
-        match method {
-            Method::Linear => {}
-            Method::Bitfit => tensors.extend(bitfit::init(backbone)?),
-            Method::VptShallow | Method::VptDeep => {
-                tensors.extend(prompt::init(method, &options, c, &mut rng))
-            }
-            Method::Lora => tensors.extend(lora::init(&options, c, &mut rng)),
-            Method::Adaptformer => tensors.extend(adapter::init(&options, c, &mut rng)),
-            Method::Convpass => tensors.extend(convpass::init(&options, c, &mut rng)),
-            Method::Full => tensors.extend(full::init(backbone)),
-        }
+        let mut tensors = head::init(backbone.config.dim, num_classes, &mut rng);
+        tensors.extend(method.spec().init(&options, backbone, &mut rng)?);
         Ok(Self {
             method,
             options,
@@ -281,35 +338,7 @@ impl Tuning {
             .get("head.weight")
             .ok_or_else(|| Error::Input("the tuned tensors have no `head.weight`".into()))?;
         let num_classes = head.shape[0];
-        match method {
-            Method::VptShallow | Method::VptDeep => {
-                if let Some(p) = tensors.get("prompt_embeddings") {
-                    options.prompts = p.shape.get(1).copied().unwrap_or(0);
-                }
-            }
-            Method::Lora => {
-                if let Some(a) = tensors.keys().find(|k| k.ends_with("_lora_A")) {
-                    options.rank = tensors[a].shape[0];
-                    let slots: String = ["q", "k", "v"]
-                        .iter()
-                        .filter(|s| tensors.contains_key(&format!("blocks.0.attn.{s}_lora_A")))
-                        .copied()
-                        .collect();
-                    options.lora_targets = slots;
-                }
-            }
-            Method::Adaptformer => {
-                if let Some(w) = tensors.get("blocks.0.adaptmlp.down_proj.weight") {
-                    options.bottleneck = w.shape[0];
-                }
-            }
-            Method::Convpass => {
-                if let Some(w) = tensors.get("blocks.0.adapter_attn.adapter_down.weight") {
-                    options.convpass_dim = w.shape[0];
-                }
-            }
-            _ => {}
-        }
+        method.spec().read_options(&mut options, &tensors);
         check_supported(method, &options, backbone, num_classes)?;
         let expected = expected_shapes(method, &options, backbone, num_classes);
         for (name, shape) in &expected {
@@ -350,27 +379,7 @@ fn check_supported(
     if num_classes == 0 {
         return Err(Error::Input("a tuned head needs at least one class".into()));
     }
-    if backbone.config.layer_scale && matches!(method, Method::Bitfit | Method::Full) {
-        return Err(Error::Input(format!(
-            "method {method} on a LayerScale backbone is not supported yet (its biases sit inside the scale)"
-        )));
-    }
-    if method.uses_prompts() && options.prompts == 0 {
-        return Err(Error::Input(format!(
-            "method {method} needs --prompts of at least 1"
-        )));
-    }
-    if method == Method::Lora && (options.rank == 0 || options.lora_slots().is_empty()) {
-        return Err(Error::Input(
-            "LoRA needs --rank ≥ 1 and targets among q, k, v".into(),
-        ));
-    }
-    if method == Method::Adaptformer && options.bottleneck == 0 {
-        return Err(Error::Input("AdaptFormer needs --bottleneck ≥ 1".into()));
-    }
-    if method == Method::Convpass && options.convpass_dim == 0 {
-        return Err(Error::Input("Convpass needs --convpass-dim ≥ 1".into()));
-    }
+    method.spec().check(options, backbone)?;
     if !(0.0..1.0).contains(&options.dropout) {
         return Err(Error::Input(format!(
             "--dropout must be in [0, 1), got {}",

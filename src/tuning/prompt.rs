@@ -3,18 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use super::{uniform, Method, MethodOptions};
-use crate::error::Result;
+use super::{has_name, uniform, MethodOptions, MethodRecipe, MethodSpec};
+use crate::error::{Error, Result};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Grads, Hooks};
-use crate::model::{Graph, HostTensor, ViTConfig};
+use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
 use crate::ops::dropout::dropout_rows;
 use crate::ops::reduce::{batch_sum_tokens_into, write_tokens, zero_tokens};
 use crate::rng::Rng;
 
-pub fn shapes(method: Method, o: &MethodOptions, c: &ViTConfig) -> BTreeMap<String, Vec<usize>> {
+pub fn shapes(deep: bool, o: &MethodOptions, c: &ViTConfig) -> BTreeMap<String, Vec<usize>> {
     let mut s = BTreeMap::from([("prompt_embeddings".to_string(), vec![1, o.prompts, c.dim])]);
-    if method == Method::VptDeep && c.depth > 1 {
+    if deep && c.depth > 1 {
         s.insert(
             "deep_prompt_embeddings".to_string(),
             vec![c.depth - 1, o.prompts, c.dim],
@@ -24,16 +24,103 @@ pub fn shapes(method: Method, o: &MethodOptions, c: &ViTConfig) -> BTreeMap<Stri
 }
 
 pub fn init(
-    method: Method,
+    deep: bool,
     o: &MethodOptions,
     c: &ViTConfig,
     rng: &mut Rng,
 ) -> BTreeMap<String, HostTensor> {
     let bound = (6.0 / (3 * c.patch * c.patch + c.dim) as f64).sqrt();
-    shapes(method, o, c)
+    shapes(deep, o, c)
         .into_iter()
         .map(|(k, shape)| (k, uniform(rng, &shape, bound)))
         .collect()
+}
+
+/// VPT, shallow (prompts at the input only) or deep (a new set before every block).
+pub struct Vpt {
+    pub deep: bool,
+}
+
+pub static SHALLOW: Vpt = Vpt { deep: false };
+pub static DEEP: Vpt = Vpt { deep: true };
+
+impl MethodSpec for Vpt {
+    fn description(&self) -> &'static str {
+        if self.deep {
+            "VPT-deep: learned prompt tokens before every block (Jia et al., ECCV 2022)"
+        } else {
+            "VPT-shallow: learned prompt tokens after CLS at the input (Jia et al., ECCV 2022)"
+        }
+    }
+
+    fn recipe(&self) -> MethodRecipe {
+        // VPT's SGD recipe, base lr 5 (scaled by batch/256).
+        MethodRecipe {
+            sgd: true,
+            lr: 5.0,
+            weight_decay: 1e-4,
+        }
+    }
+
+    fn defaults(&self, o: &mut MethodOptions) {
+        o.prompts = 10;
+        // VPT-deep's prompts train with dropout 0.1, shallow's without (the paper's configs).
+        o.dropout = if self.deep { 0.1 } else { 0.0 };
+    }
+
+    fn shapes(&self, o: &MethodOptions, b: &Backbone) -> BTreeMap<String, Vec<usize>> {
+        shapes(self.deep, o, &b.config)
+    }
+
+    fn init(
+        &self,
+        o: &MethodOptions,
+        b: &Backbone,
+        rng: &mut Rng,
+    ) -> Result<BTreeMap<String, HostTensor>> {
+        Ok(init(self.deep, o, &b.config, rng))
+    }
+
+    fn check(&self, o: &MethodOptions, _b: &Backbone) -> Result<()> {
+        if o.prompts == 0 {
+            return Err(Error::Input(format!(
+                "method {} needs --prompts of at least 1",
+                if self.deep { "vpt-deep" } else { "vpt-shallow" }
+            )));
+        }
+        Ok(())
+    }
+
+    fn read_options(&self, o: &mut MethodOptions, tensors: &BTreeMap<String, HostTensor>) {
+        if let Some(p) = tensors.get("prompt_embeddings") {
+            o.prompts = p.shape.get(1).copied().unwrap_or(0);
+        }
+    }
+
+    fn recognises(&self, tensors: &BTreeMap<String, HostTensor>) -> bool {
+        let deep = has_name(tensors, |k| k == "deep_prompt_embeddings");
+        has_name(tensors, |k| k == "prompt_embeddings") && deep == self.deep
+    }
+
+    fn describe(&self, o: &MethodOptions) -> String {
+        format!("prompts {} dropout {}", o.prompts, o.dropout)
+    }
+
+    fn has_dropout(&self) -> bool {
+        true
+    }
+
+    fn uses_prompts(&self) -> bool {
+        true
+    }
+
+    fn hooks(&self, o: &MethodOptions) -> Box<dyn Hooks> {
+        Box::new(PromptHooks {
+            prompts: o.prompts,
+            deep: self.deep,
+            dropout: o.dropout,
+        })
+    }
 }
 
 /// VPT's attachment: prompts written after CLS at token assembly and, for deep, before every later block; the

@@ -80,7 +80,8 @@ pub fn image_attention(
         let mut onehot = vec![0.0f32; logits.len()];
         onehot[k] = 1.0;
         let dlogits = gpu.upload(&[1, logits.len()], &onehot)?;
-        graph.backward(&mut rec, &f, &dlogits, &input_grads_only)?;
+        let grads = crate::model::hooks::Grads::new(&input_grads_only);
+        graph.backward(&mut rec, &f, &dlogits, &grads)?;
         let captured = graph
             .attn_grads
             .take()

@@ -1,0 +1,124 @@
+//! SSF — Scaling & Shifting Your Features (Lian et al., NeurIPS 2022): a per-channel y ← γ⊙y + β after the patch
+//! embedding, after norm1, qkv, proj, norm2, fc1 (before GELU) and fc2 in every block, and after the final norm;
+//! the head is trained too. Init γ ~ N(1, 0.02), β ~ N(0, 0.02).
+//!
+//! This file is the whole method: its tensors (`<module>.ssf_scale` / `.ssf_shift` under timm's module names),
+//! its init, and its one hook, which tells the graph where each affine is. The graph folds an affine after a
+//! linear layer into that matmul's epilogue (before the bias-GELU or residual that follows) and one after a
+//! LayerNorm into the LayerNorm's own parameters, so SSF adds no pass over the activations in the forward.
+
+use std::collections::BTreeMap;
+
+use super::{has_name, MethodOptions, MethodSpec};
+use crate::error::{Error, Result};
+use crate::model::hooks::{Affine, Hooks, Site};
+use crate::model::{Backbone, Graph, HostTensor, Pooling, ViTConfig};
+use crate::rng::Rng;
+
+/// The final norm's name: `norm` for token pooling, `fc_norm` after average pooling.
+fn final_norm(c: &ViTConfig) -> &'static str {
+    match c.pooling {
+        Pooling::Token => "norm",
+        Pooling::Avg => "fc_norm",
+    }
+}
+
+/// The names of γ and β after `site`.
+fn names(site: Site, c: &ViTConfig) -> [String; 2] {
+    let m = site.module(final_norm(c));
+    [format!("{m}.ssf_scale"), format!("{m}.ssf_shift")]
+}
+
+/// Channels of `site`'s output.
+fn width(site: Site, c: &ViTConfig) -> usize {
+    match site {
+        Site::Qkv(_) => 3 * c.dim,
+        Site::Fc1(_) => c.mlp_hidden,
+        _ => c.dim,
+    }
+}
+
+pub fn shapes(c: &ViTConfig) -> BTreeMap<String, Vec<usize>> {
+    Site::all(c.depth)
+        .into_iter()
+        .flat_map(|site| names(site, c).map(|n| (n, vec![width(site, c)])))
+        .collect()
+}
+
+pub fn init(c: &ViTConfig, rng: &mut Rng) -> BTreeMap<String, HostTensor> {
+    shapes(c)
+        .into_iter()
+        .map(|(name, shape)| {
+            let mean = if name.ends_with("ssf_scale") {
+                1.0
+            } else {
+                0.0
+            };
+            let data = rng
+                .normal_vec(shape[0], 0.02)
+                .into_iter()
+                .map(|v| v + mean)
+                .collect();
+            (name, HostTensor::new(shape, data))
+        })
+        .collect()
+}
+
+/// SSF's attachment: an affine at every site.
+pub struct SsfHooks;
+
+impl Hooks for SsfHooks {
+    fn saved_floats_per_token(&self, c: &ViTConfig) -> usize {
+        // The inputs of the affines after qkv, proj, fc1 and fc2.
+        5 * c.dim + c.mlp_hidden
+    }
+
+    fn affine<'a>(&self, g: &Graph<'a>, site: Site) -> Result<Option<Affine<'a>>> {
+        let names = names(site, g.config());
+        Ok(Some(Affine {
+            scale: g.w(&names[0])?,
+            shift: g.w(&names[1])?,
+            names,
+        }))
+    }
+}
+
+pub struct Ssf;
+
+impl MethodSpec for Ssf {
+    fn description(&self) -> &'static str {
+        "SSF: a learned scale and shift of every layer's features (Lian et al., NeurIPS 2022)"
+    }
+
+    fn shapes(&self, _o: &MethodOptions, b: &Backbone) -> BTreeMap<String, Vec<usize>> {
+        shapes(&b.config)
+    }
+
+    fn init(
+        &self,
+        _o: &MethodOptions,
+        b: &Backbone,
+        rng: &mut Rng,
+    ) -> Result<BTreeMap<String, HostTensor>> {
+        Ok(init(&b.config, rng))
+    }
+
+    fn check(&self, _o: &MethodOptions, b: &Backbone) -> Result<()> {
+        // The paper scales fc2's output before LayerScale; vitune folds LayerScale into fc2, so the shift would
+        // land after it instead.
+        if b.config.layer_scale {
+            return Err(Error::Input(
+                "method ssf on a LayerScale backbone is not supported yet".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn recognises(&self, tensors: &BTreeMap<String, HostTensor>) -> bool {
+        has_name(tensors, |k| k.ends_with(".ssf_scale"))
+    }
+
+    fn hooks(&self, _o: &MethodOptions) -> Box<dyn Hooks> {
+        Box::new(SsfHooks)
+    }
+}
