@@ -61,6 +61,23 @@ fn reduce_max64(v: f32, lane: u32) -> f32 {
     return total;
 }
 
+// A row's log-sum-exp, online: a running (max, Σ exp(x − max)) that takes one value at a time, so a row is read
+// once to get both; softmax and the cross-entropy loss share it.
+const LSE_EMPTY = vec2<f32>(-3.4e38, 0.0);
+
+fn lse_push(acc: vec2<f32>, v: f32) -> vec2<f32> {
+    if (v > acc.x) {
+        return vec2<f32>(v, acc.y * exp(acc.x - v) + 1.0);
+    }
+    return vec2<f32>(acc.x, acc.y + exp(v - acc.x));
+}
+
+// The row's (max, Σ exp(x − max)) from each of 64 lanes' running pairs; every lane gets it.
+fn reduce_lse64(acc: vec2<f32>, lane: u32) -> vec2<f32> {
+    let mx = reduce_max64(acc.x, lane);
+    return vec2<f32>(mx, reduce_sum64(acc.y * exp(acc.x - mx), lane));
+}
+
 // Flat index of an element-wise thread on a 2-D grid of 256-wide workgroups.
 fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;

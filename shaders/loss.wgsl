@@ -21,16 +21,13 @@ fn cross_entropy(
         return;
     }
     let base = row * p.classes;
-    var m = -3.4e38;
+    var acc = LSE_EMPTY;
     for (var i = lane; i < p.classes; i += 64u) {
-        m = max(m, logits[base + i]);
+        acc = lse_push(acc, logits[base + i]);
     }
-    let mx = reduce_max64(m, lane);
-    var s = 0.0;
-    for (var i = lane; i < p.classes; i += 64u) {
-        s += exp(logits[base + i] - mx);
-    }
-    let z = reduce_sum64(s, lane);
+    let lse = reduce_lse64(acc, lane);
+    let mx = lse.x;
+    let z = lse.y;
     let label = u32(labels[row]);
     for (var i = lane; i < p.classes; i += 64u) {
         let prob = exp(logits[base + i] - mx) / z;

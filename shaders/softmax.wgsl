@@ -18,20 +18,14 @@ fn softmax(
         return;
     }
     let base = row * p.cols;
-    var m = -3.4e38;
+    var acc = LSE_EMPTY;
     for (var i = lane; i < p.cols; i += 64u) {
-        m = max(m, x[base + i]);
+        acc = lse_push(acc, x[base + i]);
     }
-    let mx = reduce_max64(m, lane);
-    var s = 0.0;
+    let lse = reduce_lse64(acc, lane);
+    let inv = 1.0 / lse.y;
     for (var i = lane; i < p.cols; i += 64u) {
-        let e = exp(x[base + i] - mx);
-        x[base + i] = e;
-        s += e;
-    }
-    let inv = 1.0 / reduce_sum64(s, lane);
-    for (var i = lane; i < p.cols; i += 64u) {
-        x[base + i] = x[base + i] * inv;
+        x[base + i] = exp(x[base + i] - lse.x) * inv;
     }
 }
 
@@ -43,19 +37,13 @@ fn softmax_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         return;
     }
     let base = row * p.cols;
-    var m = -3.4e38;
+    var acc = LSE_EMPTY;
     for (var i = 0u; i < p.cols; i++) {
-        m = max(m, x[base + i]);
+        acc = lse_push(acc, x[base + i]);
     }
-    var s = 0.0;
+    let inv = 1.0 / acc.y;
     for (var i = 0u; i < p.cols; i++) {
-        let e = exp(x[base + i] - m);
-        x[base + i] = e;
-        s += e;
-    }
-    let inv = 1.0 / s;
-    for (var i = 0u; i < p.cols; i++) {
-        x[base + i] = x[base + i] * inv;
+        x[base + i] = exp(x[base + i] - acc.x) * inv;
     }
 }
 

@@ -40,8 +40,7 @@ pub fn write_glyph_folders(
     let mut counts = vec![0usize; classes.len()];
     for (img, label) in &set {
         let dir = out.join(class_dir_name(classes[*label]));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::Input(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(crate::Error::io("create", &dir))?;
         let path = dir.join(format!("{:05}.png", counts[*label]));
         counts[*label] += 1;
         img.save(&path)
@@ -178,8 +177,7 @@ pub fn run(gpu: &Gpu, opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<D
         opts.seed + 1_000_003,
         size,
     )?;
-    std::fs::create_dir_all(&opts.out)
-        .map_err(|e| Error::Input(format!("cannot create {}: {e}", opts.out.display())))?;
+    std::fs::create_dir_all(&opts.out).map_err(crate::Error::io("create", &opts.out))?;
     log(&format!(
         "{} {} glyph classes, {} shots each ({} training images), {} test images; backbone {} ({} parameters)",
         classes.len(),
@@ -564,7 +562,7 @@ pub fn fewshot(
         rows.push((label, params, cells));
     }
     if let Some(p) = pvp_file {
-        let _ = std::fs::remove_file(p);
+        std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
     }
     Ok(FewshotTable {
         shots: shots.to_vec(),

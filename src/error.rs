@@ -10,6 +10,14 @@ pub enum Error {
     Model(#[from] ModelError),
     #[error("{0}")]
     Input(String),
+    /// A file or folder that could not be read or written; keeps the operating system's error.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A broken invariant inside vitune, not the user's input.
     #[error("internal error (a vitune bug; please report it): {0}")]
     Internal(String),
@@ -26,3 +34,15 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// For `map_err`: an I/O failure to `action` (read, write, create, ...) `path`.
+    pub fn io(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

@@ -511,6 +511,7 @@ fn a_step_holds_no_more_than_its_activation_budget() {
         "adaptformer",
         "lora",
         "convpass",
+        "ssf",
         "full",
     ] {
         let case = load_case(method);

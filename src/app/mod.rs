@@ -245,10 +245,19 @@ impl VituneApp {
         }
     }
 
+    /// Remembers the project for the next start; a failure is shown, not fatal.
+    fn remember_last(&mut self, path: &Path) {
+        if let Err(e) = project::remember_last(path) {
+            self.errors.push(format!(
+                "the project will not reopen by itself next time: {e}"
+            ));
+        }
+    }
+
     pub fn save_project(&mut self, path: &Path) {
         match self.project.save(path) {
             Ok(()) => {
-                project::remember_last(path);
+                self.remember_last(path);
                 self.project_path = Some(path.to_path_buf());
                 self.status = format!("saved {}", path.display());
             }
@@ -263,7 +272,7 @@ impl VituneApp {
                 self.project = p;
                 self.project_path = Some(path.to_path_buf());
                 self.selected_class = 0;
-                project::remember_last(path);
+                self.remember_last(path);
                 if backbone_changed {
                     let b = self.project.backbone.clone();
                     self.send(Command::LoadBackbone(b));
@@ -475,7 +484,7 @@ pub fn demo_project() -> Result<(Project, PathBuf)> {
     }
     let mut p = Project::default();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&images)
-        .map_err(|e| crate::Error::Input(format!("cannot read {}: {e}", images.display())))?
+        .map_err(crate::Error::io("read", &images))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
         .collect();

@@ -76,8 +76,8 @@ impl Default for Project {
 
 impl Project {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Input(format!("cannot read project {}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(crate::Error::io("read project", &path))?;
         serde_json::from_str(&text)
             .map_err(|e| Error::Input(format!("{} is not a vitune project: {e}", path.display())))
     }
@@ -161,13 +161,15 @@ pub fn last_project_file() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("vitune").join("last_project"))
 }
 
-pub fn remember_last(path: &Path) {
-    if let Some(f) = last_project_file() {
-        if let Some(dir) = f.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = std::fs::write(f, path.display().to_string());
+/// Records `path` as the project to reopen next time.
+pub fn remember_last(path: &Path) -> crate::Result<()> {
+    let Some(f) = last_project_file() else {
+        return Ok(());
+    };
+    if let Some(dir) = f.parent() {
+        std::fs::create_dir_all(dir).map_err(crate::Error::io("create", dir))?;
     }
+    std::fs::write(&f, path.display().to_string()).map_err(crate::Error::io("write", &f))
 }
 
 pub fn recall_last() -> Option<PathBuf> {

@@ -298,11 +298,6 @@ impl Gpu {
     pub fn buffers_created(&self) -> u64 {
         self.pool.created()
     }
-
-    /// Drops every free buffer in the pool.
-    pub fn trim_pool(&self) {
-        self.pool.trim();
-    }
 }
 
 impl Gpu {

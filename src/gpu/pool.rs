@@ -96,10 +96,4 @@ impl BufferPool {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.peak_in_use_bytes = inner.in_use_bytes;
     }
-
-    pub fn trim(&self) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.free.clear();
-        inner.free_bytes = 0;
-    }
 }

@@ -41,10 +41,6 @@ pub struct ViTConfig {
 }
 
 impl ViTConfig {
-    pub fn head_dim(&self) -> usize {
-        self.dim / self.heads
-    }
-
     pub fn grid(&self) -> (usize, usize) {
         (
             self.image_size.0 / self.patch,

@@ -26,8 +26,7 @@ pub struct Dataset {
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir)
-        .map_err(|e| Error::Input(format!("cannot read folder {}: {e}", dir.display())))?;
+    let rd = std::fs::read_dir(dir).map_err(crate::Error::io("read folder", &dir))?;
     let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     v.sort();
     Ok(v)
