@@ -20,7 +20,7 @@ pub type Metadata = std::collections::HashMap<String, String>;
 pub fn read_tensors_with_metadata(
     path: &Path,
 ) -> Result<(BTreeMap<String, HostTensor>, Option<Metadata>)> {
-    let bytes = std::fs::read(path).map_err(crate::Error::io("read", &path))?;
+    let bytes = std::fs::read(path).map_err(crate::Error::io("read", path))?;
     tensors_and_metadata(&bytes, path)
 }
 
@@ -113,7 +113,7 @@ pub fn write_tensors(
     let tmp = path.with_extension("safetensors.tmp");
     std::fs::write(&tmp, data)
         .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(crate::Error::io("write", &path))
+        .map_err(crate::Error::io("write", path))
 }
 
 /// The tensor `name` of a map read from `path`, or an error naming both.

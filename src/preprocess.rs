@@ -24,7 +24,7 @@ pub fn load_rgb(path: &Path) -> Result<image::RgbImage> {
     let reader = ImageReader::open(path)
         .map_err(|e| Error::Input(format!("cannot open image {}: {e}", path.display())))?
         .with_guessed_format()
-        .map_err(crate::Error::io("read image", &path))?;
+        .map_err(crate::Error::io("read image", path))?;
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| Error::Input(format!("{} is not a decodable image: {e}", path.display())))?;

@@ -76,8 +76,7 @@ impl Default for Project {
 
 impl Project {
     pub fn load(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).map_err(crate::Error::io("read project", &path))?;
+        let text = std::fs::read_to_string(path).map_err(crate::Error::io("read project", path))?;
         serde_json::from_str(&text)
             .map_err(|e| Error::Input(format!("{} is not a vitune project: {e}", path.display())))
     }

@@ -69,7 +69,7 @@ pub fn compare(
         .first()
         .ok_or_else(|| Error::Input("compare needs training images".into()))?;
     if let Some(dir) = out {
-        std::fs::create_dir_all(dir).map_err(crate::Error::io("create", &dir))?;
+        std::fs::create_dir_all(dir).map_err(crate::Error::io("create", dir))?;
     }
     let mut rows = Vec::new();
     for entry in entries {

@@ -26,7 +26,7 @@ pub struct Dataset {
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir).map_err(crate::Error::io("read folder", &dir))?;
+    let rd = std::fs::read_dir(dir).map_err(crate::Error::io("read folder", dir))?;
     let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     v.sort();
     Ok(v)
