@@ -211,11 +211,7 @@ impl<'a> Graph<'a> {
     }
 
     pub fn layout(&self) -> TokenLayout {
-        let (gh, gw) = self.grid();
-        TokenLayout {
-            prompts: self.prompts(),
-            patches: gh * gw,
-        }
+        self.vit.layout(self.prompts())
     }
 
     /// A tensor by name: the tuning's if it has one, else the backbone's.

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::graph::{GpuTuning, Graph};
+use super::hooks::TokenLayout;
 use super::resample::resample_pos_embed;
 use super::{Backbone, HostTensor, ViTConfig};
 use crate::error::{Error, Result};
@@ -117,9 +118,17 @@ impl GpuViT {
         )
     }
 
-    pub fn tokens(&self, prompts: usize) -> usize {
+    /// Where CLS, `prompts` prompt tokens and the patches lie in a sequence at this input size.
+    pub fn layout(&self, prompts: usize) -> TokenLayout {
         let (gh, gw) = self.grid();
-        1 + prompts + gh * gw
+        TokenLayout {
+            prompts,
+            patches: gh * gw,
+        }
+    }
+
+    pub fn tokens(&self, prompts: usize) -> usize {
+        self.layout(prompts).total()
     }
 
     /// Images per micro-batch so that no single buffer exceeds the adapter's binding limit.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::hooks::TokenLayout;
 
 /// How the heads of a layer become one map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,7 +125,12 @@ pub fn attention_map(
     mode: MapMode,
     fusion: HeadFusion,
 ) -> Result<Vec<f32>> {
-    let first_patch = 1 + prompts;
+    let layout = TokenLayout {
+        prompts,
+        patches: t.saturating_sub(1 + prompts),
+    };
+    let patches = layout.patch_rows();
+    let cls = TokenLayout::CLS;
     let layer_of = |l: usize| {
         attn.get(l).ok_or_else(|| {
             Error::Input(format!(
@@ -136,7 +142,7 @@ pub fn attention_map(
     let row: Vec<f64> = match mode {
         MapMode::Cls { layer } => {
             let a = fuse_heads(layer_of(layer)?, heads, t, fusion)?;
-            a[first_patch..t].to_vec()
+            a[cls * t + patches.start..cls * t + patches.end].to_vec()
         }
         MapMode::Prompt { layer, prompt } => {
             if prompts == 0 {
@@ -145,17 +151,18 @@ pub fn attention_map(
                 ));
             }
             let a = fuse_heads(layer_of(layer)?, heads, t, fusion)?;
+            let rows = layout.prompt_rows();
             let ks: Vec<usize> = match prompt {
-                Some(k) if k < prompts => vec![k],
+                Some(k) if k < prompts => vec![rows.start + k],
                 Some(k) => {
                     return Err(Error::Input(format!(
                         "prompt {k} does not exist; there are {prompts}"
                     )))
                 }
-                None => (0..prompts).collect(),
+                None => rows.collect(),
             };
-            (first_patch..t)
-                .map(|j| ks.iter().map(|k| a[(1 + k) * t + j]).sum::<f64>() / ks.len() as f64)
+            patches
+                .map(|j| ks.iter().map(|&row| a[row * t + j]).sum::<f64>() / ks.len() as f64)
                 .collect()
         }
         MapMode::Rollout { discard } => {
@@ -164,7 +171,7 @@ pub fn attention_map(
                 .map(|a| fuse_heads(a, heads, t, fusion))
                 .collect::<Result<Vec<_>>>()?;
             let r = rollout(&fused, t, discard);
-            r[first_patch..t].to_vec()
+            r[cls * t + patches.start..cls * t + patches.end].to_vec()
         }
         MapMode::GradRollout => {
             let grads = grads
@@ -185,7 +192,7 @@ pub fn attention_map(
                 let add = matmul(&cam, &r, t);
                 r.iter_mut().zip(add).for_each(|(x, y)| *x += y);
             }
-            r[first_patch..t].to_vec()
+            r[cls * t + patches.start..cls * t + patches.end].to_vec()
         }
     };
     let max = row.iter().cloned().fold(0.0f64, f64::max);
