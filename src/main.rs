@@ -1,6 +1,5 @@
 //! The `vitune` command line: parses arguments, calls the library, prints. No logic lives here.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use vitune::gpu::Gpu;
-use vitune::model::{load_backbone, Backbone, ForwardOptions, GpuViT, HostTensor, LoadOptions};
+use vitune::model::{load_backbone, Backbone, GpuViT, LoadOptions};
 use vitune::tuning::spt::SptKind;
 use vitune::tuning::{ConvInit, Method, MethodOptions, Tuning};
 
@@ -47,6 +46,12 @@ enum Command {
         backbone: PathBuf,
         #[command(flatten)]
         load: LoadArgs,
+        /// A tuned file: run with its prompts, adapters and head.
+        #[arg(long)]
+        tuned: Option<PathBuf>,
+        /// Use a tuned file made for a backbone with other tensors.
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         input: PathBuf,
         #[arg(long)]
@@ -632,10 +637,25 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Forward {
             backbone,
             load,
+            tuned,
+            force,
             input,
             out,
             attn,
-        }) => forward(&backbone, &load, &input, &out, attn),
+        }) => {
+            let b = load.load(&backbone)?;
+            let tuned = match tuned {
+                Some(t) => Some(vitune::tuned::read(&t, &b, force)?.tuning),
+                None => None,
+            };
+            let mut tensors = vitune::io::read_tensors(&input)?;
+            let pixels = vitune::io::take(&mut tensors, "pixels", &input)?;
+            let outs =
+                vitune::job::forward_tensors(&Gpu::new()?, &b, tuned.as_ref(), &pixels, attn)
+                    .with_context(|| format!("the forward of {}", input.display()))?;
+            vitune::io::write_tensors(&out, &outs, None)?;
+            Ok(())
+        }
         Some(Command::Predict {
             backbone,
             load,
@@ -1053,40 +1073,6 @@ fn compare(a: &CompareArgs) -> Result<()> {
     Ok(())
 }
 
-fn forward(path: &Path, load: &LoadArgs, input: &Path, out: &Path, attn: bool) -> Result<()> {
-    let b = load.load(path)?;
-    let mut tensors = vitune::io::read_tensors(input)?;
-    let pixels = vitune::io::take(&mut tensors, "pixels", input)?;
-    if pixels.shape.len() != 4 || pixels.shape[1] != 3 {
-        bail!(
-            "`pixels` in {} has shape {:?}; expected [N, 3, H, W]",
-            input.display(),
-            pixels.shape
-        );
-    }
-    let gpu = Gpu::new()?;
-    let vit = GpuViT::new(&gpu, &b, Some((pixels.shape[2], pixels.shape[3])))?;
-    let r = vit.forward(
-        &gpu,
-        &pixels,
-        &ForwardOptions {
-            attn,
-            ..Default::default()
-        },
-    )?;
-    let mut outs: BTreeMap<String, HostTensor> = BTreeMap::new();
-    outs.insert("pooled".into(), r.pooled);
-    if let Some(l) = r.logits {
-        outs.insert("logits".into(), l);
-    }
-    for (i, a) in r.attn.into_iter().enumerate() {
-        outs.insert(format!("attn.{i}"), a);
-    }
-    vitune::io::write_tensors(out, &outs, None)
-        .with_context(|| format!("writing {}", out.display()))?;
-    Ok(())
-}
-
 fn predict(
     path: &Path,
     load: &LoadArgs,
@@ -1179,29 +1165,23 @@ fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
         (k, _, _) => bail!("--init {k} cannot be combined with --init-from or --resume"),
     };
     let ds = vitune::train::Dataset::from_folder(&a.data)?;
-    let per_class_train = a.shots.unwrap_or(usize::MAX);
-    let train_images: usize = (0..ds.classes.len())
-        .map(|c| {
-            ds.items
-                .iter()
-                .filter(|i| i.1 == c)
-                .count()
-                .min(per_class_train)
-        })
-        .sum();
+    let train_images = ds.shot_count(a.shots);
+    let optimizer = match &a.optimizer {
+        Some(k) => Some(
+            OptimizerKind::from_name(k)
+                .ok_or_else(|| anyhow::anyhow!("--optimizer `{k}`: expected sgd or adamw"))?,
+        ),
+        None => None,
+    };
     let steps = train_images.div_ceil(a.batch.max(1));
-    let mut config = TrainConfig::defaults(method, a.epochs, a.batch, steps);
+    let mut config = TrainConfig::defaults(method, a.epochs, a.batch, steps).overridden(
+        &vitune::train::RecipeOverrides {
+            optimizer,
+            lr: a.lr,
+            weight_decay: a.wd,
+        },
+    );
     config.seed = a.seed;
-    if let Some(k) = &a.optimizer {
-        config.optim.kind = OptimizerKind::from_name(k)
-            .ok_or_else(|| anyhow::anyhow!("--optimizer `{k}`: expected sgd or adamw"))?;
-    }
-    if let Some(lr) = a.lr {
-        config.optim.lr = lr;
-    }
-    if let Some(wd) = a.wd {
-        config.optim.weight_decay = wd;
-    }
     config.augment = a.aug.augment();
     if a.auto.auto && (a.lr.is_some() || a.wd.is_some()) {
         bail!("--auto chooses the learning rate and weight decay: drop --lr/--wd, or drop --auto");
@@ -1360,48 +1340,13 @@ fn grad(
     let mut tensors = vitune::io::read_tensors(input)?;
     let pixels = vitune::io::take(&mut tensors, "pixels", input)?;
     let labels = vitune::io::take(&mut tensors, "labels", input)?;
-    if pixels.shape.len() != 4 || pixels.shape[1] != 3 {
-        bail!(
-            "`pixels` in {} has shape {:?}; expected [N, 3, H, W]",
-            input.display(),
-            pixels.shape
-        );
-    }
-    let labels: Vec<usize> = labels
-        .data
-        .iter()
-        .map(|v| {
-            if *v >= 0.0 {
-                Ok(*v as usize)
-            } else {
-                Err(anyhow::anyhow!("negative label {v}"))
-            }
-        })
-        .collect::<Result<_>>()?;
-    let gpu = Gpu::new()?;
-    let vit = GpuViT::new(&gpu, &b, Some((pixels.shape[2], pixels.shape[3])))?;
-    let gt = vitune::model::GpuTuning::upload(&gpu, &tuning)?;
-    let grads = gt.zeros_like(&gpu)?;
-    let step = vitune::train::compute_grads(
-        &gpu,
-        &vit,
-        &gt,
-        &grads,
-        &pixels,
-        &labels,
-        Default::default(),
-        None,
-    )?;
-    let mut outs = vitune::model::download_named(&gpu, &grads, &gt.shapes)?;
-    outs.insert(
-        "loss".into(),
-        HostTensor::new(vec![], vec![step.loss as f32]),
-    );
-    vitune::io::write_tensors(out, &outs, None)
-        .with_context(|| format!("writing {}", out.display()))?;
+    let outs = vitune::job::gradients(&Gpu::new()?, &b, &tuning, &pixels, &labels)
+        .with_context(|| format!("the gradients on {}", input.display()))?;
+    vitune::io::write_tensors(out, &outs, None)?;
+    let loss = outs.get("loss").map_or(f32::NAN, |l| l.data[0]);
     println!(
         "loss {:.6}  ({} gradients, {} trainable parameters)",
-        step.loss,
+        loss,
         outs.len() - 1,
         tuning.parameter_count()
     );

@@ -219,19 +219,51 @@ fn grad_writes_loss_and_gradients_matching_autograd() {
     }
 }
 
+/// `forward --tuned` runs the tuned model: its logits give the gradient fixture's autograd loss (SSF's file, read as
+/// plain tensors whose method comes from their names).
+#[test]
+fn forward_with_a_tuned_file_gives_the_tuned_logits() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("y.safetensors");
+    let case = common::fixture("grad_ssf");
+    let (ok, _, err) = vitune(&[
+        "forward",
+        "--backbone",
+        &model(),
+        "--tuned",
+        case.join("tuned.safetensors").to_str().expect("utf8"),
+        "--input",
+        case.join("input.safetensors").to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert!(ok, "{err}");
+    let y = vitune::io::read_tensors(&out).expect("output");
+    let logits = &y["logits"];
+    let input = vitune::io::read_tensors(&case.join("input.safetensors")).expect("input");
+    let labels = &input["labels"].data;
+    let c = logits.shape[1];
+    let loss: f64 = labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            let row = &logits.data[i * c..(i + 1) * c];
+            let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+            let z: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+            z.ln() + m - row[l as usize] as f64
+        })
+        .sum::<f64>()
+        / labels.len() as f64;
+    let want = vitune::io::read_tensors(&case.join("expected.safetensors")).expect("expected")
+        ["loss"]
+        .data[0] as f64;
+    assert!((loss - want).abs() < 1e-4 * want, "loss {loss} vs {want}");
+}
+
 #[test]
 fn grad_from_the_methods_own_init_runs_for_every_method() {
     let input = common::fixture("grad_linear").join("input.safetensors");
-    for m in [
-        "linear",
-        "bitfit",
-        "vpt-shallow",
-        "vpt-deep",
-        "lora",
-        "adaptformer",
-        "convpass",
-        "full",
-    ] {
+    for m in vitune::tuning::Method::ALL.map(|m| m.name()) {
         let dir = tempfile::tempdir().expect("tmp");
         let out = dir.path().join("g.safetensors");
         let (ok, _, err) = vitune(&[

@@ -476,9 +476,10 @@ fn project_recipe(s: &Settings, method: Method, train_images: usize) -> TrainCon
         train_images.div_ceil(s.batch.max(1)),
     );
     config.seed = s.seed;
-    if let (Some(lr), false) = (s.lr, s.auto) {
-        config.optim.lr = lr;
-    }
+    config = config.overridden(&crate::train::RecipeOverrides {
+        lr: s.lr.filter(|_| !s.auto),
+        ..Default::default()
+    });
     config.augment = Augment {
         crop: Some((0.5, 1.0)),
         flip: false,
@@ -513,24 +514,21 @@ fn project_samples(
         send(Reply::Error(p));
     }
     let s = &project.settings;
-    let (train, val) = split(&samples, s.shots, s.seed);
+    let (train, val) = split(&samples, classes.len(), s.shots, s.seed);
     Ok((classes, train, val))
 }
 
-/// Training shots per class (all when unset) and the rest as validation.
-fn split(s: &Samples, shots: Option<usize>, seed: u64) -> (Samples, Option<Samples>) {
+/// Training shots per class (all when unset) and the rest as validation, split as the CLI splits a folder.
+fn split(
+    s: &Samples,
+    classes: usize,
+    shots: Option<usize>,
+    seed: u64,
+) -> (Samples, Option<Samples>) {
     let Some(k) = shots else {
         return (s.clone(), None);
     };
-    let mut rng = crate::rng::Rng::new(seed);
-    let classes = s.labels.iter().copied().max().map(|m| m + 1).unwrap_or(0);
-    let (mut tr, mut va) = (Vec::new(), Vec::new());
-    for c in 0..classes {
-        let mut idx: Vec<usize> = (0..s.len()).filter(|&i| s.labels[i] == c).collect();
-        rng.shuffle(&mut idx);
-        tr.extend(idx.iter().take(k));
-        va.extend(idx.iter().skip(k));
-    }
+    let (tr, va) = crate::train::k_shot(&s.labels, classes, k, seed);
     (s.subset(&tr), (!va.is_empty()).then(|| s.subset(&va)))
 }
 

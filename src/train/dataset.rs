@@ -96,22 +96,37 @@ impl Dataset {
 
     /// K images per class drawn with `seed` (all of a class when it has fewer), and the rest, disjoint.
     pub fn k_shot(&self, k: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
-        let mut rng = Rng::new(seed);
-        let mut train = Vec::new();
-        let mut rest = Vec::new();
-        for c in 0..self.classes.len() {
-            let mut idx: Vec<usize> = (0..self.items.len())
-                .filter(|&i| self.items[i].1 == c)
-                .collect();
-            rng.shuffle(&mut idx);
-            let take = k.min(idx.len());
-            train.extend_from_slice(&idx[..take]);
-            rest.extend_from_slice(&idx[take..]);
-        }
-        train.sort_unstable();
-        rest.sort_unstable();
-        (train, rest)
+        let labels: Vec<usize> = self.items.iter().map(|i| i.1).collect();
+        k_shot(&labels, self.classes.len(), k, seed)
     }
+
+    /// Training images with at most `shots` per class (all when unset).
+    pub fn shot_count(&self, shots: Option<usize>) -> usize {
+        (0..self.classes.len())
+            .map(|c| {
+                let n = self.items.iter().filter(|i| i.1 == c).count();
+                shots.map_or(n, |k| n.min(k))
+            })
+            .sum()
+    }
+}
+
+/// Indices of K items per class (of `classes`, by `labels`) drawn with `seed`, all of a class when it has fewer,
+/// and the rest; both in ascending order. The CLI's folders and the app's projects split the same way.
+pub fn k_shot(labels: &[usize], classes: usize, k: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = Rng::new(seed);
+    let mut train = Vec::new();
+    let mut rest = Vec::new();
+    for c in 0..classes {
+        let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        rng.shuffle(&mut idx);
+        let take = k.min(idx.len());
+        train.extend_from_slice(&idx[..take]);
+        rest.extend_from_slice(&idx[take..]);
+    }
+    train.sort_unstable();
+    rest.sort_unstable();
+    (train, rest)
 }
 
 /// Decoded images with labels. Images that fail to decode are reported by path and left out.

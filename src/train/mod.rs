@@ -10,7 +10,7 @@ mod step;
 pub mod trainer;
 
 pub use augment::Augment;
-pub use dataset::{Dataset, Samples};
+pub use dataset::{k_shot, Dataset, Samples};
 pub use metrics::{argmax_rows, Evaluation};
 pub use optim::{OptimConfig, Optimizer, OptimizerKind};
 pub use session::Session;
@@ -18,4 +18,6 @@ pub use step::{
     compute_grads, compute_head_grads, train_activation_bytes, train_micro_batch, StepOptions,
     StepOutput,
 };
-pub use trainer::{predict_logits, train, EpochStats, TrainConfig, TrainEvent, TrainOutcome};
+pub use trainer::{
+    predict_logits, train, EpochStats, RecipeOverrides, TrainConfig, TrainEvent, TrainOutcome,
+};

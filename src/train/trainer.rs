@@ -55,6 +55,20 @@ impl TrainConfig {
         .rescheduled(epochs, steps_per_epoch * batch)
     }
 
+    /// The recipe with the user's changes to its optimiser, learning rate or weight decay.
+    pub fn overridden(mut self, o: &RecipeOverrides) -> Self {
+        if let Some(k) = o.optimizer {
+            self.optim.kind = k;
+        }
+        if let Some(lr) = o.lr {
+            self.optim.lr = lr;
+        }
+        if let Some(wd) = o.weight_decay {
+            self.optim.weight_decay = wd;
+        }
+        self
+    }
+
     /// The same recipe run for `epochs` epochs over `train_images` images: warmup for the first 10% of the
     /// steps, then cosine decay to the end.
     pub fn rescheduled(&self, epochs: usize, train_images: usize) -> Self {
@@ -66,6 +80,14 @@ impl TrainConfig {
         c.optim.warmup_steps = total / 10;
         c
     }
+}
+
+/// What a user changed in a method's recipe (the CLI's `--optimizer/--lr/--wd`, the app's learning rate).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RecipeOverrides {
+    pub optimizer: Option<OptimizerKind>,
+    pub lr: Option<f32>,
+    pub weight_decay: Option<f32>,
 }
 
 /// Progress, as the loop goes.
