@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{has_name, MethodOptions, MethodSpec};
+use super::{has_name, MethodOptions, MethodRecipe, MethodSpec};
 use crate::error::{Error, Result};
 use crate::model::hooks::{Affine, Hooks, Site};
 use crate::model::{Backbone, Graph, HostTensor, Pooling, ViTConfig};
@@ -88,6 +88,15 @@ pub struct Ssf;
 impl MethodSpec for Ssf {
     fn description(&self) -> &'static str {
         "SSF: a learned scale and shift of every layer's features (Lian et al., NeurIPS 2022)"
+    }
+
+    fn recipe(&self) -> MethodRecipe {
+        // dongzelian/SSF's VTAB-1k scripts (train_scripts/vit/vtab): AdamW, lr 5e-3, weight decay 5e-5.
+        MethodRecipe {
+            sgd: false,
+            lr: 5e-3,
+            weight_decay: 5e-5,
+        }
     }
 
     fn shapes(&self, _o: &MethodOptions, b: &Backbone) -> BTreeMap<String, Vec<usize>> {
