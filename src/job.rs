@@ -433,6 +433,13 @@ pub fn predict(
     Ok((classes, rows))
 }
 
+/// Classes with their probabilities, most probable first.
+pub fn ranked(classes: &[String], probs: &[f32]) -> Vec<(String, f32)> {
+    let mut r: Vec<(String, f32)> = classes.iter().cloned().zip(probs.iter().copied()).collect();
+    r.sort_by(|a, b| b.1.total_cmp(&a.1));
+    r
+}
+
 pub fn softmax(row: &[f32]) -> Vec<f32> {
     let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
@@ -493,38 +500,33 @@ pub fn attention_overlay(
     image_path: &Path,
     req: &AttentionRequest,
 ) -> Result<(image::RgbImage, Option<usize>)> {
-    use crate::viz::{image_attention, overlay, Colormap, HeadFusion, MapMode};
-    let mode = req.mode(backbone.config.depth)?;
-    let fusion = HeadFusion::from_name(&req.head)?;
-    let cmap = Colormap::from_name(&req.colormap).ok_or_else(|| {
-        Error::Input(format!(
-            "--colormap `{}`: expected inferno, viridis or jet",
-            req.colormap
-        ))
-    })?;
+    use crate::viz::{heat_map, Colormap, HeadFusion, MapMode, MapStyle};
+    let style = MapStyle {
+        mode: req.mode(backbone.config.depth)?,
+        fusion: HeadFusion::from_name(&req.head)?,
+        colormap: Colormap::from_name(&req.colormap).ok_or_else(|| {
+            Error::Input(format!(
+                "--colormap `{}`: expected inferno, viridis or jet",
+                req.colormap
+            ))
+        })?,
+        alpha: req.alpha,
+        class: req.class,
+    };
     let (vit, gt) = input.upload(gpu, backbone)?;
-    let one = crate::model::HostTensor::new(
-        vec![1, 3, input.transform.size.0, input.transform.size.1],
-        input.pixels.data[..3 * input.transform.size.0 * input.transform.size.1].to_vec(),
-    );
-    let grads = mode == MapMode::GradRollout;
-    let att = image_attention(gpu, &vit, gt.as_ref(), &one, grads, req.class)?;
-    let map = att.map(mode, fusion)?;
     let img = crate::preprocess::load_rgb(image_path)?;
-    let region = input
-        .transform
-        .crop_box(img.width() as usize, img.height() as usize);
-    Ok((
-        overlay(
-            &img,
-            &map,
-            att.grid,
-            region,
-            cmap,
-            req.alpha.clamp(0.0, 1.0),
-        ),
-        grads.then_some(att.class).flatten(),
-    ))
+    let (drawn, att) = heat_map(
+        gpu,
+        &vit,
+        gt.as_ref(),
+        &input.transform,
+        (&img, &img),
+        &style,
+    )?;
+    let explained = (style.mode == MapMode::GradRollout)
+        .then_some(att.class)
+        .flatten();
+    Ok((drawn, explained))
 }
 
 /// `vitune forward`: the backbone (with `tuning`, if given) on `pixels` [N,3,H,W] at their size, as named tensors:

@@ -10,14 +10,14 @@ use std::thread::JoinHandle;
 use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu};
 use crate::job::{run_train, AttentionRequest, Data, Init, TrainJob};
-use crate::model::{load_backbone, Backbone, GpuTuning, GpuViT, HostTensor, LoadOptions};
+use crate::model::{load_backbone, Backbone, GpuTuning, GpuViT, LoadOptions};
 use crate::select::{CompareEntry, CompareRow, SearchOptions, Selection};
 use crate::train::{
     argmax_rows, predict_logits, Augment, Evaluation, Samples, TrainConfig, TrainEvent,
 };
 use crate::tuned::{self, TunedMeta};
 use crate::tuning::{Method, MethodOptions, Tuning};
-use crate::viz::{image_attention, overlay, Colormap, HeadFusion};
+use crate::viz::{heat_map, Colormap, HeadFusion, MapMode, MapStyle};
 
 use super::project::{Project, Settings};
 
@@ -328,54 +328,29 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             let b = backbone(st)?.clone();
             let tuning = st.tuning.as_ref().map(|t| t.0.clone());
             let (g, vit) = gpu_vit(st)?;
-            let mode = request.mode(b.config.depth)?;
-            let fusion = HeadFusion::from_name(&request.head)?;
-            let cmap = Colormap::from_name(&request.colormap).unwrap_or(Colormap::Inferno);
+            let style = MapStyle {
+                mode: request.mode(b.config.depth)?,
+                fusion: HeadFusion::from_name(&request.head)?,
+                colormap: Colormap::from_name(&request.colormap).unwrap_or(Colormap::Inferno),
+                alpha: request.alpha,
+                class: request.class,
+            };
+            // The backbone alone has no prompts: its side of a prompt map is the CLS map of that layer.
+            let before_style = MapStyle {
+                mode: match style.mode {
+                    MapMode::Prompt { layer, .. } => MapMode::Cls { layer },
+                    m => m,
+                },
+                ..style
+            };
             let t = crate::job::eval_transform(&b, None);
             let img = crate::preprocess::load_rgb(&image)?;
-            let px = HostTensor::new(vec![1, 3, t.size.0, t.size.1], t.apply(&img));
-            let region = t.crop_box(img.width() as usize, img.height() as usize);
             let shown = display_copy(&img);
-            let region = scale_region(region, &img, &shown);
-            let before_mode = match mode {
-                crate::viz::MapMode::Prompt { layer, .. } => crate::viz::MapMode::Cls { layer },
-                m => m,
-            };
-            let before_att = image_attention(
-                g,
-                vit,
-                None,
-                &px,
-                before_mode == crate::viz::MapMode::GradRollout,
-                request.class,
-            )?;
-            let before = overlay(
-                &shown,
-                &before_att.map(before_mode, fusion)?,
-                before_att.grid,
-                region,
-                cmap,
-                request.alpha,
-            );
+            let (before, _) = heat_map(g, vit, None, &t, (&img, &shown), &before_style)?;
             let after = match &tuning {
                 Some(tn) => {
                     let gt = GpuTuning::upload(g, tn)?;
-                    let att = image_attention(
-                        g,
-                        vit,
-                        Some(&gt),
-                        &px,
-                        mode == crate::viz::MapMode::GradRollout,
-                        request.class,
-                    )?;
-                    Some(overlay(
-                        &shown,
-                        &att.map(mode, fusion)?,
-                        att.grid,
-                        region,
-                        cmap,
-                        request.alpha,
-                    ))
+                    Some(heat_map(g, vit, Some(&gt), &t, (&img, &shown), &style)?.0)
                 }
                 None => None,
             };
@@ -394,6 +369,13 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             let (g, vit) = gpu_vit(st)?;
             let t = crate::job::eval_transform(&b, None);
             let gt = GpuTuning::upload(g, &tn)?;
+            let style = MapStyle {
+                mode: MapMode::Rollout { discard: 0.9 },
+                fusion: HeadFusion::Mean,
+                colormap: Colormap::Inferno,
+                alpha: 0.5,
+                class: None,
+            };
             let mut out = Vec::new();
             for p in paths {
                 let img = match crate::preprocess::load_rgb(&p) {
@@ -403,31 +385,10 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                         continue;
                     }
                 };
-                let px = HostTensor::new(vec![1, 3, t.size.0, t.size.1], t.apply(&img));
-                let att = image_attention(g, vit, Some(&gt), &px, false, None)?;
-                let probs = crate::job::softmax(&att.logits);
-                let mut ranked: Vec<(String, f32)> = meta
-                    .classes
-                    .iter()
-                    .cloned()
-                    .zip(probs.iter().copied())
-                    .collect();
-                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
                 let shown = display_copy(&img);
-                let region = scale_region(
-                    t.crop_box(img.width() as usize, img.height() as usize),
-                    &img,
-                    &shown,
-                );
-                let map = att.map(
-                    crate::viz::MapMode::Rollout { discard: 0.9 },
-                    HeadFusion::Mean,
-                )?;
-                out.push((
-                    p,
-                    ranked,
-                    overlay(&shown, &map, att.grid, region, Colormap::Inferno, 0.5),
-                ));
+                let (drawn, att) = heat_map(g, vit, Some(&gt), &t, (&img, &shown), &style)?;
+                let ranked = crate::job::ranked(&meta.classes, &crate::job::softmax(&att.logits));
+                out.push((p, ranked, drawn));
             }
             send(Reply::Predictions(out));
         }
@@ -545,13 +506,4 @@ fn display_copy(img: &image::RgbImage) -> image::RgbImage {
         img.height() * f,
         image::imageops::FilterType::Nearest,
     )
-}
-
-fn scale_region(
-    r: (u32, u32, u32, u32),
-    from: &image::RgbImage,
-    to: &image::RgbImage,
-) -> (u32, u32, u32, u32) {
-    let f = to.width() / from.width().max(1);
-    (r.0 * f, r.1 * f, r.2 * f, r.3 * f)
 }

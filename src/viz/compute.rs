@@ -105,3 +105,44 @@ pub fn image_attention(
         class,
     })
 }
+
+/// Which map to draw, and how.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MapStyle {
+    pub mode: MapMode,
+    pub fusion: HeadFusion,
+    pub colormap: super::Colormap,
+    pub alpha: f32,
+    /// The class a grad-rollout explains (the predicted one when unset).
+    pub class: Option<usize>,
+}
+
+/// The heat-map of `img` over `shown`, the image as it is displayed (`img` itself, or a copy enlarged by a whole
+/// factor): the image goes through `transform`, the map covers the transform's crop of it. Returns the overlay and
+/// the attention it came from (its logits give the prediction). The CLI's `attention` and the app share it.
+pub fn heat_map(
+    gpu: &Gpu,
+    vit: &GpuViT,
+    tuning: Option<&GpuTuning>,
+    transform: &crate::preprocess::Transform,
+    (img, shown): (&image::RgbImage, &image::RgbImage),
+    style: &MapStyle,
+) -> Result<(image::RgbImage, ImageAttention)> {
+    let (h, w) = transform.size;
+    let px = HostTensor::new(vec![1, 3, h, w], transform.apply(img));
+    let grads = style.mode == MapMode::GradRollout;
+    let att = image_attention(gpu, vit, tuning, &px, grads, style.class)?;
+    let map = att.map(style.mode, style.fusion)?;
+    let r = transform.crop_box(img.width() as usize, img.height() as usize);
+    let f = (shown.width() / img.width().max(1)).max(1);
+    let region = (r.0 * f, r.1 * f, r.2 * f, r.3 * f);
+    let drawn = super::overlay(
+        shown,
+        &map,
+        att.grid,
+        region,
+        style.colormap,
+        style.alpha.clamp(0.0, 1.0),
+    );
+    Ok((drawn, att))
+}

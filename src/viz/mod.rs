@@ -6,6 +6,6 @@ mod maps;
 mod overlay;
 
 pub use colormap::Colormap;
-pub use compute::{image_attention, ImageAttention};
+pub use compute::{heat_map, image_attention, ImageAttention, MapStyle};
 pub use maps::{attention_map, fuse_heads, rollout, HeadFusion, MapMode};
 pub use overlay::{overlay, upsample_bilinear};
