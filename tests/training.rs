@@ -393,3 +393,73 @@ fn bad_inputs_give_the_documented_behaviour() {
         "{err}"
     );
 }
+
+/// A GPU too small for the job (`VITUNE_GPU_MEMORY_MB` caps what vitune may allocate, as if the GPU had that
+/// much memory) ends training and the forward with one sentence saying what happened and what to try, not a panic.
+#[test]
+fn running_out_of_gpu_memory_is_one_sentence_with_what_to_try() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    make_dataset(&data, 4, 3);
+    let tuned = dir.path().join("t.safetensors");
+    let input = common::fixture("grad_linear").join("input.safetensors");
+    let y = dir.path().join("y.safetensors");
+    let model = model();
+    // 1 MiB holds the tiny backbone but not a training step; the forward fits in it, so it gets none.
+    let runs: [(&str, Vec<&str>); 2] = [
+        (
+            "1",
+            vec![
+                "train",
+                "--backbone",
+                &model,
+                "--data",
+                s(&data),
+                "--method",
+                "vpt-deep",
+                "--epochs",
+                "1",
+                "--out",
+                s(&tuned),
+            ],
+        ),
+        (
+            "0",
+            vec![
+                "forward",
+                "--backbone",
+                &model,
+                "--input",
+                s(&input),
+                "--out",
+                s(&y),
+            ],
+        ),
+    ];
+    for (cap, args) in runs {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitune"))
+            .args(&args)
+            .env("VITUNE_GPU_MEMORY_MB", cap)
+            .output()
+            .expect("vitune runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail: {err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        let line = err
+            .lines()
+            .rfind(|l| l.starts_with("error:"))
+            .unwrap_or_else(|| panic!("no error line: {err}"));
+        for needle in [
+            "ran out of memory",
+            "--batch",
+            "VITUNE_MEMORY_MB",
+            "VITUNE_WEIGHTS=f16",
+        ] {
+            assert!(
+                line.contains(needle),
+                "{args:?}: `{needle}` missing from: {line}"
+            );
+        }
+        assert!(!tuned.exists(), "a failed run left a tuned file");
+    }
+}

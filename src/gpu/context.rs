@@ -25,10 +25,43 @@ pub enum GpuError {
     },
     #[error("GPU error: {0}")]
     Device(String),
+    #[error(
+        "the GPU ran out of memory ({0}); try a smaller --batch, a smaller VITUNE_MEMORY_MB (the training step's \
+         activation budget in MiB, 1024 by default) or VITUNE_WEIGHTS=f16 (the frozen weights in half the memory)"
+    )]
+    OutOfMemory(String),
+    #[error(
+        "the GPU device was lost ({0}): its driver reset it or it was removed; what was saved before is intact, \
+         run the command again (a smaller --batch makes each submission shorter)"
+    )]
+    Lost(String),
     #[error("reading results back from the GPU failed: {0}")]
     Readback(String),
     #[error("{0}")]
     Unsupported(String),
+}
+
+/// What the device reported outside an error scope.
+#[derive(Default)]
+struct Faults {
+    /// A lost device stays lost: every later operation reports it.
+    lost: Option<String>,
+    /// Reported once, by the next operation.
+    pending: Option<FaultKind>,
+}
+
+enum FaultKind {
+    OutOfMemory(String),
+    Other(String),
+}
+
+/// `VITUNE_GPU_MEMORY_MB`: a cap on the tensors vitune allocates, as if the GPU had that much memory (for trying
+/// a small GPU's limits on a large one, and for the out-of-memory tests).
+fn memory_cap() -> Option<u64> {
+    std::env::var("VITUNE_GPU_MEMORY_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|mb| mb << 20)
 }
 
 /// An opened device with its queue, limits, pipeline cache and buffer pool.
@@ -40,6 +73,8 @@ pub struct Gpu {
     pub features: wgpu::Features,
     pub(super) pipelines: PipelineCache,
     pub(super) pool: Arc<BufferPool>,
+    /// The first fault the device reported outside an error scope (an allocation out of memory, a lost device).
+    faults: Arc<std::sync::Mutex<Faults>>,
     dummy: std::sync::OnceLock<super::GpuTensor>,
     /// Serial row kernels (see `RowKernel`): 1 = one row per invocation, 0 = one workgroup per row.
     serial_rows: std::sync::atomic::AtomicBool,
@@ -170,6 +205,25 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| GpuError::RequestDevice(info.name.clone(), e.to_string()))?;
+        let faults = Arc::new(std::sync::Mutex::new(Faults::default()));
+        {
+            // wgpu's default handler panics; a fault becomes the next operation's error instead.
+            let on_error = faults.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                let mut f = on_error.lock().unwrap_or_else(|p| p.into_inner());
+                f.pending.get_or_insert(match e {
+                    wgpu::Error::OutOfMemory { .. } => FaultKind::OutOfMemory(e.to_string()),
+                    other => FaultKind::Other(other.to_string()),
+                });
+            }));
+            let on_lost = faults.clone();
+            device.set_device_lost_callback(move |reason, message| {
+                if reason != wgpu::DeviceLostReason::Destroyed {
+                    let mut f = on_lost.lock().unwrap_or_else(|p| p.into_inner());
+                    f.lost.get_or_insert(format!("{reason:?}: {message}"));
+                }
+            });
+        }
         let serial_rows = cpu_variant("VITUNE_ROWS", "workgroup", "serial", &info);
         let fused_attention = env_choice("VITUNE_ATTENTION", &["matmul", "fused"]) == Some(1);
         let matmul_kernel = if cpu_variant("VITUNE_MATMUL", "tiled", "direct", &info) {
@@ -184,7 +238,8 @@ impl Gpu {
             limits,
             features,
             pipelines: PipelineCache::default(),
-            pool: Arc::new(BufferPool::default()),
+            pool: Arc::new(BufferPool::with_limit(memory_cap())),
+            faults,
             dummy: std::sync::OnceLock::new(),
             serial_rows: std::sync::atomic::AtomicBool::new(serial_rows),
             matmul_kernel,
@@ -301,6 +356,20 @@ impl Gpu {
 }
 
 impl Gpu {
+    /// The device's fault since the last check, if any, as an error: a lost device, or an error it raised outside
+    /// an error scope (an allocation that ran out of memory).
+    pub fn check_faults(&self) -> Result<(), GpuError> {
+        let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lost) = &f.lost {
+            return Err(GpuError::Lost(lost.clone()));
+        }
+        match f.pending.take() {
+            Some(FaultKind::OutOfMemory(m)) => Err(GpuError::OutOfMemory(m)),
+            Some(FaultKind::Other(m)) => Err(GpuError::Device(m)),
+            None => Ok(()),
+        }
+    }
+
     /// A small buffer bound where a kernel's optional input is absent.
     pub fn dummy(&self) -> &super::GpuTensor {
         self.dummy.get_or_init(|| {

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 #[derive(Default)]
 pub struct BufferPool {
     inner: Mutex<PoolInner>,
+    /// Most bytes of storage buffers the pool may hold (in use and free), when capped.
+    limit: Option<u64>,
 }
 
 #[derive(Default)]
@@ -27,9 +29,31 @@ pub fn rounded(bytes: u64) -> u64 {
 }
 
 impl BufferPool {
-    /// A storage buffer (a tensor's) of at least `bytes`.
-    pub fn take(&self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
-        self.take_with(device, bytes, STORAGE_USAGE)
+    /// A pool whose storage buffers may not exceed `limit` bytes in all.
+    pub fn with_limit(limit: Option<u64>) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    /// A storage buffer (a tensor's) of at least `bytes`; out of memory past the pool's cap.
+    pub fn take(&self, device: &wgpu::Device, bytes: u64) -> Result<wgpu::Buffer, super::GpuError> {
+        if let Some(limit) = self.limit {
+            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let size = rounded(bytes);
+            let reusable = inner
+                .free
+                .get(&(size, STORAGE_USAGE.bits()))
+                .is_some_and(|v| !v.is_empty());
+            if !reusable && inner.in_use_bytes + inner.free_bytes + size > limit {
+                return Err(super::GpuError::OutOfMemory(format!(
+                    "a {size}-byte tensor would pass the {} MiB of VITUNE_GPU_MEMORY_MB",
+                    limit >> 20
+                )));
+            }
+        }
+        Ok(self.take_with(device, bytes, STORAGE_USAGE))
     }
 
     /// A buffer of at least `bytes` with exactly `usage`.

@@ -284,9 +284,7 @@ impl<'g> Recorder<'g> {
 
         gpu.queue.submit(Some(encoder.finish()));
         if let Some(e) = pollster::block_on(oom_scope.pop()) {
-            return Err(GpuError::Device(format!(
-                "out of GPU memory ({e}); try a smaller batch"
-            )));
+            return Err(GpuError::OutOfMemory(e.to_string()));
         }
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Device(e.to_string()));
@@ -302,7 +300,10 @@ impl<'g> Recorder<'g> {
             .iter()
             .zip(&self.reads)
             .map(|(s, t)| read_f32(gpu, s, t.bytes()))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>();
+        // A device lost during the submit fails its read-backs too; the loss is the error to report.
+        gpu.check_faults()?;
+        let outs = outs?;
         // The submit has completed and every staging buffer is unmapped: both kinds go back to the pool.
         for s in staging {
             gpu.pool.give_back(s);

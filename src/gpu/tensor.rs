@@ -85,7 +85,8 @@ impl Gpu {
                 limit,
             });
         }
-        let buf = self.pool.take(&self.device, bytes);
+        self.check_faults()?;
+        let buf = self.pool.take(&self.device, bytes)?;
         Ok(GpuTensor {
             pooled: Arc::new(Pooled {
                 buf: Some(buf),
