@@ -99,7 +99,7 @@ macro_rules! grad_fixture {
     };
 }
 
-const GRADIENTS: [GradFixture; 10] = [
+const GRADIENTS: [GradFixture; 11] = [
     grad_fixture!("linear"),
     grad_fixture!("bitfit"),
     grad_fixture!("vpt-shallow"),
@@ -109,6 +109,7 @@ const GRADIENTS: [GradFixture; 10] = [
     grad_fixture!("adaptformer"),
     grad_fixture!("convpass"),
     grad_fixture!("ssf"),
+    grad_fixture!("ssf-avg"),
     grad_fixture!("full"),
 ];
 

@@ -182,6 +182,11 @@ fn ssf_gradients_match_autograd() {
 }
 
 #[test]
+fn ssf_on_average_pooled_layerscale_backbone_matches_autograd() {
+    check("ssf-avg");
+}
+
+#[test]
 fn full_fine_tuning_gradients_match_autograd() {
     check("full");
 }
@@ -226,7 +231,7 @@ fn micro_batches_match_the_full_batch(method: &str, micro: usize, dropout: Optio
 }
 
 /// Every fixture case (and the backbone it uses).
-const CASES: [&str; 10] = [
+const CASES: [&str; 11] = [
     "linear",
     "bitfit",
     "vpt-shallow",
@@ -236,6 +241,7 @@ const CASES: [&str; 10] = [
     "adaptformer",
     "convpass",
     "ssf",
+    "ssf-avg",
     "full",
 ];
 
@@ -512,6 +518,7 @@ fn a_step_holds_no_more_than_its_activation_budget() {
         "lora",
         "convpass",
         "ssf",
+        "ssf-avg",
         "full",
     ] {
         let case = load_case(method);

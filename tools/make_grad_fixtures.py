@@ -21,8 +21,8 @@ exact erf GELU, LayerNorm eps 1e-6, final ``norm`` + CLS pooling or
 method injected, then the mean cross-entropy loss over a batch of N = 3
 images (no label smoothing, no dropout) and, by autograd, the gradient of
 every trainable tensor. Methods: linear, bitfit, vpt-shallow, vpt-deep, lora,
-adaptformer, convpass, ssf, full, and vpt-deep on the average-pooled LayerScale
-backbone (case ``vpt-deep-avg``).
+adaptformer, convpass, ssf, full, and vpt-deep and ssf on the average-pooled
+LayerScale backbone (cases ``vpt-deep-avg``, ``ssf-avg``).
 
 Every trainable tensor starts from deterministic random values that are NOT
 the method's usual init (LoRA B, adapter up-projections, biases are random)
@@ -120,6 +120,7 @@ CASES = {
     "full": ("full", "timm_cls", 5008),
     "ssf": ("ssf", "timm_cls", 5010),
     "vpt-deep-avg": ("vpt-deep", "timm_avg_bf16", 5009),
+    "ssf-avg": ("ssf", "timm_avg_bf16", 5011),
 }
 
 OPTIM_SEED = 6001

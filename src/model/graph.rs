@@ -9,7 +9,7 @@ use super::saved::WeightInputs;
 use super::{GpuViT, HostTensor, Pooling, ViTConfig};
 use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu, GpuTensor, Recorder};
-use crate::ops::activation::{activation_backward, zeros};
+use crate::ops::activation::{activation_backward, add_into, zeros};
 use crate::ops::affine::{affine_grads, fold_norm, fold_norm_grads, scale_rows};
 use crate::ops::attention::{
     attention, attention_backward, flash_attention, flash_attention_backward,
@@ -265,10 +265,16 @@ impl<'a> Graph<'a> {
         let (w, b) = self.pair(&prefix)?;
         match self.affine(site)? {
             Some(af) => {
+                // Under LayerScale (folded into this layer) the affine's shift is scaled too: ls⊙(γ⊙z + β).
+                let scaled_shift = match self.layer_scale(site)? {
+                    Some(ls) => Some(scale_rows(rec, af.shift, ls, None)?),
+                    None => None,
+                };
+                let shift = scaled_shift.as_ref().unwrap_or(af.shift);
                 let (z, y) = linear_scaled(
                     rec,
                     (x, w, Some(b)),
-                    (af.scale, af.shift),
+                    (af.scale, shift),
                     act,
                     residual,
                     train,
@@ -276,6 +282,18 @@ impl<'a> Graph<'a> {
                 Ok((y, z))
             }
             None => Ok((linear(rec, x, w, Some(b), act, residual)?, None)),
+        }
+    }
+
+    /// The LayerScale γ folded into the layer whose output `site` is (proj and fc2 of LayerScale backbones).
+    fn layer_scale(&self, site: Site) -> Result<Option<&'a GpuTensor>> {
+        if !self.vit.config.layer_scale {
+            return Ok(None);
+        }
+        match site {
+            Site::Proj(l) => self.w(&format!("blocks.{l}.ls1.gamma")).map(Some),
+            Site::Fc2(l) => self.w(&format!("blocks.{l}.ls2.gamma")).map(Some),
+            _ => Ok(None),
         }
     }
 
@@ -305,7 +323,16 @@ impl<'a> Graph<'a> {
             let z = z.ok_or_else(|| {
                 Error::Internal(format!("the forward kept no input for `{}`", af.names[0]))
             })?;
-            affine_grads(rec, dy, z, (gs, gb));
+            match self.layer_scale(site)? {
+                // The shift entered as ls⊙β: dβ = ls⊙Σ dy.
+                Some(ls) => {
+                    let sum = zeros(rec, &gb.shape)?;
+                    affine_grads(rec, dy, z, (gs, &sum));
+                    let scaled = scale_rows(rec, &sum, ls, None)?;
+                    add_into(rec, gb, &scaled);
+                }
+                None => affine_grads(rec, dy, z, (gs, gb)),
+            }
         }
         Ok(Some(scale_rows(rec, dy, af.scale, None)?))
     }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::{has_name, MethodOptions, MethodRecipe, MethodSpec};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::hooks::{Affine, Hooks, Site};
 use crate::model::{Backbone, Graph, HostTensor, Pooling, ViTConfig};
 use crate::rng::Rng;
@@ -110,17 +110,6 @@ impl MethodSpec for Ssf {
         rng: &mut Rng,
     ) -> Result<BTreeMap<String, HostTensor>> {
         Ok(init(&b.config, rng))
-    }
-
-    fn check(&self, _o: &MethodOptions, b: &Backbone) -> Result<()> {
-        // The paper scales fc2's output before LayerScale; vitune folds LayerScale into fc2, so the shift would
-        // land after it instead.
-        if b.config.layer_scale {
-            return Err(Error::Input(
-                "method ssf on a LayerScale backbone is not supported yet".into(),
-            ));
-        }
-        Ok(())
     }
 
     fn recognises(&self, tensors: &BTreeMap<String, HostTensor>) -> bool {
