@@ -703,7 +703,7 @@ impl<'a> Graph<'a> {
 
     /// dW += scale·dyᵀ·x and db += scale·Σ dy for `{prefix}.weight/bias` where they are trained; `x` is the
     /// layer's saved input, `None` when the forward kept none (it must have, if the weight is trained).
-    pub fn linear_param_grads(
+    fn linear_param_grads(
         &self,
         rec: &mut Recorder,
         prefix: &str,
@@ -736,13 +736,28 @@ impl<'a> Graph<'a> {
         x: Option<&GpuTensor>,
         grads: &Grads,
     ) -> Result<GpuTensor> {
+        self.scaled_linear_backward(rec, prefix, (dy, 1.0), x, grads, None)
+    }
+
+    /// Backward of y = scale·(x·Wᵀ + b) for the linear layer `{prefix}`: returns dx (added into `into` when
+    /// given, else new) and accumulates the weight and bias gradients where trained; `x` is the saved input.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scaled_linear_backward(
+        &self,
+        rec: &mut Recorder,
+        prefix: &str,
+        (dy, scale): (&GpuTensor, f32),
+        x: Option<&GpuTensor>,
+        grads: &Grads,
+        into: Option<&GpuTensor>,
+    ) -> Result<GpuTensor> {
         let w = self.w(&format!("{prefix}.weight"))?;
         let mut shape = dy.shape.clone();
         if let Some(last) = shape.last_mut() {
             *last = w.shape[1];
         }
-        let dx = linear_input_grad(rec, dy, w, 1.0, None, &shape)?;
-        self.linear_param_grads(rec, prefix, dy, x, grads, 1.0)?;
+        let dx = linear_input_grad(rec, dy, w, scale, into, &shape)?;
+        self.linear_param_grads(rec, prefix, dy, x, grads, scale)?;
         Ok(dx)
     }
 

@@ -9,7 +9,7 @@ use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Branch, BranchInput, Grads, Hooks, Saved};
 use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
 use crate::ops::activation::activation_backward;
-use crate::ops::matmul::{linear, linear_input_grad, linear_keeping_pre_act, Act, Layout, Matmul};
+use crate::ops::matmul::{linear, linear_keeping_pre_act, Act, Layout, Matmul};
 use crate::rng::Rng;
 
 pub fn shapes(o: &MethodOptions, c: &ViTConfig) -> BTreeMap<String, Vec<usize>> {
@@ -115,20 +115,11 @@ impl Hooks for AdaptFormerHooks {
             ));
         };
         let a = prefix(l);
-        let (uw, _) = g.pair(&format!("{a}.up_proj"))?;
-        g.linear_param_grads(
-            rec,
-            &format!("{a}.up_proj"),
-            dout,
-            Some(act),
-            grads,
-            self.scale,
-        )?;
-        let da = linear_input_grad(rec, dout, uw, self.scale, None, &act.shape)?;
+        let up = format!("{a}.up_proj");
+        let da = g.scaled_linear_backward(rec, &up, (dout, self.scale), Some(act), grads, None)?;
         activation_backward(rec, pre, &da, Act::Relu);
-        let (dw, _) = g.pair(&format!("{a}.down_proj"))?;
-        g.linear_param_grads(rec, &format!("{a}.down_proj"), &da, input, grads, 1.0)?;
-        linear_input_grad(rec, &da, dw, 1.0, Some(dinput), &dinput.shape)?;
+        let down = format!("{a}.down_proj");
+        g.scaled_linear_backward(rec, &down, (&da, 1.0), input, grads, Some(dinput))?;
         Ok(())
     }
 }

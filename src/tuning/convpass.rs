@@ -11,7 +11,7 @@ use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
 use crate::ops::activation::{activation, activation_backward};
 use crate::ops::conv::{conv_tokens, conv_tokens_input_grad, conv_tokens_weight_grad};
 use crate::ops::dropout::{dropout_rows, Band};
-use crate::ops::matmul::{linear_input_grad, linear_keeping_pre_act, Act, Layout, Matmul};
+use crate::ops::matmul::{linear_keeping_pre_act, Act, Layout, Matmul};
 use crate::ops::reduce::column_sum_into;
 use crate::rng::Rng;
 
@@ -176,16 +176,8 @@ impl Hooks for ConvpassHooks {
         };
         let b = module(l, branch);
         let start = g.layout().patch_start();
-        let (uw, _) = g.pair(&format!("{b}.adapter_up"))?;
-        g.linear_param_grads(
-            rec,
-            &format!("{b}.adapter_up"),
-            dout,
-            Some(e),
-            grads,
-            self.scale,
-        )?;
-        let de = linear_input_grad(rec, dout, uw, self.scale, None, &e.shape)?;
+        let up = format!("{b}.adapter_up");
+        let de = g.scaled_linear_backward(rec, &up, (dout, self.scale), Some(e), grads, None)?;
         self.drop(g, rec, &de, dout, l, branch);
         activation_backward(rec, cpre, &de, Act::QuickGelu);
         if let Some(gw) = grads.get(&format!("{b}.adapter_conv.weight")) {
@@ -197,9 +189,8 @@ impl Hooks for ConvpassHooks {
         let (cw, _) = g.pair(&format!("{b}.adapter_conv"))?;
         let dd = conv_tokens_input_grad(rec, &de, cw, start, g.grid())?;
         activation_backward(rec, dpre, &dd, Act::QuickGelu);
-        let (dw, _) = g.pair(&format!("{b}.adapter_down"))?;
-        g.linear_param_grads(rec, &format!("{b}.adapter_down"), &dd, input, grads, 1.0)?;
-        linear_input_grad(rec, &dd, dw, 1.0, Some(dinput), &dinput.shape)?;
+        let down = format!("{b}.adapter_down");
+        g.scaled_linear_backward(rec, &down, (&dd, 1.0), input, grads, Some(dinput))?;
         Ok(())
     }
 }
