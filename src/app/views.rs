@@ -373,7 +373,7 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     let s = &mut app.project.settings;
     ui.horizontal(|ui| {
         ui.label("Method");
-        egui::ComboBox::from_id_salt("method")
+        egui::ComboBox::from_label("method")
             .selected_text(s.method.name())
             .show_ui(ui, |ui| {
                 for m in Method::ALL {
