@@ -21,7 +21,12 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 }
 
 fn harness(project: Project) -> Harness<'static, VituneApp> {
-    let app = VituneApp::new(&egui::Context::default(), project, None);
+    harness_at(project, None)
+}
+
+/// The app around `project`, saved at `path` when given (as when it reopens the last project).
+fn harness_at(project: Project, path: Option<PathBuf>) -> Harness<'static, VituneApp> {
+    let app = VituneApp::new(&egui::Context::default(), project, path);
     let h = Harness::builder()
         .with_size([1000.0, 700.0])
         .wgpu()
@@ -336,4 +341,61 @@ fn the_gpu_panel_runs_the_selftest() {
     );
     h.run();
     h.get_by_label("all checks passed");
+}
+
+/// The trained model is kept with the project: after a run, the tuned file and the run's curves and metrics sit
+/// beside the project file, and a restarted app (or Open) brings them back.
+#[test]
+fn the_trained_model_and_its_curves_come_back_with_the_project() {
+    let _serial = one_at_a_time();
+    drop(common::gpu());
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut project = glyph_project(dir.path(), 4);
+    project.settings.auto = false;
+    project.settings.epochs = 3;
+    // Two shots per class train, the other two validate: the run has an evaluation to keep.
+    project.settings.shots = Some(2);
+    let path = dir.path().join("glyphs.json");
+    let mut h = harness(project);
+    wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
+    h.state_mut().save_project(&path);
+    h.state_mut().tab = vitune::app::Tab::Tune;
+    h.step();
+    h.get_by_label("Train").click();
+    h.step();
+    wait_for(&mut h, 300, "the training", |a| !a.training);
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    let tuned = vitune::app::project::tuned_path(&path);
+    wait_for(&mut h, 60, "the kept model", |_| tuned.exists());
+    let curve = h.state().curve.clone();
+    let evaluation = h.state().evaluation.clone();
+    let summary = h.state().status.clone();
+    assert!(!curve.is_empty());
+    assert!(
+        evaluation.is_some(),
+        "the run validated on the held-out images"
+    );
+    assert!(vitune::app::project::results_path(&path).exists());
+    drop(h);
+
+    // A new app on the saved project: the model is back (Try and Attention can use it) with its curves.
+    let reopened = Project::load(&path).expect("project");
+    let mut h = harness_at(reopened, Some(path.clone()));
+    wait_for(&mut h, 120, "the restored model", |a| {
+        a.trained_classes.is_some()
+    });
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    // JSON keeps the curves to display precision (serde_json's float parsing may differ in the last digit).
+    let back = &h.state().curve;
+    assert_eq!(back.len(), curve.len());
+    for (a, b) in back.iter().zip(&curve) {
+        for (x, y) in [(a.0, b.0), (a.1, b.1), (a.2, b.2)] {
+            assert!((x - y).abs() <= 1e-12 * y.abs().max(1.0), "{a:?} vs {b:?}");
+        }
+    }
+    assert_eq!(h.state().evaluation, evaluation);
+    assert_eq!(
+        h.state().status,
+        format!("restored the last run: {summary}")
+    );
 }

@@ -78,6 +78,8 @@ pub struct VituneApp {
     thumbnails: HashMap<PathBuf, Option<egui::TextureHandle>>,
     worker: Worker,
     steps_seen: usize,
+    /// The summary of the run restored with the project, shown once its tuned model is back.
+    restored_summary: Option<String>,
 }
 
 impl VituneApp {
@@ -125,7 +127,71 @@ impl VituneApp {
             thumbnails: HashMap::new(),
             worker,
             steps_seen: 0,
+            restored_summary: None,
         }
+        .restored()
+    }
+
+    /// With the last run's tuned model and results restored from beside the project file, where they are.
+    fn restored(mut self) -> Self {
+        if let Some(path) = self.project_path.clone() {
+            self.restore_results(&path);
+        }
+        self
+    }
+
+    /// Brings back the tuned model and the curves and metrics kept beside `project` (see `keep_results`).
+    fn restore_results(&mut self, project: &Path) {
+        let tuned = project::tuned_path(project);
+        let results = project::results_path(project);
+        if !tuned.exists() {
+            return;
+        }
+        match project::Results::load(&results) {
+            Ok(r) => {
+                self.curve = r.curve;
+                self.val_curve = r.val_curve;
+                self.evaluation = r.evaluation;
+                self.selection = r.selection;
+                self.steps_seen = self.curve.len();
+                self.restored_summary = Some(r.summary);
+            }
+            Err(e) => self
+                .errors
+                .push(format!("the last run's curves were not restored: {e}")),
+        }
+        self.send(Command::Import(tuned));
+    }
+
+    /// Keeps the trained model (atomically, as every tuned file is written) and the run's curves and metrics
+    /// beside the project file, so that reopening the project shows them again.
+    fn keep_results(&mut self) {
+        let Some(path) = self.project_path.clone() else {
+            return;
+        };
+        if self.trained_classes.is_none() {
+            return;
+        }
+        self.send(Command::Export(project::tuned_path(&path)));
+        let r = project::Results {
+            curve: self.curve.clone(),
+            val_curve: self.val_curve.clone(),
+            evaluation: self.evaluation.clone(),
+            selection: self.selection.clone(),
+            summary: self.status.clone(),
+        };
+        if let Err(e) = r.save(&project::results_path(&path)) {
+            self.errors.push(format!(
+                "the run's curves were not kept with the project: {e}"
+            ));
+        }
+    }
+
+    /// Whether `path` is the tuned model kept beside the project file.
+    fn is_kept_model(&self, path: &Path) -> bool {
+        self.project_path
+            .as_deref()
+            .is_some_and(|p| project::tuned_path(p) == path)
     }
 
     pub fn send(&mut self, cmd: Command) {
@@ -260,6 +326,7 @@ impl VituneApp {
                 self.remember_last(path);
                 self.project_path = Some(path.to_path_buf());
                 self.status = format!("saved {}", path.display());
+                self.keep_results();
             }
             Err(e) => self.errors.push(e.to_string()),
         }
@@ -277,6 +344,7 @@ impl VituneApp {
                     let b = self.project.backbone.clone();
                     self.send(Command::LoadBackbone(b));
                 }
+                self.restore_results(path);
             }
             Err(e) => self.errors.push(e.to_string()),
         }
@@ -366,6 +434,7 @@ impl VituneApp {
                         if stopped { "stopped" } else { "trained" },
                         best_epoch + 1
                     );
+                    self.keep_results();
                 }
                 Reply::Selftest(r) => {
                     self.selftesting = false;
@@ -416,10 +485,16 @@ impl VituneApp {
                         })
                         .collect();
                 }
+                // The model kept with the project is written quietly after each run.
+                Reply::Exported(p) if self.is_kept_model(&p) => {}
                 Reply::Exported(p) => self.status = format!("exported {}", p.display()),
                 Reply::Imported { path, classes } => {
-                    self.status =
-                        format!("imported {} ({} classes)", path.display(), classes.len());
+                    self.status = match self.restored_summary.take() {
+                        Some(s) if self.is_kept_model(&path) => {
+                            format!("restored the last run: {s}")
+                        }
+                        _ => format!("imported {} ({} classes)", path.display(), classes.len()),
+                    };
                     self.trained_classes = Some(classes);
                 }
                 Reply::Error(e) => {

@@ -155,6 +155,50 @@ impl Project {
     }
 }
 
+/// The tuned model kept beside a project file: `<name>.tuned.safetensors`.
+pub fn tuned_path(project: &Path) -> PathBuf {
+    project.with_extension("tuned.safetensors")
+}
+
+/// The last run's curves and metrics kept beside a project file: `<name>.results.json`.
+pub fn results_path(project: &Path) -> PathBuf {
+    project.with_extension("results.json")
+}
+
+/// What the app shows of the last training run, kept with the project so that it is there after a restart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// (step, loss, accuracy) of every training step.
+    pub curve: Vec<(f64, f64, f64)>,
+    /// (epoch, validation accuracy).
+    pub val_curve: Vec<(f64, f64)>,
+    pub evaluation: Option<crate::train::Evaluation>,
+    pub selection: Option<crate::select::Selection>,
+    /// The status line the run ended with ("trained (… kept epoch 7 …)").
+    pub summary: String,
+}
+
+impl Results {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(crate::Error::io("read", path))?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Input(format!(
+                "{} is not a vitune results file: {e}",
+                path.display()
+            ))
+        })
+    }
+
+    /// Writes atomically (a temporary file, then a rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text).map_err(crate::Error::io("write", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(crate::Error::io("write", path))
+    }
+}
+
 /// Where the app remembers the last project.
 pub fn last_project_file() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("vitune").join("last_project"))

@@ -1,9 +1,9 @@
 //! Accuracy, per-class accuracy and the confusion matrix.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Evaluation of predictions against labels over `classes`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub classes: Vec<String>,
     pub accuracy: f64,
