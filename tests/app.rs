@@ -376,6 +376,25 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
         "the run validated on the held-out images"
     );
     assert!(vitune::app::project::results_path(&path).exists());
+
+    // A run that cannot start (a class without images) says so and leaves the last run's curves on screen.
+    for image in &mut h.state_mut().project.classes[0].images {
+        image.enabled = false;
+    }
+    h.get_by_label("Train").click();
+    h.step();
+    wait_for(&mut h, 60, "the refused run", |a| !a.training);
+    assert!(
+        h.state().errors.iter().any(|e| e.contains("has no images")),
+        "{:?}",
+        h.state().errors
+    );
+    assert!(
+        h.state().status.starts_with("the run ended with an error"),
+        "{}",
+        h.state().status
+    );
+    assert_eq!(h.state().curve, curve, "the previous curves stay");
     drop(h);
 
     // A new app on the saved project: the model is back (Try and Attention can use it) with its curves.

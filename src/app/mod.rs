@@ -80,6 +80,9 @@ pub struct VituneApp {
     steps_seen: usize,
     /// The summary of the run restored with the project, shown once its tuned model is back.
     restored_summary: Option<String>,
+    /// A run was asked for and has not reported yet: the previous run's curves stay until it does, so a run that
+    /// fails to start leaves them.
+    run_pending: bool,
 }
 
 impl VituneApp {
@@ -128,6 +131,7 @@ impl VituneApp {
             worker,
             steps_seen: 0,
             restored_summary: None,
+            run_pending: false,
         }
         .restored()
     }
@@ -187,6 +191,17 @@ impl VituneApp {
         }
     }
 
+    /// The first report of a new run replaces the previous run's curves and metrics.
+    fn begin_run_display(&mut self) {
+        if std::mem::take(&mut self.run_pending) {
+            self.curve.clear();
+            self.val_curve.clear();
+            self.evaluation = None;
+            self.progress = 0.0;
+            self.steps_seen = 0;
+        }
+    }
+
     /// Whether `path` is the tuned model kept beside the project file.
     fn is_kept_model(&self, path: &Path) -> bool {
         self.project_path
@@ -218,11 +233,7 @@ impl VituneApp {
     }
 
     pub fn start_training(&mut self) {
-        self.curve.clear();
-        self.val_curve.clear();
-        self.evaluation = None;
-        self.progress = 0.0;
-        self.steps_seen = 0;
+        self.run_pending = true;
         self.training = true;
         self.status = "training...".into();
         self.worker
@@ -371,18 +382,32 @@ impl VituneApp {
                     step,
                     steps_per_epoch,
                     epoch,
+                    images_per_s,
                     ..
                 }) => {
+                    self.begin_run_display();
                     self.steps_seen += 1;
                     self.curve.push((self.steps_seen as f64, loss, accuracy));
-                    let total = (self.project.settings.epochs * steps_per_epoch).max(1);
-                    self.progress =
-                        ((epoch * steps_per_epoch + step + 1) as f32 / total as f32).min(1.0);
+                    let epochs = self.project.settings.epochs;
+                    let total = (epochs * steps_per_epoch).max(1);
+                    let done = epoch * steps_per_epoch + step + 1;
+                    self.progress = (done as f32 / total as f32).min(1.0);
+                    if self.search_progress.is_none() {
+                        let left = total.saturating_sub(done) as f64
+                            * self.project.settings.batch as f64
+                            / images_per_s.max(1e-9);
+                        self.status = format!(
+                            "epoch {} of {epochs} · loss {loss:.3} · {images_per_s:.0} images/s · about {} left",
+                            epoch + 1,
+                            duration_text(left)
+                        );
+                    }
                 }
                 Reply::Event(TrainEvent::Search(e)) => {
                     use crate::select::SearchEvent;
                     match &e {
                         SearchEvent::Planned { schedule, .. } => {
+                            self.begin_run_display();
                             let total = schedule.rungs.iter().map(|r| r.candidates).sum();
                             self.search_progress = Some((0, total));
                             let epochs = schedule.rungs.iter().map(|r| r.candidates * r.epochs);
@@ -404,7 +429,17 @@ impl VituneApp {
                     if let Some(v) = s.val_accuracy {
                         self.val_curve.push(((s.epoch + 1) as f64, v));
                     }
-                    self.status = format!("epoch {} - loss {:.3}", s.epoch + 1, s.loss);
+                    if self.search_progress.is_none() {
+                        self.status = format!(
+                            "epoch {} of {} done · loss {:.3}{}",
+                            s.epoch + 1,
+                            self.project.settings.epochs,
+                            s.loss,
+                            s.val_accuracy
+                                .map(|v| format!(" · validation {:.1}%", 100.0 * v))
+                                .unwrap_or_default()
+                        );
+                    }
                 }
                 Reply::Trained {
                     evaluation,
@@ -501,6 +536,11 @@ impl VituneApp {
                     if (self.training || self.comparing || self.selftesting)
                         && !e.starts_with("skipped")
                     {
+                        if self.training {
+                            self.status = "the run ended with an error (above); the model trained before is kept"
+                                .into();
+                        }
+                        self.run_pending = false;
                         self.training = false;
                         self.comparing = false;
                         self.selftesting = false;
@@ -601,4 +641,14 @@ pub fn run(project: Option<PathBuf>) -> Result<()> {
         Box::new(move |cc| Ok(Box::new(VituneApp::new(&cc.egui_ctx, proj, path)))),
     )
     .map_err(|e| crate::Error::Input(format!("cannot open the window: {e}")))
+}
+
+/// "12 s", "3 min", "1 h 5 min".
+fn duration_text(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", (s + 30) / 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
 }

@@ -386,7 +386,11 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 }
             });
         if ui.button("Reset to defaults").clicked() {
+            // The method's settings go back to the papers'; the data split (shots, seed) stays the user's.
+            let (shots, seed) = (s.shots, s.seed);
             *s = super::project::Settings::defaults(s.method);
+            s.shots = shots;
+            s.seed = seed;
         }
     });
     ui.label(egui::RichText::new(s.method.description()).weak());
