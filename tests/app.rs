@@ -192,7 +192,38 @@ fn a_broken_image_shows_an_error_in_the_ui_and_keeps_the_project() {
     h.state_mut().add_class();
     h.state_mut().add_class();
     h.state_mut().add_images(0, &[folders[0].clone(), broken]);
-    h.state_mut().add_images(1, &[folders[1].clone()]);
+    // The second class through the path field, as where no file dialog opens: a folder's path, typed.
+    h.state_mut().selected_class = 1;
+    h.run();
+    h.get_by_label("Add from a path:").click();
+    h.run();
+    h.get_by_label("Add from a path:")
+        .type_text(folders[1].to_str().expect("utf8"));
+    h.run();
+    h.get_by_label("Add to the selected class").click();
+    h.run();
+    assert_eq!(h.state().project.classes[1].images.len(), 3);
+    // A wrong path is a message, not a silent nothing.
+    h.get_by_label("Add from a path:").click();
+    h.run();
+    h.get_by_label("Add from a path:")
+        .type_text("/no/such/folder");
+    h.run();
+    h.get_by_label("Add to the selected class").click();
+    h.run();
+    assert!(
+        h.state()
+            .errors
+            .iter()
+            .any(|e| e.contains("/no/such/folder")),
+        "{:?}",
+        h.state().errors
+    );
+    h.state_mut().errors.clear();
+    h.state_mut().path_to_add.clear();
+    // The broken image is marked and not counted.
+    h.get_by_label_contains("1 unreadable");
+    h.get_by_label("3 of 4 images");
     let before = h.state().project.clone();
     h.state_mut().tab = vitune::app::Tab::Tune;
     h.step();

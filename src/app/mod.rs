@@ -80,6 +80,8 @@ pub struct VituneApp {
     steps_seen: usize,
     /// The summary of the run restored with the project, shown once its tuned model is back.
     restored_summary: Option<String>,
+    /// The "add from a path" field: a file or folder typed or pasted, for systems without a file dialog.
+    pub path_to_add: String,
     /// A run was asked for and has not reported yet: the previous run's curves stay until it does, so a run that
     /// fails to start leaves them.
     run_pending: bool,
@@ -132,6 +134,7 @@ impl VituneApp {
             steps_seen: 0,
             restored_summary: None,
             run_pending: false,
+            path_to_add: String::new(),
         }
         .restored()
     }
@@ -221,6 +224,33 @@ impl VituneApp {
     pub fn add_images(&mut self, class: usize, paths: &[PathBuf]) {
         let n = self.project.add_images(class, paths);
         self.status = format!("added {n} images");
+    }
+
+    /// Adds the file or folder typed in the path field to the selected class (a new class when there is none).
+    pub fn add_typed_path(&mut self) {
+        let typed = self.path_to_add.trim().trim_matches('"').to_string();
+        if typed.is_empty() {
+            return;
+        }
+        let path = PathBuf::from(&typed);
+        if !path.exists() {
+            self.errors
+                .push(format!("no file or folder at {typed}: check the path"));
+            return;
+        }
+        if self.project.classes.is_empty() {
+            self.add_class();
+        }
+        let c = self.selected_class.min(self.project.classes.len() - 1);
+        let n = self.project.add_images(c, &[path]);
+        if n == 0 {
+            self.errors.push(format!(
+                "no new images at {typed} (png, jpg, webp, bmp or gif files, or a folder of them)"
+            ));
+        } else {
+            self.status = format!("added {n} images to {}", self.project.classes[c].name);
+            self.path_to_add.clear();
+        }
     }
 
     pub fn add_class(&mut self) {

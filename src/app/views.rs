@@ -105,6 +105,21 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             app.add_class();
         }
     });
+    // Typed or pasted paths: the way in where no file dialog can open (and for pasting a folder's path).
+    ui.horizontal(|ui| {
+        let label = ui.label("Add from a path:");
+        let field = ui
+            .add(
+                egui::TextEdit::singleline(&mut app.path_to_add)
+                    .hint_text("an image or a folder of images")
+                    .desired_width(360.0),
+            )
+            .labelled_by(label.id);
+        let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        if ui.button("Add to the selected class").clicked() || entered {
+            app.add_typed_path();
+        }
+    });
     // Files dropped on the window go to the selected class.
     let dropped: Vec<std::path::PathBuf> = ui.ctx().input(|i| {
         i.raw
@@ -123,6 +138,21 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     ui.separator();
     let mut delete = None;
     let ctx = ui.ctx().clone();
+    // Enabled images per class that do not decode: marked on their tile, and not counted.
+    let unreadable: Vec<usize> = (0..app.project.classes.len())
+        .map(|ci| {
+            let paths: Vec<std::path::PathBuf> = app.project.classes[ci]
+                .images
+                .iter()
+                .filter(|i| i.enabled)
+                .map(|i| i.path.clone())
+                .collect();
+            paths
+                .iter()
+                .filter(|p| app.thumbnail(&ctx, p).is_none())
+                .count()
+        })
+        .collect();
     egui::ScrollArea::vertical().show(ui, |ui| {
         for ci in 0..app.project.classes.len() {
             let enabled = app.project.classes[ci]
@@ -146,13 +176,30 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                         .desired_width(160.0),
                 )
                 .labelled_by(label.id);
-                ui.label(format!("{enabled} of {total} images"));
+                let unreadable = unreadable.get(ci).copied().unwrap_or(0);
+                ui.label(format!("{} of {total} images", enabled - unreadable));
+                if unreadable > 0 {
+                    ui.colored_label(
+                        Color32::from_rgb(220, 80, 60),
+                        format!("{unreadable} unreadable, not used"),
+                    );
+                }
                 if ui.button("Add images...").clicked() {
-                    if let Some(files) = rfd::FileDialog::new()
+                    let asked = std::time::Instant::now();
+                    match rfd::FileDialog::new()
                         .add_filter("images", &["png", "jpg", "jpeg", "webp", "bmp", "gif"])
                         .pick_files()
                     {
-                        app.add_images(ci, &files);
+                        Some(files) => app.add_images(ci, &files),
+                        // Back at once with nothing: no dialog could open (no desktop portal or GTK).
+                        None if asked.elapsed() < std::time::Duration::from_millis(300) => {
+                            app.errors.push(
+                                "no file dialog could open on this system: type or paste a file or folder \
+                                 path in \"Add from a path\", or drop files on the window"
+                                    .into(),
+                            );
+                        }
+                        None => {}
                     }
                 }
                 if ui.button("Delete class").clicked() {
