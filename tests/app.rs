@@ -390,6 +390,11 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
     let mut h = harness(project);
     wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
     h.state_mut().save_project(&path);
+    // Once the project has a file, edits save themselves.
+    h.state_mut().project.classes[0].name = "Delta".into();
+    h.step();
+    let on_disk = Project::load(&path).expect("saved project");
+    assert_eq!(on_disk.classes[0].name, "Delta");
     h.state_mut().tab = vitune::app::Tab::Tune;
     h.step();
     h.get_by_label("Train").click();

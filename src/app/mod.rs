@@ -80,6 +80,8 @@ pub struct VituneApp {
     steps_seen: usize,
     /// The summary of the run restored with the project, shown once its tuned model is back.
     restored_summary: Option<String>,
+    /// The project as last written to (or read from) `project_path`: edits save themselves when it differs.
+    saved: Option<Project>,
     /// The "add from a path" field: a file or folder typed or pasted, for systems without a file dialog.
     pub path_to_add: String,
     /// A run was asked for and has not reported yet: the previous run's curves stay until it does, so a run that
@@ -95,6 +97,7 @@ impl VituneApp {
         let _ = worker
             .commands
             .send(Command::LoadBackbone(project.backbone.clone()));
+        let saved = project_path.as_ref().map(|_| project.clone());
         Self {
             project,
             project_path,
@@ -135,6 +138,7 @@ impl VituneApp {
             restored_summary: None,
             run_pending: false,
             path_to_add: String::new(),
+            saved,
         }
         .restored()
     }
@@ -361,9 +365,30 @@ impl VituneApp {
         }
     }
 
+    /// Writes the project to its file when it changed since it was last written or read (every frame calls
+    /// this: edits save themselves). A failure is shown once per change.
+    pub fn autosave(&mut self) {
+        let Some(path) = self.project_path.clone() else {
+            return;
+        };
+        if self.saved.as_ref() == Some(&self.project) {
+            return;
+        }
+        let first = !path.exists();
+        match self.project.save(&path) {
+            Ok(()) if first => self.remember_last(&path),
+            Ok(()) => {}
+            Err(e) => self
+                .errors
+                .push(format!("your changes were not saved: {e}")),
+        }
+        self.saved = Some(self.project.clone());
+    }
+
     pub fn save_project(&mut self, path: &Path) {
         match self.project.save(path) {
             Ok(()) => {
+                self.saved = Some(self.project.clone());
                 self.remember_last(path);
                 self.project_path = Some(path.to_path_buf());
                 self.status = format!("saved {}", path.display());
@@ -377,6 +402,7 @@ impl VituneApp {
         match Project::load(path) {
             Ok(p) => {
                 let backbone_changed = p.backbone != self.project.backbone;
+                self.saved = Some(p.clone());
                 self.project = p;
                 self.project_path = Some(path.to_path_buf());
                 self.selected_class = 0;
@@ -604,6 +630,7 @@ impl VituneApp {
         let ctx = ui.ctx().clone();
         self.poll(&ctx);
         views::app_ui(self, ui);
+        self.autosave();
     }
 }
 
@@ -614,6 +641,10 @@ fn texture_image(img: &image::RgbImage) -> egui::ColorImage {
 impl eframe::App for VituneApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         VituneApp::ui(self, ui);
+    }
+
+    fn on_exit(&mut self) {
+        self.autosave();
     }
 }
 

@@ -105,6 +105,15 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             app.add_class();
         }
     });
+    ui.horizontal(|ui| {
+        ui.label("Project:");
+        match &app.project_path {
+            Some(p) => ui.label(format!("{} (changes save themselves)", p.display())),
+            None => ui.label(
+                "not saved yet: \"Save project\" gives it a file, then changes save themselves",
+            ),
+        };
+    });
     // Typed or pasted paths: the way in where no file dialog can open (and for pasting a folder's path).
     ui.horizontal(|ui| {
         let label = ui.label("Add from a path:");
