@@ -221,6 +221,19 @@ fn a_broken_image_shows_an_error_in_the_ui_and_keeps_the_project() {
     );
     h.state_mut().errors.clear();
     h.state_mut().path_to_add.clear();
+    h.run();
+    // Delete class is undone by one click.
+    let classes = h.state().project.classes.clone();
+    h.get_all_by_label("Delete class")
+        .next()
+        .expect("a Delete class button")
+        .click();
+    h.run();
+    assert_eq!(h.state().project.classes.len(), 1);
+    h.run();
+    h.get_by_label("Undo delete").click();
+    h.run();
+    assert_eq!(h.state().project.classes, classes);
     // The broken image is marked and not counted.
     h.get_by_label_contains("1 unreadable");
     h.get_by_label("3 of 4 images");

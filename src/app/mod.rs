@@ -82,6 +82,8 @@ pub struct VituneApp {
     restored_summary: Option<String>,
     /// The project as last written to (or read from) `project_path`: edits save themselves when it differs.
     saved: Option<Project>,
+    /// The class deleted last, with its place, until Undo puts it back or another is deleted.
+    pub deleted_class: Option<(usize, project::ClassEntry)>,
     /// The "add from a path" field: a file or folder typed or pasted, for systems without a file dialog.
     pub path_to_add: String,
     /// A run was asked for and has not reported yet: the previous run's curves stay until it does, so a run that
@@ -138,6 +140,7 @@ impl VituneApp {
             restored_summary: None,
             run_pending: false,
             path_to_add: String::new(),
+            deleted_class: None,
             saved,
         }
         .restored()
@@ -254,6 +257,27 @@ impl VituneApp {
         } else {
             self.status = format!("added {n} images to {}", self.project.classes[c].name);
             self.path_to_add.clear();
+        }
+    }
+
+    /// Deletes class `index`; `undo_delete` puts it back.
+    pub fn delete_class(&mut self, index: usize) {
+        if index < self.project.classes.len() {
+            let c = self.project.classes.remove(index);
+            self.status = format!("deleted class {} ({} images)", c.name, c.images.len());
+            self.deleted_class = Some((index, c));
+            self.selected_class = self
+                .selected_class
+                .min(self.project.classes.len().saturating_sub(1));
+        }
+    }
+
+    pub fn undo_delete(&mut self) {
+        if let Some((index, c)) = self.deleted_class.take() {
+            self.status = format!("class {} is back", c.name);
+            let at = index.min(self.project.classes.len());
+            self.project.classes.insert(at, c);
+            self.selected_class = at;
         }
     }
 

@@ -114,6 +114,15 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             ),
         };
     });
+    let undo = app.deleted_class.as_ref().map(|(_, c)| c.name.clone());
+    if let Some(name) = undo {
+        ui.horizontal(|ui| {
+            ui.label(format!("Deleted class \"{name}\"."));
+            if ui.button("Undo delete").clicked() {
+                app.undo_delete();
+            }
+        });
+    }
     // Typed or pasted paths: the way in where no file dialog can open (and for pasting a folder's path).
     ui.horizontal(|ui| {
         let label = ui.label("Add from a path:");
@@ -246,10 +255,7 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         }
     });
     if let Some(ci) = delete {
-        app.project.classes.remove(ci);
-        app.selected_class = app
-            .selected_class
-            .min(app.project.classes.len().saturating_sub(1));
+        app.delete_class(ci);
     }
     if app.project.classes.is_empty() {
         ui.label("Add a class, then add images to it (or drop files and folders on this window).");
