@@ -530,7 +530,15 @@ impl VituneApp {
                     stopped,
                 } => {
                     self.training = false;
-                    self.progress = 1.0;
+                    // A stopped run's bar stays where it stopped.
+                    if !stopped {
+                        self.progress = 1.0;
+                    }
+                    let why = if evaluation.is_some() {
+                        "best on validation"
+                    } else {
+                        "the last (no validation images)"
+                    };
                     self.evaluation = evaluation;
                     self.trained_classes = Some(classes);
                     self.search_progress = None;
@@ -545,7 +553,7 @@ impl VituneApp {
                         .unwrap_or_default();
                     self.selection = selection;
                     self.status = format!(
-                        "{} ({parameters} trainable parameters; kept epoch {}{chosen})",
+                        "{} ({parameters} trainable parameters; kept epoch {}, {why}{chosen})",
                         if stopped { "stopped" } else { "trained" },
                         best_epoch + 1
                     );
