@@ -424,6 +424,10 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
         evaluation.is_some(),
         "the run validated on the held-out images"
     );
+    // One validation point per epoch, at the step that ended it, drawn beside the step curves.
+    let val_curve = h.state().val_curve.clone();
+    assert_eq!(val_curve.len(), 3);
+    assert_eq!(val_curve.last().map(|p| p.0), curve.last().map(|p| p.0));
     assert!(vitune::app::project::results_path(&path).exists());
 
     // A run that cannot start (a class without images) says so and leaves the last run's curves on screen.
@@ -462,6 +466,7 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
         }
     }
     assert_eq!(h.state().evaluation, evaluation);
+    assert_eq!(h.state().val_curve.len(), val_curve.len());
     assert_eq!(
         h.state().status,
         format!("restored the last run: {summary}")

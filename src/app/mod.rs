@@ -55,7 +55,7 @@ pub struct VituneApp {
     pub training: bool,
     /// (step index, loss, accuracy) of every training step.
     pub curve: Vec<(f64, f64, f64)>,
-    /// (epoch, validation accuracy).
+    /// (step at the end of each epoch, validation accuracy).
     pub val_curve: Vec<(f64, f64)>,
     pub progress: f32,
     pub evaluation: Option<Evaluation>,
@@ -507,7 +507,8 @@ impl VituneApp {
                 }
                 Reply::Event(TrainEvent::Epoch(s)) => {
                     if let Some(v) = s.val_accuracy {
-                        self.val_curve.push(((s.epoch + 1) as f64, v));
+                        // At the step that ended the epoch, on the same axis as the step curves.
+                        self.val_curve.push((self.steps_seen as f64, v));
                     }
                     if self.search_progress.is_none() {
                         self.status = format!(

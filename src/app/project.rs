@@ -170,7 +170,7 @@ pub fn results_path(project: &Path) -> PathBuf {
 pub struct Results {
     /// (step, loss, accuracy) of every training step.
     pub curve: Vec<(f64, f64, f64)>,
-    /// (epoch, validation accuracy).
+    /// (step at the end of each epoch, validation accuracy).
     pub val_curve: Vec<(f64, f64)>,
     pub evaluation: Option<crate::train::Evaluation>,
     pub selection: Option<crate::select::Selection>,

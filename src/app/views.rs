@@ -515,6 +515,7 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     compare_ui(app, ui);
     let loss: Vec<[f64; 2]> = app.curve.iter().map(|(x, l, _)| [*x, *l]).collect();
     let acc: Vec<[f64; 2]> = app.curve.iter().map(|(x, _, a)| [*x, *a]).collect();
+    let val: Vec<[f64; 2]> = app.val_curve.iter().map(|(x, v)| [*x, *v]).collect();
     ui.columns(2, |cols| {
         cols[0].label("loss per step");
         Plot::new("loss")
@@ -523,7 +524,7 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             .show(&mut cols[0], |p| {
                 p.line(Line::new("loss", loss));
             });
-        cols[1].label("accuracy per step (train batch)");
+        cols[1].label("accuracy: train batch per step, validation per epoch");
         Plot::new("accuracy")
             .height(180.0)
             .include_y(0.0)
@@ -531,6 +532,9 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             .legend(Legend::default())
             .show(&mut cols[1], |p| {
                 p.line(Line::new("train accuracy", acc));
+                if !val.is_empty() {
+                    p.line(Line::new("validation accuracy", val));
+                }
             });
     });
     if let Some(ev) = &app.evaluation {
