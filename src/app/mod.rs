@@ -628,6 +628,8 @@ impl VituneApp {
                         if self.training {
                             self.status = "the run ended with an error (above); the model trained before is kept"
                                 .into();
+                        } else if self.comparing {
+                            self.status = "the comparison ended (see the message above)".into();
                         }
                         self.run_pending = false;
                         self.training = false;

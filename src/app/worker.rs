@@ -321,7 +321,15 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                         crate::select::SearchEvent::Note(m.to_string()),
                     )))
                 },
-            )?;
+            )
+            .map_err(|e| match e {
+                Error::Stopped(_) => Error::Stopped(
+                    "the comparison was stopped before every method was scored: no ranking; the app's model is \
+                     unchanged"
+                        .into(),
+                ),
+                e => e,
+            })?;
             send(Reply::Compared(rows));
         }
         Command::Attention { image, request } => {
