@@ -241,19 +241,8 @@ fn forward_with_a_tuned_file_gives_the_tuned_logits() {
     let y = vitune::io::read_tensors(&out).expect("output");
     let logits = &y["logits"];
     let input = vitune::io::read_tensors(&case.join("input.safetensors")).expect("input");
-    let labels = &input["labels"].data;
-    let c = logits.shape[1];
-    let loss: f64 = labels
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| {
-            let row = &logits.data[i * c..(i + 1) * c];
-            let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-            let z: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
-            z.ln() + m - row[l as usize] as f64
-        })
-        .sum::<f64>()
-        / labels.len() as f64;
+    let labels: Vec<usize> = input["labels"].data.iter().map(|&l| l as usize).collect();
+    let loss = common::cross_entropy(logits, &labels);
     let want = vitune::io::read_tensors(&case.join("expected.safetensors")).expect("expected")
         ["loss"]
         .data[0] as f64;

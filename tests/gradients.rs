@@ -285,25 +285,6 @@ fn a_trained_tensor_without_a_gradient_is_an_error() {
     assert!(msg.contains("blocks.0.attn.k_lora_A"), "{msg}");
 }
 
-/// Mean cross-entropy of `logits` [N, C] against `labels`, in f64.
-fn cross_entropy(logits: &HostTensor, labels: &[usize]) -> f64 {
-    let c = logits.shape[1];
-    let total: f64 = labels
-        .iter()
-        .enumerate()
-        .map(|(i, &y)| {
-            let row: Vec<f64> = logits.data[i * c..(i + 1) * c]
-                .iter()
-                .map(|&v| v as f64)
-                .collect();
-            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-            lse - row[y]
-        })
-        .sum();
-    total / labels.len() as f64
-}
-
 /// The inference forward (what eval, predict and the app run: no saved activations, plain kernels where the
 /// training forward keeps pre-activations) gives each fixture's autograd loss.
 #[test]
@@ -324,7 +305,7 @@ fn the_inference_forward_gives_every_fixture_loss() {
                 },
             )
             .expect("forward");
-        let loss = cross_entropy(&out.logits.expect("logits"), &case.labels);
+        let loss = common::cross_entropy(&out.logits.expect("logits"), &case.labels);
         let want = case.expected["loss"].data[0] as f64;
         assert!(
             (loss - want).abs() / want.abs() < TOL,

@@ -120,6 +120,9 @@ struct BlockActs {
     x: GpuTensor,
     y1: Option<GpuTensor>,
     st1: GpuTensor,
+    /// The LayerNorms' weights as the forward used them (a method's affine folded in), for their backward.
+    n1w: GpuTensor,
+    n2w: GpuTensor,
     qkv: GpuTensor,
     att: SavedAttention,
     ctx: Option<GpuTensor>,
@@ -151,6 +154,8 @@ pub(crate) struct Forward {
     x_final: GpuTensor,
     pool_in: Option<GpuTensor>,
     final_stats: GpuTensor,
+    /// The final norm's weight as the forward used it.
+    final_w: GpuTensor,
     pub pooled: GpuTensor,
     pub logits: Option<GpuTensor>,
     pub attn: Vec<GpuTensor>,
@@ -445,8 +450,8 @@ impl<'a> Graph<'a> {
             x = out;
         }
         let t = x.shape[1];
-        let (fw, fb) = self.norm_params(rec, Site::FinalNorm)?;
-        let (fw, fb) = (&fw, &fb);
+        let (final_w, fb) = self.norm_params(rec, Site::FinalNorm)?;
+        let (fw, fb) = (&final_w, &fb);
         let (pooled, final_stats, pool_in) = match c.pooling {
             Pooling::Token => {
                 let o = layernorm_rows(rec, &x, n, 0, t * c.dim, fw, fb, c.eps)?;
@@ -469,6 +474,7 @@ impl<'a> Graph<'a> {
             x_final: x,
             pool_in,
             final_stats,
+            final_w,
             pooled,
             logits,
             attn,
@@ -543,6 +549,8 @@ impl<'a> Graph<'a> {
                 x,
                 y1: keep.y1.then_some(ln1.y),
                 st1: ln1.stats,
+                n1w,
+                n2w,
                 qkv,
                 att: saved,
                 ctx: keep.ctx.then_some(context),
@@ -582,8 +590,7 @@ impl<'a> Graph<'a> {
             return Ok(());
         };
         let dpooled = linear_input_grad(rec, dlogits, hw, 1.0, None, &f.pooled.shape)?;
-        let (fw, _) = self.norm_params(rec, Site::FinalNorm)?;
-        let fw = &fw;
+        let fw = &f.final_w;
         let mut dx = match (&f.pool_in, c.pooling) {
             (Some(m), Pooling::Avg) => {
                 let dm = rec.gpu().empty(&m.shape)?;
@@ -863,14 +870,13 @@ impl<'a> Graph<'a> {
                 grads,
             )?;
         }
-        let (n2w, _) = self.norm_params(rec, Site::Norm2(l))?;
         let dxm = rec.gpu().empty(&a.xm.shape)?;
         layernorm_backward(
             rec,
             &a.xm,
             Rows::all(&a.xm),
             &a.st2,
-            &n2w,
+            &a.n2w,
             &dy2,
             Some(g),
             &dxm,
@@ -938,14 +944,13 @@ impl<'a> Graph<'a> {
             let y1 = a.y1.as_ref();
             hooks.branch_backward(self, rec, l, Branch::Attention, attn, &dxm, y1, &dy1, grads)?;
         }
-        let (n1w, _) = self.norm_params(rec, Site::Norm1(l))?;
         let dx = rec.gpu().empty(&a.x.shape)?;
         layernorm_backward(
             rec,
             &a.x,
             Rows::all(&a.x),
             &a.st1,
-            &n1w,
+            &a.n1w,
             &dy1,
             Some(&dxm),
             &dx,

@@ -56,3 +56,22 @@ pub fn vitune(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Mean cross-entropy of `logits` [N, C] against class indices `labels`, in f64.
+pub fn cross_entropy(logits: &vitune::model::HostTensor, labels: &[usize]) -> f64 {
+    let c = logits.shape[1];
+    let total: f64 = labels
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| {
+            let row: Vec<f64> = logits.data[i * c..(i + 1) * c]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            lse - row[y]
+        })
+        .sum();
+    total / labels.len() as f64
+}
