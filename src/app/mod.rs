@@ -168,6 +168,7 @@ impl VituneApp {
                 self.evaluation = r.evaluation;
                 self.selection = r.selection;
                 self.steps_seen = self.curve.len();
+                self.progress = 1.0;
                 self.restored_summary = Some(r.summary);
             }
             Err(e) => self
@@ -626,7 +627,7 @@ impl VituneApp {
                         && !e.starts_with("skipped")
                     {
                         if self.training {
-                            self.status = "the run ended with an error (above); the model trained before is kept"
+                            self.status = "the run ended with an error (above); any model trained before is kept"
                                 .into();
                         } else if self.comparing {
                             self.status = "the comparison ended (see the message above)".into();
