@@ -6,6 +6,7 @@ pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod gpu;
 pub mod io;
 pub mod job;

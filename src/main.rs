@@ -60,6 +60,30 @@ enum Command {
         #[arg(long)]
         attn: bool,
     },
+    /// Export a tuned model to run outside vitune: one ONNX file (checked against vitune's own forward before it
+    /// is kept), or a merged timm checkpoint with its config.json for methods whose result is a plain ViT.
+    Export {
+        #[arg(long)]
+        backbone: PathBuf,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[arg(long)]
+        tuned: PathBuf,
+        /// Use a tuned file made for a backbone with other tensors.
+        #[arg(long)]
+        force: bool,
+        /// Where to write: model.onnx, or merged.safetensors with --format timm (config.json goes beside it).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "onnx")]
+        format: ExportFormat,
+        /// Images for the ONNX self-check (default: a few seeded stand-ins).
+        #[arg(long, num_args = 1..)]
+        check_images: Vec<PathBuf>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Classify images with a tuned file (or the backbone's own head) and print the top classes.
     Predict {
         #[arg(long)]
@@ -268,6 +292,14 @@ enum BenchCommand {
         #[arg(long)]
         no_profile: bool,
     },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ExportFormat {
+    /// One self-contained ONNX file (opset 17, f32): pixels in; logits, probabilities, pooled out.
+    Onnx,
+    /// A merged timm state dict (safetensors) and config.json: linear, bitfit, lora, ssf, full.
+    Timm,
 }
 
 #[derive(Args)]
@@ -654,6 +686,62 @@ fn run(cli: Cli) -> Result<()> {
                 vitune::job::forward_tensors(&Gpu::new()?, &b, tuned.as_ref(), &pixels, attn)
                     .with_context(|| format!("the forward of {}", input.display()))?;
             vitune::io::write_tensors(&out, &outs, None)?;
+            Ok(())
+        }
+        Some(Command::Export {
+            backbone,
+            load,
+            tuned,
+            force,
+            out,
+            format,
+            check_images,
+            json,
+        }) => {
+            let b = load.load(&backbone)?;
+            let t = vitune::tuned::read(&tuned, &b, force)?;
+            match format {
+                ExportFormat::Onnx => {
+                    let pixels = if check_images.is_empty() {
+                        None
+                    } else {
+                        let size = vitune::export::input_size(&b, &t);
+                        let transform = vitune::job::eval_transform(&b, Some(size));
+                        Some(transform.batch(&check_images)?)
+                    };
+                    let r = vitune::export::export_onnx(&Gpu::new()?, &b, &t, &out, pixels)
+                        .with_context(|| format!("exporting {}", tuned.display()))?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&r)?);
+                    } else {
+                        println!(
+                            "wrote {} ({:.1} MiB, input {}x{}): {}",
+                            r.path.display(),
+                            r.bytes as f64 / (1 << 20) as f64,
+                            r.input_size.0,
+                            r.input_size.1,
+                            r.check.describe()
+                        );
+                    }
+                }
+                ExportFormat::Timm => {
+                    let r = vitune::export::timm::export_timm(&b, &t, &out)?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&r)?);
+                    } else {
+                        println!(
+                            "wrote {} and {} (timm architecture {}, {} classes)",
+                            r.weights.display(),
+                            r.config.display(),
+                            r.architecture,
+                            t.tuning.num_classes
+                        );
+                        if let Some(n) = &r.note {
+                            println!("note: {n}");
+                        }
+                    }
+                }
+            }
             Ok(())
         }
         Some(Command::Predict {

@@ -164,6 +164,22 @@ fn create_classes_train_see_attention_export_and_import() {
     let b = vitune::demo::backbone().expect("demo backbone");
     let tf = vitune::tuned::read(&out, &b, false).expect("the exported file reads back");
     assert_eq!(tf.classes, vec!["delta", "lambda"]);
+
+    // The ONNX export: kept only after its self-check, whose verdict the export tab shows.
+    let onnx = dir.path().join("model.onnx");
+    h.state_mut().export_onnx_to(onnx.clone());
+    wait_for(&mut h, 120, "ONNX export", |a| a.last_onnx_export.is_some());
+    assert!(onnx.exists(), "no ONNX file");
+    let verdict = h.state().last_onnx_export.clone().unwrap_or_default();
+    assert!(
+        verdict.contains("agrees with vitune on 4 of 4"),
+        "{verdict}"
+    );
+    h.get_by_label("Export / import").click();
+    h.run();
+    // On the status line and on the export tab.
+    assert_eq!(h.query_all_by_label(&verdict).count(), 2);
+    h.get_by_label("Export ONNX model (runs anywhere)...");
     h.state_mut().trained_classes = None;
     h.state_mut().import_from(out);
     wait_for(&mut h, 30, "import", |a| a.status.starts_with("imported"));

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use vitune::gpu::AttentionKernel;
-use vitune::model::{download_named, load_backbone, GpuTuning, GpuViT, HostTensor, LoadOptions};
+use vitune::model::{download_named, GpuTuning, GpuViT, HostTensor};
 use vitune::train::{compute_grads, StepOptions};
 use vitune::tuning::Tuning;
 
@@ -21,33 +21,16 @@ struct Case {
 }
 
 fn load_case(method: &str) -> Case {
-    let dir = common::fixture(&format!("grad_{method}"));
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).expect("meta"))
-            .expect("json");
-    let bb = meta["backbone"].as_str().unwrap_or("timm_cls").to_string();
-    let heads = if bb == "timm_avg_bf16" { Some(3) } else { None };
-    let backbone = load_backbone(
-        &common::fixture(&bb).join("model.safetensors"),
-        &LoadOptions {
-            heads,
-            ..Default::default()
-        },
-    )
-    .expect("backbone");
-    let (m, opts) = vitune::selftest::fixture_method(&meta).expect("known method");
-    let tuned = vitune::io::read_tensors(&dir.join("tuned.safetensors")).expect("tuned");
-    let tuning = Tuning::from_tensors(m, opts, &backbone, tuned).expect("tuning accepted");
-    let mut input = vitune::io::read_tensors(&dir.join("input.safetensors")).expect("input");
+    let f = common::grad_fixture(method);
+    let mut input = f.input;
     let pixels = input.remove("pixels").expect("pixels");
     let labels = input["labels"].data.iter().map(|v| *v as usize).collect();
-    let expected = vitune::io::read_tensors(&dir.join("expected.safetensors")).expect("expected");
     Case {
-        backbone,
-        tuning,
+        backbone: f.backbone,
+        tuning: f.tuning,
         pixels,
         labels,
-        expected,
+        expected: f.expected,
     }
 }
 
@@ -230,20 +213,7 @@ fn micro_batches_match_the_full_batch(method: &str, micro: usize, dropout: Optio
     }
 }
 
-/// Every fixture case (and the backbone it uses).
-const CASES: [&str; 11] = [
-    "linear",
-    "bitfit",
-    "vpt-shallow",
-    "vpt-deep",
-    "vpt-deep-avg",
-    "lora",
-    "adaptformer",
-    "convpass",
-    "ssf",
-    "ssf-avg",
-    "full",
-];
+use common::GRAD_CASES as CASES;
 
 /// A method added without a fixture (and so without its gradients checked) fails here.
 #[test]

@@ -51,6 +51,8 @@ pub struct VituneApp {
     /// The memory switches as the worker last reported them.
     pub memory: MemoryChoice,
     pub errors: Vec<String>,
+    /// The last ONNX export and its self-check, for the export tab.
+    pub last_onnx_export: Option<String>,
     pub status: String,
     pub training: bool,
     /// (step index, loss, accuracy) of every training step.
@@ -109,6 +111,7 @@ impl VituneApp {
             backbone_heads: 0,
             memory: MemoryChoice::default(),
             errors: Vec::new(),
+            last_onnx_export: None,
             status: "loading the backbone...".into(),
             training: false,
             curve: Vec::new(),
@@ -351,6 +354,13 @@ impl VituneApp {
 
     pub fn export_to(&mut self, path: PathBuf) {
         self.send(Command::Export(path));
+    }
+
+    /// Exports the tuning as an ONNX model; the self-check's verdict comes back in the status and the export tab.
+    pub fn export_onnx_to(&mut self, path: PathBuf) {
+        self.status = format!("exporting {} and checking it...", path.display());
+        self.last_onnx_export = None;
+        self.send(Command::ExportOnnx(path));
     }
 
     pub fn import_from(&mut self, path: PathBuf) {
@@ -613,6 +623,11 @@ impl VituneApp {
                 // The model kept with the project is written quietly after each run.
                 Reply::Exported(p) if self.is_kept_model(&p) => {}
                 Reply::Exported(p) => self.status = format!("exported {}", p.display()),
+                Reply::ExportedOnnx(r) => {
+                    let line = format!("exported {}: {}", r.path.display(), r.check.describe());
+                    self.status = line.clone();
+                    self.last_onnx_export = Some(line);
+                }
                 Reply::Imported { path, classes } => {
                     self.status = match self.restored_summary.take() {
                         Some(s) if self.is_kept_model(&path) => {

@@ -727,6 +727,25 @@ fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 app.export_to(p);
             }
         }
+        if ui
+            .add_enabled(
+                app.trained_classes.is_some(),
+                egui::Button::new("Export ONNX model (runs anywhere)..."),
+            )
+            .on_hover_text(
+                "One .onnx file with the classes and preprocessing in its metadata; vitune runs it with an ONNX \
+                 runtime and compares it with its own predictions before keeping it",
+            )
+            .clicked()
+        {
+            if let Some(p) = rfd::FileDialog::new()
+                .add_filter("ONNX", &["onnx"])
+                .set_file_name("model.onnx")
+                .save_file()
+            {
+                app.export_onnx_to(p);
+            }
+        }
         if ui.button("Import tuned file...").clicked() {
             if let Some(p) = rfd::FileDialog::new()
                 .add_filter("safetensors", &["safetensors"])
@@ -736,6 +755,9 @@ fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             }
         }
     });
+    if let Some(line) = &app.last_onnx_export {
+        ui.label(line);
+    }
 }
 
 /// A combo box over string options; true when the choice changed.

@@ -38,6 +38,8 @@ pub enum Command {
     },
     Predict(Vec<PathBuf>),
     Export(PathBuf),
+    /// Export the current tuning as a self-checked ONNX model.
+    ExportOnnx(PathBuf),
     Import(PathBuf),
     /// Memory savers: frozen weights in f16, and the fused attention kernel (the backbone re-uploads).
     Memory(MemoryChoice),
@@ -79,6 +81,8 @@ pub enum Reply {
     },
     Predictions(Vec<Prediction>),
     Exported(PathBuf),
+    /// An ONNX export that passed its self-check.
+    ExportedOnnx(crate::export::OnnxReport),
     /// The memory switches now in force (an unsupported one stays off, with an error beside it).
     Memory(MemoryChoice),
     Imported {
@@ -407,6 +411,23 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                 .ok_or_else(|| Error::Input("nothing to export yet: train first".into()))?;
             tuned::write(&path, tn, meta)?;
             send(Reply::Exported(path));
+        }
+        Command::ExportOnnx(path) => {
+            let (tn, meta) = st
+                .tuning
+                .clone()
+                .ok_or_else(|| Error::Input("nothing to export yet: train first".into()))?;
+            let file = tuned::TunedFile {
+                tuning: tn,
+                classes: meta.classes.clone(),
+                meta: Some(meta),
+            };
+            gpu(st)?;
+            let (Some(g), Some(b)) = (st.gpu.as_ref(), st.backbone.as_ref()) else {
+                return Err(Error::Input("choose a backbone first".into()));
+            };
+            let report = crate::export::export_onnx(g, b, &file, &path, None)?;
+            send(Reply::ExportedOnnx(report));
         }
         Command::Import(path) => {
             let b = backbone(st)?;

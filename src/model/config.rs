@@ -41,6 +41,17 @@ pub struct ViTConfig {
 }
 
 impl ViTConfig {
+    /// Refuses an input size (H, W) that is not a positive multiple of the patch size.
+    pub fn check_input_size(&self, (h, w): (usize, usize)) -> crate::Result<()> {
+        if h == 0 || w == 0 || !h.is_multiple_of(self.patch) || !w.is_multiple_of(self.patch) {
+            return Err(crate::Error::Input(format!(
+                "input size {h}x{w} is not a positive multiple of the patch size {}",
+                self.patch
+            )));
+        }
+        Ok(())
+    }
+
     pub fn grid(&self) -> (usize, usize) {
         (
             self.image_size.0 / self.patch,

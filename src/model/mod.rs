@@ -22,4 +22,4 @@ pub use load::{
     ModelError,
 };
 pub use tensor::HostTensor;
-pub use vit::{ForwardOptions, ForwardOutput, GpuViT};
+pub use vit::{ForwardOptions, ForwardOutput, GpuViT, POS_EMBED_ANTIALIAS};

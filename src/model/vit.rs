@@ -54,16 +54,7 @@ impl GpuViT {
     pub fn new(gpu: &Gpu, backbone: &Backbone, input_size: Option<(usize, usize)>) -> Result<Self> {
         let c = backbone.config.clone();
         let input_size = input_size.unwrap_or(c.image_size);
-        if input_size.0 == 0
-            || input_size.1 == 0
-            || !input_size.0.is_multiple_of(c.patch)
-            || !input_size.1.is_multiple_of(c.patch)
-        {
-            return Err(Error::Input(format!(
-                "input size {}x{} is not a positive multiple of the patch size {}",
-                input_size.0, input_size.1, c.patch
-            )));
-        }
+        c.check_input_size(input_size)?;
         let mut weights = BTreeMap::new();
         let f16 = gpu.f16_weights();
         for (name, t) in &backbone.tensors {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{has_name, kaiming_uniform, MethodOptions, MethodSpec};
 use crate::error::{Error, Result};
+use crate::export::onnx::{ExportCtx, OnnxGraph, OnnxHooks};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Branch, BranchInput, Grads, Hooks, Saved};
 use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
@@ -170,9 +171,40 @@ impl MethodSpec for AdaptFormer {
     }
 
     fn hooks(&self, o: &MethodOptions) -> Box<dyn Hooks> {
-        Box::new(AdaptFormerHooks {
-            bottleneck: o.bottleneck,
-            scale: o.scale,
-        })
+        Box::new(settings(o))
+    }
+
+    fn onnx(&self, o: &MethodOptions) -> Option<Box<dyn OnnxHooks>> {
+        Some(Box::new(settings(o)))
+    }
+}
+
+fn settings(o: &MethodOptions) -> AdaptFormerHooks {
+    AdaptFormerHooks {
+        bottleneck: o.bottleneck,
+        scale: o.scale,
+    }
+}
+
+impl OnnxHooks for AdaptFormerHooks {
+    fn branch(
+        &self,
+        cx: &ExportCtx,
+        g: &mut OnnxGraph,
+        l: usize,
+        branch: Branch,
+        input: &str,
+        out: String,
+    ) -> Result<String> {
+        if branch != Branch::Mlp {
+            return Ok(out);
+        }
+        let a = prefix(l);
+        let t = |p: &str| cx.get(&format!("{a}.{p}"));
+        let h = g.linear(input, t("down_proj.weight")?, Some(t("down_proj.bias")?));
+        let h = g.op("Relu", &[&h]);
+        let u = g.linear(&h, t("up_proj.weight")?, Some(t("up_proj.bias")?));
+        let u = g.scale(&u, self.scale);
+        Ok(g.op("Add", &[&out, &u]))
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{has_name, xavier_uniform, ConvInit, MethodOptions, MethodSpec};
 use crate::error::{Error, Result};
+use crate::export::onnx::{ints, ExportCtx, OnnxGraph, OnnxHooks};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Branch, Grads, Hooks, Saved};
 use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
@@ -248,10 +249,71 @@ impl MethodSpec for Convpass {
     }
 
     fn hooks(&self, o: &MethodOptions) -> Box<dyn Hooks> {
-        Box::new(ConvpassHooks {
-            width: o.convpass_dim,
-            scale: o.scale,
-            dropout: o.dropout,
-        })
+        Box::new(settings(o))
+    }
+
+    fn onnx(&self, o: &MethodOptions) -> Option<Box<dyn OnnxHooks>> {
+        Some(Box::new(settings(o)))
+    }
+}
+
+fn settings(o: &MethodOptions) -> ConvpassHooks {
+    ConvpassHooks {
+        width: o.convpass_dim,
+        scale: o.scale,
+        dropout: o.dropout,
+    }
+}
+
+/// The bypass as ONNX ops: the 3×3 convolution runs over the patch grid, and each token before the patches
+/// (CLS, prompts) is convolved alone, as a 1×1 image — which only the kernel's centre tap sees.
+impl OnnxHooks for ConvpassHooks {
+    fn branch(
+        &self,
+        cx: &ExportCtx,
+        g: &mut OnnxGraph,
+        l: usize,
+        branch: Branch,
+        input: &str,
+        out: String,
+    ) -> Result<String> {
+        let b = module(l, branch);
+        let t = |p: &str| cx.get(&format!("{b}.{p}"));
+        let h = self.width;
+        let down = g.linear(
+            input,
+            t("adapter_down.weight")?,
+            Some(t("adapter_down.bias")?),
+        );
+        let d = g.quick_gelu(&down);
+        let (cw, cb) = (t("adapter_conv.weight")?, t("adapter_conv.bias")?);
+        let start = cx.layout.patch_start();
+        let centre = HostTensor::new(
+            vec![h, h],
+            (0..h * h).map(|oi| cw.data[oi * 9 + 4]).collect(),
+        );
+        let prefix = g.tokens(&d, 0, Some(start));
+        let prefix = g.linear(&prefix, &centre, Some(cb));
+        let (gh, gw) = (cx.grid.0 as i64, cx.grid.1 as i64);
+        let patches = g.tokens(&d, start, None);
+        let planes = g.transpose(&patches, &[0, 2, 1]);
+        let planes = g.reshape(&planes, &[0, h as i64, gh, gw]);
+        let (w, bias) = (
+            g.constant("adapter_conv.weight", cw),
+            g.constant("adapter_conv.bias", cb),
+        );
+        let conv = g.node(
+            "Conv",
+            &[&planes, &w, &bias],
+            vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])],
+            None,
+        );
+        let conv = g.reshape(&conv, &[0, h as i64, -1]);
+        let conv = g.transpose(&conv, &[0, 2, 1]);
+        let c = g.concat(&[&prefix, &conv], 1);
+        let e = g.quick_gelu(&c);
+        let up = g.linear(&e, t("adapter_up.weight")?, Some(t("adapter_up.bias")?));
+        let up = g.scale(&up, self.scale);
+        Ok(g.op("Add", &[&out, &up]))
     }
 }

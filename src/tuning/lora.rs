@@ -205,6 +205,39 @@ impl MethodSpec for Lora {
         )
     }
 
+    fn merge(
+        &self,
+        o: &MethodOptions,
+        c: &ViTConfig,
+        tuned: &BTreeMap<String, HostTensor>,
+        weights: &mut BTreeMap<String, HostTensor>,
+    ) -> Result<()> {
+        // W_slot += (α/r)·B·A, the update the qkv hook adds to the slot's columns.
+        let scale = o.alpha / o.rank.max(1) as f32;
+        let d = c.dim;
+        for l in 0..c.depth {
+            let qkv = format!("blocks.{l}.attn.qkv.weight");
+            for slot in o.lora_slots() {
+                let (an, bn) = names(l, slot);
+                let missing = |n: &str| Error::Internal(format!("LoRA's merge lacks `{n}`"));
+                let a = tuned.get(&an).ok_or_else(|| missing(&an))?;
+                let b = tuned.get(&bn).ok_or_else(|| missing(&bn))?;
+                let w = weights.get_mut(&qkv).ok_or_else(|| missing(&qkv))?;
+                let r = a.shape[0];
+                for i in 0..d {
+                    let row = &mut w.data[(slot * d + i) * d..(slot * d + i + 1) * d];
+                    for k in 0..r {
+                        let bik = scale * b.data[i * r + k];
+                        for (wj, aj) in row.iter_mut().zip(&a.data[k * d..(k + 1) * d]) {
+                            *wj += bik * aj;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn hooks(&self, o: &MethodOptions) -> Box<dyn Hooks> {
         Box::new(LoraHooks {
             rank: o.rank,

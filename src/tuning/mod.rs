@@ -7,12 +7,15 @@
 //! 1. Write `src/tuning/<method>.rs`: `shapes` and `init` for its tensors under the names its tuned file uses
 //!    (`blocks.{i}.mlp.fc1.ssf_scale`, ...), a `Hooks` implementation saying where it attaches (SSF's `affine`
 //!    returns γ and β for each site; a branch method implements `branch` and `branch_backward`), and a
-//!    `MethodSpec` implementation tying them together with a description and a recipe.
+//!    `MethodSpec` implementation tying them together with a description and a recipe. For export, `merge` folds
+//!    what the method changes into the backbone's weights (SSF: γ and β into the layer before), and `onnx`
+//!    writes what cannot be folded as ONNX ops (prompts, branches).
 //! 2. Add a variant to [`Method`], its name to [`Method::name`] and an arm to [`Method::spec`]; the compiler
 //!    lists the few other exhaustive matches (the app's option panel).
 //! 3. Add a case to `tools/make_grad_fixtures.py` (the method in plain PyTorch) and run it; the gradient test
 //!    (tests/gradients.rs) then checks the method's loss and every gradient against autograd, and the
-//!    "every method" tests (inference forward, tuned-file round trip, micro-batches, no dead tensor) cover it.
+//!    "every method" tests (inference forward, tuned-file round trip, micro-batches, no dead tensor, ONNX export
+//!    against vitune and autograd) cover it.
 
 mod adapter;
 mod bitfit;
@@ -31,8 +34,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::export::onnx::OnnxHooks;
 use crate::model::hooks::{Hooks, NoHooks};
-use crate::model::{Backbone, HostTensor};
+use crate::model::{Backbone, HostTensor, ViTConfig};
 use crate::rng::Rng;
 
 /// A parameter-efficient tuning method, or a baseline.
@@ -202,6 +206,25 @@ pub trait MethodSpec: Sync {
     /// How the method attaches to the graph.
     fn hooks(&self, _o: &MethodOptions) -> Box<dyn Hooks> {
         Box::new(NoHooks)
+    }
+
+    /// For export: folds what the method changes into the backbone's own weights (timm names, LayerScale not
+    /// folded) — LoRA's B·A into qkv, SSF's scale and shift into the layer before it. The head and tensors under
+    /// the backbone's names (BitFit, full fine-tuning) are in place already.
+    fn merge(
+        &self,
+        _o: &MethodOptions,
+        _c: &ViTConfig,
+        _tuned: &BTreeMap<String, HostTensor>,
+        _weights: &mut BTreeMap<String, HostTensor>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// For export: what the method adds to the graph beyond merged weights (prompts, bypass branches); `None`
+    /// when the merged weights are a plain ViT.
+    fn onnx(&self, _o: &MethodOptions) -> Option<Box<dyn OnnxHooks>> {
+        None
     }
 }
 

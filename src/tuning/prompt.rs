@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{has_name, uniform, MethodOptions, MethodRecipe, MethodSpec};
 use crate::error::{Error, Result};
+use crate::export::onnx::{ExportCtx, OnnxGraph, OnnxHooks};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Grads, Hooks};
 use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
@@ -115,11 +116,56 @@ impl MethodSpec for Vpt {
     }
 
     fn hooks(&self, o: &MethodOptions) -> Box<dyn Hooks> {
-        Box::new(PromptHooks {
+        Box::new(self.settings(o))
+    }
+
+    fn onnx(&self, o: &MethodOptions) -> Option<Box<dyn OnnxHooks>> {
+        Some(Box::new(self.settings(o)))
+    }
+}
+
+impl Vpt {
+    fn settings(&self, o: &MethodOptions) -> PromptHooks {
+        PromptHooks {
             prompts: o.prompts,
             deep: self.deep,
             dropout: o.dropout,
-        })
+        }
+    }
+}
+
+/// In an exported graph the prompts are constants: written after CLS, and for deep VPT written over the prompt
+/// rows before every later block.
+impl OnnxHooks for PromptHooks {
+    fn prompt_tokens(&self, cx: &ExportCtx, g: &mut OnnxGraph) -> Result<Option<String>> {
+        Ok(Some(g.constant(
+            "prompt_embeddings",
+            cx.get("prompt_embeddings")?,
+        )))
+    }
+
+    fn block_input(
+        &self,
+        cx: &ExportCtx,
+        g: &mut OnnxGraph,
+        l: usize,
+        x: String,
+    ) -> Result<String> {
+        if !self.replaced_before(cx.config.depth, l) {
+            return Ok(x);
+        }
+        let (p, d) = (self.prompts, cx.config.dim);
+        let deep = cx.get("deep_prompt_embeddings")?;
+        let own = HostTensor::new(
+            vec![1, p, d],
+            deep.data[(l - 1) * p * d..l * p * d].to_vec(),
+        );
+        let own = g.constant("deep_prompt_embeddings", &own);
+        let own = g.batched(&own, &x, p, d);
+        let rows = cx.layout.prompt_rows();
+        let before = g.tokens(&x, 0, Some(rows.start));
+        let after = g.tokens(&x, rows.end, None);
+        Ok(g.concat(&[&before, &own, &after], 1))
     }
 }
 
@@ -139,9 +185,10 @@ impl PromptHooks {
         }
     }
 
-    /// Whether block l's input prompts are this layer's own (deep prompts replace them before blocks 1..).
-    fn replaced_before(&self, g: &Graph, l: usize) -> bool {
-        self.deep && l > 0 && g.config().depth > 1
+    /// Whether block l's input prompts are this layer's own (deep prompts replace them before blocks 1..) in a
+    /// backbone `depth` blocks deep.
+    fn replaced_before(&self, depth: usize, l: usize) -> bool {
+        self.deep && l > 0 && depth > 1
     }
 }
 
@@ -169,7 +216,7 @@ impl Hooks for PromptHooks {
         x: &GpuTensor,
         train: bool,
     ) -> Result<()> {
-        if self.replaced_before(g, l) {
+        if self.replaced_before(g.config().depth, l) {
             let rows = g.layout().prompt_rows();
             let deep = g.w("deep_prompt_embeddings")?;
             write_tokens(rec, x, rows.start, rows.len(), deep, (l - 1) * self.prompts);
@@ -188,7 +235,7 @@ impl Hooks for PromptHooks {
         dx: &GpuTensor,
         grads: &Grads,
     ) -> Result<()> {
-        if self.replaced_before(g, l) {
+        if self.replaced_before(g.config().depth, l) {
             let rows = g.layout().prompt_rows();
             self.drop_prompts(g, rec, dx, l);
             if let Some(gd) = grads.get("deep_prompt_embeddings") {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::{has_name, MethodOptions, MethodRecipe, MethodSpec};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::hooks::{Affine, Hooks, Site};
 use crate::model::{Backbone, Graph, HostTensor, Pooling, ViTConfig};
 use crate::rng::Rng;
@@ -118,5 +118,39 @@ impl MethodSpec for Ssf {
 
     fn hooks(&self, _o: &MethodOptions) -> Box<dyn Hooks> {
         Box::new(SsfHooks)
+    }
+
+    fn merge(
+        &self,
+        _o: &MethodOptions,
+        c: &ViTConfig,
+        tuned: &BTreeMap<String, HostTensor>,
+        weights: &mut BTreeMap<String, HostTensor>,
+    ) -> Result<()> {
+        // γ⊙(W·x + b) + β = (γ⊙W)·x + (γ⊙b + β): each output channel's row of the weight (linear, convolution or
+        // LayerNorm alike) is scaled, and the bias becomes γ⊙b + β. Under LayerScale the layer's γ_ls stays
+        // outside, as the graph applies it: γ_ls⊙(γ⊙z + β).
+        for site in Site::all(c.depth) {
+            let [sn, bn] = names(site, c);
+            let module = match site {
+                Site::PatchEmbed => "patch_embed.proj".to_string(),
+                _ => site.module(final_norm(c)),
+            };
+            let missing = |n: &str| Error::Internal(format!("SSF's merge lacks `{n}`"));
+            let gamma = tuned.get(&sn).ok_or_else(|| missing(&sn))?;
+            let beta = tuned.get(&bn).ok_or_else(|| missing(&bn))?;
+            let wn = format!("{module}.weight");
+            let w = weights.get_mut(&wn).ok_or_else(|| missing(&wn))?;
+            let per_row = w.numel() / gamma.numel();
+            for (row, g) in w.data.chunks_mut(per_row).zip(&gamma.data) {
+                row.iter_mut().for_each(|v| *v *= g);
+            }
+            let bias = format!("{module}.bias");
+            let b = weights.get_mut(&bias).ok_or_else(|| missing(&bias))?;
+            for ((v, g), s) in b.data.iter_mut().zip(&gamma.data).zip(&beta.data) {
+                *v = *v * g + s;
+            }
+        }
+        Ok(())
     }
 }

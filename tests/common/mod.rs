@@ -75,3 +75,59 @@ pub fn cross_entropy(logits: &vitune::model::HostTensor, labels: &[usize]) -> f6
         .sum();
     total / labels.len() as f64
 }
+
+/// Every gradient fixture case (tools/make_grad_fixtures.py), one or more per method.
+pub const GRAD_CASES: [&str; 11] = [
+    "linear",
+    "bitfit",
+    "vpt-shallow",
+    "vpt-deep",
+    "vpt-deep-avg",
+    "lora",
+    "adaptformer",
+    "convpass",
+    "ssf",
+    "ssf-avg",
+    "full",
+];
+
+/// A gradient fixture: its backbone, the tuning (random values, so every tensor matters), the input (`pixels`,
+/// `labels`) and autograd's loss and gradients.
+pub struct GradFixture {
+    pub backbone: vitune::model::Backbone,
+    pub tuning: vitune::tuning::Tuning,
+    pub input: std::collections::BTreeMap<String, vitune::model::HostTensor>,
+    pub expected: std::collections::BTreeMap<String, vitune::model::HostTensor>,
+    /// The backbone's checkpoint.
+    pub backbone_path: PathBuf,
+}
+
+pub fn grad_fixture(case: &str) -> GradFixture {
+    use vitune::model::{load_backbone, LoadOptions};
+    let dir = fixture(&format!("grad_{case}"));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).expect("meta"))
+            .expect("json");
+    let bb = meta["backbone"].as_str().unwrap_or("timm_cls").to_string();
+    let heads = if bb == "timm_avg_bf16" { Some(3) } else { None };
+    let backbone_path = fixture(&bb).join("model.safetensors");
+    let backbone = load_backbone(
+        &backbone_path,
+        &LoadOptions {
+            heads,
+            ..Default::default()
+        },
+    )
+    .expect("backbone");
+    let (m, opts) = vitune::selftest::fixture_method(&meta).expect("known method");
+    let tuned = vitune::io::read_tensors(&dir.join("tuned.safetensors")).expect("tuned");
+    let tuning =
+        vitune::tuning::Tuning::from_tensors(m, opts, &backbone, tuned).expect("tuning accepted");
+    GradFixture {
+        backbone,
+        tuning,
+        input: vitune::io::read_tensors(&dir.join("input.safetensors")).expect("input"),
+        expected: vitune::io::read_tensors(&dir.join("expected.safetensors")).expect("expected"),
+        backbone_path,
+    }
+}

@@ -1,0 +1,148 @@
+//! The merged timm checkpoint: for methods whose result is a plain ViT (linear probe, BitFit, LoRA merged, SSF
+//! merged, full fine-tuning), a timm-named state dict and the `config.json` timm reads beside it.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::{input_size, merged_weights};
+use crate::error::{Error, Result};
+use crate::model::resample::resample_pos_embed;
+use crate::model::{Backbone, HostTensor, Pooling, POS_EMBED_ANTIALIAS};
+use crate::tuned::TunedFile;
+
+/// What a timm export wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimmReport {
+    pub weights: PathBuf,
+    pub config: PathBuf,
+    pub architecture: String,
+    /// What timm will not reproduce exactly, if anything.
+    pub note: Option<String>,
+}
+
+/// Some of timm's registered ViT names. Any of them builds the checkpoint's ViT when config.json's `model_args`
+/// (which override the name's own) carry the real shape; the exact one is named where the shape is standard.
+const TIMM_VITS: [&str; 10] = [
+    "vit_tiny_patch16_224",
+    "vit_tiny_patch16_384",
+    "vit_small_patch16_224",
+    "vit_small_patch16_384",
+    "vit_small_patch32_224",
+    "vit_base_patch16_224",
+    "vit_base_patch16_384",
+    "vit_base_patch32_224",
+    "vit_base_patch8_224",
+    "vit_large_patch16_224",
+];
+
+/// timm's architecture name for this shape, else `vit_base_patch16_224` (its `model_args` then set the shape).
+fn architecture(b: &Backbone, size: (usize, usize)) -> String {
+    let c = &b.config;
+    let width = match (c.dim, c.depth) {
+        (192, 12) => "tiny",
+        (384, 12) => "small",
+        (768, 12) => "base",
+        (1024, 24) => "large",
+        _ => "",
+    };
+    let name = format!("vit_{width}_patch{}_{}", c.patch, size.0);
+    if size.0 == size.1 && TIMM_VITS.contains(&name.as_str()) {
+        name
+    } else {
+        TIMM_VITS[5].to_string()
+    }
+}
+
+/// `config.json` beside the weights, in the layout timm's hub loader reads (`architecture`, `num_classes`,
+/// `label_names`, `model_args`, `pretrained_cfg`).
+fn config_json(
+    b: &Backbone,
+    tuned: &TunedFile,
+    size: (usize, usize),
+    arch: &str,
+) -> serde_json::Value {
+    let c = &b.config;
+    let mut model_args = json!({
+        "img_size": [size.0, size.1],
+        "patch_size": c.patch,
+        "embed_dim": c.dim,
+        "depth": c.depth,
+        "num_heads": c.heads,
+        "mlp_ratio": c.mlp_hidden as f64 / c.dim as f64,
+        "num_classes": tuned.tuning.num_classes,
+        "global_pool": match c.pooling { Pooling::Token => "token", Pooling::Avg => "avg" },
+    });
+    if c.layer_scale {
+        // Any value creates the LayerScale modules; the checkpoint's γ replace it.
+        model_args["init_values"] = json!(1e-5);
+    }
+    json!({
+        "architecture": arch,
+        "num_classes": tuned.tuning.num_classes,
+        "num_features": c.dim,
+        "global_pool": model_args["global_pool"].clone(),
+        "label_names": tuned.classes,
+        "model_args": model_args,
+        "pretrained_cfg": {
+            "input_size": [3, size.0, size.1],
+            "interpolation": "bicubic",
+            "crop_pct": c.crop_pct,
+            "mean": c.mean,
+            "std": c.std,
+            "num_classes": tuned.tuning.num_classes,
+            "classifier": "head",
+        },
+        "vitune": {
+            "method": tuned.tuning.method.name(),
+            "method_settings": tuned.tuning.options.describe(tuned.tuning.method),
+            "backbone_file": b.file_name(),
+            "backbone_sha256": b.sha256,
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+    })
+}
+
+/// Writes the merged state dict to `out` (safetensors) and `config.json` beside it. Prompt and adapter methods
+/// are refused: their result is not a plain ViT.
+pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result<TimmReport> {
+    let t = &tuned.tuning;
+    if t.method.spec().onnx(&t.options).is_some() {
+        return Err(Error::Input(format!(
+            "{} adds {} to the ViT, so its result is not a plain timm ViT; export it as ONNX instead (--format onnx)",
+            t.method,
+            if t.method.uses_prompts() { "prompt tokens" } else { "branches" }
+        )));
+    }
+    let size = input_size(backbone, tuned);
+    let mut weights = merged_weights(backbone, t)?;
+    let c = &backbone.config;
+    if size != c.image_size {
+        let grid = (size.0 / c.patch, size.1 / c.patch);
+        let pos = &weights["pos_embed"];
+        let data = resample_pos_embed(&pos.data, c.dim, 1, c.grid(), grid, POS_EMBED_ANTIALIAS);
+        weights.insert(
+            "pos_embed".into(),
+            HostTensor::new(vec![1, 1 + grid.0 * grid.1, c.dim], data),
+        );
+    }
+    let arch = architecture(backbone, size);
+    let config = out.with_file_name("config.json");
+    let text = serde_json::to_string_pretty(&config_json(backbone, tuned, size, &arch))
+        .map_err(|e| Error::Internal(format!("config.json: {e}")))?;
+    crate::io::write_tensors(out, &weights, None)?;
+    std::fs::write(&config, text).map_err(Error::io("write", &config))?;
+    // timm's ViT builds its LayerNorms with eps 1e-6; config.json cannot say otherwise.
+    let note = (c.eps != 1e-6).then(|| {
+        format!(
+            "this backbone's LayerNorm eps is {:e}; timm's ViT uses 1e-6, so its logits may differ slightly",
+            c.eps
+        )
+    });
+    Ok(TimmReport {
+        weights: out.to_path_buf(),
+        config,
+        architecture: arch,
+        note,
+    })
+}

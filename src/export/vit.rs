@@ -1,0 +1,213 @@
+//! The ViT forward as an ONNX graph, op for op as vitune's GPU graph computes it: patch embedding (a strided
+//! convolution), CLS and prompts, pre-norm blocks with LayerScale where the backbone has it, token or average
+//! pooling, the head, and softmax.
+
+use std::collections::BTreeMap;
+
+use tract_onnx::pb::GraphProto;
+
+use super::onnx::{int, ints, value_info, ExportCtx, OnnxGraph, OnnxHooks};
+use crate::error::{Error, Result};
+use crate::model::hooks::{Branch, BranchInput, Hooks};
+use crate::model::resample::resample_pos_embed;
+use crate::model::{HostTensor, Pooling, ViTConfig, POS_EMBED_ANTIALIAS};
+
+/// A backbone's weights with everything foldable already folded in (timm names), and the method's structural
+/// hooks for the rest.
+pub struct VitExport<'a> {
+    pub config: &'a ViTConfig,
+    pub weights: &'a BTreeMap<String, HostTensor>,
+    pub input_size: (usize, usize),
+    /// The method's graph hooks: prompt count and what each branch reads.
+    pub hooks: &'a dyn Hooks,
+    pub onnx: Option<&'a dyn OnnxHooks>,
+    pub cx: ExportCtx<'a>,
+}
+
+impl VitExport<'_> {
+    fn w(&self, name: &str) -> Result<&HostTensor> {
+        self.weights.get(name).ok_or_else(|| {
+            Error::Input(format!(
+                "the backbone has no tensor `{name}` (needed by the exported graph)"
+            ))
+        })
+    }
+
+    fn linear(&self, g: &mut OnnxGraph, x: &str, prefix: &str) -> Result<String> {
+        let w = self.w(&format!("{prefix}.weight"))?;
+        let b = self.w(&format!("{prefix}.bias"))?;
+        Ok(g.linear(x, w, Some(b)))
+    }
+
+    fn layer_norm(&self, g: &mut OnnxGraph, x: &str, prefix: &str) -> Result<String> {
+        let w = self.w(&format!("{prefix}.weight"))?;
+        let b = self.w(&format!("{prefix}.bias"))?;
+        Ok(g.layer_norm(x, w, b, self.config.eps))
+    }
+
+    /// `pixels` [N,3,H,W] → `pooled` [N,D], `logits` [N,C], `probabilities` [N,C].
+    pub fn graph(&self) -> Result<GraphProto> {
+        let c = self.config;
+        let (h, w) = self.input_size;
+        let grid = (h / c.patch, w / c.patch);
+        let d = c.dim as i64;
+        let mut g = OnnxGraph::default();
+
+        g.scope("patch_embed");
+        let pw = g.constant("proj.weight", self.w("patch_embed.proj.weight")?);
+        let pb = g.constant("proj.bias", self.w("patch_embed.proj.bias")?);
+        let p = c.patch as i64;
+        let conv = g.node(
+            "Conv",
+            &["pixels", &pw, &pb],
+            vec![ints("kernel_shape", &[p, p]), ints("strides", &[p, p])],
+            None,
+        );
+        let flat = g.reshape(&conv, &[0, d, -1]);
+        let patches = g.transpose(&flat, &[0, 2, 1]);
+
+        // Position embeddings at the export size: CLS's is added to the CLS token, the rest to the patches.
+        let pos = self.w("pos_embed")?;
+        let pos = resample_pos_embed(&pos.data, c.dim, 1, c.grid(), grid, POS_EMBED_ANTIALIAS);
+        let cls = self.w("cls_token")?;
+        let cls_pos: Vec<f32> = cls
+            .data
+            .iter()
+            .zip(&pos[..c.dim])
+            .map(|(a, b)| a + b)
+            .collect();
+        let patch_pos = HostTensor::new(vec![1, grid.0 * grid.1, c.dim], pos[c.dim..].to_vec());
+        g.scope("");
+        let patch_pos = g.constant("pos_embed.patches", &patch_pos);
+        let patches = g.op("Add", &[&patches, &patch_pos]);
+        let cls = g.constant(
+            "cls_token_with_pos",
+            &HostTensor::new(vec![1, 1, c.dim], cls_pos),
+        );
+        let cls = g.batched(&cls, &patches, 1, c.dim);
+        let prompts = self.hooks.prompts();
+        let prompt_tokens = match self.onnx {
+            Some(o) => o.prompt_tokens(&self.cx, &mut g)?,
+            None => None,
+        };
+        let mut x = match prompt_tokens {
+            Some(t) => {
+                let t = g.batched(&t, &patches, prompts, c.dim);
+                g.concat(&[&cls, &t, &patches], 1)
+            }
+            None => g.concat(&[&cls, &patches], 1),
+        };
+
+        for l in 0..c.depth {
+            x = self.block(&mut g, l, x)?;
+        }
+
+        g.scope("");
+        let pooled = match c.pooling {
+            Pooling::Token => {
+                let y = self.layer_norm(&mut g, &x, "norm")?;
+                let zero = g.int64s(&[0], true);
+                g.node("Gather", &[&y, &zero], vec![int("axis", 1)], None)
+            }
+            Pooling::Avg => {
+                let rest = g.tokens(&x, 1, None);
+                let m = g.node(
+                    "ReduceMean",
+                    &[&rest],
+                    vec![ints("axes", &[1]), int("keepdims", 0)],
+                    None,
+                );
+                self.layer_norm(&mut g, &m, "fc_norm")?
+            }
+        };
+        let pooled = g.node("Identity", &[&pooled], vec![], Some("pooled"));
+        let logits = self.linear(&mut g, &pooled, "head")?;
+        let logits = g.node("Identity", &[&logits], vec![], Some("logits"));
+        g.node(
+            "Softmax",
+            &[&logits],
+            vec![int("axis", -1)],
+            Some("probabilities"),
+        );
+        let classes = self.w("head.weight")?.shape[0];
+        Ok(g.finish(
+            "vitune",
+            vec![value_info("pixels", &[None, Some(3), Some(h), Some(w)])],
+            vec![
+                value_info("logits", &[None, Some(classes)]),
+                value_info("probabilities", &[None, Some(classes)]),
+                value_info("pooled", &[None, Some(c.dim)]),
+            ],
+        ))
+    }
+
+    fn block(&self, g: &mut OnnxGraph, l: usize, x: String) -> Result<String> {
+        let c = self.config;
+        let b = format!("blocks.{l}");
+        g.scope(&b);
+        let x = match self.onnx {
+            Some(o) => o.block_input(&self.cx, g, l, x)?,
+            None => x,
+        };
+        let n1 = self.layer_norm(g, &x, &format!("{b}.norm1"))?;
+        let qkv = self.linear(g, &n1, &format!("{b}.attn.qkv"))?;
+        let ctx = attention(g, &qkv, c.heads, c.dim);
+        let mut a = self.linear(g, &ctx, &format!("{b}.attn.proj"))?;
+        if c.layer_scale {
+            let ls = g.constant("ls1.gamma", self.w(&format!("{b}.ls1.gamma"))?);
+            a = g.op("Mul", &[&a, &ls]);
+        }
+        let xm = g.op("Add", &[&x, &a]);
+        let xm = self.branch(g, l, Branch::Attention, (&n1, &x), xm)?;
+        let n2 = self.layer_norm(g, &xm, &format!("{b}.norm2"))?;
+        let h = self.linear(g, &n2, &format!("{b}.mlp.fc1"))?;
+        let h = g.gelu(&h);
+        let mut m = self.linear(g, &h, &format!("{b}.mlp.fc2"))?;
+        if c.layer_scale {
+            let ls = g.constant("ls2.gamma", self.w(&format!("{b}.ls2.gamma"))?);
+            m = g.op("Mul", &[&m, &ls]);
+        }
+        let xo = g.op("Add", &[&xm, &m]);
+        self.branch(g, l, Branch::Mlp, (&n2, &xm), xo)
+    }
+
+    /// `out` with the method's branch added; (normed, residual) are the two inputs a branch may read.
+    fn branch(
+        &self,
+        g: &mut OnnxGraph,
+        l: usize,
+        branch: Branch,
+        (normed, residual): (&str, &str),
+        out: String,
+    ) -> Result<String> {
+        let Some(o) = self.onnx else {
+            return Ok(out);
+        };
+        let input = match self.hooks.branch_input(branch) {
+            BranchInput::Normed => normed,
+            BranchInput::Residual => residual,
+        };
+        o.branch(&self.cx, g, l, branch, input, out)
+    }
+}
+
+/// Multi-head self-attention from qkv [N,T,3D] to the heads' concatenated context [N,T,D].
+fn attention(g: &mut OnnxGraph, qkv: &str, heads: usize, dim: usize) -> String {
+    let dh = (dim / heads) as i64;
+    let split = g.reshape(qkv, &[0, 0, 3, heads as i64, dh]);
+    let qkv = g.transpose(&split, &[2, 0, 3, 1, 4]);
+    let part = |g: &mut OnnxGraph, i: i64| {
+        let idx = g.int64s(&[i], true);
+        g.node("Gather", &[&qkv, &idx], vec![int("axis", 0)], None)
+    };
+    let q = part(g, 0);
+    let k = part(g, 1);
+    let v = part(g, 2);
+    let kt = g.transpose(&k, &[0, 1, 3, 2]);
+    let scores = g.op("MatMul", &[&q, &kt]);
+    let scores = g.scale(&scores, 1.0 / (dh as f32).sqrt());
+    let probs = g.node("Softmax", &[&scores], vec![int("axis", -1)], None);
+    let ctx = g.op("MatMul", &[&probs, &v]);
+    let ctx = g.transpose(&ctx, &[0, 2, 1, 3]);
+    g.reshape(&ctx, &[0, 0, dim as i64])
+}

@@ -1,0 +1,244 @@
+//! Export: every method's ONNX file, run by a Rust ONNX runtime (tract), predicts like vitune and like PyTorch
+//! (the gradient fixtures' autograd loss); its metadata says how to preprocess; bad inputs leave no file; the
+//! merged timm checkpoint reproduces the tuned model.
+
+mod common;
+
+use std::path::Path;
+
+use vitune::export::{check, export_onnx, read_metadata};
+use vitune::tuned::{TunedFile, TunedMeta};
+
+/// Within this relative logit difference (max |a − b| / max |b|) the exported model counts as the same.
+const TOL: f64 = 1e-4;
+
+fn tuned_file(f: &common::GradFixture) -> TunedFile {
+    let t = &f.tuning;
+    let classes: Vec<String> = (0..t.num_classes).map(|i| format!("class-{i}")).collect();
+    TunedFile {
+        tuning: t.clone(),
+        classes: classes.clone(),
+        meta: Some(TunedMeta::new(t, &f.backbone, classes, "fixture")),
+    }
+}
+
+#[test]
+fn every_method_exports_an_onnx_model_that_predicts_like_vitune_and_pytorch() {
+    let gpu = common::gpu();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for case in common::GRAD_CASES {
+        let f = common::grad_fixture(case);
+        let tuned = tuned_file(&f);
+        let pixels = &f.input["pixels"];
+        let out = dir.path().join(format!("{case}.onnx"));
+        let report = export_onnx(&gpu, &f.backbone, &tuned, &out, Some(pixels.clone()))
+            .unwrap_or_else(|e| panic!("{case}: export failed: {e}"));
+        assert!(out.exists(), "{case}: no file");
+        assert_eq!(report.check.images, pixels.shape[0]);
+        assert_eq!(report.check.top1_agree, report.check.images, "{case}");
+        assert!(
+            (report.check.max_rel_diff as f64) < TOL,
+            "{case}: ONNX vs vitune logits: {}",
+            report.check.describe()
+        );
+
+        // Independently of vitune's forward: the ONNX runtime's logits give autograd's loss.
+        let logits = check::run_onnx(&out, pixels).expect("tract runs it");
+        let labels: Vec<usize> = f.input["labels"].data.iter().map(|v| *v as usize).collect();
+        let loss = common::cross_entropy(&logits, &labels);
+        let want = f.expected["loss"].data[0] as f64;
+        assert!(
+            (loss - want).abs() / want.abs() < TOL,
+            "{case}: ONNX loss {loss} vs PyTorch's {want}"
+        );
+
+        let meta = read_metadata(&out).expect("metadata");
+        let classes: Vec<String> = serde_json::from_str(&meta["classes"]).expect("classes");
+        assert_eq!(classes, tuned.classes, "{case}");
+        let c = &f.backbone.config;
+        let size: [usize; 2] = serde_json::from_str(&meta["image_size"]).expect("size");
+        assert_eq!((size[0], size[1]), c.image_size, "{case}");
+        let mean: [f32; 3] = serde_json::from_str(&meta["mean"]).expect("mean");
+        let std: [f32; 3] = serde_json::from_str(&meta["std"]).expect("std");
+        assert_eq!((mean, std), (c.mean, c.std), "{case}");
+        assert_eq!(meta["method"], f.tuning.method.name(), "{case}");
+        assert_eq!(meta["backbone_sha256"], f.backbone.sha256, "{case}");
+        assert_eq!(meta["vitune_version"], env!("CARGO_PKG_VERSION"));
+        let crop: f32 = meta["crop_pct"].parse().expect("crop_pct");
+        assert_eq!(crop, c.crop_pct);
+    }
+}
+
+/// A vitune tuned file for `case` in `dir`, and its backbone's path.
+fn write_tuned(dir: &Path, case: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let f = common::grad_fixture(case);
+    let t = tuned_file(&f);
+    let path = dir.join(format!("{case}.tuned.safetensors"));
+    vitune::tuned::write(&path, &t.tuning, t.meta.as_ref().expect("meta")).expect("write");
+    (path, f.backbone_path)
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn export_refuses_bad_input_with_one_sentence_and_leaves_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (tuned, backbone) = write_tuned(d, "vpt-deep");
+    let (_, other_backbone) = write_tuned(d, "ssf-avg");
+    let before = files_in(d);
+    let s = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    let out = d.join("model.onnx");
+
+    // A tuned file made for another backbone.
+    let (ok, _, err) = common::vitune(&[
+        "export",
+        "--backbone",
+        &s(&other_backbone),
+        "--heads",
+        "3",
+        "--tuned",
+        &s(&tuned),
+        "--out",
+        &s(&out),
+    ]);
+    assert!(!ok, "another backbone's tuned file was exported");
+    assert!(err.contains("was tuned for"), "{err}");
+
+    // A truncated tuned file.
+    let bytes = std::fs::read(&tuned).expect("read");
+    let cut = d.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    let (ok, _, err) = common::vitune(&[
+        "export",
+        "--backbone",
+        &s(&backbone),
+        "--tuned",
+        &s(&cut),
+        "--out",
+        &s(&out),
+    ]);
+    assert!(!ok, "a truncated tuned file was exported");
+    assert!(
+        err.contains("cut.safetensors"),
+        "the error names the file: {err}"
+    );
+    std::fs::remove_file(&cut).expect("rm");
+
+    // An output path that cannot be written.
+    let nowhere = d.join("no-such-folder").join("model.onnx");
+    let (ok, _, err) = common::vitune(&[
+        "export",
+        "--backbone",
+        &s(&backbone),
+        "--tuned",
+        &s(&tuned),
+        "--out",
+        &s(&nowhere),
+    ]);
+    assert!(!ok, "an unwritable path was accepted");
+    assert!(
+        err.contains("no-such-folder"),
+        "the error names the path: {err}"
+    );
+
+    // Prompts are not a plain ViT: the timm format says to use ONNX.
+    let merged = d.join("merged.safetensors");
+    let (ok, _, err) = common::vitune(&[
+        "export",
+        "--backbone",
+        &s(&backbone),
+        "--tuned",
+        &s(&tuned),
+        "--format",
+        "timm",
+        "--out",
+        &s(&merged),
+    ]);
+    assert!(!ok, "vpt-deep was exported as a plain timm ViT");
+    assert!(err.contains("ONNX"), "{err}");
+
+    for (ok, what) in [(!out.exists(), "model.onnx"), (!merged.exists(), "merged")] {
+        assert!(ok, "{what} was left behind");
+    }
+    assert_eq!(files_in(d), before, "a partial file was left behind");
+
+    // And the good case through the CLI prints the self-check.
+    let (ok, stdout, err) = common::vitune(&[
+        "export",
+        "--backbone",
+        &s(&backbone),
+        "--tuned",
+        &s(&tuned),
+        "--out",
+        &s(&out),
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("agrees with vitune on 4 of 4"), "{stdout}");
+    assert!(out.exists());
+}
+
+/// LoRA (and SSF) merged into a plain timm checkpoint: loaded back by vitune as a backbone, its own head gives the
+/// tuned model's logits.
+#[test]
+fn merged_timm_checkpoints_reproduce_the_tuned_logits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    for (case, heads) in [("lora", None), ("ssf-avg", Some("3")), ("bitfit", None)] {
+        let (tuned, backbone) = write_tuned(d, case);
+        let merged = d.join(format!("{case}-merged.safetensors"));
+        let mut args = vec![
+            "export".to_string(),
+            "--backbone".into(),
+            s(&backbone),
+            "--tuned".into(),
+            s(&tuned),
+            "--format".into(),
+            "timm".into(),
+            "--out".into(),
+            s(&merged),
+        ];
+        if let Some(h) = heads {
+            args.extend(["--heads".into(), h.into()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, err) = common::vitune(&args);
+        assert!(ok, "{case}: {err}");
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("config.json")).expect("config"))
+                .expect("json");
+        assert_eq!(config["num_classes"], config["model_args"]["num_classes"]);
+
+        let f = common::grad_fixture(case);
+        let gpu = common::gpu();
+        let want = vitune::job::forward_tensors(
+            &gpu,
+            &f.backbone,
+            Some(&f.tuning),
+            &f.input["pixels"],
+            false,
+        )
+        .expect("tuned forward");
+        let plain = vitune::model::load_backbone(
+            &merged,
+            &vitune::model::LoadOptions {
+                heads: heads.map(|h| h.parse().expect("heads")),
+                ..Default::default()
+            },
+        )
+        .expect("the merged checkpoint loads as a backbone");
+        let got = vitune::job::forward_tensors(&gpu, &plain, None, &f.input["pixels"], false)
+            .expect("merged forward");
+        let e = common::rel_err(&got["logits"].data, &want["logits"].data);
+        assert!(e < TOL, "{case}: merged logits rel err {e:e}");
+        std::fs::remove_file(d.join("config.json")).expect("rm");
+    }
+}
