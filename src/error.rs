@@ -10,13 +10,13 @@ pub enum Error {
     Model(#[from] ModelError),
     #[error("{0}")]
     Input(String),
-    /// A file or folder that could not be read or written; keeps the operating system's error.
-    #[error("cannot {action} {}: {source}", path.display())]
+    /// A file or folder that could not be read or written, with the operating system's reason (in the message,
+    /// not as a source, so that an error chain does not print it twice).
+    #[error("cannot {action} {}: {reason}", path.display())]
     Io {
         action: &'static str,
         path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// A broken invariant inside vitune, not the user's input.
     #[error("internal error (a vitune bug; please report it): {0}")]
@@ -39,10 +39,10 @@ impl Error {
     /// For `map_err`: an I/O failure to `action` (read, write, create, ...) `path`.
     pub fn io(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.to_path_buf();
-        move |source| Error::Io {
+        move |reason| Error::Io {
             action,
             path,
-            source,
+            reason,
         }
     }
 }

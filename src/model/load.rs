@@ -16,10 +16,11 @@ const HALF: [f32; 3] = [0.5, 0.5, 0.5];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("cannot read {path}: {source}")]
+    /// The operating system's reason is in the message, not a source: an error chain prints it once.
+    #[error("cannot read {path}: {reason}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("{path} is not a valid safetensors file (or is truncated): {msg}")]
     NotSafetensors { path: PathBuf, msg: String },
@@ -122,9 +123,9 @@ fn sibling_json(path: &Path, name: &str) -> Result<Option<Value>, ModelError> {
     if !p.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&p).map_err(|source| ModelError::Io {
+    let text = std::fs::read_to_string(&p).map_err(|reason| ModelError::Io {
         path: p.clone(),
-        source,
+        reason,
     })?;
     serde_json::from_str(&text)
         .map(Some)
@@ -184,15 +185,15 @@ fn timm_name_from_hf(name: &str) -> Option<String> {
 
 /// Loads a checkpoint file; config.json (and preprocessor_config.json) beside it fill in what shapes can't tell.
 pub fn load_backbone(path: &Path, opts: &LoadOptions) -> Result<Backbone, ModelError> {
-    let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+    let file = std::fs::File::open(path).map_err(|reason| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        reason,
     })?;
     // SAFETY: the file is opened read-only; a concurrent writer could change the bytes under us, which
     // at worst yields wrong numbers or a parse error, never memory unsafety in safe code reading a &[u8].
-    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelError::Io {
+    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|reason| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        reason,
     })?;
     let cfg = sibling_json(path, "config.json")?;
     let pre = sibling_json(path, "preprocessor_config.json")?;
