@@ -78,6 +78,15 @@ fn write_tuned(dir: &Path, case: &str) -> (std::path::PathBuf, std::path::PathBu
     (path, f.backbone_path)
 }
 
+/// `vitune export --backbone B --tuned T --out O` with `extra` arguments: (success, stdout, stderr).
+fn export(backbone: &Path, tuned: &Path, out: &Path, extra: &[&str]) -> (bool, String, String) {
+    let s = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    let (b, t, o) = (s(backbone), s(tuned), s(out));
+    let mut args = vec!["export", "--backbone", &b, "--tuned", &t, "--out", &o];
+    args.extend_from_slice(extra);
+    common::vitune(&args)
+}
+
 fn files_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .expect("dir")
@@ -94,21 +103,10 @@ fn export_refuses_bad_input_with_one_sentence_and_leaves_no_file() {
     let (tuned, backbone) = write_tuned(d, "vpt-deep");
     let (_, other_backbone) = write_tuned(d, "ssf-avg");
     let before = files_in(d);
-    let s = |p: &Path| p.to_str().expect("utf-8 path").to_string();
     let out = d.join("model.onnx");
 
     // A tuned file made for another backbone.
-    let (ok, _, err) = common::vitune(&[
-        "export",
-        "--backbone",
-        &s(&other_backbone),
-        "--heads",
-        "3",
-        "--tuned",
-        &s(&tuned),
-        "--out",
-        &s(&out),
-    ]);
+    let (ok, _, err) = export(&other_backbone, &tuned, &out, &["--heads", "3"]);
     assert!(!ok, "another backbone's tuned file was exported");
     assert!(err.contains("was tuned for"), "{err}");
 
@@ -116,15 +114,7 @@ fn export_refuses_bad_input_with_one_sentence_and_leaves_no_file() {
     let bytes = std::fs::read(&tuned).expect("read");
     let cut = d.join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
-    let (ok, _, err) = common::vitune(&[
-        "export",
-        "--backbone",
-        &s(&backbone),
-        "--tuned",
-        &s(&cut),
-        "--out",
-        &s(&out),
-    ]);
+    let (ok, _, err) = export(&backbone, &cut, &out, &[]);
     assert!(!ok, "a truncated tuned file was exported");
     assert!(
         err.contains("cut.safetensors"),
@@ -134,15 +124,7 @@ fn export_refuses_bad_input_with_one_sentence_and_leaves_no_file() {
 
     // An output path that cannot be written.
     let nowhere = d.join("no-such-folder").join("model.onnx");
-    let (ok, _, err) = common::vitune(&[
-        "export",
-        "--backbone",
-        &s(&backbone),
-        "--tuned",
-        &s(&tuned),
-        "--out",
-        &s(&nowhere),
-    ]);
+    let (ok, _, err) = export(&backbone, &tuned, &nowhere, &[]);
     assert!(!ok, "an unwritable path was accepted");
     assert!(
         err.contains("no-such-folder"),
@@ -151,17 +133,7 @@ fn export_refuses_bad_input_with_one_sentence_and_leaves_no_file() {
 
     // Prompts are not a plain ViT: the timm format says to use ONNX.
     let merged = d.join("merged.safetensors");
-    let (ok, _, err) = common::vitune(&[
-        "export",
-        "--backbone",
-        &s(&backbone),
-        "--tuned",
-        &s(&tuned),
-        "--format",
-        "timm",
-        "--out",
-        &s(&merged),
-    ]);
+    let (ok, _, err) = export(&backbone, &tuned, &merged, &["--format", "timm"]);
     assert!(!ok, "vpt-deep was exported as a plain timm ViT");
     assert!(err.contains("ONNX"), "{err}");
 
@@ -171,15 +143,7 @@ fn export_refuses_bad_input_with_one_sentence_and_leaves_no_file() {
     assert_eq!(files_in(d), before, "a partial file was left behind");
 
     // And the good case through the CLI prints the self-check.
-    let (ok, stdout, err) = common::vitune(&[
-        "export",
-        "--backbone",
-        &s(&backbone),
-        "--tuned",
-        &s(&tuned),
-        "--out",
-        &s(&out),
-    ]);
+    let (ok, stdout, err) = export(&backbone, &tuned, &out, &[]);
     assert!(ok, "{err}");
     assert!(stdout.contains("agrees with vitune on 4 of 4"), "{stdout}");
     assert!(out.exists());
@@ -191,26 +155,14 @@ fn export_refuses_bad_input_with_one_sentence_and_leaves_no_file() {
 fn merged_timm_checkpoints_reproduce_the_tuned_logits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let s = |p: &Path| p.to_str().expect("utf-8 path").to_string();
     for (case, heads) in [("lora", None), ("ssf-avg", Some("3")), ("bitfit", None)] {
         let (tuned, backbone) = write_tuned(d, case);
         let merged = d.join(format!("{case}-merged.safetensors"));
-        let mut args = vec![
-            "export".to_string(),
-            "--backbone".into(),
-            s(&backbone),
-            "--tuned".into(),
-            s(&tuned),
-            "--format".into(),
-            "timm".into(),
-            "--out".into(),
-            s(&merged),
-        ];
+        let mut extra = vec!["--format", "timm"];
         if let Some(h) = heads {
-            args.extend(["--heads".into(), h.into()]);
+            extra.extend(["--heads", h]);
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (ok, _, err) = common::vitune(&args);
+        let (ok, _, err) = export(&backbone, &tuned, &merged, &extra);
         assert!(ok, "{case}: {err}");
         let config: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(d.join("config.json")).expect("config"))
