@@ -550,6 +550,15 @@ struct LoadArgs {
     /// Normalisation std, three comma-separated numbers.
     #[arg(long, value_parser = parse_triple)]
     std: Option<[f32; 3]>,
+    /// The MLP activation (when neither config.json nor the architecture name says; OpenAI CLIP uses quick-gelu).
+    #[arg(long, value_enum)]
+    act: Option<ActArg>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ActArg {
+    Gelu,
+    QuickGelu,
 }
 
 fn parse_triple(s: &str) -> std::result::Result<[f32; 3], String> {
@@ -568,6 +577,10 @@ impl LoadArgs {
             eps: self.eps,
             mean: self.mean,
             std: self.std,
+            act: self.act.map(|a| match a {
+                ActArg::Gelu => vitune::model::MlpAct::Gelu,
+                ActArg::QuickGelu => vitune::model::MlpAct::QuickGelu,
+            }),
         };
         Ok(load_backbone(path, &opts)?)
     }
@@ -981,8 +994,14 @@ fn info(path: &Path, load: &LoadArgs, json: bool) -> Result<()> {
     println!("mlp hidden    {}", c.mlp_hidden);
     println!("patch         {}", c.patch);
     println!("image size    {}x{}", c.image_size.0, c.image_size.1);
+    println!("family        {}", c.family());
     println!("pooling       {:?}", c.pooling);
     println!("layer scale   {}", c.layer_scale);
+    println!("pre-norm      {}", c.pre_norm);
+    println!("mlp act       {:?}", c.mlp_act);
+    if !c.absent_biases.is_empty() {
+        println!("absent biases {}", c.absent_biases.join(", "));
+    }
     println!("eps           {:e}", c.eps);
     println!("mean          {:?}", c.mean);
     println!("std           {:?}", c.std);

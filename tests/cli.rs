@@ -395,3 +395,47 @@ fn a_headless_machine_gets_a_clean_console() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
 }
+
+/// The CLIP layout trains with prompts and with LoRA from the command line, and `info` names its family.
+#[test]
+fn vpt_deep_and_lora_train_on_a_clip_layout_backbone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = |p: &Path| p.display().to_string();
+    let clip = common::fixture("timm_clip").join("model.safetensors");
+    let (ok, out, err) = vitune(&["info", &s(&clip)]);
+    assert!(ok, "{err}");
+    assert!(out.contains("CLIP-style (pre-norm, QuickGELU)"), "{out}");
+    let data = d.join("data");
+    let (ok, _, err) = vitune(&[
+        "demo-data",
+        "--split",
+        "target",
+        "--per-class",
+        "2",
+        "--out",
+        &s(&data),
+    ]);
+    assert!(ok, "{err}");
+    for method in ["vpt-deep", "lora"] {
+        let out = d.join(format!("{method}.safetensors"));
+        let (ok, _, err) = vitune(&[
+            "train",
+            "--backbone",
+            &s(&clip),
+            "--data",
+            &s(&data),
+            "--method",
+            method,
+            "--shots",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            &s(&out),
+        ]);
+        assert!(ok, "{method}: {err}");
+        assert!(err.contains("wrote"), "{method}: {err}");
+        assert!(out.exists(), "{method}: no tuned file");
+    }
+}

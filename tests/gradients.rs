@@ -169,6 +169,23 @@ fn ssf_on_average_pooled_layerscale_backbone_matches_autograd() {
     check("ssf-avg");
 }
 
+/// The CLIP layout (pre-norm, QuickGELU, no patch-embedding bias), gradients by autograd through timm's modules.
+#[test]
+fn vpt_deep_on_the_clip_layout_matches_autograd() {
+    check("clip-vpt-deep");
+}
+
+#[test]
+fn lora_on_the_clip_layout_matches_autograd() {
+    check("clip-lora");
+}
+
+/// No qkv bias (so BitFit has none to train there) and the final norm before average pooling.
+#[test]
+fn bitfit_on_a_norm_then_average_pooled_backbone_without_qkv_bias_matches_autograd() {
+    check("gap-bitfit");
+}
+
 #[test]
 fn full_fine_tuning_gradients_match_autograd() {
     check("full");

@@ -4,7 +4,9 @@
 mod common;
 
 use vitune::gpu::AttentionKernel;
-use vitune::model::{load_backbone, ForwardOptions, GpuViT, LoadOptions, Pooling, WeightFormat};
+use vitune::model::{
+    load_backbone, ForwardOptions, GpuViT, LoadOptions, MlpAct, Pooling, WeightFormat,
+};
 
 const TOL: f64 = 1e-4;
 
@@ -116,6 +118,50 @@ fn timm_cls_pooling_matches_timm() {
     assert_eq!(b.config.pooling, Pooling::Token);
     assert_eq!(b.config.heads, 3);
     assert_eq!(b.config.heads_source, "config.json");
+}
+
+/// timm's CLIP layout: `norm_pre`, QuickGELU, a patch embedding without bias.
+#[test]
+fn clip_layout_matches_timm() {
+    let b = check_case("timm_clip", LoadOptions::default());
+    assert!(b.config.pre_norm);
+    assert_eq!(b.config.mlp_act, MlpAct::QuickGelu);
+    assert_eq!(b.config.absent_biases, ["patch_embed.proj.bias"]);
+    assert!(b.config.family().starts_with("CLIP-style"));
+}
+
+/// `qkv_bias=False`, and `global_pool='avg'` without `fc_norm` (the final norm, then the mean).
+#[test]
+fn no_qkv_bias_and_norm_then_average_pooling_match_timm() {
+    let b = check_case("timm_gap", LoadOptions::default());
+    assert_eq!(b.config.pooling, Pooling::NormAvg);
+    assert_eq!(
+        b.config.absent_biases,
+        ["blocks.0.attn.qkv.bias", "blocks.1.attn.qkv.bias"]
+    );
+}
+
+/// Variants vitune cannot run are refused with one sentence naming what they need.
+#[test]
+fn unsupported_families_are_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = vitune::io::read_tensors(&common::fixture("timm_cls").join("model.safetensors"))
+        .expect("read");
+    for (extra, says) in [
+        ("blocks.0.attn.rope.freqs", "rotary position embeddings"),
+        ("reg_token", "register tokens"),
+        ("attn_pool.latent", "attention pooling"),
+        ("dist_token", "distillation token"),
+    ] {
+        let mut t = base.clone();
+        t.insert(extra.into(), vitune::model::HostTensor::zeros(&[1, 1, 48]));
+        let path = dir.path().join("model.safetensors");
+        vitune::io::write_tensors(&path, &t, None).expect("write");
+        let e = load_backbone(&path, &LoadOptions::default())
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains(says) && e.contains("does not support"), "{e}");
+    }
 }
 
 #[test]

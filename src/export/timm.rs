@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{input_size, merged_weights};
 use crate::error::{Error, Result};
 use crate::model::resample::resample_pos_embed;
-use crate::model::{Backbone, HostTensor, Pooling, POS_EMBED_ANTIALIAS};
+use crate::model::{Backbone, HostTensor, MlpAct, Pooling, POS_EMBED_ANTIALIAS};
 use crate::tuned::TunedFile;
 
 /// What a timm export wrote.
@@ -71,8 +71,20 @@ fn config_json(
         "num_heads": c.heads,
         "mlp_ratio": c.mlp_hidden as f64 / c.dim as f64,
         "num_classes": tuned.tuning.num_classes,
-        "global_pool": match c.pooling { Pooling::Token => "token", Pooling::Avg => "avg" },
+        "global_pool": match c.pooling { Pooling::Token => "token", Pooling::Avg | Pooling::NormAvg => "avg" },
     });
+    if c.pooling == Pooling::NormAvg {
+        model_args["fc_norm"] = json!(false);
+    }
+    if c.pre_norm {
+        model_args["pre_norm"] = json!(true);
+    }
+    if c.mlp_act == MlpAct::QuickGelu {
+        model_args["act_layer"] = json!("quick_gelu");
+    }
+    if c.absent_biases.iter().any(|n| n.ends_with("attn.qkv.bias")) {
+        model_args["qkv_bias"] = json!(false);
+    }
     if c.layer_scale {
         // Any value creates the LayerScale modules; the checkpoint's γ replace it.
         model_args["init_values"] = json!(1e-5);
@@ -117,6 +129,8 @@ pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result
     let size = input_size(backbone, tuned);
     let mut weights = merged_weights(backbone, t)?;
     let c = &backbone.config;
+    // The zeros standing in for absent biases are not timm's tensors.
+    weights.retain(|k, _| !c.absent_biases.contains(k));
     if size != c.image_size {
         let grid = (size.0 / c.patch, size.1 / c.patch);
         let pos = &weights["pos_embed"];

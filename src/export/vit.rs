@@ -10,7 +10,7 @@ use super::onnx::{int, ints, value_info, ExportCtx, OnnxGraph, OnnxHooks};
 use crate::error::{Error, Result};
 use crate::model::hooks::{Branch, BranchInput, Hooks};
 use crate::model::resample::resample_pos_embed;
-use crate::model::{HostTensor, Pooling, ViTConfig, POS_EMBED_ANTIALIAS};
+use crate::model::{HostTensor, MlpAct, Pooling, ViTConfig, POS_EMBED_ANTIALIAS};
 
 /// A backbone's weights with everything foldable already folded in (timm names), and the method's structural
 /// hooks for the rest.
@@ -98,6 +98,9 @@ impl VitExport<'_> {
             None => g.concat(&[&cls, &patches], 1),
         };
 
+        if c.pre_norm {
+            x = self.layer_norm(&mut g, &x, "norm_pre")?;
+        }
         for l in 0..c.depth {
             x = self.block(&mut g, l, x)?;
         }
@@ -118,6 +121,16 @@ impl VitExport<'_> {
                     None,
                 );
                 self.layer_norm(&mut g, &m, "fc_norm")?
+            }
+            Pooling::NormAvg => {
+                let y = self.layer_norm(&mut g, &x, "norm")?;
+                let rest = g.tokens(&y, 1, None);
+                g.node(
+                    "ReduceMean",
+                    &[&rest],
+                    vec![ints("axes", &[1]), int("keepdims", 0)],
+                    None,
+                )
             }
         };
         let pooled = g.node("Identity", &[&pooled], vec![], Some("pooled"));
@@ -161,7 +174,10 @@ impl VitExport<'_> {
         let xm = self.branch(g, l, Branch::Attention, (&n1, &x), xm)?;
         let n2 = self.layer_norm(g, &xm, &format!("{b}.norm2"))?;
         let h = self.linear(g, &n2, &format!("{b}.mlp.fc1"))?;
-        let h = g.gelu(&h);
+        let h = match c.mlp_act {
+            MlpAct::Gelu => g.gelu(&h),
+            MlpAct::QuickGelu => g.quick_gelu(&h),
+        };
         let mut m = self.linear(g, &h, &format!("{b}.mlp.fc2"))?;
         if c.layer_scale {
             let ls = g.constant("ls2.gamma", self.w(&format!("{b}.ls2.gamma"))?);

@@ -2,12 +2,25 @@ use serde::Serialize;
 
 /// How the image representation is taken from the final tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Pooling {
     /// CLS token after the final `norm` (timm `global_pool='token'`).
     Token,
-    /// Mean over every token after CLS, then `fc_norm` (timm `global_pool='avg'`).
+    /// Mean over every token after CLS, then `fc_norm` (timm `global_pool='avg'`, the default `fc_norm`).
     Avg,
+    /// The final `norm` on every token, then the mean over every token after CLS (timm `global_pool='avg'` with
+    /// `fc_norm=False`).
+    NormAvg,
+}
+
+/// The MLP's activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MlpAct {
+    /// Exact (erf) GELU, timm's and Hugging Face's default.
+    Gelu,
+    /// x·σ(1.702·x), OpenAI CLIP's (timm `act_layer='quick_gelu'`).
+    QuickGelu,
 }
 
 /// Which naming the checkpoint used on disk.
@@ -36,11 +49,51 @@ pub struct ViTConfig {
     pub std: [f32; 3],
     pub crop_pct: f32,
     pub layer_scale: bool,
+    /// A LayerNorm `norm_pre` after the position embedding, before the blocks (CLIP's `ln_pre`).
+    pub pre_norm: bool,
+    pub mlp_act: MlpAct,
+    /// Linear biases the checkpoint lacks (timm `qkv_bias=False`, CLIP's patch embedding): zeros in the forward,
+    /// never trained.
+    pub absent_biases: Vec<String>,
     /// Where the head count came from (config.json, architecture name, width table, flag).
     pub heads_source: String,
 }
 
 impl ViTConfig {
+    /// The final LayerNorm's module name: `fc_norm` after average pooling, else `norm`.
+    pub fn final_norm(&self) -> &'static str {
+        match self.pooling {
+            Pooling::Avg => "fc_norm",
+            Pooling::Token | Pooling::NormAvg => "norm",
+        }
+    }
+
+    /// The layout family in words, for `vitune info`.
+    pub fn family(&self) -> String {
+        let mut v = vec![match (self.pre_norm, self.mlp_act) {
+            (true, MlpAct::QuickGelu) => "CLIP-style (pre-norm, QuickGELU)",
+            (true, MlpAct::Gelu) => "CLIP-style (pre-norm)",
+            (false, MlpAct::QuickGelu) => "ViT with QuickGELU",
+            (false, MlpAct::Gelu) if self.layer_scale => {
+                "ViT with LayerScale (DeiT III / DINOv2 style)"
+            }
+            (false, MlpAct::Gelu) => "classic ViT",
+        }
+        .to_string()];
+        v.push(
+            match self.pooling {
+                Pooling::Token => "CLS-token pooling",
+                Pooling::Avg => "average pooling + fc_norm",
+                Pooling::NormAvg => "norm + average pooling",
+            }
+            .into(),
+        );
+        if !self.absent_biases.is_empty() {
+            v.push(format!("{} biases absent", self.absent_biases.len()));
+        }
+        v.join(", ")
+    }
+
     /// Refuses an input size (H, W) that is not a positive multiple of the patch size.
     pub fn check_input_size(&self, (h, w): (usize, usize)) -> crate::Result<()> {
         if h == 0 || w == 0 || !h.is_multiple_of(self.patch) || !w.is_multiple_of(self.patch) {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::hooks::{Affine, Branch, BranchInput, Grads, Hooks, Saved, Site, TokenLayout};
 use super::saved::WeightInputs;
-use super::{GpuViT, HostTensor, Pooling, ViTConfig};
+use super::{GpuViT, HostTensor, MlpAct, Pooling, ViTConfig};
 use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu, GpuTensor, Recorder};
 use crate::ops::activation::{activation_backward, add_into, zeros};
@@ -151,6 +151,8 @@ pub(crate) struct Forward {
     cols: Option<GpuTensor>,
     /// The input of the method's affine after the patch embedding, if it has one.
     patch_affine_in: Option<GpuTensor>,
+    /// With `norm_pre`, in training: its input and row statistics.
+    pre: Option<(GpuTensor, GpuTensor)>,
     x_final: GpuTensor,
     pool_in: Option<GpuTensor>,
     final_stats: GpuTensor,
@@ -241,10 +243,7 @@ impl<'a> Graph<'a> {
 
     /// The backbone module whose output `site` is (timm names).
     fn site_module(&self, site: Site) -> String {
-        site.module(match self.vit.config.pooling {
-            Pooling::Token => "norm",
-            Pooling::Avg => "fc_norm",
-        })
+        site.module(self.vit.config.final_norm())
     }
 
     fn affine(&self, site: Site) -> Result<Option<Affine<'a>>> {
@@ -358,6 +357,14 @@ impl<'a> Graph<'a> {
         }
     }
 
+    /// The MLP's activation.
+    fn mlp_act(&self) -> Act {
+        match self.vit.config.mlp_act {
+            MlpAct::Gelu => Act::Gelu,
+            MlpAct::QuickGelu => Act::QuickGelu,
+        }
+    }
+
     fn head(&self) -> Option<(&'a GpuTensor, &'a GpuTensor)> {
         self.pair("head").ok()
     }
@@ -423,6 +430,15 @@ impl<'a> Graph<'a> {
             }),
         )?;
         hooks.tokens(self, rec, &x, train.is_some())?;
+        // CLIP's pre-norm (`norm_pre`) runs on the assembled tokens, prompts included.
+        let pre = if c.pre_norm {
+            let (w, b) = self.pair("norm_pre")?;
+            let o = layernorm(rec, &x, w, b, c.eps)?;
+            let x0 = std::mem::replace(&mut x, o.y);
+            train.map(|_| (x0, o.stats))
+        } else {
+            None
+        };
         let mut tokens = Vec::new();
         if want_tokens {
             tokens.push(patches);
@@ -462,6 +478,10 @@ impl<'a> Graph<'a> {
                 let o = layernorm(rec, &m, fw, fb, c.eps)?;
                 (o.y, o.stats, Some(m))
             }
+            Pooling::NormAvg => {
+                let o = layernorm(rec, &x, fw, fb, c.eps)?;
+                (mean_tokens(rec, &o.y)?, o.stats, None)
+            }
         };
         let logits = match self.head() {
             Some((hw, hb)) => Some(linear(rec, &pooled, hw, Some(hb), Act::None, None)?),
@@ -471,6 +491,7 @@ impl<'a> Graph<'a> {
             blocks,
             cols: trained("patch_embed.proj.weight").then_some(cols),
             patch_affine_in,
+            pre,
             x_final: x,
             pool_in,
             final_stats,
@@ -525,13 +546,16 @@ impl<'a> Graph<'a> {
         let fc1_affine = self.hooks().affine(self, Site::Fc1(l))?.is_some();
         // With an affine after fc1 its input is kept instead of GELU's; the backward recomputes GELU's input.
         let (hpre, h) = if fc1_affine {
-            self.linear_at(rec, Site::Fc1(l), &ln2.y, Act::Gelu, None, train)
+            self.linear_at(rec, Site::Fc1(l), &ln2.y, self.mlp_act(), None, train)
                 .map(|(h, z)| (z, h))?
         } else if train {
-            let (hpre, h) = linear_keeping_pre_act(rec, &ln2.y, f1w, Some(f1b), Act::Gelu)?;
+            let (hpre, h) = linear_keeping_pre_act(rec, &ln2.y, f1w, Some(f1b), self.mlp_act())?;
             (Some(hpre), h)
         } else {
-            (None, linear(rec, &ln2.y, f1w, Some(f1b), Act::Gelu, None)?)
+            (
+                None,
+                linear(rec, &ln2.y, f1w, Some(f1b), self.mlp_act(), None)?,
+            )
         };
         let (xo, z) = self.linear_at(rec, Site::Fc2(l), &h, Act::None, Some(&xm), train)?;
         keep_affine_in(Site::Fc2(l), z);
@@ -616,6 +640,22 @@ impl<'a> Graph<'a> {
                 )?;
                 mean_tokens_backward(rec, &dm, t)?
             }
+            (_, Pooling::NormAvg) => {
+                let dnormed = mean_tokens_backward(rec, &dpooled, t)?;
+                let (x, stats) = (&f.x_final, &f.final_stats);
+                let dx = rec.gpu().empty(&x.shape)?;
+                layernorm_backward(rec, x, Rows::all(x), stats, fw, &dnormed, None, &dx);
+                self.ln_param_grads(
+                    rec,
+                    Site::FinalNorm,
+                    x,
+                    Rows::all(x),
+                    stats,
+                    &dnormed,
+                    grads,
+                )?;
+                dx
+            }
             _ => {
                 let dx = zeros(rec, &f.x_final.shape)?;
                 let rows = Rows {
@@ -645,6 +685,13 @@ impl<'a> Graph<'a> {
         }
         if floor > 0 {
             return Ok(());
+        }
+        if let Some((x0, stats)) = &f.pre {
+            let (w, _) = self.pair("norm_pre")?;
+            let dx0 = rec.gpu().empty(&x0.shape)?;
+            layernorm_backward(rec, x0, Rows::all(x0), stats, w, &dx, None, &dx0);
+            self.norm_param_grads(rec, "norm_pre", x0, Rows::all(x0), stats, &dx, grads)?;
+            dx = dx0;
         }
         // Token assembly: x0 = [CLS + pos₀, prompts, patches + pos₁…].
         hooks.tokens_backward(self, rec, &dx, grads)?;
@@ -800,6 +847,24 @@ impl<'a> Graph<'a> {
             fold_norm_grads(rec, self.pair(&prefix)?, (&sw, &sb), (gs, gsh));
             return Ok(());
         }
+        self.norm_param_grads(rec, &prefix, x, rows, stats, dy, grads)
+    }
+
+    /// The gradients of the LayerNorm `{prefix}`'s weight and bias, where trained.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_param_grads(
+        &self,
+        rec: &mut Recorder,
+        prefix: &str,
+        x: &GpuTensor,
+        rows: Rows,
+        stats: &GpuTensor,
+        dy: &GpuTensor,
+        grads: &Grads,
+    ) -> Result<()> {
+        let gw = grads.get(&format!("{prefix}.weight"));
+        let gb = grads.get(&format!("{prefix}.bias"));
+        let d = self.vit.config.dim;
         if gw.is_none() && gb.is_none() {
             return Ok(());
         }
@@ -844,12 +909,12 @@ impl<'a> Graph<'a> {
             // hpre is the affine's input z; GELU's was γ⊙z + β.
             Some(af) => {
                 let pre = scale_rows(rec, &a.hpre, af.scale, Some(af.shift))?;
-                activation_backward(rec, &pre, &dh, Act::Gelu);
+                activation_backward(rec, &pre, &dh, self.mlp_act());
                 let dz = self.affine_backward(rec, Site::Fc1(l), &dh, Some(&a.hpre), grads)?;
                 dz.unwrap_or(dh)
             }
             None => {
-                activation_backward(rec, &a.hpre, &dh, Act::Gelu);
+                activation_backward(rec, &a.hpre, &dh, self.mlp_act());
                 dh
             }
         };

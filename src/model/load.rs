@@ -7,7 +7,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::config::{heads_from_arch, heads_from_width, Pooling, ViTConfig, WeightFormat};
+use super::config::{heads_from_arch, heads_from_width, MlpAct, Pooling, ViTConfig, WeightFormat};
 use super::HostTensor;
 
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -43,6 +43,34 @@ pub enum ModelError {
     },
     #[error("{0}")]
     Config(String),
+    /// A ViT variant vitune does not run (yet), named by what it lacks support for.
+    #[error("{path} is a ViT with {what}, which vitune does not support yet")]
+    Unsupported { path: PathBuf, what: &'static str },
+}
+
+/// Tensor names that mark a variant vitune cannot run, and what to call it.
+const UNSUPPORTED: [(&str, &str); 6] = [
+    ("rope", "rotary position embeddings (EVA-02 style)"),
+    (
+        "mlp.fc1_g",
+        "SwiGLU MLPs and rotary position embeddings (EVA-02 style)",
+    ),
+    ("attn_pool.", "attention pooling (SigLIP's `attn_pool`)"),
+    ("reg_token", "register tokens (DINOv2 with registers)"),
+    ("register_tokens", "register tokens (DINOv2 with registers)"),
+    ("dist_token", "a distillation token (DeiT distilled)"),
+];
+
+/// The linear biases a ViT may be built without (timm `qkv_bias=False`, CLIP's patch embedding): they load as
+/// zeros and are recorded as absent.
+fn optional_biases(depth: usize) -> Vec<String> {
+    let mut v = vec!["patch_embed.proj.bias".to_string()];
+    for i in 0..depth {
+        for m in ["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"] {
+            v.push(format!("blocks.{i}.{m}.bias"));
+        }
+    }
+    v
 }
 
 /// Values that override what the checkpoint and its config.json say.
@@ -52,6 +80,8 @@ pub struct LoadOptions {
     pub eps: Option<f32>,
     pub mean: Option<[f32; 3]>,
     pub std: Option<[f32; 3]>,
+    /// The MLP activation, when neither config.json nor the architecture name tells it.
+    pub act: Option<super::MlpAct>,
 }
 
 /// A loaded backbone: its configuration and every tensor under its timm name, as f32.
@@ -226,6 +256,15 @@ pub fn load_backbone_bytes(
     };
 
     let names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+    if let Some((_, what)) = UNSUPPORTED
+        .iter()
+        .find(|(key, _)| names.iter().any(|n| n.contains(key)))
+    {
+        return Err(ModelError::Unsupported {
+            path: path.to_path_buf(),
+            what,
+        });
+    }
     let hf_prefix = if names.iter().any(|n| n == "cls_token") {
         None
     } else if names.iter().any(|n| n == "vit.embeddings.cls_token") {
@@ -314,7 +353,15 @@ pub fn load_backbone_bytes(
         }
     };
 
-    let config = infer_config(path, format, &tensors, config, preprocessor, opts)?;
+    let mut config = infer_config(path, format, &tensors, config, preprocessor, opts)?;
+    for name in optional_biases(config.depth) {
+        let weight = name.replace(".bias", ".weight");
+        if let (false, Some(w)) = (tensors.contains_key(&name), tensors.get(&weight)) {
+            let zeros = HostTensor::zeros(&w.shape[..1]);
+            tensors.insert(name.clone(), zeros);
+            config.absent_biases.push(name);
+        }
+    }
     let backbone = Backbone {
         config,
         tensors,
@@ -380,23 +427,36 @@ fn infer_config(
         .and_then(Value::as_str)
         .map(str::to_string);
 
-    let pooling = if tensors.contains_key("fc_norm.weight") {
-        Pooling::Avg
-    } else if let Some(gp) = cfg_ref
+    let global_pool = cfg_ref
         .and_then(|c| {
             c.get("global_pool")
                 .or_else(|| model_args?.get("global_pool"))
         })
-        .and_then(Value::as_str)
-    {
-        if gp == "avg" {
-            Pooling::Avg
-        } else {
-            Pooling::Token
-        }
+        .and_then(Value::as_str);
+    let pooling = if tensors.contains_key("fc_norm.weight") {
+        Pooling::Avg
+    } else if global_pool == Some("avg") {
+        // timm's average pooling without fc_norm applies the final norm first.
+        Pooling::NormAvg
     } else {
         Pooling::Token
     };
+    let pre_norm = tensors.contains_key("norm_pre.weight");
+    let quick = |v: Option<&Value>| v.and_then(Value::as_str).map(|a| a == "quick_gelu");
+    let mlp_act = opts
+        .act
+        .or_else(|| {
+            quick(model_args.and_then(|a| a.get("act_layer")))
+                .or_else(|| quick(cfg_ref.and_then(|c| c.get("hidden_act"))))
+                .map(|q| if q { MlpAct::QuickGelu } else { MlpAct::Gelu })
+        })
+        .unwrap_or(
+            if arch.as_deref().is_some_and(|a| a.contains("quickgelu")) {
+                MlpAct::QuickGelu
+            } else {
+                MlpAct::Gelu
+            },
+        );
 
     let pos = shape_of(path, tensors, "pos_embed")?;
     let tokens = pos.get(1).copied().unwrap_or(0).saturating_sub(1);
@@ -503,6 +563,9 @@ fn infer_config(
         std,
         crop_pct,
         layer_scale,
+        pre_norm,
+        mlp_act,
+        absent_biases: Vec::new(),
         heads_source,
     })
 }
@@ -521,12 +584,13 @@ fn validate(b: &Backbone) -> Result<(), ModelError> {
         ),
         ("patch_embed.proj.bias".into(), vec![d]),
     ];
-    let norm = match c.pooling {
-        Pooling::Token => "norm",
-        Pooling::Avg => "fc_norm",
-    };
+    let norm = c.final_norm();
     expect.push((format!("{norm}.weight"), vec![d]));
     expect.push((format!("{norm}.bias"), vec![d]));
+    if c.pre_norm {
+        expect.push(("norm_pre.weight".into(), vec![d]));
+        expect.push(("norm_pre.bias".into(), vec![d]));
+    }
     for i in 0..c.depth {
         let p = format!("blocks.{i}");
         expect.extend([

@@ -32,6 +32,9 @@ pub fn standard_config(name: &str) -> Option<ViTConfig> {
         std: [0.5; 3],
         crop_pct: 0.9,
         layer_scale: false,
+        pre_norm: false,
+        mlp_act: super::MlpAct::Gelu,
+        absent_biases: Vec::new(),
         heads_source: format!("configuration {name}"),
     })
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{has_name, MethodOptions, MethodSpec};
 use crate::error::{Error, Result};
-use crate::model::{Backbone, HostTensor, Pooling};
+use crate::model::{Backbone, HostTensor};
 use crate::rng::Rng;
 
 pub fn names(b: &Backbone) -> Vec<String> {
@@ -22,10 +22,12 @@ pub fn names(b: &Backbone) -> Vec<String> {
             v.push(format!("blocks.{i}.{m}.bias"));
         }
     }
-    v.push(match b.config.pooling {
-        Pooling::Token => "norm.bias".to_string(),
-        Pooling::Avg => "fc_norm.bias".to_string(),
-    });
+    if b.config.pre_norm {
+        v.push("norm_pre.bias".into());
+    }
+    v.push(format!("{}.bias", b.config.final_norm()));
+    // Absent biases are zeros the checkpoint does not have: nothing to tune.
+    v.retain(|n| !b.config.absent_biases.contains(n));
     v
 }
 
@@ -68,8 +70,9 @@ impl MethodSpec for BitFit {
     }
 
     fn recognises(&self, tensors: &BTreeMap<String, HostTensor>) -> bool {
-        has_name(tensors, |k| k.ends_with("attn.qkv.bias"))
-            && !has_name(tensors, |k| k.ends_with("attn.qkv.weight"))
+        // fc1's bias: every ViT has it (qkv's may be absent); full fine-tuning has fc1's weight too.
+        has_name(tensors, |k| k.ends_with("mlp.fc1.bias"))
+            && !has_name(tensors, |k| k.ends_with("mlp.fc1.weight"))
     }
 }
 

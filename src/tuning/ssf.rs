@@ -12,20 +12,12 @@ use std::collections::BTreeMap;
 use super::{has_name, MethodOptions, MethodRecipe, MethodSpec};
 use crate::error::{Error, Result};
 use crate::model::hooks::{Affine, Hooks, Site};
-use crate::model::{Backbone, Graph, HostTensor, Pooling, ViTConfig};
+use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
 use crate::rng::Rng;
-
-/// The final norm's name: `norm` for token pooling, `fc_norm` after average pooling.
-fn final_norm(c: &ViTConfig) -> &'static str {
-    match c.pooling {
-        Pooling::Token => "norm",
-        Pooling::Avg => "fc_norm",
-    }
-}
 
 /// The names of γ and β after `site`.
 fn names(site: Site, c: &ViTConfig) -> [String; 2] {
-    let m = site.module(final_norm(c));
+    let m = site.module(c.final_norm());
     [format!("{m}.ssf_scale"), format!("{m}.ssf_shift")]
 }
 
@@ -134,7 +126,7 @@ impl MethodSpec for Ssf {
             let [sn, bn] = names(site, c);
             let module = match site {
                 Site::PatchEmbed => "patch_embed.proj".to_string(),
-                _ => site.module(final_norm(c)),
+                _ => site.module(c.final_norm()),
             };
             let missing = |n: &str| Error::Internal(format!("SSF's merge lacks `{n}`"));
             let gamma = tuned.get(&sn).ok_or_else(|| missing(&sn))?;

@@ -77,7 +77,7 @@ pub fn cross_entropy(logits: &vitune::model::HostTensor, labels: &[usize]) -> f6
 }
 
 /// Every gradient fixture case (tools/make_grad_fixtures.py), one or more per method.
-pub const GRAD_CASES: [&str; 11] = [
+pub const GRAD_CASES: [&str; 14] = [
     "linear",
     "bitfit",
     "vpt-shallow",
@@ -89,6 +89,9 @@ pub const GRAD_CASES: [&str; 11] = [
     "ssf",
     "ssf-avg",
     "full",
+    "clip-vpt-deep",
+    "clip-lora",
+    "gap-bitfit",
 ];
 
 /// A gradient fixture: its backbone, the tuning (random values, so every tensor matters), the input (`pixels`,

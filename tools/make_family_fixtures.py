@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Fixtures for the ViT family's layout variants (tests/fixtures/), made by timm itself on random weights.
+
+How to run (from the repository root)::
+
+    python tools/make_family_fixtures.py
+
+Requirements: torch, timm, safetensors (CPU). Deterministic and idempotent: each run rebuilds its own folders.
+
+Forward cases (same files as tools/make_fixtures.py: model.safetensors, config.json, input.safetensors,
+expected.safetensors with ``pooled``, ``logits``, ``attn.{l}``, meta.json), tiny ViTs (32x32, patch 8, width 48,
+depth 2, 3 heads, 5 classes), every parameter random:
+
+* ``timm_clip``: the CLIP vision tower's layout as timm builds it for ``vit_*_clip_quickgelu_*``:
+  ``pre_norm=True`` (a ``norm_pre`` LayerNorm after the position embedding; timm then builds the patch
+  embedding without a bias) and ``act_layer='quick_gelu'``.
+* ``timm_gap``: ``qkv_bias=False`` and ``global_pool='avg'`` with ``fc_norm=False``: the final ``norm`` runs on
+  every token, then the patch tokens are averaged.
+
+Gradient cases (same files as tools/make_grad_fixtures.py): on ``timm_clip``, ``clip-vpt-deep`` (3 prompts) and
+``clip-lora`` (rank 2, alpha 4, q and v); on ``timm_gap``, ``gap-bitfit`` (every bias it has, the final norm's
+through the norm-then-average pooling). Autograd runs through timm's own modules: VPT's prompts are inserted
+after CLS before ``norm_pre`` (so the pre-norm normalises them, as CLIP prompt methods such as MaPLe do) and deep
+prompts replace the prompt rows before blocks 1..; LoRA is W + (alpha/r)·B·A in qkv's q and v rows, through
+``torch.func.functional_call``. The head is a new random one.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+import timm
+from timm.models import vision_transformer as tvit
+
+import make_fixtures as mf
+
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+IMG, PATCH, DIM, DEPTH, HEADS, CLASSES = 32, 8, 48, 2, 3, 5
+META = {"generator": "tools/make_family_fixtures.py"}
+
+VARIANTS = {
+    "timm_clip": dict(pre_norm=True, act_layer="quick_gelu", global_pool="token"),
+    "timm_gap": dict(qkv_bias=False, global_pool="avg", fc_norm=False),
+}
+
+
+def build(args):
+    return tvit.VisionTransformer(
+        img_size=IMG, patch_size=PATCH, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, mlp_ratio=4.0,
+        num_classes=CLASSES, **args,
+    ).eval()
+
+
+def fresh(case):
+    d = OUT / case
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    return d
+
+
+def write_json(path, obj):
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def forward_case(case, seed):
+    torch.manual_seed(seed)
+    args = VARIANTS[case]
+    model = build(args)
+    mf.randomize_(model)
+    d = fresh(case)
+    sd = mf.plain_state_dict(model.state_dict())
+    save_file(sd, str(d / "model.safetensors"), metadata=META)
+    model_args = dict(img_size=IMG, patch_size=PATCH, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, **args)
+    write_json(d / "config.json", {
+        "architecture": f"vit_fixture_{case}",
+        "num_classes": CLASSES,
+        "num_features": DIM,
+        "global_pool": args["global_pool"],
+        "model_args": model_args,
+        "pretrained_cfg": {"input_size": [3, IMG, IMG], "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 0.9},
+    })
+    pixels = torch.randn(2, 3, IMG, IMG)
+    save_file({"pixels": pixels}, str(d / "input.safetensors"), metadata=META)
+    pooled, logits, attns = mf.run_timm(model, pixels)
+    mf.save_expected(d, pooled, logits, attns)
+    write_json(d / "meta.json", {
+        "case": case, "heads": HEADS, "image_size": [IMG, IMG], "timm_args": args,
+        "keys": sorted(sd), "timm_version": timm.__version__, "torch_version": torch.__version__,
+    })
+    return model, sd
+
+
+def vpt_deep_logits(model, P, pixels, p):
+    n = pixels.shape[0]
+    x = model._pos_embed(model.patch_embed(pixels))
+    x = torch.cat([x[:, :1], P["prompt_embeddings"].expand(n, -1, -1), x[:, 1:]], 1)
+    x = model.norm_pre(x)
+    for i, blk in enumerate(model.blocks):
+        if i >= 1:
+            deep = P["deep_prompt_embeddings"][i - 1].unsqueeze(0).expand(n, -1, -1)
+            x = torch.cat([x[:, :1], deep, x[:, 1 + p:]], 1)
+        x = blk(x)
+    pooled = model.norm(x)[:, 0]
+    return F.linear(pooled, P["head.weight"], P["head.bias"])
+
+
+def lora_logits(model, P, pixels, scale):
+    overrides = {"head.weight": P["head.weight"], "head.bias": P["head.bias"]}
+    for i, blk in enumerate(model.blocks):
+        w = blk.attn.qkv.weight
+        zero = torch.zeros(DIM, DIM)
+        q = scale * P[f"blocks.{i}.attn.q_lora_B"] @ P[f"blocks.{i}.attn.q_lora_A"]
+        v = scale * P[f"blocks.{i}.attn.v_lora_B"] @ P[f"blocks.{i}.attn.v_lora_A"]
+        overrides[f"blocks.{i}.attn.qkv.weight"] = w + torch.cat([q, zero, v], 0)
+    return torch.func.functional_call(model, overrides, (pixels,))
+
+
+def grad_case(case, method, backbone, model, tuned, logits_fn, options):
+    g = torch.Generator().manual_seed(len(case))
+    pixels = torch.randn(3, 3, IMG, IMG, generator=g)
+    labels = torch.tensor([0, 3, 1], dtype=torch.int64)
+    params = {k: v.clone().requires_grad_(True) for k, v in tuned.items()}
+    for blk in model.blocks:
+        blk.attn.fused_attn = False
+    logits = logits_fn(model, params, pixels)
+    loss = F.cross_entropy(logits, labels)
+    names = list(params)
+    grads = torch.autograd.grad(loss, [params[k] for k in names])
+    for k, gr in zip(names, grads):
+        assert gr.abs().max() > 0, (case, k)
+    d = fresh(f"grad_{case}")
+    save_file({k: v.contiguous() for k, v in tuned.items()}, str(d / "tuned.safetensors"), metadata=META)
+    save_file({"pixels": pixels, "labels": labels}, str(d / "input.safetensors"), metadata=META)
+    exp = {k: gr.contiguous() for k, gr in zip(names, grads)}
+    exp["loss"] = loss.detach().reshape(())
+    save_file(exp, str(d / "expected.safetensors"), metadata=META)
+    write_json(d / "meta.json", {
+        "case": case, "method": method, "options": options, "backbone": backbone,
+        "loss_value": loss.item(), "labels": labels.tolist(),
+        "timm_version": timm.__version__, "torch_version": torch.__version__,
+    })
+    print(f"  grad_{case}: loss {loss.item():.6f}, {len(names)} tensors")
+
+
+def randn(g, shape, std):
+    return torch.randn(*shape, generator=g) * std
+
+
+def head(g):
+    return {"head.weight": randn(g, (CLASSES, DIM), 0.2), "head.bias": randn(g, (CLASSES,), 0.1)}
+
+
+def main():
+    models = {}
+    for seed, case in enumerate(VARIANTS, start=1501):
+        models[case], sd = forward_case(case, seed)
+        print(f"  {case}: {len(sd)} tensors; no {sorted(set(mf_keys()) - set(sd))}")
+    clip = models["timm_clip"]
+    g = torch.Generator().manual_seed(7)
+    p = 3
+    tuned = {"prompt_embeddings": randn(g, (1, p, DIM), 0.5),
+             "deep_prompt_embeddings": randn(g, (DEPTH - 1, p, DIM), 0.5), **head(g)}
+    grad_case("clip-vpt-deep", "vpt-deep", "timm_clip", clip, tuned,
+              lambda m, P, x: vpt_deep_logits(m, P, x, p), {})
+    rank, alpha = 2, 4.0
+    tuned = head(g)
+    for i in range(DEPTH):
+        for s in "qv":
+            tuned[f"blocks.{i}.attn.{s}_lora_A"] = randn(g, (rank, DIM), 0.2)
+            tuned[f"blocks.{i}.attn.{s}_lora_B"] = randn(g, (DIM, rank), 0.2)
+    grad_case("clip-lora", "lora", "timm_clip", clip, tuned,
+              lambda m, P, x: lora_logits(m, P, x, alpha / rank), {"alpha": alpha})
+    gap = models["timm_gap"]
+    tuned = {k: v.detach().clone() for k, v in gap.state_dict().items()
+             if k.endswith(".bias") and not k.startswith("head.")}
+    tuned.update(head(g))
+    grad_case("gap-bitfit", "bitfit", "timm_gap", gap, tuned,
+              lambda m, P, x: torch.func.functional_call(m, P, (x,)), {})
+
+
+def mf_keys():
+    """The classic layout's tensor names (to say what each variant lacks)."""
+    return build(dict(global_pool="token")).state_dict().keys()
+
+
+if __name__ == "__main__":
+    main()
