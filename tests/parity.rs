@@ -130,6 +130,41 @@ fn clip_layout_matches_timm() {
     assert!(b.config.family().starts_with("CLIP-style"));
 }
 
+/// Hugging Face's CLIPVisionModel: `pooled` is its pooler_output (post_layernorm of CLS); it has no head.
+#[test]
+fn hugging_face_clip_vision_tower_matches_transformers() {
+    let dir = common::fixture("hf_clip");
+    let b = load_backbone(&dir.join("model.safetensors"), &LoadOptions::default()).expect("loads");
+    let c = &b.config;
+    assert_eq!(c.format, WeightFormat::HuggingFace);
+    assert!(c.pre_norm && c.mlp_act == MlpAct::QuickGelu);
+    assert_eq!((c.eps, c.heads, c.num_classes), (1e-5, 3, 0));
+    let pixels = vitune::io::read_tensors(&dir.join("input.safetensors"))
+        .expect("input")
+        .remove("pixels")
+        .expect("pixels");
+    let expected = vitune::io::read_tensors(&dir.join("expected.safetensors")).expect("expected");
+    let gpu = common::gpu();
+    let vit = GpuViT::new(&gpu, &b, None).expect("upload");
+    let out = vit
+        .forward(
+            &gpu,
+            &pixels,
+            &ForwardOptions {
+                attn: true,
+                ..Default::default()
+            },
+        )
+        .expect("forward");
+    assert!(out.logits.is_none());
+    let e = rel_err_named(&out.pooled.data, &expected["pooled"].data);
+    assert!(e < TOL, "pooled rel err {e:e}");
+    for (l, a) in out.attn.iter().enumerate() {
+        let e = rel_err_named(&a.data, &expected[&format!("attn.{l}")].data);
+        assert!(e < TOL, "attn.{l} rel err {e:e}");
+    }
+}
+
 /// `qkv_bias=False`, and `global_pool='avg'` without `fc_norm` (the final norm, then the mean).
 #[test]
 fn no_qkv_bias_and_norm_then_average_pooling_match_timm() {

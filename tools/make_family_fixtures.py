@@ -17,6 +17,10 @@ depth 2, 3 heads, 5 classes), every parameter random:
 * ``timm_gap``: ``qkv_bias=False`` and ``global_pool='avg'`` with ``fc_norm=False``: the final ``norm`` runs on
   every token, then the patch tokens are averaged.
 
+``hf_clip``: Hugging Face's ``CLIPVisionModel`` (transformers; ``vision_model.*`` names, ``pre_layrnorm``,
+``post_layernorm``, separate q/k/v projections, QuickGELU, eps 1e-5) with its config.json; expected ``pooled``
+(the ``pooler_output``: post_layernorm of CLS) and ``attn.{l}`` (eager attention), no head.
+
 Gradient cases (same files as tools/make_grad_fixtures.py): on ``timm_clip``, ``clip-vpt-deep`` (3 prompts) and
 ``clip-lora`` (rank 2, alpha 4, q and v); on ``timm_gap``, ``gap-bitfit`` (every bias it has, the final norm's
 through the norm-then-average pooling). Autograd runs through timm's own modules: VPT's prompts are inserted
@@ -158,7 +162,46 @@ def head(g):
     return {"head.weight": randn(g, (CLASSES, DIM), 0.2), "head.bias": randn(g, (CLASSES,), 0.1)}
 
 
+def hf_clip_case(seed):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(seed)
+    cfg = CLIPVisionConfig(
+        hidden_size=DIM, intermediate_size=4 * DIM, num_hidden_layers=DEPTH, num_attention_heads=HEADS,
+        image_size=IMG, patch_size=PATCH, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+        attn_implementation="eager",
+    )
+    model = CLIPVisionModel(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("class_embedding") or "position_embedding" in name:
+                p.normal_(0.0, 0.5)
+            elif "norm" in name and name.endswith("weight"):
+                p.normal_(0.0, 0.1).add_(1.0)
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.1)
+            else:
+                p.normal_(0.0, 0.2)
+    d = fresh("hf_clip")
+    sd = {k: v.contiguous() for k, v in model.state_dict().items() if v.dtype == torch.float32}
+    save_file(sd, str(d / "model.safetensors"), metadata=META)
+    cfg.save_pretrained(str(d))
+    pixels = torch.randn(2, 3, IMG, IMG)
+    save_file({"pixels": pixels}, str(d / "input.safetensors"), metadata=META)
+    with torch.no_grad():
+        out = model(pixel_values=pixels, output_attentions=True)
+    exp = {"pooled": out.pooler_output.contiguous()}
+    for i, a in enumerate(out.attentions):
+        exp[f"attn.{i}"] = a.contiguous()
+    save_file(exp, str(d / "expected.safetensors"), metadata=META)
+    import transformers
+    write_json(d / "meta.json", {"case": "hf_clip", "heads": HEADS, "image_size": [IMG, IMG],
+                                 "transformers_version": transformers.__version__, "keys": sorted(sd)})
+    print(f"  hf_clip: {len(sd)} tensors")
+
+
 def main():
+    hf_clip_case(1601)
     models = {}
     for seed, case in enumerate(VARIANTS, start=1501):
         models[case], sd = forward_case(case, seed)

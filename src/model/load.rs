@@ -213,6 +213,136 @@ fn timm_name_from_hf(name: &str) -> Option<String> {
         .find_map(|(h, t)| sub.strip_prefix(h).map(|p| format!("blocks.{idx}.{t}{p}")))
 }
 
+/// OpenAI CLIP's normalisation.
+const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+
+/// One tensor of the file as f32.
+fn read_f32(st: &SafeTensors, path: &Path, name: &str) -> Result<HostTensor, ModelError> {
+    let view = st.tensor(name).map_err(|e| ModelError::NotSafetensors {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    to_f32(path, name, &view)
+}
+
+/// Separate q, k and v projections ((block, weight|bias) → [q, k, v]) stacked into timm's fused
+/// `blocks.{i}.attn.qkv.*`; `name` says which file tensor is missing (block, 0/1/2, param).
+fn fuse_qkv(
+    path: &Path,
+    parts: BTreeMap<(String, String), [Option<HostTensor>; 3]>,
+    tensors: &mut BTreeMap<String, HostTensor>,
+    name: impl Fn(&str, usize, &str) -> String,
+) -> Result<(), ModelError> {
+    for ((idx, param), parts) in parts {
+        let mut shape = None;
+        let mut data = Vec::new();
+        for (slot, part) in parts.into_iter().enumerate() {
+            let t = part.ok_or_else(|| ModelError::MissingTensor {
+                path: path.to_path_buf(),
+                name: name(&idx, slot, &param),
+            })?;
+            shape.get_or_insert(t.shape.clone());
+            data.extend_from_slice(&t.data);
+        }
+        let mut shape = shape.unwrap_or_default();
+        if let Some(first) = shape.first_mut() {
+            *first *= 3;
+        }
+        tensors.insert(
+            format!("blocks.{idx}.attn.qkv.{param}"),
+            HostTensor::new(shape, data),
+        );
+    }
+    Ok(())
+}
+
+/// Hugging Face CLIP vision-tower names (after `prefix`) → timm's: `pre_layrnorm` is `norm_pre`,
+/// `post_layernorm` the final `norm` (CLIP pools the CLS token), q/k/v fused; the text tower and
+/// `visual_projection` are left out.
+fn clip_tensors(
+    st: &SafeTensors,
+    path: &Path,
+    names: &[String],
+    prefix: &str,
+) -> Result<BTreeMap<String, HostTensor>, ModelError> {
+    let mut tensors = BTreeMap::new();
+    let mut qkv: BTreeMap<(String, String), [Option<HostTensor>; 3]> = BTreeMap::new();
+    for n in names {
+        let Some(short) = n.strip_prefix(prefix) else {
+            continue;
+        };
+        let direct = match short {
+            "embeddings.class_embedding" => Some("cls_token"),
+            "embeddings.patch_embedding.weight" => Some("patch_embed.proj.weight"),
+            "embeddings.position_embedding.weight" => Some("pos_embed"),
+            "pre_layrnorm.weight" => Some("norm_pre.weight"),
+            "pre_layrnorm.bias" => Some("norm_pre.bias"),
+            "post_layernorm.weight" => Some("norm.weight"),
+            "post_layernorm.bias" => Some("norm.bias"),
+            _ => None,
+        };
+        if let Some(t) = direct {
+            let mut x = read_f32(st, path, n)?;
+            if t == "cls_token" || t == "pos_embed" {
+                // [D] and [T, D] in CLIP; [1, 1, D] and [1, T, D] in timm.
+                x.shape.insert(0, 1);
+                if t == "cls_token" {
+                    x.shape.insert(0, 1);
+                }
+            }
+            tensors.insert(t.to_string(), x);
+            continue;
+        }
+        let Some((idx, sub)) = short
+            .strip_prefix("encoder.layers.")
+            .and_then(|r| r.split_once('.'))
+        else {
+            continue;
+        };
+        if let Some((which, param)) = sub
+            .strip_prefix("self_attn.")
+            .and_then(|r| r.split_once("_proj."))
+        {
+            let slot = match which {
+                "q" => Some(0),
+                "k" => Some(1),
+                "v" => Some(2),
+                _ => None,
+            };
+            match slot {
+                Some(slot) => {
+                    qkv.entry((idx.to_string(), param.to_string())).or_default()[slot] =
+                        Some(read_f32(st, path, n)?);
+                }
+                None if which == "out" => {
+                    let t = read_f32(st, path, n)?;
+                    tensors.insert(format!("blocks.{idx}.attn.proj.{param}"), t);
+                }
+                None => {}
+            }
+            continue;
+        }
+        let mapped = [
+            ("layer_norm1.", "norm1."),
+            ("layer_norm2.", "norm2."),
+            ("mlp.fc1.", "mlp.fc1."),
+            ("mlp.fc2.", "mlp.fc2."),
+        ];
+        if let Some(t) = mapped
+            .iter()
+            .find_map(|(h, t)| sub.strip_prefix(h).map(|p| format!("blocks.{idx}.{t}{p}")))
+        {
+            tensors.insert(t, read_f32(st, path, n)?);
+        }
+    }
+    fuse_qkv(path, qkv, &mut tensors, |idx, slot, param| {
+        let which = ["q", "k", "v"][slot];
+        format!("{prefix}encoder.layers.{idx}.self_attn.{which}_proj.{param}")
+    })?;
+    Ok(tensors)
+}
+
 /// Loads a checkpoint file; config.json (and preprocessor_config.json) beside it fill in what shapes can't tell.
 pub fn load_backbone(path: &Path, opts: &LoadOptions) -> Result<Backbone, ModelError> {
     let file = std::fs::File::open(path).map_err(|reason| ModelError::Io {
@@ -264,6 +394,33 @@ pub fn load_backbone_bytes(
             path: path.to_path_buf(),
             what,
         });
+    }
+    // Hugging Face's CLIP vision tower (`CLIPVisionModel`, or the `vision_model` of a `CLIPModel`).
+    let clip = ["vision_model.", ""].into_iter().find(|p| {
+        names
+            .iter()
+            .any(|n| *n == format!("{p}embeddings.class_embedding"))
+    });
+    if let Some(prefix) = clip {
+        let tensors = clip_tensors(&st, path, &names, prefix)?;
+        // A CLIPModel's config.json keeps the tower's settings under `vision_config`; OpenAI CLIP's defaults fill
+        // what a missing config.json would have said.
+        let mut cfg = serde_json::json!({"hidden_act": "quick_gelu", "layer_norm_eps": 1e-5});
+        if let Some(Value::Object(given)) = config.map(|c| c.get("vision_config").unwrap_or(c)) {
+            for (k, v) in given {
+                cfg[k] = v.clone();
+            }
+        }
+        let clip_norm = serde_json::json!({"image_mean": CLIP_MEAN, "image_std": CLIP_STD});
+        let pre = preprocessor.unwrap_or(&clip_norm);
+        return finish(
+            path,
+            sha256,
+            WeightFormat::HuggingFace,
+            tensors,
+            (Some(&cfg), Some(pre)),
+            opts,
+        );
     }
     let hf_prefix = if names.iter().any(|n| n == "cls_token") {
         None
@@ -326,33 +483,26 @@ pub fn load_backbone_bytes(
                     tensors.insert(t, to_f32(path, n, &view)?);
                 }
             }
-            for ((idx, param), parts) in qkv {
-                let mut shape = None;
-                let mut data = Vec::new();
-                for (slot, part) in parts.into_iter().enumerate() {
-                    let which = ["query", "key", "value"][slot];
-                    let t = part.ok_or_else(|| ModelError::MissingTensor {
-                        path: path.to_path_buf(),
-                        name: format!(
-                            "{prefix}encoder.layer.{idx}.attention.attention.{which}.{param}"
-                        ),
-                    })?;
-                    shape.get_or_insert(t.shape.clone());
-                    data.extend_from_slice(&t.data);
-                }
-                let mut shape = shape.unwrap_or_default();
-                if let Some(first) = shape.first_mut() {
-                    *first *= 3;
-                }
-                tensors.insert(
-                    format!("blocks.{idx}.attn.qkv.{param}"),
-                    HostTensor::new(shape, data),
-                );
-            }
+            fuse_qkv(path, qkv, &mut tensors, |idx, which, param| {
+                let which = ["query", "key", "value"][which];
+                format!("{prefix}encoder.layer.{idx}.attention.attention.{which}.{param}")
+            })?;
             WeightFormat::HuggingFace
         }
     };
 
+    finish(path, sha256, format, tensors, (config, preprocessor), opts)
+}
+
+/// The configuration from tensors and JSON, absent biases as zeros, every tensor checked.
+fn finish(
+    path: &Path,
+    sha256: String,
+    format: WeightFormat,
+    mut tensors: BTreeMap<String, HostTensor>,
+    (config, preprocessor): (Option<&Value>, Option<&Value>),
+    opts: &LoadOptions,
+) -> Result<Backbone, ModelError> {
     let mut config = infer_config(path, format, &tensors, config, preprocessor, opts)?;
     for name in optional_biases(config.depth) {
         let weight = name.replace(".bias", ".weight");
