@@ -180,6 +180,17 @@ fn lora_on_the_clip_layout_matches_autograd() {
     check("clip-lora");
 }
 
+/// DINOv2 with registers: prompts go after CLS and the register tokens.
+#[test]
+fn vpt_deep_with_register_tokens_matches_autograd() {
+    check("reg-vpt-deep");
+}
+
+#[test]
+fn lora_with_register_tokens_matches_autograd() {
+    check("reg-lora");
+}
+
 /// No qkv bias (so BitFit has none to train there) and the final norm before average pooling.
 #[test]
 fn bitfit_on_a_norm_then_average_pooled_backbone_without_qkv_bias_matches_autograd() {

@@ -165,6 +165,18 @@ fn hugging_face_clip_vision_tower_matches_transformers() {
     }
 }
 
+/// DINOv2 with registers as timm builds it: register tokens after CLS, a pos_embed without a CLS row, LayerScale.
+#[test]
+fn register_tokens_and_no_embed_class_match_timm() {
+    let b = check_case("timm_reg", LoadOptions::default());
+    let c = &b.config;
+    assert_eq!(
+        (c.registers, c.no_embed_class, c.layer_scale),
+        (4, true, true)
+    );
+    assert!(c.family().contains("4 register tokens"), "{}", c.family());
+}
+
 /// `qkv_bias=False`, and `global_pool='avg'` without `fc_norm` (the final norm, then the mean).
 #[test]
 fn no_qkv_bias_and_norm_then_average_pooling_match_timm() {
@@ -184,7 +196,7 @@ fn unsupported_families_are_refused_by_name() {
         .expect("read");
     for (extra, says) in [
         ("blocks.0.attn.rope.freqs", "rotary position embeddings"),
-        ("reg_token", "register tokens"),
+        ("embeddings.register_tokens", "DINOv2"),
         ("attn_pool.latent", "attention pooling"),
         ("dist_token", "distillation token"),
     ] {

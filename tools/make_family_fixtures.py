@@ -14,6 +14,8 @@ depth 2, 3 heads, 5 classes), every parameter random:
 * ``timm_clip``: the CLIP vision tower's layout as timm builds it for ``vit_*_clip_quickgelu_*``:
   ``pre_norm=True`` (a ``norm_pre`` LayerNorm after the position embedding; timm then builds the patch
   embedding without a bias) and ``act_layer='quick_gelu'``.
+* ``timm_reg``: DINOv2 with registers as timm builds ``vit_*_reg4_dinov2``: 4 ``reg_token`` after CLS, without
+  position embedding, ``no_embed_class=True`` (``pos_embed`` has no CLS row), LayerScale.
 * ``timm_gap``: ``qkv_bias=False`` and ``global_pool='avg'`` with ``fc_norm=False``: the final ``norm`` runs on
   every token, then the patch tokens are averaged.
 
@@ -23,7 +25,8 @@ depth 2, 3 heads, 5 classes), every parameter random:
 
 Gradient cases (same files as tools/make_grad_fixtures.py): on ``timm_clip``, ``clip-vpt-deep`` (3 prompts) and
 ``clip-lora`` (rank 2, alpha 4, q and v); on ``timm_gap``, ``gap-bitfit`` (every bias it has, the final norm's
-through the norm-then-average pooling). Autograd runs through timm's own modules: VPT's prompts are inserted
+through the norm-then-average pooling); on ``timm_reg``, ``reg-vpt-deep`` and ``reg-lora`` (prompts after CLS and
+the registers). Autograd runs through timm's own modules: VPT's prompts are inserted
 after CLS before ``norm_pre`` (so the pre-norm normalises them, as CLIP prompt methods such as MaPLe do) and deep
 prompts replace the prompt rows before blocks 1..; LoRA is W + (alpha/r)·B·A in qkv's q and v rows, through
 ``torch.func.functional_call``. The head is a new random one.
@@ -52,6 +55,7 @@ META = {"generator": "tools/make_family_fixtures.py"}
 VARIANTS = {
     "timm_clip": dict(pre_norm=True, act_layer="quick_gelu", global_pool="token"),
     "timm_gap": dict(qkv_bias=False, global_pool="avg", fc_norm=False),
+    "timm_reg": dict(reg_tokens=4, no_embed_class=True, init_values=1e-5, global_pool="token"),
 }
 
 
@@ -103,14 +107,16 @@ def forward_case(case, seed):
 
 
 def vpt_deep_logits(model, P, pixels, p):
+    """Prompts after every prefix token (CLS and registers)."""
     n = pixels.shape[0]
+    k = model.num_prefix_tokens
     x = model._pos_embed(model.patch_embed(pixels))
-    x = torch.cat([x[:, :1], P["prompt_embeddings"].expand(n, -1, -1), x[:, 1:]], 1)
+    x = torch.cat([x[:, :k], P["prompt_embeddings"].expand(n, -1, -1), x[:, k:]], 1)
     x = model.norm_pre(x)
     for i, blk in enumerate(model.blocks):
         if i >= 1:
             deep = P["deep_prompt_embeddings"][i - 1].unsqueeze(0).expand(n, -1, -1)
-            x = torch.cat([x[:, :1], deep, x[:, 1 + p:]], 1)
+            x = torch.cat([x[:, :k], deep, x[:, k + p:]], 1)
         x = blk(x)
     pooled = model.norm(x)[:, 0]
     return F.linear(pooled, P["head.weight"], P["head.bias"])
@@ -220,6 +226,18 @@ def main():
             tuned[f"blocks.{i}.attn.{s}_lora_A"] = randn(g, (rank, DIM), 0.2)
             tuned[f"blocks.{i}.attn.{s}_lora_B"] = randn(g, (DIM, rank), 0.2)
     grad_case("clip-lora", "lora", "timm_clip", clip, tuned,
+              lambda m, P, x: lora_logits(m, P, x, alpha / rank), {"alpha": alpha})
+    reg = models["timm_reg"]
+    tuned = {"prompt_embeddings": randn(g, (1, p, DIM), 0.5),
+             "deep_prompt_embeddings": randn(g, (DEPTH - 1, p, DIM), 0.5), **head(g)}
+    grad_case("reg-vpt-deep", "vpt-deep", "timm_reg", reg, tuned,
+              lambda m, P, x: vpt_deep_logits(m, P, x, p), {})
+    tuned = head(g)
+    for i in range(DEPTH):
+        for s_ in "qv":
+            tuned[f"blocks.{i}.attn.{s_}_lora_A"] = randn(g, (rank, DIM), 0.2)
+            tuned[f"blocks.{i}.attn.{s_}_lora_B"] = randn(g, (DIM, rank), 0.2)
+    grad_case("reg-lora", "lora", "timm_reg", reg, tuned,
               lambda m, P, x: lora_logits(m, P, x, alpha / rank), {"alpha": alpha})
     gap = models["timm_gap"]
     tuned = {k: v.detach().clone() for k, v in gap.state_dict().items()

@@ -147,6 +147,7 @@ pub fn onnx_model(
             tensors: &t.tensors,
             config: c,
             layout: crate::model::hooks::TokenLayout {
+                registers: c.registers,
                 prompts: hooks.prompts(),
                 patches: grid.0 * grid.1,
             },

@@ -79,6 +79,12 @@ fn config_json(
     if c.pre_norm {
         model_args["pre_norm"] = json!(true);
     }
+    if c.registers > 0 {
+        model_args["reg_tokens"] = json!(c.registers);
+    }
+    if c.no_embed_class {
+        model_args["no_embed_class"] = json!(true);
+    }
     if c.mlp_act == MlpAct::QuickGelu {
         model_args["act_layer"] = json!("quick_gelu");
     }
@@ -139,6 +145,18 @@ pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result
             "pos_embed".into(),
             HostTensor::new(vec![1, 1 + grid.0 * grid.1, c.dim], data),
         );
+    }
+    if c.no_embed_class {
+        // timm's pos_embed has no CLS row: fold vitune's (zero unless fully fine-tuned) into the CLS token.
+        let d = c.dim;
+        let pos = weights
+            .get_mut("pos_embed")
+            .ok_or_else(|| Error::Internal("no pos_embed to export".into()))?;
+        let row: Vec<f32> = pos.data.drain(..d).collect();
+        pos.shape[1] -= 1;
+        if let Some(cls) = weights.get_mut("cls_token") {
+            cls.data.iter_mut().zip(&row).for_each(|(v, r)| *v += r);
+        }
     }
     let arch = architecture(backbone, size);
     let config = out.with_file_name("config.json");

@@ -90,13 +90,17 @@ impl VitExport<'_> {
             Some(o) => o.prompt_tokens(&self.cx, &mut g)?,
             None => None,
         };
-        let mut x = match prompt_tokens {
-            Some(t) => {
-                let t = g.batched(&t, &patches, prompts, c.dim);
-                g.concat(&[&cls, &t, &patches], 1)
-            }
-            None => g.concat(&[&cls, &patches], 1),
-        };
+        let mut parts = vec![cls];
+        if c.registers > 0 {
+            let r = g.constant("reg_token", self.w("reg_token")?);
+            parts.push(g.batched(&r, &patches, c.registers, c.dim));
+        }
+        if let Some(t) = prompt_tokens {
+            parts.push(g.batched(&t, &patches, prompts, c.dim));
+        }
+        parts.push(patches);
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let mut x = g.concat(&parts, 1);
 
         if c.pre_norm {
             x = self.layer_norm(&mut g, &x, "norm_pre")?;

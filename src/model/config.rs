@@ -52,6 +52,11 @@ pub struct ViTConfig {
     /// A LayerNorm `norm_pre` after the position embedding, before the blocks (CLIP's `ln_pre`).
     pub pre_norm: bool,
     pub mlp_act: MlpAct,
+    /// Register tokens after CLS, without position embedding (DINOv2 with registers, timm `reg_tokens`).
+    pub registers: usize,
+    /// The checkpoint's `pos_embed` has no row for CLS (timm `no_embed_class`: DeiT III, DINOv2 with
+    /// registers); vitune gives CLS a zero row, so CLS + 0 is what timm computes.
+    pub no_embed_class: bool,
     /// Linear biases the checkpoint lacks (timm `qkv_bias=False`, CLIP's patch embedding): zeros in the forward,
     /// never trained.
     pub absent_biases: Vec<String>,
@@ -88,6 +93,9 @@ impl ViTConfig {
             }
             .into(),
         );
+        if self.registers > 0 {
+            v.push(format!("{} register tokens", self.registers));
+        }
         if !self.absent_biases.is_empty() {
             v.push(format!("{} biases absent", self.absent_biases.len()));
         }
@@ -117,7 +125,7 @@ impl ViTConfig {
     pub fn forward_flops(&self, (h, w): (usize, usize), prompts: usize) -> f64 {
         let d = self.dim as f64;
         let m = ((h / self.patch) * (w / self.patch)) as f64;
-        let t = 1.0 + prompts as f64 + m;
+        let t = 1.0 + (self.registers + prompts) as f64 + m;
         let patch = 2.0 * m * d * (3 * self.patch * self.patch) as f64;
         let per_layer = 2.0 * t * d * 3.0 * d          // qkv
             + 2.0 * 2.0 * t * t * d                    // scores and ·V

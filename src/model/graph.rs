@@ -24,6 +24,7 @@ use crate::ops::matmul::{
 };
 use crate::ops::reduce::{
     batch_sum_tokens_into, column_sum_into, gather_tokens, mean_tokens, mean_tokens_backward,
+    write_tokens,
 };
 use crate::tuning::{Method, MethodOptions, Tuning};
 
@@ -417,15 +418,28 @@ impl<'a> Graph<'a> {
         )?;
         let hooks = self.hooks();
         let prompt_tokens = hooks.prompt_tokens(self)?;
+        // Register tokens and prompts both go after CLS without a position embedding: registers first.
+        let r = c.registers;
+        let with_registers = if r > 0 {
+            let t = rec.gpu().empty(&[1, r + p, c.dim])?;
+            write_tokens(rec, &t, 0, r, self.w("reg_token")?, 0);
+            if let Some(pt) = prompt_tokens {
+                write_tokens(rec, &t, r, p, pt, 0);
+            }
+            Some(t)
+        } else {
+            None
+        };
+        let inserted = with_registers.as_ref().or(prompt_tokens);
         let mut x = assemble_tokens(
             rec,
             &patches,
             n,
             self.w("cls_token")?,
             self.w("pos_embed")?,
-            prompt_tokens.map(|t| Prompts {
+            inserted.map(|t| Prompts {
                 tokens: t,
-                count: p,
+                count: r + p,
                 per_image: false,
             }),
         )?;
@@ -700,6 +714,10 @@ impl<'a> Graph<'a> {
         let cls = TokenLayout::CLS;
         if let Some(g) = grads.get("cls_token") {
             batch_sum_tokens_into(rec, &dx, cls, 1, g, 0);
+        }
+        if let Some(g) = grads.get("reg_token") {
+            let rows = layout.register_rows();
+            batch_sum_tokens_into(rec, &dx, rows.start, rows.len(), g, 0);
         }
         let patches = layout.patch_rows();
         if let Some(g) = grads.get("pos_embed") {

@@ -63,9 +63,11 @@ impl<'m> Grads<'m> {
     }
 }
 
-/// Where the tokens of a sequence lie: CLS, then the method's prompts, then the image's patches.
+/// Where the tokens of a sequence lie: CLS, the backbone's register tokens (DINOv2 with registers), then the
+/// method's prompts (after every prefix token), then the image's patches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenLayout {
+    pub registers: usize,
     pub prompts: usize,
     pub patches: usize,
 }
@@ -74,21 +76,25 @@ impl TokenLayout {
     /// Row of the class token.
     pub const CLS: usize = 0;
 
+    pub fn register_rows(&self) -> Range<usize> {
+        1..1 + self.registers
+    }
+
     pub fn prompt_rows(&self) -> Range<usize> {
-        1..1 + self.prompts
+        1 + self.registers..1 + self.registers + self.prompts
     }
 
     pub fn patch_rows(&self) -> Range<usize> {
         self.patch_start()..self.total()
     }
 
-    /// Tokens before the first patch (CLS and prompts).
+    /// Tokens before the first patch (CLS, registers and prompts).
     pub fn patch_start(&self) -> usize {
-        1 + self.prompts
+        1 + self.registers + self.prompts
     }
 
     pub fn total(&self) -> usize {
-        1 + self.prompts + self.patches
+        self.patch_start() + self.patches
     }
 }
 

@@ -56,8 +56,14 @@ const UNSUPPORTED: [(&str, &str); 6] = [
         "SwiGLU MLPs and rotary position embeddings (EVA-02 style)",
     ),
     ("attn_pool.", "attention pooling (SigLIP's `attn_pool`)"),
-    ("reg_token", "register tokens (DINOv2 with registers)"),
-    ("register_tokens", "register tokens (DINOv2 with registers)"),
+    (
+        "register_tokens",
+        "Hugging Face's DINOv2 layout (use timm's `vit_*_reg4_dinov2` checkpoint)",
+    ),
+    (
+        "embeddings.mask_token",
+        "Hugging Face's DINOv2 layout (use timm's `vit_*_dinov2` checkpoint)",
+    ),
     ("dist_token", "a distillation token (DeiT distilled)"),
 ];
 
@@ -428,6 +434,13 @@ pub fn load_backbone_bytes(
         Some("vit.")
     } else if names.iter().any(|n| n == "embeddings.cls_token") {
         Some("")
+    } else if names.iter().any(|n| n == "pos_embed")
+        && names.iter().any(|n| n == "patch_embed.proj.weight")
+    {
+        return Err(ModelError::Unsupported {
+            path: path.to_path_buf(),
+            what: "no class token (timm `class_token=False`: SigLIP, `*_gap_*` models)",
+        });
     } else {
         return Err(ModelError::UnknownLayout {
             path: path.to_path_buf(),
@@ -504,6 +517,20 @@ fn finish(
     opts: &LoadOptions,
 ) -> Result<Backbone, ModelError> {
     let mut config = infer_config(path, format, &tensors, config, preprocessor, opts)?;
+    if config.no_embed_class {
+        // CLS gets a zero position: the rows vitune adds are then timm's.
+        if let Some(p) = tensors.get_mut("pos_embed") {
+            let d = config.dim;
+            p.data.splice(0..0, std::iter::repeat_n(0.0, d));
+            p.shape[1] += 1;
+        }
+    }
+    if config.registers > 0 && config.pooling != Pooling::Token {
+        return Err(ModelError::Unsupported {
+            path: path.to_path_buf(),
+            what: "register tokens and average pooling together",
+        });
+    }
     for name in optional_biases(config.depth) {
         let weight = name.replace(".bias", ".weight");
         if let (false, Some(w)) = (tensors.contains_key(&name), tensors.get(&weight)) {
@@ -609,7 +636,18 @@ fn infer_config(
         );
 
     let pos = shape_of(path, tensors, "pos_embed")?;
-    let tokens = pos.get(1).copied().unwrap_or(0).saturating_sub(1);
+    let rows = pos.get(1).copied().unwrap_or(0);
+    // timm's `no_embed_class`: a square grid of rows and none for CLS.
+    let square = |n: usize| {
+        let s = (n as f64).sqrt().round() as usize;
+        s * s == n
+    };
+    let no_embed_class = rows > 1 && square(rows) && !square(rows - 1);
+    let tokens = if no_embed_class {
+        rows
+    } else {
+        rows.saturating_sub(1)
+    };
     let side = (tokens as f64).sqrt().round() as usize;
     let image_size = if side * side == tokens {
         (side * patch, side * patch)
@@ -715,6 +753,8 @@ fn infer_config(
         layer_scale,
         pre_norm,
         mlp_act,
+        registers: tensors.get("reg_token").map(|t| t.shape[1]).unwrap_or(0),
+        no_embed_class,
         absent_biases: Vec::new(),
         heads_source,
     })
@@ -737,6 +777,9 @@ fn validate(b: &Backbone) -> Result<(), ModelError> {
     let norm = c.final_norm();
     expect.push((format!("{norm}.weight"), vec![d]));
     expect.push((format!("{norm}.bias"), vec![d]));
+    if c.registers > 0 {
+        expect.push(("reg_token".into(), vec![1, c.registers, d]));
+    }
     if c.pre_norm {
         expect.push(("norm_pre.weight".into(), vec![d]));
         expect.push(("norm_pre.bias".into(), vec![d]));

@@ -109,10 +109,11 @@ impl GpuViT {
         )
     }
 
-    /// Where CLS, `prompts` prompt tokens and the patches lie in a sequence at this input size.
+    /// Where CLS, the registers, `prompts` prompt tokens and the patches lie in a sequence at this input size.
     pub fn layout(&self, prompts: usize) -> TokenLayout {
         let (gh, gw) = self.grid();
         TokenLayout {
+            registers: self.config.registers,
             prompts,
             patches: gh * gw,
         }

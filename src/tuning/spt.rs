@@ -175,12 +175,15 @@ pub fn apply(tuning: &mut Tuning, tokens: &[HostTensor], kind: SptKind, seed: u6
         if l == 0 {
             return Ok(t.clone());
         }
+        // Only the patch tokens feed prompts: CLS and any register tokens are dropped.
         let (n, tt, d) = (t.shape[0], t.shape[1], t.shape[2]);
-        let mut data = Vec::with_capacity(n * (tt - 1) * d);
+        let m = tokens[0].shape[1];
+        let prefix = tt.saturating_sub(m);
+        let mut data = Vec::with_capacity(n * m * d);
         for img in 0..n {
-            data.extend_from_slice(&t.data[(img * tt + 1) * d..(img + 1) * tt * d]);
+            data.extend_from_slice(&t.data[(img * tt + prefix) * d..(img + 1) * tt * d]);
         }
-        Ok(HostTensor::new(vec![n, tt - 1, d], data))
+        Ok(HostTensor::new(vec![n, tt - prefix, d], data))
     };
     let first = prototypes(&layer_tokens(0)?, p, kind, &mut rng);
     if let Some(t) = tuning.tensors.get_mut("prompt_embeddings") {

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 
-use super::{attention_map, HeadFusion, MapMode};
+use super::{attention_map_in, HeadFusion, MapMode};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
 use crate::model::graph_api::Graph;
@@ -16,6 +16,8 @@ pub struct ImageAttention {
     pub heads: usize,
     pub tokens: usize,
     pub prompts: usize,
+    /// Where CLS, registers, prompts and patches lie.
+    pub layout: crate::model::hooks::TokenLayout,
     pub grid: (usize, usize),
     pub logits: Vec<f32>,
     pub class: Option<usize>,
@@ -23,12 +25,11 @@ pub struct ImageAttention {
 
 impl ImageAttention {
     pub fn map(&self, mode: MapMode, fusion: HeadFusion) -> Result<Vec<f32>> {
-        attention_map(
+        attention_map_in(
             &self.attn,
             self.grads.as_deref(),
             self.heads,
-            self.tokens,
-            self.prompts,
+            self.layout,
             mode,
             fusion,
         )
@@ -100,6 +101,7 @@ pub fn image_attention(
         heads: c.heads,
         tokens: t,
         prompts: tuning.map(|t| t.prompts()).unwrap_or(0),
+        layout: vit.layout(tuning.map(|t| t.prompts()).unwrap_or(0)),
         grid: vit.grid(),
         logits,
         class,

@@ -126,9 +126,23 @@ pub fn attention_map(
     fusion: HeadFusion,
 ) -> Result<Vec<f32>> {
     let layout = TokenLayout {
+        registers: 0,
         prompts,
         patches: t.saturating_sub(1 + prompts),
     };
+    attention_map_in(attn, grads, heads, layout, mode, fusion)
+}
+
+/// `attention_map` for a sequence laid out as `layout` (registers included).
+pub fn attention_map_in(
+    attn: &[Vec<f32>],
+    grads: Option<&[Vec<f32>]>,
+    heads: usize,
+    layout: TokenLayout,
+    mode: MapMode,
+    fusion: HeadFusion,
+) -> Result<Vec<f32>> {
+    let (t, prompts) = (layout.total(), layout.prompts);
     let patches = layout.patch_rows();
     let cls = TokenLayout::CLS;
     let layer_of = |l: usize| {

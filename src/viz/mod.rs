@@ -7,5 +7,5 @@ mod overlay;
 
 pub use colormap::Colormap;
 pub use compute::{heat_map, image_attention, ImageAttention, MapStyle};
-pub use maps::{attention_map, fuse_heads, rollout, HeadFusion, MapMode};
+pub use maps::{attention_map, attention_map_in, fuse_heads, rollout, HeadFusion, MapMode};
 pub use overlay::{overlay, upsample_bilinear};

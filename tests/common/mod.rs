@@ -77,7 +77,7 @@ pub fn cross_entropy(logits: &vitune::model::HostTensor, labels: &[usize]) -> f6
 }
 
 /// Every gradient fixture case (tools/make_grad_fixtures.py), one or more per method.
-pub const GRAD_CASES: [&str; 14] = [
+pub const GRAD_CASES: [&str; 16] = [
     "linear",
     "bitfit",
     "vpt-shallow",
@@ -91,6 +91,8 @@ pub const GRAD_CASES: [&str; 14] = [
     "full",
     "clip-vpt-deep",
     "clip-lora",
+    "reg-vpt-deep",
+    "reg-lora",
     "gap-bitfit",
 ];
 
