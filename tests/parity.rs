@@ -130,15 +130,11 @@ fn clip_layout_matches_timm() {
     assert!(b.config.family().starts_with("CLIP-style"));
 }
 
-/// Hugging Face's CLIPVisionModel: `pooled` is its pooler_output (post_layernorm of CLS); it has no head.
-#[test]
-fn hugging_face_clip_vision_tower_matches_transformers() {
-    let dir = common::fixture("hf_clip");
+/// A Hugging Face vision tower without a head: `pooled` (its pooler_output) and every `attn.{l}`.
+fn check_headless(case: &str) -> vitune::model::Backbone {
+    let dir = common::fixture(case);
     let b = load_backbone(&dir.join("model.safetensors"), &LoadOptions::default()).expect("loads");
-    let c = &b.config;
-    assert_eq!(c.format, WeightFormat::HuggingFace);
-    assert!(c.pre_norm && c.mlp_act == MlpAct::QuickGelu);
-    assert_eq!((c.eps, c.heads, c.num_classes), (1e-5, 3, 0));
+    assert_eq!(b.config.format, WeightFormat::HuggingFace);
     let pixels = vitune::io::read_tensors(&dir.join("input.safetensors"))
         .expect("input")
         .remove("pixels")
@@ -158,11 +154,37 @@ fn hugging_face_clip_vision_tower_matches_transformers() {
         .expect("forward");
     assert!(out.logits.is_none());
     let e = rel_err_named(&out.pooled.data, &expected["pooled"].data);
-    assert!(e < TOL, "pooled rel err {e:e}");
+    assert!(e < TOL, "{case}: pooled rel err {e:e}");
+    assert_eq!(out.attn.len(), b.config.depth);
     for (l, a) in out.attn.iter().enumerate() {
-        let e = rel_err_named(&a.data, &expected[&format!("attn.{l}")].data);
-        assert!(e < TOL, "attn.{l} rel err {e:e}");
+        let want = &expected[&format!("attn.{l}")];
+        assert_eq!(a.shape, want.shape, "{case}: attn.{l} shape");
+        let e = rel_err_named(&a.data, &want.data);
+        assert!(e < TOL, "{case}: attn.{l} rel err {e:e}");
     }
+    b
+}
+
+/// Hugging Face's CLIPVisionModel: `pooled` is its pooler_output (post_layernorm of CLS); it has no head.
+#[test]
+fn hugging_face_clip_vision_tower_matches_transformers() {
+    let b = check_headless("hf_clip");
+    let c = &b.config;
+    assert!(c.pre_norm && c.mlp_act == MlpAct::QuickGelu);
+    assert_eq!((c.eps, c.heads, c.num_classes), (1e-5, 3, 0));
+}
+
+/// Hugging Face's Dinov2Model and Dinov2WithRegistersModel (LayerScale; registers after CLS).
+#[test]
+fn hugging_face_dinov2_with_and_without_registers_matches_transformers() {
+    let plain = check_headless("hf_dinov2");
+    assert!(plain.config.layer_scale);
+    assert_eq!(plain.config.registers, 0);
+    let reg = check_headless("hf_dinov2_reg");
+    assert_eq!(
+        (reg.config.registers, reg.config.no_embed_class),
+        (4, false)
+    );
 }
 
 /// DINOv2 with registers as timm builds it: register tokens after CLS, a pos_embed without a CLS row, LayerScale.
@@ -196,7 +218,7 @@ fn unsupported_families_are_refused_by_name() {
         .expect("read");
     for (extra, says) in [
         ("blocks.0.attn.rope.freqs", "rotary position embeddings"),
-        ("embeddings.register_tokens", "DINOv2"),
+        ("blocks.0.mlp.fc1_g.weight", "SwiGLU"),
         ("attn_pool.latent", "attention pooling"),
         ("dist_token", "distillation token"),
     ] {

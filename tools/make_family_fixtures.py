@@ -23,6 +23,10 @@ depth 2, 3 heads, 5 classes), every parameter random:
 ``post_layernorm``, separate q/k/v projections, QuickGELU, eps 1e-5) with its config.json; expected ``pooled``
 (the ``pooler_output``: post_layernorm of CLS) and ``attn.{l}`` (eager attention), no head.
 
+``hf_dinov2`` and ``hf_dinov2_reg``: transformers' ``Dinov2Model`` and ``Dinov2WithRegistersModel`` (4 registers:
+after CLS, without position embedding; CLS keeps its row), LayerScale, expected ``pooled`` (``pooler_output``:
+the final layernorm of CLS) and ``attn.{l}``.
+
 Gradient cases (same files as tools/make_grad_fixtures.py): on ``timm_clip``, ``clip-vpt-deep`` (3 prompts) and
 ``clip-lora`` (rank 2, alpha 4, q and v); on ``timm_gap``, ``gap-bitfit`` (every bias it has, the final norm's
 through the norm-then-average pooling); on ``timm_reg``, ``reg-vpt-deep`` and ``reg-lora`` (prompts after CLS and
@@ -206,8 +210,54 @@ def hf_clip_case(seed):
     print(f"  hf_clip: {len(sd)} tensors")
 
 
+def hf_dinov2_case(case, seed, registers):
+    import transformers
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(seed)
+    kw = dict(
+        hidden_size=DIM, num_hidden_layers=DEPTH, num_attention_heads=HEADS, mlp_ratio=4, image_size=IMG,
+        patch_size=PATCH, layer_norm_eps=1e-6, attn_implementation="eager",
+    )
+    if registers:
+        from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+        model = Dinov2WithRegistersModel(Dinov2WithRegistersConfig(num_register_tokens=registers, **kw)).eval()
+    else:
+        model = Dinov2Model(Dinov2Config(**kw)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("cls_token", "position_embeddings", "register_tokens", "mask_token")):
+                p.normal_(0.0, 0.5)
+            elif "lambda1" in name:
+                p.normal_(0.0, 0.2).add_(0.5)
+            elif "norm" in name and name.endswith("weight"):
+                p.normal_(0.0, 0.1).add_(1.0)
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.1)
+            else:
+                p.normal_(0.0, 0.2)
+    d = fresh(case)
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(sd, str(d / "model.safetensors"), metadata=META)
+    model.config.save_pretrained(str(d))
+    pixels = torch.randn(2, 3, IMG, IMG)
+    save_file({"pixels": pixels}, str(d / "input.safetensors"), metadata=META)
+    with torch.no_grad():
+        out = model(pixel_values=pixels, output_attentions=True)
+    exp = {"pooled": out.pooler_output.contiguous()}
+    for i, a in enumerate(out.attentions):
+        exp[f"attn.{i}"] = a.contiguous()
+    save_file(exp, str(d / "expected.safetensors"), metadata=META)
+    write_json(d / "meta.json", {"case": case, "heads": HEADS, "image_size": [IMG, IMG], "registers": registers,
+                                 "transformers_version": transformers.__version__, "keys": sorted(sd)})
+    print(f"  {case}: {len(sd)} tensors")
+
+
 def main():
     hf_clip_case(1601)
+    hf_dinov2_case("hf_dinov2", 1602, 0)
+    hf_dinov2_case("hf_dinov2_reg", 1603, 4)
     models = {}
     for seed, case in enumerate(VARIANTS, start=1501):
         models[case], sd = forward_case(case, seed)

@@ -55,16 +55,10 @@ const UNSUPPORTED: [(&str, &str); 6] = [
         "mlp.fc1_g",
         "SwiGLU MLPs and rotary position embeddings (EVA-02 style)",
     ),
+    ("mlp.weights_in", "SwiGLU MLPs (DINOv2 giant)"),
     ("attn_pool.", "attention pooling (SigLIP's `attn_pool`)"),
-    (
-        "register_tokens",
-        "Hugging Face's DINOv2 layout (use timm's `vit_*_reg4_dinov2` checkpoint)",
-    ),
-    (
-        "embeddings.mask_token",
-        "Hugging Face's DINOv2 layout (use timm's `vit_*_dinov2` checkpoint)",
-    ),
     ("dist_token", "a distillation token (DeiT distilled)"),
+    ("head_dist", "a distillation head (DeiT distilled)"),
 ];
 
 /// The linear biases a ViT may be built without (timm `qkv_bias=False`, CLIP's patch embedding): they load as
@@ -197,6 +191,7 @@ fn timm_name_from_hf(name: &str) -> Option<String> {
             "embeddings.patch_embeddings.projection.bias",
             "patch_embed.proj.bias",
         ),
+        ("embeddings.register_tokens", "reg_token"),
         ("layernorm.weight", "norm.weight"),
         ("layernorm.bias", "norm.bias"),
         ("classifier.weight", "head.weight"),
@@ -210,9 +205,17 @@ fn timm_name_from_hf(name: &str) -> Option<String> {
     let mapped = [
         ("layernorm_before.", "norm1."),
         ("attention.output.dense.", "attn.proj."),
+        ("attention.o_proj.", "attn.proj."),
         ("layernorm_after.", "norm2."),
         ("intermediate.dense.", "mlp.fc1."),
         ("output.dense.", "mlp.fc2."),
+        // Dinov2Model's blocks.
+        ("norm1.", "norm1."),
+        ("norm2.", "norm2."),
+        ("mlp.fc1.", "mlp.fc1."),
+        ("mlp.fc2.", "mlp.fc2."),
+        ("layer_scale1.lambda1", "ls1.gamma"),
+        ("layer_scale2.lambda1", "ls2.gamma"),
     ];
     mapped
         .iter()
@@ -478,13 +481,23 @@ pub fn load_backbone_bytes(
                     msg: e.to_string(),
                 })?;
                 if let Some(rest) = short.strip_prefix("encoder.layer.") {
-                    if let Some((idx, sub)) = rest.split_once(".attention.attention.") {
+                    // `attention.attention.{query,key,value}` (hub checkpoints), or transformers 5's
+                    // `attention.{q,k,v}_proj`.
+                    let split = rest
+                        .split_once(".attention.attention.")
+                        .or_else(|| rest.split_once(".attention."));
+                    if let Some((idx, sub)) = split {
                         if let Some((which, param)) = sub.split_once('.') {
                             let slot = match which {
-                                "query" => 0,
-                                "key" => 1,
-                                "value" => 2,
-                                _ => continue,
+                                "query" | "q_proj" => 0,
+                                "key" | "k_proj" => 1,
+                                "value" | "v_proj" => 2,
+                                _ => {
+                                    if let Some(t) = timm_name_from_hf(short) {
+                                        tensors.insert(t, to_f32(path, n, &view)?);
+                                    }
+                                    continue;
+                                }
                             };
                             qkv.entry((idx.to_string(), param.to_string())).or_default()[slot] =
                                 Some(to_f32(path, n, &view)?);
@@ -708,10 +721,15 @@ fn infer_config(
     });
 
     let arch_l = arch.clone().unwrap_or_default().to_lowercase();
-    let family_default = if format == WeightFormat::Timm
+    let model_type = cfg_ref
+        .and_then(|c| c.get("model_type"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let family_default = if (format == WeightFormat::Timm
         && ["dino", "mae", "mocov3", "deit"]
             .iter()
-            .any(|k| arch_l.contains(k))
+            .any(|k| arch_l.contains(k)))
+        || model_type.starts_with("dinov2")
     {
         (IMAGENET_MEAN, IMAGENET_STD)
     } else {
