@@ -396,16 +396,13 @@ fn a_headless_machine_gets_a_clean_console() {
     assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
 }
 
-/// The CLIP layout trains with prompts and with LoRA from the command line, and `info` names its family.
+/// The CLIP and DINOv2-with-registers layouts train with prompts and with LoRA from the command line, and `info`
+/// names their family.
 #[test]
-fn vpt_deep_and_lora_train_on_a_clip_layout_backbone() {
+fn vpt_deep_and_lora_train_on_clip_and_register_layouts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let s = |p: &Path| p.display().to_string();
-    let clip = common::fixture("timm_clip").join("model.safetensors");
-    let (ok, out, err) = vitune(&["info", &s(&clip)]);
-    assert!(ok, "{err}");
-    assert!(out.contains("CLIP-style (pre-norm, QuickGELU)"), "{out}");
     let data = d.join("data");
     let (ok, _, err) = vitune(&[
         "demo-data",
@@ -417,25 +414,34 @@ fn vpt_deep_and_lora_train_on_a_clip_layout_backbone() {
         &s(&data),
     ]);
     assert!(ok, "{err}");
-    for method in ["vpt-deep", "lora"] {
-        let out = d.join(format!("{method}.safetensors"));
-        let (ok, _, err) = vitune(&[
-            "train",
-            "--backbone",
-            &s(&clip),
-            "--data",
-            &s(&data),
-            "--method",
-            method,
-            "--shots",
-            "1",
-            "--epochs",
-            "1",
-            "--out",
-            &s(&out),
-        ]);
-        assert!(ok, "{method}: {err}");
-        assert!(err.contains("wrote"), "{method}: {err}");
-        assert!(out.exists(), "{method}: no tuned file");
+    for (case, family) in [
+        ("timm_clip", "CLIP-style (pre-norm, QuickGELU)"),
+        ("timm_reg", "4 register tokens"),
+    ] {
+        let backbone = common::fixture(case).join("model.safetensors");
+        let (ok, out, err) = vitune(&["info", &s(&backbone)]);
+        assert!(ok, "{err}");
+        assert!(out.contains(family), "{case}: {out}");
+        for method in ["vpt-deep", "lora"] {
+            let out = d.join(format!("{case}-{method}.safetensors"));
+            let (ok, _, err) = vitune(&[
+                "train",
+                "--backbone",
+                &s(&backbone),
+                "--data",
+                &s(&data),
+                "--method",
+                method,
+                "--shots",
+                "1",
+                "--epochs",
+                "1",
+                "--out",
+                &s(&out),
+            ]);
+            assert!(ok, "{case} {method}: {err}");
+            assert!(err.contains("wrote"), "{case} {method}: {err}");
+            assert!(out.exists(), "{case} {method}: no tuned file");
+        }
     }
 }
