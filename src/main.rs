@@ -1019,11 +1019,10 @@ fn tuned_info(path: &Path, json: bool) -> Result<()> {
         return Ok(());
     }
     println!("tuned file    {}", path.display());
-    println!(
-        "method        {} ({})",
-        m.method,
-        m.options.describe(m.method)
-    );
+    match m.options.describe(m.method) {
+        settings if settings.is_empty() => println!("method        {}", m.method),
+        settings => println!("method        {} ({settings})", m.method),
+    }
     println!(
         "classes       {} ({})",
         m.classes.len(),
