@@ -54,7 +54,6 @@ fn errors_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
 fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.label("Backbone:");
-        ui.label(app.backbone_info.as_deref().unwrap_or("loading..."));
         if ui.button("Choose backbone...").clicked() {
             if let Some(p) = rfd::FileDialog::new()
                 .add_filter("safetensors", &["safetensors"])
@@ -68,6 +67,8 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             app.project.backbone = None;
             app.send(super::worker::Command::LoadBackbone(None));
         }
+        // After the buttons, so that a long description never pushes them out of the window.
+        ui.label(app.backbone_info.as_deref().unwrap_or("loading..."));
     });
     ui.horizontal(|ui| {
         ui.label("GPU memory:");

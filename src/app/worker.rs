@@ -206,16 +206,17 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             };
             let c = &b.config;
             let description = format!(
-                "{} - {:?}, width {}, depth {}, {} heads, patch {}, {}x{}, {} parameters",
+                "{} ({:?}): {}; width {}, depth {}, {} heads, patch {}, {}x{}, {:.1} M parameters",
                 b.file_name(),
                 c.format,
+                c.family(),
                 c.dim,
                 c.depth,
                 c.heads,
                 c.patch,
                 c.image_size.0,
                 c.image_size.1,
-                b.parameter_count()
+                b.parameter_count() as f64 / 1e6
             );
             let heads = c.heads;
             st.backbone = Some(b);
