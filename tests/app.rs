@@ -180,6 +180,19 @@ fn create_classes_train_see_attention_export_and_import() {
     // On the status line and on the export tab.
     assert_eq!(h.query_all_by_label(&verdict).count(), 2);
     h.get_by_label("Export ONNX model (runs anywhere)...");
+    // A prompt method is not a plain ViT: the timm export says so on screen and writes nothing.
+    let method = h.state().project.settings.method;
+    let merged = dir.path().join("merged.safetensors");
+    h.state_mut().export_timm_to(merged.clone());
+    wait_for(&mut h, 30, "the timm export's answer", |a| {
+        !a.errors.is_empty()
+    });
+    let error = h.state().errors.join(" ");
+    assert!(
+        method.uses_prompts() && error.contains("ONNX") && !merged.exists(),
+        "{method}: {error}"
+    );
+    h.state_mut().errors.clear();
     h.state_mut().trained_classes = None;
     h.state_mut().import_from(out);
     wait_for(&mut h, 30, "import", |a| a.status.starts_with("imported"));

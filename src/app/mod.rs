@@ -356,6 +356,11 @@ impl VituneApp {
         self.send(Command::Export(path));
     }
 
+    /// Exports the tuning merged into a timm checkpoint (plain-ViT methods; others get an error saying to use ONNX).
+    pub fn export_timm_to(&mut self, path: PathBuf) {
+        self.send(Command::ExportTimm(path));
+    }
+
     /// Exports the tuning as an ONNX model; the self-check's verdict comes back in the status and the export tab.
     pub fn export_onnx_to(&mut self, path: PathBuf) {
         self.status = format!("exporting {} and checking it...", path.display());

@@ -747,6 +747,25 @@ fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 app.export_onnx_to(p);
             }
         }
+        if ui
+            .add_enabled(
+                app.trained_classes.is_some(),
+                egui::Button::new("Export merged timm checkpoint..."),
+            )
+            .on_hover_text(
+                "For linear, BitFit, LoRA, SSF and full fine-tuning: the backbone with the tuning folded in, under \
+                 timm's names, and a config.json beside it that timm reads",
+            )
+            .clicked()
+        {
+            if let Some(p) = rfd::FileDialog::new()
+                .add_filter("safetensors", &["safetensors"])
+                .set_file_name("merged.safetensors")
+                .save_file()
+            {
+                app.export_timm_to(p);
+            }
+        }
         if ui.button("Import tuned file...").clicked() {
             if let Some(p) = rfd::FileDialog::new()
                 .add_filter("safetensors", &["safetensors"])

@@ -40,6 +40,8 @@ pub enum Command {
     Export(PathBuf),
     /// Export the current tuning as a self-checked ONNX model.
     ExportOnnx(PathBuf),
+    /// Export the current tuning merged into a timm checkpoint (with config.json beside it).
+    ExportTimm(PathBuf),
     Import(PathBuf),
     /// Memory savers: frozen weights in f16, and the fused attention kernel (the backbone re-uploads).
     Memory(MemoryChoice),
@@ -429,6 +431,19 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             };
             let report = crate::export::export_onnx(g, b, &file, &path, None)?;
             send(Reply::ExportedOnnx(report));
+        }
+        Command::ExportTimm(path) => {
+            let (tn, meta) = st
+                .tuning
+                .clone()
+                .ok_or_else(|| Error::Input("nothing to export yet: train first".into()))?;
+            let file = tuned::TunedFile {
+                tuning: tn,
+                classes: meta.classes.clone(),
+                meta: Some(meta),
+            };
+            let r = crate::export::timm::export_timm(backbone(st)?, &file, &path)?;
+            send(Reply::Exported(r.weights));
         }
         Command::Import(path) => {
             let b = backbone(st)?;
