@@ -132,8 +132,10 @@ pub fn eval_transform(b: &Backbone, size: Option<(usize, usize)>) -> Transform {
 /// Loads the training and validation samples of a job; `log` hears about skipped images.
 pub fn load_data(
     job: &TrainJob,
+    input: (usize, usize),
     log: &mut dyn FnMut(&str),
 ) -> Result<(Vec<String>, Samples, Option<Samples>)> {
+    let side = crate::train::working_side(input);
     match &job.data {
         Data::Samples {
             classes,
@@ -147,13 +149,13 @@ pub fn load_data(
                 None => ((0..ds.items.len()).collect(), Vec::new()),
             };
             let pick = |idx: &[usize]| idx.iter().map(|&i| ds.items[i].clone()).collect::<Vec<_>>();
-            let (train, problems) = Samples::decode(&pick(&train_idx));
+            let (train, problems) = Samples::decode(&pick(&train_idx), side);
             problems.iter().for_each(|p| log(p));
             let val = match val_dir {
                 Some(v) => {
                     let mut vs = Dataset::from_folder(v)?;
                     vs.relabel(&ds.classes)?;
-                    let (s, problems) = Samples::decode(&vs.items);
+                    let (s, problems) = Samples::decode(&vs.items, side);
                     problems.iter().for_each(|p| log(p));
                     Some(s)
                 }
@@ -171,7 +173,7 @@ pub fn load_data(
                         chosen.extend(of.into_iter().take(job.val_per_class));
                     }
                     chosen.sort_unstable();
-                    let (s, problems) = Samples::decode(&pick(&chosen));
+                    let (s, problems) = Samples::decode(&pick(&chosen), side);
                     problems.iter().for_each(|p| log(p));
                     Some(s)
                 }
@@ -282,8 +284,8 @@ pub fn run_train(
     log: &mut dyn FnMut(&str),
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<TrainReport> {
-    let (classes, train_set, val) = load_data(job, log)?;
     let transform = eval_transform(backbone, job.image_size);
+    let (classes, train_set, val) = load_data(job, transform.size, log)?;
     let vit = GpuViT::new(gpu, backbone, Some(transform.size))?;
     let session = Session::new(gpu, backbone, &vit, &transform);
     let mut recipe = job.recipe();
@@ -344,9 +346,10 @@ pub fn evaluate(
     let tf = tuned::read(tuned_path, backbone, force)?;
     let mut ds = Dataset::from_folder(data)?;
     ds.relabel(&tf.classes)?;
-    let (samples, problems) = Samples::decode(&ds.items);
     let size = tf.meta.as_ref().map(|m| m.image_size);
     let transform = eval_transform(backbone, size);
+    let (samples, problems) =
+        Samples::decode(&ds.items, crate::train::working_side(transform.size));
     let vit = GpuViT::new(gpu, backbone, Some(transform.size))?;
     let gt = GpuTuning::upload(gpu, &tf.tuning)?;
     let logits = predict_logits(gpu, &vit, &transform, &gt, &samples, 32)?;

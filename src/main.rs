@@ -1113,7 +1113,8 @@ fn compare(a: &CompareArgs) -> Result<()> {
             None => (0..ds.items.len()).collect(),
         };
         let items: Vec<_> = idx.iter().map(|&i| ds.items[i].clone()).collect();
-        let (s, problems): (Samples, _) = Samples::decode(&items);
+        let side = vitune::train::working_side(b.config.image_size);
+        let (s, problems): (Samples, _) = Samples::decode(&items, side);
         problems.iter().for_each(|p| eprintln!("warning: {p}"));
         draws.push(s);
     }

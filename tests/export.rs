@@ -194,3 +194,53 @@ fn merged_timm_checkpoints_reproduce_the_tuned_logits() {
         std::fs::remove_file(d.join("config.json")).expect("rm");
     }
 }
+
+/// SSF (whose shifts fold into biases the layout may lack) merged into timm checkpoints of every layout: CLIP (no
+/// patch bias: it moves into the position embeddings), no qkv bias (qkv gets its biases back), registers with and
+/// without a CLS position row (timm's no_embed_class). Loaded back by vitune, each gives the tuned logits.
+#[test]
+fn ssf_merges_into_timm_checkpoints_of_every_layout() {
+    use vitune::model::{load_backbone, LoadOptions};
+    use vitune::tuning::{Method, MethodOptions, Tuning};
+    let gpu = common::gpu();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for case in ["timm_clip", "timm_gap", "timm_reg", "hf_dinov2_reg"] {
+        let src = common::fixture(case);
+        let b =
+            load_backbone(&src.join("model.safetensors"), &LoadOptions::default()).expect("loads");
+        let ssf = Method::Ssf;
+        let tuning = Tuning::init(ssf, MethodOptions::defaults(ssf), &b, 3, 7).expect("init");
+        let classes: Vec<String> = (0..3).map(|i| format!("c{i}")).collect();
+        let tuned = TunedFile {
+            tuning: tuning.clone(),
+            classes: classes.clone(),
+            meta: Some(TunedMeta::new(&tuning, &b, classes, "test")),
+        };
+        let out_dir = dir.path().join(case);
+        std::fs::create_dir_all(&out_dir).expect("mkdir");
+        let merged = out_dir.join("merged.safetensors");
+        vitune::export::timm::export_timm(&b, &tuned, &merged)
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        let pixels = vitune::io::read_tensors(&src.join("input.safetensors")).expect("input")
+            ["pixels"]
+            .clone();
+        let want =
+            vitune::job::forward_tensors(&gpu, &b, Some(&tuning), &pixels, false).expect("tuned");
+        let plain = load_backbone(&merged, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{case}: the merged checkpoint does not load: {e}"));
+        assert_eq!(plain.config.eps, b.config.eps, "{case}: eps");
+        let got = vitune::job::forward_tensors(&gpu, &plain, None, &pixels, false).expect("merged");
+        let e = common::rel_err(&got["logits"].data, &want["logits"].data);
+        assert!(e < TOL, "{case}: merged logits rel err {e:e}");
+    }
+    // A backbone's own config.json is never overwritten.
+    let hub = dir.path().join("hub");
+    std::fs::create_dir_all(&hub).expect("mkdir");
+    std::fs::write(hub.join("config.json"), "{\"architecture\": \"x\"}").expect("write");
+    let f = common::grad_fixture("lora");
+    let e =
+        vitune::export::timm::export_timm(&f.backbone, &tuned_file(&f), &hub.join("m.safetensors"))
+            .expect_err("refused");
+    assert!(e.to_string().contains("not written by vitune"), "{e}");
+    assert!(!hub.join("m.safetensors").exists());
+}

@@ -128,6 +128,8 @@ fn clip_layout_matches_timm() {
     assert_eq!(b.config.mlp_act, MlpAct::QuickGelu);
     assert_eq!(b.config.absent_biases, ["patch_embed.proj.bias"]);
     assert!(b.config.family().starts_with("CLIP-style"));
+    // timm builds CLIP towers with LayerNorm(eps=1e-5); config.json does not say so.
+    assert_eq!(b.config.eps, 1e-5);
 }
 
 /// A Hugging Face vision tower without a head: `pooled` (its pooler_output) and every `attn.{l}`.

@@ -40,7 +40,10 @@ import json
 import shutil
 from pathlib import Path
 
+from functools import partial
+
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
@@ -57,7 +60,9 @@ IMG, PATCH, DIM, DEPTH, HEADS, CLASSES = 32, 8, 48, 2, 3, 5
 META = {"generator": "tools/make_family_fixtures.py"}
 
 VARIANTS = {
-    "timm_clip": dict(pre_norm=True, act_layer="quick_gelu", global_pool="token"),
+    # timm's CLIP entries build LayerNorm(eps=1e-5), as here.
+    "timm_clip": dict(pre_norm=True, act_layer="quick_gelu", global_pool="token",
+                      norm_layer=partial(nn.LayerNorm, eps=1e-5)),
     "timm_gap": dict(qkv_bias=False, global_pool="avg", fc_norm=False),
     "timm_reg": dict(reg_tokens=4, no_embed_class=True, init_values=1e-5, global_pool="token"),
 }
@@ -90,7 +95,8 @@ def forward_case(case, seed):
     d = fresh(case)
     sd = mf.plain_state_dict(model.state_dict())
     save_file(sd, str(d / "model.safetensors"), metadata=META)
-    model_args = dict(img_size=IMG, patch_size=PATCH, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, **args)
+    json_args = {k: v for k, v in args.items() if k != "norm_layer"}
+    model_args = dict(img_size=IMG, patch_size=PATCH, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, **json_args)
     write_json(d / "config.json", {
         "architecture": f"vit_fixture_{case}",
         "num_classes": CLASSES,
@@ -104,7 +110,8 @@ def forward_case(case, seed):
     pooled, logits, attns = mf.run_timm(model, pixels)
     mf.save_expected(d, pooled, logits, attns)
     write_json(d / "meta.json", {
-        "case": case, "heads": HEADS, "image_size": [IMG, IMG], "timm_args": args,
+        "case": case, "heads": HEADS, "image_size": [IMG, IMG], "timm_args": json_args,
+        "eps": 1e-5 if "norm_layer" in args else 1e-6,
         "keys": sorted(sd), "timm_version": timm.__version__, "torch_version": torch.__version__,
     })
     return model, sd

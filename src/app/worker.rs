@@ -246,7 +246,8 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
         // The UI clears `stop` before it sends Train (so closing the app, which sets it, is never undone here).
         Command::Train(project) => {
             let b = backbone(st)?.clone();
-            let (classes, train, val) = project_samples(&project, send)?;
+            let side = crate::train::working_side(b.config.image_size);
+            let (classes, train, val) = project_samples(&project, side, send)?;
             let s: &Settings = &project.settings;
             let job = TrainJob {
                 auto: s.auto.then(SearchOptions::default),
@@ -294,7 +295,8 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             send(Reply::Selftest(r));
         }
         Command::Compare(project, out) => {
-            let (classes, train, _) = project_samples(&project, send)?;
+            let side = crate::train::working_side(backbone(st)?.config.image_size);
+            let (classes, train, _) = project_samples(&project, side, send)?;
             let s = &project.settings;
             // Every method but full fine-tuning, the slow baseline.
             let entries: Vec<CompareEntry> = Method::ALL
@@ -497,6 +499,7 @@ fn project_recipe(s: &Settings, method: Method, train_images: usize) -> TrainCon
 /// The project's classes, training shots and validation images, decoded; unreadable files are reported.
 fn project_samples(
     project: &Project,
+    max_side: u32,
     send: &dyn Fn(Reply),
 ) -> Result<(Vec<String>, Samples, Option<Samples>)> {
     let classes: Vec<String> = project.classes.iter().map(|c| c.name.clone()).collect();
@@ -515,7 +518,7 @@ fn project_samples(
             c.name
         )));
     }
-    let (samples, problems) = Samples::decode(&project.items());
+    let (samples, problems) = Samples::decode(&project.items(), max_side);
     for p in problems {
         send(Reply::Error(p));
     }

@@ -230,7 +230,10 @@ pub fn export_onnx(
         .remove("logits")
         .ok_or_else(|| Error::Internal("vitune's forward gave no logits".into()))?;
     let partial = partial_path(out);
-    std::fs::write(&partial, &bytes).map_err(Error::io("write", out))?;
+    std::fs::write(&partial, &bytes).map_err(|e| {
+        std::fs::remove_file(&partial).ok();
+        Error::io("write", out)(e)
+    })?;
     let checked = check::run_onnx(&partial, &pixels).and_then(|got| {
         let tolerance = if gpu.f16_weights() {
             TOLERANCE_F16_WEIGHTS

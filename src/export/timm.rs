@@ -46,6 +46,10 @@ fn architecture(b: &Backbone, size: (usize, usize)) -> String {
         (1024, 24) => "large",
         _ => "",
     };
+    // timm's CLIP entries build their LayerNorms with eps 1e-5; model_args override the rest.
+    if c.pre_norm {
+        return "vit_base_patch16_clip_224".into();
+    }
     let name = format!("vit_{width}_patch{}_{}", c.patch, size.0);
     if size.0 == size.1 && TIMM_VITS.contains(&name.as_str()) {
         name
@@ -56,11 +60,19 @@ fn architecture(b: &Backbone, size: (usize, usize)) -> String {
 
 /// `config.json` beside the weights, in the layout timm's hub loader reads (`architecture`, `num_classes`,
 /// `label_names`, `model_args`, `pretrained_cfg`).
+/// What the merged checkpoint's timm layout needs beyond the backbone's config.
+#[derive(Clone, Copy)]
+struct TimmLayout {
+    qkv_bias: bool,
+    no_embed_class: bool,
+}
+
 fn config_json(
     b: &Backbone,
     tuned: &TunedFile,
     size: (usize, usize),
     arch: &str,
+    layout: TimmLayout,
 ) -> serde_json::Value {
     let c = &b.config;
     let mut model_args = json!({
@@ -82,13 +94,13 @@ fn config_json(
     if c.registers > 0 {
         model_args["reg_tokens"] = json!(c.registers);
     }
-    if c.no_embed_class {
+    if layout.no_embed_class {
         model_args["no_embed_class"] = json!(true);
     }
     if c.mlp_act == MlpAct::QuickGelu {
         model_args["act_layer"] = json!("quick_gelu");
     }
-    if c.absent_biases.iter().any(|n| n.ends_with("attn.qkv.bias")) {
+    if !layout.qkv_bias {
         model_args["qkv_bias"] = json!(false);
     }
     if c.layer_scale {
@@ -135,20 +147,61 @@ pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result
     let size = input_size(backbone, tuned);
     let mut weights = merged_weights(backbone, t)?;
     let c = &backbone.config;
-    // The zeros standing in for absent biases are not timm's tensors.
-    weights.retain(|k, _| !c.absent_biases.contains(k));
+    let d = c.dim;
     if size != c.image_size {
         let grid = (size.0 / c.patch, size.1 / c.patch);
         let pos = &weights["pos_embed"];
-        let data = resample_pos_embed(&pos.data, c.dim, 1, c.grid(), grid, POS_EMBED_ANTIALIAS);
+        let data = resample_pos_embed(&pos.data, d, 1, c.grid(), grid, POS_EMBED_ANTIALIAS);
         weights.insert(
             "pos_embed".into(),
-            HostTensor::new(vec![1, 1 + grid.0 * grid.1, c.dim], data),
+            HostTensor::new(vec![1, 1 + grid.0 * grid.1, d], data),
         );
     }
-    if c.no_embed_class {
-        // timm's pos_embed has no CLS row: fold vitune's (zero unless fully fine-tuned) into the CLS token.
-        let d = c.dim;
+    // The zeros standing in for absent biases are not timm's tensors, unless the tuning made them non-zero (SSF's
+    // shifts fold into them, full fine-tuning trains them): then qkv gets its biases back, and a patch-embedding
+    // bias under CLIP's pre-norm (whose timm layer has none) moves into the patches' position embeddings.
+    let changed: Vec<String> = c
+        .absent_biases
+        .iter()
+        .filter(|k| {
+            weights
+                .get(*k)
+                .is_some_and(|b| b.data.iter().any(|&v| v != 0.0))
+        })
+        .cloned()
+        .collect();
+    let trained = |k: &str| changed.iter().any(|c| c == k);
+    let qkv_bias = (0..c.depth).all(|l| {
+        !c.absent_biases
+            .contains(&format!("blocks.{l}.attn.qkv.bias"))
+    }) || (0..c.depth).any(|l| trained(&format!("blocks.{l}.attn.qkv.bias")));
+    let patch_bias = "patch_embed.proj.bias";
+    if c.absent_biases.iter().any(|n| n == patch_bias) && trained(patch_bias) {
+        let bias = weights
+            .remove(patch_bias)
+            .map(|b| b.data)
+            .unwrap_or_default();
+        if let Some(pos) = weights.get_mut("pos_embed") {
+            for row in pos.data.chunks_mut(d).skip(1) {
+                row.iter_mut().zip(&bias).for_each(|(p, b)| *p += b);
+            }
+        }
+    }
+    for name in &c.absent_biases {
+        let keep = name.ends_with("attn.qkv.bias") && qkv_bias;
+        if !keep && trained(name) && name != patch_bias {
+            return Err(Error::Input(format!(
+                "the tuning changed `{name}`, which this backbone's timm layout does not have; export it as ONNX instead (--format onnx)"
+            )));
+        }
+        if !keep {
+            weights.remove(name);
+        }
+    }
+    // Register tokens need timm's `no_embed_class` layout: the CLS row of pos_embed (zero for a checkpoint that
+    // had none, unless fully fine-tuned) folds into the CLS token.
+    let no_embed_class = c.no_embed_class || c.registers > 0;
+    if no_embed_class {
         let pos = weights
             .get_mut("pos_embed")
             .ok_or_else(|| Error::Internal("no pos_embed to export".into()))?;
@@ -160,14 +213,39 @@ pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result
     }
     let arch = architecture(backbone, size);
     let config = out.with_file_name("config.json");
-    let text = serde_json::to_string_pretty(&config_json(backbone, tuned, size, &arch))
+    if let Ok(existing) = std::fs::read_to_string(&config) {
+        let ours = serde_json::from_str::<serde_json::Value>(&existing)
+            .is_ok_and(|v| v.get("vitune").is_some());
+        if !ours {
+            return Err(Error::Input(format!(
+                "{} exists and was not written by vitune (a backbone's own config?); export into another folder",
+                config.display()
+            )));
+        }
+    }
+    let layout = TimmLayout {
+        qkv_bias,
+        no_embed_class,
+    };
+    let text = serde_json::to_string_pretty(&config_json(backbone, tuned, size, &arch, layout))
         .map_err(|e| Error::Internal(format!("config.json: {e}")))?;
-    crate::io::write_tensors(out, &weights, None)?;
-    std::fs::write(&config, text).map_err(Error::io("write", &config))?;
-    // timm's ViT builds its LayerNorms with eps 1e-6; config.json cannot say otherwise.
-    let note = (c.eps != 1e-6).then(|| {
+    // Both files go to temporary names first: neither is left behind without the other.
+    let config_tmp = config.with_extension("json.partial");
+    std::fs::write(&config_tmp, text).map_err(Error::io("write", &config))?;
+    if let Err(e) = crate::io::write_tensors(out, &weights, None) {
+        std::fs::remove_file(&config_tmp).ok();
+        return Err(e);
+    }
+    std::fs::rename(&config_tmp, &config).map_err(|e| {
+        std::fs::remove_file(&config_tmp).ok();
+        std::fs::remove_file(out).ok();
+        Error::io("write", &config)(e)
+    })?;
+    // timm builds its CLIP towers with LayerNorm eps 1e-5, its other ViTs with 1e-6; config.json cannot say more.
+    let timm_eps = if arch.contains("clip") { 1e-5 } else { 1e-6 };
+    let note = (c.eps != timm_eps).then(|| {
         format!(
-            "this backbone's LayerNorm eps is {:e}; timm's ViT uses 1e-6, so its logits may differ slightly",
+            "this backbone's LayerNorm eps is {:e}; timm's {arch} uses {timm_eps:e}, so its logits may differ slightly",
             c.eps
         )
     });

@@ -547,7 +547,7 @@ fn finish(
     for name in optional_biases(config.depth) {
         let weight = name.replace(".bias", ".weight");
         if let (false, Some(w)) = (tensors.contains_key(&name), tensors.get(&weight)) {
-            let zeros = HostTensor::zeros(&w.shape[..1]);
+            let zeros = HostTensor::zeros(&[w.shape.first().copied().unwrap_or(0)]);
             tensors.insert(name.clone(), zeros);
             config.absent_biases.push(name);
         }
@@ -632,6 +632,9 @@ fn infer_config(
         Pooling::Token
     };
     let pre_norm = tensors.contains_key("norm_pre.weight");
+    let arch_is_clip = arch
+        .as_deref()
+        .is_some_and(|a| a.to_lowercase().contains("clip"));
     let quick = |v: Option<&Value>| v.and_then(Value::as_str).map(|a| a == "quick_gelu");
     let mlp_act = opts
         .act
@@ -655,7 +658,11 @@ fn infer_config(
         let s = (n as f64).sqrt().round() as usize;
         s * s == n
     };
-    let no_embed_class = rows > 1 && square(rows) && !square(rows - 1);
+    // config.json says it where it can; the row count decides otherwise.
+    let no_embed_class = model_args
+        .and_then(|a| a.get("no_embed_class"))
+        .and_then(Value::as_bool)
+        .unwrap_or(rows > 1 && square(rows) && !square(rows - 1));
     let tokens = if no_embed_class {
         rows
     } else {
@@ -715,6 +722,8 @@ fn infer_config(
             .and_then(Value::as_f64)
             .map(|e| e as f32)
             .unwrap_or(match format {
+                // timm builds its CLIP towers with LayerNorm(eps=1e-5), its other ViTs with 1e-6.
+                WeightFormat::Timm if pre_norm || arch_is_clip => 1e-5,
                 WeightFormat::Timm => 1e-6,
                 WeightFormat::HuggingFace => 1e-12,
             })
@@ -771,7 +780,10 @@ fn infer_config(
         layer_scale,
         pre_norm,
         mlp_act,
-        registers: tensors.get("reg_token").map(|t| t.shape[1]).unwrap_or(0),
+        registers: tensors
+            .get("reg_token")
+            .and_then(|t| t.shape.get(1).copied())
+            .unwrap_or(0),
         no_embed_class,
         absent_biases: Vec::new(),
         heads_source,

@@ -129,6 +129,25 @@ pub fn k_shot(labels: &[usize], classes: usize, k: usize, seed: u64) -> (Vec<usi
     (train, rest)
 }
 
+/// The shorter side images are kept at for a model input of `size`: twice the input, which leaves
+/// augmentation's crops their detail and keeps a 12-megapixel photo at ~0.8 MB instead of 36 MB for ViT-B/16.
+pub fn working_side(size: (usize, usize)) -> u32 {
+    (2 * size.0.max(size.1)) as u32
+}
+
+/// `img` with its shorter side brought down to `max_side` (antialiased), or as it is when already smaller.
+fn shrink(img: image::RgbImage, max_side: u32) -> image::RgbImage {
+    let (w, h) = img.dimensions();
+    let short = w.min(h);
+    if short <= max_side {
+        return img;
+    }
+    let scale = max_side as f64 / short as f64;
+    let nw = ((w as f64 * scale).round() as u32).max(1);
+    let nh = ((h as f64 * scale).round() as u32).max(1);
+    image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle)
+}
+
 /// Decoded images with labels. Images that fail to decode are reported by path and left out.
 #[derive(Clone, Default)]
 pub struct Samples {
@@ -146,8 +165,9 @@ impl Samples {
         self.labels.is_empty()
     }
 
-    /// Decodes `items` on worker threads; returns the samples and one message per unreadable image.
-    pub fn decode(items: &[(PathBuf, usize)]) -> (Self, Vec<String>) {
+    /// Decodes `items` on worker threads, each image kept with its shorter side at most `max_side` (see
+    /// [`working_side`]); returns the samples and one message per unreadable image.
+    pub fn decode(items: &[(PathBuf, usize)], max_side: u32) -> (Self, Vec<String>) {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -160,7 +180,9 @@ impl Samples {
                     .map(|part| {
                         s.spawn(move || {
                             part.iter()
-                                .map(|(p, l)| (p.clone(), *l, load_rgb(p)))
+                                .map(|(p, l)| {
+                                    (p.clone(), *l, load_rgb(p).map(|i| shrink(i, max_side)))
+                                })
                                 .collect::<Vec<_>>()
                         })
                     })
@@ -203,5 +225,30 @@ impl Samples {
             labels: idx.iter().map(|&i| self.labels[i]).collect(),
             paths: idx.iter().map(|&i| self.paths[i].clone()).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A photo larger than the working size keeps its aspect and loses only resolution; a small image is untouched.
+    #[test]
+    fn photos_are_kept_at_the_working_size() {
+        let side = working_side((224, 224));
+        assert_eq!(side, 448);
+        let photo = image::RgbImage::from_fn(4000, 3000, |x, y| {
+            image::Rgb([(x / 16) as u8, (y / 12) as u8, 128])
+        });
+        let kept = shrink(photo, side);
+        assert_eq!(kept.dimensions(), (597, 448));
+        // A smooth ramp survives the antialiased downscale: the middle pixel is about the middle value.
+        let mid = kept.get_pixel(298, 224).0;
+        assert!(
+            (mid[0] as i32 - 125).abs() <= 2 && (mid[1] as i32 - 125).abs() <= 2,
+            "{mid:?}"
+        );
+        let small = image::RgbImage::new(32, 40);
+        assert_eq!(shrink(small, side).dimensions(), (32, 40));
     }
 }

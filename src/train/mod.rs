@@ -10,7 +10,7 @@ mod step;
 pub mod trainer;
 
 pub use augment::Augment;
-pub use dataset::{k_shot, Dataset, Samples};
+pub use dataset::{k_shot, working_side, Dataset, Samples};
 pub use metrics::{argmax_rows, Evaluation};
 pub use optim::{OptimConfig, Optimizer, OptimizerKind};
 pub use session::Session;

@@ -70,9 +70,10 @@ impl MethodSpec for BitFit {
     }
 
     fn recognises(&self, tensors: &BTreeMap<String, HostTensor>) -> bool {
-        // fc1's bias: every ViT has it (qkv's may be absent); full fine-tuning has fc1's weight too.
-        has_name(tensors, |k| k.ends_with("mlp.fc1.bias"))
-            && !has_name(tensors, |k| k.ends_with("mlp.fc1.weight"))
+        // The LayerNorms' biases: every ViT has them (a linear bias may be absent); full fine-tuning has the
+        // LayerNorms' weights too.
+        has_name(tensors, |k| k.ends_with("norm1.bias"))
+            && !has_name(tensors, |k| k.ends_with("norm1.weight"))
     }
 }
 
