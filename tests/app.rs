@@ -500,4 +500,27 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
         h.state().status,
         format!("restored the last run: {summary}")
     );
+
+    // "Save project as..." moves the project (and its kept model) to a new file; "New project" starts empty,
+    // with nothing of the last run on screen; opening the first file brings its model back.
+    let copy = dir.path().join("copy.json");
+    h.state_mut().save_project(&copy);
+    assert_eq!(h.state().project_path.as_deref(), Some(copy.as_path()));
+    assert!(Project::load(&copy).is_ok());
+    wait_for(&mut h, 60, "the copy's kept model", |_| {
+        vitune::app::project::tuned_path(&copy).exists()
+    });
+    h.get_by_label("New project").click();
+    h.step();
+    let fresh = h.state();
+    assert!(fresh.project.classes.is_empty() && fresh.project_path.is_none());
+    assert!(
+        fresh.trained_classes.is_none() && fresh.curve.is_empty() && fresh.evaluation.is_none()
+    );
+    h.state_mut().open_project(&path);
+    wait_for(&mut h, 120, "the first project's model", |a| {
+        a.trained_classes.is_some()
+    });
+    assert_eq!(h.state().curve.len(), curve.len());
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
 }

@@ -438,9 +438,43 @@ impl VituneApp {
         }
     }
 
+    /// An empty project on the same backbone; the one open was saved by autosave if it had a file, and its model
+    /// stays beside it.
+    pub fn new_project(&mut self) {
+        let backbone = self.project.backbone.clone();
+        self.project = Project {
+            backbone,
+            ..Project::default()
+        };
+        self.project_path = None;
+        self.saved = None;
+        self.selected_class = 0;
+        self.deleted_class = None;
+        self.forget_results();
+        self.status =
+            "new project: add classes and images, then \"Save project as...\" gives it a file"
+                .into();
+    }
+
+    /// Clears what the last run left on screen and the worker's model, so that nothing of one project shows in
+    /// another.
+    fn forget_results(&mut self) {
+        self.curve.clear();
+        self.val_curve.clear();
+        self.evaluation = None;
+        self.selection = None;
+        self.steps_seen = 0;
+        self.progress = 0.0;
+        self.trained_classes = None;
+        self.restored_summary = None;
+        self.last_onnx_export = None;
+        self.send(Command::Forget);
+    }
+
     pub fn open_project(&mut self, path: &Path) {
         match Project::load(path) {
             Ok(p) => {
+                self.forget_results();
                 let backbone_changed = p.backbone != self.project.backbone;
                 self.saved = Some(p.clone());
                 self.project = p;

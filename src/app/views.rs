@@ -102,6 +102,18 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 app.save_project(&p);
             }
         }
+        if ui.button("Save project as...").clicked() {
+            if let Some(p) = rfd::FileDialog::new()
+                .add_filter("vitune project", &["json"])
+                .set_file_name("project.json")
+                .save_file()
+            {
+                app.save_project(&p);
+            }
+        }
+        if ui.button("New project").clicked() {
+            app.new_project();
+        }
         if ui.button("Add class").clicked() {
             app.add_class();
         }

@@ -43,6 +43,8 @@ pub enum Command {
     /// Export the current tuning merged into a timm checkpoint (with config.json beside it).
     ExportTimm(PathBuf),
     Import(PathBuf),
+    /// Drop the tuning the worker holds (a new or another project without a kept model).
+    Forget,
     /// Memory savers: frozen weights in f16, and the fused attention kernel (the backbone re-uploads).
     Memory(MemoryChoice),
 }
@@ -447,6 +449,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             let r = crate::export::timm::export_timm(backbone(st)?, &file, &path)?;
             send(Reply::Exported(r.weights));
         }
+        Command::Forget => st.tuning = None,
         Command::Import(path) => {
             let b = backbone(st)?;
             let tf = tuned::read(&path, b, false)?;
