@@ -443,12 +443,7 @@ pub fn ranked(classes: &[String], probs: &[f32]) -> Vec<(String, f32)> {
     r
 }
 
-pub fn softmax(row: &[f32]) -> Vec<f32> {
-    let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
-    let s: f32 = e.iter().sum();
-    e.into_iter().map(|v| v / s).collect()
-}
+pub use crate::train::softmax;
 
 /// What attention map to draw, as the CLI and the app name things.
 #[derive(Debug, Clone)]

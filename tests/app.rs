@@ -501,6 +501,45 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
         format!("restored the last run: {summary}")
     );
 
+    // Try: results accumulate, and below the threshold the verdict is "unknown"; the suggestion comes from the
+    // validation images' confidences.
+    let image = h.state().project.classes[1].images[0].path.clone();
+    h.state_mut().predict(vec![image.clone()]);
+    wait_for(&mut h, 60, "a prediction", |a| a.predictions.len() == 1);
+    h.state_mut().predict(vec![image]);
+    wait_for(&mut h, 60, "a second prediction", |a| {
+        a.predictions.len() == 2
+    });
+    h.get_by_label("Try").click();
+    h.run();
+    let suggested = h
+        .state()
+        .evaluation
+        .as_ref()
+        .and_then(|e| e.suggested_threshold(0.95))
+        .expect("a run with validation images suggests a threshold");
+    h.get_by_label(&format!("Suggested: {:.0}%", 100.0 * suggested))
+        .click();
+    h.run();
+    assert_eq!(h.state().unknown_below, suggested);
+    h.state_mut().unknown_below = 1.0;
+    h.run();
+    let top = h.state().predictions[0].1[0].clone();
+    let unknown = vitune::app::verdict(&h.state().predictions[0].1, 1.0);
+    assert!(unknown.starts_with("unknown (closest: "), "{unknown}");
+    assert_eq!(h.query_all_by_label(&unknown).count(), 2);
+    h.state_mut().unknown_below = 0.0;
+    h.run();
+    let known = format!("{} ({:.1}%)", top.0, 100.0 * top.1);
+    assert_eq!(
+        h.query_all_by_label(&known).count(),
+        2,
+        "both results say {known}"
+    );
+    h.get_by_label("Clear results").click();
+    h.run();
+    assert!(h.state().predictions.is_empty());
+
     // "Save project as..." moves the project (and its kept model) to a new file; "New project" starts empty,
     // with nothing of the last run on screen; opening the first file brings its model back.
     let copy = dir.path().join("copy.json");
@@ -510,6 +549,8 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
     wait_for(&mut h, 60, "the copy's kept model", |_| {
         vitune::app::project::tuned_path(&copy).exists()
     });
+    h.state_mut().tab = vitune::app::Tab::Project;
+    h.run();
     h.get_by_label("New project").click();
     h.step();
     let fresh = h.state();

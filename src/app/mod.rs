@@ -65,6 +65,8 @@ pub struct VituneApp {
     pub attention: AttentionChoice,
     pub attention_images: Option<(egui::TextureHandle, Option<egui::TextureHandle>)>,
     pub predictions: Vec<ShownPrediction>,
+    /// Top-class probability below which Try says "unknown" (0: never).
+    pub unknown_below: f32,
     /// The search behind the last training run (Auto).
     pub selection: Option<crate::select::Selection>,
     /// Search progress: settings scored so far, of all the rungs' settings.
@@ -130,6 +132,7 @@ impl VituneApp {
             },
             attention_images: None,
             predictions: Vec::new(),
+            unknown_below: 0.0,
             selection: None,
             search_progress: None,
             search_epochs: (0, 0),
@@ -647,7 +650,8 @@ impl VituneApp {
                     self.attention_images = Some((b, a));
                 }
                 Reply::Predictions(p) => {
-                    self.predictions = p
+                    // Newest first; earlier results stay below until cleared.
+                    let mut shown: Vec<ShownPrediction> = p
                         .into_iter()
                         .map(|(path, ranked, img)| {
                             let t = ctx.load_texture(
@@ -658,6 +662,8 @@ impl VituneApp {
                             (path, ranked, t)
                         })
                         .collect();
+                    shown.append(&mut self.predictions);
+                    self.predictions = shown;
                 }
                 // The model kept with the project is written quietly after each run.
                 Reply::Exported(p) if self.is_kept_model(&p) => {}
@@ -801,5 +807,17 @@ fn duration_text(secs: f64) -> String {
         0..=59 => format!("{s} s"),
         60..=3599 => format!("{} min", (s + 30) / 60),
         _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// What Try says of one image's ranked classes: the top class, or "unknown" when its probability is below
+/// `unknown_below`.
+pub fn verdict(ranked: &[(String, f32)], unknown_below: f32) -> String {
+    match ranked.first() {
+        Some((name, p)) if *p < unknown_below => {
+            format!("unknown (closest: {name}, {:.1}%)", 100.0 * p)
+        }
+        Some((name, p)) => format!("{name} ({:.1}%)", 100.0 * p),
+        None => "no classes".into(),
     }
 }

@@ -690,6 +690,43 @@ fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             }
         }
         ui.label("or drop images here");
+        if ui
+            .add_enabled(
+                !app.predictions.is_empty(),
+                egui::Button::new("Clear results"),
+            )
+            .clicked()
+        {
+            app.predictions.clear();
+        }
+    });
+    ui.horizontal(|ui| {
+        let label = ui
+            .label("Call it unknown below")
+            .on_hover_text("When the top class is less likely than this, Try says \"unknown\" instead");
+        ui.add(egui::Slider::new(&mut app.unknown_below, 0.0..=1.0).show_value(false))
+            .labelled_by(label.id);
+        ui.label(format!("{:.0}%", 100.0 * app.unknown_below));
+        let suggested = app
+            .evaluation
+            .as_ref()
+            .and_then(|e| e.suggested_threshold(0.95));
+        match suggested {
+            Some(t) => {
+                if ui
+                    .button(format!("Suggested: {:.0}%", 100.0 * t))
+                    .on_hover_text(
+                        "The confidence that keeps 95% of the validation images the model gets right",
+                    )
+                    .clicked()
+                {
+                    app.unknown_below = t;
+                }
+            }
+            None => {
+                ui.label("(a run with validation images suggests a value)");
+            }
+        }
     });
     let dropped: Vec<std::path::PathBuf> = ui.ctx().input(|i| {
         i.raw
@@ -704,7 +741,8 @@ fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             ui.horizontal(|ui| {
                 ui.add(egui::Image::new(tex).max_width(160.0));
                 ui.vertical(|ui| {
-                    ui.label(RichText::new(path.display().to_string()).small());
+                    ui.label(RichText::new(super::verdict(ranked, app.unknown_below)).strong());
+                    ui.label(path.display().to_string());
                     for (name, p) in ranked.iter().take(5) {
                         ui.add(
                             egui::ProgressBar::new(*p)

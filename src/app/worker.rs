@@ -276,7 +276,10 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                     let gt = GpuTuning::upload(g, &report.outcome.best)?;
                     let logits = predict_logits(g, vit, &t, &gt, v, 32)?;
                     let pred = argmax_rows(&logits.data, classes.len());
-                    Some(Evaluation::new(classes.clone(), &pred, &v.labels))
+                    Some(
+                        Evaluation::new(classes.clone(), &pred, &v.labels)
+                            .with_confidences(&logits.data, &v.labels),
+                    )
                 }
                 _ => None,
             };

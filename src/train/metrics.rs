@@ -12,6 +12,17 @@ pub struct Evaluation {
     /// confusion[true][predicted] counts.
     pub confusion: Vec<Vec<usize>>,
     pub images: usize,
+    /// The top-1 probability of each image the model classified correctly (for the "unknown" threshold).
+    #[serde(default)]
+    pub correct_confidences: Vec<f32>,
+}
+
+/// Probabilities from one row of logits.
+pub fn softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.iter().map(|v| v / sum).collect()
 }
 
 /// Index of the largest value of each row of `logits` [n, c].
@@ -29,6 +40,33 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
 }
 
 impl Evaluation {
+    /// Records the top-1 probability of each correctly classified image, from `logits` [n, classes] and `labels`.
+    pub fn with_confidences(mut self, logits: &[f32], labels: &[usize]) -> Self {
+        let c = self.classes.len().max(1);
+        self.correct_confidences = logits
+            .chunks(c)
+            .zip(labels)
+            .filter_map(|(row, &l)| {
+                let probs = softmax(row);
+                let top = argmax_rows(row, c).first().copied()?;
+                (top == l).then(|| probs[top])
+            })
+            .collect();
+        self
+    }
+
+    /// The confidence below which a prediction may be called "unknown" while keeping `keep` (e.g. 0.95) of the
+    /// correct predictions on these images; `None` without any.
+    pub fn suggested_threshold(&self, keep: f64) -> Option<f32> {
+        let mut c = self.correct_confidences.clone();
+        if c.is_empty() {
+            return None;
+        }
+        c.sort_by(f32::total_cmp);
+        let drop = ((1.0 - keep) * c.len() as f64).floor() as usize;
+        c.get(drop.min(c.len() - 1)).copied()
+    }
+
     pub fn new(classes: Vec<String>, predicted: &[usize], labels: &[usize]) -> Self {
         let c = classes.len();
         let mut confusion = vec![vec![0usize; c]; c];
@@ -52,6 +90,7 @@ impl Evaluation {
         let correct: usize = (0..c).map(|i| confusion[i][i]).sum();
         let images = labels.len();
         Self {
+            correct_confidences: Vec::new(),
             classes,
             accuracy: if images == 0 {
                 0.0
@@ -97,5 +136,34 @@ impl Evaluation {
             let _ = writeln!(s, "  {c:<width$} {}", cells.join(""));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The suggested "unknown" threshold keeps 95% of the correct predictions above it.
+    #[test]
+    fn the_unknown_threshold_keeps_most_correct_predictions() {
+        let classes = vec!["a".to_string(), "b".to_string()];
+        // 20 images of class a, correct with growing confidence; one wrong.
+        let mut logits = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..20 {
+            logits.extend([0.1 * i as f32 + 0.05, 0.0]);
+            labels.push(0);
+        }
+        logits.extend([0.0, 1.0]);
+        labels.push(0);
+        let pred = argmax_rows(&logits, 2);
+        let e = Evaluation::new(classes, &pred, &labels).with_confidences(&logits, &labels);
+        assert_eq!(e.correct_confidences.len(), 20);
+        let t = e.suggested_threshold(0.95).expect("a threshold");
+        let kept = e.correct_confidences.iter().filter(|&&c| c >= t).count();
+        assert_eq!(kept, 19, "95% of 20 correct images stay above {t}");
+        assert!(Evaluation::new(vec![], &[], &[])
+            .suggested_threshold(0.95)
+            .is_none());
     }
 }
