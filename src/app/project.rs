@@ -204,7 +204,23 @@ pub fn last_project_file() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("vitune").join("last_project"))
 }
 
-/// Records `path` as the project to reopen next time.
+/// Projects remembered, newest first.
+const RECENT: usize = 8;
+
+/// The recent-projects list (one path a line, newest first) with `path` moved to the front.
+fn with_recent(list: &str, path: &Path) -> String {
+    let path = path.display().to_string();
+    let mut lines: Vec<&str> = vec![&path];
+    lines.extend(
+        list.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && *l != path),
+    );
+    lines.truncate(RECENT);
+    lines.join("\n")
+}
+
+/// Records `path` as the project to reopen next time, at the top of the recent projects.
 pub fn remember_last(path: &Path) -> crate::Result<()> {
     let Some(f) = last_project_file() else {
         return Ok(());
@@ -212,10 +228,42 @@ pub fn remember_last(path: &Path) -> crate::Result<()> {
     if let Some(dir) = f.parent() {
         std::fs::create_dir_all(dir).map_err(crate::Error::io("create", dir))?;
     }
-    std::fs::write(&f, path.display().to_string()).map_err(crate::Error::io("write", &f))
+    let list = std::fs::read_to_string(&f).unwrap_or_default();
+    std::fs::write(&f, with_recent(&list, path)).map_err(crate::Error::io("write", &f))
+}
+
+/// The projects opened or saved lately that still exist, newest first.
+pub fn recent_projects() -> Vec<PathBuf> {
+    let Some(text) = last_project_file().and_then(|f| std::fs::read_to_string(f).ok()) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(|l| PathBuf::from(l.trim()))
+        .filter(|p| p.exists())
+        .collect()
 }
 
 pub fn recall_last() -> Option<PathBuf> {
-    let p = PathBuf::from(std::fs::read_to_string(last_project_file()?).ok()?.trim());
-    p.exists().then_some(p)
+    recent_projects().into_iter().next()
+}
+
+#[cfg(test)]
+mod recent_tests {
+    use super::*;
+
+    #[test]
+    fn the_recent_list_keeps_the_newest_first_without_repeats() {
+        let a = Path::new("/p/a.json");
+        let b = Path::new("/p/b.json");
+        let one = with_recent("", a);
+        assert_eq!(one, "/p/a.json");
+        let two = with_recent(&one, b);
+        assert_eq!(two, "/p/b.json\n/p/a.json");
+        assert_eq!(with_recent(&two, a), "/p/a.json\n/p/b.json");
+        let many = (0..20).fold(String::new(), |l, i| {
+            with_recent(&l, Path::new(&format!("/p/{i}")))
+        });
+        assert_eq!(many.lines().count(), RECENT);
+        assert_eq!(many.lines().next(), Some("/p/19"));
+    }
 }

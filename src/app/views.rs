@@ -114,6 +114,26 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         if ui.button("New project").clicked() {
             app.new_project();
         }
+        ui.menu_button("Recent projects", |ui| {
+            let recent = super::project::recent_projects();
+            if recent.is_empty() {
+                ui.label("none yet: saved and opened projects appear here");
+            }
+            for p in recent {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if ui
+                    .button(name)
+                    .on_hover_text(p.display().to_string())
+                    .clicked()
+                {
+                    app.open_project(&p);
+                    ui.close();
+                }
+            }
+        });
         if ui.button("Add class").clicked() {
             app.add_class();
         }
