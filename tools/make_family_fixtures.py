@@ -179,6 +179,28 @@ def head(g):
     return {"head.weight": randn(g, (CLASSES, DIM), 0.2), "head.bias": randn(g, (CLASSES,), 0.1)}
 
 
+def write_hf_case(case, model, extra_meta):
+    """A transformers vision tower's fixture: its float tensors, config.json, input, and expected `pooled` (its
+    pooler_output) and `attn.{l}`."""
+    import transformers
+
+    d = fresh(case)
+    sd = {k: v.contiguous() for k, v in model.state_dict().items() if v.dtype == torch.float32}
+    save_file(sd, str(d / "model.safetensors"), metadata=META)
+    model.config.save_pretrained(str(d))
+    pixels = torch.randn(2, 3, IMG, IMG)
+    save_file({"pixels": pixels}, str(d / "input.safetensors"), metadata=META)
+    with torch.no_grad():
+        out = model(pixel_values=pixels, output_attentions=True)
+    exp = {"pooled": out.pooler_output.contiguous()}
+    for i, a in enumerate(out.attentions):
+        exp[f"attn.{i}"] = a.contiguous()
+    save_file(exp, str(d / "expected.safetensors"), metadata=META)
+    write_json(d / "meta.json", {"case": case, "heads": HEADS, "image_size": [IMG, IMG], **extra_meta,
+                                 "transformers_version": transformers.__version__, "keys": sorted(sd)})
+    print(f"  {case}: {len(sd)} tensors")
+
+
 def hf_clip_case(seed):
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
@@ -199,22 +221,7 @@ def hf_clip_case(seed):
                 p.normal_(0.0, 0.1)
             else:
                 p.normal_(0.0, 0.2)
-    d = fresh("hf_clip")
-    sd = {k: v.contiguous() for k, v in model.state_dict().items() if v.dtype == torch.float32}
-    save_file(sd, str(d / "model.safetensors"), metadata=META)
-    cfg.save_pretrained(str(d))
-    pixels = torch.randn(2, 3, IMG, IMG)
-    save_file({"pixels": pixels}, str(d / "input.safetensors"), metadata=META)
-    with torch.no_grad():
-        out = model(pixel_values=pixels, output_attentions=True)
-    exp = {"pooled": out.pooler_output.contiguous()}
-    for i, a in enumerate(out.attentions):
-        exp[f"attn.{i}"] = a.contiguous()
-    save_file(exp, str(d / "expected.safetensors"), metadata=META)
-    import transformers
-    write_json(d / "meta.json", {"case": "hf_clip", "heads": HEADS, "image_size": [IMG, IMG],
-                                 "transformers_version": transformers.__version__, "keys": sorted(sd)})
-    print(f"  hf_clip: {len(sd)} tensors")
+    write_hf_case("hf_clip", model, {})
 
 
 def hf_dinov2_case(case, seed, registers):
@@ -244,21 +251,7 @@ def hf_dinov2_case(case, seed, registers):
                 p.normal_(0.0, 0.1)
             else:
                 p.normal_(0.0, 0.2)
-    d = fresh(case)
-    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(sd, str(d / "model.safetensors"), metadata=META)
-    model.config.save_pretrained(str(d))
-    pixels = torch.randn(2, 3, IMG, IMG)
-    save_file({"pixels": pixels}, str(d / "input.safetensors"), metadata=META)
-    with torch.no_grad():
-        out = model(pixel_values=pixels, output_attentions=True)
-    exp = {"pooled": out.pooler_output.contiguous()}
-    for i, a in enumerate(out.attentions):
-        exp[f"attn.{i}"] = a.contiguous()
-    save_file(exp, str(d / "expected.safetensors"), metadata=META)
-    write_json(d / "meta.json", {"case": case, "heads": HEADS, "image_size": [IMG, IMG], "registers": registers,
-                                 "transformers_version": transformers.__version__, "keys": sorted(sd)})
-    print(f"  {case}: {len(sd)} tensors")
+    write_hf_case(case, model, {"registers": registers})
 
 
 def main():

@@ -195,6 +195,19 @@ fn gpu_vit(st: &mut State) -> Result<(&Gpu, &GpuViT)> {
     Ok((g, v))
 }
 
+/// The tuning the worker holds, as a tuned file would read back.
+fn current_tuning(st: &State) -> Result<tuned::TunedFile> {
+    let (tuning, meta) = st
+        .tuning
+        .clone()
+        .ok_or_else(|| Error::Input("nothing to export yet: train first".into()))?;
+    Ok(tuned::TunedFile {
+        tuning,
+        classes: meta.classes.clone(),
+        meta: Some(meta),
+    })
+}
+
 fn backbone(st: &State) -> Result<&Backbone> {
     st.backbone
         .as_ref()
@@ -423,15 +436,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             send(Reply::Exported(path));
         }
         Command::ExportOnnx(path) => {
-            let (tn, meta) = st
-                .tuning
-                .clone()
-                .ok_or_else(|| Error::Input("nothing to export yet: train first".into()))?;
-            let file = tuned::TunedFile {
-                tuning: tn,
-                classes: meta.classes.clone(),
-                meta: Some(meta),
-            };
+            let file = current_tuning(st)?;
             gpu(st)?;
             let (Some(g), Some(b)) = (st.gpu.as_ref(), st.backbone.as_ref()) else {
                 return Err(Error::Input("choose a backbone first".into()));
@@ -440,15 +445,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             send(Reply::ExportedOnnx(report));
         }
         Command::ExportTimm(path) => {
-            let (tn, meta) = st
-                .tuning
-                .clone()
-                .ok_or_else(|| Error::Input("nothing to export yet: train first".into()))?;
-            let file = tuned::TunedFile {
-                tuning: tn,
-                classes: meta.classes.clone(),
-                meta: Some(meta),
-            };
+            let file = current_tuning(st)?;
             let r = crate::export::timm::export_timm(backbone(st)?, &file, &path)?;
             send(Reply::Exported(r.weights));
         }
