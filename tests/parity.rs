@@ -36,10 +36,7 @@ fn check_case(case: &str, opts: LoadOptions) -> vitune::model::Backbone {
         .expect("forward");
     let e = rel_err_named(&out.pooled.data, &expected["pooled"].data);
     assert!(e < TOL, "{case}: pooled rel err {e:e}");
-    let logits = out.logits.expect("logits");
-    assert_eq!(logits.shape, expected["logits"].shape);
-    let e = rel_err_named(&logits.data, &expected["logits"].data);
-    assert!(e < TOL, "{case}: logits rel err {e:e}");
+    check_logits(case, out.logits.as_ref(), &expected, "");
     let layers = backbone.config.depth;
     assert_eq!(out.attn.len(), layers);
     for (l, a) in out.attn.iter().enumerate() {
@@ -55,12 +52,30 @@ fn check_case(case: &str, opts: LoadOptions) -> vitune::model::Backbone {
         .expect("forward without maps");
     let e = rel_err_named(&fused.pooled.data, &expected["pooled"].data);
     assert!(e < TOL, "{case}: pooled (fused attention) rel err {e:e}");
-    let e = rel_err_named(
-        &fused.logits.expect("logits").data,
-        &expected["logits"].data,
-    );
-    assert!(e < TOL, "{case}: logits (fused attention) rel err {e:e}");
+    check_logits(case, fused.logits.as_ref(), &expected, " (fused attention)");
     backbone
+}
+
+/// The logits against the fixture's; a fixture without `logits` (a vision tower without a head) expects none.
+fn check_logits(
+    case: &str,
+    got: Option<&vitune::model::HostTensor>,
+    expected: &std::collections::BTreeMap<String, vitune::model::HostTensor>,
+    how: &str,
+) {
+    match (got, expected.get("logits")) {
+        (Some(l), Some(want)) => {
+            assert_eq!(l.shape, want.shape, "{case}: logits shape");
+            let e = rel_err_named(&l.data, &want.data);
+            assert!(e < TOL, "{case}: logits{how} rel err {e:e}");
+        }
+        (None, None) => {}
+        (got, want) => panic!(
+            "{case}: logits {} but the fixture has {}",
+            if got.is_some() { "given" } else { "missing" },
+            if want.is_some() { "some" } else { "none" }
+        ),
+    }
 }
 
 /// Within this of timm's logits with the frozen matmul weights stored as f16 (f32 compute).
@@ -132,38 +147,10 @@ fn clip_layout_matches_timm() {
     assert_eq!(b.config.eps, 1e-5);
 }
 
-/// A Hugging Face vision tower without a head: `pooled` (its pooler_output) and every `attn.{l}`.
+/// A Hugging Face vision tower without a head: `pooled` (its pooler_output), every `attn.{l}`, and no logits.
 fn check_headless(case: &str) -> vitune::model::Backbone {
-    let dir = common::fixture(case);
-    let b = load_backbone(&dir.join("model.safetensors"), &LoadOptions::default()).expect("loads");
+    let b = check_case(case, LoadOptions::default());
     assert_eq!(b.config.format, WeightFormat::HuggingFace);
-    let pixels = vitune::io::read_tensors(&dir.join("input.safetensors"))
-        .expect("input")
-        .remove("pixels")
-        .expect("pixels");
-    let expected = vitune::io::read_tensors(&dir.join("expected.safetensors")).expect("expected");
-    let gpu = common::gpu();
-    let vit = GpuViT::new(&gpu, &b, None).expect("upload");
-    let out = vit
-        .forward(
-            &gpu,
-            &pixels,
-            &ForwardOptions {
-                attn: true,
-                ..Default::default()
-            },
-        )
-        .expect("forward");
-    assert!(out.logits.is_none());
-    let e = rel_err_named(&out.pooled.data, &expected["pooled"].data);
-    assert!(e < TOL, "{case}: pooled rel err {e:e}");
-    assert_eq!(out.attn.len(), b.config.depth);
-    for (l, a) in out.attn.iter().enumerate() {
-        let want = &expected[&format!("attn.{l}")];
-        assert_eq!(a.shape, want.shape, "{case}: attn.{l} shape");
-        let e = rel_err_named(&a.data, &want.data);
-        assert!(e < TOL, "{case}: attn.{l} rel err {e:e}");
-    }
     b
 }
 

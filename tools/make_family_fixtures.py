@@ -262,33 +262,21 @@ def main():
     for seed, case in enumerate(VARIANTS, start=1501):
         models[case], sd = forward_case(case, seed)
         print(f"  {case}: {len(sd)} tensors; no {sorted(set(mf_keys()) - set(sd))}")
-    clip = models["timm_clip"]
     g = torch.Generator().manual_seed(7)
-    p = 3
-    tuned = {"prompt_embeddings": randn(g, (1, p, DIM), 0.5),
-             "deep_prompt_embeddings": randn(g, (DEPTH - 1, p, DIM), 0.5), **head(g)}
-    grad_case("clip-vpt-deep", "vpt-deep", "timm_clip", clip, tuned,
-              lambda m, P, x: vpt_deep_logits(m, P, x, p), {})
-    rank, alpha = 2, 4.0
-    tuned = head(g)
-    for i in range(DEPTH):
-        for s in "qv":
-            tuned[f"blocks.{i}.attn.{s}_lora_A"] = randn(g, (rank, DIM), 0.2)
-            tuned[f"blocks.{i}.attn.{s}_lora_B"] = randn(g, (DIM, rank), 0.2)
-    grad_case("clip-lora", "lora", "timm_clip", clip, tuned,
-              lambda m, P, x: lora_logits(m, P, x, alpha / rank), {"alpha": alpha})
-    reg = models["timm_reg"]
-    tuned = {"prompt_embeddings": randn(g, (1, p, DIM), 0.5),
-             "deep_prompt_embeddings": randn(g, (DEPTH - 1, p, DIM), 0.5), **head(g)}
-    grad_case("reg-vpt-deep", "vpt-deep", "timm_reg", reg, tuned,
-              lambda m, P, x: vpt_deep_logits(m, P, x, p), {})
-    tuned = head(g)
-    for i in range(DEPTH):
-        for s_ in "qv":
-            tuned[f"blocks.{i}.attn.{s_}_lora_A"] = randn(g, (rank, DIM), 0.2)
-            tuned[f"blocks.{i}.attn.{s_}_lora_B"] = randn(g, (DIM, rank), 0.2)
-    grad_case("reg-lora", "lora", "timm_reg", reg, tuned,
-              lambda m, P, x: lora_logits(m, P, x, alpha / rank), {"alpha": alpha})
+    p, rank, alpha = 3, 2, 4.0
+    for short, backbone in [("clip", "timm_clip"), ("reg", "timm_reg")]:
+        model = models[backbone]
+        tuned = {"prompt_embeddings": randn(g, (1, p, DIM), 0.5),
+                 "deep_prompt_embeddings": randn(g, (DEPTH - 1, p, DIM), 0.5), **head(g)}
+        grad_case(f"{short}-vpt-deep", "vpt-deep", backbone, model, tuned,
+                  lambda m, P, x: vpt_deep_logits(m, P, x, p), {})
+        tuned = head(g)
+        for i in range(DEPTH):
+            for s in "qv":
+                tuned[f"blocks.{i}.attn.{s}_lora_A"] = randn(g, (rank, DIM), 0.2)
+                tuned[f"blocks.{i}.attn.{s}_lora_B"] = randn(g, (DIM, rank), 0.2)
+        grad_case(f"{short}-lora", "lora", backbone, model, tuned,
+                  lambda m, P, x: lora_logits(m, P, x, alpha / rank), {"alpha": alpha})
     gap = models["timm_gap"]
     tuned = {k: v.detach().clone() for k, v in gap.state_dict().items()
              if k.endswith(".bias") and not k.startswith("head.")}

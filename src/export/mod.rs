@@ -82,7 +82,6 @@ pub fn metadata(
 ) -> Vec<(String, String)> {
     let c = &backbone.config;
     let t = &tuned.tuning;
-    let json = |v: &dyn erased_json::Json| v.json();
     vec![
         ("classes".into(), json(&tuned.classes)),
         ("image_size".into(), json(&[size.0, size.1])),
@@ -111,16 +110,9 @@ pub fn metadata(
     ]
 }
 
-mod erased_json {
-    /// Object-safe JSON for the metadata values (all of them serialise).
-    pub trait Json {
-        fn json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> String {
-            serde_json::to_string(self).unwrap_or_default()
-        }
-    }
+/// A metadata value as JSON (every value written here serialises).
+fn json<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// The tuned model as an ONNX model at `size`: `pixels` [N,3,H,W] in, `logits`, `probabilities` [N,C] and
