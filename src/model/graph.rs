@@ -420,17 +420,22 @@ impl<'a> Graph<'a> {
         let prompt_tokens = hooks.prompt_tokens(self)?;
         // Register tokens and prompts both go after CLS without a position embedding: registers first.
         let r = c.registers;
-        let with_registers = if r > 0 {
-            let t = rec.gpu().empty(&[1, r + p, c.dim])?;
-            write_tokens(rec, &t, 0, r, self.w("reg_token")?, 0);
-            if let Some(pt) = prompt_tokens {
+        // Only registers and prompts together need a joined copy (two small dispatches per micro-batch).
+        let joined = match prompt_tokens {
+            Some(pt) if r > 0 => {
+                let t = rec.gpu().empty(&[1, r + p, c.dim])?;
+                write_tokens(rec, &t, 0, r, self.w("reg_token")?, 0);
                 write_tokens(rec, &t, r, p, pt, 0);
+                Some(t)
             }
-            Some(t)
-        } else {
-            None
+            _ => None,
         };
-        let inserted = with_registers.as_ref().or(prompt_tokens);
+        let inserted = match (&joined, prompt_tokens) {
+            (Some(t), _) => Some(t),
+            (None, Some(pt)) => Some(pt),
+            (None, None) if r > 0 => Some(self.w("reg_token")?),
+            (None, None) => None,
+        };
         let mut x = assemble_tokens(
             rec,
             &patches,
