@@ -1,5 +1,6 @@
 // Patch embedding as im2col (the P×P stride-P convolution becomes a matmul), and token assembly:
-// [CLS + pos_0, prompts (no position embedding), patch_i + pos_i].
+// [prefix_j + pos_j (CLS, distillation token; none without a class token), inserted tokens (registers, prompts: no
+// position embedding), patch_i + pos_{k+i}].
 
 struct Im2colParams {
     n: u32, h: u32, w: u32, psize: u32,
@@ -36,7 +37,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 
 struct TokenParams {
     n: u32, t: u32, d: u32, prompts: u32,
-    total: u32, prompt_batch_stride: u32, _p0: u32, _p1: u32,
+    total: u32, prompt_batch_stride: u32, prefix: u32, _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> tp: TokenParams;
@@ -55,15 +56,16 @@ fn assemble_tokens(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let d = idx % tp.d;
     let t = (idx / tp.d) % tp.t;
     let n = idx / (tp.d * tp.t);
+    let k = tp.prefix;
     var v = 0.0;
-    if (t == 0u) {
-        v = cls[d] + pos[d];
-    } else if (t <= tp.prompts) {
-        v = prompt[n * tp.prompt_batch_stride + (t - 1u) * tp.d + d];
+    if (t < k) {
+        v = cls[t * tp.d + d] + pos[t * tp.d + d];
+    } else if (t < k + tp.prompts) {
+        v = prompt[n * tp.prompt_batch_stride + (t - k) * tp.d + d];
     } else {
-        let m = tp.t - 1u - tp.prompts;
-        let i = t - 1u - tp.prompts;
-        v = patches[(n * m + i) * tp.d + d] + pos[(1u + i) * tp.d + d];
+        let m = tp.t - k - tp.prompts;
+        let i = t - k - tp.prompts;
+        v = patches[(n * m + i) * tp.d + d] + pos[(k + i) * tp.d + d];
     }
     tokens[idx] = v;
 }

@@ -9,12 +9,13 @@ struct Params {
 
 const FLAG_ACCUMULATE: u32 = 1u;
 const FLAG_ZERO: u32 = 2u;
+const FLAG_PER_IMAGE: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-// x [n, t, d] → out [n, d]: mean over tokens 1..t (everything after CLS).
+// x [n, t, d] → out [n, d]: mean over tokens start..t (everything after the prefix tokens).
 @compute @workgroup_size(256, 1, 1)
 fn mean_tokens(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat_index(gid, nwg);
@@ -24,13 +25,13 @@ fn mean_tokens(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let n = idx / p.d;
     let d = idx % p.d;
     var s = 0.0;
-    for (var t = 1u; t < p.t; t++) {
+    for (var t = p.start; t < p.t; t++) {
         s += x[(n * p.t + t) * p.d + d];
     }
-    out[idx] = s / f32(p.t - 1u);
+    out[idx] = s / f32(p.t - p.start);
 }
 
-// x = d pooled [n, d] → out [n, t, d]: 0 at CLS, d pooled / (t − 1) elsewhere.
+// x = d pooled [n, d] → out [n, t, d]: 0 before `start`, d pooled / (t − start) from there.
 @compute @workgroup_size(256, 1, 1)
 fn mean_tokens_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat_index(gid, nwg);
@@ -41,8 +42,8 @@ fn mean_tokens_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     let t = (idx / p.d) % p.t;
     let n = idx / (p.d * p.t);
     var v = 0.0;
-    if (t > 0u) {
-        v = x[n * p.d + d] / f32(p.t - 1u);
+    if (t >= p.start) {
+        v = x[n * p.d + d] / f32(p.t - p.start);
     }
     out[idx] = v;
 }
@@ -86,7 +87,8 @@ fn batch_sum_tokens(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 }
 
 // out[n, start + j, c] = x[src_off + j·d + c] (or 0 with FLAG_ZERO) for j < count: writes one set of prompt rows
-// into every image's token sequence, or clears gradient rows.
+// into every image's token sequence, or clears gradient rows; with FLAG_PER_IMAGE each image reads its own rows
+// x[src_off + (n·count + j)·d + c] (the inverse of gather_tokens).
 @compute @workgroup_size(256, 1, 1)
 fn write_tokens(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat_index(gid, nwg);
@@ -97,7 +99,9 @@ fn write_tokens(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let j = (idx / p.d) % p.count;
     let n = idx / (p.d * p.count);
     var v = 0.0;
-    if ((p.flags & FLAG_ZERO) == 0u) {
+    if ((p.flags & FLAG_PER_IMAGE) != 0u) {
+        v = x[p.src_off + (n * p.count + j) * p.d + d];
+    } else if ((p.flags & FLAG_ZERO) == 0u) {
         v = x[p.src_off + j * p.d + d];
     }
     out[(n * p.t + p.start + j) * p.d + d] = v;

@@ -399,7 +399,7 @@ fn a_headless_machine_gets_a_clean_console() {
 /// The CLIP and DINOv2-with-registers layouts train with prompts and with LoRA from the command line, and `info`
 /// names their family.
 #[test]
-fn vpt_deep_and_lora_train_on_clip_and_register_layouts() {
+fn vpt_deep_and_lora_train_on_every_family_layout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let s = |p: &Path| p.display().to_string();
@@ -417,6 +417,8 @@ fn vpt_deep_and_lora_train_on_clip_and_register_layouts() {
     for (case, family) in [
         ("timm_clip", "CLIP-style (pre-norm, QuickGELU)"),
         ("timm_reg", "4 register tokens"),
+        ("timm_nocls", "no class token"),
+        ("timm_distilled", "distillation token"),
     ] {
         let backbone = common::fixture(case).join("model.safetensors");
         let (ok, out, err) = vitune(&["info", &s(&backbone)]);

@@ -197,14 +197,22 @@ fn merged_timm_checkpoints_reproduce_the_tuned_logits() {
 
 /// SSF (whose shifts fold into biases the layout may lack) merged into timm checkpoints of every layout: CLIP (no
 /// patch bias: it moves into the position embeddings), no qkv bias (qkv gets its biases back), registers with and
-/// without a CLS position row (timm's no_embed_class). Loaded back by vitune, each gives the tuned logits.
+/// without a CLS position row (timm's no_embed_class), registers with average pooling, no class token. Loaded back
+/// by vitune, each gives the tuned logits. A distilled DeiT is refused with a sentence pointing to ONNX.
 #[test]
 fn ssf_merges_into_timm_checkpoints_of_every_layout() {
     use vitune::model::{load_backbone, LoadOptions};
     use vitune::tuning::{Method, MethodOptions, Tuning};
     let gpu = common::gpu();
     let dir = tempfile::tempdir().expect("tempdir");
-    for case in ["timm_clip", "timm_gap", "timm_reg", "hf_dinov2_reg"] {
+    for case in [
+        "timm_clip",
+        "timm_gap",
+        "timm_reg",
+        "hf_dinov2_reg",
+        "timm_reg_avg",
+        "timm_nocls",
+    ] {
         let src = common::fixture(case);
         let b =
             load_backbone(&src.join("model.safetensors"), &LoadOptions::default()).expect("loads");
@@ -233,6 +241,14 @@ fn ssf_merges_into_timm_checkpoints_of_every_layout() {
         let e = common::rel_err(&got["logits"].data, &want["logits"].data);
         assert!(e < TOL, "{case}: merged logits rel err {e:e}");
     }
+    let f = common::grad_fixture("distilled-lora");
+    let e = vitune::export::timm::export_timm(
+        &f.backbone,
+        &tuned_file(&f),
+        &dir.path().join("d.safetensors"),
+    )
+    .expect_err("refused");
+    assert!(e.to_string().contains("--format onnx"), "{e}");
     // A backbone's own config.json is never overwritten.
     let hub = dir.path().join("hub");
     std::fs::create_dir_all(&hub).expect("mkdir");

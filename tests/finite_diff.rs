@@ -305,15 +305,24 @@ fn pooling_and_token_moves_backwards_match_finite_differences() {
     let (n, t, d) = (3, 6, 5);
     let x = rng.normal_vec(n * t * d, 1.0);
     let w = rng.normal_vec(n * d, 1.0);
-    let fwd = |x: &[f32]| {
-        run(&gpu, |rec| {
-            ops::reduce::mean_tokens(rec, &up(&gpu, &[n, t, d], x)).expect("pool")
-        })
-    };
-    let an = run(&gpu, |rec| {
-        ops::reduce::mean_tokens_backward(rec, &up(&gpu, &[n, d], &w), t).expect("back")
-    });
-    check("mean pooling", &x, &w, &an, fwd, 1e-2);
+    for start in [0, 1, 2] {
+        let fwd = |x: &[f32]| {
+            run(&gpu, |rec| {
+                ops::reduce::mean_tokens(rec, &up(&gpu, &[n, t, d], x), start).expect("pool")
+            })
+        };
+        let an = run(&gpu, |rec| {
+            ops::reduce::mean_tokens_backward(rec, &up(&gpu, &[n, d], &w), t, start).expect("back")
+        });
+        check(
+            &format!("mean pooling from {start}"),
+            &x,
+            &w,
+            &an,
+            fwd,
+            1e-2,
+        );
+    }
 
     // Token assembly: gradients of CLS, position embedding and prompts are batch sums of token rows.
     let (m, p) = (4, 2);
@@ -330,7 +339,7 @@ fn pooling_and_token_moves_backwards_match_finite_differences() {
                 rec,
                 &up(&gpu, &[n * m, d], &patches),
                 n,
-                &up(&gpu, &[1, 1, d], cls),
+                Some(&up(&gpu, &[1, 1, d], cls)),
                 &up(&gpu, &[1, 1 + m, d], pos),
                 Some(ops::embed::Prompts {
                     tokens: &pr,

@@ -191,6 +191,28 @@ fn lora_with_register_tokens_matches_autograd() {
     check("reg-lora");
 }
 
+/// No class token (SigLIP-gap layout): prompts come first, and the average pools them with the patches.
+#[test]
+fn vpt_deep_without_a_class_token_matches_autograd() {
+    check("nocls-vpt-deep");
+}
+
+#[test]
+fn lora_without_a_class_token_matches_autograd() {
+    check("nocls-lora");
+}
+
+/// DeiT distilled: prompts after CLS and the distillation token; the head reads both tokens.
+#[test]
+fn vpt_deep_on_distilled_deit_matches_autograd() {
+    check("distilled-vpt-deep");
+}
+
+#[test]
+fn lora_on_distilled_deit_matches_autograd() {
+    check("distilled-lora");
+}
+
 /// No qkv bias (so BitFit has none to train there) and the final norm before average pooling.
 #[test]
 fn bitfit_on_a_norm_then_average_pooled_backbone_without_qkv_bias_matches_autograd() {

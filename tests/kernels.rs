@@ -480,40 +480,49 @@ fn patch_embedding_equals_strided_convolution() {
 }
 
 #[test]
-fn tokens_are_cls_prompts_then_patches_with_positions() {
+fn tokens_are_prefix_prompts_then_patches_with_positions() {
     let gpu = common::gpu();
     let mut rng = Rng::new(6);
     let (n, m, d, p) = (2, 6, 5, 3);
-    let patches = rng.normal_vec(n * m * d, 1.0);
-    let cls = rng.normal_vec(d, 1.0);
-    let pos = rng.normal_vec((1 + m) * d, 1.0);
-    let prompts = rng.normal_vec(p * d, 1.0);
-    let gp = up(&gpu, &[n * m, d], &patches);
-    let gc = up(&gpu, &[1, 1, d], &cls);
-    let gpos = up(&gpu, &[1, 1 + m, d], &pos);
-    let gpr = up(&gpu, &[1, p, d], &prompts);
-    let mut rec = Recorder::new(&gpu);
-    let prompts_arg = ops::embed::Prompts {
-        tokens: &gpr,
-        count: p,
-        per_image: false,
-    };
-    let x = ops::embed::assemble_tokens(&mut rec, &gp, n, &gc, &gpos, Some(prompts_arg))
-        .expect("tokens");
-    assert_eq!(x.shape, vec![n, 1 + p + m, d]);
-    let h = rec.read(&x);
-    let (outs, _) = rec.finish().expect("runs");
-    let mut want = Vec::new();
-    for img in 0..n {
-        want.extend((0..d).map(|i| (cls[i] + pos[i]) as f64));
-        want.extend(prompts.iter().map(|v| *v as f64));
-        for t in 0..m {
-            want.extend(
-                (0..d).map(|i| (patches[(img * m + t) * d + i] + pos[(1 + t) * d + i]) as f64),
-            );
+    // CLS (1), no class token (0), CLS and the distillation token (2).
+    for k in [1, 0, 2] {
+        let patches = rng.normal_vec(n * m * d, 1.0);
+        let cls = rng.normal_vec(k.max(1) * d, 1.0);
+        let pos = rng.normal_vec((k + m) * d, 1.0);
+        let prompts = rng.normal_vec(p * d, 1.0);
+        let gp = up(&gpu, &[n * m, d], &patches);
+        let gc = up(&gpu, &[1, k.max(1), d], &cls);
+        let gpos = up(&gpu, &[1, k + m, d], &pos);
+        let gpr = up(&gpu, &[1, p, d], &prompts);
+        let mut rec = Recorder::new(&gpu);
+        let prompts_arg = ops::embed::Prompts {
+            tokens: &gpr,
+            count: p,
+            per_image: false,
+        };
+        let prefix = (k > 0).then_some(&gc);
+        let x = ops::embed::assemble_tokens(&mut rec, &gp, n, prefix, &gpos, Some(prompts_arg))
+            .expect("tokens");
+        assert_eq!(x.shape, vec![n, k + p + m, d]);
+        let h = rec.read(&x);
+        let (outs, _) = rec.finish().expect("runs");
+        let mut want = Vec::new();
+        for img in 0..n {
+            want.extend((0..k * d).map(|i| (cls[i] + pos[i]) as f64));
+            want.extend(prompts.iter().map(|v| *v as f64));
+            for t in 0..m {
+                want.extend(
+                    (0..d).map(|i| (patches[(img * m + t) * d + i] + pos[(k + t) * d + i]) as f64),
+                );
+            }
         }
+        assert_close(
+            &outs[h.0],
+            &want,
+            1e-6,
+            &format!("token assembly, {k} prefix tokens"),
+        );
     }
-    assert_close(&outs[h.0], &want, 1e-6, "token assembly");
 }
 
 #[test]
@@ -524,19 +533,31 @@ fn mean_pooling_and_gelu_match_reference() {
     let x = rng.normal_vec(n * t * d, 2.0);
     let gx = up(&gpu, &[n, t, d], &x);
     let mut rec = Recorder::new(&gpu);
-    let pooled = ops::reduce::mean_tokens(&mut rec, &gx).expect("pool");
+    // After CLS (1), with no class token (0), after CLS and the distillation token (2).
+    let starts = [1, 0, 2];
+    let pooled: Vec<_> = starts
+        .iter()
+        .map(|&s| ops::reduce::mean_tokens(&mut rec, &gx, s).expect("pool"))
+        .collect();
     let g = ops::activation::gelu(&mut rec, &gx).expect("gelu");
-    let hp = rec.read(&pooled);
+    let hp: Vec<_> = pooled.iter().map(|p| rec.read(p)).collect();
     let hg = rec.read(&g);
     let (outs, _) = rec.finish().expect("runs");
-    let mut want = Vec::new();
-    for img in 0..n {
-        for c in 0..d {
-            let s: f64 = (1..t).map(|k| x[(img * t + k) * d + c] as f64).sum();
-            want.push(s / (t - 1) as f64);
+    for (&start, h) in starts.iter().zip(&hp) {
+        let mut want = Vec::new();
+        for img in 0..n {
+            for c in 0..d {
+                let s: f64 = (start..t).map(|k| x[(img * t + k) * d + c] as f64).sum();
+                want.push(s / (t - start) as f64);
+            }
         }
+        assert_close(
+            &outs[h.0],
+            &want,
+            1e-6,
+            &format!("mean pooling from {start}"),
+        );
     }
-    assert_close(&outs[hp.0], &want, 1e-6, "mean pooling");
     let want_g: Vec<f64> = x.iter().map(|v| gelu64(*v as f64)).collect();
     assert_close(&outs[hg.0], &want_g, 1e-6, "gelu");
 }

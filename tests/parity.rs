@@ -199,6 +199,35 @@ fn no_qkv_bias_and_norm_then_average_pooling_match_timm() {
     );
 }
 
+/// No class token (`class_token=False`, SigLIP-gap and `*_gap_*` models): the norm, then the mean of every token.
+#[test]
+fn no_class_token_with_average_pooling_matches_timm() {
+    let b = check_case("timm_nocls", LoadOptions::default());
+    let c = &b.config;
+    assert!(!c.class_token && !c.no_embed_class);
+    assert_eq!((c.pooling, c.prefix_tokens()), (Pooling::NormAvg, 0));
+    assert!(c.family().contains("no class token"), "{}", c.family());
+}
+
+/// Registers with average pooling and fc_norm: the mean skips CLS and the registers, as timm's does.
+#[test]
+fn registers_with_average_pooling_match_timm() {
+    let b = check_case("timm_reg_avg", LoadOptions::default());
+    assert_eq!((b.config.registers, b.config.pooling), (4, Pooling::Avg));
+}
+
+/// DeiT distilled: the distillation token after CLS with its own position row; the logits are timm's average of
+/// the two heads, `pooled` CLS and the distillation token side by side.
+#[test]
+fn distilled_deit_matches_timm() {
+    let b = check_case("timm_distilled", LoadOptions::default());
+    let c = &b.config;
+    assert!(c.distilled && c.class_token);
+    assert_eq!((c.prefix_tokens(), c.pooled_dim()), (2, 2 * c.dim));
+    assert_eq!(b.get("head.weight").expect("head").shape, [5, 2 * c.dim]);
+    assert!(!b.tensors.contains_key("head_dist.weight"));
+}
+
 /// Variants vitune cannot run are refused with one sentence naming what they need.
 #[test]
 fn unsupported_families_are_refused_by_name() {
@@ -209,7 +238,6 @@ fn unsupported_families_are_refused_by_name() {
         ("blocks.0.attn.rope.freqs", "rotary position embeddings"),
         ("blocks.0.mlp.fc1_g.weight", "SwiGLU"),
         ("attn_pool.latent", "attention pooling"),
-        ("dist_token", "distillation token"),
     ] {
         let mut t = base.clone();
         t.insert(extra.into(), vitune::model::HostTensor::zeros(&[1, 1, 48]));

@@ -18,6 +18,14 @@ depth 2, 3 heads, 5 classes), every parameter random:
   position embedding, ``no_embed_class=True`` (``pos_embed`` has no CLS row), LayerScale.
 * ``timm_gap``: ``qkv_bias=False`` and ``global_pool='avg'`` with ``fc_norm=False``: the final ``norm`` runs on
   every token, then the patch tokens are averaged.
+* ``timm_nocls``: no class token (``class_token=False``), ``global_pool='avg'``, ``fc_norm=False``: the layout of
+  ``vit_*_siglip_gap_*`` and timm's ``*_gap_*`` models; ``pos_embed`` has one row per patch.
+* ``timm_reg_avg``: 4 registers (``no_embed_class=True``) with ``global_pool='avg'`` and ``fc_norm``: the average
+  skips CLS and the registers.
+* ``timm_distilled``: DeiT distilled (``VisionTransformerDistilled``: ``dist_token`` after CLS with its own
+  position row, ``head_dist``). Its logits are timm's average of the two heads; ``pooled`` is CLS and the
+  distillation token after the final norm side by side [N, 2D] (vitune's one head over both is
+  ``[W/2 | W_dist/2]``).
 
 ``hf_clip``: Hugging Face's ``CLIPVisionModel`` (transformers; ``vision_model.*`` names, ``pre_layrnorm``,
 ``post_layernorm``, separate q/k/v projections, QuickGELU, eps 1e-5) with its config.json; expected ``pooled``
@@ -30,7 +38,9 @@ the final layernorm of CLS) and ``attn.{l}``.
 Gradient cases (same files as tools/make_grad_fixtures.py): on ``timm_clip``, ``clip-vpt-deep`` (3 prompts) and
 ``clip-lora`` (rank 2, alpha 4, q and v); on ``timm_gap``, ``gap-bitfit`` (every bias it has, the final norm's
 through the norm-then-average pooling); on ``timm_reg``, ``reg-vpt-deep`` and ``reg-lora`` (prompts after CLS and
-the registers). Autograd runs through timm's own modules: VPT's prompts are inserted
+the registers); on ``timm_nocls``, ``nocls-vpt-deep`` and ``nocls-lora`` (prompts first; the average includes
+them, as timm's pooling after its prefix tokens does); on ``timm_distilled``, ``distilled-vpt-deep`` and
+``distilled-lora`` (prompts after CLS and the distillation token; the new head reads both, [C, 2D]). Autograd runs through timm's own modules: VPT's prompts are inserted
 after CLS before ``norm_pre`` (so the pre-norm normalises them, as CLIP prompt methods such as MaPLe do) and deep
 prompts replace the prompt rows before blocks 1..; LoRA is W + (alpha/r)·B·A in qkv's q and v rows, through
 ``torch.func.functional_call``. The head is a new random one.
@@ -65,10 +75,21 @@ VARIANTS = {
                       norm_layer=partial(nn.LayerNorm, eps=1e-5)),
     "timm_gap": dict(qkv_bias=False, global_pool="avg", fc_norm=False),
     "timm_reg": dict(reg_tokens=4, no_embed_class=True, init_values=1e-5, global_pool="token"),
+    "timm_nocls": dict(class_token=False, global_pool="avg", fc_norm=False),
+    "timm_reg_avg": dict(reg_tokens=4, no_embed_class=True, global_pool="avg"),
+    "timm_distilled": dict(global_pool="token", distilled=True),
 }
 
 
 def build(args):
+    if args.get("distilled"):
+        from timm.models.deit import VisionTransformerDistilled
+
+        rest = {k: v for k, v in args.items() if k != "distilled"}
+        return VisionTransformerDistilled(
+            img_size=IMG, patch_size=PATCH, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, mlp_ratio=4.0,
+            num_classes=CLASSES, **rest,
+        ).eval()
     return tvit.VisionTransformer(
         img_size=IMG, patch_size=PATCH, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, mlp_ratio=4.0,
         num_classes=CLASSES, **args,
@@ -95,10 +116,11 @@ def forward_case(case, seed):
     d = fresh(case)
     sd = mf.plain_state_dict(model.state_dict())
     save_file(sd, str(d / "model.safetensors"), metadata=META)
-    json_args = {k: v for k, v in args.items() if k != "norm_layer"}
+    json_args = {k: v for k, v in args.items() if k not in ("norm_layer", "distilled")}
     model_args = dict(img_size=IMG, patch_size=PATCH, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, **json_args)
+    arch = f"deit_fixture_{case}_distilled" if args.get("distilled") else f"vit_fixture_{case}"
     write_json(d / "config.json", {
-        "architecture": f"vit_fixture_{case}",
+        "architecture": arch,
         "num_classes": CLASSES,
         "num_features": DIM,
         "global_pool": args["global_pool"],
@@ -107,7 +129,10 @@ def forward_case(case, seed):
     })
     pixels = torch.randn(2, 3, IMG, IMG)
     save_file({"pixels": pixels}, str(d / "input.safetensors"), metadata=META)
-    pooled, logits, attns = mf.run_timm(model, pixels)
+    if args.get("distilled"):
+        pooled, logits, attns = run_distilled(model, pixels)
+    else:
+        pooled, logits, attns = mf.run_timm(model, pixels)
     mf.save_expected(d, pooled, logits, attns)
     write_json(d / "meta.json", {
         "case": case, "heads": HEADS, "image_size": [IMG, IMG], "timm_args": json_args,
@@ -117,8 +142,49 @@ def forward_case(case, seed):
     return model, sd
 
 
+def run_distilled(model, pixels):
+    """timm's distilled DeiT: logits the average of its two heads; pooled CLS and dist side by side."""
+    attns = []
+    hooks = []
+    for blk in model.blocks:
+        blk.attn.fused_attn = False
+        hooks.append(blk.attn.attn_drop.register_forward_hook(
+            lambda _m, inp, _o, store=attns: store.append(inp[0].detach().clone())))
+    feats = model.forward_features(pixels)
+    logits = model.forward_head(feats)
+    for h in hooks:
+        h.remove()
+    pooled = torch.cat([feats[:, 0], feats[:, 1]], -1)
+    both = (model.head(feats[:, 0]) + model.head_dist(feats[:, 1])) / 2
+    torch.testing.assert_close(both, logits, rtol=0, atol=0)
+    torch.testing.assert_close(model(pixels), logits, rtol=1e-6, atol=1e-6)
+    return pooled.float(), logits.float(), [a.float() for a in attns]
+
+
+class Features(nn.Module):
+    """A timm model's forward_features as a module's forward (for torch.func.functional_call)."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m.forward_features(x)
+
+
+def head_logits(model, x, P):
+    """From the final norm's output: timm's pooling (after every prefix token; CLS and dist side by side when
+    distilled), then the tuning's head."""
+    if hasattr(model, "dist_token"):
+        pooled = torch.cat([x[:, 0], x[:, 1]], -1)
+    else:
+        pooled = model.forward_head(x, pre_logits=True)
+    return F.linear(pooled, P["head.weight"], P["head.bias"])
+
+
 def vpt_deep_logits(model, P, pixels, p):
-    """Prompts after every prefix token (CLS and registers)."""
+    """Prompts after every prefix token (CLS, the distillation token, registers; none without a class
+    token)."""
     n = pixels.shape[0]
     k = model.num_prefix_tokens
     x = model._pos_embed(model.patch_embed(pixels))
@@ -129,19 +195,19 @@ def vpt_deep_logits(model, P, pixels, p):
             deep = P["deep_prompt_embeddings"][i - 1].unsqueeze(0).expand(n, -1, -1)
             x = torch.cat([x[:, :k], deep, x[:, k + p:]], 1)
         x = blk(x)
-    pooled = model.norm(x)[:, 0]
-    return F.linear(pooled, P["head.weight"], P["head.bias"])
+    return head_logits(model, model.norm(x), P)
 
 
 def lora_logits(model, P, pixels, scale):
-    overrides = {"head.weight": P["head.weight"], "head.bias": P["head.bias"]}
+    overrides = {}
     for i, blk in enumerate(model.blocks):
         w = blk.attn.qkv.weight
         zero = torch.zeros(DIM, DIM)
         q = scale * P[f"blocks.{i}.attn.q_lora_B"] @ P[f"blocks.{i}.attn.q_lora_A"]
         v = scale * P[f"blocks.{i}.attn.v_lora_B"] @ P[f"blocks.{i}.attn.v_lora_A"]
         overrides[f"blocks.{i}.attn.qkv.weight"] = w + torch.cat([q, zero, v], 0)
-    return torch.func.functional_call(model, overrides, (pixels,))
+    feats = torch.func.functional_call(Features(model), {f"m.{k}": v for k, v in overrides.items()}, (pixels,))
+    return head_logits(model, feats, P)
 
 
 def grad_case(case, method, backbone, model, tuned, logits_fn, options):
@@ -175,8 +241,8 @@ def randn(g, shape, std):
     return torch.randn(*shape, generator=g) * std
 
 
-def head(g):
-    return {"head.weight": randn(g, (CLASSES, DIM), 0.2), "head.bias": randn(g, (CLASSES,), 0.1)}
+def head(g, width=DIM):
+    return {"head.weight": randn(g, (CLASSES, width), 0.2), "head.bias": randn(g, (CLASSES,), 0.1)}
 
 
 def write_hf_case(case, model, extra_meta):
@@ -283,6 +349,20 @@ def main():
     tuned.update(head(g))
     grad_case("gap-bitfit", "bitfit", "timm_gap", gap, tuned,
               lambda m, P, x: torch.func.functional_call(m, P, (x,)), {})
+    # Appended after the cases above, so that their random draws (and files) stay as they were.
+    for short, backbone, width in [("nocls", "timm_nocls", DIM), ("distilled", "timm_distilled", 2 * DIM)]:
+        model = models[backbone]
+        tuned = {"prompt_embeddings": randn(g, (1, p, DIM), 0.5),
+                 "deep_prompt_embeddings": randn(g, (DEPTH - 1, p, DIM), 0.5), **head(g, width)}
+        grad_case(f"{short}-vpt-deep", "vpt-deep", backbone, model, tuned,
+                  lambda m, P, x: vpt_deep_logits(m, P, x, p), {})
+        tuned = head(g, width)
+        for i in range(DEPTH):
+            for s in "qv":
+                tuned[f"blocks.{i}.attn.{s}_lora_A"] = randn(g, (rank, DIM), 0.2)
+                tuned[f"blocks.{i}.attn.{s}_lora_B"] = randn(g, (DIM, rank), 0.2)
+        grad_case(f"{short}-lora", "lora", backbone, model, tuned,
+                  lambda m, P, x: lora_logits(m, P, x, alpha / rank), {"alpha": alpha})
 
 
 def mf_keys():

@@ -139,6 +139,7 @@ pub fn onnx_model(
             tensors: &t.tensors,
             config: c,
             layout: crate::model::hooks::TokenLayout {
+                prefix: c.prefix_tokens(),
                 registers: c.registers,
                 prompts: hooks.prompts(),
                 patches: grid.0 * grid.1,

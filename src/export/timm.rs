@@ -88,6 +88,9 @@ fn config_json(
     if c.pooling == Pooling::NormAvg {
         model_args["fc_norm"] = json!(false);
     }
+    if !c.class_token {
+        model_args["class_token"] = json!(false);
+    }
     if c.pre_norm {
         model_args["pre_norm"] = json!(true);
     }
@@ -144,17 +147,23 @@ pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result
             if t.method.uses_prompts() { "prompt tokens" } else { "branches" }
         )));
     }
+    let c = &backbone.config;
+    if c.distilled {
+        return Err(Error::Input(
+            "a distilled DeiT's merged timm checkpoint is not written yet (its two heads are one in vitune); export it as ONNX instead (--format onnx)".into(),
+        ));
+    }
     let size = input_size(backbone, tuned);
     let mut weights = merged_weights(backbone, t)?;
-    let c = &backbone.config;
     let d = c.dim;
+    let k = c.prefix_tokens();
     if size != c.image_size {
         let grid = (size.0 / c.patch, size.1 / c.patch);
         let pos = &weights["pos_embed"];
-        let data = resample_pos_embed(&pos.data, d, 1, c.grid(), grid, POS_EMBED_ANTIALIAS);
+        let data = resample_pos_embed(&pos.data, d, k, c.grid(), grid, POS_EMBED_ANTIALIAS);
         weights.insert(
             "pos_embed".into(),
-            HostTensor::new(vec![1, 1 + grid.0 * grid.1, d], data),
+            HostTensor::new(vec![1, k + grid.0 * grid.1, d], data),
         );
     }
     // The zeros standing in for absent biases are not timm's tensors, unless the tuning made them non-zero (SSF's
@@ -182,7 +191,7 @@ pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result
             .map(|b| b.data)
             .unwrap_or_default();
         if let Some(pos) = weights.get_mut("pos_embed") {
-            for row in pos.data.chunks_mut(d).skip(1) {
+            for row in pos.data.chunks_mut(d).skip(k) {
                 row.iter_mut().zip(&bias).for_each(|(p, b)| *p += b);
             }
         }
@@ -201,7 +210,7 @@ pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result
     // Register tokens need timm's `no_embed_class` layout: the CLS row of pos_embed (zero for a checkpoint that
     // had none, unless fully fine-tuned) folds into the CLS token.
     let no_embed_class = c.no_embed_class || c.registers > 0;
-    if no_embed_class {
+    if no_embed_class && k > 0 {
         let pos = weights
             .get_mut("pos_embed")
             .ok_or_else(|| Error::Internal("no pos_embed to export".into()))?;

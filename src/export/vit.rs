@@ -66,31 +66,34 @@ impl VitExport<'_> {
         let flat = g.reshape(&conv, &[0, d, -1]);
         let patches = g.transpose(&flat, &[0, 2, 1]);
 
-        // Position embeddings at the export size: CLS's is added to the CLS token, the rest to the patches.
+        // Position embeddings at the export size: the prefix tokens' (CLS, distillation token) are added to them,
+        // the rest to the patches.
+        let k = c.prefix_tokens();
         let pos = self.w("pos_embed")?;
-        let pos = resample_pos_embed(&pos.data, c.dim, 1, c.grid(), grid, POS_EMBED_ANTIALIAS);
-        let cls = self.w("cls_token")?;
-        let cls_pos: Vec<f32> = cls
-            .data
-            .iter()
-            .zip(&pos[..c.dim])
-            .map(|(a, b)| a + b)
-            .collect();
-        let patch_pos = HostTensor::new(vec![1, grid.0 * grid.1, c.dim], pos[c.dim..].to_vec());
+        let pos = resample_pos_embed(&pos.data, c.dim, k, c.grid(), grid, POS_EMBED_ANTIALIAS);
+        let mut prefix_pos = Vec::with_capacity(k * c.dim);
+        for (row, name) in ["cls_token", "dist_token"].into_iter().take(k).enumerate() {
+            let t = self.w(name)?;
+            let rp = &pos[row * c.dim..(row + 1) * c.dim];
+            prefix_pos.extend(t.data.iter().zip(rp).map(|(a, b)| a + b));
+        }
+        let patch_pos = HostTensor::new(vec![1, grid.0 * grid.1, c.dim], pos[k * c.dim..].to_vec());
         g.scope("");
         let patch_pos = g.constant("pos_embed.patches", &patch_pos);
         let patches = g.op("Add", &[&patches, &patch_pos]);
-        let cls = g.constant(
-            "cls_token_with_pos",
-            &HostTensor::new(vec![1, 1, c.dim], cls_pos),
-        );
-        let cls = g.batched(&cls, &patches, 1, c.dim);
+        let mut parts = Vec::new();
+        if k > 0 {
+            let prefix = g.constant(
+                "prefix_tokens_with_pos",
+                &HostTensor::new(vec![1, k, c.dim], prefix_pos),
+            );
+            parts.push(g.batched(&prefix, &patches, k, c.dim));
+        }
         let prompts = self.hooks.prompts();
         let prompt_tokens = match self.onnx {
             Some(o) => o.prompt_tokens(&self.cx, &mut g)?,
             None => None,
         };
-        let mut parts = vec![cls];
         if c.registers > 0 {
             let r = g.constant("reg_token", self.w("reg_token")?);
             parts.push(g.batched(&r, &patches, c.registers, c.dim));
@@ -110,14 +113,21 @@ impl VitExport<'_> {
         }
 
         g.scope("");
+        let start = k + c.registers;
         let pooled = match c.pooling {
+            Pooling::Token if c.distilled => {
+                // CLS and the distillation token side by side, [N, 2D]: the head is timm's two heads averaged.
+                let y = self.layer_norm(&mut g, &x, "norm")?;
+                let both = g.tokens(&y, 0, Some(2));
+                g.reshape(&both, &[0, -1])
+            }
             Pooling::Token => {
                 let y = self.layer_norm(&mut g, &x, "norm")?;
                 let zero = g.int64s(&[0], true);
                 g.node("Gather", &[&y, &zero], vec![int("axis", 1)], None)
             }
             Pooling::Avg => {
-                let rest = g.tokens(&x, 1, None);
+                let rest = g.tokens(&x, start, None);
                 let m = g.node(
                     "ReduceMean",
                     &[&rest],
@@ -128,7 +138,7 @@ impl VitExport<'_> {
             }
             Pooling::NormAvg => {
                 let y = self.layer_norm(&mut g, &x, "norm")?;
-                let rest = g.tokens(&y, 1, None);
+                let rest = g.tokens(&y, start, None);
                 g.node(
                     "ReduceMean",
                     &[&rest],
@@ -153,7 +163,7 @@ impl VitExport<'_> {
             vec![
                 value_info("logits", &[None, Some(classes)]),
                 value_info("probabilities", &[None, Some(classes)]),
-                value_info("pooled", &[None, Some(c.dim)]),
+                value_info("pooled", &[None, Some(c.pooled_dim())]),
             ],
         ))
     }

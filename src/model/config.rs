@@ -4,12 +4,14 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pooling {
-    /// CLS token after the final `norm` (timm `global_pool='token'`).
+    /// CLS token after the final `norm` (timm `global_pool='token'`); with a distillation token, CLS and it side
+    /// by side, under one head that is timm's two heads averaged.
     Token,
-    /// Mean over every token after CLS, then `fc_norm` (timm `global_pool='avg'`, the default `fc_norm`).
+    /// Mean over every token after the prefix tokens and registers, then `fc_norm` (timm `global_pool='avg'`, the
+    /// default `fc_norm`).
     Avg,
-    /// The final `norm` on every token, then the mean over every token after CLS (timm `global_pool='avg'` with
-    /// `fc_norm=False`).
+    /// The final `norm` on every token, then the mean over every token after the prefix tokens and registers (timm
+    /// `global_pool='avg'` with `fc_norm=False`).
     NormAvg,
 }
 
@@ -52,6 +54,11 @@ pub struct ViTConfig {
     /// A LayerNorm `norm_pre` after the position embedding, before the blocks (CLIP's `ln_pre`).
     pub pre_norm: bool,
     pub mlp_act: MlpAct,
+    /// A class token `cls_token` (timm `class_token=True`; SigLIP and `*_gap_*` models have none).
+    pub class_token: bool,
+    /// A distillation token `dist_token` after CLS, with its own position row (DeiT distilled); its head is
+    /// folded into `head` at load.
+    pub distilled: bool,
     /// Register tokens after CLS, without position embedding (DINOv2 with registers, timm `reg_tokens`).
     pub registers: usize,
     /// The checkpoint's `pos_embed` has no row for CLS (timm `no_embed_class`: DeiT III, DINOv2 with
@@ -71,6 +78,16 @@ impl ViTConfig {
             Pooling::Avg => "fc_norm",
             Pooling::Token | Pooling::NormAvg => "norm",
         }
+    }
+
+    /// Tokens before the registers that have a position row: CLS and the distillation token.
+    pub fn prefix_tokens(&self) -> usize {
+        usize::from(self.class_token) + usize::from(self.distilled)
+    }
+
+    /// Width of the head's input: CLS and the distillation token side by side for DeiT distilled.
+    pub fn pooled_dim(&self) -> usize {
+        self.dim * if self.distilled { 2 } else { 1 }
     }
 
     /// The layout family in words, for `vitune info`.
@@ -93,6 +110,12 @@ impl ViTConfig {
             }
             .into(),
         );
+        if !self.class_token {
+            v.push("no class token".into());
+        }
+        if self.distilled {
+            v.push("distillation token (heads averaged)".into());
+        }
         if self.registers > 0 {
             v.push(format!("{} register tokens", self.registers));
         }
@@ -125,13 +148,15 @@ impl ViTConfig {
     pub fn forward_flops(&self, (h, w): (usize, usize), prompts: usize) -> f64 {
         let d = self.dim as f64;
         let m = ((h / self.patch) * (w / self.patch)) as f64;
-        let t = 1.0 + (self.registers + prompts) as f64 + m;
+        let t = (self.prefix_tokens() + self.registers + prompts) as f64 + m;
         let patch = 2.0 * m * d * (3 * self.patch * self.patch) as f64;
         let per_layer = 2.0 * t * d * 3.0 * d          // qkv
             + 2.0 * 2.0 * t * t * d                    // scores and ·V
             + 2.0 * t * d * d                          // proj
             + 2.0 * 2.0 * t * d * self.mlp_hidden as f64; // fc1, fc2
-        patch + self.depth as f64 * per_layer + 2.0 * d * self.num_classes as f64
+        patch
+            + self.depth as f64 * per_layer
+            + 2.0 * self.pooled_dim() as f64 * self.num_classes as f64
     }
 }
 

@@ -24,7 +24,7 @@ use crate::ops::matmul::{
 };
 use crate::ops::reduce::{
     batch_sum_tokens_into, column_sum_into, gather_tokens, mean_tokens, mean_tokens_backward,
-    write_tokens,
+    scatter_tokens, write_tokens,
 };
 use crate::tuning::{Method, MethodOptions, Tuning};
 
@@ -220,6 +220,23 @@ impl<'a> Graph<'a> {
 
     pub fn layout(&self) -> TokenLayout {
         self.vit.layout(self.prompts())
+    }
+
+    /// The prefix tokens that have position rows, [1,k,D]: CLS, joined with the distillation token for DeiT
+    /// distilled (two small dispatches); none without a class token.
+    fn prefix_tokens(&self, rec: &mut Recorder) -> Result<Option<GpuTensor>> {
+        let c = &self.vit.config;
+        if !c.class_token {
+            return Ok(None);
+        }
+        let cls = self.w("cls_token")?;
+        if !c.distilled {
+            return Ok(Some(cls.clone()));
+        }
+        let t = rec.gpu().empty(&[1, 2, c.dim])?;
+        write_tokens(rec, &t, 0, 1, cls, 0);
+        write_tokens(rec, &t, 1, 1, self.w("dist_token")?, 0);
+        Ok(Some(t))
     }
 
     /// A tensor by name: the tuning's if it has one, else the backbone's.
@@ -418,7 +435,7 @@ impl<'a> Graph<'a> {
         )?;
         let hooks = self.hooks();
         let prompt_tokens = hooks.prompt_tokens(self)?;
-        // Register tokens and prompts both go after CLS without a position embedding: registers first.
+        // Register tokens and prompts both go after the prefix tokens without a position embedding: registers first.
         let r = c.registers;
         // Only registers and prompts together need a joined copy (two small dispatches per micro-batch).
         let joined = match prompt_tokens {
@@ -436,11 +453,12 @@ impl<'a> Graph<'a> {
             (None, None) if r > 0 => Some(self.w("reg_token")?),
             (None, None) => None,
         };
+        let prefix = self.prefix_tokens(rec)?;
         let mut x = assemble_tokens(
             rec,
             &patches,
             n,
-            self.w("cls_token")?,
+            prefix.as_ref(),
             self.w("pos_embed")?,
             inserted.map(|t| Prompts {
                 tokens: t,
@@ -487,19 +505,27 @@ impl<'a> Graph<'a> {
         let t = x.shape[1];
         let (final_w, fb) = self.norm_params(rec, Site::FinalNorm)?;
         let (fw, fb) = (&final_w, &fb);
+        let start = self.layout().pool_start();
         let (pooled, final_stats, pool_in) = match c.pooling {
+            Pooling::Token if c.distilled => {
+                // CLS and the distillation token normed as rows [n·2, D]: read as [n, 2D], side by side.
+                let both = gather_tokens(rec, &x, 0, 2)?;
+                let mut o = layernorm(rec, &both, fw, fb, c.eps)?;
+                o.y.shape = vec![n, 2 * c.dim];
+                (o.y, o.stats, Some(both))
+            }
             Pooling::Token => {
                 let o = layernorm_rows(rec, &x, n, 0, t * c.dim, fw, fb, c.eps)?;
                 (o.y, o.stats, None)
             }
             Pooling::Avg => {
-                let m = mean_tokens(rec, &x)?;
+                let m = mean_tokens(rec, &x, start)?;
                 let o = layernorm(rec, &m, fw, fb, c.eps)?;
                 (o.y, o.stats, Some(m))
             }
             Pooling::NormAvg => {
                 let o = layernorm(rec, &x, fw, fb, c.eps)?;
-                (mean_tokens(rec, &o.y)?, o.stats, None)
+                (mean_tokens(rec, &o.y, start)?, o.stats, None)
             }
         };
         let logits = match self.head() {
@@ -634,7 +660,20 @@ impl<'a> Graph<'a> {
         };
         let dpooled = linear_input_grad(rec, dlogits, hw, 1.0, None, &f.pooled.shape)?;
         let fw = &f.final_w;
+        let start = self.layout().pool_start();
         let mut dx = match (&f.pool_in, c.pooling) {
+            (Some(both), Pooling::Token) => {
+                // Distilled: the pooled gradient [n, 2D] is the two rows' [n·2, D].
+                let mut dy = dpooled.clone();
+                dy.shape = both.shape.clone();
+                let dboth = rec.gpu().empty(&both.shape)?;
+                let (rows, stats) = (Rows::all(both), &f.final_stats);
+                layernorm_backward(rec, both, rows, stats, fw, &dy, None, &dboth);
+                self.ln_param_grads(rec, Site::FinalNorm, both, rows, stats, &dy, grads)?;
+                let dx = zeros(rec, &f.x_final.shape)?;
+                scatter_tokens(rec, &dx, 0, 2, &dboth);
+                dx
+            }
             (Some(m), Pooling::Avg) => {
                 let dm = rec.gpu().empty(&m.shape)?;
                 layernorm_backward(
@@ -657,10 +696,10 @@ impl<'a> Graph<'a> {
                     &dpooled,
                     grads,
                 )?;
-                mean_tokens_backward(rec, &dm, t)?
+                mean_tokens_backward(rec, &dm, t, start)?
             }
             (_, Pooling::NormAvg) => {
-                let dnormed = mean_tokens_backward(rec, &dpooled, t)?;
+                let dnormed = mean_tokens_backward(rec, &dpooled, t, start)?;
                 let (x, stats) = (&f.x_final, &f.final_stats);
                 let dx = rec.gpu().empty(&x.shape)?;
                 layernorm_backward(rec, x, Rows::all(x), stats, fw, &dnormed, None, &dx);
@@ -712,13 +751,14 @@ impl<'a> Graph<'a> {
             self.norm_param_grads(rec, "norm_pre", x0, Rows::all(x0), stats, &dx, grads)?;
             dx = dx0;
         }
-        // Token assembly: x0 = [CLS + pos₀, prompts, patches + pos₁…].
+        // Token assembly: x0 = [CLS + pos₀ (, dist + pos₁), registers, prompts, patches + posₖ…].
         hooks.tokens_backward(self, rec, &dx, grads)?;
         let layout = self.layout();
         debug_assert_eq!(layout.total(), t);
-        let cls = TokenLayout::CLS;
-        if let Some(g) = grads.get("cls_token") {
-            batch_sum_tokens_into(rec, &dx, cls, 1, g, 0);
+        for (row, name) in ["cls_token", "dist_token"].into_iter().enumerate() {
+            if let (Some(g), true) = (grads.get(name), row < layout.prefix) {
+                batch_sum_tokens_into(rec, &dx, row, 1, g, 0);
+            }
         }
         if let Some(g) = grads.get("reg_token") {
             let rows = layout.register_rows();
@@ -726,8 +766,11 @@ impl<'a> Graph<'a> {
         }
         let patches = layout.patch_rows();
         if let Some(g) = grads.get("pos_embed") {
-            batch_sum_tokens_into(rec, &dx, cls, 1, g, 0);
-            batch_sum_tokens_into(rec, &dx, patches.start, patches.len(), g, 1);
+            let k = layout.prefix;
+            if k > 0 {
+                batch_sum_tokens_into(rec, &dx, 0, k, g, 0);
+            }
+            batch_sum_tokens_into(rec, &dx, patches.start, patches.len(), g, k);
         }
         let pw = grads.get("patch_embed.proj.weight");
         let pb = grads.get("patch_embed.proj.bias");

@@ -63,34 +63,49 @@ impl<'m> Grads<'m> {
     }
 }
 
-/// Where the tokens of a sequence lie: CLS, the backbone's register tokens (DINOv2 with registers), then the
-/// method's prompts (after every prefix token), then the image's patches.
+/// Where the tokens of a sequence lie: the prefix tokens with a position embedding (CLS, DeiT's distillation token;
+/// none without a class token), the backbone's register tokens (DINOv2 with registers), then the method's prompts
+/// (after every prefix token), then the image's patches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenLayout {
+    /// CLS and the distillation token: 0, 1 or 2, at rows 0.. .
+    pub prefix: usize,
     pub registers: usize,
     pub prompts: usize,
     pub patches: usize,
 }
 
 impl TokenLayout {
-    /// Row of the class token.
-    pub const CLS: usize = 0;
+    /// Row of the class token, when there is one.
+    pub fn cls(&self) -> Option<usize> {
+        (self.prefix > 0).then_some(0)
+    }
+
+    pub fn prefix_rows(&self) -> Range<usize> {
+        0..self.prefix
+    }
 
     pub fn register_rows(&self) -> Range<usize> {
-        1..1 + self.registers
+        self.prefix..self.prefix + self.registers
     }
 
     pub fn prompt_rows(&self) -> Range<usize> {
-        1 + self.registers..1 + self.registers + self.prompts
+        let r = self.register_rows().end;
+        r..r + self.prompts
     }
 
     pub fn patch_rows(&self) -> Range<usize> {
         self.patch_start()..self.total()
     }
 
-    /// Tokens before the first patch (CLS, registers and prompts).
+    /// Tokens before the first patch (prefix tokens, registers and prompts).
     pub fn patch_start(&self) -> usize {
-        1 + self.registers + self.prompts
+        self.prefix + self.registers + self.prompts
+    }
+
+    /// The first token an average pools (timm skips every prefix token and the registers; prompts are pooled).
+    pub fn pool_start(&self) -> usize {
+        self.prefix + self.registers
     }
 
     pub fn total(&self) -> usize {

@@ -49,7 +49,7 @@ pub enum ModelError {
 }
 
 /// Tensor names that mark a variant vitune cannot run, and what to call it.
-const UNSUPPORTED: [(&str, &str); 6] = [
+const UNSUPPORTED: [(&str, &str); 4] = [
     ("rope", "rotary position embeddings (EVA-02 style)"),
     (
         "mlp.fc1_g",
@@ -57,8 +57,6 @@ const UNSUPPORTED: [(&str, &str); 6] = [
     ),
     ("mlp.weights_in", "SwiGLU MLPs (DINOv2 giant)"),
     ("attn_pool.", "attention pooling (SigLIP's `attn_pool`)"),
-    ("dist_token", "a distillation token (DeiT distilled)"),
-    ("head_dist", "a distillation head (DeiT distilled)"),
 ];
 
 /// The linear biases a ViT may be built without (timm `qkv_bias=False`, CLIP's patch embedding): they load as
@@ -440,10 +438,8 @@ pub fn load_backbone_bytes(
     } else if names.iter().any(|n| n == "pos_embed")
         && names.iter().any(|n| n == "patch_embed.proj.weight")
     {
-        return Err(ModelError::Unsupported {
-            path: path.to_path_buf(),
-            what: "no class token (timm `class_token=False`: SigLIP, `*_gap_*` models)",
-        });
+        // timm without a class token (`class_token=False`: SigLIP, `*_gap_*` models).
+        None
     } else {
         return Err(ModelError::UnknownLayout {
             path: path.to_path_buf(),
@@ -520,6 +516,51 @@ pub fn load_backbone_bytes(
     finish(path, sha256, format, tensors, (config, preprocessor), opts)
 }
 
+/// DeiT distilled: timm averages `head(CLS)` and `head_dist(dist)`; as one linear layer over the two tokens side
+/// by side that is `[W/2 | W_dist/2]` with bias `(b + b_dist)/2`.
+fn fold_distilled_head(
+    path: &Path,
+    tensors: &mut BTreeMap<String, HostTensor>,
+) -> Result<(), ModelError> {
+    let (Some(w), Some(wd)) = (
+        tensors.remove("head.weight"),
+        tensors.remove("head_dist.weight"),
+    ) else {
+        tensors.remove("head_dist.weight");
+        tensors.remove("head_dist.bias");
+        return Ok(());
+    };
+    if w.shape != wd.shape || w.shape.len() != 2 {
+        return Err(ModelError::Shape {
+            path: path.to_path_buf(),
+            name: "head_dist.weight".into(),
+            expected: w.shape.clone(),
+            got: wd.shape.clone(),
+        });
+    }
+    let (c, d) = (w.shape[0], w.shape[1]);
+    let mut data = Vec::with_capacity(2 * c * d);
+    for r in 0..c {
+        data.extend(w.data[r * d..(r + 1) * d].iter().map(|v| v / 2.0));
+        data.extend(wd.data[r * d..(r + 1) * d].iter().map(|v| v / 2.0));
+    }
+    tensors.insert("head.weight".into(), HostTensor::new(vec![c, 2 * d], data));
+    let b = tensors.remove("head.bias");
+    let bd = tensors.remove("head_dist.bias");
+    let bias = match (b, bd) {
+        (Some(b), Some(bd)) => b
+            .data
+            .iter()
+            .zip(&bd.data)
+            .map(|(x, y)| (x + y) / 2.0)
+            .collect(),
+        (Some(b), None) | (None, Some(b)) => b.data.iter().map(|x| x / 2.0).collect(),
+        (None, None) => vec![0.0; c],
+    };
+    tensors.insert("head.bias".into(), HostTensor::new(vec![c], bias));
+    Ok(())
+}
+
 /// The configuration from tensors and JSON, absent biases as zeros, every tensor checked.
 fn finish(
     path: &Path,
@@ -530,19 +571,23 @@ fn finish(
     opts: &LoadOptions,
 ) -> Result<Backbone, ModelError> {
     let mut config = infer_config(path, format, &tensors, config, preprocessor, opts)?;
-    if config.no_embed_class {
-        // CLS gets a zero position: the rows vitune adds are then timm's.
+    let k = config.prefix_tokens();
+    if config.no_embed_class && k > 0 {
+        // CLS (and the distillation token) get zero positions: the rows vitune adds are then timm's.
         if let Some(p) = tensors.get_mut("pos_embed") {
             let d = config.dim;
-            p.data.splice(0..0, std::iter::repeat_n(0.0, d));
-            p.shape[1] += 1;
+            p.data.splice(0..0, std::iter::repeat_n(0.0, k * d));
+            p.shape[1] += k;
         }
     }
-    if config.registers > 0 && config.pooling != Pooling::Token {
-        return Err(ModelError::Unsupported {
-            path: path.to_path_buf(),
-            what: "register tokens and average pooling together",
-        });
+    if config.distilled {
+        if config.pooling != Pooling::Token || !config.class_token {
+            return Err(ModelError::Unsupported {
+                path: path.to_path_buf(),
+                what: "a distillation token without CLS-token pooling",
+            });
+        }
+        fold_distilled_head(path, &mut tensors)?;
     }
     for name in optional_biases(config.depth) {
         let weight = name.replace(".bias", ".weight");
@@ -584,8 +629,9 @@ fn infer_config(
     pre: Option<&Value>,
     opts: &LoadOptions,
 ) -> Result<ViTConfig, ModelError> {
-    let cls = shape_of(path, tensors, "cls_token")?;
-    let dim = *cls.last().unwrap_or(&0);
+    let class_token = tensors.contains_key("cls_token");
+    let distilled = tensors.contains_key("dist_token");
+    let dim = shape_of(path, tensors, "patch_embed.proj.weight")?[0];
     let depth = (0..)
         .take_while(|i| tensors.contains_key(&format!("blocks.{i}.norm1.weight")))
         .count();
@@ -625,7 +671,7 @@ fn infer_config(
         .and_then(Value::as_str);
     let pooling = if tensors.contains_key("fc_norm.weight") {
         Pooling::Avg
-    } else if global_pool == Some("avg") {
+    } else if global_pool == Some("avg") || !class_token {
         // timm's average pooling without fc_norm applies the final norm first.
         Pooling::NormAvg
     } else {
@@ -653,20 +699,22 @@ fn infer_config(
 
     let pos = shape_of(path, tensors, "pos_embed")?;
     let rows = pos.get(1).copied().unwrap_or(0);
-    // timm's `no_embed_class`: a square grid of rows and none for CLS.
+    // timm's `no_embed_class`: a square grid of rows and none for CLS (or the distillation token).
     let square = |n: usize| {
         let s = (n as f64).sqrt().round() as usize;
         s * s == n
     };
+    let k = usize::from(class_token) + usize::from(distilled);
     // config.json says it where it can; the row count decides otherwise.
-    let no_embed_class = model_args
-        .and_then(|a| a.get("no_embed_class"))
-        .and_then(Value::as_bool)
-        .unwrap_or(rows > 1 && square(rows) && !square(rows - 1));
+    let no_embed_class = k > 0
+        && model_args
+            .and_then(|a| a.get("no_embed_class"))
+            .and_then(Value::as_bool)
+            .unwrap_or(rows > k && square(rows) && !square(rows - k));
     let tokens = if no_embed_class {
         rows
     } else {
-        rows.saturating_sub(1)
+        rows.saturating_sub(k)
     };
     let side = (tokens as f64).sqrt().round() as usize;
     let image_size = if side * side == tokens {
@@ -780,6 +828,8 @@ fn infer_config(
         layer_scale,
         pre_norm,
         mlp_act,
+        class_token,
+        distilled,
         registers: tensors
             .get("reg_token")
             .and_then(|t| t.shape.get(1).copied())
@@ -796,14 +846,19 @@ fn validate(b: &Backbone) -> Result<(), ModelError> {
     let (d, h) = (c.dim, c.mlp_hidden);
     let (gh, gw) = c.grid();
     let mut expect: Vec<(String, Vec<usize>)> = vec![
-        ("cls_token".into(), vec![1, 1, d]),
-        ("pos_embed".into(), vec![1, 1 + gh * gw, d]),
+        ("pos_embed".into(), vec![1, c.prefix_tokens() + gh * gw, d]),
         (
             "patch_embed.proj.weight".into(),
             vec![d, 3, c.patch, c.patch],
         ),
         ("patch_embed.proj.bias".into(), vec![d]),
     ];
+    if c.class_token {
+        expect.push(("cls_token".into(), vec![1, 1, d]));
+    }
+    if c.distilled {
+        expect.push(("dist_token".into(), vec![1, 1, d]));
+    }
     let norm = c.final_norm();
     expect.push((format!("{norm}.weight"), vec![d]));
     expect.push((format!("{norm}.bias"), vec![d]));
@@ -836,7 +891,7 @@ fn validate(b: &Backbone) -> Result<(), ModelError> {
         }
     }
     if c.num_classes > 0 {
-        expect.push(("head.weight".into(), vec![c.num_classes, d]));
+        expect.push(("head.weight".into(), vec![c.num_classes, c.pooled_dim()]));
         expect.push(("head.bias".into(), vec![c.num_classes]));
     }
     for (name, shape) in expect {

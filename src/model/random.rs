@@ -33,6 +33,8 @@ pub fn standard_config(name: &str) -> Option<ViTConfig> {
         crop_pct: 0.9,
         layer_scale: false,
         pre_norm: false,
+        class_token: true,
+        distilled: false,
         registers: 0,
         no_embed_class: false,
         mlp_act: super::MlpAct::Gelu,

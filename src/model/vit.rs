@@ -61,9 +61,10 @@ impl GpuViT {
             let (shape, data): (Vec<usize>, std::borrow::Cow<'_, [f32]>) = match name.as_str() {
                 "pos_embed" => {
                     let to = (input_size.0 / c.patch, input_size.1 / c.patch);
+                    let k = c.prefix_tokens();
                     let data =
-                        resample_pos_embed(&t.data, c.dim, 1, c.grid(), to, POS_EMBED_ANTIALIAS);
-                    (vec![1, 1 + to.0 * to.1, c.dim], data.into())
+                        resample_pos_embed(&t.data, c.dim, k, c.grid(), to, POS_EMBED_ANTIALIAS);
+                    (vec![1, k + to.0 * to.1, c.dim], data.into())
                 }
                 "patch_embed.proj.weight" => {
                     (vec![c.dim, 3 * c.patch * c.patch], t.data.as_slice().into())
@@ -113,6 +114,7 @@ impl GpuViT {
     pub fn layout(&self, prompts: usize) -> TokenLayout {
         let (gh, gw) = self.grid();
         TokenLayout {
+            prefix: self.config.prefix_tokens(),
             registers: self.config.registers,
             prompts,
             patches: gh * gw,

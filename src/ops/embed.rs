@@ -37,7 +37,7 @@ struct TokenParams {
     prompts: u32,
     total: u32,
     prompt_batch_stride: u32,
-    _p0: u32,
+    prefix: u32,
     _p1: u32,
 }
 
@@ -78,26 +78,33 @@ pub fn patch_embed(
     linear(rec, &cols, weight, Some(bias), Act::None, None)
 }
 
-/// Prompt tokens placed after CLS: shared by the batch ([1,p,D]) or one set per image ([N,p,D]).
+/// Tokens placed after the prefix tokens (registers, prompts), without position embedding: shared by the batch ([1,p,D]) or one set per image ([N,p,D]).
 pub struct Prompts<'t> {
     pub tokens: &'t GpuTensor,
     pub count: usize,
     pub per_image: bool,
 }
 
-/// tokens [N, 1+p+m, D] = [CLS + pos₀, prompts, patches + pos₁…ₘ].
+/// tokens [N, k+p+m, D] = [prefix₀…ₖ + pos₀…ₖ, prompts, patches + posₖ…ₖ₊ₘ], where the k prefix tokens [1,k,D]
+/// (CLS, the distillation token) have position rows; none without a class token.
 pub fn assemble_tokens(
     rec: &mut Recorder,
     patches: &GpuTensor,
     n: usize,
-    cls: &GpuTensor,
+    prefix: Option<&GpuTensor>,
     pos: &GpuTensor,
     prompts: Option<Prompts>,
 ) -> Result<GpuTensor, GpuError> {
-    let d = cls.numel();
+    let d = *pos.shape.last().expect("pos_embed [1,k+m,D]");
+    let k = prefix.map(|c| c.numel() / d).unwrap_or(0);
     let m = patches.numel() / d / n;
+    assert_eq!(
+        pos.numel(),
+        (k + m) * d,
+        "pos_embed rows = prefix + patches"
+    );
     let p = prompts.as_ref().map(|p| p.count).unwrap_or(0);
-    let t = 1 + p + m;
+    let t = k + p + m;
     let out = rec.gpu().empty(&[n, t, d])?;
     let total = out.numel();
     let dummy = rec.gpu().dummy();
@@ -111,14 +118,14 @@ pub fn assemble_tokens(
             .as_ref()
             .map(|p| if p.per_image { p.count * d } else { 0 })
             .unwrap_or(0)),
-        _p0: 0,
+        prefix: u(k),
         _p1: 0,
     };
     let ptoks = prompts.as_ref().map(|p| p.tokens).unwrap_or(dummy);
     rec.dispatch(
         &ASSEMBLE,
         &params,
-        &[cls, pos, ptoks, patches, &out],
+        &[prefix.unwrap_or(dummy), pos, ptoks, patches, &out],
         elementwise_groups(total),
     );
     Ok(out)

@@ -38,19 +38,22 @@ struct Params {
 
 const ACCUMULATE: u32 = 1;
 const ZERO: u32 = 2;
+const PER_IMAGE: u32 = 4;
 
 fn ntd(x: &GpuTensor) -> (usize, usize, usize) {
     (x.shape[0], x.shape[1], x.shape[2])
 }
 
-/// x [N,T,D] → mean over tokens 1..T (everything after CLS) → [N,D].
-pub fn mean_tokens(rec: &mut Recorder, x: &GpuTensor) -> Result<GpuTensor, GpuError> {
+/// x [N,T,D] → mean over tokens start..T (everything after the prefix tokens) → [N,D].
+pub fn mean_tokens(rec: &mut Recorder, x: &GpuTensor, start: usize) -> Result<GpuTensor, GpuError> {
     let (n, t, d) = ntd(x);
+    assert!(start < t, "mean over tokens {start}..{t}");
     let out = rec.gpu().empty(&[n, d])?;
     let params = Params {
         n: u(n),
         t: u(t),
         d: u(d),
+        start: u(start),
         ..Default::default()
     };
     rec.dispatch(&MEAN_TOKENS, &params, &[x, &out], elementwise_groups(n * d));
@@ -62,6 +65,7 @@ pub fn mean_tokens_backward(
     rec: &mut Recorder,
     dpooled: &GpuTensor,
     t: usize,
+    start: usize,
 ) -> Result<GpuTensor, GpuError> {
     let (n, d) = (dpooled.shape[0], dpooled.shape[1]);
     let dx = rec.gpu().empty(&[n, t, d])?;
@@ -69,6 +73,7 @@ pub fn mean_tokens_backward(
         n: u(n),
         t: u(t),
         d: u(d),
+        start: u(start),
         ..Default::default()
     };
     rec.dispatch(
@@ -130,12 +135,24 @@ pub fn write_tokens(
     src: &GpuTensor,
     src_row: usize,
 ) {
-    write_rows(rec, x, start, count, Some((src, src_row)));
+    write_rows(rec, x, start, count, Some((src, src_row)), 0);
+}
+
+/// x[n, start + j, :] = src[n·count + j, :] for j < count: each image's own rows, the inverse of `gather_tokens`.
+pub fn scatter_tokens(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    start: usize,
+    count: usize,
+    src: &GpuTensor,
+) {
+    assert_eq!(src.numel(), x.shape[0] * count * x.shape[2], "scatter rows");
+    write_rows(rec, x, start, count, Some((src, 0)), PER_IMAGE);
 }
 
 /// g[n, start..start+count, :] = 0 (the gradient of tokens that were replaced).
 pub fn zero_tokens(rec: &mut Recorder, g: &GpuTensor, start: usize, count: usize) {
-    write_rows(rec, g, start, count, None);
+    write_rows(rec, g, start, count, None, 0);
 }
 
 fn write_rows(
@@ -144,6 +161,7 @@ fn write_rows(
     start: usize,
     count: usize,
     src: Option<(&GpuTensor, usize)>,
+    flags: u32,
 ) {
     let (n, t, d) = ntd(x);
     let params = Params {
@@ -153,7 +171,7 @@ fn write_rows(
         start: u(start),
         count: u(count),
         src_off: u(src.map(|s| s.1 * d).unwrap_or(0)),
-        flags: if src.is_some() { 0 } else { ZERO },
+        flags: flags | if src.is_some() { 0 } else { ZERO },
         ..Default::default()
     };
     let s = src.map(|s| s.0).unwrap_or(rec.gpu().dummy());

@@ -292,8 +292,11 @@ impl OnnxHooks for ConvpassHooks {
             vec![h, h],
             (0..h * h).map(|oi| cw.data[oi * 9 + 4]).collect(),
         );
-        let prefix = g.tokens(&d, 0, Some(start));
-        let prefix = g.linear(&prefix, &centre, Some(cb));
+        // Without a class token or prompts there is nothing before the patches.
+        let prefix = (start > 0).then(|| {
+            let p = g.tokens(&d, 0, Some(start));
+            g.linear(&p, &centre, Some(cb))
+        });
         let (gh, gw) = (cx.grid.0 as i64, cx.grid.1 as i64);
         let patches = g.tokens(&d, start, None);
         let planes = g.transpose(&patches, &[0, 2, 1]);
@@ -310,7 +313,10 @@ impl OnnxHooks for ConvpassHooks {
         );
         let conv = g.reshape(&conv, &[0, h as i64, -1]);
         let conv = g.transpose(&conv, &[0, 2, 1]);
-        let c = g.concat(&[&prefix, &conv], 1);
+        let c = match &prefix {
+            Some(p) => g.concat(&[p, &conv], 1),
+            None => conv,
+        };
         let e = g.quick_gelu(&c);
         let up = g.linear(&e, t("adapter_up.weight")?, Some(t("adapter_up.bias")?));
         let up = g.scale(&up, self.scale);

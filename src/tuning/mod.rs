@@ -322,7 +322,7 @@ pub fn expected_shapes(
     backbone: &Backbone,
     num_classes: usize,
 ) -> BTreeMap<String, Vec<usize>> {
-    let mut s = head::shapes(backbone.config.dim, num_classes);
+    let mut s = head::shapes(backbone.config.pooled_dim(), num_classes);
     s.extend(method.spec().shapes(options, backbone));
     s
 }
@@ -338,7 +338,7 @@ impl Tuning {
     ) -> Result<Self> {
         check_supported(method, &options, backbone, num_classes)?;
         let mut rng = Rng::new(seed);
-        let mut tensors = head::init(backbone.config.dim, num_classes, &mut rng);
+        let mut tensors = head::init(backbone.config.pooled_dim(), num_classes, &mut rng);
         tensors.extend(method.spec().init(&options, backbone, &mut rng)?);
         Ok(Self {
             method,

@@ -1,5 +1,6 @@
 //! Attention maps over the patch grid from post-softmax attention [heads, T, T] per layer (one image), tokens
-//! ordered [CLS, p prompts, patches].
+//! ordered [prefix tokens, registers, prompts, patches]. Where a model has no class token, the "CLS" maps read the
+//! mean of the pooled tokens' rows: its pooled feature is their mean.
 
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +127,7 @@ pub fn attention_map(
     fusion: HeadFusion,
 ) -> Result<Vec<f32>> {
     let layout = TokenLayout {
+        prefix: 1,
         registers: 0,
         prompts,
         patches: t.saturating_sub(1 + prompts),
@@ -144,7 +146,17 @@ pub fn attention_map_in(
 ) -> Result<Vec<f32>> {
     let (t, prompts) = (layout.total(), layout.prompts);
     let patches = layout.patch_rows();
-    let cls = TokenLayout::CLS;
+    // The rows the pooled feature reads: CLS, else every pooled token (average pooling).
+    let query: Vec<usize> = match layout.cls() {
+        Some(c) => vec![c],
+        None => (layout.pool_start()..t).collect(),
+    };
+    let from_query = |a: &[f64]| -> Vec<f64> {
+        patches
+            .clone()
+            .map(|j| query.iter().map(|&r| a[r * t + j]).sum::<f64>() / query.len() as f64)
+            .collect()
+    };
     let layer_of = |l: usize| {
         attn.get(l).ok_or_else(|| {
             Error::Input(format!(
@@ -154,10 +166,7 @@ pub fn attention_map_in(
         })
     };
     let row: Vec<f64> = match mode {
-        MapMode::Cls { layer } => {
-            let a = fuse_heads(layer_of(layer)?, heads, t, fusion)?;
-            a[cls * t + patches.start..cls * t + patches.end].to_vec()
-        }
+        MapMode::Cls { layer } => from_query(&fuse_heads(layer_of(layer)?, heads, t, fusion)?),
         MapMode::Prompt { layer, prompt } => {
             if prompts == 0 {
                 return Err(Error::Input(
@@ -184,8 +193,7 @@ pub fn attention_map_in(
                 .iter()
                 .map(|a| fuse_heads(a, heads, t, fusion))
                 .collect::<Result<Vec<_>>>()?;
-            let r = rollout(&fused, t, discard);
-            r[cls * t + patches.start..cls * t + patches.end].to_vec()
+            from_query(&rollout(&fused, t, discard))
         }
         MapMode::GradRollout => {
             let grads = grads
@@ -206,7 +214,7 @@ pub fn attention_map_in(
                 let add = matmul(&cam, &r, t);
                 r.iter_mut().zip(add).for_each(|(x, y)| *x += y);
             }
-            r[cls * t + patches.start..cls * t + patches.end].to_vec()
+            from_query(&r)
         }
     };
     let max = row.iter().cloned().fold(0.0f64, f64::max);
@@ -214,4 +222,38 @@ pub fn attention_map_in(
         .iter()
         .map(|v| if max > 0.0 { (v / max) as f32 } else { 0.0 })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a class token, the CLS map is the mean of the pooled tokens' rows (prompts included).
+    #[test]
+    fn without_a_class_token_the_cls_map_reads_the_pooled_tokens_rows() {
+        let layout = TokenLayout {
+            prefix: 0,
+            registers: 1,
+            prompts: 1,
+            patches: 2,
+        };
+        let t = layout.total();
+        // One head; row r attends to patch columns 2 and 3 with weights (r+1, 2(r+1)), elsewhere 0.
+        let mut a = vec![0.0f32; t * t];
+        for r in 0..t {
+            a[r * t + 2] = (r + 1) as f32;
+            a[r * t + 3] = 2.0 * (r + 1) as f32;
+        }
+        let map = attention_map_in(
+            &[a],
+            None,
+            1,
+            layout,
+            MapMode::Cls { layer: 0 },
+            HeadFusion::Mean,
+        )
+        .expect("map");
+        // Rows 1..4 (after the register): means 3 and 6, normalised to 0.5 and 1.
+        assert_eq!(map, vec![0.5, 1.0]);
+    }
 }

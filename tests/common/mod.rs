@@ -77,7 +77,7 @@ pub fn cross_entropy(logits: &vitune::model::HostTensor, labels: &[usize]) -> f6
 }
 
 /// Every gradient fixture case (tools/make_grad_fixtures.py), one or more per method.
-pub const GRAD_CASES: [&str; 16] = [
+pub const GRAD_CASES: [&str; 20] = [
     "linear",
     "bitfit",
     "vpt-shallow",
@@ -94,6 +94,10 @@ pub const GRAD_CASES: [&str; 16] = [
     "reg-vpt-deep",
     "reg-lora",
     "gap-bitfit",
+    "nocls-vpt-deep",
+    "nocls-lora",
+    "distilled-vpt-deep",
+    "distilled-lora",
 ];
 
 /// A gradient fixture: its backbone, the tuning (random values, so every tensor matters), the input (`pixels`,
