@@ -419,6 +419,7 @@ fn vpt_deep_and_lora_train_on_every_family_layout() {
         ("timm_reg", "4 register tokens"),
         ("timm_nocls", "no class token"),
         ("timm_distilled", "distillation token"),
+        ("timm_siglip", "attention pooling"),
     ] {
         let backbone = common::fixture(case).join("model.safetensors");
         let (ok, out, err) = vitune(&["info", &s(&backbone)]);

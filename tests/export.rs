@@ -212,6 +212,7 @@ fn ssf_merges_into_timm_checkpoints_of_every_layout() {
         "hf_dinov2_reg",
         "timm_reg_avg",
         "timm_nocls",
+        "timm_siglip",
     ] {
         let src = common::fixture(case);
         let b =

@@ -412,3 +412,59 @@ fn cross_entropy_gradient_matches_finite_differences() {
     });
     check("cross-entropy", &logits, &[1.0], &an, mean_loss, 1e-2);
 }
+
+/// Attention pooling (one shared query over every image's kv): d kv and d q, both row kernels.
+#[test]
+fn pool_attention_backward_matches_finite_differences() {
+    let gpu = common::gpu();
+    for k in [RowKernel::Workgroup, RowKernel::Serial] {
+        gpu.set_row_kernel(k);
+        pool_attention_backward_case(&gpu);
+    }
+}
+
+fn pool_attention_backward_case(gpu: &Gpu) {
+    let mut rng = Rng::new(31);
+    let (n, t, heads, hd) = (2, 7, 2, 5);
+    let d = heads * hd;
+    let q = rng.normal_vec(d, 1.0);
+    let kv = rng.normal_vec(n * t * 2 * d, 1.0);
+    let w = rng.normal_vec(n * d, 1.0);
+    let fwd = |q: &[f32], kv: &[f32]| {
+        run(gpu, |rec| {
+            ops::attention::pool_attention(
+                rec,
+                &up(gpu, &[1, d], q),
+                &up(gpu, &[n, t, 2 * d], kv),
+                heads,
+            )
+            .expect("pool")
+            .context
+        })
+    };
+    let grads = |want_dq: bool| {
+        let mut rec = Recorder::new(gpu);
+        let (gq, gkv) = (up(gpu, &[1, d], &q), up(gpu, &[n, t, 2 * d], &kv));
+        let a = ops::attention::pool_attention(&mut rec, &gq, &gkv, heads).expect("pool");
+        let dctx = up(gpu, &[n, d], &w);
+        let (dkv, dq) = ops::attention::pool_attention_backward(
+            &mut rec, &gq, &gkv, &a.probs, &dctx, heads, want_dq,
+        )
+        .expect("backward");
+        let hkv = rec.read(&dkv);
+        let hq = dq.as_ref().map(|t| rec.read(t));
+        let (outs, _) = rec.finish().expect("runs");
+        (outs[hkv.0].clone(), hq.map(|h| outs[h.0].clone()))
+    };
+    let (dkv, dq) = grads(true);
+    let (dkv_alone, none) = grads(false);
+    assert!(none.is_none());
+    assert_eq!(dkv, dkv_alone, "d kv does not depend on asking for d q");
+    check("pool attention dkv", &kv, &w, &dkv, |kv| fwd(&q, kv), 1e-2);
+    // The shared query's gradient is the sum over images.
+    let dq = dq.expect("dq");
+    let dq_sum: Vec<f32> = (0..d)
+        .map(|j| (0..n).map(|i| dq[i * d + j]).sum())
+        .collect();
+    check("pool attention dq", &q, &w, &dq_sum, |q| fwd(q, &kv), 1e-2);
+}

@@ -213,6 +213,24 @@ fn lora_on_distilled_deit_matches_autograd() {
     check("distilled-lora");
 }
 
+/// SigLIP's attention pooling: the backward runs through the latent query's attention, proj and the MLP.
+#[test]
+fn vpt_deep_through_siglip_attention_pooling_matches_autograd() {
+    check("siglip-vpt-deep");
+}
+
+#[test]
+fn lora_through_siglip_attention_pooling_matches_autograd() {
+    check("siglip-lora");
+}
+
+/// BitFit trains the pooling's biases too; full fine-tuning every tensor of it, the latent query included.
+#[test]
+fn bitfit_and_full_fine_tuning_of_siglip_attention_pooling_match_autograd() {
+    check("siglip-bitfit");
+    check("siglip-full");
+}
+
 /// No qkv bias (so BitFit has none to train there) and the final norm before average pooling.
 #[test]
 fn bitfit_on_a_norm_then_average_pooled_backbone_without_qkv_bias_matches_autograd() {

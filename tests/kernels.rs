@@ -562,6 +562,54 @@ fn mean_pooling_and_gelu_match_reference() {
     assert_close(&outs[hg.0], &want_g, 1e-6, "gelu");
 }
 
+/// Attention pooling against f64: one shared query, softmax over each image's keys per head, then ·V.
+#[test]
+fn pool_attention_matches_reference() {
+    let gpu = common::gpu();
+    let mut rng = Rng::new(17);
+    let (n, t, heads, hd) = (3, 9, 3, 4);
+    let d = heads * hd;
+    let q = rng.normal_vec(d, 1.0);
+    let kv = rng.normal_vec(n * t * 2 * d, 1.0);
+    let mut rec = Recorder::new(&gpu);
+    let out = ops::attention::pool_attention(
+        &mut rec,
+        &up(&gpu, &[1, d], &q),
+        &up(&gpu, &[n, t, 2 * d], &kv),
+        heads,
+    )
+    .expect("pool");
+    let (hp, hc) = (rec.read(&out.probs), rec.read(&out.context));
+    let (outs, _) = rec.finish().expect("runs");
+    let (mut probs, mut ctx) = (Vec::new(), vec![0.0f64; n * d]);
+    for img in 0..n {
+        for h in 0..heads {
+            let s: Vec<f64> = (0..t)
+                .map(|j| {
+                    (0..hd)
+                        .map(|c| {
+                            q[h * hd + c] as f64 * kv[(img * t + j) * 2 * d + h * hd + c] as f64
+                        })
+                        .sum::<f64>()
+                        / (hd as f64).sqrt()
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
+            let p: Vec<f64> = s.iter().map(|v| (v - m).exp() / z).collect();
+            for (j, pj) in p.iter().enumerate() {
+                for c in 0..hd {
+                    ctx[img * d + h * hd + c] +=
+                        pj * kv[(img * t + j) * 2 * d + d + h * hd + c] as f64;
+                }
+            }
+            probs.extend(p);
+        }
+    }
+    assert_close(&outs[hp.0], &probs, 1e-5, "pool attention probabilities");
+    assert_close(&outs[hc.0], &ctx, 1e-5, "pool attention context");
+}
+
 /// Reference attention in f64: probabilities [N,H,T,T], context [N,T,D] and log-sum-exp of the scaled scores
 /// [N·H,T], from qkv [N,T,3D].
 fn attention_reference(

@@ -209,6 +209,15 @@ fn no_class_token_with_average_pooling_matches_timm() {
     assert!(c.family().contains("no class token"), "{}", c.family());
 }
 
+/// SigLIP (`global_pool='map'`, no class token): the final norm, then attention pooling by a latent query.
+#[test]
+fn siglip_attention_pooling_matches_timm() {
+    let b = check_case("timm_siglip", LoadOptions::default());
+    let c = &b.config;
+    assert_eq!((c.pooling, c.class_token), (Pooling::Map, false));
+    assert!(c.family().contains("attention pooling"), "{}", c.family());
+}
+
 /// Registers with average pooling and fc_norm: the mean skips CLS and the registers, as timm's does.
 #[test]
 fn registers_with_average_pooling_match_timm() {
@@ -237,7 +246,11 @@ fn unsupported_families_are_refused_by_name() {
     for (extra, says) in [
         ("blocks.0.attn.rope.freqs", "rotary position embeddings"),
         ("blocks.0.mlp.fc1_g.weight", "SwiGLU"),
-        ("attn_pool.latent", "attention pooling"),
+        ("attn_pool.q_norm.weight", "query-key normalisation"),
+        (
+            "vision_model.head.attention.in_proj_weight",
+            "Hugging Face SigLIP",
+        ),
     ] {
         let mut t = base.clone();
         t.insert(extra.into(), vitune::model::HostTensor::zeros(&[1, 1, 48]));

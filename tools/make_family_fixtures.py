@@ -22,6 +22,8 @@ depth 2, 3 heads, 5 classes), every parameter random:
   ``vit_*_siglip_gap_*`` and timm's ``*_gap_*`` models; ``pos_embed`` has one row per patch.
 * ``timm_reg_avg``: 4 registers (``no_embed_class=True``) with ``global_pool='avg'`` and ``fc_norm``: the average
   skips CLS and the registers.
+* ``timm_siglip``: SigLIP as timm builds ``vit_*_siglip_*``: no class token, ``global_pool='map'`` (the final
+  norm on every token, then ``attn_pool``: a latent query, q / kv / proj, a LayerNorm and an MLP on a residual).
 * ``timm_distilled``: DeiT distilled (``VisionTransformerDistilled``: ``dist_token`` after CLS with its own
   position row, ``head_dist``). Its logits are timm's average of the two heads; ``pooled`` is CLS and the
   distillation token after the final norm side by side [N, 2D] (vitune's one head over both is
@@ -40,7 +42,9 @@ Gradient cases (same files as tools/make_grad_fixtures.py): on ``timm_clip``, ``
 through the norm-then-average pooling); on ``timm_reg``, ``reg-vpt-deep`` and ``reg-lora`` (prompts after CLS and
 the registers); on ``timm_nocls``, ``nocls-vpt-deep`` and ``nocls-lora`` (prompts first; the average includes
 them, as timm's pooling after its prefix tokens does); on ``timm_distilled``, ``distilled-vpt-deep`` and
-``distilled-lora`` (prompts after CLS and the distillation token; the new head reads both, [C, 2D]). Autograd runs through timm's own modules: VPT's prompts are inserted
+``distilled-lora`` (prompts after CLS and the distillation token; the new head reads both, [C, 2D]); on
+``timm_siglip``, ``siglip-vpt-deep``, ``siglip-lora``, ``siglip-bitfit`` (the pooling's biases too) and
+``siglip-full`` (every tensor, the latent query included). Autograd runs through timm's own modules: VPT's prompts are inserted
 after CLS before ``norm_pre`` (so the pre-norm normalises them, as CLIP prompt methods such as MaPLe do) and deep
 prompts replace the prompt rows before blocks 1..; LoRA is W + (alpha/r)·B·A in qkv's q and v rows, through
 ``torch.func.functional_call``. The head is a new random one.
@@ -78,6 +82,7 @@ VARIANTS = {
     "timm_nocls": dict(class_token=False, global_pool="avg", fc_norm=False),
     "timm_reg_avg": dict(reg_tokens=4, no_embed_class=True, global_pool="avg"),
     "timm_distilled": dict(global_pool="token", distilled=True),
+    "timm_siglip": dict(class_token=False, global_pool="map"),
 }
 
 
@@ -363,6 +368,26 @@ def main():
                 tuned[f"blocks.{i}.attn.{s}_lora_B"] = randn(g, (DIM, rank), 0.2)
         grad_case(f"{short}-lora", "lora", backbone, model, tuned,
                   lambda m, P, x: lora_logits(m, P, x, alpha / rank), {"alpha": alpha})
+    siglip = models["timm_siglip"]
+    tuned = {"prompt_embeddings": randn(g, (1, p, DIM), 0.5),
+             "deep_prompt_embeddings": randn(g, (DEPTH - 1, p, DIM), 0.5), **head(g)}
+    grad_case("siglip-vpt-deep", "vpt-deep", "timm_siglip", siglip, tuned,
+              lambda m, P, x: vpt_deep_logits(m, P, x, p), {})
+    tuned = head(g)
+    for i in range(DEPTH):
+        for s in "qv":
+            tuned[f"blocks.{i}.attn.{s}_lora_A"] = randn(g, (rank, DIM), 0.2)
+            tuned[f"blocks.{i}.attn.{s}_lora_B"] = randn(g, (DIM, rank), 0.2)
+    grad_case("siglip-lora", "lora", "timm_siglip", siglip, tuned,
+              lambda m, P, x: lora_logits(m, P, x, alpha / rank), {"alpha": alpha})
+    plain = lambda m, P, x: torch.func.functional_call(m, P, (x,))
+    tuned = {k: v.detach().clone() for k, v in siglip.state_dict().items()
+             if k.endswith(".bias") and not k.startswith("head.")}
+    tuned.update(head(g))
+    grad_case("siglip-bitfit", "bitfit", "timm_siglip", siglip, tuned, plain, {})
+    tuned = {k: v.detach().clone() for k, v in siglip.state_dict().items() if not k.startswith("head.")}
+    tuned.update(head(g))
+    grad_case("siglip-full", "full", "timm_siglip", siglip, tuned, plain, {})
 
 
 def mf_keys():

@@ -83,7 +83,11 @@ fn config_json(
         "num_heads": c.heads,
         "mlp_ratio": c.mlp_hidden as f64 / c.dim as f64,
         "num_classes": tuned.tuning.num_classes,
-        "global_pool": match c.pooling { Pooling::Token => "token", Pooling::Avg | Pooling::NormAvg => "avg" },
+        "global_pool": match c.pooling {
+            Pooling::Token => "token",
+            Pooling::Avg | Pooling::NormAvg => "avg",
+            Pooling::Map => "map",
+        },
     });
     if c.pooling == Pooling::NormAvg {
         model_args["fc_norm"] = json!(false);

@@ -146,6 +146,15 @@ impl VitExport<'_> {
                     None,
                 )
             }
+            Pooling::Map => {
+                let y = self.layer_norm(&mut g, &x, "norm")?;
+                let y = if start > 0 {
+                    g.tokens(&y, start, None)
+                } else {
+                    y
+                };
+                self.attn_pool(&mut g, &y)?
+            }
         };
         let pooled = g.node("Identity", &[&pooled], vec![], Some("pooled"));
         let logits = self.linear(&mut g, &pooled, "head")?;
@@ -188,10 +197,7 @@ impl VitExport<'_> {
         let xm = self.branch(g, l, Branch::Attention, (&n1, &x), xm)?;
         let n2 = self.layer_norm(g, &xm, &format!("{b}.norm2"))?;
         let h = self.linear(g, &n2, &format!("{b}.mlp.fc1"))?;
-        let h = match c.mlp_act {
-            MlpAct::Gelu => g.gelu(&h),
-            MlpAct::QuickGelu => g.quick_gelu(&h),
-        };
+        let h = self.mlp_act(g, &h);
         let mut m = self.linear(g, &h, &format!("{b}.mlp.fc2"))?;
         if c.layer_scale {
             let ls = g.constant("ls2.gamma", self.w(&format!("{b}.ls2.gamma"))?);
@@ -199,6 +205,49 @@ impl VitExport<'_> {
         }
         let xo = g.op("Add", &[&xm, &m]);
         self.branch(g, l, Branch::Mlp, (&n2, &xm), xo)
+    }
+
+    /// SigLIP's attention pooling: tokens [N,T,D] after the final norm → pooled [N,D].
+    fn attn_pool(&self, g: &mut OnnxGraph, y: &str) -> Result<String> {
+        let c = self.config;
+        g.scope("attn_pool");
+        let (heads, dh) = (c.heads as i64, (c.dim / c.heads) as i64);
+        let latent = g.constant("latent", self.w("attn_pool.latent")?);
+        let q = self.linear(g, &latent, "attn_pool.q")?;
+        let q = g.reshape(&q, &[1, 1, heads, dh]);
+        let q = g.transpose(&q, &[0, 2, 1, 3]);
+        let kv = self.linear(g, y, "attn_pool.kv")?;
+        let kv = g.reshape(&kv, &[0, 0, 2, heads, dh]);
+        let kv = g.transpose(&kv, &[2, 0, 3, 1, 4]);
+        let part = |g: &mut OnnxGraph, i: i64| {
+            let idx = g.int64s(&[i], true);
+            g.node("Gather", &[&kv, &idx], vec![int("axis", 0)], None)
+        };
+        let k = part(g, 0);
+        let v = part(g, 1);
+        let kt = g.transpose(&k, &[0, 1, 3, 2]);
+        // [1,H,1,dh] · [N,H,dh,T] → [N,H,1,T]
+        let scores = g.op("MatMul", &[&q, &kt]);
+        let scores = g.scale(&scores, 1.0 / (dh as f32).sqrt());
+        let probs = g.node("Softmax", &[&scores], vec![int("axis", -1)], None);
+        let ctx = g.op("MatMul", &[&probs, &v]);
+        let ctx = g.transpose(&ctx, &[0, 2, 1, 3]);
+        let ctx = g.reshape(&ctx, &[0, c.dim as i64]);
+        let p = self.linear(g, &ctx, "attn_pool.proj")?;
+        let z = self.layer_norm(g, &p, "attn_pool.norm")?;
+        let h = self.linear(g, &z, "attn_pool.mlp.fc1")?;
+        let h = self.mlp_act(g, &h);
+        let m = self.linear(g, &h, "attn_pool.mlp.fc2")?;
+        let pooled = g.op("Add", &[&p, &m]);
+        g.scope("");
+        Ok(pooled)
+    }
+
+    fn mlp_act(&self, g: &mut OnnxGraph, h: &str) -> String {
+        match self.config.mlp_act {
+            MlpAct::Gelu => g.gelu(h),
+            MlpAct::QuickGelu => g.quick_gelu(h),
+        }
     }
 
     /// `out` with the method's branch added; (normed, residual) are the two inputs a branch may read.

@@ -13,6 +13,10 @@ pub enum Pooling {
     /// The final `norm` on every token, then the mean over every token after the prefix tokens and registers (timm
     /// `global_pool='avg'` with `fc_norm=False`).
     NormAvg,
+    /// The final `norm` on every token, then SigLIP's attention pooling `attn_pool` (timm `global_pool='map'`): a
+    /// learned latent query attends over the tokens after the prefix tokens and registers, then `proj` and a
+    /// residual MLP behind its own LayerNorm.
+    Map,
 }
 
 /// The MLP's activation.
@@ -76,7 +80,7 @@ impl ViTConfig {
     pub fn final_norm(&self) -> &'static str {
         match self.pooling {
             Pooling::Avg => "fc_norm",
-            Pooling::Token | Pooling::NormAvg => "norm",
+            Pooling::Token | Pooling::NormAvg | Pooling::Map => "norm",
         }
     }
 
@@ -107,6 +111,7 @@ impl ViTConfig {
                 Pooling::Token => "CLS-token pooling",
                 Pooling::Avg => "average pooling + fc_norm",
                 Pooling::NormAvg => "norm + average pooling",
+                Pooling::Map => "norm + attention pooling (SigLIP's attn_pool)",
             }
             .into(),
         );

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+mod attn_pool;
+
 use super::hooks::{Affine, Branch, BranchInput, Grads, Hooks, Saved, Site, TokenLayout};
 use super::saved::WeightInputs;
 use super::{GpuViT, HostTensor, MlpAct, Pooling, ViTConfig};
@@ -156,6 +158,8 @@ pub(crate) struct Forward {
     pre: Option<(GpuTensor, GpuTensor)>,
     x_final: GpuTensor,
     pool_in: Option<GpuTensor>,
+    /// Attention pooling's saved activations.
+    attn_pool: Option<attn_pool::PoolActs>,
     final_stats: GpuTensor,
     /// The final norm's weight as the forward used it.
     final_w: GpuTensor,
@@ -506,6 +510,7 @@ impl<'a> Graph<'a> {
         let (final_w, fb) = self.norm_params(rec, Site::FinalNorm)?;
         let (fw, fb) = (&final_w, &fb);
         let start = self.layout().pool_start();
+        let mut pool_acts = None;
         let (pooled, final_stats, pool_in) = match c.pooling {
             Pooling::Token if c.distilled => {
                 // CLS and the distillation token normed as rows [n·2, D]: read as [n, 2D], side by side.
@@ -527,6 +532,20 @@ impl<'a> Graph<'a> {
                 let o = layernorm(rec, &x, fw, fb, c.eps)?;
                 (mean_tokens(rec, &o.y, start)?, o.stats, None)
             }
+            Pooling::Map => {
+                // timm pools the tokens after the prefix tokens (none in SigLIP) and the registers.
+                let o = layernorm(rec, &x, fw, fb, c.eps)?;
+                let y = if start > 0 {
+                    let mut y = gather_tokens(rec, &o.y, start, t - start)?;
+                    y.shape = vec![n, t - start, c.dim];
+                    y
+                } else {
+                    o.y
+                };
+                let (pooled, acts) = self.attn_pool_forward(rec, y)?;
+                pool_acts = Some(acts);
+                (pooled, o.stats, None)
+            }
         };
         let logits = match self.head() {
             Some((hw, hb)) => Some(linear(rec, &pooled, hw, Some(hb), Act::None, None)?),
@@ -539,6 +558,7 @@ impl<'a> Graph<'a> {
             pre,
             x_final: x,
             pool_in,
+            attn_pool: pool_acts,
             final_stats,
             final_w,
             pooled,
@@ -698,6 +718,33 @@ impl<'a> Graph<'a> {
                 )?;
                 mean_tokens_backward(rec, &dm, t, start)?
             }
+            (_, Pooling::Map) => {
+                let acts = f
+                    .attn_pool
+                    .as_ref()
+                    .ok_or_else(|| Error::Internal("attention pooling kept nothing".into()))?;
+                let dy = self.attn_pool_backward(rec, acts, &dpooled, grads)?;
+                let dnormed = if start > 0 {
+                    let d = zeros(rec, &f.x_final.shape)?;
+                    scatter_tokens(rec, &d, start, t - start, &dy);
+                    d
+                } else {
+                    dy
+                };
+                let (x, stats) = (&f.x_final, &f.final_stats);
+                let dx = rec.gpu().empty(&x.shape)?;
+                layernorm_backward(rec, x, Rows::all(x), stats, fw, &dnormed, None, &dx);
+                self.ln_param_grads(
+                    rec,
+                    Site::FinalNorm,
+                    x,
+                    Rows::all(x),
+                    stats,
+                    &dnormed,
+                    grads,
+                )?;
+                dx
+            }
             (_, Pooling::NormAvg) => {
                 let dnormed = mean_tokens_backward(rec, &dpooled, t, start)?;
                 let (x, stats) = (&f.x_final, &f.final_stats);
@@ -807,7 +854,10 @@ impl<'a> Graph<'a> {
             .filter_map(|k| {
                 if k.starts_with("head.") {
                     None
-                } else if k.starts_with("norm.") || k.starts_with("fc_norm.") {
+                } else if k.starts_with("norm.")
+                    || k.starts_with("fc_norm.")
+                    || k.starts_with("attn_pool.")
+                {
                     Some(depth)
                 } else if let Some(rest) = k.strip_prefix("blocks.") {
                     rest.split('.')

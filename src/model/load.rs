@@ -49,14 +49,25 @@ pub enum ModelError {
 }
 
 /// Tensor names that mark a variant vitune cannot run, and what to call it.
-const UNSUPPORTED: [(&str, &str); 4] = [
+const UNSUPPORTED: [(&str, &str); 6] = [
     ("rope", "rotary position embeddings (EVA-02 style)"),
     (
         "mlp.fc1_g",
         "SwiGLU MLPs and rotary position embeddings (EVA-02 style)",
     ),
     ("mlp.weights_in", "SwiGLU MLPs (DINOv2 giant)"),
-    ("attn_pool.", "attention pooling (SigLIP's `attn_pool`)"),
+    (
+        "attn_pool.q_norm",
+        "query-key normalisation in its attention pooling",
+    ),
+    (
+        "attn_pool.pos_embed",
+        "a position embedding in its attention pooling",
+    ),
+    (
+        "head.attention.in_proj",
+        "Hugging Face SigLIP's attention-pooling head (timm's SigLIP checkpoints load)",
+    ),
 ];
 
 /// The linear biases a ViT may be built without (timm `qkv_bias=False`, CLIP's patch embedding): they load as
@@ -669,7 +680,9 @@ fn infer_config(
                 .or_else(|| model_args?.get("global_pool"))
         })
         .and_then(Value::as_str);
-    let pooling = if tensors.contains_key("fc_norm.weight") {
+    let pooling = if tensors.contains_key("attn_pool.latent") {
+        Pooling::Map
+    } else if tensors.contains_key("fc_norm.weight") {
         Pooling::Avg
     } else if global_pool == Some("avg") || !class_token {
         // timm's average pooling without fc_norm applies the final norm first.
@@ -864,6 +877,30 @@ fn validate(b: &Backbone) -> Result<(), ModelError> {
     expect.push((format!("{norm}.bias"), vec![d]));
     if c.registers > 0 {
         expect.push(("reg_token".into(), vec![1, c.registers, d]));
+    }
+    if c.pooling == Pooling::Map {
+        let hidden = b
+            .get("attn_pool.mlp.fc1.weight")?
+            .shape
+            .first()
+            .copied()
+            .unwrap_or(0);
+        let p = |s: &str| format!("attn_pool.{s}");
+        expect.extend([
+            (p("latent"), vec![1, 1, d]),
+            (p("q.weight"), vec![d, d]),
+            (p("q.bias"), vec![d]),
+            (p("kv.weight"), vec![2 * d, d]),
+            (p("kv.bias"), vec![2 * d]),
+            (p("proj.weight"), vec![d, d]),
+            (p("proj.bias"), vec![d]),
+            (p("norm.weight"), vec![d]),
+            (p("norm.bias"), vec![d]),
+            (p("mlp.fc1.weight"), vec![hidden, d]),
+            (p("mlp.fc1.bias"), vec![hidden]),
+            (p("mlp.fc2.weight"), vec![d, hidden]),
+            (p("mlp.fc2.bias"), vec![d]),
+        ]);
     }
     if c.pre_norm {
         expect.push(("norm_pre.weight".into(), vec![d]));

@@ -125,11 +125,6 @@ pub fn attention_backward(
         b2: hd,
     };
     let dqkv = rec.gpu().empty(&qkv.shape)?;
-    fn batched(mut mm: Matmul<'_>, n: usize, heads: usize) -> Matmul<'_> {
-        mm.batch1 = n;
-        mm.batch2 = heads;
-        mm
-    }
     // dV = Pᵀ · dctx
     batched(
         Matmul::new(
@@ -140,6 +135,7 @@ pub fn attention_backward(
         ),
         n,
         heads,
+        1.0,
     )
     .record(rec);
     // dP = dctx · Vᵀ
@@ -161,6 +157,7 @@ pub fn attention_backward(
         ),
         n,
         heads,
+        1.0,
     )
     .record(rec);
     if let Some(out) = capture {
@@ -170,7 +167,7 @@ pub fn attention_backward(
     }
     softmax_backward_inplace(rec, probs, &dp);
     // dQ = scale · dS · K
-    let mut dq = batched(
+    let dq = batched(
         Matmul::new(
             (t, hd, t),
             (&dp, probs_layout),
@@ -179,11 +176,11 @@ pub fn attention_backward(
         ),
         n,
         heads,
+        scale,
     );
-    dq.alpha = scale;
     dq.record(rec);
     // dK = scale · dSᵀ · Q
-    let mut dk = batched(
+    let dk = batched(
         Matmul::new(
             (t, hd, t),
             (&dp, probs_t),
@@ -192,8 +189,8 @@ pub fn attention_backward(
         ),
         n,
         heads,
+        scale,
     );
-    dk.alpha = scale;
     dk.record(rec);
     Ok(dqkv)
 }
@@ -317,4 +314,185 @@ pub fn flash_attention_backward(
         bytes,
     });
     Ok(dqkv)
+}
+
+/// Attention pooling (SigLIP's `attn_pool`, timm `AttentionPoolLatent` with one latent): one query q [1, D],
+/// shared by the batch, attends over the tokens' kv [N, T, 2D] (k then v; head h owns columns h·hd..(h+1)·hd).
+pub struct PoolAttentionOut {
+    /// Post-softmax probabilities [N, H, 1, T].
+    pub probs: GpuTensor,
+    /// Heads concatenated [N, D].
+    pub context: GpuTensor,
+}
+
+/// Layout of k or v (`which` = 0, 1) of head b2 in image b1 inside kv [N,T,2D].
+fn kv_layout(which: usize, t: usize, d: usize, hd: usize) -> Layout {
+    Layout {
+        off: which * d,
+        rs: 2 * d,
+        cs: 1,
+        b1: t * 2 * d,
+        b2: hd,
+    }
+}
+
+/// Layouts of a pooling attention with heads of `hd` over `t` tokens of width `d`: the probabilities
+/// [N,H,1,T], the query [1,D] (one for every image) and a per-image row [N,D] (context, d context, d q).
+fn pool_layouts(t: usize, d: usize, hd: usize, heads: usize) -> (Layout, Layout, Layout) {
+    let probs = Layout {
+        off: 0,
+        rs: t,
+        cs: 1,
+        b1: heads * t,
+        b2: t,
+    };
+    let query = Layout {
+        off: 0,
+        rs: d,
+        cs: 1,
+        b1: 0,
+        b2: hd,
+    };
+    let row = Layout {
+        off: 0,
+        rs: d,
+        cs: 1,
+        b1: d,
+        b2: hd,
+    };
+    (probs, query, row)
+}
+
+fn batched(mut mm: Matmul<'_>, n: usize, heads: usize, alpha: f32) -> Matmul<'_> {
+    mm.batch1 = n;
+    mm.batch2 = heads;
+    mm.alpha = alpha;
+    mm
+}
+
+/// softmax(scale·q·Kᵀ)·V for every image and head: context [N, D] and the probabilities.
+pub fn pool_attention(
+    rec: &mut Recorder,
+    q: &GpuTensor,
+    kv: &GpuTensor,
+    heads: usize,
+) -> Result<PoolAttentionOut, GpuError> {
+    let (n, t, d2) = (kv.shape[0], kv.shape[1], kv.shape[2]);
+    let d = d2 / 2;
+    let hd = d / heads;
+    assert_eq!(q.numel(), d, "pool attention: one query of width {d}");
+    let (pl, ql, rl) = pool_layouts(t, d, hd, heads);
+    let probs = rec.gpu().empty(&[n, heads, 1, t])?;
+    let k = kv_layout(0, t, d, hd);
+    let kt = Layout {
+        rs: k.cs,
+        cs: k.rs,
+        ..k
+    };
+    let scale = (hd as f32).powf(-0.5);
+    batched(
+        Matmul::new((1, t, hd), (q, ql), (kv, kt), (&probs, pl)),
+        n,
+        heads,
+        scale,
+    )
+    .record(rec);
+    softmax_inplace(rec, &probs);
+    let context = rec.gpu().empty(&[n, d])?;
+    batched(
+        Matmul::new(
+            (1, hd, t),
+            (&probs, pl),
+            (kv, kv_layout(1, t, d, hd)),
+            (&context, rl),
+        ),
+        n,
+        heads,
+        1.0,
+    )
+    .record(rec);
+    Ok(PoolAttentionOut { probs, context })
+}
+
+/// Backward of `pool_attention`: d kv [N,T,2D] from d context [N,D], and with `want_dq` d q per image [N,D]
+/// (the shared query's gradient is their sum).
+pub fn pool_attention_backward(
+    rec: &mut Recorder,
+    q: &GpuTensor,
+    kv: &GpuTensor,
+    probs: &GpuTensor,
+    dctx: &GpuTensor,
+    heads: usize,
+    want_dq: bool,
+) -> Result<(GpuTensor, Option<GpuTensor>), GpuError> {
+    let (n, t, d2) = (kv.shape[0], kv.shape[1], kv.shape[2]);
+    let d = d2 / 2;
+    let hd = d / heads;
+    let scale = (hd as f32).powf(-0.5);
+    let (pl, ql, rl) = pool_layouts(t, d, hd, heads);
+    // Pᵀ as a [T, 1] matrix.
+    let pt = Layout { rs: 1, cs: t, ..pl };
+    let dkv = rec.gpu().empty(&kv.shape)?;
+    // dV = Pᵀ · dctx
+    batched(
+        Matmul::new(
+            (t, hd, 1),
+            (probs, pt),
+            (dctx, rl),
+            (&dkv, kv_layout(1, t, d, hd)),
+        ),
+        n,
+        heads,
+        1.0,
+    )
+    .record(rec);
+    // dP = dctx · Vᵀ, then dS in place.
+    let dp = rec.gpu().empty(&probs.shape)?;
+    let v = kv_layout(1, t, d, hd);
+    let vt = Layout {
+        rs: v.cs,
+        cs: v.rs,
+        ..v
+    };
+    batched(
+        Matmul::new((1, t, hd), (dctx, rl), (kv, vt), (&dp, pl)),
+        n,
+        heads,
+        1.0,
+    )
+    .record(rec);
+    softmax_backward_inplace(rec, probs, &dp);
+    // dK = scale · dSᵀ · q
+    batched(
+        Matmul::new(
+            (t, hd, 1),
+            (&dp, pt),
+            (q, ql),
+            (&dkv, kv_layout(0, t, d, hd)),
+        ),
+        n,
+        heads,
+        scale,
+    )
+    .record(rec);
+    // dq = scale · dS · K
+    let dq = if want_dq {
+        let dq = rec.gpu().empty(&[n, d])?;
+        batched(
+            Matmul::new(
+                (1, hd, t),
+                (&dp, pl),
+                (kv, kv_layout(0, t, d, hd)),
+                (&dq, rl),
+            ),
+            n,
+            heads,
+            scale,
+        )
+        .record(rec);
+        Some(dq)
+    } else {
+        None
+    };
+    Ok((dkv, dq))
 }

@@ -26,6 +26,11 @@ pub fn names(b: &Backbone) -> Vec<String> {
         v.push("norm_pre.bias".into());
     }
     v.push(format!("{}.bias", b.config.final_norm()));
+    if b.config.pooling == crate::model::Pooling::Map {
+        for m in ["q", "kv", "proj", "norm", "mlp.fc1", "mlp.fc2"] {
+            v.push(format!("attn_pool.{m}.bias"));
+        }
+    }
     // Absent biases are zeros the checkpoint does not have: nothing to tune.
     v.retain(|n| !b.config.absent_biases.contains(n));
     v

@@ -77,7 +77,7 @@ pub fn cross_entropy(logits: &vitune::model::HostTensor, labels: &[usize]) -> f6
 }
 
 /// Every gradient fixture case (tools/make_grad_fixtures.py), one or more per method.
-pub const GRAD_CASES: [&str; 20] = [
+pub const GRAD_CASES: [&str; 24] = [
     "linear",
     "bitfit",
     "vpt-shallow",
@@ -98,6 +98,10 @@ pub const GRAD_CASES: [&str; 20] = [
     "nocls-lora",
     "distilled-vpt-deep",
     "distilled-lora",
+    "siglip-vpt-deep",
+    "siglip-lora",
+    "siglip-bitfit",
+    "siglip-full",
 ];
 
 /// A gradient fixture: its backbone, the tuning (random values, so every tensor matters), the input (`pixels`,
