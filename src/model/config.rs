@@ -188,9 +188,32 @@ pub fn heads_from_arch(arch: &str) -> Option<usize> {
         ("large", 16),
         ("huge", 16),
         ("giant", 16),
+        ("so400m", 16),
     ];
     table
         .iter()
         .find(|(name, _)| a.split(['_', '.', '-']).any(|part| part == *name))
         .map(|(_, h)| *h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_counts_come_from_the_names_people_download() {
+        assert_eq!(
+            heads_from_arch("vit_base_patch16_siglip_224.webli"),
+            Some(12)
+        );
+        assert_eq!(
+            heads_from_arch("vit_so400m_patch14_siglip_224.webli"),
+            Some(16)
+        );
+        assert_eq!(
+            heads_from_arch("vit_small_patch14_reg4_dinov2.lvd142m"),
+            Some(6)
+        );
+        assert_eq!(heads_from_arch("vit_fixture_x"), None);
+    }
 }

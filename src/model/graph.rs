@@ -171,6 +171,13 @@ pub(crate) struct Forward {
     pub tokens: Vec<GpuTensor>,
 }
 
+impl Forward {
+    /// With attention pooling, its query's attention [n, H, 1, T'] over the pooled tokens.
+    pub(crate) fn pool_attention(&self) -> Option<&GpuTensor> {
+        self.attn_pool.as_ref().map(|a| a.probs())
+    }
+}
+
 /// The backbone with an optional tuning: resolves tensors by name (tuned first) and records passes.
 pub struct Graph<'a> {
     vit: &'a GpuViT,

@@ -21,6 +21,8 @@ pub struct ImageAttention {
     pub grid: (usize, usize),
     pub logits: Vec<f32>,
     pub class: Option<usize>,
+    /// Attention pooling's query attention over the pooled tokens, heads averaged (SigLIP).
+    pub pool_weights: Option<Vec<f32>>,
 }
 
 impl ImageAttention {
@@ -30,6 +32,7 @@ impl ImageAttention {
             self.grads.as_deref(),
             self.heads,
             self.layout,
+            self.pool_weights.as_deref(),
             mode,
             fusion,
         )
@@ -53,9 +56,18 @@ pub fn image_attention(
     let f = graph.forward(&mut rec, &px, None, true, false)?;
     let ha: Vec<_> = f.attn.iter().map(|a| rec.read(a)).collect();
     let hl = f.logits.as_ref().map(|l| rec.read(l));
+    let hp = f.pool_attention().map(|p| rec.read(p));
     let t = f.attn.first().map(|a| a.shape[2]).unwrap_or(0);
     drop(f);
     let (mut outs, _) = rec.finish()?;
+    // [1, H, 1, T'] → the heads' mean [T'].
+    let pool_weights = hp.map(|h| {
+        let p = &outs[h.0];
+        let pooled = p.len() / c.heads;
+        (0..pooled)
+            .map(|j| (0..c.heads).map(|k| p[k * pooled + j]).sum::<f32>() / c.heads as f32)
+            .collect()
+    });
     let attn: Vec<Vec<f32>> = ha.iter().map(|h| std::mem::take(&mut outs[h.0])).collect();
     let logits = hl
         .map(|h| std::mem::take(&mut outs[h.0]))
@@ -105,6 +117,7 @@ pub fn image_attention(
         grid: vit.grid(),
         logits,
         class,
+        pool_weights,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Attention maps over the patch grid from post-softmax attention [heads, T, T] per layer (one image), tokens
 //! ordered [prefix tokens, registers, prompts, patches]. Where a model has no class token, the "CLS" maps read the
-//! mean of the pooled tokens' rows: its pooled feature is their mean.
+//! mean of the pooled tokens' rows (their pooled feature is their mean), weighted by the pooling query's attention
+//! for attention-pooled models (SigLIP).
 
 use serde::{Deserialize, Serialize};
 
@@ -132,29 +133,39 @@ pub fn attention_map(
         prompts,
         patches: t.saturating_sub(1 + prompts),
     };
-    attention_map_in(attn, grads, heads, layout, mode, fusion)
+    attention_map_in(attn, grads, heads, layout, None, mode, fusion)
 }
 
-/// `attention_map` for a sequence laid out as `layout` (registers included).
+/// `attention_map` for a sequence laid out as `layout` (registers included). `pool_weights`, for a model that
+/// pools by attention, weigh the pooled tokens' rows (the pooling query's attention, one weight per token from
+/// `layout.pool_start()`); without them the "CLS" maps read CLS, or the mean of the pooled tokens' rows.
 pub fn attention_map_in(
     attn: &[Vec<f32>],
     grads: Option<&[Vec<f32>]>,
     heads: usize,
     layout: TokenLayout,
+    pool_weights: Option<&[f32]>,
     mode: MapMode,
     fusion: HeadFusion,
 ) -> Result<Vec<f32>> {
     let (t, prompts) = (layout.total(), layout.prompts);
     let patches = layout.patch_rows();
-    // The rows the pooled feature reads: CLS, else every pooled token (average pooling).
-    let query: Vec<usize> = match layout.cls() {
-        Some(c) => vec![c],
-        None => (layout.pool_start()..t).collect(),
+    // The rows the pooled feature reads, with their weights: the pooling query's attention over the pooled
+    // tokens, else CLS, else every pooled token alike (average pooling).
+    let start = layout.pool_start();
+    let query: Vec<(usize, f64)> = match (pool_weights, layout.cls()) {
+        (Some(w), _) if w.len() == t - start => w
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (start + i, v as f64))
+            .collect(),
+        (_, Some(c)) => vec![(c, 1.0)],
+        _ => (start..t).map(|r| (r, 1.0 / (t - start) as f64)).collect(),
     };
     let from_query = |a: &[f64]| -> Vec<f64> {
         patches
             .clone()
-            .map(|j| query.iter().map(|&r| a[r * t + j]).sum::<f64>() / query.len() as f64)
+            .map(|j| query.iter().map(|&(r, w)| w * a[r * t + j]).sum::<f64>())
             .collect()
     };
     let layer_of = |l: usize| {
@@ -228,7 +239,8 @@ pub fn attention_map_in(
 mod tests {
     use super::*;
 
-    /// Without a class token, the CLS map is the mean of the pooled tokens' rows (prompts included).
+    /// Without a class token, the CLS map is the mean of the pooled tokens' rows (prompts included); attention
+    /// pooling weighs them by its query's attention.
     #[test]
     fn without_a_class_token_the_cls_map_reads_the_pooled_tokens_rows() {
         let layout = TokenLayout {
@@ -244,16 +256,16 @@ mod tests {
             a[r * t + 2] = (r + 1) as f32;
             a[r * t + 3] = 2.0 * (r + 1) as f32;
         }
-        let map = attention_map_in(
-            &[a],
-            None,
-            1,
-            layout,
-            MapMode::Cls { layer: 0 },
-            HeadFusion::Mean,
-        )
-        .expect("map");
+        let cls = MapMode::Cls { layer: 0 };
+        let map = |a: &[f32], w: Option<&[f32]>| {
+            attention_map_in(&[a.to_vec()], None, 1, layout, w, cls, HeadFusion::Mean).expect("map")
+        };
         // Rows 1..4 (after the register): means 3 and 6, normalised to 0.5 and 1.
-        assert_eq!(map, vec![0.5, 1.0]);
+        assert_eq!(map(&a, None), vec![0.5, 1.0]);
+        // Row 1 (the prompt) now looks at patch 0 most: the mean changes little, a query on it alone fully.
+        a[t + 2] = 10.0;
+        assert_eq!(map(&a, Some(&[1.0, 0.0, 0.0])), vec![1.0, 0.4]);
+        let mean = map(&a, None);
+        assert!(mean[0] < 1.0 && mean[1] == 1.0, "{mean:?}");
     }
 }

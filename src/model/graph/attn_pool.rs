@@ -32,6 +32,13 @@ pub(crate) struct PoolActs {
     h: GpuTensor,
 }
 
+impl PoolActs {
+    /// The latent query's attention [n, H, 1, T'] over the pooled tokens.
+    pub(super) fn probs(&self) -> &GpuTensor {
+        &self.probs
+    }
+}
+
 const PREFIX: &str = "attn_pool";
 
 impl<'a> Graph<'a> {
