@@ -335,27 +335,9 @@ def main():
         print(f"  {case}: {len(sd)} tensors; no {sorted(set(mf_keys()) - set(sd))}")
     g = torch.Generator().manual_seed(7)
     p, rank, alpha = 3, 2, 4.0
-    for short, backbone in [("clip", "timm_clip"), ("reg", "timm_reg")]:
-        model = models[backbone]
-        tuned = {"prompt_embeddings": randn(g, (1, p, DIM), 0.5),
-                 "deep_prompt_embeddings": randn(g, (DEPTH - 1, p, DIM), 0.5), **head(g)}
-        grad_case(f"{short}-vpt-deep", "vpt-deep", backbone, model, tuned,
-                  lambda m, P, x: vpt_deep_logits(m, P, x, p), {})
-        tuned = head(g)
-        for i in range(DEPTH):
-            for s in "qv":
-                tuned[f"blocks.{i}.attn.{s}_lora_A"] = randn(g, (rank, DIM), 0.2)
-                tuned[f"blocks.{i}.attn.{s}_lora_B"] = randn(g, (DIM, rank), 0.2)
-        grad_case(f"{short}-lora", "lora", backbone, model, tuned,
-                  lambda m, P, x: lora_logits(m, P, x, alpha / rank), {"alpha": alpha})
-    gap = models["timm_gap"]
-    tuned = {k: v.detach().clone() for k, v in gap.state_dict().items()
-             if k.endswith(".bias") and not k.startswith("head.")}
-    tuned.update(head(g))
-    grad_case("gap-bitfit", "bitfit", "timm_gap", gap, tuned,
-              lambda m, P, x: torch.func.functional_call(m, P, (x,)), {})
-    # Appended after the cases above, so that their random draws (and files) stay as they were.
-    for short, backbone, width in [("nocls", "timm_nocls", DIM), ("distilled", "timm_distilled", 2 * DIM)]:
+
+    def vpt_and_lora(short, backbone, width=DIM):
+        """``{short}-vpt-deep`` and ``{short}-lora`` on ``backbone``, a new head of ``width`` inputs."""
         model = models[backbone]
         tuned = {"prompt_embeddings": randn(g, (1, p, DIM), 0.5),
                  "deep_prompt_embeddings": randn(g, (DEPTH - 1, p, DIM), 0.5), **head(g, width)}
@@ -368,26 +350,28 @@ def main():
                 tuned[f"blocks.{i}.attn.{s}_lora_B"] = randn(g, (DIM, rank), 0.2)
         grad_case(f"{short}-lora", "lora", backbone, model, tuned,
                   lambda m, P, x: lora_logits(m, P, x, alpha / rank), {"alpha": alpha})
-    siglip = models["timm_siglip"]
-    tuned = {"prompt_embeddings": randn(g, (1, p, DIM), 0.5),
-             "deep_prompt_embeddings": randn(g, (DEPTH - 1, p, DIM), 0.5), **head(g)}
-    grad_case("siglip-vpt-deep", "vpt-deep", "timm_siglip", siglip, tuned,
-              lambda m, P, x: vpt_deep_logits(m, P, x, p), {})
-    tuned = head(g)
-    for i in range(DEPTH):
-        for s in "qv":
-            tuned[f"blocks.{i}.attn.{s}_lora_A"] = randn(g, (rank, DIM), 0.2)
-            tuned[f"blocks.{i}.attn.{s}_lora_B"] = randn(g, (DIM, rank), 0.2)
-    grad_case("siglip-lora", "lora", "timm_siglip", siglip, tuned,
-              lambda m, P, x: lora_logits(m, P, x, alpha / rank), {"alpha": alpha})
+
+    vpt_and_lora("clip", "timm_clip")
+    vpt_and_lora("reg", "timm_reg")
     plain = lambda m, P, x: torch.func.functional_call(m, P, (x,))
-    tuned = {k: v.detach().clone() for k, v in siglip.state_dict().items()
-             if k.endswith(".bias") and not k.startswith("head.")}
-    tuned.update(head(g))
-    grad_case("siglip-bitfit", "bitfit", "timm_siglip", siglip, tuned, plain, {})
-    tuned = {k: v.detach().clone() for k, v in siglip.state_dict().items() if not k.startswith("head.")}
-    tuned.update(head(g))
-    grad_case("siglip-full", "full", "timm_siglip", siglip, tuned, plain, {})
+
+    def backbone_tensors(model, keep):
+        return {k: v.detach().clone() for k, v in model.state_dict().items() if keep(k) and not k.startswith("head.")}
+
+    def is_bias(k):
+        return k.endswith(".bias")
+
+    gap = models["timm_gap"]
+    grad_case("gap-bitfit", "bitfit", "timm_gap", gap, {**backbone_tensors(gap, is_bias), **head(g)}, plain, {})
+    # Appended after the cases above, so that their random draws (and files) stay as they were.
+    vpt_and_lora("nocls", "timm_nocls")
+    vpt_and_lora("distilled", "timm_distilled", 2 * DIM)
+    vpt_and_lora("siglip", "timm_siglip")
+    siglip = models["timm_siglip"]
+    grad_case("siglip-bitfit", "bitfit", "timm_siglip", siglip, {**backbone_tensors(siglip, is_bias), **head(g)},
+              plain, {})
+    grad_case("siglip-full", "full", "timm_siglip", siglip, {**backbone_tensors(siglip, lambda k: True), **head(g)},
+              plain, {})
 
 
 def mf_keys():

@@ -211,27 +211,13 @@ impl VitExport<'_> {
     fn attn_pool(&self, g: &mut OnnxGraph, y: &str) -> Result<String> {
         let c = self.config;
         g.scope("attn_pool");
-        let (heads, dh) = (c.heads as i64, (c.dim / c.heads) as i64);
         let latent = g.constant("latent", self.w("attn_pool.latent")?);
         let q = self.linear(g, &latent, "attn_pool.q")?;
-        let q = g.reshape(&q, &[1, 1, heads, dh]);
-        let q = g.transpose(&q, &[0, 2, 1, 3]);
+        let q = heads_of(g, &q, 1, c.heads, c.dim).remove(0);
         let kv = self.linear(g, y, "attn_pool.kv")?;
-        let kv = g.reshape(&kv, &[0, 0, 2, heads, dh]);
-        let kv = g.transpose(&kv, &[2, 0, 3, 1, 4]);
-        let part = |g: &mut OnnxGraph, i: i64| {
-            let idx = g.int64s(&[i], true);
-            g.node("Gather", &[&kv, &idx], vec![int("axis", 0)], None)
-        };
-        let k = part(g, 0);
-        let v = part(g, 1);
-        let kt = g.transpose(&k, &[0, 1, 3, 2]);
+        let kv = heads_of(g, &kv, 2, c.heads, c.dim);
         // [1,H,1,dh] · [N,H,dh,T] → [N,H,1,T]
-        let scores = g.op("MatMul", &[&q, &kt]);
-        let scores = g.scale(&scores, 1.0 / (dh as f32).sqrt());
-        let probs = g.node("Softmax", &[&scores], vec![int("axis", -1)], None);
-        let ctx = g.op("MatMul", &[&probs, &v]);
-        let ctx = g.transpose(&ctx, &[0, 2, 1, 3]);
+        let ctx = attend(g, &q, &kv[0], &kv[1], c.heads, c.dim);
         let ctx = g.reshape(&ctx, &[0, c.dim as i64]);
         let p = self.linear(g, &ctx, "attn_pool.proj")?;
         let z = self.layer_norm(g, &p, "attn_pool.norm")?;
@@ -270,23 +256,34 @@ impl VitExport<'_> {
     }
 }
 
-/// Multi-head self-attention from qkv [N,T,3D] to the heads' concatenated context [N,T,D].
-fn attention(g: &mut OnnxGraph, qkv: &str, heads: usize, dim: usize) -> String {
+/// x [N,T,parts·D] → its parts as heads [N,H,T,dh] each (q, k, v in that order).
+fn heads_of(g: &mut OnnxGraph, x: &str, parts: usize, heads: usize, dim: usize) -> Vec<String> {
     let dh = (dim / heads) as i64;
-    let split = g.reshape(qkv, &[0, 0, 3, heads as i64, dh]);
-    let qkv = g.transpose(&split, &[2, 0, 3, 1, 4]);
-    let part = |g: &mut OnnxGraph, i: i64| {
-        let idx = g.int64s(&[i], true);
-        g.node("Gather", &[&qkv, &idx], vec![int("axis", 0)], None)
-    };
-    let q = part(g, 0);
-    let k = part(g, 1);
-    let v = part(g, 2);
-    let kt = g.transpose(&k, &[0, 1, 3, 2]);
-    let scores = g.op("MatMul", &[&q, &kt]);
-    let scores = g.scale(&scores, 1.0 / (dh as f32).sqrt());
+    let split = g.reshape(x, &[0, 0, parts as i64, heads as i64, dh]);
+    let split = g.transpose(&split, &[2, 0, 3, 1, 4]);
+    (0..parts as i64)
+        .map(|i| {
+            let idx = g.int64s(&[i], true);
+            g.node("Gather", &[&split, &idx], vec![int("axis", 0)], None)
+        })
+        .collect()
+}
+
+/// softmax(q·kᵀ/√dh)·v over heads [N,H,T,dh] (q may have other rows, or one image for all) → the heads'
+/// concatenated context [N,Tq,D].
+fn attend(g: &mut OnnxGraph, q: &str, k: &str, v: &str, heads: usize, dim: usize) -> String {
+    let dh = (dim / heads) as f32;
+    let kt = g.transpose(k, &[0, 1, 3, 2]);
+    let scores = g.op("MatMul", &[q, &kt]);
+    let scores = g.scale(&scores, 1.0 / dh.sqrt());
     let probs = g.node("Softmax", &[&scores], vec![int("axis", -1)], None);
-    let ctx = g.op("MatMul", &[&probs, &v]);
+    let ctx = g.op("MatMul", &[&probs, v]);
     let ctx = g.transpose(&ctx, &[0, 2, 1, 3]);
     g.reshape(&ctx, &[0, 0, dim as i64])
+}
+
+/// Multi-head self-attention from qkv [N,T,3D] to the heads' concatenated context [N,T,D].
+fn attention(g: &mut OnnxGraph, qkv: &str, heads: usize, dim: usize) -> String {
+    let qkv = heads_of(g, qkv, 3, heads, dim);
+    attend(g, &qkv[0], &qkv[1], &qkv[2], heads, dim)
 }

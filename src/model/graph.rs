@@ -738,35 +738,11 @@ impl<'a> Graph<'a> {
                 } else {
                     dy
                 };
-                let (x, stats) = (&f.x_final, &f.final_stats);
-                let dx = rec.gpu().empty(&x.shape)?;
-                layernorm_backward(rec, x, Rows::all(x), stats, fw, &dnormed, None, &dx);
-                self.ln_param_grads(
-                    rec,
-                    Site::FinalNorm,
-                    x,
-                    Rows::all(x),
-                    stats,
-                    &dnormed,
-                    grads,
-                )?;
-                dx
+                self.final_norm_backward(rec, f, &dnormed, grads)?
             }
             (_, Pooling::NormAvg) => {
                 let dnormed = mean_tokens_backward(rec, &dpooled, t, start)?;
-                let (x, stats) = (&f.x_final, &f.final_stats);
-                let dx = rec.gpu().empty(&x.shape)?;
-                layernorm_backward(rec, x, Rows::all(x), stats, fw, &dnormed, None, &dx);
-                self.ln_param_grads(
-                    rec,
-                    Site::FinalNorm,
-                    x,
-                    Rows::all(x),
-                    stats,
-                    &dnormed,
-                    grads,
-                )?;
-                dx
+                self.final_norm_backward(rec, f, &dnormed, grads)?
             }
             _ => {
                 let dx = zeros(rec, &f.x_final.shape)?;
@@ -842,6 +818,23 @@ impl<'a> Graph<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Backward of the final norm run on every token (norm-then-average and attention pooling): d x from d of its
+    /// output, with its own gradients where trained.
+    fn final_norm_backward(
+        &self,
+        rec: &mut Recorder,
+        f: &Forward,
+        dnormed: &GpuTensor,
+        grads: &Grads,
+    ) -> Result<GpuTensor> {
+        let (x, stats) = (&f.x_final, &f.final_stats);
+        let dx = rec.gpu().empty(&x.shape)?;
+        let rows = Rows::all(x);
+        layernorm_backward(rec, x, rows, stats, &f.final_w, dnormed, None, &dx);
+        self.ln_param_grads(rec, Site::FinalNorm, x, rows, stats, dnormed, grads)?;
+        Ok(dx)
     }
 
     /// Whether a training forward must keep activations for `grads` (a head-only tuning needs none).
