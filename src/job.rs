@@ -355,7 +355,9 @@ pub fn evaluate(
     let logits = predict_logits(gpu, &vit, &transform, &gt, &samples, 32)?;
     let pred = argmax_rows(&logits.data, tf.tuning.num_classes);
     Ok((
-        Evaluation::new(tf.classes, &pred, &samples.labels),
+        Evaluation::new(tf.classes, &pred, &samples.labels)
+            .with_confidences(&logits.data, &samples.labels)
+            .with_mistakes(&samples.paths, &logits.data, &samples.labels),
         problems,
     ))
 }

@@ -570,3 +570,76 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
     assert_eq!(h.state().curve.len(), curve.len());
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
 }
+
+/// Learn from mistakes: a wrongly labelled validation image is moved to the class the model saw, another is left
+/// out, and training goes on from the model (no new search).
+#[test]
+fn a_mistake_is_moved_and_training_continues_from_the_model() {
+    let _serial = one_at_a_time();
+    drop(common::gpu());
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut project = glyph_project(dir.path(), 4);
+    project.settings.auto = false;
+    project.settings.epochs = 3;
+    project.settings.shots = Some(2);
+    let mut h = harness(project);
+    wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
+    h.state_mut().tab = vitune::app::Tab::Tune;
+    h.step();
+    h.get_by_label("Train").click();
+    h.step();
+    wait_for(&mut h, 300, "training", |a| !a.training);
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    assert!(h.state().evaluation.is_some(), "validation images");
+    // Two "delta" images the model (say) takes for "lambda": the list shows both, most confident first.
+    let delta = h.state().project.classes[0].images.clone();
+    let (moved, left_out) = (delta[0].path.clone(), delta[1].path.clone());
+    let mistake = |path: &PathBuf, confidence| vitune::train::Mistake {
+        path: path.clone(),
+        truth: 0,
+        predicted: 1,
+        confidence,
+    };
+    h.state_mut()
+        .evaluation
+        .as_mut()
+        .expect("evaluation")
+        .mistakes = vec![mistake(&moved, 0.9), mistake(&left_out, 0.6)];
+    h.run();
+    h.get_by_label_contains("2 validation images the model gets wrong");
+    h.get_by_label("labelled delta, taken for lambda (90%)");
+    h.get_all_by_label("Move to lambda")
+        .next()
+        .expect("a move button")
+        .click();
+    h.run();
+    let p = &h.state().project;
+    assert!(p.classes[1]
+        .images
+        .iter()
+        .any(|i| i.path == moved && i.enabled));
+    assert!(!p.classes[0].images.iter().any(|i| i.path == moved));
+    h.get_by_label("Leave out").click();
+    h.run();
+    let p = &h.state().project;
+    assert!(p.classes[0]
+        .images
+        .iter()
+        .any(|i| i.path == left_out && !i.enabled));
+    assert!(h
+        .state()
+        .evaluation
+        .as_ref()
+        .expect("ev")
+        .mistakes
+        .is_empty());
+    h.get_by_label("Continue training").click();
+    h.step();
+    wait_for(&mut h, 300, "the continued run", |a| !a.training);
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    assert!(
+        h.state().status.contains("on from the previous model"),
+        "{}",
+        h.state().status
+    );
+}

@@ -299,6 +299,7 @@ impl VituneApp {
 
     pub fn start_training(&mut self) {
         self.run_pending = true;
+        self.search_epochs = (0, 0);
         self.training = true;
         self.status = "training...".into();
         self.worker
@@ -306,6 +307,52 @@ impl VituneApp {
             .store(false, std::sync::atomic::Ordering::SeqCst);
         let p = self.project.clone();
         self.send(Command::Train(p));
+    }
+
+    /// Trains on from the current model (after moving or disabling the images it got wrong): same method and
+    /// classes, the setting the last search chose, no new search.
+    pub fn continue_training(&mut self) {
+        self.run_pending = true;
+        self.training = true;
+        self.search_epochs = (0, 0);
+        self.status = "training on from the current model...".into();
+        self.worker
+            .stop
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let p = self.project.clone();
+        self.send(Command::Continue(p));
+    }
+
+    /// Moves the image at `path` into class `to` (from wherever it is) and takes it off the mistakes list.
+    pub fn move_image(&mut self, path: &Path, to: usize) {
+        match self.project.move_image(path, to) {
+            Ok(()) => {
+                let name = self.project.classes[to].name.clone();
+                self.status = format!(
+                    "moved {} to `{name}`; \"Continue training\" learns from it",
+                    file_label(path)
+                );
+                self.drop_mistake(path);
+            }
+            Err(e) => self.errors.push(e.to_string()),
+        }
+    }
+
+    /// Leaves the image at `path` out of training and validation, and takes it off the mistakes list.
+    pub fn disable_image(&mut self, path: &Path) {
+        if self.project.set_enabled(path, false) {
+            self.status = format!("{} is no longer used", file_label(path));
+            self.drop_mistake(path);
+        } else {
+            self.errors
+                .push(format!("{} is not in the project", path.display()));
+        }
+    }
+
+    fn drop_mistake(&mut self, path: &Path) {
+        if let Some(e) = &mut self.evaluation {
+            e.mistakes.retain(|m| m.path != path);
+        }
     }
 
     /// Scores every method on the project's images (each with its own search when Auto is on); the ranked
@@ -524,7 +571,10 @@ impl VituneApp {
                     let epochs = self.project.settings.epochs;
                     let total = (epochs * steps_per_epoch).max(1);
                     let done = epoch * steps_per_epoch + step + 1;
-                    self.progress = (done as f32 / total as f32).min(1.0);
+                    // After a search the bar goes on from where the search left it: the search's epochs and
+                    // this run's share one scale.
+                    let search = self.search_epochs.1 * steps_per_epoch;
+                    self.progress = ((search + done) as f32 / (search + total) as f32).min(1.0);
                     if self.search_progress.is_none() {
                         let left = total.saturating_sub(done) as f64
                             * self.project.settings.batch as f64
@@ -552,7 +602,8 @@ impl VituneApp {
                             }
                             let (ran, total) = &mut self.search_epochs;
                             *ran += trial.epochs;
-                            self.progress = *ran as f32 / (*total).max(1) as f32;
+                            let all = *total + self.project.settings.epochs;
+                            self.progress = *ran as f32 / all.max(1) as f32;
                         }
                         SearchEvent::Note(_) => {}
                     }
@@ -582,6 +633,7 @@ impl VituneApp {
                     selection,
                     best_epoch,
                     stopped,
+                    continued,
                 } => {
                     self.training = false;
                     // A stopped run's bar stays where it stopped.
@@ -607,8 +659,13 @@ impl VituneApp {
                         .unwrap_or_default();
                     self.selection = selection;
                     self.status = format!(
-                        "{} ({parameters} trainable parameters; kept epoch {}, {why}{chosen})",
+                        "{}{} ({parameters} trainable parameters; kept epoch {}, {why}{chosen})",
                         if stopped { "stopped" } else { "trained" },
+                        if continued {
+                            " on from the previous model"
+                        } else {
+                            ""
+                        },
                         best_epoch + 1
                     );
                     self.keep_results();
@@ -801,6 +858,13 @@ pub fn run(project: Option<PathBuf>) -> Result<()> {
 }
 
 /// "12 s", "3 min", "1 h 5 min".
+/// A file's name for messages and lists ("the image" when it has none).
+pub fn file_label(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "the image".into())
+}
+
 fn duration_text(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
     match s {

@@ -113,6 +113,46 @@ impl Project {
             .collect()
     }
 
+    /// Moves the image at `path` into class `to`, enabled (a mislabelled image put right).
+    pub fn move_image(&mut self, path: &Path, to: usize) -> Result<()> {
+        if to >= self.classes.len() {
+            return Err(Error::Input(format!(
+                "class {to} does not exist; the project has {}",
+                self.classes.len()
+            )));
+        }
+        let from = self
+            .classes
+            .iter()
+            .position(|c| c.images.iter().any(|i| i.path == path))
+            .ok_or_else(|| Error::Input(format!("{} is not in the project", path.display())))?;
+        if from == to {
+            return Ok(());
+        }
+        let images = &mut self.classes[from].images;
+        let at = images.iter().position(|i| i.path == path).unwrap_or(0);
+        let mut entry = images.remove(at);
+        entry.enabled = true;
+        self.classes[to].images.push(entry);
+        Ok(())
+    }
+
+    /// Turns the image at `path` on or off; false when the project does not have it.
+    pub fn set_enabled(&mut self, path: &Path, enabled: bool) -> bool {
+        let found = self
+            .classes
+            .iter_mut()
+            .flat_map(|c| c.images.iter_mut())
+            .find(|i| i.path == path);
+        match found {
+            Some(i) => {
+                i.enabled = enabled;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Adds image files (folders are walked one level) to class `class`, skipping ones it already has.
     pub fn add_images(&mut self, class: usize, paths: &[PathBuf]) -> usize {
         let mut files = Vec::new();

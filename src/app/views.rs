@@ -467,8 +467,8 @@ fn compare_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
 fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     let s = &mut app.project.settings;
     ui.horizontal(|ui| {
-        ui.label("Method");
-        egui::ComboBox::from_label("method")
+        let label = ui.label("Method");
+        egui::ComboBox::from_id_salt("method")
             .selected_text(s.method.name())
             .show_ui(ui, |ui| {
                 for m in Method::ALL {
@@ -479,7 +479,9 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                         s.options = MethodOptions::defaults(m);
                     }
                 }
-            });
+            })
+            .response
+            .labelled_by(label.id);
         if ui.button("Reset to defaults").clicked() {
             // The method's settings go back to the papers'; the data split (shots, seed) stays the user's.
             let (shots, seed) = (s.shots, s.seed);
@@ -515,10 +517,11 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.add(egui::DragValue::new(&mut s.seed).prefix("seed "));
         let mut limit = s.shots.is_some();
-        ui.checkbox(&mut limit, "shots per class");
+        let label = ui.checkbox(&mut limit, "shots per class");
         if limit {
             let mut k = s.shots.unwrap_or(4);
-            ui.add(egui::DragValue::new(&mut k).range(1..=1000));
+            ui.add(egui::DragValue::new(&mut k).range(1..=1000))
+                .labelled_by(label.id);
             s.shots = Some(k);
             ui.label("(the other images validate)");
         } else {
@@ -536,6 +539,17 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             .clicked()
         {
             app.stop_training();
+        }
+        let model = app.trained_classes.is_some();
+        if ui
+            .add_enabled(ready && model, egui::Button::new("Continue training"))
+            .on_hover_text(
+                "Train on from the current model (after moving or leaving out the images it gets wrong): the \
+                 same method and classes, the learning rate the last search chose, no new search.",
+            )
+            .clicked()
+        {
+            app.continue_training();
         }
         ui.add(egui::ProgressBar::new(app.progress).show_percentage());
     });
@@ -595,6 +609,104 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 ui.end_row();
             }
         });
+    }
+    mistakes_ui(app, ui);
+}
+
+/// What a click on a mistake asks for.
+enum MistakeAction {
+    Move(std::path::PathBuf, usize),
+    Disable(std::path::PathBuf),
+    Map(std::path::PathBuf),
+}
+
+/// The validation images the model gets wrong, most confident first: move one to another class, leave it out, or
+/// see its heat-map; then "Continue training".
+fn mistakes_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    let Some(ev) = &app.evaluation else {
+        return;
+    };
+    if ev.mistakes.is_empty() {
+        return;
+    }
+    let (mistakes, classes) = (ev.mistakes.clone(), ev.classes.clone());
+    ui.separator();
+    ui.label(
+        RichText::new(format!(
+            "Learn from mistakes: {} validation image{} the model gets wrong, most confident first",
+            mistakes.len(),
+            if mistakes.len() == 1 { "" } else { "s" }
+        ))
+        .strong(),
+    );
+    ui.label(
+        RichText::new(
+            "Move an image to its right class or leave it out, then \"Continue training\" from this model.",
+        )
+        .weak(),
+    );
+    // Classes by the evaluation's names (the project's may have changed since).
+    let names: Vec<String> = app.project.classes.iter().map(|c| c.name.clone()).collect();
+    let index_of = |name: &str| names.iter().position(|c| c == name);
+    let targets: Vec<(usize, String)> = classes
+        .iter()
+        .filter_map(|c| index_of(c).map(|i| (i, c.clone())))
+        .collect();
+    let ctx = ui.ctx().clone();
+    let mut action = None;
+    egui::ScrollArea::vertical()
+        .id_salt("mistakes")
+        .max_height(360.0)
+        .show(ui, |ui| {
+            for m in &mistakes {
+                let name = |i: usize| classes.get(i).cloned().unwrap_or_default();
+                ui.horizontal(|ui| {
+                    if let Some(tex) = app.thumbnail(&ctx, &m.path) {
+                        ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(56.0, 56.0)));
+                    }
+                    ui.vertical(|ui| {
+                        ui.label(super::file_label(&m.path))
+                            .on_hover_text(m.path.display().to_string());
+                        ui.label(format!(
+                            "labelled {}, taken for {} ({:.0}%)",
+                            name(m.truth),
+                            name(m.predicted),
+                            100.0 * m.confidence
+                        ));
+                    });
+                    if let Some(i) = index_of(&name(m.predicted)) {
+                        if ui
+                            .button(format!("Move to {}", name(m.predicted)))
+                            .clicked()
+                        {
+                            action = Some(MistakeAction::Move(m.path.clone(), i));
+                        }
+                    }
+                    ui.menu_button("Move to...", |ui| {
+                        for (i, c) in &targets {
+                            if ui.button(c).clicked() {
+                                action = Some(MistakeAction::Move(m.path.clone(), *i));
+                            }
+                        }
+                    });
+                    if ui.button("Leave out").clicked() {
+                        action = Some(MistakeAction::Disable(m.path.clone()));
+                    }
+                    if ui.button("Show map").clicked() {
+                        action = Some(MistakeAction::Map(m.path.clone()));
+                    }
+                });
+            }
+        });
+    match action {
+        Some(MistakeAction::Move(path, to)) => app.move_image(&path, to),
+        Some(MistakeAction::Disable(path)) => app.disable_image(&path),
+        Some(MistakeAction::Map(path)) => {
+            app.attention.image = Some(path);
+            app.tab = Tab::Attention;
+            app.request_attention();
+        }
+        None => {}
     }
 }
 

@@ -25,6 +25,9 @@ pub enum Command {
     /// Load this backbone (the embedded demo one when `None`).
     LoadBackbone(Option<PathBuf>),
     Train(Project),
+    /// Train on from the model the worker holds (same method and classes), with the setting the last search
+    /// chose (or the recipe's) and no new search: after moving or disabling images the model learned wrong.
+    Continue(Project),
     /// Score every method on the project's training images by cross-validation (each with its own search when
     /// the project's Auto is on); the tuned files go to the folder given.
     Compare(Project, PathBuf),
@@ -74,6 +77,8 @@ pub enum Reply {
         /// Which epoch's weights were kept, and whether Stop ended the run.
         best_epoch: usize,
         stopped: bool,
+        /// The run went on from the previous model.
+        continued: bool,
     },
     /// The methods ranked, best first.
     Compared(Vec<CompareRow>),
@@ -259,54 +264,30 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             f16?;
         }
         // The UI clears `stop` before it sends Train (so closing the app, which sets it, is never undone here).
-        Command::Train(project) => {
-            let b = backbone(st)?.clone();
-            let side = crate::train::working_side(b.config.image_size);
-            let (classes, train, val) = project_samples(&project, side, send)?;
-            let s: &Settings = &project.settings;
-            let job = TrainJob {
-                auto: s.auto.then(SearchOptions::default),
-                data: Data::Samples {
-                    classes: classes.clone(),
-                    train,
-                    val: val.clone(),
-                },
-                shots: None,
-                val_per_class: 0,
-                method: s.method,
-                options: s.options.clone(),
-                init: Init::Method,
-                config: project_recipe(s, s.method, job_images(&project)),
-                image_size: None,
-            };
-            let mut log = |m: &str| send(Reply::Error(m.to_string()));
-            let mut ev = |e: &TrainEvent| send(Reply::Event(e.clone()));
-            let report = run_train(gpu(st)?, &b, &job, stop, &mut log, &mut ev)?;
-            let (g, vit) = gpu_vit(st)?;
-            let evaluation = match &val {
-                Some(v) if !v.is_empty() => {
-                    let t = crate::job::eval_transform(&b, None);
-                    let gt = GpuTuning::upload(g, &report.outcome.best)?;
-                    let logits = predict_logits(g, vit, &t, &gt, v, 32)?;
-                    let pred = argmax_rows(&logits.data, classes.len());
-                    Some(
-                        Evaluation::new(classes.clone(), &pred, &v.labels)
-                            .with_confidences(&logits.data, &v.labels),
-                    )
-                }
-                _ => None,
-            };
-            let parameters = report.outcome.best.parameter_count();
-            let (best_epoch, stopped) = (report.outcome.best_epoch, report.outcome.stopped);
-            st.tuning = Some((report.outcome.best, report.meta));
-            send(Reply::Trained {
-                evaluation,
-                classes,
-                parameters,
-                selection: report.selection,
-                best_epoch,
-                stopped,
-            });
+        Command::Train(project) => train_project(st, &project, Init::Method, None, stop, send)?,
+        Command::Continue(project) => {
+            let (tn, meta) = st.tuning.clone().ok_or_else(|| {
+                Error::Input("there is no model to continue from: train first".into())
+            })?;
+            let classes: Vec<String> = project.classes.iter().map(|c| c.name.clone()).collect();
+            if meta.classes != classes || tn.method != project.settings.method {
+                return Err(Error::Input(format!(
+                    "the model is {} over {} classes; the project now has {} over {} classes: train anew",
+                    tn.method,
+                    meta.classes.len(),
+                    project.settings.method,
+                    classes.len()
+                )));
+            }
+            let path = std::env::temp_dir().join(format!(
+                "vitune-continue-{}.safetensors",
+                std::process::id()
+            ));
+            tuned::write(&path, &tn, &meta)?;
+            let chosen = meta.selection.as_ref().map(|s| s.chosen);
+            let r = train_project(st, &project, Init::Tuned(path.clone()), chosen, stop, send);
+            std::fs::remove_file(&path).ok();
+            r?;
         }
         Command::Selftest { quick } => {
             let r = crate::selftest::run(gpu(st)?, quick, &mut |_| {})?;
@@ -462,6 +443,84 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             send(Reply::Imported { path, classes });
         }
     }
+    Ok(())
+}
+
+/// Trains the project from `init`: with the project's Auto search when `chosen` is `None` and init is the method's,
+/// else with `chosen`'s learning rate and weight decay (the recipe's when that is `None` too). Reports each event,
+/// the validation evaluation (with the images it got wrong) and the run's summary.
+fn train_project(
+    st: &mut State,
+    project: &Project,
+    init: Init,
+    chosen: Option<crate::select::Candidate>,
+    stop: &AtomicBool,
+    send: &dyn Fn(Reply),
+) -> Result<()> {
+    let b = backbone(st)?.clone();
+    let side = crate::train::working_side(b.config.image_size);
+    let (classes, train, val) = project_samples(project, side, send)?;
+    let s: &Settings = &project.settings;
+    let fresh = matches!(init, Init::Method);
+    let mut config = project_recipe(s, s.method, job_images(project));
+    if let Some(c) = &chosen {
+        config.optim.lr = c.lr;
+        config.optim.weight_decay = c.weight_decay;
+    }
+    let job = TrainJob {
+        auto: (s.auto && fresh).then(SearchOptions::default),
+        data: Data::Samples {
+            classes: classes.clone(),
+            train,
+            val: val.clone(),
+        },
+        shots: None,
+        val_per_class: 0,
+        method: s.method,
+        options: s.options.clone(),
+        init,
+        config,
+        image_size: None,
+    };
+    let mut log = |m: &str| send(Reply::Error(m.to_string()));
+    let mut ev = |e: &TrainEvent| send(Reply::Event(e.clone()));
+    let report = run_train(gpu(st)?, &b, &job, stop, &mut log, &mut ev)?;
+    let (g, vit) = gpu_vit(st)?;
+    let evaluation = match &val {
+        Some(v) if !v.is_empty() => {
+            let t = crate::job::eval_transform(&b, None);
+            let gt = GpuTuning::upload(g, &report.outcome.best)?;
+            let logits = predict_logits(g, vit, &t, &gt, v, 32)?;
+            let pred = argmax_rows(&logits.data, classes.len());
+            Some(
+                Evaluation::new(classes.clone(), &pred, &v.labels)
+                    .with_confidences(&logits.data, &v.labels)
+                    .with_mistakes(&v.paths, &logits.data, &v.labels),
+            )
+        }
+        _ => None,
+    };
+    let parameters = report.outcome.best.parameter_count();
+    let (best_epoch, stopped) = (report.outcome.best_epoch, report.outcome.stopped);
+    // A continued run keeps the search that chose its setting.
+    let selection = report.selection.or_else(|| {
+        let kept = st.tuning.as_ref().and_then(|t| t.1.selection.clone());
+        kept.filter(|_| !fresh)
+    });
+    let mut meta = report.meta;
+    if meta.selection.is_none() {
+        meta.selection = selection.clone();
+    }
+    st.tuning = Some((report.outcome.best, meta));
+    send(Reply::Trained {
+        evaluation,
+        classes,
+        parameters,
+        selection,
+        best_epoch,
+        stopped,
+        continued: !fresh,
+    });
     Ok(())
 }
 

@@ -15,6 +15,18 @@ pub struct Evaluation {
     /// The top-1 probability of each image the model classified correctly (for the "unknown" threshold).
     #[serde(default)]
     pub correct_confidences: Vec<f32>,
+    /// The images it got wrong, most confident first (where their paths are known).
+    #[serde(default)]
+    pub mistakes: Vec<Mistake>,
+}
+
+/// An image the model got wrong: its class, the predicted one and that prediction's probability.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Mistake {
+    pub path: std::path::PathBuf,
+    pub truth: usize,
+    pub predicted: usize,
+    pub confidence: f32,
 }
 
 /// Probabilities from one row of logits.
@@ -55,6 +67,34 @@ impl Evaluation {
         self
     }
 
+    /// Records the images of `paths` the model got wrong, from `logits` [n, classes] and `labels`, most confident
+    /// first (a confident mistake is the likeliest mislabelled image).
+    pub fn with_mistakes(
+        mut self,
+        paths: &[std::path::PathBuf],
+        logits: &[f32],
+        labels: &[usize],
+    ) -> Self {
+        let c = self.classes.len().max(1);
+        self.mistakes = logits
+            .chunks(c)
+            .zip(labels)
+            .zip(paths)
+            .filter_map(|((row, &truth), path)| {
+                let predicted = argmax_rows(row, c).first().copied()?;
+                (predicted != truth).then(|| Mistake {
+                    path: path.clone(),
+                    truth,
+                    predicted,
+                    confidence: softmax(row)[predicted],
+                })
+            })
+            .collect();
+        self.mistakes
+            .sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+        self
+    }
+
     /// The confidence below which a prediction may be called "unknown" while keeping `keep` (e.g. 0.95) of the
     /// correct predictions on these images; `None` without any.
     pub fn suggested_threshold(&self, keep: f64) -> Option<f32> {
@@ -91,6 +131,7 @@ impl Evaluation {
         let images = labels.len();
         Self {
             correct_confidences: Vec::new(),
+            mistakes: Vec::new(),
             classes,
             accuracy: if images == 0 {
                 0.0
@@ -135,6 +176,25 @@ impl Evaluation {
             let cells: Vec<String> = row.iter().map(|v| format!("{v:4}")).collect();
             let _ = writeln!(s, "  {c:<width$} {}", cells.join(""));
         }
+        if !self.mistakes.is_empty() {
+            let shown = self.mistakes.len().min(10);
+            let _ = writeln!(
+                s,
+                "\nmistakes, most confident first ({shown} of {}; `--json` lists all):",
+                self.mistakes.len()
+            );
+            for m in &self.mistakes[..shown] {
+                let name = |i: usize| self.classes.get(i).map(String::as_str).unwrap_or("?");
+                let _ = writeln!(
+                    s,
+                    "  {}: {} taken for {} ({:.0}%)",
+                    m.path.display(),
+                    name(m.truth),
+                    name(m.predicted),
+                    100.0 * m.confidence
+                );
+            }
+        }
         s
     }
 }
@@ -157,6 +217,23 @@ mod tests {
         logits.extend([0.0, 1.0]);
         labels.push(0);
         let pred = argmax_rows(&logits, 2);
+        let paths: Vec<std::path::PathBuf> =
+            (0..21).map(|i| format!("img{i}.png").into()).collect();
+        let e = Evaluation::new(classes.clone(), &pred, &labels)
+            .with_mistakes(&paths, &logits, &labels);
+        // The one wrong image, with the probability of the class it was taken for.
+        assert_eq!(e.mistakes.len(), 1);
+        let m = &e.mistakes[0];
+        assert_eq!(
+            (m.path.to_str(), m.truth, m.predicted),
+            (Some("img20.png"), 0, 1)
+        );
+        assert!((m.confidence - softmax(&[0.0, 1.0])[1]).abs() < 1e-6);
+        assert!(
+            e.table().contains("img20.png: a taken for b (73%)"),
+            "{}",
+            e.table()
+        );
         let e = Evaluation::new(classes, &pred, &labels).with_confidences(&logits, &labels);
         assert_eq!(e.correct_confidences.len(), 20);
         let t = e.suggested_threshold(0.95).expect("a threshold");

@@ -11,7 +11,7 @@ pub mod trainer;
 
 pub use augment::Augment;
 pub use dataset::{k_shot, working_side, Dataset, Samples};
-pub use metrics::{argmax_rows, softmax, Evaluation};
+pub use metrics::{argmax_rows, softmax, Evaluation, Mistake};
 pub use optim::{OptimConfig, Optimizer, OptimizerKind};
 pub use session::Session;
 pub use step::{
