@@ -155,6 +155,12 @@ fn create_classes_train_see_attention_export_and_import() {
             .unwrap_or(false)
     });
     h.run();
+    // Each control's label comes first; the tuned model's prediction and the colour scale are shown.
+    for label in ["Image", "Map", "Heads", "Colours", "Opacity"] {
+        h.get_by_label(label);
+    }
+    h.get_by_label_contains("the tuned model says");
+    h.get_by_label_contains("high attention");
     snapshot(&mut h, "attention");
 
     // Export, then import back.
@@ -642,4 +648,15 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
         "{}",
         h.state().status
     );
+    // A linear probe has no prompts: its prompt maps are offered disabled (their reason on hover).
+    h.state_mut().tab = vitune::app::Tab::Attention;
+    h.run();
+    // The "Map" label, then its combo (labelled by it).
+    h.get_all_by_label("Map").last().expect("the map combo").click();
+    h.run();
+    use egui_kittest::kittest::NodeT;
+    assert!(h
+        .get_by_label("prompts to patches (one layer)")
+        .accesskit_node()
+        .is_disabled());
 }

@@ -64,6 +64,8 @@ pub struct VituneApp {
     pub trained_classes: Option<Vec<String>>,
     pub attention: AttentionChoice,
     pub attention_images: Option<(egui::TextureHandle, Option<egui::TextureHandle>)>,
+    /// The tuned model's class and probability for the image the maps show.
+    pub attention_prediction: Option<(String, f32)>,
     pub predictions: Vec<ShownPrediction>,
     /// Top-class probability below which Try says "unknown" (0: never).
     pub unknown_below: f32,
@@ -131,6 +133,7 @@ impl VituneApp {
                 colormap: "inferno".into(),
             },
             attention_images: None,
+            attention_prediction: None,
             predictions: Vec::new(),
             unknown_below: 0.0,
             selection: None,
@@ -696,7 +699,9 @@ impl VituneApp {
                     image,
                     before,
                     after,
+                    prediction,
                 } => {
+                    self.attention_prediction = prediction;
                     let tex = |name: &str, img: &image::RgbImage| {
                         ctx.load_texture(name, texture_image(img), egui::TextureOptions::NEAREST)
                     };

@@ -711,78 +711,148 @@ fn mistakes_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
 }
 
 fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
-    let images: Vec<std::path::PathBuf> = app
+    // (class, path) of every image, for the picker.
+    let images: Vec<(String, std::path::PathBuf)> = app
         .project
         .classes
         .iter()
-        .flat_map(|c| c.images.iter().map(|i| i.path.clone()))
+        .flat_map(|c| c.images.iter().map(|i| (c.name.clone(), i.path.clone())))
         .collect();
+    let ctx = ui.ctx().clone();
+    // Prompt maps need a model with prompts; the layer applies to CLS and prompt maps only.
+    let prompts = app.trained_classes.is_some() && app.project.settings.method.uses_prompts();
+    if !prompts && app.attention.mode == "prompt" {
+        app.attention.mode = "cls".into();
+    }
+    let per_layer = matches!(app.attention.mode.as_str(), "cls" | "prompt");
     let mut changed = false;
     ui.horizontal(|ui| {
-        egui::ComboBox::from_label("image")
-            .selected_text(
-                app.attention
-                    .image
-                    .as_ref()
-                    .and_then(|p| p.file_name())
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "pick an image".into()),
-            )
+        let label = ui.label("Image");
+        let selected = app
+            .attention
+            .image
+            .as_ref()
+            .and_then(|p| images.iter().find(|(_, q)| q == p))
+            .map(|(c, p)| format!("{c} · {}", super::file_label(p)))
+            .unwrap_or_else(|| "pick an image".into());
+        egui::ComboBox::from_id_salt("attention image")
+            .selected_text(selected)
+            .height(420.0)
             .show_ui(ui, |ui| {
-                for p in &images {
-                    let name = p.display().to_string();
-                    changed |= ui
-                        .selectable_value(&mut app.attention.image, Some(p.clone()), name)
-                        .changed();
+                for (class, p) in &images {
+                    ui.horizontal(|ui| {
+                        if let Some(tex) = app.thumbnail(&ctx, p) {
+                            ui.add(
+                                egui::Image::new(&tex).fit_to_exact_size(egui::vec2(32.0, 32.0)),
+                            );
+                        }
+                        let text = format!("{class} · {}", super::file_label(p));
+                        changed |= ui
+                            .selectable_value(&mut app.attention.image, Some(p.clone()), text)
+                            .changed();
+                    });
                 }
-            });
-        let modes = ["cls", "prompt", "rollout", "grad-rollout"].map(String::from);
-        changed |= choice(ui, "mode", &mut app.attention.mode, &modes);
+            })
+            .response
+            .labelled_by(label.id);
+        let label = ui.label("Map");
+        let modes: [(&str, &str, Option<&str>); 4] = [
+            ("cls", "CLS to patches (one layer)", None),
+            (
+                "prompt",
+                "prompts to patches (one layer)",
+                (!prompts).then_some("needs a trained model whose method has prompts (VPT)"),
+            ),
+            ("rollout", "rollout (all layers)", None),
+            (
+                "grad-rollout",
+                "gradient rollout (for the predicted class)",
+                None,
+            ),
+        ];
+        let shown = modes
+            .iter()
+            .find(|m| m.0 == app.attention.mode)
+            .map(|m| m.1)
+            .unwrap_or("?");
+        egui::ComboBox::from_id_salt("attention mode")
+            .selected_text(shown)
+            .show_ui(ui, |ui| {
+                for (mode, text, why_not) in modes {
+                    let item = ui.add_enabled(
+                        why_not.is_none(),
+                        egui::Button::selectable(app.attention.mode == mode, text),
+                    );
+                    if let Some(why) = why_not {
+                        item.clone().on_disabled_hover_text(why);
+                    }
+                    if item.clicked() {
+                        app.attention.mode = mode.into();
+                        changed = true;
+                    }
+                }
+            })
+            .response
+            .labelled_by(label.id);
         let heads: Vec<String> = ["mean", "max", "min"]
             .into_iter()
             .map(String::from)
             .chain((0..app.backbone_heads).map(|h| h.to_string()))
             .collect();
-        changed |= choice(ui, "head", &mut app.attention.head, &heads);
+        changed |= choice(ui, "Heads", &mut app.attention.head, &heads);
         let colormaps = ["inferno", "viridis", "jet"].map(String::from);
-        changed |= choice(ui, "colormap", &mut app.attention.colormap, &colormaps);
+        changed |= choice(ui, "Colours", &mut app.attention.colormap, &colormaps);
     });
     ui.horizontal(|ui| {
-        let mut last = app.attention.layer == usize::MAX;
-        changed |= ui.checkbox(&mut last, "last layer").changed();
-        if last {
-            app.attention.layer = usize::MAX;
-        } else {
-            if app.attention.layer == usize::MAX {
-                app.attention.layer = 0;
+        ui.add_enabled_ui(per_layer, |ui| {
+            let mut last = app.attention.layer == usize::MAX;
+            changed |= ui.checkbox(&mut last, "last layer").changed();
+            if last {
+                app.attention.layer = usize::MAX;
+            } else {
+                if app.attention.layer == usize::MAX {
+                    app.attention.layer = 0;
+                }
+                changed |= ui
+                    .add(
+                        egui::DragValue::new(&mut app.attention.layer)
+                            .range(0..=64)
+                            .prefix("layer "),
+                    )
+                    .changed();
             }
-            changed |= ui
-                .add(
-                    egui::DragValue::new(&mut app.attention.layer)
-                        .range(0..=64)
-                        .prefix("layer "),
-                )
-                .changed();
-        }
-        let mut all = app.attention.prompt.is_none();
-        changed |= ui.checkbox(&mut all, "mean over prompts").changed();
-        if all {
-            app.attention.prompt = None;
-        } else {
-            let mut k = app.attention.prompt.unwrap_or(0);
-            changed |= ui
-                .add(
-                    egui::DragValue::new(&mut k)
-                        .range(0..=200)
-                        .prefix("prompt "),
-                )
-                .changed();
-            app.attention.prompt = Some(k);
-        }
+        })
+        .response
+        .on_disabled_hover_text("rollouts combine every layer");
+        ui.add_enabled_ui(app.attention.mode == "prompt", |ui| {
+            let mut all = app.attention.prompt.is_none();
+            changed |= ui.checkbox(&mut all, "mean over prompts").changed();
+            if all {
+                app.attention.prompt = None;
+            } else {
+                let mut k = app.attention.prompt.unwrap_or(0);
+                changed |= ui
+                    .add(
+                        egui::DragValue::new(&mut k)
+                            .range(0..=200)
+                            .prefix("prompt "),
+                    )
+                    .changed();
+                app.attention.prompt = Some(k);
+            }
+        })
+        .response
+        .on_disabled_hover_text("for prompt maps");
+        let label = ui.label("Opacity");
         changed |= ui
-            .add(egui::Slider::new(&mut app.attention.alpha, 0.0..=1.0).text("opacity"))
+            .add(egui::Slider::new(&mut app.attention.alpha, 0.0..=1.0).show_value(false))
+            .labelled_by(label.id)
             .changed();
-        if ui.button("Show").clicked() {
+        if ui
+            .button("Redraw")
+            .on_hover_text("Draw the map again (after training, or a changed image file)")
+            .clicked()
+        {
             changed = true;
         }
     });
@@ -791,13 +861,23 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     }
     match &app.attention_images {
         Some((before, after)) => {
+            if let Some((class, p)) = &app.attention_prediction {
+                ui.label(
+                    RichText::new(format!("the tuned model says {class} ({:.1}%)", 100.0 * p))
+                        .strong(),
+                );
+            }
+            legend_ui(ui, &app.attention.colormap);
+            // The maps fill the width: two columns, square.
+            let side = ((ui.available_width() - 24.0) / 2.0).clamp(160.0, 720.0);
+            let size = egui::vec2(side, side);
             ui.columns(2, |cols| {
                 cols[0].label("before tuning (backbone only)");
-                cols[0].add(egui::Image::new(before).max_width(360.0));
+                cols[0].add(egui::Image::new(before).fit_to_exact_size(size));
                 cols[1].label("after tuning");
                 match after {
                     Some(a) => {
-                        cols[1].add(egui::Image::new(a).max_width(360.0));
+                        cols[1].add(egui::Image::new(a).fit_to_exact_size(size));
                     }
                     None => {
                         cols[1].label("train or import a tuned file to compare");
@@ -809,6 +889,28 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             ui.label("Pick an image to see where the model looks.");
         }
     }
+}
+
+/// The colour scale of the maps: low to high attention, each map normalised to its own maximum.
+fn legend_ui(ui: &mut egui::Ui, colormap: &str) {
+    let cm = crate::viz::Colormap::from_name(colormap).unwrap_or(crate::viz::Colormap::Inferno);
+    ui.horizontal(|ui| {
+        ui.label("low");
+        let (rect, _) = ui.allocate_exact_size(egui::vec2(200.0, 12.0), egui::Sense::hover());
+        let steps = 50;
+        for i in 0..steps {
+            let [r, g, b] = cm.rgb(i as f32 / (steps - 1) as f32);
+            let x0 = rect.left() + rect.width() * i as f32 / steps as f32;
+            let x1 = rect.left() + rect.width() * (i + 1) as f32 / steps as f32;
+            let c = Color32::from_rgb((r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8);
+            ui.painter().rect_filled(
+                egui::Rect::from_min_max(egui::pos2(x0, rect.top()), egui::pos2(x1, rect.bottom())),
+                0.0,
+                c,
+            );
+        }
+        ui.label("high attention (each map scaled to its own maximum)");
+    });
 }
 
 fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
@@ -963,14 +1065,18 @@ fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
 }
 
 /// A combo box over string options; true when the choice changed.
+/// A labelled choice among `options` (the label before it); whether it changed.
 fn choice(ui: &mut egui::Ui, label: &str, value: &mut String, options: &[String]) -> bool {
     let mut changed = false;
-    egui::ComboBox::from_label(label)
+    let l = ui.label(label);
+    egui::ComboBox::from_id_salt(label)
         .selected_text(value.clone())
         .show_ui(ui, |ui| {
             for o in options {
                 changed |= ui.selectable_value(value, o.clone(), o).changed();
             }
-        });
+        })
+        .response
+        .labelled_by(l.id);
     changed
 }

@@ -87,6 +87,8 @@ pub enum Reply {
         image: PathBuf,
         before: image::RgbImage,
         after: Option<image::RgbImage>,
+        /// The tuned model's top class and its probability.
+        prediction: Option<(String, f32)>,
     },
     Predictions(Vec<Prediction>),
     Exported(PathBuf),
@@ -342,7 +344,10 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
         }
         Command::Attention { image, request } => {
             let b = backbone(st)?.clone();
-            let tuning = st.tuning.as_ref().map(|t| t.0.clone());
+            let tuning = st
+                .tuning
+                .as_ref()
+                .map(|t| (t.0.clone(), t.1.classes.clone()));
             let (g, vit) = gpu_vit(st)?;
             let style = MapStyle {
                 mode: request.mode(b.config.depth)?,
@@ -363,17 +368,20 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             let img = crate::preprocess::load_rgb(&image)?;
             let shown = display_copy(&img);
             let (before, _) = heat_map(g, vit, None, &t, (&img, &shown), &before_style)?;
-            let after = match &tuning {
-                Some(tn) => {
+            let (after, prediction) = match &tuning {
+                Some((tn, classes)) => {
                     let gt = GpuTuning::upload(g, tn)?;
-                    Some(heat_map(g, vit, Some(&gt), &t, (&img, &shown), &style)?.0)
+                    let (drawn, att) = heat_map(g, vit, Some(&gt), &t, (&img, &shown), &style)?;
+                    let ranked = crate::job::ranked(classes, &crate::job::softmax(&att.logits));
+                    (Some(drawn), ranked.into_iter().next())
                 }
-                None => None,
+                None => (None, None),
             };
             send(Reply::Attention {
                 image,
                 before,
                 after,
+                prediction,
             });
         }
         Command::Predict(paths) => {
