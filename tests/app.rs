@@ -652,11 +652,72 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
     h.state_mut().tab = vitune::app::Tab::Attention;
     h.run();
     // The "Map" label, then its combo (labelled by it).
-    h.get_all_by_label("Map").last().expect("the map combo").click();
+    h.get_all_by_label("Map")
+        .last()
+        .expect("the map combo")
+        .click();
     h.run();
     use egui_kittest::kittest::NodeT;
     assert!(h
         .get_by_label("prompts to patches (one layer)")
         .accesskit_node()
         .is_disabled());
+}
+
+/// A file the window receives is dropped.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+/// A file dropped on a class lands in that class (not the selected one); pasted paths go to the selected class.
+#[test]
+fn a_file_dropped_on_a_class_lands_there_and_pasted_paths_in_the_selected_class() {
+    let _serial = one_at_a_time();
+    drop(common::gpu());
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut project = glyph_project(dir.path(), 2);
+    project.settings.auto = false;
+    let mut h = harness(project);
+    wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
+    let extra = dir.path().join("extra");
+    vitune::demo::write_glyph_folders("target", 2, 9, 32, &extra).expect("glyphs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&extra)
+        .expect("read")
+        .flat_map(|e| std::fs::read_dir(e.expect("e").path()).expect("class"))
+        .map(|e| e.expect("e").path())
+        .collect();
+    files.sort();
+    h.state_mut().selected_class = 0;
+    h.run();
+    let before = h.state().project.classes[1].images.len();
+    // Over the second class (its "Delete class" button lies inside its block), then the drop.
+    let at = h
+        .get_all_by_label("Delete class")
+        .nth(1)
+        .expect("the second class")
+        .rect()
+        .center();
+    h.event(egui::Event::PointerMoved(at));
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(files[0].clone())));
+    h.run();
+    let p = &h.state().project;
+    assert_eq!(p.classes[1].images.len(), before + 1, "dropped on class 1");
+    assert!(p.classes[1].images.iter().any(|i| i.path == files[0]));
+    // A pasted file URI and a plain path: the selected class (0) gets both.
+    let before = h.state().project.classes[0].images.len();
+    let text = format!("file://{}\n{}", files[1].display(), files[2].display());
+    h.event(egui::Event::Paste(text));
+    h.run();
+    assert_eq!(h.state().project.classes[0].images.len(), before + 2);
 }

@@ -171,22 +171,24 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             app.add_typed_path();
         }
     });
-    // Files dropped on the window go to the selected class.
-    let dropped: Vec<std::path::PathBuf> = ui.ctx().input(|i| {
-        i.raw
+    // Files dropped on a class go to it; dropped elsewhere, or pasted, to the selected class.
+    let (dropped, hovering, pointer) = ui.ctx().input(|i| {
+        let dropped: Vec<std::path::PathBuf> = i
+            .raw
             .dropped_files
             .iter()
             .map(|f| f.path().to_path_buf())
-            .collect()
+            .collect();
+        (
+            dropped,
+            !i.raw.hovered_files.is_empty(),
+            i.pointer.latest_pos(),
+        )
     });
-    if !dropped.is_empty() {
-        if app.project.classes.is_empty() {
-            app.add_class();
-        }
-        let c = app.selected_class.min(app.project.classes.len() - 1);
-        app.add_images(c, &dropped);
-    }
+    let pasted = pasted_paths(ui);
     ui.separator();
+    // Where each class is on screen, for drops.
+    let mut class_rects: Vec<(usize, egui::Rect)> = Vec::new();
     let mut delete = None;
     let ctx = ui.ctx().clone();
     // Enabled images per class that do not decode: marked on their tile, and not counted.
@@ -206,6 +208,7 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         .collect();
     egui::ScrollArea::vertical().show(ui, |ui| {
         for ci in 0..app.project.classes.len() {
+            let block = ui.vertical(|ui| {
             let enabled = app.project.classes[ci]
                 .images
                 .iter()
@@ -216,7 +219,7 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 let selected = app.selected_class == ci;
                 if ui
                     .selectable_label(selected, "select")
-                    .on_hover_text("dropped files go to the selected class")
+                    .on_hover_text("pasted files, and files dropped outside any class, go to the selected class")
                     .clicked()
                 {
                     app.selected_class = ci;
@@ -284,15 +287,73 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             if let Some(ii) = remove {
                 app.project.classes[ci].images.remove(ii);
             }
+            });
+            let rect = block.response.rect;
+            if hovering && pointer.is_some_and(|p| rect.contains(p)) {
+                ui.painter().rect_stroke(
+                    rect.expand(2.0),
+                    4.0,
+                    egui::Stroke::new(2.0, Color32::from_rgb(90, 170, 250)),
+                    egui::StrokeKind::Outside,
+                );
+            }
+            class_rects.push((ci, rect));
             ui.separator();
         }
     });
+    let target = |app: &mut VituneApp, at: Option<egui::Pos2>| {
+        if app.project.classes.is_empty() {
+            app.add_class();
+        }
+        at.and_then(|p| {
+            class_rects
+                .iter()
+                .find(|(_, r)| r.contains(p))
+                .map(|(c, _)| *c)
+        })
+        .unwrap_or(app.selected_class.min(app.project.classes.len() - 1))
+    };
+    if !dropped.is_empty() {
+        let c = target(app, pointer);
+        app.add_images(c, &dropped);
+    }
+    if !pasted.is_empty() {
+        let c = target(app, None);
+        app.add_images(c, &pasted);
+    }
     if let Some(ci) = delete {
         app.delete_class(ci);
     }
     if app.project.classes.is_empty() {
         ui.label("Add a class, then add images to it (or drop files and folders on this window).");
     }
+}
+
+/// Files or folders pasted while no text field has the keyboard: each line that names an existing path (plain, or a
+/// file manager's `file://` URI).
+fn pasted_paths(ui: &egui::Ui) -> Vec<std::path::PathBuf> {
+    if ui.ctx().memory(|m| m.focused().is_some()) {
+        return Vec::new();
+    }
+    ui.ctx().input(|i| {
+        i.events
+            .iter()
+            .filter_map(|e| match e {
+                egui::Event::Paste(text) => Some(text.clone()),
+                _ => None,
+            })
+            .flat_map(|text| {
+                text.lines()
+                    .map(|l| {
+                        let l = l.trim();
+                        let l = l.strip_prefix("file://").unwrap_or(l);
+                        std::path::PathBuf::from(l.replace("%20", " "))
+                    })
+                    .filter(|p| p.exists())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    })
 }
 
 fn method_options_ui(ui: &mut egui::Ui, method: Method, o: &mut MethodOptions) {
