@@ -64,6 +64,8 @@ pub struct VituneApp {
     pub trained_classes: Option<Vec<String>>,
     pub attention: AttentionChoice,
     pub attention_images: Option<(egui::TextureHandle, Option<egui::TextureHandle>)>,
+    /// Images decoded of all, while a run decodes its images (the Tune tab shows a bar).
+    pub decoding: Option<(usize, usize)>,
     /// The tuned model's class and probability for the image the maps show.
     pub attention_prediction: Option<(String, f32)>,
     pub predictions: Vec<ShownPrediction>,
@@ -134,6 +136,7 @@ impl VituneApp {
             },
             attention_images: None,
             attention_prediction: None,
+            decoding: None,
             predictions: Vec::new(),
             unknown_below: 0.0,
             selection: None,
@@ -549,7 +552,16 @@ impl VituneApp {
         let mut any = false;
         while let Ok(r) = self.worker.replies.try_recv() {
             any = true;
+            if !matches!(r, Reply::Decoding { .. }) {
+                self.decoding = None;
+            }
             match r {
+                Reply::Decoding { done, total } => {
+                    self.decoding = (done < total).then_some((done, total));
+                    if done < total {
+                        self.status = format!("decoding images: {done} of {total}");
+                    }
+                }
                 Reply::Memory(m) => {
                     self.memory = m;
                     self.status = "memory settings applied".into();

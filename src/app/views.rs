@@ -614,6 +614,15 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         }
         ui.add(egui::ProgressBar::new(app.progress).show_percentage());
     });
+    if let Some((done, total)) = app.decoding {
+        ui.horizontal(|ui| {
+            ui.label("decoding images");
+            ui.add(
+                egui::ProgressBar::new(done as f32 / total.max(1) as f32)
+                    .text(format!("{done} of {total}")),
+            );
+        });
+    }
     if let Some((done, total)) = app.search_progress {
         ui.label(format!(
             "choosing the learning rate: {done} of {total} settings scored; then the chosen one trains on all images"

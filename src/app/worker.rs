@@ -67,6 +67,11 @@ pub enum Reply {
         description: String,
         heads: usize,
     },
+    /// Images decoded so far before a run, of all.
+    Decoding {
+        done: usize,
+        total: usize,
+    },
     Event(TrainEvent),
     Trained {
         evaluation: Option<Evaluation>,
@@ -588,7 +593,9 @@ fn project_samples(
             c.name
         )));
     }
-    let (samples, problems) = Samples::decode(&project.items(), max_side);
+    let mut report = |done, total| send(Reply::Decoding { done, total });
+    let (samples, problems) =
+        Samples::decode_with_progress(&project.items(), max_side, &mut report);
     for p in problems {
         send(Reply::Error(p));
     }

@@ -168,25 +168,44 @@ impl Samples {
     /// Decodes `items` on worker threads, each image kept with its shorter side at most `max_side` (see
     /// [`working_side`]); returns the samples and one message per unreadable image.
     pub fn decode(items: &[(PathBuf, usize)], max_side: u32) -> (Self, Vec<String>) {
+        Self::decode_with_progress(items, max_side, &mut |_, _| {})
+    }
+
+    /// `decode`, telling `progress(done, total)` about every tenth of a second while the decoding threads work
+    /// (from the calling thread).
+    pub fn decode_with_progress(
+        items: &[(PathBuf, usize)],
+        max_side: u32,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> (Self, Vec<String>) {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
             .min(8);
         let chunk = items.len().div_ceil(threads).max(1);
+        let done = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<Vec<(PathBuf, usize, Result<image::RgbImage>)>> =
             std::thread::scope(|s| {
                 let handles: Vec<_> = items
                     .chunks(chunk)
                     .map(|part| {
+                        let done = &done;
                         s.spawn(move || {
                             part.iter()
                                 .map(|(p, l)| {
-                                    (p.clone(), *l, load_rgb(p).map(|i| shrink(i, max_side)))
+                                    let img = load_rgb(p).map(|i| shrink(i, max_side));
+                                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    (p.clone(), *l, img)
                                 })
                                 .collect::<Vec<_>>()
                         })
                     })
                     .collect();
+                while !handles.iter().all(|h| h.is_finished()) {
+                    progress(done.load(std::sync::atomic::Ordering::Relaxed), items.len());
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                progress(items.len(), items.len());
                 handles
                     .into_iter()
                     .map(|h| h.join().unwrap_or_default())
@@ -250,5 +269,32 @@ mod tests {
         );
         let small = image::RgbImage::new(32, 40);
         assert_eq!(shrink(small, side).dimensions(), (32, 40));
+    }
+
+    /// Decoding reports its progress up to every image, never backwards; unreadable files are named and left out.
+    #[test]
+    fn decoding_reports_progress_and_names_unreadable_files() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut items = Vec::new();
+        for i in 0..12 {
+            let p = dir.path().join(format!("{i}.png"));
+            image::RgbImage::from_pixel(40, 30, image::Rgb([i as u8 * 20, 0, 0]))
+                .save(&p)
+                .expect("save");
+            items.push((p, i % 2));
+        }
+        let broken = dir.path().join("broken.png");
+        std::fs::write(&broken, b"not a png").expect("write");
+        items.push((broken, 0));
+        let mut seen = Vec::new();
+        let (s, problems) =
+            Samples::decode_with_progress(&items, 64, &mut |d, t| seen.push((d, t)));
+        assert_eq!(s.len(), 12);
+        assert!(
+            problems.len() == 1 && problems[0].contains("broken.png"),
+            "{problems:?}"
+        );
+        assert_eq!(seen.last(), Some(&(13, 13)));
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
     }
 }
