@@ -662,6 +662,17 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
         .get_by_label("prompts to patches (one layer)")
         .accesskit_node()
         .is_disabled());
+    // The grid view: the maps of one class's images, each with the model's class.
+    h.key_press(egui::Key::Escape);
+    h.state_mut().grid_source = "lambda".into();
+    h.run();
+    h.get_by_label("Show grid").click();
+    h.step();
+    wait_for(&mut h, 120, "the grid of maps", |a| !a.grid_pending);
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    let lambda = h.state().grid_images("lambda");
+    assert_eq!(h.state().attention_grid.len(), lambda.len());
+    assert!(h.state().attention_grid.iter().all(|t| t.2.is_some()));
 }
 
 /// A file the window receives is dropped.

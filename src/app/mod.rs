@@ -37,6 +37,11 @@ pub struct AttentionChoice {
     pub colormap: String,
 }
 
+/// The grid view's source for the validation images the model got wrong.
+pub const GRID_MISTAKES: &str = "validation mistakes";
+/// Most maps the grid view draws at once.
+pub const GRID_MAX: usize = 24;
+
 /// A tried image: its path, ranked (class, probability) list and heat-map texture.
 pub type ShownPrediction = (PathBuf, Vec<(String, f32)>, egui::TextureHandle);
 
@@ -64,6 +69,10 @@ pub struct VituneApp {
     pub trained_classes: Option<Vec<String>>,
     pub attention: AttentionChoice,
     pub attention_images: Option<(egui::TextureHandle, Option<egui::TextureHandle>)>,
+    /// The grid view: which images ("mistakes" or a class name), and each one's map and top class.
+    pub grid_source: String,
+    pub attention_grid: Vec<(PathBuf, egui::TextureHandle, Option<(String, f32)>)>,
+    pub grid_pending: bool,
     /// Images decoded of all, while a run decodes its images (the Tune tab shows a bar).
     pub decoding: Option<(usize, usize)>,
     /// The tuned model's class and probability for the image the maps show.
@@ -137,6 +146,9 @@ impl VituneApp {
             attention_images: None,
             attention_prediction: None,
             decoding: None,
+            grid_source: String::new(),
+            attention_grid: Vec::new(),
+            grid_pending: false,
             predictions: Vec::new(),
             unknown_below: 0.0,
             selection: None,
@@ -432,8 +444,14 @@ impl VituneApp {
         let Some(image) = self.attention.image.clone() else {
             return;
         };
+        let request = self.attention_request();
+        self.send(Command::Attention { image, request });
+    }
+
+    /// The attention view's settings as a request.
+    fn attention_request(&self) -> crate::job::AttentionRequest {
         let a = &self.attention;
-        let request = crate::job::AttentionRequest {
+        crate::job::AttentionRequest {
             mode: a.mode.clone(),
             layer: (a.layer != usize::MAX).then_some(a.layer),
             head: a.head.clone(),
@@ -442,8 +460,47 @@ impl VituneApp {
             discard: 0.9,
             colormap: a.colormap.clone(),
             alpha: a.alpha,
+        }
+    }
+
+    /// The grid view's images: the validation mistakes, or a class's enabled images (at most `GRID_MAX`).
+    pub fn grid_images(&self, source: &str) -> Vec<PathBuf> {
+        let paths: Vec<PathBuf> = if source == GRID_MISTAKES {
+            self.evaluation
+                .as_ref()
+                .map(|e| e.mistakes.iter().map(|m| m.path.clone()).collect())
+                .unwrap_or_default()
+        } else {
+            self.project
+                .classes
+                .iter()
+                .filter(|c| c.name == source)
+                .flat_map(|c| {
+                    c.images
+                        .iter()
+                        .filter(|i| i.enabled)
+                        .map(|i| i.path.clone())
+                })
+                .collect()
         };
-        self.send(Command::Attention { image, request });
+        paths.into_iter().take(GRID_MAX).collect()
+    }
+
+    /// Draws the maps of the grid's images with the attention view's settings.
+    pub fn request_grid(&mut self) {
+        let images = self.grid_images(&self.grid_source.clone());
+        if images.is_empty() {
+            self.errors
+                .push(format!("`{}` has no images to map", self.grid_source));
+            return;
+        }
+        self.grid_pending = true;
+        self.status = format!("drawing {} maps...", images.len());
+        let request = self.attention_request();
+        self.worker
+            .stop
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.send(Command::AttentionGrid { images, request });
     }
 
     pub fn predict(&mut self, paths: Vec<PathBuf>) {
@@ -722,6 +779,21 @@ impl VituneApp {
                         .as_ref()
                         .map(|i| tex(&format!("after {}", image.display()), i));
                     self.attention_images = Some((b, a));
+                }
+                Reply::AttentionGrid(tiles) => {
+                    self.grid_pending = false;
+                    self.attention_grid = tiles
+                        .into_iter()
+                        .map(|(path, img, pred)| {
+                            let t = ctx.load_texture(
+                                format!("grid {}", path.display()),
+                                texture_image(&img),
+                                egui::TextureOptions::LINEAR,
+                            );
+                            (path, t, pred)
+                        })
+                        .collect();
+                    self.status = format!("{} maps drawn", self.attention_grid.len());
                 }
                 Reply::Predictions(p) => {
                     // Newest first; earlier results stay below until cleared.

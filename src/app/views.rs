@@ -959,6 +959,57 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             ui.label("Pick an image to see where the model looks.");
         }
     }
+    grid_ui(app, ui);
+}
+
+/// Many maps at once: a class's images, or the validation images the model gets wrong.
+fn grid_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    ui.separator();
+    let mut sources: Vec<String> = app.project.classes.iter().map(|c| c.name.clone()).collect();
+    if app
+        .evaluation
+        .as_ref()
+        .is_some_and(|e| !e.mistakes.is_empty())
+    {
+        sources.insert(0, super::GRID_MISTAKES.to_string());
+    }
+    if !sources.contains(&app.grid_source) {
+        app.grid_source = sources.first().cloned().unwrap_or_default();
+    }
+    ui.horizontal(|ui| {
+        choice(ui, "Grid of maps for", &mut app.grid_source, &sources);
+        let ready = !app.grid_pending && !app.training && !app.grid_source.is_empty();
+        if ui
+            .add_enabled(ready, egui::Button::new("Show grid"))
+            .on_hover_text(format!(
+                "the maps of up to {} images with the settings above",
+                super::GRID_MAX
+            ))
+            .clicked()
+        {
+            app.request_grid();
+        }
+    });
+    if app.attention_grid.is_empty() {
+        return;
+    }
+    egui::ScrollArea::vertical()
+        .id_salt("grid")
+        .max_height(480.0)
+        .show(ui, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                for (path, tex, pred) in &app.attention_grid {
+                    ui.vertical(|ui| {
+                        ui.add(egui::Image::new(tex).fit_to_exact_size(egui::vec2(150.0, 150.0)))
+                            .on_hover_text(path.display().to_string());
+                        ui.label(super::file_label(path));
+                        if let Some((class, p)) = pred {
+                            ui.label(format!("{class} ({:.0}%)", 100.0 * p));
+                        }
+                    });
+                }
+            });
+        });
 }
 
 /// The colour scale of the maps: low to high attention, each map normalised to its own maximum.

@@ -39,6 +39,11 @@ pub enum Command {
         image: PathBuf,
         request: AttentionRequest,
     },
+    /// The maps of several images (a class's, or the mistakes), for the grid view.
+    AttentionGrid {
+        images: Vec<PathBuf>,
+        request: AttentionRequest,
+    },
     Predict(Vec<PathBuf>),
     Export(PathBuf),
     /// Export the current tuning as a self-checked ONNX model.
@@ -95,6 +100,8 @@ pub enum Reply {
         /// The tuned model's top class and its probability.
         prediction: Option<(String, f32)>,
     },
+    /// The grid view's tiles: image, its map, the tuned model's top class.
+    AttentionGrid(Vec<(PathBuf, image::RgbImage, Option<(String, f32)>)>),
     Predictions(Vec<Prediction>),
     Exported(PathBuf),
     /// An ONNX export that passed its self-check.
@@ -348,46 +355,31 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             send(Reply::Compared(rows));
         }
         Command::Attention { image, request } => {
-            let b = backbone(st)?.clone();
-            let tuning = st
-                .tuning
-                .as_ref()
-                .map(|t| (t.0.clone(), t.1.classes.clone()));
-            let (g, vit) = gpu_vit(st)?;
-            let style = MapStyle {
-                mode: request.mode(b.config.depth)?,
-                fusion: HeadFusion::from_name(&request.head)?,
-                colormap: Colormap::from_name(&request.colormap).unwrap_or(Colormap::Inferno),
-                alpha: request.alpha,
-                class: request.class,
-            };
-            // The backbone alone has no prompts: its side of a prompt map is the CLS map of that layer.
-            let before_style = MapStyle {
-                mode: match style.mode {
-                    MapMode::Prompt { layer, .. } => MapMode::Cls { layer },
-                    m => m,
-                },
-                ..style
-            };
-            let t = crate::job::eval_transform(&b, None);
-            let img = crate::preprocess::load_rgb(&image)?;
-            let shown = display_copy(&img);
-            let (before, _) = heat_map(g, vit, None, &t, (&img, &shown), &before_style)?;
-            let (after, prediction) = match &tuning {
-                Some((tn, classes)) => {
-                    let gt = GpuTuning::upload(g, tn)?;
-                    let (drawn, att) = heat_map(g, vit, Some(&gt), &t, (&img, &shown), &style)?;
-                    let ranked = crate::job::ranked(classes, &crate::job::softmax(&att.logits));
-                    (Some(drawn), ranked.into_iter().next())
-                }
-                None => (None, None),
-            };
+            let (before, after, prediction) = maps_of(st, &image, &request, true)?;
             send(Reply::Attention {
                 image,
-                before,
+                before: before.unwrap_or_default(),
                 after,
                 prediction,
             });
+        }
+        Command::AttentionGrid { images, request } => {
+            let mut tiles = Vec::new();
+            for image in images {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                // The tuned model's map where there is one, else the backbone's.
+                match maps_of(st, &image, &request, st.tuning.is_none()) {
+                    Ok((before, after, prediction)) => {
+                        if let Some(map) = after.or(before) {
+                            tiles.push((image, map, prediction));
+                        }
+                    }
+                    Err(e) => send(Reply::Error(e.to_string())),
+                }
+            }
+            send(Reply::AttentionGrid(tiles));
         }
         Command::Predict(paths) => {
             let b = backbone(st)?.clone();
@@ -535,6 +527,58 @@ fn train_project(
         continued: !fresh,
     });
     Ok(())
+}
+
+/// The maps of one image: the backbone's (with `with_backbone`) and the tuned model's, with its top class.
+fn maps_of(
+    st: &mut State,
+    image: &std::path::Path,
+    request: &crate::job::AttentionRequest,
+    with_backbone: bool,
+) -> Result<(
+    Option<image::RgbImage>,
+    Option<image::RgbImage>,
+    Option<(String, f32)>,
+)> {
+    let b = backbone(st)?.clone();
+    let tuning = st
+        .tuning
+        .as_ref()
+        .map(|t| (t.0.clone(), t.1.classes.clone()));
+    let (g, vit) = gpu_vit(st)?;
+    let style = MapStyle {
+        mode: request.mode(b.config.depth)?,
+        fusion: HeadFusion::from_name(&request.head)?,
+        colormap: Colormap::from_name(&request.colormap).unwrap_or(Colormap::Inferno),
+        alpha: request.alpha,
+        class: request.class,
+    };
+    // The backbone alone has no prompts: its side of a prompt map is the CLS map of that layer.
+    let before_style = MapStyle {
+        mode: match style.mode {
+            MapMode::Prompt { layer, .. } => MapMode::Cls { layer },
+            m => m,
+        },
+        ..style
+    };
+    let t = crate::job::eval_transform(&b, None);
+    let img = crate::preprocess::load_rgb(image)?;
+    let shown = display_copy(&img);
+    let before = if with_backbone {
+        Some(heat_map(g, vit, None, &t, (&img, &shown), &before_style)?.0)
+    } else {
+        None
+    };
+    let (after, prediction) = match &tuning {
+        Some((tn, classes)) => {
+            let gt = GpuTuning::upload(g, tn)?;
+            let (drawn, att) = heat_map(g, vit, Some(&gt), &t, (&img, &shown), &style)?;
+            let ranked = crate::job::ranked(classes, &crate::job::softmax(&att.logits));
+            (Some(drawn), ranked.into_iter().next())
+        }
+        None => (None, None),
+    };
+    Ok((before, after, prediction))
 }
 
 /// How many training images a project's settings give (for the schedule).
