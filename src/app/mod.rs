@@ -42,6 +42,9 @@ pub const GRID_MISTAKES: &str = "validation mistakes";
 /// Most maps the grid view draws at once.
 pub const GRID_MAX: usize = 24;
 
+/// A grid tile on screen: the image, its map's texture, the tuned model's top class.
+pub type ShownTile = (PathBuf, egui::TextureHandle, Option<worker::Scored>);
+
 /// A tried image: its path, ranked (class, probability) list and heat-map texture.
 pub type ShownPrediction = (PathBuf, Vec<(String, f32)>, egui::TextureHandle);
 
@@ -71,7 +74,7 @@ pub struct VituneApp {
     pub attention_images: Option<(egui::TextureHandle, Option<egui::TextureHandle>)>,
     /// The grid view: which images ("mistakes" or a class name), and each one's map and top class.
     pub grid_source: String,
-    pub attention_grid: Vec<(PathBuf, egui::TextureHandle, Option<(String, f32)>)>,
+    pub attention_grid: Vec<ShownTile>,
     pub grid_pending: bool,
     /// Images decoded of all, while a run decodes its images (the Tune tab shows a bar).
     pub decoding: Option<(usize, usize)>,

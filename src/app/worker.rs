@@ -64,6 +64,12 @@ pub struct MemoryChoice {
     pub fused_attention: bool,
 }
 
+/// A class and its probability.
+pub type Scored = (String, f32);
+
+/// A grid tile: the image, its map, the tuned model's top class.
+pub type MapTile = (PathBuf, image::RgbImage, Option<Scored>);
+
 /// An image's ranked (class, probability) list and its heat-map overlay.
 pub type Prediction = (PathBuf, Vec<(String, f32)>, image::RgbImage);
 
@@ -101,7 +107,7 @@ pub enum Reply {
         prediction: Option<(String, f32)>,
     },
     /// The grid view's tiles: image, its map, the tuned model's top class.
-    AttentionGrid(Vec<(PathBuf, image::RgbImage, Option<(String, f32)>)>),
+    AttentionGrid(Vec<MapTile>),
     Predictions(Vec<Prediction>),
     Exported(PathBuf),
     /// An ONNX export that passed its self-check.
@@ -538,7 +544,7 @@ fn maps_of(
 ) -> Result<(
     Option<image::RgbImage>,
     Option<image::RgbImage>,
-    Option<(String, f32)>,
+    Option<Scored>,
 )> {
     let b = backbone(st)?.clone();
     let tuning = st
