@@ -612,8 +612,11 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
         .expect("evaluation")
         .mistakes = vec![mistake(&moved, 0.9), mistake(&left_out, 0.6)];
     h.run();
-    h.get_by_label_contains("2 validation images the model gets wrong");
+    h.get_by_label_contains("2 validation images the model gets wrong")
+        .scroll_to_me();
+    h.run();
     h.get_by_label("labelled delta, taken for lambda (90%)");
+    snapshot(&mut h, "mistakes");
     h.get_all_by_label("Move to lambda")
         .next()
         .expect("a move button")

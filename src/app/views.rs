@@ -28,8 +28,17 @@ pub fn app_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     });
     egui::CentralPanel::default().show(ui, |ui| match app.tab {
         Tab::Project => project_ui(app, ui),
-        Tab::Tune => tune_ui(app, ui),
-        Tab::Attention => attention_ui(app, ui),
+        // Long screens scroll: a run's results and its mistakes, maps and their grid.
+        Tab::Tune => {
+            egui::ScrollArea::vertical()
+                .id_salt("tune")
+                .show(ui, |ui| tune_ui(app, ui));
+        }
+        Tab::Attention => {
+            egui::ScrollArea::vertical()
+                .id_salt("attention")
+                .show(ui, |ui| attention_ui(app, ui));
+        }
         Tab::Try => try_ui(app, ui),
         Tab::Export => export_ui(app, ui),
         Tab::Gpu => gpu_ui(app, ui),
