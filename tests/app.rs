@@ -60,6 +60,13 @@ fn wait_for(
     }
 }
 
+/// Steps until the thumbnails (decoded off the UI thread) are in, then until the UI settles.
+fn settle(h: &mut Harness<'static, VituneApp>) {
+    h.step();
+    wait_for(h, 60, "the thumbnails", |a| a.thumbnails_loading() == 0);
+    h.run();
+}
+
 fn snapshot(h: &mut Harness<'static, VituneApp>, name: &str) {
     h.snapshot_options(
         name,
@@ -101,7 +108,7 @@ fn create_classes_train_see_attention_export_and_import() {
     h.state_mut().add_images(0, &[folders[0].clone()]);
     h.state_mut().add_images(1, &[folders[1].clone()]);
     assert_eq!(h.state().project.items().len(), 12);
-    h.run();
+    settle(&mut h);
     snapshot(&mut h, "project");
 
     // The memory savers: f16 weights and fused attention, on for the training below.
@@ -154,7 +161,7 @@ fn create_classes_train_see_attention_export_and_import() {
             .map(|(_, after)| after.is_some())
             .unwrap_or(false)
     });
-    h.run();
+    settle(&mut h);
     // Each control's label comes first; the tuned model's prediction and the colour scale are shown.
     for label in ["Image", "Map", "Heads", "Colours", "Opacity"] {
         h.get_by_label(label);
@@ -182,7 +189,7 @@ fn create_classes_train_see_attention_export_and_import() {
         "{verdict}"
     );
     h.get_by_label("Export / import").click();
-    h.run();
+    settle(&mut h);
     // On the status line and on the export tab.
     assert_eq!(h.query_all_by_label(&verdict).count(), 2);
     h.get_by_label("Export ONNX model (runs anywhere)...");
@@ -229,23 +236,23 @@ fn a_broken_image_shows_an_error_in_the_ui_and_keeps_the_project() {
     h.state_mut().add_images(0, &[folders[0].clone(), broken]);
     // The second class through the path field, as where no file dialog opens: a folder's path, typed.
     h.state_mut().selected_class = 1;
-    h.run();
+    settle(&mut h);
     h.get_by_label("Add from a path:").click();
-    h.run();
+    settle(&mut h);
     h.get_by_label("Add from a path:")
         .type_text(folders[1].to_str().expect("utf8"));
-    h.run();
+    settle(&mut h);
     h.get_by_label("Add to the selected class").click();
-    h.run();
+    settle(&mut h);
     assert_eq!(h.state().project.classes[1].images.len(), 3);
     // A wrong path is a message, not a silent nothing.
     h.get_by_label("Add from a path:").click();
-    h.run();
+    settle(&mut h);
     h.get_by_label("Add from a path:")
         .type_text("/no/such/folder");
-    h.run();
+    settle(&mut h);
     h.get_by_label("Add to the selected class").click();
-    h.run();
+    settle(&mut h);
     assert!(
         h.state()
             .errors
@@ -256,20 +263,24 @@ fn a_broken_image_shows_an_error_in_the_ui_and_keeps_the_project() {
     );
     h.state_mut().errors.clear();
     h.state_mut().path_to_add.clear();
-    h.run();
+    settle(&mut h);
     // Delete class is undone by one click.
     let classes = h.state().project.classes.clone();
     h.get_all_by_label("Delete class")
         .next()
         .expect("a Delete class button")
         .click();
-    h.run();
+    settle(&mut h);
     assert_eq!(h.state().project.classes.len(), 1);
-    h.run();
+    settle(&mut h);
     h.get_by_label("Undo delete").click();
-    h.run();
+    settle(&mut h);
     assert_eq!(h.state().project.classes, classes);
-    // The broken image is marked and not counted.
+    // The broken image is marked and not counted (thumbnails decode off the UI thread).
+    wait_for(&mut h, 30, "the thumbnails", |a| {
+        a.thumbnails_loading() == 0
+    });
+    settle(&mut h);
     h.get_by_label_contains("1 unreadable");
     h.get_by_label("3 of 4 images");
     let before = h.state().project.clone();
@@ -343,7 +354,7 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
         "{}",
         h.state().status
     );
-    h.run();
+    settle(&mut h);
     h.get_by_label_contains("Search: lr");
 
     // Stop during a search ends it, says so, and keeps the model trained before.
@@ -368,7 +379,7 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
     // Compare methods (the recipes, Auto off, to keep the test short): a ranked table, one click to keep.
     h.state_mut().project.settings.auto = false;
     h.state_mut().project.settings.epochs = 2;
-    h.run();
+    settle(&mut h);
     h.get_by_label("Compare methods").click();
     h.step();
     assert!(
@@ -387,7 +398,7 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
     // Every method but full fine-tuning.
     assert_eq!(rows.len(), vitune::tuning::Method::ALL.len() - 1);
     assert!(rows.windows(2).all(|w| w[0].score >= w[1].score));
-    h.run();
+    settle(&mut h);
     let winner = rows[0].clone();
     h.get_all_by_label("Keep")
         .next()
@@ -418,7 +429,7 @@ fn the_gpu_panel_runs_the_selftest() {
         "{}",
         h.state().status
     );
-    h.run();
+    settle(&mut h);
     h.get_by_label("all checks passed");
 }
 
@@ -517,7 +528,7 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
         a.predictions.len() == 2
     });
     h.get_by_label("Try").click();
-    h.run();
+    settle(&mut h);
     let suggested = h
         .state()
         .evaluation
@@ -526,16 +537,16 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
         .expect("a run with validation images suggests a threshold");
     h.get_by_label(&format!("Suggested: {:.0}%", 100.0 * suggested))
         .click();
-    h.run();
+    settle(&mut h);
     assert_eq!(h.state().unknown_below, suggested);
     h.state_mut().unknown_below = 1.0;
-    h.run();
+    settle(&mut h);
     let top = h.state().predictions[0].1[0].clone();
     let unknown = vitune::app::verdict(&h.state().predictions[0].1, 1.0);
     assert!(unknown.starts_with("unknown (closest: "), "{unknown}");
     assert_eq!(h.query_all_by_label(&unknown).count(), 2);
     h.state_mut().unknown_below = 0.0;
-    h.run();
+    settle(&mut h);
     let known = format!("{} ({:.1}%)", top.0, 100.0 * top.1);
     assert_eq!(
         h.query_all_by_label(&known).count(),
@@ -543,7 +554,7 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
         "both results say {known}"
     );
     h.get_by_label("Clear results").click();
-    h.run();
+    settle(&mut h);
     assert!(h.state().predictions.is_empty());
 
     // "Save project as..." moves the project (and its kept model) to a new file; "New project" starts empty,
@@ -556,7 +567,7 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
         vitune::app::project::tuned_path(&copy).exists()
     });
     h.state_mut().tab = vitune::app::Tab::Project;
-    h.run();
+    settle(&mut h);
     h.get_by_label("New project").click();
     h.step();
     let fresh = h.state();
@@ -566,9 +577,9 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
     );
     // The first project is among the recent ones (the menu shows file names, the path on hover).
     h.get_by_label("Recent projects").click();
-    h.run();
+    settle(&mut h);
     h.get_by_label("glyphs.json").click();
-    h.run();
+    settle(&mut h);
     assert_eq!(h.state().project_path.as_deref(), Some(path.as_path()));
     wait_for(&mut h, 120, "the first project's model", |a| {
         a.trained_classes.is_some()
@@ -611,17 +622,17 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
         .as_mut()
         .expect("evaluation")
         .mistakes = vec![mistake(&moved, 0.9), mistake(&left_out, 0.6)];
-    h.run();
+    settle(&mut h);
     h.get_by_label_contains("2 validation images the model gets wrong")
         .scroll_to_me();
-    h.run();
+    settle(&mut h);
     h.get_by_label("labelled delta, taken for lambda (90%)");
     snapshot(&mut h, "mistakes");
     h.get_all_by_label("Move to lambda")
         .next()
         .expect("a move button")
         .click();
-    h.run();
+    settle(&mut h);
     let p = &h.state().project;
     assert!(p.classes[1]
         .images
@@ -629,7 +640,7 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
         .any(|i| i.path == moved && i.enabled));
     assert!(!p.classes[0].images.iter().any(|i| i.path == moved));
     h.get_by_label("Leave out").click();
-    h.run();
+    settle(&mut h);
     let p = &h.state().project;
     assert!(p.classes[0]
         .images
@@ -653,13 +664,13 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
     );
     // A linear probe has no prompts: its prompt maps are offered disabled (their reason on hover).
     h.state_mut().tab = vitune::app::Tab::Attention;
-    h.run();
+    settle(&mut h);
     // The "Map" label, then its combo (labelled by it).
     h.get_all_by_label("Map")
         .last()
         .expect("the map combo")
         .click();
-    h.run();
+    settle(&mut h);
     use egui_kittest::kittest::NodeT;
     assert!(h
         .get_by_label("prompts to patches (one layer)")
@@ -668,7 +679,7 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
     // The grid view: the maps of one class's images, each with the model's class.
     h.key_press(egui::Key::Escape);
     h.state_mut().grid_source = "lambda".into();
-    h.run();
+    settle(&mut h);
     h.get_by_label("Show grid").click();
     h.step();
     wait_for(&mut h, 120, "the grid of maps", |a| !a.grid_pending);
@@ -711,7 +722,7 @@ fn a_file_dropped_on_a_class_lands_there_and_pasted_paths_in_the_selected_class(
         .collect();
     files.sort();
     h.state_mut().selected_class = 0;
-    h.run();
+    settle(&mut h);
     let before = h.state().project.classes[1].images.len();
     // Over the second class (its "Delete class" button lies inside its block), then the drop.
     let at = h
@@ -724,7 +735,7 @@ fn a_file_dropped_on_a_class_lands_there_and_pasted_paths_in_the_selected_class(
     h.input_mut()
         .dropped_files
         .push(std::sync::Arc::new(Dropped(files[0].clone())));
-    h.run();
+    settle(&mut h);
     let p = &h.state().project;
     assert_eq!(p.classes[1].images.len(), before + 1, "dropped on class 1");
     assert!(p.classes[1].images.iter().any(|i| i.path == files[0]));
@@ -732,6 +743,6 @@ fn a_file_dropped_on_a_class_lands_there_and_pasted_paths_in_the_selected_class(
     let before = h.state().project.classes[0].images.len();
     let text = format!("file://{}\n{}", files[1].display(), files[2].display());
     h.event(egui::Event::Paste(text));
-    h.run();
+    settle(&mut h);
     assert_eq!(h.state().project.classes[0].images.len(), before + 2);
 }

@@ -3,10 +3,10 @@
 //! thread; the UI only sends commands and shows replies.
 
 pub mod project;
+mod thumbs;
 mod views;
 pub mod worker;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
@@ -95,7 +95,7 @@ pub struct VituneApp {
     /// The last selftest report, and whether one is running.
     pub selftest: Option<crate::selftest::Report>,
     pub selftesting: bool,
-    thumbnails: HashMap<PathBuf, Option<egui::TextureHandle>>,
+    thumbnails: thumbs::Thumbnails,
     worker: Worker,
     steps_seen: usize,
     /// The summary of the run restored with the project, shown once its tuned model is back.
@@ -161,7 +161,7 @@ impl VituneApp {
             comparing: false,
             selftest: None,
             selftesting: false,
-            thumbnails: HashMap::new(),
+            thumbnails: thumbs::Thumbnails::new(ctx),
             worker,
             steps_seen: 0,
             restored_summary: None,
@@ -854,23 +854,22 @@ impl VituneApp {
         any
     }
 
-    /// A texture of an image file for thumbnails (None when it does not decode).
+    /// A thumbnail's texture once decoded off the UI thread (None until then, and for a file that does not
+    /// decode).
     pub fn thumbnail(&mut self, ctx: &egui::Context, path: &Path) -> Option<egui::TextureHandle> {
-        self.thumbnails
-            .entry(path.to_path_buf())
-            .or_insert_with(|| {
-                let img = crate::preprocess::load_rgb(path).ok()?;
-                let small = image::imageops::thumbnail(&img, 64, 64);
-                Some(ctx.load_texture(
-                    path.display().to_string(),
-                    texture_image(&small),
-                    egui::TextureOptions::NEAREST,
-                ))
-            })
-            .clone()
+        self.thumbnails.get(ctx, path)
     }
 
-    /// The whole UI, one frame.
+    /// Whether an image file was tried and does not decode.
+    pub fn unreadable(&mut self, ctx: &egui::Context, path: &Path) -> bool {
+        self.thumbnails.unreadable(ctx, path)
+    }
+
+    /// Thumbnails still decoding.
+    pub fn thumbnails_loading(&self) -> usize {
+        self.thumbnails.loading()
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         self.poll(&ctx);

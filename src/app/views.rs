@@ -195,6 +195,10 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         )
     });
     let pasted = pasted_paths(ui);
+    let loading = app.thumbnails_loading();
+    if loading > 0 {
+        ui.label(RichText::new(format!("decoding {loading} thumbnails...")).weak());
+    }
     ui.separator();
     // Where each class is on screen, for drops.
     let mut class_rects: Vec<(usize, egui::Rect)> = Vec::new();
@@ -209,10 +213,7 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 .filter(|i| i.enabled)
                 .map(|i| i.path.clone())
                 .collect();
-            paths
-                .iter()
-                .filter(|p| app.thumbnail(&ctx, p).is_none())
-                .count()
+            paths.iter().filter(|p| app.unreadable(&ctx, p)).count()
         })
         .collect();
     egui::ScrollArea::vertical().show(ui, |ui| {
@@ -280,8 +281,12 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                                     egui::Image::new(&t).fit_to_exact_size(egui::vec2(56.0, 56.0)),
                                 );
                             }
-                            None => {
+                            None if app.unreadable(&ctx, &path) => {
                                 ui.colored_label(Color32::from_rgb(220, 80, 60), "unreadable");
+                            }
+                            // Still decoding: a still placeholder (a spinner would repaint every frame).
+                            None => {
+                                ui.add_sized([56.0, 56.0], egui::Label::new(RichText::new("...").weak()));
                             }
                         }
                         ui.horizontal(|ui| {

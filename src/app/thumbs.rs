@@ -1,0 +1,110 @@
+//! Thumbnails decoded off the UI thread: a 12-megapixel photo takes a good fraction of a second to decode, and a
+//! project of hundreds must not freeze the window. Files are queued the first time they are shown; until decoded
+//! they have no texture, and a file that does not decode is marked unreadable.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+/// Side of a thumbnail in pixels.
+const SIDE: u32 = 64;
+
+enum Thumb {
+    Loading,
+    Ready(egui::TextureHandle),
+    Unreadable,
+}
+
+pub struct Thumbnails {
+    state: HashMap<PathBuf, Thumb>,
+    queue: Sender<PathBuf>,
+    done: Receiver<(PathBuf, Option<image::RgbImage>)>,
+}
+
+impl Thumbnails {
+    /// Starts the decoding threads (they end with the cache); each decoded file asks `ctx` for a repaint.
+    pub fn new(ctx: &egui::Context) -> Self {
+        let (queue, jobs) = channel::<PathBuf>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        let (finished, done) = channel();
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 4);
+        for _ in 0..threads {
+            let (jobs, finished, ctx) = (jobs.clone(), finished.clone(), ctx.clone());
+            let _ = std::thread::Builder::new()
+                .name("thumbnails".into())
+                .spawn(move || loop {
+                    let next = jobs.lock().ok().and_then(|r| r.recv().ok());
+                    let Some(path) = next else {
+                        return;
+                    };
+                    let small = crate::preprocess::load_rgb(&path)
+                        .ok()
+                        .map(|img| image::imageops::thumbnail(&img, SIDE, SIDE));
+                    if finished.send((path, small)).is_err() {
+                        return;
+                    }
+                    ctx.request_repaint();
+                });
+        }
+        Self {
+            state: HashMap::new(),
+            queue,
+            done,
+        }
+    }
+
+    /// Takes in what the threads decoded.
+    fn receive(&mut self, ctx: &egui::Context) {
+        while let Ok((path, img)) = self.done.try_recv() {
+            let thumb = match img {
+                Some(i) => Thumb::Ready(ctx.load_texture(
+                    path.display().to_string(),
+                    super::texture_image(&i),
+                    egui::TextureOptions::NEAREST,
+                )),
+                None => Thumb::Unreadable,
+            };
+            self.state.insert(path, thumb);
+        }
+    }
+
+    fn ensure(&mut self, ctx: &egui::Context, path: &Path) {
+        self.receive(ctx);
+        if !self.state.contains_key(path) {
+            let queued = self.queue.send(path.to_path_buf()).is_ok();
+            let thumb = if queued {
+                Thumb::Loading
+            } else {
+                Thumb::Unreadable
+            };
+            self.state.insert(path.to_path_buf(), thumb);
+        }
+    }
+
+    /// The thumbnail's texture once decoded (queued the first time it is asked for).
+    pub fn get(&mut self, ctx: &egui::Context, path: &Path) -> Option<egui::TextureHandle> {
+        self.ensure(ctx, path);
+        match self.state.get(path) {
+            Some(Thumb::Ready(t)) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether the file was tried and does not decode.
+    pub fn unreadable(&mut self, ctx: &egui::Context, path: &Path) -> bool {
+        self.ensure(ctx, path);
+        matches!(self.state.get(path), Some(Thumb::Unreadable))
+    }
+
+    /// Files still being decoded.
+    pub fn loading(&self) -> usize {
+        self.state
+            .values()
+            .filter(|t| matches!(t, Thumb::Loading))
+            .count()
+    }
+}
