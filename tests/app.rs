@@ -687,6 +687,25 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
     let lambda = h.state().grid_images("lambda");
     assert_eq!(h.state().attention_grid.len(), lambda.len());
     assert!(h.state().attention_grid.iter().all(|t| t.2.is_some()));
+
+    // A stopped run says which epoch's weights it kept, and its bar stays where it stopped.
+    h.state_mut().tab = vitune::app::Tab::Tune;
+    h.state_mut().project.settings.epochs = 2000;
+    settle(&mut h);
+    h.get_by_label("Train").click();
+    h.step();
+    // The new run's own steps (the last run's curve stays until the first of them).
+    wait_for(&mut h, 120, "the first steps", |a| {
+        a.status.starts_with("epoch ") && a.curve.len() >= 3
+    });
+    h.get_by_label("Stop").click();
+    wait_for(&mut h, 120, "the stop", |a| !a.training);
+    let status = h.state().status.clone();
+    assert!(
+        status.starts_with("stopped") && status.contains("kept epoch"),
+        "{status}"
+    );
+    assert!(h.state().progress < 1.0, "{}", h.state().progress);
 }
 
 /// A file the window receives is dropped.
