@@ -325,6 +325,15 @@ fn glyph_project(dir: &std::path::Path, per_class: usize) -> Project {
     project
 }
 
+/// Four glyphs per class, two to train and two to validate (so a run has an evaluation), three epochs, no search.
+fn validated_glyph_project(dir: &std::path::Path) -> Project {
+    let mut project = glyph_project(dir, 4);
+    project.settings.auto = false;
+    project.settings.epochs = 3;
+    project.settings.shots = Some(2);
+    project
+}
+
 #[test]
 fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() {
     let _serial = one_at_a_time();
@@ -440,11 +449,7 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
     let _serial = one_at_a_time();
     drop(common::gpu());
     let dir = tempfile::tempdir().expect("tmp");
-    let mut project = glyph_project(dir.path(), 4);
-    project.settings.auto = false;
-    project.settings.epochs = 3;
-    // Two shots per class train, the other two validate: the run has an evaluation to keep.
-    project.settings.shots = Some(2);
+    let project = validated_glyph_project(dir.path());
     let path = dir.path().join("glyphs.json");
     let mut h = harness(project);
     wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
@@ -595,10 +600,7 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
     let _serial = one_at_a_time();
     drop(common::gpu());
     let dir = tempfile::tempdir().expect("tmp");
-    let mut project = glyph_project(dir.path(), 4);
-    project.settings.auto = false;
-    project.settings.epochs = 3;
-    project.settings.shots = Some(2);
+    let project = validated_glyph_project(dir.path());
     let mut h = harness(project);
     wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
     h.state_mut().tab = vitune::app::Tab::Tune;

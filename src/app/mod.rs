@@ -319,29 +319,30 @@ impl VituneApp {
     }
 
     pub fn start_training(&mut self) {
+        let p = self.project.clone();
+        self.begin_run("training...", Command::Train(p));
+    }
+
+    /// Sends a training command: the previous run's display stays until the new one reports.
+    fn begin_run(&mut self, status: &str, cmd: Command) {
         self.run_pending = true;
         self.search_epochs = (0, 0);
         self.training = true;
-        self.status = "training...".into();
+        self.status = status.into();
         self.worker
             .stop
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        let p = self.project.clone();
-        self.send(Command::Train(p));
+        self.send(cmd);
     }
 
     /// Trains on from the current model (after moving or disabling the images it got wrong): same method and
     /// classes, the setting the last search chose, no new search.
     pub fn continue_training(&mut self) {
-        self.run_pending = true;
-        self.training = true;
-        self.search_epochs = (0, 0);
-        self.status = "training on from the current model...".into();
-        self.worker
-            .stop
-            .store(false, std::sync::atomic::Ordering::SeqCst);
         let p = self.project.clone();
-        self.send(Command::Continue(p));
+        self.begin_run(
+            "training on from the current model...",
+            Command::Continue(p),
+        );
     }
 
     /// Moves the image at `path` into class `to` (from wherever it is) and takes it off the mistakes list.
