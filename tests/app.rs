@@ -169,6 +169,13 @@ fn create_classes_train_see_attention_export_and_import() {
     h.get_by_label_contains("the tuned model says");
     h.get_by_label_contains("high attention");
     snapshot(&mut h, "attention");
+    // A click on a map shows it large, until its window is closed.
+    h.get_by_label("after tuning map").click();
+    settle(&mut h);
+    assert!(h.state().zoomed.is_some());
+    h.get_by_label("map, after tuning");
+    h.state_mut().zoomed = None;
+    settle(&mut h);
 
     // Export, then import back.
     let out = dir.path().join("tuned.safetensors");

@@ -78,6 +78,8 @@ pub struct VituneApp {
     pub grid_pending: bool,
     /// Images decoded of all, while a run decodes its images (the Tune tab shows a bar).
     pub decoding: Option<(usize, usize)>,
+    /// A map shown large (title, texture), until its window is closed.
+    pub zoomed: Option<(String, egui::TextureHandle)>,
     /// The tuned model's class and probability for the image the maps show.
     pub attention_prediction: Option<(String, f32)>,
     pub predictions: Vec<ShownPrediction>,
@@ -148,6 +150,7 @@ impl VituneApp {
             },
             attention_images: None,
             attention_prediction: None,
+            zoomed: None,
             decoding: None,
             grid_source: String::new(),
             attention_grid: Vec::new(),

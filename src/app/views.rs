@@ -955,25 +955,63 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             // The maps fill the width: two columns, square.
             let side = ((ui.available_width() - 24.0) / 2.0).clamp(160.0, 720.0);
             let size = egui::vec2(side, side);
+            let mut zoom = None;
+            let map = |ui: &mut egui::Ui, t: &egui::TextureHandle, what: &str| {
+                ui.add(
+                    egui::Image::new(t)
+                        .fit_to_exact_size(size)
+                        .alt_text(format!("{what} map"))
+                        .sense(egui::Sense::click()),
+                )
+                .on_hover_text("click to zoom")
+                .clicked()
+            };
             ui.columns(2, |cols| {
                 cols[0].label("before tuning (backbone only)");
-                cols[0].add(egui::Image::new(before).fit_to_exact_size(size));
+                if map(&mut cols[0], before, "before tuning") {
+                    zoom = Some(("before tuning", before.clone()));
+                }
                 cols[1].label("after tuning");
                 match after {
                     Some(a) => {
-                        cols[1].add(egui::Image::new(a).fit_to_exact_size(size));
+                        if map(&mut cols[1], a, "after tuning") {
+                            zoom = Some(("after tuning", a.clone()));
+                        }
                     }
                     None => {
                         cols[1].label("train or import a tuned file to compare");
                     }
                 }
             });
+            if zoom.is_some() {
+                app.zoomed = zoom.map(|(t, tex)| (t.to_string(), tex));
+            }
         }
         None => {
             ui.label("Pick an image to see where the model looks.");
         }
     }
     grid_ui(app, ui);
+    zoom_ui(app, ui);
+}
+
+/// A clicked map, as large as the window allows, until closed.
+fn zoom_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    let Some((title, tex)) = app.zoomed.clone() else {
+        return;
+    };
+    let mut open = true;
+    let side = (ui.ctx().content_rect().height() - 80.0).max(200.0);
+    egui::Window::new(format!("map, {title}"))
+        .open(&mut open)
+        .collapsible(false)
+        .resizable(false)
+        .show(ui.ctx(), |ui| {
+            ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(side, side)));
+        });
+    if !open {
+        app.zoomed = None;
+    }
 }
 
 /// Many maps at once: a class's images, or the validation images the model gets wrong.
