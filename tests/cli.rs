@@ -425,7 +425,7 @@ fn vpt_deep_and_lora_train_on_every_family_layout() {
         let (ok, out, err) = vitune(&["info", &s(&backbone)]);
         assert!(ok, "{err}");
         assert!(out.contains(family), "{case}: {out}");
-        for method in ["vpt-deep", "lora"] {
+        for method in ["vpt-deep", "lora", "linear"] {
             let out = d.join(format!("{case}-{method}.safetensors"));
             let (ok, _, err) = vitune(&[
                 "train",

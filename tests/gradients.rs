@@ -605,3 +605,39 @@ fn grad_rollout_works_with_every_methods_tuning() {
         );
     }
 }
+
+/// The linear probe's cached features have the head's input width on every layout (2D for DeiT distilled: CLS
+/// and the distillation token side by side), each row the forward's pooled feature of its image.
+#[test]
+fn cached_features_have_the_pooled_width_of_every_layout() {
+    use vitune::model::ForwardOptions;
+    let gpu = common::gpu();
+    for case in ["lora", "distilled-lora"] {
+        let f = common::grad_fixture(case);
+        let b = &f.backbone;
+        let transform = vitune::job::eval_transform(b, None);
+        let vit = GpuViT::new(&gpu, b, Some(transform.size)).expect("upload");
+        let session = vitune::train::Session::new(&gpu, b, &vit, &transform);
+        let images: Vec<image::RgbImage> = (0..3u8)
+            .map(|i| {
+                image::RgbImage::from_fn(40, 36, move |x, y| {
+                    image::Rgb([(x * 6) as u8 ^ (i * 70), (y * 7) as u8, i * 80])
+                })
+            })
+            .collect();
+        let samples = vitune::train::Samples::from_images(images.clone(), vec![0, 1, 2]);
+        let feats = session.pooled_features(&samples).expect("features");
+        let width = b.config.pooled_dim();
+        assert_eq!(feats.shape, [3, width], "{case}");
+        for (i, img) in images.iter().enumerate() {
+            let (h, w) = transform.size;
+            let px = HostTensor::new(vec![1, 3, h, w], transform.apply(img));
+            let want = vit
+                .forward(&gpu, &px, &ForwardOptions::default())
+                .expect("forward")
+                .pooled;
+            let e = common::rel_err(&feats.data[i * width..(i + 1) * width], &want.data);
+            assert!(e < 1e-5, "{case}: image {i}: {e:e}");
+        }
+    }
+}

@@ -78,6 +78,8 @@ pub struct VituneApp {
     pub grid_pending: bool,
     /// Images decoded of all, while a run decodes its images (the Tune tab shows a bar).
     pub decoding: Option<(usize, usize)>,
+    /// The method of the model the worker holds (trained or imported).
+    pub model_method: Option<crate::tuning::Method>,
     /// A map shown large (title, texture), until its window is closed.
     pub zoomed: Option<(String, egui::TextureHandle)>,
     /// The tuned model's class and probability for the image the maps show.
@@ -151,6 +153,7 @@ impl VituneApp {
             attention_images: None,
             attention_prediction: None,
             zoomed: None,
+            model_method: None,
             decoding: None,
             grid_source: String::new(),
             attention_grid: Vec::new(),
@@ -586,6 +589,7 @@ impl VituneApp {
         self.steps_seen = 0;
         self.progress = 0.0;
         self.trained_classes = None;
+        self.model_method = None;
         self.restored_summary = None;
         self.last_onnx_export = None;
         self.send(Command::Forget);
@@ -713,8 +717,10 @@ impl VituneApp {
                     best_epoch,
                     stopped,
                     continued,
+                    method,
                 } => {
                     self.training = false;
+                    self.model_method = Some(method);
                     // A stopped run's bar stays where it stopped.
                     if !stopped {
                         self.progress = 1.0;
@@ -826,7 +832,12 @@ impl VituneApp {
                     self.status = line.clone();
                     self.last_onnx_export = Some(line);
                 }
-                Reply::Imported { path, classes } => {
+                Reply::Imported {
+                    path,
+                    classes,
+                    method,
+                } => {
+                    self.model_method = Some(method);
                     self.status = match self.restored_summary.take() {
                         Some(s) if self.is_kept_model(&path) => {
                             format!("restored the last run: {s}")
@@ -952,7 +963,6 @@ pub fn run(project: Option<PathBuf>) -> Result<()> {
     .map_err(|e| crate::Error::Input(format!("cannot open the window: {e}")))
 }
 
-/// "12 s", "3 min", "1 h 5 min".
 /// A file's name for messages and lists ("the image" when it has none).
 pub fn file_label(path: &Path) -> String {
     path.file_name()
@@ -960,6 +970,7 @@ pub fn file_label(path: &Path) -> String {
         .unwrap_or_else(|| "the image".into())
 }
 
+/// "12 s", "3 min", "1 h 5 min".
 fn duration_text(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
     match s {

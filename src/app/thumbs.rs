@@ -41,9 +41,14 @@ impl Thumbnails {
                     let Some(path) = next else {
                         return;
                     };
-                    let small = crate::preprocess::load_rgb(&path)
-                        .ok()
-                        .map(|img| image::imageops::thumbnail(&img, SIDE, SIDE));
+                    // A decoder that panics on a strange file marks it unreadable rather than leaving it loading.
+                    let small = std::panic::catch_unwind(|| {
+                        crate::preprocess::load_rgb(&path)
+                            .ok()
+                            .map(|img| image::imageops::thumbnail(&img, SIDE, SIDE))
+                    })
+                    .ok()
+                    .flatten();
                     if finished.send((path, small)).is_err() {
                         return;
                     }

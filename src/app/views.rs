@@ -274,6 +274,8 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             ui.horizontal_wrapped(|ui| {
                 for ii in 0..app.project.classes[ci].images.len() {
                     let path = app.project.classes[ci].images[ii].path.clone();
+                    // A tile of fixed size, so that the row wraps (a `vertical` child takes the rest of the row).
+                    ui.allocate_ui(egui::vec2(72.0, 84.0), |ui| {
                     ui.vertical(|ui| {
                         match app.thumbnail(&ctx, &path) {
                             Some(t) => {
@@ -296,14 +298,16 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                             }
                         });
                     });
+                    });
                 }
             });
             if let Some(ii) = remove {
                 app.project.classes[ci].images.remove(ii);
             }
             });
-            let rect = block.response.rect;
-            if hovering && pointer.is_some_and(|p| rect.contains(p)) {
+            // Only the part in view: a class scrolled away is no drop target.
+            let rect = block.response.rect.intersect(ui.clip_rect());
+            if hovering && rect.is_positive() && pointer.is_some_and(|p| rect.contains(p)) {
                 ui.painter().rect_stroke(
                     rect.expand(2.0),
                     4.0,
@@ -311,7 +315,9 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                     egui::StrokeKind::Outside,
                 );
             }
-            class_rects.push((ci, rect));
+            if rect.is_positive() {
+                class_rects.push((ci, rect));
+            }
             ui.separator();
         }
     });
@@ -804,7 +810,7 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         .collect();
     let ctx = ui.ctx().clone();
     // Prompt maps need a model with prompts; the layer applies to CLS and prompt maps only.
-    let prompts = app.trained_classes.is_some() && app.project.settings.method.uses_prompts();
+    let prompts = app.model_method.is_some_and(|m| m.uses_prompts());
     if !prompts && app.attention.mode == "prompt" {
         app.attention.mode = "cls".into();
     }
@@ -1030,7 +1036,8 @@ fn grid_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     }
     ui.horizontal(|ui| {
         choice(ui, "Grid of maps for", &mut app.grid_source, &sources);
-        let ready = !app.grid_pending && !app.training && !app.grid_source.is_empty();
+        let busy = app.training || app.comparing || app.selftesting || app.grid_pending;
+        let ready = !busy && !app.grid_source.is_empty();
         if ui
             .add_enabled(ready, egui::Button::new("Show grid"))
             .on_hover_text(format!(
@@ -1051,13 +1058,17 @@ fn grid_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         .show(ui, |ui| {
             ui.horizontal_wrapped(|ui| {
                 for (path, tex, pred) in &app.attention_grid {
-                    ui.vertical(|ui| {
-                        ui.add(egui::Image::new(tex).fit_to_exact_size(egui::vec2(150.0, 150.0)))
+                    ui.allocate_ui(egui::vec2(158.0, 196.0), |ui| {
+                        ui.vertical(|ui| {
+                            ui.add(
+                                egui::Image::new(tex).fit_to_exact_size(egui::vec2(150.0, 150.0)),
+                            )
                             .on_hover_text(path.display().to_string());
-                        ui.label(super::file_label(path));
-                        if let Some((class, p)) = pred {
-                            ui.label(format!("{class} ({:.0}%)", 100.0 * p));
-                        }
+                            ui.label(super::file_label(path));
+                            if let Some((class, p)) = pred {
+                                ui.label(format!("{class} ({:.0}%)", 100.0 * p));
+                            }
+                        });
                     });
                 }
             });

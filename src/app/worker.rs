@@ -95,6 +95,8 @@ pub enum Reply {
         stopped: bool,
         /// The run went on from the previous model.
         continued: bool,
+        /// The trained model's method.
+        method: Method,
     },
     /// The methods ranked, best first.
     Compared(Vec<CompareRow>),
@@ -117,6 +119,7 @@ pub enum Reply {
     Imported {
         path: PathBuf,
         classes: Vec<String>,
+        method: Method,
     },
     Error(String),
 }
@@ -450,8 +453,13 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                 None => TunedMeta::new(&tf.tuning, b, tf.classes.clone(), "imported"),
             };
             let classes = tf.classes.clone();
+            let method = tf.tuning.method;
             st.tuning = Some((tf.tuning, meta));
-            send(Reply::Imported { path, classes });
+            send(Reply::Imported {
+                path,
+                classes,
+                method,
+            });
         }
     }
     Ok(())
@@ -519,6 +527,10 @@ fn train_project(
         kept.filter(|_| !fresh)
     });
     let mut meta = report.meta;
+    if !fresh {
+        // Not the temporary file the run started from.
+        meta.init = "continued from the app's previous model".into();
+    }
     if meta.selection.is_none() {
         meta.selection = selection.clone();
     }
@@ -531,6 +543,7 @@ fn train_project(
         best_epoch,
         stopped,
         continued: !fresh,
+        method: s.method,
     });
     Ok(())
 }

@@ -533,12 +533,32 @@ fn fold_distilled_head(
     path: &Path,
     tensors: &mut BTreeMap<String, HostTensor>,
 ) -> Result<(), ModelError> {
+    match (
+        tensors.contains_key("head.weight"),
+        tensors.contains_key("head_dist.weight"),
+    ) {
+        // Headless (a backbone export): nothing to fold.
+        (false, false) => {
+            tensors.remove("head_dist.bias");
+            return Ok(());
+        }
+        (true, true) => {}
+        (has_head, _) => {
+            return Err(ModelError::MissingTensor {
+                path: path.to_path_buf(),
+                name: if has_head {
+                    "head_dist.weight"
+                } else {
+                    "head.weight"
+                }
+                .into(),
+            })
+        }
+    }
     let (Some(w), Some(wd)) = (
         tensors.remove("head.weight"),
         tensors.remove("head_dist.weight"),
     ) else {
-        tensors.remove("head_dist.weight");
-        tensors.remove("head_dist.bias");
         return Ok(());
     };
     if w.shape != wd.shape || w.shape.len() != 2 {

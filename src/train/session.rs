@@ -41,7 +41,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// The backbone's pooled features [n, D] of `samples` under the eval transform, computing only those of
+    /// The backbone's pooled features [n, D'] (D' = `pooled_dim`: 2D for DeiT distilled) of `samples` under the eval transform, computing only those of
     /// images not seen before.
     pub fn pooled_features(&self, samples: &Samples) -> Result<HostTensor> {
         let key = |i: usize| Arc::as_ptr(&samples.images[i]) as usize;
@@ -52,7 +52,7 @@ impl<'a> Session<'a> {
                 .filter(|&i| !cache.contains_key(&key(i)) && seen.insert(key(i)))
                 .collect()
         };
-        let d = self.vit.config.dim;
+        let d = self.vit.config.pooled_dim();
         for ids in missing.chunks(64) {
             let px = batch_pixels(samples, ids, self.transform, None);
             let pooled = self

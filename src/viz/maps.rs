@@ -159,6 +159,8 @@ pub fn attention_map_in(
             .enumerate()
             .map(|(i, &v)| (start + i, v as f64))
             .collect(),
+        // DeiT distilled: its head reads CLS and the distillation token alike.
+        (_, Some(_)) if layout.prefix == 2 => vec![(0, 0.5), (1, 0.5)],
         (_, Some(c)) => vec![(c, 1.0)],
         _ => (start..t).map(|r| (r, 1.0 / (t - start) as f64)).collect(),
     };
