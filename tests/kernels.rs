@@ -950,3 +950,39 @@ fn affine_kernels_match_reference_and_finite_differences() {
     assert_close(&outs[h[6].0], &want_fs, 1e-6, "dγ through the fold");
     assert_close(&outs[h[7].0], &want_fsh, 1e-6, "dβ through the fold");
 }
+
+/// Row moves: `gather_tokens` compacts rows start..start+count of every image, `scatter_tokens` writes them back
+/// per image (the inverse), leaving the other rows as they were.
+#[test]
+fn gather_and_scatter_tokens_match_reference() {
+    let gpu = common::gpu();
+    let mut rng = Rng::new(23);
+    let (n, t, d, start, count) = (3, 7, 5, 1, 2);
+    let x = rng.normal_vec(n * t * d, 1.0);
+    let src = rng.normal_vec(n * count * d, 1.0);
+    let gx = up(&gpu, &[n, t, d], &x);
+    let mut rec = Recorder::new(&gpu);
+    let g = ops::reduce::gather_tokens(&mut rec, &gx, start, count).expect("gather");
+    let hg = rec.read(&g);
+    ops::reduce::scatter_tokens(
+        &mut rec,
+        &gx,
+        start,
+        count,
+        &up(&gpu, &[n * count, d], &src),
+    );
+    let hx = rec.read(&gx);
+    let (outs, _) = rec.finish().expect("runs");
+    let mut want_g = Vec::new();
+    let mut want_x: Vec<f64> = x.iter().map(|v| *v as f64).collect();
+    for img in 0..n {
+        for j in 0..count {
+            for c in 0..d {
+                want_g.push(x[(img * t + start + j) * d + c] as f64);
+                want_x[(img * t + start + j) * d + c] = src[(img * count + j) * d + c] as f64;
+            }
+        }
+    }
+    assert_close(&outs[hg.0], &want_g, 1e-7, "gather");
+    assert_close(&outs[hx.0], &want_x, 1e-7, "scatter");
+}
