@@ -12,15 +12,14 @@ use crate::preprocess::Transform;
 use crate::rng::Rng;
 pub use crate::train::Session;
 use crate::train::{
-    argmax_rows, predict_logits, train, Dataset, Evaluation, Samples, TrainConfig, TrainEvent,
-    TrainOutcome,
+    predict_logits, train, Dataset, Evaluation, Samples, TrainConfig, TrainEvent, TrainOutcome,
 };
 use crate::tuned::{self, TunedMeta};
 use crate::tuning::spt::{self, SptKind};
 use crate::tuning::{Method, MethodOptions, Tuning};
 
 /// Where the trainable tensors start.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Init {
     /// The method's published initialisation.
     Method,
@@ -30,6 +29,8 @@ pub enum Init {
     Pretrained(PathBuf),
     /// Continue from a tuned file (same classes).
     Tuned(PathBuf),
+    /// Continue from a tuning in memory (the app's current model; same method and classes).
+    Current(Box<Tuning>),
 }
 
 impl Init {
@@ -39,6 +40,7 @@ impl Init {
             Init::Spt(k) => k.name().into(),
             Init::Pretrained(p) => format!("pvp:{}", p.display()),
             Init::Tuned(p) => format!("continued:{}", p.display()),
+            Init::Current(_) => "continued from the previous model".into(),
         }
     }
 }
@@ -257,22 +259,25 @@ pub fn initial_tuning(
             }
         }
         Init::Tuned(path) => {
-            let src = tuned::read(path, backbone, false)?;
-            if src.tuning.method != recipe.method || src.tuning.num_classes != classes {
-                return Err(Error::Input(format!(
-                    "{} holds {} with {} classes; this run is {} with {classes}",
-                    path.display(),
-                    src.tuning.method,
-                    src.tuning.num_classes,
-                    recipe.method
-                )));
-            }
-            t = src.tuning;
-            // Dropout is a training setting, not part of the tuned tensors: this run's value applies.
-            t.options.dropout = recipe.options.dropout;
+            let src = tuned::read(path, backbone, false)?.tuning;
+            t = continued(src, &path.display().to_string(), recipe, classes)?;
         }
+        Init::Current(src) => t = continued((**src).clone(), "the current model", recipe, classes)?,
     }
     Ok(t)
+}
+
+/// `src` to train on, when it is the run's method over its classes (`what` names it in the error).
+fn continued(mut src: Tuning, what: &str, recipe: &Recipe, classes: usize) -> Result<Tuning> {
+    if src.method != recipe.method || src.num_classes != classes {
+        return Err(Error::Input(format!(
+            "{what} holds {} with {} classes; this run is {} with {classes}",
+            src.method, src.num_classes, recipe.method
+        )));
+    }
+    // Dropout is a training setting, not part of the tuned tensors: this run's value applies.
+    src.options.dropout = recipe.options.dropout;
+    Ok(src)
 }
 
 /// Runs a training job to the end (or until `stop`), returning the best tuning and its metadata.
@@ -353,11 +358,8 @@ pub fn evaluate(
     let vit = GpuViT::new(gpu, backbone, Some(transform.size))?;
     let gt = GpuTuning::upload(gpu, &tf.tuning)?;
     let logits = predict_logits(gpu, &vit, &transform, &gt, &samples, 32)?;
-    let pred = argmax_rows(&logits.data, tf.tuning.num_classes);
     Ok((
-        Evaluation::new(tf.classes, &pred, &samples.labels)
-            .with_confidences(&logits.data, &samples.labels)
-            .with_mistakes(&samples.paths, &logits.data, &samples.labels),
+        Evaluation::from_logits(tf.classes, &logits.data, &samples.labels, &samples.paths),
         problems,
     ))
 }

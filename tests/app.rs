@@ -67,6 +67,15 @@ fn settle(h: &mut Harness<'static, VituneApp>) {
     h.run();
 }
 
+/// Opens the Tune tab, clicks Train and waits (up to `secs`) for the run to end.
+fn train_from_tune_tab(h: &mut Harness<'static, VituneApp>, secs: u64, what: &str) {
+    h.state_mut().tab = vitune::app::Tab::Tune;
+    h.step();
+    h.get_by_label("Train").click();
+    h.step();
+    wait_for(h, secs, what, |a| !a.training);
+}
+
 fn snapshot(h: &mut Harness<'static, VituneApp>, name: &str) {
     h.snapshot_options(
         name,
@@ -291,10 +300,7 @@ fn a_broken_image_shows_an_error_in_the_ui_and_keeps_the_project() {
     h.get_by_label_contains("1 unreadable");
     h.get_by_label("3 of 4 images");
     let before = h.state().project.clone();
-    h.state_mut().tab = vitune::app::Tab::Tune;
-    h.step();
-    h.get_by_label("Train").click();
-    wait_for(&mut h, 120, "training", |a| !a.training);
+    train_from_tune_tab(&mut h, 120, "training");
     assert!(
         h.state().errors.iter().any(|e| e.contains("broken.png")),
         "the broken image should be named: {:?}",
@@ -350,13 +356,9 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
     assert!(project.settings.auto, "Auto is on by default");
     let mut h = harness(project);
     wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
-    h.state_mut().tab = vitune::app::Tab::Tune;
-    h.step();
 
     // Train with Auto: the search runs first, its table arrives with the model.
-    h.get_by_label("Train").click();
-    h.step();
-    wait_for(&mut h, 300, "the searched training", |a| !a.training);
+    train_from_tune_tab(&mut h, 300, "the searched training");
     assert!(
         h.state().errors.is_empty(),
         "errors: {:?}",
@@ -466,11 +468,7 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
     h.step();
     let on_disk = Project::load(&path).expect("saved project");
     assert_eq!(on_disk.classes[0].name, "Delta");
-    h.state_mut().tab = vitune::app::Tab::Tune;
-    h.step();
-    h.get_by_label("Train").click();
-    h.step();
-    wait_for(&mut h, 300, "the training", |a| !a.training);
+    train_from_tune_tab(&mut h, 300, "the training");
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
     let tuned = vitune::app::project::tuned_path(&path);
     wait_for(&mut h, 60, "the kept model", |_| tuned.exists());
@@ -610,11 +608,7 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
     let project = validated_glyph_project(dir.path());
     let mut h = harness(project);
     wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
-    h.state_mut().tab = vitune::app::Tab::Tune;
-    h.step();
-    h.get_by_label("Train").click();
-    h.step();
-    wait_for(&mut h, 300, "training", |a| !a.training);
+    train_from_tune_tab(&mut h, 300, "training");
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
     assert!(h.state().evaluation.is_some(), "validation images");
     // Two "delta" images the model (say) takes for "lambda": the list shows both, most confident first.

@@ -1181,58 +1181,22 @@ fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         None => "no tuning yet: train one, or import a tuned file".into(),
     });
     ui.horizontal(|ui| {
-        if ui
-            .add_enabled(
-                app.trained_classes.is_some(),
-                egui::Button::new("Export tuned file..."),
-            )
-            .clicked()
-        {
-            if let Some(p) = rfd::FileDialog::new()
-                .add_filter("safetensors", &["safetensors"])
-                .set_file_name("tuned.safetensors")
-                .save_file()
-            {
-                app.export_to(p);
-            }
+        let model = app.trained_classes.is_some();
+        let file = ("safetensors", "tuned.safetensors");
+        if let Some(p) = export_button(ui, model, "Export tuned file...", None, file) {
+            app.export_to(p);
         }
-        if ui
-            .add_enabled(
-                app.trained_classes.is_some(),
-                egui::Button::new("Export ONNX model (runs anywhere)..."),
-            )
-            .on_hover_text(
-                "One .onnx file with the classes and preprocessing in its metadata; vitune runs it with an ONNX \
-                 runtime and compares it with its own predictions before keeping it",
-            )
-            .clicked()
-        {
-            if let Some(p) = rfd::FileDialog::new()
-                .add_filter("ONNX", &["onnx"])
-                .set_file_name("model.onnx")
-                .save_file()
-            {
-                app.export_onnx_to(p);
-            }
+        let hover = "One .onnx file with the classes and preprocessing in its metadata; vitune runs it with an \
+                     ONNX runtime and compares it with its own predictions before keeping it";
+        let label = "Export ONNX model (runs anywhere)...";
+        if let Some(p) = export_button(ui, model, label, Some(hover), ("onnx", "model.onnx")) {
+            app.export_onnx_to(p);
         }
-        if ui
-            .add_enabled(
-                app.trained_classes.is_some(),
-                egui::Button::new("Export merged timm checkpoint..."),
-            )
-            .on_hover_text(
-                "For linear, BitFit, LoRA, SSF and full fine-tuning: the backbone with the tuning folded in, under \
-                 timm's names, and a config.json beside it that timm reads",
-            )
-            .clicked()
-        {
-            if let Some(p) = rfd::FileDialog::new()
-                .add_filter("safetensors", &["safetensors"])
-                .set_file_name("merged.safetensors")
-                .save_file()
-            {
-                app.export_timm_to(p);
-            }
+        let hover = "For linear, BitFit, LoRA, SSF and full fine-tuning: the backbone with the tuning folded in, \
+                     under timm's names, and a config.json beside it that timm reads";
+        let file = ("safetensors", "merged.safetensors");
+        if let Some(p) = export_button(ui, model, "Export merged timm checkpoint...", Some(hover), file) {
+            app.export_timm_to(p);
         }
         if ui.button("Import tuned file...").clicked() {
             if let Some(p) = rfd::FileDialog::new()
@@ -1248,7 +1212,28 @@ fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     }
 }
 
-/// A combo box over string options; true when the choice changed.
+/// An export button, enabled when there is a model; the file it is to write, chosen in a save dialog with
+/// `(extension, default name)`.
+fn export_button(
+    ui: &mut egui::Ui,
+    enabled: bool,
+    label: &str,
+    hover: Option<&str>,
+    (ext, name): (&str, &str),
+) -> Option<std::path::PathBuf> {
+    let mut button = ui.add_enabled(enabled, egui::Button::new(label));
+    if let Some(h) = hover {
+        button = button.on_hover_text(h);
+    }
+    if !button.clicked() {
+        return None;
+    }
+    rfd::FileDialog::new()
+        .add_filter(ext, &[ext])
+        .set_file_name(name)
+        .save_file()
+}
+
 /// A labelled choice among `options` (the label before it); whether it changed.
 fn choice(ui: &mut egui::Ui, label: &str, value: &mut String, options: &[String]) -> bool {
     let mut changed = false;

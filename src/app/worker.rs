@@ -12,9 +12,7 @@ use crate::gpu::{AttentionKernel, Gpu};
 use crate::job::{run_train, AttentionRequest, Data, Init, TrainJob};
 use crate::model::{load_backbone, Backbone, GpuTuning, GpuViT, LoadOptions};
 use crate::select::{CompareEntry, CompareRow, SearchOptions, Selection};
-use crate::train::{
-    argmax_rows, predict_logits, Augment, Evaluation, Samples, TrainConfig, TrainEvent,
-};
+use crate::train::{predict_logits, Augment, Evaluation, Samples, TrainConfig, TrainEvent};
 use crate::tuned::{self, TunedMeta};
 use crate::tuning::{Method, MethodOptions, Tuning};
 use crate::viz::{heat_map, Colormap, HeadFusion, MapMode, MapStyle};
@@ -302,15 +300,15 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
                     classes.len()
                 )));
             }
-            let path = std::env::temp_dir().join(format!(
-                "vitune-continue-{}.safetensors",
-                std::process::id()
-            ));
-            tuned::write(&path, &tn, &meta)?;
             let chosen = meta.selection.as_ref().map(|s| s.chosen);
-            let r = train_project(st, &project, Init::Tuned(path.clone()), chosen, stop, send);
-            std::fs::remove_file(&path).ok();
-            r?;
+            train_project(
+                st,
+                &project,
+                Init::Current(Box::new(tn)),
+                chosen,
+                stop,
+                send,
+            )?;
         }
         Command::Selftest { quick } => {
             let r = crate::selftest::run(gpu(st)?, quick, &mut |_| {})?;
@@ -364,7 +362,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             send(Reply::Compared(rows));
         }
         Command::Attention { image, request } => {
-            let (before, after, prediction) = maps_of(st, &image, &request, true)?;
+            let (before, after, prediction) = Maps::new(st, &request)?.draw(&image, true)?;
             send(Reply::Attention {
                 image,
                 before: before.unwrap_or_default(),
@@ -373,13 +371,15 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             });
         }
         Command::AttentionGrid { images, request } => {
+            // The tuned model's map where there is one, else the backbone's.
+            let backbone_only = st.tuning.is_none();
+            let maps = Maps::new(st, &request)?;
             let mut tiles = Vec::new();
             for image in images {
                 if stop.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
                 }
-                // The tuned model's map where there is one, else the backbone's.
-                match maps_of(st, &image, &request, st.tuning.is_none()) {
+                match maps.draw(&image, backbone_only) {
                     Ok((before, after, prediction)) => {
                         if let Some(map) = after.or(before) {
                             tiles.push((image, map, prediction));
@@ -510,12 +510,12 @@ fn train_project(
             let t = crate::job::eval_transform(&b, None);
             let gt = GpuTuning::upload(g, &report.outcome.best)?;
             let logits = predict_logits(g, vit, &t, &gt, v, 32)?;
-            let pred = argmax_rows(&logits.data, classes.len());
-            Some(
-                Evaluation::new(classes.clone(), &pred, &v.labels)
-                    .with_confidences(&logits.data, &v.labels)
-                    .with_mistakes(&v.paths, &logits.data, &v.labels),
-            )
+            Some(Evaluation::from_logits(
+                classes.clone(),
+                &logits.data,
+                &v.labels,
+                &v.paths,
+            ))
         }
         _ => None,
     };
@@ -527,10 +527,6 @@ fn train_project(
         kept.filter(|_| !fresh)
     });
     let mut meta = report.meta;
-    if !fresh {
-        // Not the temporary file the run started from.
-        meta.init = "continued from the app's previous model".into();
-    }
     if meta.selection.is_none() {
         meta.selection = selection.clone();
     }
@@ -548,56 +544,79 @@ fn train_project(
     Ok(())
 }
 
-/// The maps of one image: the backbone's (with `with_backbone`) and the tuned model's, with its top class.
-fn maps_of(
-    st: &mut State,
-    image: &std::path::Path,
-    request: &crate::job::AttentionRequest,
-    with_backbone: bool,
-) -> Result<(
+/// Maps drawn with one request's style: the backbone's, and the tuned model's with its top class (its tensors
+/// uploaded once for every image of a grid).
+struct Maps<'s> {
+    gpu: &'s Gpu,
+    vit: &'s GpuViT,
+    transform: crate::preprocess::Transform,
+    style: MapStyle,
+    tuned: Option<(GpuTuning, Vec<String>)>,
+}
+
+/// What `Maps::draw` gives: the backbone's map, the tuned model's, and its top class.
+type Drawn = (
     Option<image::RgbImage>,
     Option<image::RgbImage>,
     Option<Scored>,
-)> {
-    let b = backbone(st)?.clone();
-    let tuning = st
-        .tuning
-        .as_ref()
-        .map(|t| (t.0.clone(), t.1.classes.clone()));
-    let (g, vit) = gpu_vit(st)?;
-    let style = MapStyle {
-        mode: request.mode(b.config.depth)?,
-        fusion: HeadFusion::from_name(&request.head)?,
-        colormap: Colormap::from_name(&request.colormap).unwrap_or(Colormap::Inferno),
-        alpha: request.alpha,
-        class: request.class,
-    };
-    // The backbone alone has no prompts: its side of a prompt map is the CLS map of that layer.
-    let before_style = MapStyle {
-        mode: match style.mode {
-            MapMode::Prompt { layer, .. } => MapMode::Cls { layer },
-            m => m,
-        },
-        ..style
-    };
-    let t = crate::job::eval_transform(&b, None);
-    let img = crate::preprocess::load_rgb(image)?;
-    let shown = display_copy(&img);
-    let before = if with_backbone {
-        Some(heat_map(g, vit, None, &t, (&img, &shown), &before_style)?.0)
-    } else {
-        None
-    };
-    let (after, prediction) = match &tuning {
-        Some((tn, classes)) => {
-            let gt = GpuTuning::upload(g, tn)?;
-            let (drawn, att) = heat_map(g, vit, Some(&gt), &t, (&img, &shown), &style)?;
-            let ranked = crate::job::ranked(classes, &crate::job::softmax(&att.logits));
-            (Some(drawn), ranked.into_iter().next())
-        }
-        None => (None, None),
-    };
-    Ok((before, after, prediction))
+);
+
+impl<'s> Maps<'s> {
+    fn new(st: &'s mut State, request: &crate::job::AttentionRequest) -> Result<Self> {
+        let (depth, transform) = {
+            let b = backbone(st)?;
+            (b.config.depth, crate::job::eval_transform(b, None))
+        };
+        let style = MapStyle {
+            mode: request.mode(depth)?,
+            fusion: HeadFusion::from_name(&request.head)?,
+            colormap: Colormap::from_name(&request.colormap).unwrap_or(Colormap::Inferno),
+            alpha: request.alpha,
+            class: request.class,
+        };
+        let tuning = st.tuning.clone();
+        let (gpu, vit) = gpu_vit(st)?;
+        let tuned = match tuning {
+            Some((tn, meta)) => Some((GpuTuning::upload(gpu, &tn)?, meta.classes)),
+            None => None,
+        };
+        Ok(Self {
+            gpu,
+            vit,
+            transform,
+            style,
+            tuned,
+        })
+    }
+
+    /// The maps of `image`: the backbone's (with `with_backbone`) and the tuned model's.
+    fn draw(&self, image: &std::path::Path, with_backbone: bool) -> Result<Drawn> {
+        let (g, vit, t) = (self.gpu, self.vit, &self.transform);
+        let img = crate::preprocess::load_rgb(image)?;
+        let shown = display_copy(&img);
+        // The backbone alone has no prompts: its side of a prompt map is the CLS map of that layer.
+        let before_style = MapStyle {
+            mode: match self.style.mode {
+                MapMode::Prompt { layer, .. } => MapMode::Cls { layer },
+                m => m,
+            },
+            ..self.style
+        };
+        let before = if with_backbone {
+            Some(heat_map(g, vit, None, t, (&img, &shown), &before_style)?.0)
+        } else {
+            None
+        };
+        let (after, prediction) = match &self.tuned {
+            Some((gt, classes)) => {
+                let (drawn, att) = heat_map(g, vit, Some(gt), t, (&img, &shown), &self.style)?;
+                let ranked = crate::job::ranked(classes, &crate::job::softmax(&att.logits));
+                (Some(drawn), ranked.into_iter().next())
+            }
+            None => (None, None),
+        };
+        Ok((before, after, prediction))
+    }
 }
 
 /// How many training images a project's settings give (for the schedule).

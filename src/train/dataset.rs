@@ -171,8 +171,8 @@ impl Samples {
         Self::decode_with_progress(items, max_side, &mut |_, _| {})
     }
 
-    /// `decode`, telling `progress(done, total)` about every tenth of a second while the decoding threads work
-    /// (from the calling thread).
+    /// `decode`, telling `progress(done, total)` at most every tenth of a second while the decoding threads work,
+    /// and once at the end (from the calling thread, which the threads wake as they finish images).
     pub fn decode_with_progress(
         items: &[(PathBuf, usize)],
         max_side: u32,
@@ -184,26 +184,36 @@ impl Samples {
             .min(8);
         let chunk = items.len().div_ceil(threads).max(1);
         let done = std::sync::atomic::AtomicUsize::new(0);
+        let caller = std::thread::current();
         let results: Vec<Vec<(PathBuf, usize, Result<image::RgbImage>)>> =
             std::thread::scope(|s| {
                 let handles: Vec<_> = items
                     .chunks(chunk)
                     .map(|part| {
-                        let done = &done;
+                        let (done, caller) = (&done, caller.clone());
                         s.spawn(move || {
                             part.iter()
                                 .map(|(p, l)| {
                                     let img = load_rgb(p).map(|i| shrink(i, max_side));
                                     done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    caller.unpark();
                                     (p.clone(), *l, img)
                                 })
                                 .collect::<Vec<_>>()
                         })
                     })
                     .collect();
-                while !handles.iter().all(|h| h.is_finished()) {
-                    progress(done.load(std::sync::atomic::Ordering::Relaxed), items.len());
-                    std::thread::sleep(std::time::Duration::from_millis(100));
+                let every = std::time::Duration::from_millis(100);
+                let mut told = std::time::Instant::now() - every;
+                // (A thread that panicked finishes early: its images are missing, not waited for.)
+                while done.load(std::sync::atomic::Ordering::Relaxed) < items.len()
+                    && !handles.iter().all(|h| h.is_finished())
+                {
+                    if told.elapsed() >= every {
+                        progress(done.load(std::sync::atomic::Ordering::Relaxed), items.len());
+                        told = std::time::Instant::now();
+                    }
+                    std::thread::park_timeout(every);
                 }
                 progress(items.len(), items.len());
                 handles

@@ -52,47 +52,35 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
 }
 
 impl Evaluation {
-    /// Records the top-1 probability of each correctly classified image, from `logits` [n, classes] and `labels`.
-    pub fn with_confidences(mut self, logits: &[f32], labels: &[usize]) -> Self {
-        let c = self.classes.len().max(1);
-        self.correct_confidences = logits
-            .chunks(c)
-            .zip(labels)
-            .filter_map(|(row, &l)| {
-                let probs = softmax(row);
-                let top = argmax_rows(row, c).first().copied()?;
-                (top == l).then(|| probs[top])
-            })
-            .collect();
-        self
-    }
-
-    /// Records the images of `paths` the model got wrong, from `logits` [n, classes] and `labels`, most confident
-    /// first (a confident mistake is the likeliest mislabelled image).
-    pub fn with_mistakes(
-        mut self,
-        paths: &[std::path::PathBuf],
+    /// The evaluation of `logits` [n, classes] against `labels`, in one pass: accuracy and confusion, the top-1
+    /// probability of each correct prediction (for the "unknown" threshold), and the images of `paths` it gets
+    /// wrong, most confident first (a confident mistake is the likeliest mislabelled image).
+    pub fn from_logits(
+        classes: Vec<String>,
         logits: &[f32],
         labels: &[usize],
+        paths: &[std::path::PathBuf],
     ) -> Self {
-        let c = self.classes.len().max(1);
-        self.mistakes = logits
-            .chunks(c)
-            .zip(labels)
-            .zip(paths)
-            .filter_map(|((row, &truth), path)| {
-                let predicted = argmax_rows(row, c).first().copied()?;
-                (predicted != truth).then(|| Mistake {
+        let c = classes.len().max(1);
+        let predicted = argmax_rows(logits, c);
+        let mut e = Self::new(classes, &predicted, labels);
+        for (i, (row, &truth)) in logits.chunks(c).zip(labels).enumerate() {
+            let p = predicted[i];
+            let confidence = softmax(row)[p];
+            if p == truth {
+                e.correct_confidences.push(confidence);
+            } else if let Some(path) = paths.get(i) {
+                e.mistakes.push(Mistake {
                     path: path.clone(),
                     truth,
-                    predicted,
-                    confidence: softmax(row)[predicted],
-                })
-            })
-            .collect();
-        self.mistakes
+                    predicted: p,
+                    confidence,
+                });
+            }
+        }
+        e.mistakes
             .sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
-        self
+        e
     }
 
     /// The confidence below which a prediction may be called "unknown" while keeping `keep` (e.g. 0.95) of the
@@ -216,11 +204,9 @@ mod tests {
         }
         logits.extend([0.0, 1.0]);
         labels.push(0);
-        let pred = argmax_rows(&logits, 2);
         let paths: Vec<std::path::PathBuf> =
             (0..21).map(|i| format!("img{i}.png").into()).collect();
-        let e = Evaluation::new(classes.clone(), &pred, &labels)
-            .with_mistakes(&paths, &logits, &labels);
+        let e = Evaluation::from_logits(classes, &logits, &labels, &paths);
         // The one wrong image, with the probability of the class it was taken for.
         assert_eq!(e.mistakes.len(), 1);
         let m = &e.mistakes[0];
@@ -234,7 +220,6 @@ mod tests {
             "{}",
             e.table()
         );
-        let e = Evaluation::new(classes, &pred, &labels).with_confidences(&logits, &labels);
         assert_eq!(e.correct_confidences.len(), 20);
         let t = e.suggested_threshold(0.95).expect("a threshold");
         let kept = e.correct_confidences.iter().filter(|&&c| c >= t).count();
