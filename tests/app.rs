@@ -690,6 +690,13 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
     let lambda = h.state().grid_images("lambda");
     assert_eq!(h.state().attention_grid.len(), lambda.len());
     assert!(h.state().attention_grid.iter().all(|t| t.2.is_some()));
+    settle(&mut h);
+    // Each tile says the image's class in the project beside the model's.
+    assert_eq!(
+        h.query_all_by_label_contains("labelled lambda, model: ")
+            .count(),
+        lambda.len()
+    );
 
     // A stopped run says which epoch's weights it kept, and its bar stays where it stopped.
     h.state_mut().tab = vitune::app::Tab::Tune;

@@ -1052,6 +1052,17 @@ fn grid_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     if app.attention_grid.is_empty() {
         return;
     }
+    // Each image's class in the project, beside the model's.
+    let labels: std::collections::HashMap<&std::path::Path, &str> = app
+        .project
+        .classes
+        .iter()
+        .flat_map(|c| {
+            c.images
+                .iter()
+                .map(move |i| (i.path.as_path(), c.name.as_str()))
+        })
+        .collect();
     egui::ScrollArea::vertical()
         .id_salt("grid")
         .max_height(480.0)
@@ -1065,9 +1076,14 @@ fn grid_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                             )
                             .on_hover_text(path.display().to_string());
                             ui.label(super::file_label(path));
-                            if let Some((class, p)) = pred {
-                                ui.label(format!("{class} ({:.0}%)", 100.0 * p));
-                            }
+                            let labelled = labels.get(path.as_path()).copied().unwrap_or("?");
+                            match pred {
+                                Some((class, p)) => ui.label(format!(
+                                    "labelled {labelled}, model: {class} ({:.0}%)",
+                                    100.0 * p
+                                )),
+                                None => ui.label(format!("labelled {labelled}")),
+                            };
                         });
                     });
                 }
