@@ -8,6 +8,8 @@ pub enum Error {
     Gpu(#[from] GpuError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Hub(#[from] crate::hub::HubError),
     #[error("{0}")]
     Input(String),
     /// A file or folder that could not be read or written, with the operating system's reason (in the message,
@@ -21,12 +23,15 @@ pub enum Error {
     /// A broken invariant inside vitune, not the user's input.
     #[error("internal error (a vitune bug; please report it): {0}")]
     Internal(String),
-    /// Training produced a loss that is not finite: the learning rate is too high for the data.
-    #[error("the loss became {loss} at epoch {epoch} step {step}: lower the learning rate (--lr)")]
+    /// Training diverged in its first epoch (a loss not finite, or above `train::DIVERGED_FACTOR` × ln C):
+    /// the learning rate is too high for the data, and no epoch is worth keeping.
+    #[error("training diverged at epoch {epoch} (step {step}): loss {loss:.3}; nothing was kept: try --auto or a smaller --lr than this run's {lr:.3e}")]
     Diverged {
         loss: f64,
         epoch: usize,
         step: usize,
+        /// The run's (base) learning rate.
+        lr: f32,
     },
     /// The stop flag ended a job before it had anything to keep.
     #[error("{0}")]

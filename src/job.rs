@@ -330,6 +330,7 @@ pub fn run_train(
     );
     meta.image_size = transform.size;
     meta.selection = selection.as_ref().cloned();
+    meta.diverged = outcome.diverged.clone();
     Ok(TrainReport {
         selection,
         classes,

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod error;
 pub mod export;
 pub mod gpu;
+pub mod hub;
 pub mod io;
 pub mod job;
 pub mod model;

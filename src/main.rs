@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod cli;
+
 use vitune::gpu::Gpu;
-use vitune::model::{load_backbone, Backbone, GpuViT, LoadOptions};
+use vitune::model::{Backbone, GpuViT, LoadOptions};
 use vitune::tuning::spt::SptKind;
 use vitune::tuning::{ConvInit, Method, MethodOptions, Tuning};
 
@@ -26,9 +28,13 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
+    /// Download a backbone from the Hugging Face hub into its cache (shared with timm and transformers).
+    Pull(cli::hub::PullArgs),
+    /// The curated backbones vitune loads, with their size and licence, and which are in the cache.
+    Models(cli::hub::ModelsArgs),
     /// Print a checkpoint's detected format and configuration.
     Info {
-        /// A backbone checkpoint.
+        /// A backbone checkpoint (safetensors), or a hub name hf-hub:ORG/NAME[@REVISION].
         #[arg(required_unless_present = "tuned")]
         backbone: Option<PathBuf>,
         /// A tuned file: its method, classes, backbone and how its setting was chosen.
@@ -42,6 +48,8 @@ enum Command {
     },
     /// Run the backbone on a tensor of normalised pixels: `pixels` [N,3,H,W] in, `pooled`, `logits`, `attn.{l}` out.
     Forward {
+        /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
+        /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
         #[arg(long)]
         backbone: PathBuf,
         #[command(flatten)]
@@ -63,6 +71,8 @@ enum Command {
     /// Export a tuned model to run outside vitune: one ONNX file (checked against vitune's own forward before it
     /// is kept), or a merged timm checkpoint with its config.json for methods whose result is a plain ViT.
     Export {
+        /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
+        /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
         #[arg(long)]
         backbone: PathBuf,
         #[command(flatten)]
@@ -86,6 +96,8 @@ enum Command {
     },
     /// Classify images with a tuned file (or the backbone's own head) and print the top classes.
     Predict {
+        /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
+        /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
         #[arg(long)]
         backbone: PathBuf,
         #[command(flatten)]
@@ -113,6 +125,8 @@ enum Command {
     PretrainPrompts(TrainArgs),
     /// Accuracy, per-class accuracy and confusion matrix of a tuned file on class folders.
     Eval {
+        /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
+        /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
         #[arg(long)]
         backbone: PathBuf,
         #[command(flatten)]
@@ -128,6 +142,8 @@ enum Command {
     },
     /// Write an attention heat-map over an image (at the image's own size).
     Attention {
+        /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
+        /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
         #[arg(long)]
         backbone: PathBuf,
         #[command(flatten)]
@@ -183,6 +199,8 @@ enum Command {
     /// Loss and gradients of every trainable tensor of a method: `pixels` and `labels` in; `loss` and one
     /// gradient per tensor (named as in the tuned file) out. Dropout is off.
     Grad {
+        /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
+        /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
         #[arg(long)]
         backbone: PathBuf,
         #[command(flatten)]
@@ -316,6 +334,8 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct TrainArgs {
+    /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
+    /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
     #[arg(long)]
     backbone: PathBuf,
     #[command(flatten)]
@@ -370,6 +390,8 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct CompareArgs {
+    /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
+    /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
     #[arg(long)]
     backbone: PathBuf,
     #[command(flatten)]
@@ -582,7 +604,17 @@ impl LoadArgs {
                 ActArg::QuickGelu => vitune::model::MlpAct::QuickGelu,
             }),
         };
-        Ok(load_backbone(path, &opts)?)
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        let mut bar = cli::hub::ProgressBar::default();
+        let b = vitune::hub::load_backbone(
+            path,
+            &opts,
+            &vitune::hub::HubConfig::from_env(),
+            &mut |p| bar.show(p),
+            &cancel,
+        );
+        bar.finish();
+        Ok(b?)
     }
 }
 
@@ -665,6 +697,8 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Some(Command::Pull(a)) => cli::hub::pull(&a),
+        Some(Command::Models(a)) => cli::hub::models(&a),
         Some(Command::Info {
             backbone,
             tuned,
@@ -982,6 +1016,7 @@ fn info(path: &Path, load: &LoadArgs, json: bool) -> Result<()> {
             "config": c,
             "parameters": b.parameter_count(),
             "sha256": b.sha256,
+            "source": b.source,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -1009,6 +1044,9 @@ fn info(path: &Path, load: &LoadArgs, json: bool) -> Result<()> {
     println!("head classes  {}", c.num_classes);
     println!("parameters    {}", b.parameter_count());
     println!("sha256        {}", b.sha256);
+    if let Some(source) = &b.source {
+        println!("from          {source} ({})", b.path.display());
+    }
     Ok(())
 }
 
@@ -1032,6 +1070,9 @@ fn tuned_info(path: &Path, json: bool) -> Result<()> {
         "backbone      {} (sha256 {})",
         m.backbone_file, m.backbone_sha256
     );
+    if let Some(source) = &m.backbone_source {
+        println!("from          {source}");
+    }
     println!("image size    {}x{}", m.image_size.0, m.image_size.1);
     println!("init          {}", m.init);
     println!("vitune        {}", m.vitune_version);
@@ -1423,6 +1464,10 @@ fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
             .map(|v| format!(", val acc {:.1}%", 100.0 * v))
             .unwrap_or_default()
     );
+    if let Some(d) = &report.outcome.diverged {
+        // The kept model is written, but the run did not do what was asked: say so and fail.
+        bail!("{d} (the tuned file holds that epoch's model)");
+    }
     Ok(())
 }
 

@@ -19,6 +19,8 @@ pub struct TunedMeta {
     pub classes: Vec<String>,
     pub backbone_file: String,
     pub backbone_sha256: String,
+    /// The hub name and commit the backbone came from (`hf-hub:ORG/NAME@<commit>`), when it came from the hub.
+    pub backbone_source: Option<String>,
     pub backbone_dim: usize,
     pub backbone_depth: usize,
     pub image_size: (usize, usize),
@@ -30,6 +32,8 @@ pub struct TunedMeta {
     pub vitune_version: String,
     /// The search that chose the learning rate and weight decay, when one ran (`train --auto`).
     pub selection: Option<crate::select::Selection>,
+    /// The run diverged after this file's epoch (it stopped there).
+    pub diverged: Option<crate::train::Divergence>,
 }
 
 impl TunedMeta {
@@ -42,6 +46,7 @@ impl TunedMeta {
             classes,
             backbone_file: backbone.file_name(),
             backbone_sha256: backbone.sha256.clone(),
+            backbone_source: backbone.source.clone(),
             backbone_dim: c.dim,
             backbone_depth: c.depth,
             image_size: c.image_size,
@@ -51,6 +56,7 @@ impl TunedMeta {
             init: init.to_string(),
             vitune_version: env!("CARGO_PKG_VERSION").to_string(),
             selection: None,
+            diverged: None,
         }
     }
 
@@ -63,6 +69,9 @@ impl TunedMeta {
         m.insert("classes".into(), j(&self.classes)?);
         m.insert("backbone_file".into(), self.backbone_file.clone());
         m.insert("backbone_sha256".into(), self.backbone_sha256.clone());
+        if let Some(source) = &self.backbone_source {
+            m.insert("backbone_source".into(), source.clone());
+        }
         m.insert("backbone_dim".into(), self.backbone_dim.to_string());
         m.insert("backbone_depth".into(), self.backbone_depth.to_string());
         m.insert("image_size".into(), j(&self.image_size)?);
@@ -73,6 +82,9 @@ impl TunedMeta {
         m.insert("vitune_version".into(), self.vitune_version.clone());
         if let Some(sel) = &self.selection {
             m.insert("selection".into(), j(sel)?);
+        }
+        if let Some(d) = &self.diverged {
+            m.insert("diverged".into(), j(d)?);
         }
         Ok(m)
     }
@@ -100,6 +112,7 @@ impl TunedMeta {
             classes: parse(path, "classes", get("classes")?)?,
             backbone_file: get("backbone_file")?.clone(),
             backbone_sha256: get("backbone_sha256")?.clone(),
+            backbone_source: m.get("backbone_source").cloned(),
             backbone_dim: parse(path, "backbone_dim", get("backbone_dim")?)?,
             backbone_depth: parse(path, "backbone_depth", get("backbone_depth")?)?,
             image_size: parse(path, "image_size", get("image_size")?)?,
@@ -111,6 +124,10 @@ impl TunedMeta {
             selection: m
                 .get("selection")
                 .map(|v| parse(path, "selection", v))
+                .transpose()?,
+            diverged: m
+                .get("diverged")
+                .map(|v| parse(path, "diverged", v))
                 .transpose()?,
         })
     }

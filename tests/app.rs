@@ -775,3 +775,117 @@ fn a_file_dropped_on_a_class_lands_there_and_pasted_paths_in_the_selected_class(
     settle(&mut h);
     assert_eq!(h.state().project.classes[0].images.len(), before + 2);
 }
+
+/// A backbone file that fails to load changes nothing the project records; a project whose own backbone fails
+/// says which file and why, never "loading..." once the load has ended, and Train stays off until one loads.
+#[test]
+fn a_refused_backbone_is_never_kept() {
+    let _serial = one_at_a_time();
+    drop(common::gpu());
+    let dir = tempfile::tempdir().expect("tmp");
+    let bad = dir.path().join("model.safetensors");
+    std::fs::write(&bad, "this is a text file, not a checkpoint").expect("write");
+
+    let mut h = harness(Project::default());
+    wait_for(&mut h, 60, "the demo backbone", |a| {
+        a.backbone_info.is_some() && a.backbone.loading.is_none()
+    });
+    // What "Choose backbone..." does with the file the dialog returns.
+    h.state_mut().choose_backbone(Some(bad.clone()));
+    h.step();
+    wait_for(&mut h, 60, "the refusal", |a| a.backbone.loading.is_none());
+    assert_eq!(
+        h.state().project.backbone,
+        None,
+        "the refused file was kept"
+    );
+    assert!(
+        h.state().backbone_info.is_some(),
+        "the demo backbone was dropped"
+    );
+    assert!(
+        h.state()
+            .errors
+            .iter()
+            .any(|e| e.contains("model.safetensors")),
+        "{:?}",
+        h.state().errors
+    );
+
+    // A project that names the refused file (saved by an older vitune) opens with the reason and no "loading".
+    let project = Project {
+        backbone: Some(bad.clone()),
+        ..Default::default()
+    };
+    let mut h = harness(project);
+    wait_for(&mut h, 60, "the project's backbone to fail", |a| {
+        a.backbone.loading.is_none()
+    });
+    h.run();
+    let failed = h.state().backbone.failed.clone().expect("a reason");
+    assert!(failed.contains("model.safetensors"), "{failed}");
+    assert!(h.state().backbone_info.is_none());
+    h.get_by_label_contains("not loaded:");
+    assert!(
+        h.query_by_label_contains("loading").is_none(),
+        "still says loading"
+    );
+    // The demo backbone is one click away, and then the project records it.
+    h.get_by_label("Demo backbone").click();
+    h.step();
+    wait_for(&mut h, 60, "the demo backbone", |a| {
+        a.backbone_info.is_some()
+    });
+    assert_eq!(h.state().project.backbone, None);
+    assert!(h.state().backbone.failed.is_none());
+}
+
+/// The hub list downloads a curated backbone from a stand-in for the hub (on 127.0.0.1), and the project
+/// remembers it by hub name and commit.
+#[test]
+fn a_curated_backbone_downloads_from_the_hub_list() {
+    let _serial = one_at_a_time();
+    drop(common::gpu());
+    use common::hub_stand_in::{Behaviour, Repo, StandIn};
+    let name = "timm/deit_small_patch16_224.fb_in1k";
+    let repo = Repo::from_fixture(name, &common::fixture("timm_cls"));
+    let commit = repo.commit.clone();
+    let hub = StandIn::start(vec![repo], Behaviour::default());
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = vitune::hub::HubConfig {
+        endpoint: hub.endpoint.clone(),
+        cache: dir.path().join("hub"),
+        token: None,
+        offline: false,
+    };
+    let app = VituneApp::with_hub(&egui::Context::default(), Project::default(), None, cfg);
+    let mut h = Harness::builder()
+        .with_size([1000.0, 700.0])
+        .wgpu()
+        .build_ui_state(|ui, app: &mut VituneApp| app.ui(ui), app);
+    wait_for(&mut h, 60, "the demo backbone", |a| {
+        a.backbone_info.is_some()
+    });
+    h.get_by_label("From the hub...").click();
+    h.run();
+    // Nothing cached: six "Download" buttons in the curated order; DeiT-S is the fifth.
+    let deit = vitune::hub::curated()
+        .iter()
+        .position(|m| m.repo == name)
+        .expect("curated");
+    h.get_all_by_label("Download")
+        .nth(deit)
+        .expect("its button")
+        .click();
+    h.step();
+    wait_for(&mut h, 60, "the download", |a| {
+        a.backbone.loading.is_none() && a.backbone_info.as_deref().is_some_and(|i| i.contains(name))
+    });
+    let pinned = format!("hf-hub:{name}@{commit}");
+    assert_eq!(h.state().project.backbone, Some(PathBuf::from(&pinned)));
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    h.run();
+    // Now cached: listed first, with "Use".
+    h.get_by_label("Use");
+    assert!(hub.requests().iter().any(|r| r.starts_with("GET /cdn/")));
+}

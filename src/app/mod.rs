@@ -2,6 +2,7 @@
 //! curves, see where the prompts look, try new images, export the tuned file. All GPU work runs on a worker
 //! thread; the UI only sends commands and shows replies.
 
+mod backbone;
 pub mod project;
 mod thumbs;
 mod views;
@@ -50,6 +51,8 @@ pub type ShownPrediction = (PathBuf, Vec<(String, f32)>, egui::TextureHandle);
 
 pub struct VituneApp {
     pub project: Project,
+    /// The backbone row: loading, download progress, the hub list, a failed load's reason.
+    pub backbone: backbone::BackbonePanel,
     pub project_path: Option<PathBuf>,
     pub tab: Tab,
     pub selected_class: usize,
@@ -110,6 +113,8 @@ pub struct VituneApp {
     pub deleted_class: Option<(usize, project::ClassEntry)>,
     /// The "add from a path" field: a file or folder typed or pasted, for systems without a file dialog.
     pub path_to_add: String,
+    /// After a run that diverged: the learning rate a one-click retry uses (the run's divided by 10).
+    pub retry_lr: Option<f32>,
     /// A run was asked for and has not reported yet: the previous run's curves stay until it does, so a run that
     /// fails to start leaves them.
     run_pending: bool,
@@ -118,13 +123,26 @@ pub struct VituneApp {
 impl VituneApp {
     /// A new app around `project`, its worker started and its backbone loading.
     pub fn new(ctx: &egui::Context, project: Project, project_path: Option<PathBuf>) -> Self {
+        Self::with_hub(
+            ctx,
+            project,
+            project_path,
+            crate::hub::HubConfig::from_env(),
+        )
+    }
+
+    /// As `new`, with the hub and its cache given (tests point it at a stand-in on 127.0.0.1).
+    pub fn with_hub(
+        ctx: &egui::Context,
+        project: Project,
+        project_path: Option<PathBuf>,
+        hub: crate::hub::HubConfig,
+    ) -> Self {
         let c = ctx.clone();
         let worker = worker::spawn(move || c.request_repaint());
-        let _ = worker
-            .commands
-            .send(Command::LoadBackbone(project.backbone.clone()));
         let saved = project_path.as_ref().map(|_| project.clone());
-        Self {
+        let mut app = Self {
+            backbone: backbone::BackbonePanel::new(hub),
             project,
             project_path,
             tab: Tab::Project,
@@ -172,11 +190,13 @@ impl VituneApp {
             steps_seen: 0,
             restored_summary: None,
             run_pending: false,
+            retry_lr: None,
             path_to_add: String::new(),
             deleted_class: None,
             saved,
-        }
-        .restored()
+        };
+        app.load_project_backbone();
+        app.restored()
     }
 
     /// With the last run's tuned model and results restored from beside the project file, where they are.
@@ -325,8 +345,16 @@ impl VituneApp {
     }
 
     pub fn start_training(&mut self) {
+        self.retry_lr = None;
         let p = self.project.clone();
         self.begin_run("training...", Command::Train(p));
+    }
+
+    /// Trains again at learning rate `lr` (a diverged run's divided by 10), with the search off.
+    pub fn retry_with_lr(&mut self, lr: f32) {
+        self.project.settings.lr = Some(lr);
+        self.project.settings.auto = false;
+        self.start_training();
     }
 
     /// Sends a training command: the previous run's display stays until the new one reports.
@@ -605,9 +633,8 @@ impl VituneApp {
                 self.project_path = Some(path.to_path_buf());
                 self.selected_class = 0;
                 self.remember_last(path);
-                if backbone_changed {
-                    let b = self.project.backbone.clone();
-                    self.send(Command::LoadBackbone(b));
+                if backbone_changed || self.backbone.failed.is_some() {
+                    self.load_project_backbone();
                 }
                 self.restore_results(path);
             }
@@ -634,10 +661,15 @@ impl VituneApp {
                     self.memory = m;
                     self.status = "memory settings applied".into();
                 }
-                Reply::Backbone { description, heads } => {
-                    self.status = "backbone ready".into();
-                    self.backbone_info = Some(description);
-                    self.backbone_heads = heads;
+                Reply::Backbone {
+                    spec,
+                    description,
+                    heads,
+                } => self.backbone_loaded(spec, description, heads),
+                Reply::BackboneFailed { spec, error } => self.backbone_failed(spec, error),
+                Reply::Download(p) => {
+                    self.status = crate::hub::human_bytes(p.done) + " downloaded";
+                    self.backbone.download = Some(p);
                 }
                 Reply::Event(TrainEvent::Step {
                     loss,
@@ -718,8 +750,15 @@ impl VituneApp {
                     stopped,
                     continued,
                     method,
+                    diverged,
+                    lr,
                 } => {
                     self.training = false;
+                    if let Some(d) = &diverged {
+                        self.errors
+                            .push(format!("{d}; Retry below divides the learning rate by 10"));
+                        self.retry_lr = Some(lr / 10.0);
+                    }
                     self.model_method = Some(method);
                     // A stopped run's bar stays where it stopped.
                     if !stopped {
@@ -845,6 +884,15 @@ impl VituneApp {
                         _ => format!("imported {} ({} classes)", path.display(), classes.len()),
                     };
                     self.trained_classes = Some(classes);
+                }
+                Reply::Diverged { message, lr } => {
+                    self.training = false;
+                    self.run_pending = false;
+                    self.search_progress = None;
+                    self.status =
+                        "the run diverged: nothing was trained (see the message above)".into();
+                    self.errors.push(message);
+                    self.retry_lr = Some(lr / 10.0);
                 }
                 Reply::Error(e) => {
                     if (self.training || self.comparing || self.selftesting)

@@ -61,24 +61,7 @@ fn errors_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
 }
 
 fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
-    ui.horizontal(|ui| {
-        ui.label("Backbone:");
-        if ui.button("Choose backbone...").clicked() {
-            if let Some(p) = rfd::FileDialog::new()
-                .add_filter("safetensors", &["safetensors"])
-                .pick_file()
-            {
-                app.project.backbone = Some(p.clone());
-                app.send(super::worker::Command::LoadBackbone(Some(p)));
-            }
-        }
-        if ui.button("Demo backbone").clicked() {
-            app.project.backbone = None;
-            app.send(super::worker::Command::LoadBackbone(None));
-        }
-        // After the buttons, so that a long description never pushes them out of the window.
-        ui.label(app.backbone_info.as_deref().unwrap_or("loading..."));
-    });
+    super::backbone::backbone_ui(app, ui);
     ui.horizontal(|ui| {
         ui.label("GPU memory:");
         let mut want = app.memory;
@@ -498,7 +481,10 @@ fn selection_ui(app: &VituneApp, ui: &mut egui::Ui) {
 /// "Compare methods": every method scored on the project's images, ranked, each one click from being kept.
 fn compare_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
-        let ready = app.backbone_info.is_some() && !app.training && !app.comparing;
+        let ready = app.backbone_info.is_some()
+            && app.backbone.loading.is_none()
+            && !app.training
+            && !app.comparing;
         if ui
             .add_enabled(ready, egui::Button::new("Compare methods"))
             .on_hover_text(
@@ -611,7 +597,7 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     });
     ui.separator();
     ui.horizontal(|ui| {
-        let ready = app.backbone_info.is_some() && !app.training;
+        let ready = app.backbone_info.is_some() && app.backbone.loading.is_none() && !app.training;
         if ui.add_enabled(ready, egui::Button::new("Train")).clicked() {
             app.start_training();
         }
@@ -634,6 +620,18 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         }
         ui.add(egui::ProgressBar::new(app.progress).show_percentage());
     });
+    if let (Some(lr), false) = (app.retry_lr, app.training) {
+        ui.horizontal(|ui| {
+            ui.colored_label(Color32::from_rgb(220, 80, 60), "the last run diverged");
+            if ui
+                .add_enabled(app.backbone_info.is_some(), egui::Button::new(format!("Retry with lr {lr:.2e}")))
+                .on_hover_text("Train again with the learning rate divided by 10 (Auto off: this learning rate is used as it is)")
+                .clicked()
+            {
+                app.retry_with_lr(lr);
+            }
+        });
+    }
     if let Some((done, total)) = app.decoding {
         ui.horizontal(|ui| {
             ui.label("decoding images");

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu};
 use crate::job::{run_train, AttentionRequest, Data, Init, TrainJob};
-use crate::model::{load_backbone, Backbone, GpuTuning, GpuViT, LoadOptions};
+use crate::model::{Backbone, GpuTuning, GpuViT, LoadOptions};
 use crate::select::{CompareEntry, CompareRow, SearchOptions, Selection};
 use crate::train::{predict_logits, Augment, Evaluation, Samples, TrainConfig, TrainEvent};
 use crate::tuned::{self, TunedMeta};
@@ -20,8 +20,15 @@ use crate::viz::{heat_map, Colormap, HeadFusion, MapMode, MapStyle};
 use super::project::{Project, Settings};
 
 pub enum Command {
-    /// Load this backbone (the embedded demo one when `None`).
-    LoadBackbone(Option<PathBuf>),
+    /// Load this backbone: a file, a hub name (`hf-hub:...`, downloaded with `Reply::Download` progress and
+    /// cancelled by the stop flag), or the embedded demo one when `None`. When it fails, the backbone held stays
+    /// (`keep_on_failure`, a new choice the user made) or is dropped (the project's own, which must not be trained
+    /// on another).
+    LoadBackbone {
+        spec: Option<PathBuf>,
+        hub: crate::hub::HubConfig,
+        keep_on_failure: bool,
+    },
     Train(Project),
     /// Train on from the model the worker holds (same method and classes), with the setting the last search
     /// chose (or the recipe's) and no new search: after moving or disabling images the model learned wrong.
@@ -73,9 +80,18 @@ pub type Prediction = (PathBuf, Vec<(String, f32)>, image::RgbImage);
 
 pub enum Reply {
     Backbone {
+        /// What the project records: the file, or the hub name pinned to the commit that was loaded.
+        spec: Option<PathBuf>,
         description: String,
         heads: usize,
     },
+    /// The backbone asked for did not load; `error` says which and why.
+    BackboneFailed {
+        spec: Option<PathBuf>,
+        error: String,
+    },
+    /// A hub download's progress.
+    Download(crate::hub::Progress),
     /// Images decoded so far before a run, of all.
     Decoding {
         done: usize,
@@ -95,6 +111,9 @@ pub enum Reply {
         continued: bool,
         /// The trained model's method.
         method: Method,
+        /// The run diverged after the kept epoch (it stopped there), at learning rate `lr`.
+        diverged: Option<crate::train::Divergence>,
+        lr: f32,
     },
     /// The methods ranked, best first.
     Compared(Vec<CompareRow>),
@@ -120,6 +139,11 @@ pub enum Reply {
         method: Method,
     },
     Error(String),
+    /// A run diverged in its first epoch: nothing was trained (the message says so), at learning rate `lr`.
+    Diverged {
+        message: String,
+        lr: f32,
+    },
 }
 
 pub struct Worker {
@@ -242,15 +266,41 @@ fn backbone(st: &State) -> Result<&Backbone> {
 
 fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply)) -> Result<()> {
     match cmd {
-        Command::LoadBackbone(path) => {
-            let b = match &path {
-                Some(p) => load_backbone(p, &LoadOptions::default())?,
-                None => crate::demo::backbone()?,
+        Command::LoadBackbone {
+            spec,
+            hub,
+            keep_on_failure,
+        } => {
+            let loaded = match &spec {
+                Some(p) => crate::hub::load_backbone(
+                    p,
+                    &LoadOptions::default(),
+                    &hub,
+                    &mut |progress| send(Reply::Download(progress.clone())),
+                    stop,
+                ),
+                None => crate::demo::backbone(),
             };
+            let b = match loaded {
+                Ok(b) => b,
+                Err(e) => {
+                    if !keep_on_failure {
+                        st.backbone = None;
+                        st.vit = None;
+                        st.tuning = None;
+                    }
+                    send(Reply::BackboneFailed {
+                        spec,
+                        error: e.to_string(),
+                    });
+                    return Ok(());
+                }
+            };
+            let spec = spec.map(|p| b.source.clone().map(PathBuf::from).unwrap_or(p));
             let c = &b.config;
             let description = format!(
                 "{} ({:?}): {}; width {}, depth {}, {} heads, patch {}, {}x{}, {:.1} M parameters",
-                b.file_name(),
+                b.source.clone().unwrap_or_else(|| b.file_name()),
                 c.format,
                 c.family(),
                 c.dim,
@@ -265,7 +315,11 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             st.backbone = Some(b);
             st.vit = None;
             st.tuning = None;
-            send(Reply::Backbone { description, heads });
+            send(Reply::Backbone {
+                spec,
+                description,
+                heads,
+            });
         }
         Command::Memory(want) => {
             let g = gpu(st)?;
@@ -503,7 +557,16 @@ fn train_project(
     };
     let mut log = |m: &str| send(Reply::Error(m.to_string()));
     let mut ev = |e: &TrainEvent| send(Reply::Event(e.clone()));
-    let report = run_train(gpu(st)?, &b, &job, stop, &mut log, &mut ev)?;
+    let report = match run_train(gpu(st)?, &b, &job, stop, &mut log, &mut ev) {
+        Err(e @ Error::Diverged { lr, .. }) => {
+            send(Reply::Diverged {
+                message: e.to_string(),
+                lr,
+            });
+            return Ok(());
+        }
+        other => other?,
+    };
     let (g, vit) = gpu_vit(st)?;
     let evaluation = match &val {
         Some(v) if !v.is_empty() => {
@@ -521,6 +584,11 @@ fn train_project(
     };
     let parameters = report.outcome.best.parameter_count();
     let (best_epoch, stopped) = (report.outcome.best_epoch, report.outcome.stopped);
+    let diverged = report.outcome.diverged.clone();
+    let lr = report
+        .selection
+        .as_ref()
+        .map_or(job.config.optim.lr, |s| s.chosen.lr);
     // A continued run keeps the search that chose its setting.
     let selection = report.selection.or_else(|| {
         let kept = st.tuning.as_ref().and_then(|t| t.1.selection.clone());
@@ -540,6 +608,8 @@ fn train_project(
         stopped,
         continued: !fresh,
         method: s.method,
+        lr,
+        diverged,
     });
     Ok(())
 }

@@ -106,6 +106,10 @@ pub fn metadata(
         ("method_settings".into(), t.options.describe(t.method)),
         ("backbone_file".into(), backbone.file_name()),
         ("backbone_sha256".into(), backbone.sha256.clone()),
+        (
+            "backbone_source".into(),
+            backbone.source.clone().unwrap_or_default(),
+        ),
         ("vitune_version".into(), env!("CARGO_PKG_VERSION").into()),
     ]
 }

@@ -135,6 +135,7 @@ fn config_json(
             "method_settings": tuned.tuning.options.describe(tuned.tuning.method),
             "backbone_file": b.file_name(),
             "backbone_sha256": b.sha256,
+            "backbone_source": b.source,
             "version": env!("CARGO_PKG_VERSION"),
         },
     })

@@ -101,6 +101,8 @@ pub struct Backbone {
     pub path: PathBuf,
     /// SHA-256 of the file's tensor data (not its header), the backbone's identity for tuned files.
     pub sha256: String,
+    /// Where the file came from when it is not just a path: `hf-hub:ORG/NAME@<commit>` for a hub model.
+    pub source: Option<String>,
 }
 
 impl Backbone {
@@ -633,6 +635,7 @@ fn finish(
         tensors,
         path: path.to_path_buf(),
         sha256,
+        source: None,
     };
     validate(&backbone)?;
     Ok(backbone)

@@ -94,5 +94,6 @@ pub fn random_backbone(config: &ViTConfig, seed: u64) -> Backbone {
         tensors: t,
         path: format!("random-{}", c.heads_source).into(),
         sha256: String::new(),
+        source: None,
     }
 }

@@ -305,6 +305,11 @@ impl<'a> Scorer<'a> {
                 .and_then(|t| train(self.session, t, tr, None, &recipe.config, stop, &mut |_| {}));
             match fitted {
                 Ok(out) if out.stopped => return Err(stopped()),
+                Ok(out) if out.diverged.is_some() => {
+                    diverged = true;
+                    accs.push(0.0);
+                    losses.push(f64::INFINITY);
+                }
                 Ok(out) => {
                     let logits = self.logits(&out.best, va)?;
                     let pred = crate::train::argmax_rows(&logits, self.classes);

@@ -19,5 +19,6 @@ pub use step::{
     StepOutput,
 };
 pub use trainer::{
-    predict_logits, train, EpochStats, RecipeOverrides, TrainConfig, TrainEvent, TrainOutcome,
+    diverged_above, predict_logits, train, Divergence, EpochStats, RecipeOverrides, TrainConfig,
+    TrainEvent, TrainOutcome,
 };

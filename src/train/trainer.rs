@@ -123,6 +123,43 @@ pub struct TrainOutcome {
     pub history: Vec<EpochStats>,
     /// The stop flag ended the run early.
     pub stopped: bool,
+    /// Training diverged after at least one good epoch: the run stopped there and `best` is from before.
+    pub diverged: Option<Divergence>,
+}
+
+/// Training has diverged when a step's loss is not finite, or when an epoch's mean training loss is above
+/// `DIVERGED_FACTOR` × ln(C): three times the loss of guessing uniformly over the C classes, which is where an
+/// untrained head starts. A run that diverges stops at once; what it kept is the last good epoch's model.
+pub const DIVERGED_FACTOR: f64 = 3.0;
+
+/// Where and how a run diverged, for the messages and the tuned file's metadata.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Divergence {
+    /// The epoch (from 1) whose loss diverged.
+    pub epoch: usize,
+    /// That epoch's mean training loss; `None` when a step's loss was not finite.
+    pub loss: Option<f64>,
+    /// The epoch (from 1) of the model kept.
+    pub kept_epoch: usize,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let loss = match self.loss {
+            Some(l) => format!("loss {l:.3}"),
+            None => "the loss is not finite".into(),
+        };
+        write!(
+            f,
+            "training diverged at epoch {}: {loss}; the kept model is epoch {}'s; try --auto or a smaller --lr",
+            self.epoch, self.kept_epoch
+        )
+    }
+}
+
+/// The loss above which an epoch counts as diverged, for `classes` classes.
+pub fn diverged_above(classes: usize) -> f64 {
+    DIVERGED_FACTOR * (classes.max(2) as f64).ln()
 }
 
 /// Normalised model inputs for `idx` of `samples`, augmented with per-image seeds, on worker threads.
@@ -229,6 +266,8 @@ pub fn train(
     let mut history = Vec::new();
     let steps_per_epoch = train.len().div_ceil(cfg.batch.max(1));
     let mut stopped = false;
+    let mut diverged = None;
+    let limit = diverged_above(best.num_classes);
     // The linear probe without augmentation trains on features computed once.
     let features = if best.method == Method::Linear && cfg.augment == Augment::none() {
         Some(session.pooled_features(train)?)
@@ -280,11 +319,20 @@ pub fn train(
                 }
             };
             if !out.loss.is_finite() {
-                return Err(Error::Diverged {
-                    loss: out.loss,
+                if history.is_empty() {
+                    return Err(Error::Diverged {
+                        loss: out.loss,
+                        epoch: epoch + 1,
+                        step: step + 1,
+                        lr: cfg.optim.lr,
+                    });
+                }
+                diverged = Some(Divergence {
                     epoch: epoch + 1,
-                    step: step + 1,
+                    loss: None,
+                    kept_epoch: best_epoch + 1,
                 });
+                break 'epochs;
             }
             let acc = accuracy(&out.logits, &labels);
             loss_sum += out.loss * ids.len() as f64;
@@ -314,6 +362,23 @@ pub fn train(
             val_accuracy,
             seconds: start.elapsed().as_secs_f64(),
         };
+        if stats.loss > limit {
+            if history.is_empty() {
+                return Err(Error::Diverged {
+                    loss: stats.loss,
+                    epoch: epoch + 1,
+                    step: steps_per_epoch,
+                    lr: cfg.optim.lr,
+                });
+            }
+            diverged = Some(Divergence {
+                epoch: epoch + 1,
+                loss: Some(stats.loss),
+                kept_epoch: best_epoch + 1,
+            });
+            on_event(&TrainEvent::Epoch(stats));
+            break 'epochs;
+        }
         // Without a validation set the latest epoch counts as best.
         let metric = val_accuracy.unwrap_or(epoch as f64);
         if metric >= best_metric {
@@ -333,5 +398,6 @@ pub fn train(
         best_epoch,
         history,
         stopped,
+        diverged,
     })
 }

@@ -1,6 +1,8 @@
 #![allow(dead_code)]
 //! Helpers shared by the integration tests.
 
+pub mod hub_stand_in;
+
 use std::path::PathBuf;
 
 use vitune::gpu::Gpu;

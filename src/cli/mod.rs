@@ -1,0 +1,3 @@
+//! Subcommands, one file each (the rest still live in `main.rs`, moving here one by one).
+
+pub mod hub;
