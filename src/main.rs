@@ -60,8 +60,10 @@ enum Command {
         /// Use a tuned file made for a backbone with other tensors.
         #[arg(long)]
         force: bool,
+        /// Input tensors (safetensors).
         #[arg(long)]
         input: PathBuf,
+        /// Where to write the result.
         #[arg(long)]
         out: PathBuf,
         /// Also write the post-softmax attention of every layer as `attn.{l}` [N,heads,T,T].
@@ -77,6 +79,7 @@ enum Command {
         backbone: PathBuf,
         #[command(flatten)]
         load: LoadArgs,
+        /// A tuned file (from `vitune train`).
         #[arg(long)]
         tuned: PathBuf,
         /// Use a tuned file made for a backbone with other tensors.
@@ -85,6 +88,7 @@ enum Command {
         /// Where to write: model.onnx, or merged.safetensors with --format timm (config.json goes beside it).
         #[arg(long)]
         out: PathBuf,
+        /// onnx (every method) or timm (a merged checkpoint, for methods whose result is a plain ViT).
         #[arg(long, value_enum, default_value = "onnx")]
         format: ExportFormat,
         /// Images for the ONNX self-check (default: a few seeded stand-ins).
@@ -108,11 +112,13 @@ enum Command {
         /// Use a tuned file made for a backbone with other weights (the shapes must still fit).
         #[arg(long)]
         force: bool,
+        /// Image files or folders.
         #[arg(required = true)]
         images: Vec<PathBuf>,
         /// How many classes to print per image.
         #[arg(long, default_value_t = 5)]
         top: usize,
+        /// Print the result as JSON on standard output.
         #[arg(long)]
         json: bool,
     },
@@ -131,12 +137,16 @@ enum Command {
         backbone: PathBuf,
         #[command(flatten)]
         load: LoadArgs,
+        /// A tuned file (from `vitune train`).
         #[arg(long)]
         tuned: PathBuf,
+        /// Class folders: one sub-folder of images per class.
         #[arg(long)]
         data: PathBuf,
+        /// Print the result as JSON on standard output.
         #[arg(long)]
         json: bool,
+        /// Use a tuned file made for a backbone with other tensors (the shapes must still fit).
         #[arg(long)]
         force: bool,
     },
@@ -148,8 +158,10 @@ enum Command {
         backbone: PathBuf,
         #[command(flatten)]
         load: LoadArgs,
+        /// A tuned file (from `vitune train`).
         #[arg(long)]
         tuned: Option<PathBuf>,
+        /// Use a tuned file made for a backbone with other tensors (the shapes must still fit).
         #[arg(long)]
         force: bool,
         image: PathBuf,
@@ -177,6 +189,7 @@ enum Command {
         /// Opacity of the heat-map.
         #[arg(long, default_value_t = 0.5)]
         alpha: f32,
+        /// Where to write the result.
         #[arg(long)]
         out: PathBuf,
     },
@@ -186,13 +199,16 @@ enum Command {
         /// source, target, or shifted (the target classes under a domain shift).
         #[arg(long)]
         split: String,
+        /// Images written per class.
         #[arg(long, default_value_t = 100)]
         per_class: usize,
+        /// Seed for the shots drawn, the augmentation and the initialisation.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Image side in pixels.
         #[arg(long, default_value_t = 32)]
         size: u32,
+        /// Where to write the result.
         #[arg(long)]
         out: PathBuf,
     },
@@ -216,18 +232,23 @@ enum Command {
         /// Seed of the method's initialisation (without --tuned).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Input tensors (safetensors).
         #[arg(long)]
         input: PathBuf,
+        /// Where to write the result.
         #[arg(long)]
         out: PathBuf,
     },
     /// The embedded demo: few-shot prompt tuning of 20 glyph classes on the shipped backbone, against the linear
     /// probe; writes the tuned file and an attention figure.
     Demo {
+        /// Training images per class.
         #[arg(long, default_value_t = 2)]
         shots: usize,
+        /// Training epochs (the run keeps the epoch best on validation).
         #[arg(long, default_value_t = 10)]
         epochs: usize,
+        /// Seed for the shots drawn, the augmentation and the initialisation.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Test images per class.
@@ -242,6 +263,7 @@ enum Command {
         /// The most each search may cost, in default runs.
         #[arg(long, default_value_t = vitune::select::halving::DEFAULT_BUDGET)]
         auto_budget: f64,
+        /// Where to write the result.
         #[arg(long, default_value = "demo-out")]
         out: PathBuf,
     },
@@ -252,6 +274,7 @@ enum Command {
         /// Only the checks (no speed figures).
         #[arg(long)]
         quick: bool,
+        /// Print the result as JSON on standard output.
         #[arg(long)]
         json: bool,
     },
@@ -280,8 +303,10 @@ enum BenchCommand {
         /// Comma-separated shot counts.
         #[arg(long, default_value = "1,2,4,8")]
         shots: String,
+        /// Draws of the shots per shot count.
         #[arg(long, default_value_t = 3)]
         seeds: usize,
+        /// Training epochs (the run keeps the epoch best on validation).
         #[arg(long, default_value_t = 12)]
         epochs: usize,
         /// Test images per class (fixed across seeds).
@@ -301,6 +326,7 @@ enum BenchCommand {
     Train {
         #[command(flatten)]
         args: BenchArgs,
+        /// The method whose training step is timed.
         #[arg(long, default_value = "vpt-deep")]
         method: String,
         /// Skip timing a forward of the same batch (no step / forward ratio).
@@ -325,6 +351,7 @@ struct BenchArgs {
     /// vit-ti16, vit-s16, vit-b16, vit-l16, or demo (a tiny config).
     #[arg(long, default_value = "vit-b16")]
     config: String,
+    /// Images per training step.
     #[arg(long, default_value_t = 8)]
     batch: usize,
     /// Timed repetitions after one warm-up.
@@ -348,8 +375,10 @@ struct TrainArgs {
     /// Images per class to train on, drawn with the seed (all when unset).
     #[arg(long)]
     shots: Option<usize>,
+    /// Training epochs (the run keeps the epoch best on validation).
     #[arg(long, default_value_t = 30)]
     epochs: usize,
+    /// Images per training step.
     #[arg(long, default_value_t = 32)]
     batch: usize,
     /// Peak learning rate (the method's default when unset).
@@ -361,11 +390,13 @@ struct TrainArgs {
     /// sgd or adamw (the method's default when unset).
     #[arg(long)]
     optimizer: Option<String>,
+    /// Seed for the shots drawn, the augmentation and the initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Validation class folders; without it, up to --val-per-class of the images not drawn as shots.
     #[arg(long)]
     val: Option<PathBuf>,
+    /// Without --val: at most this many images per class that were not drawn as shots validate each epoch.
     #[arg(long, default_value_t = 20)]
     val_per_class: usize,
     #[command(flatten)]
@@ -384,6 +415,7 @@ struct TrainArgs {
     /// Print the search (with --auto) as JSON on standard output.
     #[arg(long)]
     json: bool,
+    /// Where to write the result.
     #[arg(long)]
     out: PathBuf,
 }
@@ -411,8 +443,10 @@ struct CompareArgs {
     /// Draws of the shots (seeds 0..S); the score's spread is over seeds when S > 1, else over folds.
     #[arg(long, default_value_t = 1)]
     seeds: usize,
+    /// Training epochs (the run keeps the epoch best on validation).
     #[arg(long, default_value_t = 30)]
     epochs: usize,
+    /// Images per training step.
     #[arg(long, default_value_t = 32)]
     batch: usize,
     #[command(flatten)]
@@ -422,6 +456,7 @@ struct CompareArgs {
     /// Write each method's tuned file (its scored setting trained on the first draw) into this folder.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Print the result as JSON on standard output.
     #[arg(long)]
     json: bool,
 }
@@ -483,7 +518,7 @@ impl AugArgs {
 /// A tuning method and its options (defaults from the papers).
 #[derive(Args, Clone)]
 struct MethodArgs {
-    /// linear, bitfit, vpt-shallow, vpt-deep, lora, adaptformer, convpass or full.
+    /// linear, bitfit, vpt-shallow, vpt-deep, lora, adaptformer, convpass, ssf or full.
     #[arg(long)]
     method: String,
     /// VPT prompt tokens (default 10).

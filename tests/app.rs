@@ -889,3 +889,82 @@ fn a_curated_backbone_downloads_from_the_hub_list() {
     h.get_by_label("Use");
     assert!(hub.requests().iter().any(|r| r.starts_with("GET /cdn/")));
 }
+
+/// Where the system's file dialog cannot open (no xdg-desktop-portal, no zenity: CI, Xvfb, minimal desktops),
+/// vitune says so once and its own file browser saves the project; the Try tab classifies a typed path.
+#[test]
+fn without_a_dialog_service_the_builtin_browser_saves_and_try_takes_a_path() {
+    let _serial = one_at_a_time();
+    drop(common::gpu());
+    let dir = tempfile::tempdir().expect("tmp");
+    let images = dir.path().join("glyphs");
+    vitune::demo::write_glyph_folders("target", 2, 2, 32, &images).expect("glyphs");
+    let mut h = harness(Project::default());
+    wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
+        // A desktop session may have a portal whose dialog would wait for a person: use the browser directly.
+        h.state_mut().files.builtin_only = true;
+    }
+    h.get_by_label("Save project as...").click();
+    h.run();
+    assert!(h.state().files.browser.is_some(), "no file browser opened");
+    let notices = |a: &VituneApp| {
+        a.errors
+            .iter()
+            .filter(|e| e.contains("file browser"))
+            .count()
+    };
+    assert!(notices(h.state()) <= 1);
+    h.state_mut().files.browser.as_mut().expect("browser").dir = dir.path().to_path_buf();
+    h.run();
+    h.get_by_label("Save").click();
+    h.run();
+    let saved = dir.path().join("project.json");
+    assert!(
+        saved.is_file(),
+        "the project was not saved through the browser"
+    );
+    assert_eq!(h.state().project_path.as_deref(), Some(saved.as_path()));
+    // Asked again: the browser at once, no second notice.
+    h.get_by_label("Open project...").click();
+    h.run();
+    assert!(h.state().files.browser.is_some());
+    assert!(notices(h.state()) <= 1, "{:?}", h.state().errors);
+    h.get_by_label("Cancel").click();
+    h.run();
+    assert!(h.state().files.browser.is_none());
+
+    // Try: a typed path that is no file says so; a typed folder goes to the classifier (which, with no model
+    // yet, asks for one: the classification itself is tested with a trained model above).
+    h.state_mut().tab = vitune::app::Tab::Try;
+    h.run();
+    h.state_mut().try_path = dir.path().join("nothing-here").display().to_string();
+    h.get_by_label("Classify").click();
+    h.run();
+    assert!(
+        h.state()
+            .errors
+            .iter()
+            .any(|e| e.contains("no file or folder at")),
+        "{:?}",
+        h.state().errors
+    );
+    let class_dir = std::fs::read_dir(&images)
+        .expect("read")
+        .next()
+        .expect("a class")
+        .expect("entry")
+        .path();
+    h.state_mut().try_path = class_dir.display().to_string();
+    h.get_by_label("Classify").click();
+    h.step();
+    wait_for(&mut h, 60, "the classifier's answer", |a| {
+        a.errors
+            .iter()
+            .any(|e| e.contains("train or import a tuned file first"))
+    });
+    assert!(
+        h.state().try_path.is_empty(),
+        "the typed path was not taken"
+    );
+}

@@ -448,3 +448,48 @@ fn vpt_deep_and_lora_train_on_every_family_layout() {
         }
     }
 }
+
+/// A learning rate far too high diverges on purpose: the run stops, says so in words with what to try, writes no
+/// tuned file (nothing good was trained) and exits non-zero, never "val acc ..." as if it had worked.
+#[test]
+fn a_diverging_run_is_caught_and_said() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = |p: &Path| p.display().to_string();
+    let data = d.join("data");
+    let (ok, _, err) = vitune(&[
+        "demo-data",
+        "--split",
+        "target",
+        "--per-class",
+        "3",
+        "--out",
+        &s(&data),
+    ]);
+    assert!(ok, "{err}");
+    let backbone = common::fixture("timm_cls").join("model.safetensors");
+    let out = d.join("tuned.safetensors");
+    let (ok, _, err) = vitune(&[
+        "train",
+        "--backbone",
+        &s(&backbone),
+        "--data",
+        &s(&data),
+        "--method",
+        "linear",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e7",
+        "--shots",
+        "2",
+        "--epochs",
+        "3",
+        "--out",
+        &s(&out),
+    ]);
+    assert!(!ok, "a diverged run reported success: {err}");
+    assert!(err.contains("training diverged at epoch 1"), "{err}");
+    assert!(err.contains("try --auto or a smaller --lr"), "{err}");
+    assert!(!out.exists(), "a diverged first epoch wrote a tuned file");
+}

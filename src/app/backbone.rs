@@ -132,12 +132,7 @@ pub fn backbone_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         ui.label("Backbone:");
         ui.add_enabled_ui(!busy, |ui| {
             if ui.button("Choose backbone...").clicked() {
-                if let Some(p) = rfd::FileDialog::new()
-                    .add_filter("safetensors", &["safetensors"])
-                    .pick_file()
-                {
-                    app.choose_backbone(Some(p));
-                }
+                app.ask_file(super::files::FilePurpose::Backbone);
             }
             if ui.button("Demo backbone").clicked() {
                 app.choose_backbone(None);
@@ -234,12 +229,13 @@ fn hub_list_ui(app: &mut VituneApp, ui: &mut egui::Ui, busy: bool) {
             }
         });
         ui.horizontal(|ui| {
-            ui.label("Any hub name:");
+            let label = ui.label("Any hub name:");
             ui.add(
                 egui::TextEdit::singleline(&mut app.backbone.name_field)
                     .hint_text("ORG/NAME or ORG/NAME@REVISION")
                     .desired_width(320.0),
-            );
+            )
+            .labelled_by(label.id);
             if ui
                 .add_enabled(!busy && !app.backbone.name_field.trim().is_empty(), egui::Button::new("Get"))
                 .clicked()

@@ -3,6 +3,7 @@
 //! thread; the UI only sends commands and shows replies.
 
 mod backbone;
+pub mod files;
 pub mod project;
 mod thumbs;
 mod views;
@@ -53,6 +54,8 @@ pub struct VituneApp {
     pub project: Project,
     /// The backbone row: loading, download progress, the hub list, a failed load's reason.
     pub backbone: backbone::BackbonePanel,
+    /// File choices: the platform's dialog, or vitune's own browser where that cannot open.
+    pub files: files::Files,
     pub project_path: Option<PathBuf>,
     pub tab: Tab,
     pub selected_class: usize,
@@ -113,6 +116,8 @@ pub struct VituneApp {
     pub deleted_class: Option<(usize, project::ClassEntry)>,
     /// The "add from a path" field: a file or folder typed or pasted, for systems without a file dialog.
     pub path_to_add: String,
+    /// The Try tab's path field.
+    pub try_path: String,
     /// After a run that diverged: the learning rate a one-click retry uses (the run's divided by 10).
     pub retry_lr: Option<f32>,
     /// A run was asked for and has not reported yet: the previous run's curves stay until it does, so a run that
@@ -143,6 +148,7 @@ impl VituneApp {
         let saved = project_path.as_ref().map(|_| project.clone());
         let mut app = Self {
             backbone: backbone::BackbonePanel::new(hub),
+            files: files::Files::new(),
             project,
             project_path,
             tab: Tab::Project,
@@ -192,6 +198,7 @@ impl VituneApp {
             run_pending: false,
             retry_lr: None,
             path_to_add: String::new(),
+            try_path: String::new(),
             deleted_class: None,
             saved,
         };
@@ -312,6 +319,29 @@ impl VituneApp {
             self.status = format!("added {n} images to {}", self.project.classes[c].name);
             self.path_to_add.clear();
         }
+    }
+
+    /// Classifies the image, or the images of the folder, typed in the Try tab's path field.
+    pub fn predict_typed_path(&mut self) {
+        let typed = self.try_path.trim().trim_matches('"').to_string();
+        if typed.is_empty() {
+            return;
+        }
+        let path = PathBuf::from(&typed);
+        if !path.exists() {
+            self.errors
+                .push(format!("no file or folder at {typed}: check the path"));
+            return;
+        }
+        let files = files::image_files_in(&[path]);
+        if files.is_empty() {
+            self.errors.push(format!(
+                "no images at {typed} (png, jpg, webp, bmp or gif files, or a folder of them)"
+            ));
+            return;
+        }
+        self.try_path.clear();
+        self.predict(files);
     }
 
     /// Deletes class `index`; `undo_delete` puts it back.
@@ -937,6 +967,7 @@ impl VituneApp {
         let ctx = ui.ctx().clone();
         self.poll(&ctx);
         views::app_ui(self, ui);
+        files::file_browser_ui(self, &ctx);
         self.autosave();
     }
 }

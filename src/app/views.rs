@@ -1,6 +1,8 @@
 //! The screens of the app, one function each.
 
 use egui::{Color32, RichText};
+
+use super::files::FilePurpose;
 use egui_plot::{Legend, Line, Plot};
 
 use super::{Tab, VituneApp};
@@ -76,32 +78,16 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     });
     ui.horizontal(|ui| {
         if ui.button("Open project...").clicked() {
-            if let Some(p) = rfd::FileDialog::new()
-                .add_filter("vitune project", &["json"])
-                .pick_file()
-            {
-                app.open_project(&p);
-            }
+            app.ask_file(FilePurpose::OpenProject);
         }
         if ui.button("Save project").clicked() {
-            let path = app.project_path.clone().or_else(|| {
-                rfd::FileDialog::new()
-                    .add_filter("vitune project", &["json"])
-                    .set_file_name("project.json")
-                    .save_file()
-            });
-            if let Some(p) = path {
-                app.save_project(&p);
+            match app.project_path.clone() {
+                Some(p) => app.save_project(&p),
+                None => app.ask_file(FilePurpose::SaveProject),
             }
         }
         if ui.button("Save project as...").clicked() {
-            if let Some(p) = rfd::FileDialog::new()
-                .add_filter("vitune project", &["json"])
-                .set_file_name("project.json")
-                .save_file()
-            {
-                app.save_project(&p);
-            }
+            app.ask_file(FilePurpose::SaveProject);
         }
         if ui.button("New project").clicked() {
             app.new_project();
@@ -232,22 +218,7 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                     );
                 }
                 if ui.button("Add images...").clicked() {
-                    let asked = std::time::Instant::now();
-                    match rfd::FileDialog::new()
-                        .add_filter("images", &["png", "jpg", "jpeg", "webp", "bmp", "gif"])
-                        .pick_files()
-                    {
-                        Some(files) => app.add_images(ci, &files),
-                        // Back at once with nothing: no dialog could open (no desktop portal or GTK).
-                        None if asked.elapsed() < std::time::Duration::from_millis(300) => {
-                            app.errors.push(
-                                "no file dialog could open on this system: type or paste a file or folder \
-                                 path in \"Add from a path\", or drop files on the window"
-                                    .into(),
-                            );
-                        }
-                        None => {}
-                    }
+                    app.ask_file(FilePurpose::AddImages(ci));
                 }
                 if ui.button("Delete class").clicked() {
                     delete = Some(ci);
@@ -1114,14 +1085,9 @@ fn legend_ui(ui: &mut egui::Ui, colormap: &str) {
 fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         if ui.button("Pick images...").clicked() {
-            if let Some(files) = rfd::FileDialog::new()
-                .add_filter("images", &["png", "jpg", "jpeg", "webp", "bmp", "gif"])
-                .pick_files()
-            {
-                app.predict(files);
-            }
+            app.ask_file(FilePurpose::TryImages);
         }
-        ui.label("or drop images here");
+        ui.label("or drop or paste images here");
         if ui
             .add_enabled(
                 !app.predictions.is_empty(),
@@ -1132,6 +1098,25 @@ fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             app.predictions.clear();
         }
     });
+    // Typed or pasted paths, as in the Project tab: the way in where no file dialog can open.
+    ui.horizontal(|ui| {
+        let label = ui.label("Classify a path:");
+        let field = ui
+            .add(
+                egui::TextEdit::singleline(&mut app.try_path)
+                    .hint_text("an image or a folder of images")
+                    .desired_width(360.0),
+            )
+            .labelled_by(label.id);
+        let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        if ui.button("Classify").clicked() || entered {
+            app.predict_typed_path();
+        }
+    });
+    let pasted = pasted_paths(ui);
+    if !pasted.is_empty() {
+        app.predict(super::files::image_files_in(&pasted));
+    }
     ui.horizontal(|ui| {
         let label = ui
             .label("Call it unknown below")
@@ -1196,29 +1181,22 @@ fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     });
     ui.horizontal(|ui| {
         let model = app.trained_classes.is_some();
-        let file = ("safetensors", "tuned.safetensors");
-        if let Some(p) = export_button(ui, model, "Export tuned file...", None, file) {
-            app.export_to(p);
+        if export_button(ui, model, "Export tuned file...", None) {
+            app.ask_file(FilePurpose::ExportTuned);
         }
         let hover = "One .onnx file with the classes and preprocessing in its metadata; vitune runs it with an \
                      ONNX runtime and compares it with its own predictions before keeping it";
         let label = "Export ONNX model (runs anywhere)...";
-        if let Some(p) = export_button(ui, model, label, Some(hover), ("onnx", "model.onnx")) {
-            app.export_onnx_to(p);
+        if export_button(ui, model, label, Some(hover)) {
+            app.ask_file(FilePurpose::ExportOnnx);
         }
         let hover = "For linear, BitFit, LoRA, SSF and full fine-tuning: the backbone with the tuning folded in, \
                      under timm's names, and a config.json beside it that timm reads";
-        let file = ("safetensors", "merged.safetensors");
-        if let Some(p) = export_button(ui, model, "Export merged timm checkpoint...", Some(hover), file) {
-            app.export_timm_to(p);
+        if export_button(ui, model, "Export merged timm checkpoint...", Some(hover)) {
+            app.ask_file(FilePurpose::ExportTimm);
         }
         if ui.button("Import tuned file...").clicked() {
-            if let Some(p) = rfd::FileDialog::new()
-                .add_filter("safetensors", &["safetensors"])
-                .pick_file()
-            {
-                app.import_from(p);
-            }
+            app.ask_file(FilePurpose::ImportTuned);
         }
     });
     if let Some(line) = &app.last_onnx_export {
@@ -1226,26 +1204,13 @@ fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     }
 }
 
-/// An export button, enabled when there is a model; the file it is to write, chosen in a save dialog with
-/// `(extension, default name)`.
-fn export_button(
-    ui: &mut egui::Ui,
-    enabled: bool,
-    label: &str,
-    hover: Option<&str>,
-    (ext, name): (&str, &str),
-) -> Option<std::path::PathBuf> {
+/// An export button, enabled when there is a model; whether it was clicked.
+fn export_button(ui: &mut egui::Ui, enabled: bool, label: &str, hover: Option<&str>) -> bool {
     let mut button = ui.add_enabled(enabled, egui::Button::new(label));
     if let Some(h) = hover {
         button = button.on_hover_text(h);
     }
-    if !button.clicked() {
-        return None;
-    }
-    rfd::FileDialog::new()
-        .add_filter(ext, &[ext])
-        .set_file_name(name)
-        .save_file()
+    button.clicked()
 }
 
 /// A labelled choice among `options` (the label before it); whether it changed.
