@@ -369,7 +369,11 @@ pub fn evaluate(
 pub struct PredictInput {
     pub tuned: Option<tuned::TunedFile>,
     pub transform: Transform,
+    /// The images that decoded, in the order given, and their pixels.
+    pub images: Vec<PathBuf>,
     pub pixels: crate::model::HostTensor,
+    /// The images that did not decode, each with its reason: the others go on without them.
+    pub failed: Vec<(PathBuf, String)>,
 }
 
 impl PredictInput {
@@ -400,11 +404,33 @@ pub fn prepare_predict(
         .and_then(|t| t.meta.as_ref())
         .map(|m| m.image_size);
     let transform = eval_transform(backbone, size);
-    let pixels = transform.batch(images)?;
+    let (mut good, mut data, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for p in images {
+        match crate::preprocess::load_rgb(p) {
+            Ok(img) => {
+                data.extend(transform.apply(&img));
+                good.push(p.clone());
+            }
+            Err(e) => failed.push((p.clone(), e.to_string())),
+        }
+    }
+    if good.is_empty() {
+        let reasons: Vec<&str> = failed.iter().map(|f| f.1.as_str()).collect();
+        return Err(Error::Input(format!(
+            "no image could be read: {}",
+            reasons.join("; ")
+        )));
+    }
+    let pixels = crate::model::HostTensor::new(
+        vec![good.len(), 3, transform.size.0, transform.size.1],
+        data,
+    );
     Ok(PredictInput {
         tuned: tf,
         transform,
+        images: good,
         pixels,
+        failed,
     })
 }
 

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bench;
 pub mod data;
+pub mod decode;
 pub mod demo;
 pub mod error;
 pub mod export;

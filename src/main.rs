@@ -1270,18 +1270,19 @@ fn predict(
     let gpu = Gpu::new()?;
     let (names, rows) = vitune::job::predict(&gpu, &b, &input)?;
     let mut results = Vec::new();
-    for (img, probs) in images.iter().zip(&rows) {
-        let mut order: Vec<usize> = (0..probs.len()).collect();
-        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-        let topk: Vec<(usize, String, f32)> = order
-            .iter()
+    for (img, probs) in input.images.iter().zip(&rows) {
+        let topk: Vec<(usize, String, f32)> = vitune::job::ranked(&names, probs)
+            .into_iter()
             .take(top)
-            .map(|&k| (k, names[k].clone(), probs[k]))
+            .map(|(n, p)| (names.iter().position(|x| *x == n).unwrap_or(0), n, p))
             .collect();
         results.push((img.display().to_string(), topk));
     }
+    for (img, why) in &input.failed {
+        eprintln!("error: skipped {}: {why}", img.display());
+    }
     if json {
-        let v: Vec<_> = results
+        let mut v: Vec<_> = results
             .iter()
             .map(|(img, topk)| {
                 serde_json::json!({
@@ -1290,6 +1291,9 @@ fn predict(
                 })
             })
             .collect();
+        v.extend(input.failed.iter().map(
+            |(img, why)| serde_json::json!({"image": img.display().to_string(), "error": why}),
+        ));
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for (img, topk) in results {
@@ -1298,6 +1302,13 @@ fn predict(
                 println!("  {:6.2}%  {n} ({k})", p * 100.0);
             }
         }
+    }
+    if !input.failed.is_empty() {
+        bail!(
+            "{} of {} images could not be read (named above); the others' results are printed",
+            input.failed.len(),
+            images.len()
+        );
     }
     Ok(())
 }
@@ -1313,13 +1324,19 @@ fn eval(
     let b = load.load(path)?;
     let gpu = Gpu::new()?;
     let (ev, problems) = vitune::job::evaluate(&gpu, &b, tuned, data, force)?;
-    for p in problems {
-        eprintln!("warning: {p}");
+    for p in &problems {
+        eprintln!("error: {p}");
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&ev)?);
     } else {
         print!("{}", ev.table());
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{} images could not be read (named above); the evaluation covers the others",
+            problems.len()
+        );
     }
     Ok(())
 }

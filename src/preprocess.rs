@@ -3,9 +3,7 @@
 
 use std::path::Path;
 
-use image::{DynamicImage, ImageDecoder, ImageReader};
-
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::resample::resize_bicubic;
 use crate::model::HostTensor;
 
@@ -19,23 +17,7 @@ pub struct Transform {
     pub std: [f32; 3],
 }
 
-/// Decodes an image file (PNG, JPEG, WebP, BMP, GIF), applies its EXIF orientation and converts it to RGB.
-pub fn load_rgb(path: &Path) -> Result<image::RgbImage> {
-    let reader = ImageReader::open(path)
-        .map_err(|e| Error::Input(format!("cannot open image {}: {e}", path.display())))?
-        .with_guessed_format()
-        .map_err(crate::Error::io("read image", path))?;
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| Error::Input(format!("{} is not a decodable image: {e}", path.display())))?;
-    let orientation = decoder.orientation().ok();
-    let mut img = DynamicImage::from_decoder(decoder)
-        .map_err(|e| Error::Input(format!("{} is not a decodable image: {e}", path.display())))?;
-    if let Some(o) = orientation {
-        img.apply_orientation(o);
-    }
-    Ok(img.to_rgb8())
-}
+pub use crate::decode::load_rgb;
 
 /// Planar f32 [3, H, W] in 0..1.
 fn planes(img: &image::RgbImage) -> Vec<f32> {

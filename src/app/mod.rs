@@ -953,9 +953,22 @@ impl VituneApp {
         self.thumbnails.get(ctx, path)
     }
 
-    /// Whether an image file was tried and does not decode.
-    pub fn unreadable(&mut self, ctx: &egui::Context, path: &Path) -> bool {
+    /// Why an image file does not decode, once it was tried.
+    pub fn unreadable(&mut self, ctx: &egui::Context, path: &Path) -> Option<String> {
         self.thumbnails.unreadable(ctx, path)
+    }
+
+    /// Files that turned out unreadable are said at once, by name and reason, and left unused (a person can tick
+    /// "use" again; it is not undone).
+    fn take_unreadable(&mut self, ctx: &egui::Context) {
+        for (path, why) in self.thumbnails.take_newly_unreadable(ctx) {
+            for class in &mut self.project.classes {
+                for item in class.images.iter_mut().filter(|i| i.path == path) {
+                    item.enabled = false;
+                }
+            }
+            self.errors.push(format!("not used: {why}"));
+        }
     }
 
     /// Thumbnails still decoding.
@@ -966,6 +979,7 @@ impl VituneApp {
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         self.poll(&ctx);
+        self.take_unreadable(&ctx);
         views::app_ui(self, ui);
         files::file_browser_ui(self, &ctx);
         self.autosave();

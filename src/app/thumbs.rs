@@ -13,13 +13,16 @@ const SIDE: u32 = 64;
 enum Thumb {
     Loading,
     Ready(egui::TextureHandle),
-    Unreadable,
+    /// Why it does not decode.
+    Unreadable(String),
 }
 
 pub struct Thumbnails {
     state: HashMap<PathBuf, Thumb>,
     queue: Sender<PathBuf>,
-    done: Receiver<(PathBuf, Option<image::RgbImage>)>,
+    done: Receiver<(PathBuf, Result<image::RgbImage, String>)>,
+    /// Files found unreadable since the app last asked, with the reason.
+    newly_unreadable: Vec<(PathBuf, String)>,
 }
 
 impl Thumbnails {
@@ -34,7 +37,7 @@ impl Thumbnails {
             .clamp(1, 4);
         for _ in 0..threads {
             let (jobs, finished, ctx) = (jobs.clone(), finished.clone(), ctx.clone());
-            let _ = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name("thumbnails".into())
                 .spawn(move || loop {
                     let next = jobs.lock().ok().and_then(|r| r.recv().ok());
@@ -43,22 +46,33 @@ impl Thumbnails {
                     };
                     // A decoder that panics on a strange file marks it unreadable rather than leaving it loading.
                     let small = std::panic::catch_unwind(|| {
-                        crate::preprocess::load_rgb(&path)
-                            .ok()
-                            .map(|img| image::imageops::thumbnail(&img, SIDE, SIDE))
+                        crate::decode::load_rgb_within(
+                            &path,
+                            Some(SIDE),
+                            crate::decode::max_pixels(),
+                        )
+                        .map(|img| image::imageops::thumbnail(&img, SIDE, SIDE))
+                        .map_err(|e| e.to_string())
                     })
-                    .ok()
-                    .flatten();
+                    .unwrap_or_else(|_| {
+                        Err(format!("{} made the image decoder fail", path.display()))
+                    });
                     if finished.send((path, small)).is_err() {
                         return;
                     }
                     ctx.request_repaint();
                 });
+            // Without any thread the queue's receiver is dropped, and every file reads as unreadable with the
+            // reason "the thumbnail threads stopped": nothing waits in silence.
+            if let Err(e) = spawned {
+                log::warn!("a thumbnail thread did not start: {e}");
+            }
         }
         Self {
             state: HashMap::new(),
             queue,
             done,
+            newly_unreadable: Vec::new(),
         }
     }
 
@@ -66,12 +80,15 @@ impl Thumbnails {
     fn receive(&mut self, ctx: &egui::Context) {
         while let Ok((path, img)) = self.done.try_recv() {
             let thumb = match img {
-                Some(i) => Thumb::Ready(ctx.load_texture(
+                Ok(i) => Thumb::Ready(ctx.load_texture(
                     path.display().to_string(),
                     super::texture_image(&i),
                     egui::TextureOptions::NEAREST,
                 )),
-                None => Thumb::Unreadable,
+                Err(why) => {
+                    self.newly_unreadable.push((path.clone(), why.clone()));
+                    Thumb::Unreadable(why)
+                }
             };
             self.state.insert(path, thumb);
         }
@@ -84,7 +101,7 @@ impl Thumbnails {
             let thumb = if queued {
                 Thumb::Loading
             } else {
-                Thumb::Unreadable
+                Thumb::Unreadable("the thumbnail threads stopped".into())
             };
             self.state.insert(path.to_path_buf(), thumb);
         }
@@ -99,10 +116,19 @@ impl Thumbnails {
         }
     }
 
-    /// Whether the file was tried and does not decode.
-    pub fn unreadable(&mut self, ctx: &egui::Context, path: &Path) -> bool {
+    /// Why the file does not decode, once it was tried.
+    pub fn unreadable(&mut self, ctx: &egui::Context, path: &Path) -> Option<String> {
         self.ensure(ctx, path);
-        matches!(self.state.get(path), Some(Thumb::Unreadable))
+        match self.state.get(path) {
+            Some(Thumb::Unreadable(why)) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    /// The files found unreadable since the last call, with their reasons.
+    pub fn take_newly_unreadable(&mut self, ctx: &egui::Context) -> Vec<(PathBuf, String)> {
+        self.receive(ctx);
+        std::mem::take(&mut self.newly_unreadable)
     }
 
     /// Files still being decoded.

@@ -182,7 +182,10 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 .filter(|i| i.enabled)
                 .map(|i| i.path.clone())
                 .collect();
-            paths.iter().filter(|p| app.unreadable(&ctx, p)).count()
+            paths
+                .iter()
+                .filter(|p| app.unreadable(&ctx, p).is_some())
+                .count()
         })
         .collect();
     egui::ScrollArea::vertical().show(ui, |ui| {
@@ -237,13 +240,25 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                                     egui::Image::new(&t).fit_to_exact_size(egui::vec2(56.0, 56.0)),
                                 );
                             }
-                            None if app.unreadable(&ctx, &path) => {
-                                ui.colored_label(Color32::from_rgb(220, 80, 60), "unreadable");
-                            }
-                            // Still decoding: a still placeholder (a spinner would repaint every frame).
-                            None => {
-                                ui.add_sized([56.0, 56.0], egui::Label::new(RichText::new("...").weak()));
-                            }
+                            None => match app.unreadable(&ctx, &path) {
+                                Some(why) => {
+                                    let name = path
+                                        .file_name()
+                                        .map(|n| n.to_string_lossy().into_owned())
+                                        .unwrap_or_default();
+                                    ui.colored_label(Color32::from_rgb(220, 80, 60), "unreadable")
+                                        .on_hover_text(&why);
+                                    ui.add(egui::Label::new(RichText::new(name).small()).truncate())
+                                        .on_hover_text(why);
+                                }
+                                // Still decoding: a still placeholder (a spinner would repaint every frame).
+                                None => {
+                                    ui.add_sized(
+                                        [56.0, 56.0],
+                                        egui::Label::new(RichText::new("...").weak()),
+                                    );
+                                }
+                            },
                         }
                         ui.horizontal(|ui| {
                             ui.checkbox(&mut app.project.classes[ci].images[ii].enabled, "use");

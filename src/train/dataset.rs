@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::preprocess::load_rgb;
 use crate::rng::Rng;
 
 const IMAGE_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif"];
@@ -183,6 +182,7 @@ impl Samples {
             .unwrap_or(2)
             .min(8);
         let chunk = items.len().div_ceil(threads).max(1);
+        let limit = crate::decode::max_pixels();
         let done = std::sync::atomic::AtomicUsize::new(0);
         let caller = std::thread::current();
         let results: Vec<Vec<(PathBuf, usize, Result<image::RgbImage>)>> =
@@ -194,7 +194,9 @@ impl Samples {
                         s.spawn(move || {
                             part.iter()
                                 .map(|(p, l)| {
-                                    let img = load_rgb(p).map(|i| shrink(i, max_side));
+                                    let img =
+                                        crate::decode::load_rgb_within(p, Some(max_side), limit)
+                                            .map(|i| shrink(i, max_side));
                                     done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                     caller.unpark();
                                     (p.clone(), *l, img)
