@@ -22,6 +22,19 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
 use crate::error::{Error, Result};
 
+/// File extensions taken as images, wherever files are gathered from folders: the formats read, and HEIC/HEIF
+/// and AVIF, which are gathered so that they are named and refused rather than passed over in silence.
+pub const IMAGE_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif", "avif",
+];
+
+/// Whether `path` has one of [`IMAGE_EXTENSIONS`] (any case).
+pub fn is_image_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
 /// The most pixels an image decodes to at full size, in millions (overridden by `VITUNE_MAX_MEGAPIXELS`).
 pub const DEFAULT_MAX_MEGAPIXELS: f64 = 64.0;
 

@@ -250,6 +250,11 @@ fn a_broken_image_shows_an_error_in_the_ui_and_keeps_the_project() {
     h.state_mut().add_class();
     h.state_mut().add_class();
     h.state_mut().add_images(0, &[folders[0].clone(), broken]);
+    wait_for(&mut h, 30, "the broken image's message", |a| {
+        a.errors
+            .iter()
+            .any(|e| e.starts_with("not used:") && e.contains("broken.png"))
+    });
     // The second class through the path field, as where no file dialog opens: a folder's path, typed.
     h.state_mut().selected_class = 1;
     settle(&mut h);
@@ -299,14 +304,32 @@ fn a_broken_image_shows_an_error_in_the_ui_and_keeps_the_project() {
     settle(&mut h);
     h.get_by_label_contains("1 unreadable");
     h.get_by_label("3 of 4 images");
-    let before = h.state().project.clone();
+    // Named on its tile at once (the reason on hover, and in the messages when it was found), and left unused.
+    h.get_by_label("broken.png");
+    let broken = h
+        .state()
+        .project
+        .classes
+        .iter()
+        .flat_map(|c| &c.images)
+        .find(|i| i.path.ends_with("broken.png"));
+    assert!(
+        !broken.expect("the broken image").enabled,
+        "the broken image is still ticked"
+    );
+    // Ticked again by hand, training skips it and names it.
+    let mut ticked = h.state().project.clone();
+    for i in ticked.classes.iter_mut().flat_map(|c| &mut c.images) {
+        i.enabled = true;
+    }
+    h.state_mut().project = ticked.clone();
     train_from_tune_tab(&mut h, 120, "training");
     assert!(
         h.state().errors.iter().any(|e| e.contains("broken.png")),
         "the broken image should be named: {:?}",
         h.state().errors
     );
-    assert_eq!(h.state().project, before, "the project is kept as it was");
+    assert_eq!(h.state().project, ticked, "the project is kept as it was");
 }
 
 /// A project of two target-glyph classes with `per_class` images each, its method the linear probe.

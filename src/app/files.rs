@@ -22,7 +22,7 @@ pub enum FilePurpose {
     ImportTuned,
 }
 
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp", "gif"];
+use crate::decode::IMAGE_EXTENSIONS;
 
 impl FilePurpose {
     fn title(self) -> &'static str {
@@ -314,11 +314,7 @@ fn list(dir: &Path, exts: &[&str]) -> Result<Vec<(PathBuf, bool)>, String> {
 
 /// The image files among `paths`, a folder standing for the images directly in it (sorted).
 pub fn image_files_in(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let is_image = |p: &Path| {
-        p.extension()
-            .and_then(|x| x.to_str())
-            .is_some_and(|x| IMAGE_EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(x)))
-    };
+    let is_image = crate::decode::is_image_file;
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {

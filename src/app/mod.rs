@@ -313,7 +313,7 @@ impl VituneApp {
         let n = self.project.add_images(c, &[path]);
         if n == 0 {
             self.errors.push(format!(
-                "no new images at {typed} (png, jpg, webp, bmp or gif files, or a folder of them)"
+                "no new images at {typed} (png, jpg, webp, bmp, gif or tiff files, or a folder of them)"
             ));
         } else {
             self.status = format!("added {n} images to {}", self.project.classes[c].name);
@@ -336,7 +336,7 @@ impl VituneApp {
         let files = files::image_files_in(&[path]);
         if files.is_empty() {
             self.errors.push(format!(
-                "no images at {typed} (png, jpg, webp, bmp or gif files, or a folder of them)"
+                "no images at {typed} (png, jpg, webp, bmp, gif or tiff files, or a folder of them)"
             ));
             return;
         }

@@ -175,14 +175,7 @@ impl Project {
         };
         let mut added = 0;
         for f in files {
-            let ok = f
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(|e| {
-                    ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
-                        .contains(&e.to_lowercase().as_str())
-                })
-                .unwrap_or(false);
+            let ok = crate::decode::is_image_file(&f);
             if ok && !c.images.iter().any(|i| i.path == f) {
                 c.images.push(ImageEntry {
                     path: f,

@@ -173,19 +173,23 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     let mut class_rects: Vec<(usize, egui::Rect)> = Vec::new();
     let mut delete = None;
     let ctx = ui.ctx().clone();
-    // Enabled images per class that do not decode: marked on their tile, and not counted.
-    let unreadable: Vec<usize> = (0..app.project.classes.len())
+    // Images per class that do not decode, all of them and those still ticked: marked on their tile, never
+    // counted as used.
+    let unreadable: Vec<(usize, usize)> = (0..app.project.classes.len())
         .map(|ci| {
-            let paths: Vec<std::path::PathBuf> = app.project.classes[ci]
+            let items: Vec<(std::path::PathBuf, bool)> = app.project.classes[ci]
                 .images
                 .iter()
-                .filter(|i| i.enabled)
-                .map(|i| i.path.clone())
+                .map(|i| (i.path.clone(), i.enabled))
                 .collect();
-            paths
-                .iter()
-                .filter(|p| app.unreadable(&ctx, p).is_some())
-                .count()
+            let (mut all, mut ticked) = (0, 0);
+            for (path, enabled) in &items {
+                if app.unreadable(&ctx, path).is_some() {
+                    all += 1;
+                    ticked += usize::from(*enabled);
+                }
+            }
+            (all, ticked)
         })
         .collect();
     egui::ScrollArea::vertical().show(ui, |ui| {
@@ -212,8 +216,8 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                         .desired_width(160.0),
                 )
                 .labelled_by(label.id);
-                let unreadable = unreadable.get(ci).copied().unwrap_or(0);
-                ui.label(format!("{} of {total} images", enabled - unreadable));
+                let (unreadable, ticked) = unreadable.get(ci).copied().unwrap_or((0, 0));
+                ui.label(format!("{} of {total} images", enabled - ticked));
                 if unreadable > 0 {
                     ui.colored_label(
                         Color32::from_rgb(220, 80, 60),

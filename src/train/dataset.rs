@@ -6,13 +6,8 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
-const IMAGE_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif"];
-
 fn is_image(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_lowercase().as_str()))
-        .unwrap_or(false)
+    crate::decode::is_image_file(p)
 }
 
 /// A folder with one sub-folder per class (the folder name is the class name) of images.
