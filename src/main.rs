@@ -376,10 +376,10 @@ struct TrainArgs {
     #[arg(long)]
     shots: Option<usize>,
     /// Training epochs (the run keeps the epoch best on validation).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = vitune::train::DEFAULT_EPOCHS)]
     epochs: usize,
     /// Images per training step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = vitune::train::DEFAULT_BATCH)]
     batch: usize,
     /// Peak learning rate (the method's default when unset).
     #[arg(long)]
@@ -444,10 +444,10 @@ struct CompareArgs {
     #[arg(long, default_value_t = 1)]
     seeds: usize,
     /// Training epochs (the run keeps the epoch best on validation).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = vitune::train::DEFAULT_EPOCHS)]
     epochs: usize,
     /// Images per training step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = vitune::train::DEFAULT_BATCH)]
     batch: usize,
     #[command(flatten)]
     auto: AutoArgs,

@@ -44,8 +44,8 @@ impl Settings {
         Self {
             method,
             options: MethodOptions::defaults(method),
-            epochs: 15,
-            batch: 16,
+            epochs: crate::train::DEFAULT_EPOCHS,
+            batch: crate::train::DEFAULT_BATCH,
             lr: None,
             seed: 0,
             shots: None,
@@ -64,12 +64,11 @@ pub struct Project {
 
 impl Default for Project {
     fn default() -> Self {
-        let mut settings = Settings::defaults(Method::VptDeep);
-        settings.options.prompts = 5;
+        // The method's recipe, as "Reset to defaults" gives it.
         Self {
             backbone: None,
             classes: Vec::new(),
-            settings,
+            settings: Settings::defaults(Method::VptDeep),
         }
     }
 }

@@ -23,10 +23,12 @@ pub fn app_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             ] {
                 ui.selectable_value(&mut app.tab, tab, label);
             }
-            ui.separator();
-            ui.label(&app.status);
         });
+    });
+    // Status and messages at the bottom: they never push the controls down, and a long status wraps.
+    egui::Panel::bottom("messages").show(ui, |ui| {
         errors_ui(app, ui);
+        ui.add(egui::Label::new(app.status.as_str()).wrap());
     });
     egui::CentralPanel::default().show(ui, |ui| match app.tab {
         Tab::Project => project_ui(app, ui),
@@ -47,19 +49,60 @@ pub fn app_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     });
 }
 
+/// The messages, a repeated one once with its count, newest first; the four newest shown, the rest in a scroll.
 fn errors_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    let merged = merged_messages(&app.errors);
+    if merged.is_empty() {
+        return;
+    }
     let mut dismiss = None;
-    for (i, e) in app.errors.iter().enumerate().rev().take(4) {
-        ui.horizontal(|ui| {
-            ui.colored_label(Color32::from_rgb(220, 80, 60), format!("! {e}"));
-            if ui.small_button("dismiss").clicked() {
-                dismiss = Some(i);
+    let mut dismiss_all = false;
+    egui::ScrollArea::vertical()
+        .id_salt("messages")
+        .max_height(88.0)
+        .show(ui, |ui| {
+            for (text, count) in merged.iter().rev() {
+                ui.horizontal(|ui| {
+                    if ui.small_button("dismiss").clicked() {
+                        dismiss = Some(text.clone());
+                    }
+                    let shown = if *count > 1 {
+                        format!("! {text} (×{count})")
+                    } else {
+                        format!("! {text}")
+                    };
+                    ui.add(
+                        egui::Label::new(
+                            RichText::new(shown).color(Color32::from_rgb(220, 80, 60)),
+                        )
+                        .wrap(),
+                    );
+                });
             }
         });
+    if merged.len() > 1 && ui.small_button("dismiss all").clicked() {
+        dismiss_all = true;
     }
-    if let Some(i) = dismiss {
-        app.errors.remove(i);
+    if dismiss_all {
+        app.errors.clear();
+    } else if let Some(text) = dismiss {
+        app.errors.retain(|e| *e != text);
     }
+}
+
+/// Each distinct message once, with how often it came, in the order of its last coming.
+pub fn merged_messages(messages: &[String]) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for m in messages {
+        match out.iter().position(|(t, _)| t == m) {
+            Some(i) => {
+                let (t, n) = out.remove(i);
+                out.push((t, n + 1));
+            }
+            None => out.push((m.clone(), 1)),
+        }
+    }
+    out
 }
 
 fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
@@ -521,8 +564,8 @@ fn compare_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         });
 }
 
-fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
-    let s = &mut app.project.settings;
+/// The run's settings: method and options, epochs, batch, Auto, learning rate, seed, shots.
+fn settings_ui(s: &mut super::project::Settings, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         let label = ui.label("Method");
         egui::ComboBox::from_id_salt("method")
@@ -549,8 +592,19 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     });
     ui.label(egui::RichText::new(s.method.description()).weak());
     method_options_ui(ui, s.method, &mut s.options);
-    ui.add(egui::Slider::new(&mut s.epochs, 1..=200).text("epochs"));
-    ui.add(egui::Slider::new(&mut s.batch, 1..=128).text("batch"));
+    let recipe = super::project::Settings::defaults(s.method);
+    ui.horizontal(|ui| {
+        ui.add(egui::Slider::new(&mut s.epochs, 1..=200).text("epochs"));
+        if s.epochs != recipe.epochs {
+            ui.label(RichText::new(format!("(default {})", recipe.epochs)).weak());
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.add(egui::Slider::new(&mut s.batch, 1..=128).text("batch"));
+        if s.batch != recipe.batch {
+            ui.label(RichText::new(format!("(default {})", recipe.batch)).weak());
+        }
+    });
     ui.checkbox(&mut s.auto, "Auto (choose learning rate)")
         .on_hover_text(
         "Before training, score the papers' grid of learning rates and weight decays by k-fold \
@@ -585,6 +639,15 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             s.shots = None;
         }
     });
+}
+
+fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    // A run uses the settings it started with: they are locked until it ends.
+    let busy = app.training || app.comparing;
+    if busy {
+        ui.label(RichText::new("the run uses these settings: they unlock when it ends").weak());
+    }
+    ui.add_enabled_ui(!busy, |ui| settings_ui(&mut app.project.settings, ui));
     ui.separator();
     ui.horizontal(|ui| {
         let ready = app.backbone_info.is_some() && app.backbone.loading.is_none() && !app.training;

@@ -20,5 +20,5 @@ pub use step::{
 };
 pub use trainer::{
     diverged_above, predict_logits, train, Divergence, EpochStats, RecipeOverrides, TrainConfig,
-    TrainEvent, TrainOutcome,
+    TrainEvent, TrainOutcome, DEFAULT_BATCH, DEFAULT_EPOCHS,
 };

@@ -19,6 +19,11 @@ use crate::preprocess::Transform;
 use crate::rng::Rng;
 use crate::tuning::{Method, Tuning};
 
+/// Training epochs unless a person says otherwise: one default for the CLI, the app and the search's cost unit.
+pub const DEFAULT_EPOCHS: usize = 30;
+/// Images per step unless a person says otherwise (the same for the CLI and the app).
+pub const DEFAULT_BATCH: usize = 32;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub epochs: usize,
