@@ -112,6 +112,9 @@ impl VituneApp {
             self.backbone_heads = 0;
             self.status = "the project's backbone did not load: choose one".into();
             self.backbone.failed = Some(error);
+        } else if error.starts_with("the download was cancelled") {
+            self.status = "download cancelled; the project keeps its backbone".into();
+            self.errors.push(error);
         } else {
             self.status = "that backbone did not load; the project keeps its backbone".into();
             self.errors.push(error);

@@ -54,6 +54,10 @@ pub struct VituneApp {
     pub project: Project,
     /// The backbone row: loading, download progress, the hub list, a failed load's reason.
     pub backbone: backbone::BackbonePanel,
+    /// The adapter the worker runs on, and whether it is a CPU driver.
+    pub adapter: Option<(String, bool)>,
+    /// The CPU-adapter notice was dismissed.
+    pub cpu_notice_dismissed: bool,
     /// File choices: the platform's dialog, or vitune's own browser where that cannot open.
     pub files: files::Files,
     pub project_path: Option<PathBuf>,
@@ -149,6 +153,8 @@ impl VituneApp {
         let mut app = Self {
             backbone: backbone::BackbonePanel::new(hub),
             files: files::Files::new(),
+            adapter: None,
+            cpu_notice_dismissed: false,
             project,
             project_path,
             tab: Tab::Project,
@@ -697,6 +703,7 @@ impl VituneApp {
                     heads,
                 } => self.backbone_loaded(spec, description, heads),
                 Reply::BackboneFailed { spec, error } => self.backbone_failed(spec, error),
+                Reply::Adapter { description, cpu } => self.adapter = Some((description, cpu)),
                 Reply::Download(p) => {
                     self.status = crate::hub::human_bytes(p.done) + " downloaded";
                     self.backbone.download = Some(p);

@@ -51,6 +51,20 @@ pub fn app_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
 
 /// The messages, a repeated one once with its count, newest first; the four newest shown, the rest in a scroll.
 fn errors_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    if let (Some((description, true)), false) = (&app.adapter, app.cpu_notice_dismissed) {
+        let text = format!(
+            "No GPU was found: vitune runs on the CPU adapter {description}, so tuning is slow (minutes for what \
+             a GPU does in seconds); small backbones and few epochs work. The GPU tab says more."
+        );
+        ui.horizontal(|ui| {
+            if ui.small_button("dismiss").clicked() {
+                app.cpu_notice_dismissed = true;
+            }
+            ui.add(
+                egui::Label::new(RichText::new(text).color(Color32::from_rgb(220, 150, 60))).wrap(),
+            );
+        });
+    }
     let merged = merged_messages(&app.errors);
     if merged.is_empty() {
         return;
@@ -432,6 +446,20 @@ fn method_options_ui(ui: &mut egui::Ui, method: Method, o: &mut MethodOptions) {
 
 /// The GPU panel: `vitune selftest` on the app's adapter, its report as the CLI prints it.
 fn gpu_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    match &app.adapter {
+        Some((description, true)) => {
+            ui.colored_label(
+                Color32::from_rgb(220, 150, 60),
+                format!("Adapter: {description}. This is a CPU driver, not a GPU: everything works, slowly."),
+            );
+        }
+        Some((description, false)) => {
+            ui.label(format!("Adapter: {description}"));
+        }
+        None => {
+            ui.label("Adapter: opening...");
+        }
+    }
     ui.label(
         "Does vitune compute correctly on this GPU? The selftest checks the forward against timm, every \
          method's gradients against autograd and the matmul kernels against a CPU reference, with every \

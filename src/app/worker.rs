@@ -92,6 +92,11 @@ pub enum Reply {
     },
     /// A hub download's progress.
     Download(crate::hub::Progress),
+    /// The adapter the worker opened at start, and whether it is a CPU driver.
+    Adapter {
+        description: String,
+        cpu: bool,
+    },
     /// Images decoded so far before a run, of all.
     Decoding {
         done: usize,
@@ -198,6 +203,17 @@ pub fn spawn(wake: impl Fn() + Send + 'static) -> Worker {
                 let _ = rtx.send(r);
                 wake();
             };
+            // The device first: the person learns at once which adapter runs the work, and when it is the CPU.
+            match Gpu::new() {
+                Ok(g) => {
+                    send(Reply::Adapter {
+                        description: g.describe(),
+                        cpu: g.is_cpu(),
+                    });
+                    st.gpu = Some(g);
+                }
+                Err(e) => send(Reply::Error(e.to_string())),
+            }
             while let Ok(cmd) = crx.recv() {
                 if closing2.load(Ordering::SeqCst) {
                     break;

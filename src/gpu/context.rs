@@ -318,6 +318,11 @@ impl Gpu {
     }
 
     /// One line naming the adapter, for logs and benchmark records.
+    /// Whether the adapter is a CPU driver (lavapipe, SwiftShader, WARP): everything runs, slowly.
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "{} ({:?}, {:?}, driver {} {})",
