@@ -22,5 +22,6 @@ pub mod train;
 pub mod tuned;
 pub mod tuning;
 pub mod viz;
+pub mod words;
 
 pub use error::{Error, Result};

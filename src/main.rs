@@ -1410,11 +1410,16 @@ fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
         ds.classes.len(),
         train_images,
         a.shots.map(|k| format!(", {k}-shot")).unwrap_or_default(),
-        b.file_name()
+        b.source.clone().unwrap_or_else(|| b.file_name())
     );
+    let described = options.describe(method);
+    let options_text = if described.is_empty() {
+        "no options".to_string()
+    } else {
+        format!("options: {described}")
+    };
     eprintln!(
-        "  options: {} | init {} | {:?} lr {} wd {} | {} epochs, batch {}, warmup {} of {} steps, cosine | seed {}",
-        options.describe(method),
+        "  {options_text} | init {} | {:?} lr {} wd {} | {} epochs, batch {}, warmup {} of {} steps, cosine | seed {}",
         job.init.describe(),
         config.optim.kind,
         config.optim.lr,
@@ -1438,6 +1443,10 @@ fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
     }
     let gpu = Gpu::new()?;
     let mut log = |m: &str| eprintln!("warning: {m}");
+    // On a terminal the step line redraws in place; elsewhere (a log file, a pipe) only whole lines are written.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let total_epochs = job.config.epochs;
+    let mut epoch_seconds = 0.0;
     let mut on_event = |e: &TrainEvent| match e {
         TrainEvent::Step {
             epoch,
@@ -1447,7 +1456,7 @@ fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
             accuracy,
             images_per_s,
             lr,
-        } => {
+        } if terminal => {
             let done = (step + 1) * 20 / (*steps_per_epoch).max(1);
             eprint!(
                 "\r  epoch {:>3} [{:<20}] loss {loss:.4} acc {:5.1}% {images_per_s:6.1} img/s lr {lr:.2e}   ",
@@ -1456,10 +1465,20 @@ fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
                 100.0 * accuracy
             );
         }
+        TrainEvent::Step { .. } => {}
         TrainEvent::Search(s) => print_search_event(s),
         TrainEvent::Epoch(s) => {
+            epoch_seconds += s.seconds;
+            let left_epochs = total_epochs.saturating_sub(s.epoch + 1);
+            let left = if left_epochs > 0 {
+                let secs = epoch_seconds / (s.epoch + 1) as f64 * left_epochs as f64;
+                format!("  ({} left)", vitune::words::duration_words(secs))
+            } else {
+                String::new()
+            };
             eprintln!(
-                "\r  epoch {:>3}  loss {:.4}  train acc {:5.1}%  {}  {:.1}s{}",
+                "{}  epoch {:>3}  loss {:.4}  train acc {:5.1}%  {}  {:.1}s{left}{}",
+                if terminal { "\r" } else { "" },
                 s.epoch + 1,
                 s.loss,
                 100.0 * s.accuracy,
@@ -1467,7 +1486,11 @@ fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
                     .map(|v| format!("val acc {:5.1}%", 100.0 * v))
                     .unwrap_or_default(),
                 s.seconds,
-                " ".repeat(30)
+                if terminal {
+                    " ".repeat(30)
+                } else {
+                    String::new()
+                }
             );
         }
     };

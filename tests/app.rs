@@ -991,3 +991,38 @@ fn without_a_dialog_service_the_builtin_browser_saves_and_try_takes_a_path() {
         "the typed path was not taken"
     );
 }
+
+/// After another run the Attention view says its maps are the previous model's until Redraw.
+#[test]
+fn maps_of_the_previous_model_are_marked_until_redrawn() {
+    let _serial = one_at_a_time();
+    drop(common::gpu());
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut project = glyph_project(dir.path(), 3);
+    project.settings.epochs = 2;
+    project.settings.auto = false;
+    let mut h = harness(project);
+    wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
+    settle(&mut h);
+    train_from_tune_tab(&mut h, 120, "the first run");
+    h.state_mut().tab = vitune::app::Tab::Attention;
+    h.run();
+    let img = h.state().project.classes[0].images[0].path.clone();
+    h.state_mut().attention.image = Some(img);
+    h.run();
+    h.get_by_label("Redraw").click();
+    h.step();
+    wait_for(&mut h, 60, "the maps", |a| a.attention_images.is_some());
+    assert!(!h.state().attention_stale);
+    train_from_tune_tab(&mut h, 120, "the second run");
+    assert!(
+        h.state().attention_stale,
+        "the maps of the first model are not marked"
+    );
+    h.state_mut().tab = vitune::app::Tab::Attention;
+    h.run();
+    h.get_by_label_contains("made with the previous model");
+    h.get_by_label("Redraw").click();
+    h.step();
+    wait_for(&mut h, 60, "the redrawn maps", |a| !a.attention_stale);
+}

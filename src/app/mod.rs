@@ -56,6 +56,11 @@ pub struct VituneApp {
     pub backbone: backbone::BackbonePanel,
     /// The adapter the worker runs on, and whether it is a CPU driver.
     pub adapter: Option<(String, bool)>,
+    /// The maps shown (and the Try results) were made with the model before the current one.
+    pub attention_stale: bool,
+    pub predictions_stale: bool,
+    /// When the current run's first report came (for the time left).
+    pub run_started: Option<std::time::Instant>,
     /// The CPU-adapter notice was dismissed.
     pub cpu_notice_dismissed: bool,
     /// File choices: the platform's dialog, or vitune's own browser where that cannot open.
@@ -155,6 +160,9 @@ impl VituneApp {
             files: files::Files::new(),
             adapter: None,
             cpu_notice_dismissed: false,
+            run_started: None,
+            attention_stale: false,
+            predictions_stale: false,
             project,
             project_path,
             tab: Tab::Project,
@@ -271,6 +279,7 @@ impl VituneApp {
     /// The first report of a new run replaces the previous run's curves and metrics.
     fn begin_run_display(&mut self) {
         if std::mem::take(&mut self.run_pending) {
+            self.run_started = Some(std::time::Instant::now());
             self.curve.clear();
             self.val_curve.clear();
             self.evaluation = None;
@@ -384,6 +393,20 @@ impl VituneApp {
         self.retry_lr = None;
         let p = self.project.clone();
         self.begin_run("training...", Command::Train(p));
+    }
+
+    /// Seconds left in the run, from the time it has taken for the part done (after a tenth of it).
+    pub fn seconds_left(&self) -> Option<f64> {
+        let started = self.run_started?;
+        let p = self.progress as f64;
+        (self.training && p > 0.1 && p < 1.0)
+            .then(|| started.elapsed().as_secs_f64() * (1.0 - p) / p)
+    }
+
+    /// A new model (trained, continued or imported): what the views show was made with the one before.
+    fn mark_views_stale(&mut self) {
+        self.attention_stale = self.attention_images.is_some() || !self.attention_grid.is_empty();
+        self.predictions_stale = !self.predictions.is_empty();
     }
 
     /// Trains again at learning rate `lr` (a diverged run's divided by 10), with the search off.
@@ -759,7 +782,17 @@ impl VituneApp {
                         }
                         SearchEvent::Note(_) => {}
                     }
-                    self.status = e.status();
+                    // One counter, the body's: settings scored of all the rungs' settings.
+                    self.status = match (&e, self.search_progress) {
+                        (SearchEvent::Trial { trial, .. }, Some((done, total))) => format!(
+                            "choosing the learning rate: {done} of {total} settings scored (the last: lr {:.2e}, \
+                             wd {:.0e}, {:.1}%)",
+                            trial.candidate.lr,
+                            trial.candidate.weight_decay,
+                            100.0 * trial.mean
+                        ),
+                        _ => e.status(),
+                    };
                 }
                 Reply::Event(TrainEvent::Epoch(s)) => {
                     if let Some(v) = s.val_accuracy {
@@ -797,6 +830,7 @@ impl VituneApp {
                         self.retry_lr = Some(lr / 10.0);
                     }
                     self.model_method = Some(method);
+                    self.mark_views_stale();
                     // A stopped run's bar stays where it stopped.
                     if !stopped {
                         self.progress = 1.0;
@@ -868,9 +902,11 @@ impl VituneApp {
                         .as_ref()
                         .map(|i| tex(&format!("after {}", image.display()), i));
                     self.attention_images = Some((b, a));
+                    self.attention_stale = false;
                 }
                 Reply::AttentionGrid(tiles) => {
                     self.grid_pending = false;
+                    self.attention_stale = false;
                     self.attention_grid = tiles
                         .into_iter()
                         .map(|(path, img, pred)| {
@@ -885,6 +921,7 @@ impl VituneApp {
                     self.status = format!("{} maps drawn", self.attention_grid.len());
                 }
                 Reply::Predictions(p) => {
+                    self.predictions_stale = false;
                     // Newest first; earlier results stay below until cleared.
                     let mut shown: Vec<ShownPrediction> = p
                         .into_iter()
@@ -914,6 +951,7 @@ impl VituneApp {
                     method,
                 } => {
                     self.model_method = Some(method);
+                    self.mark_views_stale();
                     self.status = match self.restored_summary.take() {
                         Some(s) if self.is_kept_model(&path) => {
                             format!("restored the last run: {s}")

@@ -51,7 +51,14 @@ impl Thumbnails {
                             Some(SIDE),
                             crate::decode::max_pixels(),
                         )
-                        .map(|img| image::imageops::thumbnail(&img, SIDE, SIDE))
+                        .map(|img| {
+                            // The picture's own proportions, its longer side SIDE.
+                            let (w, h) = img.dimensions();
+                            let scale = SIDE as f32 / w.max(h).max(1) as f32;
+                            let tw = ((w as f32 * scale).round() as u32).max(1);
+                            let th = ((h as f32 * scale).round() as u32).max(1);
+                            image::imageops::thumbnail(&img, tw, th)
+                        })
                         .map_err(|e| e.to_string())
                     })
                     .unwrap_or_else(|_| {

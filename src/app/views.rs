@@ -297,8 +297,9 @@ fn project_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                     ui.vertical(|ui| {
                         match app.thumbnail(&ctx, &path) {
                             Some(t) => {
-                                ui.add(
-                                    egui::Image::new(&t).fit_to_exact_size(egui::vec2(56.0, 56.0)),
+                                ui.add_sized(
+                                    [56.0, 56.0],
+                                    egui::Image::new(&t).max_size(egui::vec2(56.0, 56.0)),
                                 );
                             }
                             None => match app.unreadable(&ctx, &path) {
@@ -699,7 +700,15 @@ fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         {
             app.continue_training();
         }
-        ui.add(egui::ProgressBar::new(app.progress).show_percentage());
+        let text = match app.seconds_left() {
+            Some(s) => format!(
+                "{:.0}% · {} left",
+                100.0 * app.progress,
+                crate::words::duration_words(s)
+            ),
+            None => format!("{:.0}%", 100.0 * app.progress),
+        };
+        ui.add(egui::ProgressBar::new(app.progress).text(text));
     });
     if let (Some(lr), false) = (app.retry_lr, app.training) {
         ui.horizontal(|ui| {
@@ -831,7 +840,10 @@ fn mistakes_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 let name = |i: usize| classes.get(i).cloned().unwrap_or_default();
                 ui.horizontal(|ui| {
                     if let Some(tex) = app.thumbnail(&ctx, &m.path) {
-                        ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(56.0, 56.0)));
+                        ui.add_sized(
+                            [56.0, 56.0],
+                            egui::Image::new(&tex).max_size(egui::vec2(56.0, 56.0)),
+                        );
                     }
                     ui.vertical(|ui| {
                         ui.label(super::file_label(&m.path))
@@ -880,6 +892,12 @@ fn mistakes_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
 }
 
 fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    if app.attention_stale {
+        ui.colored_label(
+            Color32::from_rgb(220, 150, 60),
+            "These maps were made with the previous model: Redraw shows the current one's.",
+        );
+    }
     // (class, path) of every image, for the picker.
     let images: Vec<(String, std::path::PathBuf)> = app
         .project
@@ -911,8 +929,9 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 for (class, p) in &images {
                     ui.horizontal(|ui| {
                         if let Some(tex) = app.thumbnail(&ctx, p) {
-                            ui.add(
-                                egui::Image::new(&tex).fit_to_exact_size(egui::vec2(32.0, 32.0)),
+                            ui.add_sized(
+                                [32.0, 32.0],
+                                egui::Image::new(&tex).max_size(egui::vec2(32.0, 32.0)),
                             );
                         }
                         let text = format!("{class} · {}", super::file_label(p));
@@ -1052,7 +1071,12 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 .clicked()
             };
             ui.columns(2, |cols| {
-                cols[0].label("before tuning (backbone only)");
+                // The backbone alone has no prompts: in the prompt mode its panel is the CLS map, and says so.
+                cols[0].label(if app.attention.mode == "prompt" {
+                    "before tuning (backbone only, which has no prompts): CLS → patches"
+                } else {
+                    "before tuning (backbone only)"
+                });
                 if map(&mut cols[0], before, "before tuning") {
                     zoom = Some(("before tuning", before.clone()));
                 }
@@ -1227,6 +1251,12 @@ fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     if !pasted.is_empty() {
         app.predict(super::files::image_files_in(&pasted));
     }
+    if app.predictions_stale {
+        ui.colored_label(
+            Color32::from_rgb(220, 150, 60),
+            "The results below were made with the previous model: classify the images again, or Clear results.",
+        );
+    }
     ui.horizontal(|ui| {
         let label = ui
             .label("Call it unknown below")
@@ -1300,9 +1330,15 @@ fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         if export_button(ui, model, label, Some(hover)) {
             app.ask_file(FilePurpose::ExportOnnx);
         }
-        let hover = "For linear, BitFit, LoRA, SSF and full fine-tuning: the backbone with the tuning folded in, \
-                     under timm's names, and a config.json beside it that timm reads";
-        if export_button(ui, model, "Export merged timm checkpoint...", Some(hover)) {
+        let mergeable = app.model_method.is_some_and(|m| m.merges_into_vit());
+        let hover = if model && !mergeable {
+            "This model's method adds prompt tokens or branches to the ViT, so it is not a plain timm ViT: \
+             export it as ONNX"
+        } else {
+            "For linear, BitFit, LoRA, SSF and full fine-tuning: the backbone with the tuning folded in, \
+             under timm's names, and a config.json beside it that timm reads"
+        };
+        if export_button(ui, model && mergeable, "Export merged timm checkpoint...", Some(hover)) {
             app.ask_file(FilePurpose::ExportTimm);
         }
         if ui.button("Import tuned file...").clicked() {
@@ -1318,7 +1354,7 @@ fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
 fn export_button(ui: &mut egui::Ui, enabled: bool, label: &str, hover: Option<&str>) -> bool {
     let mut button = ui.add_enabled(enabled, egui::Button::new(label));
     if let Some(h) = hover {
-        button = button.on_hover_text(h);
+        button = button.on_hover_text(h).on_disabled_hover_text(h);
     }
     button.clicked()
 }

@@ -6,8 +6,9 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 use clap::Args;
 
-use vitune::hub::{self, human_bytes, HubConfig, HubName, Progress};
+use vitune::hub::{self, HubConfig, HubName, Progress};
 use vitune::model::LoadOptions;
+use vitune::words::{duration_words, human_bytes};
 
 #[derive(Args)]
 pub struct PullArgs {
@@ -170,19 +171,5 @@ pub fn progress_line(p: &Progress) -> String {
             )
         }
         None => format!("  {} {}, {rate}", p.file, human_bytes(p.done)),
-    }
-}
-
-pub fn duration_words(s: f64) -> String {
-    if s >= 3600.0 {
-        format!(
-            "{}h {:02}m",
-            (s / 3600.0) as u64,
-            ((s % 3600.0) / 60.0) as u64
-        )
-    } else if s >= 60.0 {
-        format!("{}m {:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
-    } else {
-        format!("{}s", s.ceil() as u64)
     }
 }

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::cache::{human_bytes, RepoCache};
+use super::cache::RepoCache;
 use super::http::{Answer, Client, FileHead};
 use super::{HubError, Progress};
+use crate::words::human_bytes;
 
 /// How many times a cut connection is resumed before the download gives up (the partial file stays for next time).
 const ATTEMPTS: usize = 4;

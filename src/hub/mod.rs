@@ -15,7 +15,8 @@ mod http;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-pub use cache::{human_bytes, is_commit, RepoCache};
+pub use crate::words::human_bytes;
+pub use cache::{is_commit, RepoCache};
 pub use curated::{curated, CuratedModel};
 pub use error::HubError;
 

@@ -113,6 +113,12 @@ impl Method {
         self.spec().uses_prompts()
     }
 
+    /// Whether the method's result is a plain ViT (its tensors fold into the backbone's), so that a merged timm
+    /// checkpoint can hold it; prompt and branch methods need ONNX.
+    pub fn merges_into_vit(self) -> bool {
+        self.spec().onnx(&MethodOptions::defaults(self)).is_none()
+    }
+
     /// One line: what the method trains, and its paper.
     pub fn description(self) -> &'static str {
         self.spec().description()
