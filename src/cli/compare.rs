@@ -1,0 +1,85 @@
+//! `vitune compare`: every method scored on the same shots, ranked.
+
+use super::*;
+
+pub(super) fn compare(a: &CompareArgs) -> Result<()> {
+    use std::sync::atomic::AtomicBool;
+    use vitune::job::{eval_transform, Init, Recipe, Session};
+    use vitune::select::CompareEntry;
+    use vitune::train::{Dataset, Samples, TrainConfig};
+
+    let b = a.load.load(&a.backbone)?;
+    let ds = Dataset::from_folder(&a.data)?;
+    let mut draws = Vec::new();
+    for seed in 0..a.seeds.max(1) as u64 {
+        let idx = match a.shots {
+            Some(k) => ds.k_shot(k, seed).0,
+            None => (0..ds.items.len()).collect(),
+        };
+        let items: Vec<_> = idx.iter().map(|&i| ds.items[i].clone()).collect();
+        let side = vitune::train::working_side(b.config.image_size);
+        let (s, problems): (Samples, _) = Samples::decode(&items, side);
+        problems.iter().for_each(|p| eprintln!("warning: {p}"));
+        draws.push(s);
+    }
+    let images = draws[0].len();
+    let mut entries = Vec::new();
+    for name in a
+        .methods
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let method = Method::from_name(name)?;
+        let mut config =
+            TrainConfig::defaults(method, a.epochs, a.batch, images.div_ceil(a.batch.max(1)));
+        config.augment = a.aug.augment();
+        entries.push(CompareEntry {
+            label: name.to_string(),
+            recipe: Recipe {
+                method,
+                options: MethodOptions::defaults(method),
+                init: Init::Method,
+                config,
+            },
+        });
+    }
+    eprintln!(
+        "comparing {} methods on {} ({} classes, {images} training images{}, {} draw(s)){}",
+        entries.len(),
+        a.data.display(),
+        ds.classes.len(),
+        a.shots.map(|k| format!(", {k}-shot")).unwrap_or_default(),
+        a.seeds.max(1),
+        if a.auto.auto {
+            ", each with its own search"
+        } else {
+            ", the papers' recipes"
+        }
+    );
+    let gpu = Gpu::new()?;
+    let transform = eval_transform(&b, None);
+    let vit = GpuViT::new(&gpu, &b, Some(transform.size))?;
+    let session = Session::new(&gpu, &b, &vit, &transform);
+    let stop = AtomicBool::new(false);
+    let auto = a.auto.options();
+    let rows = vitune::select::compare(
+        &session,
+        &ds.classes,
+        &draws,
+        &entries,
+        auto.as_ref(),
+        a.out.as_deref(),
+        &stop,
+        &mut |m| eprintln!("{m}"),
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", vitune::select::compare_table(&rows));
+        if let Some(r) = rows.first() {
+            eprintln!("scored by {}", r.protocol);
+        }
+    }
+    Ok(())
+}

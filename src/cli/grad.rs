@@ -1,0 +1,37 @@
+//! `vitune grad`: the loss and every trainable tensor's gradient, for checks against autograd.
+
+use super::*;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn grad(
+    path: &Path,
+    load: &LoadArgs,
+    method: &MethodArgs,
+    tuned: Option<&Path>,
+    num_classes: Option<usize>,
+    seed: u64,
+    input: &Path,
+    out: &Path,
+) -> Result<()> {
+    let b = load.load(path)?;
+    let (m, opts) = method.resolve()?;
+    let tuning = match (tuned, num_classes) {
+        (Some(t), _) => Tuning::from_tensors(m, opts, &b, vitune::io::read_tensors(t)?)?,
+        (None, Some(c)) => Tuning::init(m, opts, &b, c, seed)?,
+        (None, None) => bail!("give --tuned FILE or --num-classes C (the new head's classes)"),
+    };
+    let mut tensors = vitune::io::read_tensors(input)?;
+    let pixels = vitune::io::take(&mut tensors, "pixels", input)?;
+    let labels = vitune::io::take(&mut tensors, "labels", input)?;
+    let outs = vitune::job::gradients(&Gpu::new()?, &b, &tuning, &pixels, &labels)
+        .with_context(|| format!("the gradients on {}", input.display()))?;
+    vitune::io::write_tensors(out, &outs, None)?;
+    let loss = outs.get("loss").map_or(f32::NAN, |l| l.data[0]);
+    println!(
+        "loss {:.6}  ({} gradients, {} trainable parameters)",
+        loss,
+        outs.len() - 1,
+        tuning.parameter_count()
+    );
+    Ok(())
+}

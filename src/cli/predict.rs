@@ -1,0 +1,88 @@
+//! `vitune predict` and `vitune eval`: classes of images, accuracy on class folders; both go on past unreadable files.
+
+use super::*;
+
+pub(super) fn predict(
+    path: &Path,
+    load: &LoadArgs,
+    tuned: Option<&Path>,
+    force: bool,
+    images: &[PathBuf],
+    top: usize,
+    json: bool,
+) -> Result<()> {
+    let b = load.load(path)?;
+    let input = vitune::job::prepare_predict(&b, tuned, images, force)?;
+    let gpu = Gpu::new()?;
+    let (names, rows) = vitune::job::predict(&gpu, &b, &input)?;
+    let mut results = Vec::new();
+    for (img, probs) in input.images.iter().zip(&rows) {
+        let topk: Vec<(usize, String, f32)> = vitune::job::ranked(&names, probs)
+            .into_iter()
+            .take(top)
+            .map(|(n, p)| (names.iter().position(|x| *x == n).unwrap_or(0), n, p))
+            .collect();
+        results.push((img.display().to_string(), topk));
+    }
+    for (img, why) in &input.failed {
+        eprintln!("error: skipped {}: {why}", img.display());
+    }
+    if json {
+        let mut v: Vec<_> = results
+            .iter()
+            .map(|(img, topk)| {
+                serde_json::json!({
+                    "image": img,
+                    "top": topk.iter().map(|(k, n, p)| serde_json::json!({"index": k, "class": n, "probability": p})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        v.extend(input.failed.iter().map(
+            |(img, why)| serde_json::json!({"image": img.display().to_string(), "error": why}),
+        ));
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (img, topk) in results {
+            println!("{img}");
+            for (k, n, p) in topk {
+                println!("  {:6.2}%  {n} ({k})", p * 100.0);
+            }
+        }
+    }
+    if !input.failed.is_empty() {
+        bail!(
+            "{} of {} images could not be read (named above); the others' results are printed",
+            input.failed.len(),
+            images.len()
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn eval(
+    path: &Path,
+    load: &LoadArgs,
+    tuned: &Path,
+    data: &Path,
+    json: bool,
+    force: bool,
+) -> Result<()> {
+    let b = load.load(path)?;
+    let gpu = Gpu::new()?;
+    let (ev, problems) = vitune::job::evaluate(&gpu, &b, tuned, data, force)?;
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ev)?);
+    } else {
+        print!("{}", ev.table());
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{} images could not be read (named above); the evaluation covers the others",
+            problems.len()
+        );
+    }
+    Ok(())
+}
