@@ -32,7 +32,13 @@ pub(crate) enum Answer {
 
 impl Client {
     pub fn new(cfg: &HubConfig) -> Client {
-        let config = ureq::Agent::config_builder()
+        let endpoint = cfg.endpoint.trim_end_matches('/').to_string();
+        let mut builder = ureq::Agent::config_builder();
+        // A hub on this machine (a mirror, a test's stand-in) is never reached through a proxy.
+        if is_loopback(&endpoint) {
+            builder = builder.proxy(None);
+        }
+        let config = builder
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(Duration::from_secs(20)))
@@ -43,7 +49,7 @@ impl Client {
         Client {
             agent: config.into(),
             token: cfg.token.clone(),
-            endpoint: cfg.endpoint.trim_end_matches('/').to_string(),
+            endpoint,
         }
     }
 
@@ -181,6 +187,17 @@ fn location(h: &HeaderMap, from: &str) -> Option<String> {
     None
 }
 
+/// Whether `url`'s host is this machine (127.0.0.0/8, localhost, [::1]).
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
 /// Percent-encodes a revision for a path segment (branch names may hold `/`).
 fn percent_encode(s: &str) -> String {
     let mut out = String::new();
@@ -212,5 +229,9 @@ mod tests {
             Some("https://cdn.example/y")
         );
         assert_eq!(percent_encode("refs/pr/1"), "refs%2Fpr%2F1");
+        assert!(is_loopback("http://127.0.0.1:8080"));
+        assert!(is_loopback("http://localhost/x"));
+        assert!(is_loopback("http://[::1]:9/"));
+        assert!(!is_loopback("https://huggingface.co"));
     }
 }
