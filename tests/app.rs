@@ -1026,3 +1026,77 @@ fn maps_of_the_previous_model_are_marked_until_redrawn() {
     h.step();
     wait_for(&mut h, 60, "the redrawn maps", |a| !a.attention_stale);
 }
+
+/// Messages sit below the controls and never move them; a repeated one shows once with its count. While a run
+/// uses the settings they are locked. The merged timm export is off for a prompt method, saying why. On a CPU
+/// adapter the app says tuning is slow. A new project has the method's recipe, the same defaults as the CLI.
+#[test]
+fn messages_stay_put_settings_lock_and_defaults_are_one() {
+    use egui_kittest::kittest::NodeT;
+    let _serial = one_at_a_time();
+    drop(common::gpu());
+    let project = Project::default();
+    let recipe = vitune::app::project::Settings::defaults(project.settings.method);
+    assert_eq!(
+        project.settings, recipe,
+        "a new project is not the method's recipe"
+    );
+    assert_eq!(project.settings.epochs, vitune::train::DEFAULT_EPOCHS);
+    assert_eq!(project.settings.batch, vitune::train::DEFAULT_BATCH);
+    assert_eq!(
+        project.settings.options.prompts,
+        vitune::tuning::MethodOptions::defaults(vitune::tuning::Method::VptDeep).prompts
+    );
+    let mut h = harness(project);
+    wait_for(&mut h, 60, "the backbone and the adapter", |a| {
+        a.backbone_info.is_some() && a.adapter.is_some()
+    });
+    h.state_mut().tab = vitune::app::Tab::Tune;
+    h.run();
+    let train_at = h.get_by_label("Train").rect();
+    for _ in 0..3 {
+        h.state_mut()
+            .errors
+            .push("skipped bad.jpg: not an image".into());
+    }
+    h.state_mut().errors.push("another message".into());
+    h.run();
+    assert_eq!(
+        h.get_by_label("Train").rect(),
+        train_at,
+        "the messages moved the controls"
+    );
+    h.get_by_label_contains("skipped bad.jpg: not an image (×3)");
+    assert_eq!(h.get_all_by_label_contains("skipped bad.jpg").count(), 1);
+    // On lavapipe (CI) the adapter is a CPU driver: the app says so.
+    if h.state().adapter.as_ref().is_some_and(|a| a.1) {
+        h.get_by_label_contains("No GPU was found");
+    }
+    // A run in progress locks the settings it uses.
+    h.state_mut().training = true;
+    h.run();
+    h.get_by_label_contains("the run uses these settings");
+    assert!(h
+        .get_by_label("Auto (choose learning rate)")
+        .accesskit_node()
+        .is_disabled());
+    h.state_mut().training = false;
+    h.run();
+    assert!(!h
+        .get_by_label("Auto (choose learning rate)")
+        .accesskit_node()
+        .is_disabled());
+    // A prompt model: the merged timm export is off; ONNX is on.
+    h.state_mut().model_method = Some(vitune::tuning::Method::VptDeep);
+    h.state_mut().trained_classes = Some(vec!["a".into(), "b".into()]);
+    h.state_mut().tab = vitune::app::Tab::Export;
+    h.run();
+    assert!(h
+        .get_by_label("Export merged timm checkpoint...")
+        .accesskit_node()
+        .is_disabled());
+    assert!(!h
+        .get_by_label("Export ONNX model (runs anywhere)...")
+        .accesskit_node()
+        .is_disabled());
+}

@@ -493,3 +493,52 @@ fn a_diverging_run_is_caught_and_said() {
     assert!(err.contains("try --auto or a smaller --lr"), "{err}");
     assert!(!out.exists(), "a diverged first epoch wrote a tuned file");
 }
+
+/// Written to a file or a pipe (not a terminal), train's output is whole lines: no carriage returns, each epoch on
+/// its own line with the time left; the options line names no empty options.
+#[test]
+fn train_writes_whole_lines_to_a_non_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = |p: &Path| p.display().to_string();
+    let data = d.join("data");
+    let (ok, _, err) = vitune(&[
+        "demo-data",
+        "--split",
+        "target",
+        "--per-class",
+        "2",
+        "--out",
+        &s(&data),
+    ]);
+    assert!(ok, "{err}");
+    let backbone = common::fixture("timm_cls").join("model.safetensors");
+    let out = d.join("tuned.safetensors");
+    let (ok, _, err) = vitune(&[
+        "train",
+        "--backbone",
+        &s(&backbone),
+        "--data",
+        &s(&data),
+        "--method",
+        "linear",
+        "--shots",
+        "1",
+        "--epochs",
+        "3",
+        "--out",
+        &s(&out),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        !err.contains('\r'),
+        "carriage returns in piped output: {err:?}"
+    );
+    let epochs: Vec<&str> = err
+        .lines()
+        .filter(|l| l.trim_start().starts_with("epoch"))
+        .collect();
+    assert_eq!(epochs.len(), 3, "{err}");
+    assert!(epochs[0].contains("left"), "{err}");
+    assert!(!err.contains("options:  |"), "{err}");
+}

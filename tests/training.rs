@@ -463,3 +463,52 @@ fn running_out_of_gpu_memory_is_one_sentence_with_what_to_try() {
         assert!(!tuned.exists(), "a failed run left a tuned file");
     }
 }
+
+/// A run that diverged after a good epoch says so in its tuned file: the epoch, the loss and the epoch kept, read
+/// back as written; the rule's threshold is 3 × ln C.
+#[test]
+fn a_divergence_is_recorded_in_the_tuned_file() {
+    use vitune::tuning::{Method, MethodOptions, Tuning};
+    let backbone = vitune::model::load_backbone(
+        &common::fixture("timm_cls").join("model.safetensors"),
+        &vitune::model::LoadOptions::default(),
+    )
+    .expect("fixture");
+    let tuning = Tuning::init(
+        Method::Linear,
+        MethodOptions::defaults(Method::Linear),
+        &backbone,
+        3,
+        0,
+    )
+    .expect("tuning");
+    let mut meta = vitune::tuned::TunedMeta::new(
+        &tuning,
+        &backbone,
+        vec!["a".into(), "b".into(), "c".into()],
+        "method",
+    );
+    let d = vitune::train::Divergence {
+        epoch: 2,
+        loss: Some(52.5),
+        kept_epoch: 1,
+    };
+    meta.diverged = Some(d.clone());
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("tuned.safetensors");
+    vitune::tuned::write(&path, &tuning, &meta).expect("write");
+    let back = vitune::tuned::read_meta(&path).expect("read");
+    assert_eq!(back.diverged, Some(d.clone()));
+    assert_eq!(
+        d.to_string(),
+        "training diverged at epoch 2: loss 52.500; the kept model is epoch 1's; try --auto or a smaller --lr"
+    );
+    assert!((vitune::train::diverged_above(3) - 3.0 * 3f64.ln()).abs() < 1e-12);
+    // A step whose loss was not finite is written as such, and reads back.
+    meta.diverged = Some(vitune::train::Divergence { loss: None, ..d });
+    vitune::tuned::write(&path, &tuning, &meta).expect("write");
+    assert_eq!(
+        vitune::tuned::read_meta(&path).expect("read").diverged,
+        meta.diverged
+    );
+}

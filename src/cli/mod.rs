@@ -600,11 +600,17 @@ pub fn run(cli: Cli) -> Result<()> {
                     if json {
                         println!("{}", serde_json::to_string_pretty(&r)?);
                     } else {
+                        // timm builds any registered ViT name at the shape its model_args give; say which shape.
+                        let c = &b.config;
                         println!(
-                            "wrote {} and {} (timm architecture {}, {} classes)",
+                            "wrote {} and {} (timm builds {} with model_args width {}, depth {}, {} heads, patch {}; {} classes)",
                             r.weights.display(),
                             r.config.display(),
                             r.architecture,
+                            c.dim,
+                            c.depth,
+                            c.heads,
+                            c.patch,
                             t.tuning.num_classes
                         );
                         if let Some(n) = &r.note {

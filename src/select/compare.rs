@@ -130,17 +130,30 @@ pub fn compare(
         apply_candidate(&mut recipe, &setting, epochs, first.len());
         let tuned = match out {
             Some(dir) => {
-                let o = session.fit(&recipe, classes.len(), first, None, stop, &mut |_| {})?;
-                let mut meta = TunedMeta::new(
-                    &o.best,
-                    session.backbone,
-                    classes.to_vec(),
-                    &recipe.init.describe(),
-                );
-                meta.image_size = session.transform.size;
-                let path = dir.join(format!("{}.safetensors", file_label(&entry.label)));
-                crate::tuned::write(&path, &o.best, &meta)?;
-                Some(path)
+                match session.fit(&recipe, classes.len(), first, None, stop, &mut |_| {}) {
+                    Ok(o) => {
+                        let mut meta = TunedMeta::new(
+                            &o.best,
+                            session.backbone,
+                            classes.to_vec(),
+                            &recipe.init.describe(),
+                        );
+                        meta.image_size = session.transform.size;
+                        meta.diverged = o.diverged.clone();
+                        if let Some(d) = &o.diverged {
+                            log(&format!("{}: {d}", entry.label));
+                        }
+                        let path = dir.join(format!("{}.safetensors", file_label(&entry.label)));
+                        crate::tuned::write(&path, &o.best, &meta)?;
+                        Some(path)
+                    }
+                    // A method whose run diverges has no tuned file; the others' comparison goes on.
+                    Err(e @ Error::Diverged { .. }) => {
+                        log(&format!("{}: {e}; no tuned file written", entry.label));
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             None => None,
         };
