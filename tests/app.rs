@@ -1100,3 +1100,48 @@ fn messages_stay_put_settings_lock_and_defaults_are_one() {
         .accesskit_node()
         .is_disabled());
 }
+
+/// A project whose hub backbone this machine lacks asks before downloading it (no request until then), and
+/// "Download it" brings it.
+#[test]
+fn a_projects_missing_hub_backbone_is_offered_for_download() {
+    let _serial = one_at_a_time();
+    drop(common::gpu());
+    use common::hub_stand_in::{Behaviour, Repo, StandIn};
+    let name = "timm/vit_tiny_offer.test";
+    let hub = StandIn::start(
+        vec![Repo::from_fixture(name, &common::fixture("timm_cls"))],
+        Behaviour::default(),
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = vitune::hub::HubConfig {
+        endpoint: hub.endpoint.clone(),
+        cache: dir.path().join("hub"),
+        token: None,
+        offline: false,
+    };
+    let project = Project {
+        backbone: Some(PathBuf::from(format!("hf-hub:{name}@main"))),
+        ..Default::default()
+    };
+    let app = VituneApp::with_hub(&egui::Context::default(), project, None, cfg);
+    let mut h = Harness::builder()
+        .with_size([1000.0, 700.0])
+        .wgpu()
+        .build_ui_state(|ui, app: &mut VituneApp| app.ui(ui), app);
+    h.run();
+    h.get_by_label(&format!(
+        "this project's backbone hf-hub:{name}@main is not on this machine"
+    ));
+    assert!(
+        hub.requests().is_empty(),
+        "asked the hub unasked: {:?}",
+        hub.requests()
+    );
+    h.get_by_label("Download it").click();
+    h.step();
+    wait_for(&mut h, 60, "the download", |a| {
+        a.backbone.loading.is_none() && a.backbone_info.as_deref().is_some_and(|i| i.contains(name))
+    });
+    assert!(h.state().backbone.offer.is_none());
+}

@@ -26,6 +26,8 @@ pub struct BackbonePanel {
     pub show_hub: bool,
     /// Bytes in the cache for each curated entry (`None`: not cached), refreshed after each load.
     pub cached: Vec<Option<u64>>,
+    /// The project's hub backbone is not on this machine: asked before it downloads.
+    pub offer: Option<PathBuf>,
 }
 
 impl BackbonePanel {
@@ -38,6 +40,7 @@ impl BackbonePanel {
             name_field: String::new(),
             show_hub: false,
             cached: Vec::new(),
+            offer: None,
         };
         p.refresh_cached();
         p
@@ -57,13 +60,40 @@ impl BackbonePanel {
 impl VituneApp {
     /// Asks the worker for a backbone the user chose: the project records it only once it has loaded.
     pub fn choose_backbone(&mut self, spec: Option<PathBuf>) {
+        self.backbone.offer = None;
         self.send_load(spec, true);
     }
 
-    /// Loads the project's own backbone (at start, or when another project opens).
+    /// Loads the project's own backbone (at start, or when another project opens). A hub backbone that this
+    /// machine's cache lacks is offered for download rather than fetched unasked.
     pub(crate) fn load_project_backbone(&mut self) {
         let spec = self.project.backbone.clone();
+        let missing_hub = spec
+            .as_ref()
+            .and_then(|p| p.to_str())
+            .and_then(HubName::from_spec)
+            .and_then(Result::ok)
+            .filter(|n| {
+                !self.backbone.hub.offline && hub::find_cached(&self.backbone.hub, n).is_none()
+            });
+        if missing_hub.is_some() {
+            self.backbone.offer = spec;
+            self.backbone_info = None;
+            self.backbone_heads = 0;
+            self.status =
+                "the project's backbone is not on this machine: download it, or choose another"
+                    .into();
+            return;
+        }
+        self.backbone.offer = None;
         self.send_load(spec, false);
+    }
+
+    /// Downloads the project's hub backbone that `offer` names.
+    pub fn accept_offer(&mut self) {
+        if let Some(spec) = self.backbone.offer.take() {
+            self.send_load(Some(spec), false);
+        }
     }
 
     fn send_load(&mut self, spec: Option<PathBuf>, keep_on_failure: bool) {
@@ -153,6 +183,17 @@ pub fn backbone_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         // After the buttons, so that a long description never pushes them out of the window.
         if let Some(what) = &app.backbone.loading {
             ui.label(format!("loading {what}..."));
+        } else if let Some(spec) = app.backbone.offer.clone() {
+            ui.colored_label(
+                Color32::from_rgb(220, 150, 60),
+                format!(
+                    "this project's backbone {} is not on this machine",
+                    spec.display()
+                ),
+            );
+            if ui.button("Download it").clicked() {
+                app.accept_offer();
+            }
         } else if let Some(why) = &app.backbone.failed {
             ui.colored_label(Color32::from_rgb(220, 80, 60), format!("not loaded: {why}"));
         } else {
