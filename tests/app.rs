@@ -171,6 +171,8 @@ fn create_classes_train_see_attention_export_and_import() {
             .unwrap_or(false)
     });
     settle(&mut h);
+    // In the prompt mode the backbone's panel is its CLS map (it has no prompts), and says so.
+    h.get_by_label_contains("which has no prompts): CLS → patches");
     // Each control's label comes first; the tuned model's prediction and the colour scale are shown.
     for label in ["Image", "Map", "Heads", "Colours", "Opacity"] {
         h.get_by_label(label);

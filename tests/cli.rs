@@ -542,3 +542,43 @@ fn train_writes_whole_lines_to_a_non_terminal() {
     assert!(epochs[0].contains("left"), "{err}");
     assert!(!err.contains("options:  |"), "{err}");
 }
+
+/// Every argument of every command says what it is in `--help` (a flag line with nothing after its value name was
+/// a bare `--backbone <BACKBONE>` before).
+#[test]
+fn help_describes_every_argument() {
+    let (ok, top, _) = vitune(&["--help"]);
+    assert!(ok);
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() > 10, "{top}");
+    for c in &commands {
+        let (ok, help, err) = vitune(&[c, "--help"]);
+        assert!(ok, "{c}: {err}");
+        let flag_or_argument = |l: &&str| {
+            let t = l.trim_start();
+            l.starts_with("  ") && (t.starts_with('-') || t.starts_with('<') || t.starts_with('['))
+        };
+        for line in help.lines().filter(flag_or_argument) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            // `--flag <VALUE>  text` or `--flag  text` or `-h, --help  text`: something after the names.
+            let names = words
+                .iter()
+                .take_while(|w| w.starts_with('-') || w.starts_with('<') || w.ends_with(','))
+                .count();
+            assert!(
+                words.len() > names,
+                "`vitune {c} --help`: no description for `{}`",
+                line.trim()
+            );
+        }
+    }
+    let (_, train, _) = vitune(&["train", "--help"]);
+    assert!(train.contains("ssf"), "{train}");
+}

@@ -10,6 +10,14 @@ use std::sync::{Arc, Mutex};
 /// Side of a thumbnail in pixels.
 const SIDE: u32 = 64;
 
+/// A thumbnail's size: the picture's own proportions, its longer side `SIDE`.
+fn thumbnail_size((w, h): (u32, u32)) -> (u32, u32) {
+    let scale = SIDE as f32 / w.max(h).max(1) as f32;
+    let tw = ((w as f32 * scale).round() as u32).max(1);
+    let th = ((h as f32 * scale).round() as u32).max(1);
+    (tw, th)
+}
+
 enum Thumb {
     Loading,
     Ready(egui::TextureHandle),
@@ -52,11 +60,7 @@ impl Thumbnails {
                             crate::decode::max_pixels(),
                         )
                         .map(|img| {
-                            // The picture's own proportions, its longer side SIDE.
-                            let (w, h) = img.dimensions();
-                            let scale = SIDE as f32 / w.max(h).max(1) as f32;
-                            let tw = ((w as f32 * scale).round() as u32).max(1);
-                            let th = ((h as f32 * scale).round() as u32).max(1);
+                            let (tw, th) = thumbnail_size(img.dimensions());
                             image::imageops::thumbnail(&img, tw, th)
                         })
                         .map_err(|e| e.to_string())
@@ -144,5 +148,16 @@ impl Thumbnails {
             .values()
             .filter(|t| matches!(t, Thumb::Loading))
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thumbnails_keep_the_pictures_proportions() {
+        assert_eq!(super::thumbnail_size((4000, 3000)), (64, 48));
+        assert_eq!(super::thumbnail_size((3000, 4000)), (48, 64));
+        assert_eq!(super::thumbnail_size((1, 60000)), (1, 64));
+        assert_eq!(super::thumbnail_size((32, 32)), (64, 64));
     }
 }
