@@ -565,15 +565,28 @@ fn help_describes_every_argument() {
             let t = l.trim_start();
             l.starts_with("  ") && (t.starts_with('-') || t.starts_with('<') || t.starts_with('['))
         };
-        for line in help.lines().filter(flag_or_argument) {
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| flag_or_argument(l))
+        {
             let words: Vec<&str> = line.split_whitespace().collect();
-            // `--flag <VALUE>  text` or `--flag  text` or `-h, --help  text`: something after the names.
+            // `--flag <VALUE>  text` or `-h, --help  text`: something after the names; or, in clap's long
+            // layout, the description on the next line.
             let names = words
                 .iter()
-                .take_while(|w| w.starts_with('-') || w.starts_with('<') || w.ends_with(','))
+                .take_while(|w| {
+                    w.starts_with('-')
+                        || w.starts_with('<')
+                        || w.starts_with('[')
+                        || w.ends_with(',')
+                })
                 .count();
+            let next = lines.get(i + 1).map(|l| l.trim()).unwrap_or("");
+            let described = words.len() > names || (!next.is_empty() && !next.starts_with('-'));
             assert!(
-                words.len() > names,
+                described,
                 "`vitune {c} --help`: no description for `{}`",
                 line.trim()
             );

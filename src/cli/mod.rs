@@ -179,6 +179,7 @@ enum Command {
         /// Use a tuned file made for a backbone with other tensors (the shapes must still fit).
         #[arg(long)]
         force: bool,
+        /// The image to draw the map over (any format vitune reads).
         image: PathBuf,
         /// cls, prompt, rollout or grad-rollout.
         #[arg(long, default_value = "cls")]
