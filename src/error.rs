@@ -23,8 +23,8 @@ pub enum Error {
     /// A broken invariant inside vitune, not the user's input.
     #[error("internal error (a vitune bug; please report it): {0}")]
     Internal(String),
-    /// Training diverged in its first epoch (a loss not finite, or above `train::DIVERGED_FACTOR` × ln C):
-    /// the learning rate is too high for the data, and no epoch is worth keeping.
+    /// Training diverged before any epoch was worth keeping (a loss not finite, or epochs above
+    /// `train::DIVERGED_FACTOR` × ln C): the learning rate is too high for the data.
     #[error("training diverged at epoch {epoch} (step {step}): loss {loss:.3}; nothing was kept: try --auto or a smaller --lr than this run's {lr:.3e}")]
     Diverged {
         loss: f64,

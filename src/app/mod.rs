@@ -825,8 +825,9 @@ impl VituneApp {
                 } => {
                     self.training = false;
                     if let Some(d) = &diverged {
-                        self.errors
-                            .push(format!("{d}; Retry below divides the learning rate by 10"));
+                        self.errors.push(format!(
+                            "{d}; \"Retry with lr\" in the Tune tab divides the learning rate by 10"
+                        ));
                         self.retry_lr = Some(lr / 10.0);
                     }
                     self.model_method = Some(method);

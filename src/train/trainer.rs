@@ -132,10 +132,13 @@ pub struct TrainOutcome {
     pub diverged: Option<Divergence>,
 }
 
-/// Training has diverged when a step's loss is not finite, or when an epoch's mean training loss is above
-/// `DIVERGED_FACTOR` × ln(C): three times the loss of guessing uniformly over the C classes, which is where an
-/// untrained head starts. A run that diverges stops at once; what it kept is the last good epoch's model.
+/// Training has diverged when a step's loss is not finite, or when the mean training loss of `DIVERGED_EPOCHS`
+/// epochs in a row is above `DIVERGED_FACTOR` × ln(C): three times the loss of guessing uniformly over the C
+/// classes, which is where an untrained head starts. An epoch above it is never kept (one alone may be a spike the
+/// run recovers from); a run that diverges stops at once, and what it kept is the best good epoch's model.
 pub const DIVERGED_FACTOR: f64 = 3.0;
+/// Epochs in a row above the limit that make a divergence.
+pub const DIVERGED_EPOCHS: usize = 2;
 
 /// Where and how a run diverged, for the messages and the tuned file's metadata.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -273,6 +276,8 @@ pub fn train(
     let mut stopped = false;
     let mut diverged = None;
     let limit = diverged_above(best.num_classes);
+    // Whether an epoch below the limit was kept, and how many epochs in a row were above it.
+    let (mut kept_any, mut above_in_a_row) = (false, 0);
     // The linear probe without augmentation trains on features computed once.
     let features = if best.method == Method::Linear && cfg.augment == Augment::none() {
         Some(session.pooled_features(train)?)
@@ -324,7 +329,7 @@ pub fn train(
                 }
             };
             if !out.loss.is_finite() {
-                if history.is_empty() {
+                if !kept_any {
                     return Err(Error::Diverged {
                         loss: out.loss,
                         epoch: epoch + 1,
@@ -367,10 +372,24 @@ pub fn train(
             val_accuracy,
             seconds: start.elapsed().as_secs_f64(),
         };
-        if stats.loss > limit {
-            if history.is_empty() {
+        let exploding = stats.loss > limit;
+        above_in_a_row = if exploding { above_in_a_row + 1 } else { 0 };
+        // Without a validation set the latest epoch counts as best; an epoch above the limit never does.
+        let metric = val_accuracy.unwrap_or(epoch as f64);
+        if !exploding && metric >= best_metric {
+            best_metric = metric;
+            best_epoch = epoch;
+            best = gt.download(gpu)?;
+            kept_any = true;
+        }
+        let loss = stats.loss;
+        on_event(&TrainEvent::Epoch(stats.clone()));
+        history.push(stats);
+        let last_epoch = epoch + 1 == cfg.epochs;
+        if above_in_a_row >= DIVERGED_EPOCHS || (last_epoch && !kept_any) {
+            if !kept_any {
                 return Err(Error::Diverged {
-                    loss: stats.loss,
+                    loss,
                     epoch: epoch + 1,
                     step: steps_per_epoch,
                     lr: cfg.optim.lr,
@@ -378,21 +397,11 @@ pub fn train(
             }
             diverged = Some(Divergence {
                 epoch: epoch + 1,
-                loss: Some(stats.loss),
+                loss: Some(loss),
                 kept_epoch: best_epoch + 1,
             });
-            on_event(&TrainEvent::Epoch(stats));
             break 'epochs;
         }
-        // Without a validation set the latest epoch counts as best.
-        let metric = val_accuracy.unwrap_or(epoch as f64);
-        if metric >= best_metric {
-            best_metric = metric;
-            best_epoch = epoch;
-            best = gt.download(gpu)?;
-        }
-        on_event(&TrainEvent::Epoch(stats.clone()));
-        history.push(stats);
     }
     if history.is_empty() {
         // Stopped before the first epoch ended: keep what the GPU holds now.
