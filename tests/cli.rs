@@ -403,17 +403,7 @@ fn vpt_deep_and_lora_train_on_every_family_layout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let s = |p: &Path| p.display().to_string();
-    let data = d.join("data");
-    let (ok, _, err) = vitune(&[
-        "demo-data",
-        "--split",
-        "target",
-        "--per-class",
-        "2",
-        "--out",
-        &s(&data),
-    ]);
-    assert!(ok, "{err}");
+    let data = common::demo_data(d, "target", 2);
     for (case, family) in [
         ("timm_clip", "CLIP-style (pre-norm, QuickGELU)"),
         ("timm_reg", "4 register tokens"),
@@ -456,17 +446,7 @@ fn a_diverging_run_is_caught_and_said() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let s = |p: &Path| p.display().to_string();
-    let data = d.join("data");
-    let (ok, _, err) = vitune(&[
-        "demo-data",
-        "--split",
-        "target",
-        "--per-class",
-        "3",
-        "--out",
-        &s(&data),
-    ]);
-    assert!(ok, "{err}");
+    let data = common::demo_data(d, "target", 3);
     let backbone = common::fixture("timm_cls").join("model.safetensors");
     let out = d.join("tuned.safetensors");
     let (ok, _, err) = vitune(&[
@@ -502,17 +482,7 @@ fn train_writes_whole_lines_to_a_non_terminal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let s = |p: &Path| p.display().to_string();
-    let data = d.join("data");
-    let (ok, _, err) = vitune(&[
-        "demo-data",
-        "--split",
-        "target",
-        "--per-class",
-        "2",
-        "--out",
-        &s(&data),
-    ]);
-    assert!(ok, "{err}");
+    let data = common::demo_data(d, "target", 2);
     let backbone = common::fixture("timm_cls").join("model.safetensors");
     let out = d.join("tuned.safetensors");
     let (ok, _, err) = vitune(&[

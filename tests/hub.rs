@@ -51,6 +51,16 @@ fn repo_dir(cache: &Path) -> PathBuf {
     cache.join("models--timm--vit_tiny_stand_in.test")
 }
 
+/// `vitune info hf-hub:REPO` with `HF_HUB_OFFLINE=1`: what the cache alone gives.
+fn offline_info(hub: &StandIn, cache: &Path) -> (bool, String, String) {
+    vitune_hub(
+        &hub.endpoint,
+        cache,
+        &[("HF_HUB_OFFLINE", "1")],
+        &["info", &format!("hf-hub:{REPO}")],
+    )
+}
+
 fn downloads(hub: &StandIn) -> usize {
     hub.requests()
         .iter()
@@ -156,12 +166,7 @@ fn a_cut_connection_resumes_with_range() {
         .iter()
         .any(|r| r.starts_with("GET /cdn/") && r.ends_with(&format!("bytes={half}-")));
     assert!(resumed, "no resume from byte {half}: {:?}", hub.requests());
-    let (ok, _, err) = vitune_hub(
-        &hub.endpoint,
-        &cache,
-        &[("HF_HUB_OFFLINE", "1")],
-        &["info", &format!("hf-hub:{REPO}")],
-    );
+    let (ok, _, err) = offline_info(&hub, &cache);
     assert!(ok, "{err}");
 }
 
@@ -183,12 +188,7 @@ fn a_server_that_ignores_range_gives_a_clean_restart() {
     assert!(ok, "{out}\n{err}");
     assert_eq!(downloads(&hub), 2, "{:?}", hub.requests());
     // The whole file, not the first third twice: the SHA-256 check passed and `info` loads it.
-    let (ok, _, err) = vitune_hub(
-        &hub.endpoint,
-        &cache,
-        &[("HF_HUB_OFFLINE", "1")],
-        &["info", &format!("hf-hub:{REPO}")],
-    );
+    let (ok, _, err) = offline_info(&hub, &cache);
     assert!(ok, "{err}");
 }
 
@@ -214,12 +214,7 @@ fn a_hash_mismatch_discards_the_file() {
         .collect();
     // config.json (fetched first) stays; no weights, whole or partial.
     assert_eq!(blobs.len(), 1, "{blobs:?}");
-    let (ok, _, err) = vitune_hub(
-        &hub.endpoint,
-        &cache,
-        &[("HF_HUB_OFFLINE", "1")],
-        &["info", &format!("hf-hub:{REPO}")],
-    );
+    let (ok, _, err) = offline_info(&hub, &cache);
     assert!(!ok);
     assert!(err.contains("HF_HUB_OFFLINE is set"), "{err}");
 }
@@ -309,17 +304,7 @@ fn a_model_trained_on_a_hub_backbone_records_its_name_and_commit() {
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     let s = |p: &Path| p.display().to_string();
-    let data = d.join("data");
-    let (ok, _, err) = common::vitune(&[
-        "demo-data",
-        "--split",
-        "target",
-        "--per-class",
-        "2",
-        "--out",
-        &s(&data),
-    ]);
-    assert!(ok, "{err}");
+    let data = common::demo_data(d, "target", 2);
     let cache = d.join("hub");
     let out = d.join("tuned.safetensors");
     let spec = format!("hf-hub:{REPO}");

@@ -309,26 +309,36 @@ impl VituneApp {
         self.status = format!("added {n} images");
     }
 
-    /// Adds the file or folder typed in the path field to the selected class (a new class when there is none).
-    pub fn add_typed_path(&mut self) {
-        let typed = self.path_to_add.trim().trim_matches('"').to_string();
+    /// The file or folder typed in a path field (quotes trimmed), or `None` after saying why (nothing typed says
+    /// nothing).
+    fn typed_path(&mut self, field: &str) -> Option<PathBuf> {
+        let typed = field.trim().trim_matches('"');
         if typed.is_empty() {
-            return;
+            return None;
         }
-        let path = PathBuf::from(&typed);
+        let path = PathBuf::from(typed);
         if !path.exists() {
             self.errors
                 .push(format!("no file or folder at {typed}: check the path"));
-            return;
+            return None;
         }
+        Some(path)
+    }
+
+    /// Adds the file or folder typed in the path field to the selected class (a new class when there is none).
+    pub fn add_typed_path(&mut self) {
+        let Some(path) = self.typed_path(&self.path_to_add.clone()) else {
+            return;
+        };
         if self.project.classes.is_empty() {
             self.add_class();
         }
         let c = self.selected_class.min(self.project.classes.len() - 1);
-        let n = self.project.add_images(c, &[path]);
+        let n = self.project.add_images(c, std::slice::from_ref(&path));
         if n == 0 {
             self.errors.push(format!(
-                "no new images at {typed} (png, jpg, webp, bmp, gif or tiff files, or a folder of them)"
+                "no new images at {} (png, jpg, webp, bmp, gif or tiff files, or a folder of them)",
+                path.display()
             ));
         } else {
             self.status = format!("added {n} images to {}", self.project.classes[c].name);
@@ -338,16 +348,10 @@ impl VituneApp {
 
     /// Classifies the image, or the images of the folder, typed in the Try tab's path field.
     pub fn predict_typed_path(&mut self) {
-        let typed = self.try_path.trim().trim_matches('"').to_string();
-        if typed.is_empty() {
+        let Some(path) = self.typed_path(&self.try_path.clone()) else {
             return;
-        }
-        let path = PathBuf::from(&typed);
-        if !path.exists() {
-            self.errors
-                .push(format!("no file or folder at {typed}: check the path"));
-            return;
-        }
+        };
+        let typed = path.display().to_string();
         let files = files::image_files_in(&[path]);
         if files.is_empty() {
             self.errors.push(format!(

@@ -46,6 +46,22 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     vitune::selftest::rel_err(a, b)
 }
 
+/// The demo's glyph classes (`split`, `per_class` images each) written into `dir/data` by `vitune demo-data`.
+pub fn demo_data(dir: &std::path::Path, split: &str, per_class: usize) -> PathBuf {
+    let data = dir.join("data");
+    let (ok, _, err) = vitune(&[
+        "demo-data",
+        "--split",
+        split,
+        "--per-class",
+        &per_class.to_string(),
+        "--out",
+        &data.display().to_string(),
+    ]);
+    assert!(ok, "{err}");
+    data
+}
+
 /// Runs the vitune binary: (success, stdout, stderr).
 pub fn vitune(args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitune"))
