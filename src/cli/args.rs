@@ -3,6 +3,23 @@
 
 use super::*;
 
+/// The backbone and how to read what its files do not say.
+#[derive(Args, Clone)]
+pub(super) struct BackboneArgs {
+    /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
+    /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
+    #[arg(long)]
+    pub(super) backbone: PathBuf,
+    #[command(flatten)]
+    pub(super) load: LoadArgs,
+}
+
+impl BackboneArgs {
+    pub(super) fn load(&self) -> Result<Backbone> {
+        self.load.load(&self.backbone)
+    }
+}
+
 /// Hyper-parameter selection on the training images.
 #[derive(Args, Clone)]
 pub(super) struct AutoArgs {

@@ -8,7 +8,7 @@ pub(super) fn compare(a: &CompareArgs) -> Result<()> {
     use vitune::select::CompareEntry;
     use vitune::train::{Dataset, Samples, TrainConfig};
 
-    let b = a.load.load(&a.backbone)?;
+    let b = a.model.load()?;
     let ds = Dataset::from_folder(&a.data)?;
     let mut draws = Vec::new();
     for seed in 0..a.seeds.max(1) as u64 {

@@ -63,12 +63,8 @@ enum Command {
     },
     /// Run the backbone on a tensor of normalised pixels: `pixels` [N,3,H,W] in, `pooled`, `logits`, `attn.{l}` out.
     Forward {
-        /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
-        /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
-        #[arg(long)]
-        backbone: PathBuf,
         #[command(flatten)]
-        load: LoadArgs,
+        model: BackboneArgs,
         /// A tuned file: run with its prompts, adapters and head.
         #[arg(long)]
         tuned: Option<PathBuf>,
@@ -88,12 +84,8 @@ enum Command {
     /// Export a tuned model to run outside vitune: one ONNX file (checked against vitune's own forward before it
     /// is kept), or a merged timm checkpoint with its config.json for methods whose result is a plain ViT.
     Export {
-        /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
-        /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
-        #[arg(long)]
-        backbone: PathBuf,
         #[command(flatten)]
-        load: LoadArgs,
+        model: BackboneArgs,
         /// A tuned file (from `vitune train`).
         #[arg(long)]
         tuned: PathBuf,
@@ -115,12 +107,8 @@ enum Command {
     },
     /// Classify images with a tuned file (or the backbone's own head) and print the top classes.
     Predict {
-        /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
-        /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
-        #[arg(long)]
-        backbone: PathBuf,
         #[command(flatten)]
-        load: LoadArgs,
+        model: BackboneArgs,
         /// A tuned file from `vitune train`.
         #[arg(long)]
         tuned: Option<PathBuf>,
@@ -146,12 +134,8 @@ enum Command {
     PretrainPrompts(TrainArgs),
     /// Accuracy, per-class accuracy and confusion matrix of a tuned file on class folders.
     Eval {
-        /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
-        /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
-        #[arg(long)]
-        backbone: PathBuf,
         #[command(flatten)]
-        load: LoadArgs,
+        model: BackboneArgs,
         /// A tuned file (from `vitune train`).
         #[arg(long)]
         tuned: PathBuf,
@@ -167,12 +151,8 @@ enum Command {
     },
     /// Write an attention heat-map over an image (at the image's own size).
     Attention {
-        /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
-        /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
-        #[arg(long)]
-        backbone: PathBuf,
         #[command(flatten)]
-        load: LoadArgs,
+        model: BackboneArgs,
         /// A tuned file (from `vitune train`).
         #[arg(long)]
         tuned: Option<PathBuf>,
@@ -231,12 +211,8 @@ enum Command {
     /// Loss and gradients of every trainable tensor of a method: `pixels` and `labels` in; `loss` and one
     /// gradient per tensor (named as in the tuned file) out. Dropout is off.
     Grad {
-        /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
-        /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
-        #[arg(long)]
-        backbone: PathBuf,
         #[command(flatten)]
-        load: LoadArgs,
+        model: BackboneArgs,
         #[command(flatten)]
         method: MethodArgs,
         /// Start every trainable tensor from this file (tuned file, or plain safetensors with the same names).
@@ -377,12 +353,8 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
-    /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
-    #[arg(long)]
-    backbone: PathBuf,
     #[command(flatten)]
-    load: LoadArgs,
+    model: BackboneArgs,
     /// Class folders: one sub-folder of images per class.
     #[arg(long)]
     data: PathBuf,
@@ -438,12 +410,8 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct CompareArgs {
-    /// The backbone: a safetensors checkpoint (config.json beside it is read), or a hub name
-    /// hf-hub:ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded on first use; see `vitune models`).
-    #[arg(long)]
-    backbone: PathBuf,
     #[command(flatten)]
-    load: LoadArgs,
+    model: BackboneArgs,
     /// Class folders: one sub-folder of images per class.
     #[arg(long)]
     data: PathBuf,
@@ -539,8 +507,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Forward {
-            backbone,
-            load,
+            model: BackboneArgs { backbone, load },
             tuned,
             force,
             input,
@@ -561,8 +528,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Export {
-            backbone,
-            load,
+            model: BackboneArgs { backbone, load },
             tuned,
             force,
             out,
@@ -623,8 +589,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Predict {
-            backbone,
-            load,
+            model: BackboneArgs { backbone, load },
             tuned,
             force,
             images,
@@ -640,8 +605,7 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
         ),
         Some(Command::Attention {
-            backbone,
-            load,
+            model: BackboneArgs { backbone, load },
             tuned,
             force,
             image,
@@ -718,16 +682,14 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::PretrainPrompts(a)) => train(&a, true),
         Some(Command::Eval {
-            backbone,
-            load,
+            model: BackboneArgs { backbone, load },
             tuned,
             data,
             json,
             force,
         }) => eval(&backbone, &load, &tuned, &data, json, force),
         Some(Command::Grad {
-            backbone,
-            load,
+            model: BackboneArgs { backbone, load },
             method,
             tuned,
             num_classes,

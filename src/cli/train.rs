@@ -50,7 +50,7 @@ pub(super) fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
     use vitune::job::{Data, Init, TrainJob};
     use vitune::train::{OptimizerKind, TrainConfig, TrainEvent};
 
-    let b = a.load.load(&a.backbone)?;
+    let b = a.model.load()?;
     let (method, options) = a.method.resolve()?;
     if pretrain && !method.uses_prompts() {
         bail!("pretrain-prompts trains prompts: use --method vpt-deep or vpt-shallow");
