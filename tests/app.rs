@@ -407,6 +407,20 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
     wait_for(&mut h, 60, "the search to start", |a| {
         a.search_progress.is_some()
     });
+    // One counter: the status says what the body says, settings scored of all the rungs' settings.
+    wait_for(&mut h, 120, "a scored setting", |a| {
+        a.search_progress.is_some_and(|(done, _)| done >= 1) || !a.training
+    });
+    if let Some((done, total)) = h.state().search_progress {
+        let status = h.state().status.clone();
+        if status.contains("settings scored") {
+            assert!(
+                status.contains(&format!("{done} of {total} settings scored")),
+                "{status} (body: {done} of {total})"
+            );
+        }
+        assert!(!status.contains("setting 1/"), "{status}");
+    }
     h.get_by_label("Stop").click();
     wait_for(&mut h, 120, "the stop", |a| !a.training);
     assert!(
@@ -1101,6 +1115,16 @@ fn messages_stay_put_settings_lock_and_defaults_are_one() {
         .get_by_label("Export ONNX model (runs anywhere)...")
         .accesskit_node()
         .is_disabled());
+    // After a divergence, one click retries at a tenth of the learning rate, Auto off.
+    h.state_mut().tab = vitune::app::Tab::Tune;
+    h.state_mut().retry_lr = Some(0.0625);
+    h.run();
+    h.get_by_label("Retry with lr 6.25e-2").click();
+    h.step();
+    assert_eq!(h.state().project.settings.lr, Some(0.0625));
+    assert!(!h.state().project.settings.auto);
+    assert!(h.state().retry_lr.is_none());
+    wait_for(&mut h, 60, "the retried run to end", |a| !a.training);
 }
 
 /// A project whose hub backbone this machine lacks asks before downloading it (no request until then), and
