@@ -895,7 +895,7 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     if app.attention_stale {
         ui.colored_label(
             Color32::from_rgb(220, 150, 60),
-            "These maps were made with the previous model: Redraw shows the current one's.",
+            "These maps were made with the previous model: Redraw (or Show grid) draws the current one's.",
         );
     }
     // (class, path) of every image, for the picker.
