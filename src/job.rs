@@ -404,16 +404,12 @@ pub fn prepare_predict(
         .and_then(|t| t.meta.as_ref())
         .map(|m| m.image_size);
     let transform = eval_transform(backbone, size);
-    let (mut good, mut data, mut failed) = (Vec::new(), Vec::new(), Vec::new());
-    for p in images {
-        match crate::preprocess::load_rgb(p) {
-            Ok(img) => {
-                data.extend(transform.apply(&img));
-                good.push(p.clone());
-            }
-            Err(e) => failed.push((p.clone(), e.to_string())),
-        }
-    }
+    let (pixels, good, failed) = transform.batch_readable(images);
+    let good: Vec<PathBuf> = good.into_iter().map(|i| images[i].clone()).collect();
+    let failed: Vec<(PathBuf, String)> = failed
+        .into_iter()
+        .map(|(i, e)| (images[i].clone(), e.to_string()))
+        .collect();
     if good.is_empty() {
         let reasons: Vec<&str> = failed.iter().map(|f| f.1.as_str()).collect();
         return Err(Error::Input(format!(
@@ -421,10 +417,6 @@ pub fn prepare_predict(
             reasons.join("; ")
         )));
     }
-    let pixels = crate::model::HostTensor::new(
-        vec![good.len(), 3, transform.size.0, transform.size.1],
-        data,
-    );
     Ok(PredictInput {
         tuned: tf,
         transform,

@@ -84,15 +84,32 @@ impl Transform {
         (x0, y0, x1, y1)
     }
 
-    /// Loads and transforms images into one batch [N, 3, H, W].
+    /// Loads and transforms images into one batch [N, 3, H, W]; the first that does not decode is the error.
     pub fn batch(&self, paths: &[impl AsRef<Path>]) -> Result<HostTensor> {
-        let mut data = Vec::with_capacity(paths.len() * 3 * self.size.0 * self.size.1);
-        for p in paths {
-            data.extend(self.apply(&load_rgb(p.as_ref())?));
+        let (pixels, _, failed) = self.batch_readable(paths);
+        match failed.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(pixels),
         }
-        Ok(HostTensor::new(
-            vec![paths.len(), 3, self.size.0, self.size.1],
-            data,
-        ))
+    }
+
+    /// The images that decode, in order, as one batch [n, 3, H, W], with their indices in `paths`; the others
+    /// with their errors.
+    pub fn batch_readable(
+        &self,
+        paths: &[impl AsRef<Path>],
+    ) -> (HostTensor, Vec<usize>, Vec<(usize, crate::Error)>) {
+        let (mut data, mut good, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, p) in paths.iter().enumerate() {
+            match load_rgb(p.as_ref()) {
+                Ok(img) => {
+                    data.extend(self.apply(&img));
+                    good.push(i);
+                }
+                Err(e) => failed.push((i, e)),
+            }
+        }
+        let shape = vec![good.len(), 3, self.size.0, self.size.1];
+        (HostTensor::new(shape, data), good, failed)
     }
 }

@@ -49,10 +49,7 @@ impl BackbonePanel {
     pub fn refresh_cached(&mut self) {
         self.cached = hub::curated()
             .iter()
-            .map(|m| {
-                let name = HubName::parse(&m.spec()).ok()?;
-                hub::find_cached(&self.hub, &name).map(|(s, _)| hub::snapshot_bytes(&s.dir))
-            })
+            .map(|m| m.cached_bytes(&self.hub))
             .collect();
     }
 }

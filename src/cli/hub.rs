@@ -69,11 +69,7 @@ pub fn models(a: &ModelsArgs) -> Result<()> {
     let cfg = HubConfig::from_env();
     let rows: Vec<_> = hub::curated()
         .iter()
-        .map(|m| {
-            let name = HubName::parse(&m.spec()).expect("curated names parse");
-            let cached = hub::find_cached(&cfg, &name).map(|(s, _)| hub::snapshot_bytes(&s.dir));
-            (m, cached)
-        })
+        .map(|m| (m, m.cached_bytes(&cfg)))
         .collect();
     if a.json {
         let v: Vec<_> = rows

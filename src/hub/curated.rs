@@ -27,6 +27,12 @@ impl CuratedModel {
         format!("{}{}@{}", super::PREFIX, self.repo, self.revision)
     }
 
+    /// Bytes of its snapshot in the cache, `None` when the cache lacks it (no request is made).
+    pub fn cached_bytes(&self, cfg: &super::HubConfig) -> Option<u64> {
+        let name = super::HubName::parse(&self.spec()).ok()?;
+        super::find_cached(cfg, &name).map(|(s, _)| super::snapshot_bytes(&s.dir))
+    }
+
     /// Approximate download size in bytes (f32).
     pub fn download_bytes(&self) -> u64 {
         (self.params_m as f64 * 4e6) as u64

@@ -452,11 +452,6 @@ pub fn load_snapshot(snap: &Snapshot, opts: &LoadOptions) -> crate::Result<Backb
     Ok(b)
 }
 
-/// The cache folder of a repo (for messages and listings).
-pub fn repo_dir(cfg: &HubConfig, repo: &str) -> PathBuf {
-    RepoCache::new(&cfg.cache, repo).dir
-}
-
 /// The size on disk of a cached snapshot's files.
 pub fn snapshot_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
