@@ -1,7 +1,7 @@
 //! `vitune selftest`: does vitune compute correctly, and how fast, on the adapter at hand? Golden data from the
-//! committed fixtures is embedded in the binary: the forward of two fixture ViTs against timm's outputs (with
-//! every row and attention kernel the adapter could use), every method's loss and gradients against PyTorch
-//! autograd, and the matmul kernels (tiled and direct, f32 and f16 weights) against a CPU reference at awkward
+//! committed fixtures is embedded in the binary: the forward of three fixture ViTs (EVA-02 among them: RoPE and
+//! SwiGLU) against timm's outputs (with every row and attention kernel the adapter could use), every method's loss
+//! and gradients against PyTorch autograd (LoRA on EVA-02 too), and the matmul kernels (tiled and direct, f32 and f16 weights) against a CPU reference at awkward
 //! sizes. Then two speed figures. A report, never a panic: each check says its worst error and its tolerance.
 
 use std::collections::BTreeMap;
@@ -42,7 +42,7 @@ struct ForwardFixture {
     expected: &'static [u8],
 }
 
-const FORWARDS: [ForwardFixture; 2] = [
+const FORWARDS: [ForwardFixture; 3] = [
     ForwardFixture {
         name: "timm_cls",
         what: "timm, CLS pooling, f32",
@@ -60,6 +60,15 @@ const FORWARDS: [ForwardFixture; 2] = [
         heads: Some(3),
         input: fixture!("timm_avg_bf16", "input.safetensors"),
         expected: fixture!("timm_avg_bf16", "expected.safetensors"),
+    },
+    ForwardFixture {
+        name: "timm_eva02",
+        what: "timm EVA-02: RoPE, SwiGLU with a sub-LayerNorm, q/k/v joined",
+        model: fixture!("timm_eva02", "model.safetensors"),
+        config: Some(include_str!("../tests/fixtures/timm_eva02/config.json")),
+        heads: None,
+        input: fixture!("timm_eva02", "input.safetensors"),
+        expected: fixture!("timm_eva02", "expected.safetensors"),
     },
 ];
 
@@ -99,7 +108,7 @@ macro_rules! grad_fixture {
     };
 }
 
-const GRADIENTS: [GradFixture; 11] = [
+const GRADIENTS: [GradFixture; 12] = [
     grad_fixture!("linear"),
     grad_fixture!("bitfit"),
     grad_fixture!("vpt-shallow"),
@@ -111,6 +120,7 @@ const GRADIENTS: [GradFixture; 11] = [
     grad_fixture!("ssf"),
     grad_fixture!("ssf-avg"),
     grad_fixture!("full"),
+    grad_fixture!("eva02-lora"),
 ];
 
 /// One check's result.
@@ -296,10 +306,10 @@ fn gradient_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
     for (case, meta, tuned, input, expected) in GRADIENTS.iter() {
         let meta: serde_json::Value = serde_json::from_str(meta)
             .map_err(|e| Error::Input(format!("embedded grad_{case} meta.json: {e}")))?;
-        let b = match meta["backbone"].as_str() {
-            Some("timm_avg_bf16") => &backbones[1],
-            _ => &backbones[0],
-        };
+        let b = FORWARDS
+            .iter()
+            .position(|f| Some(f.name) == meta["backbone"].as_str())
+            .map_or(&backbones[0], |i| &backbones[i]);
         let (m, opts) = fixture_method(&meta)?;
         let tuning = Tuning::from_tensors(m, opts, b, tensors(tuned, case)?)?;
         let mut inp = tensors(input, case)?;

@@ -369,9 +369,11 @@ fn selftest_checks_every_kernel_family_against_golden_data() {
             .filter(|c| c["name"].as_str().unwrap_or("").contains(what))
             .count()
     };
-    // 2 fixture ViTs x 2 row kernels x 2 attention kernels; 11 gradient fixtures; tiled and direct matmul (x f16).
-    assert_eq!(named("forward"), 8, "{out}");
-    assert_eq!(named("gradients"), 11, "{out}");
+    // 3 fixture ViTs (EVA-02: RoPE and SwiGLU) x 2 row kernels x 2 attention kernels; 12 gradient fixtures
+    // (LoRA on EVA-02 among them); tiled and direct matmul (x f16).
+    assert_eq!(named("forward"), 12, "{out}");
+    assert!(named("forward timm EVA-02") == 4, "{out}");
+    assert_eq!(named("gradients"), 12, "{out}");
     let f16 = r["shader_f16"].as_bool().expect("shader_f16");
     assert_eq!(named("matmul"), if f16 { 4 } else { 2 }, "{out}");
     for c in checks {

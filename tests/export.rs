@@ -250,6 +250,17 @@ fn ssf_merges_into_timm_checkpoints_of_every_layout() {
     )
     .expect_err("refused");
     assert!(e.to_string().contains("--format onnx"), "{e}");
+    // The RoPE and SwiGLU families export as ONNX only, for now.
+    for case in ["dinov3-lora", "dinov2g-lora", "eva02-ssf"] {
+        let f = common::grad_fixture(case);
+        let e = vitune::export::timm::export_timm(
+            &f.backbone,
+            &tuned_file(&f),
+            &dir.path().join(format!("{case}.safetensors")),
+        )
+        .expect_err("refused");
+        assert!(e.to_string().contains("--format onnx"), "{case}: {e}");
+    }
     // A backbone's own config.json is never overwritten.
     let hub = dir.path().join("hub");
     std::fs::create_dir_all(&hub).expect("mkdir");

@@ -281,6 +281,38 @@ fn micro_batches_match_the_full_batch(method: &str, micro: usize, dropout: Optio
     }
 }
 
+/// DINOv3 (timm): RoPE on the patch tokens' q and k (prompts stay unrotated), 4 registers, LayerScale; the
+/// backward turns the gradients of q and k back.
+#[test]
+fn vpt_deep_and_lora_under_dinov3_rotary_positions_match_autograd() {
+    check("dinov3-vpt-deep");
+    check("dinov3-lora");
+}
+
+/// SSF's scale and shift after qkv sit before RoPE; AdaptFormer's branch beside the MLP under LayerScale.
+#[test]
+fn ssf_and_adaptformer_under_dinov3_rotary_positions_match_autograd() {
+    check("dinov3-ssf");
+    check("dinov3-adaptformer");
+}
+
+/// DINOv2-giant's packed SwiGLU (fc1 of 2H rows, the first half gating the second).
+#[test]
+fn vpt_deep_lora_and_bitfit_through_swiglu_match_autograd() {
+    check("dinov2g-vpt-deep");
+    check("dinov2g-lora");
+    check("dinov2g-bitfit");
+}
+
+/// EVA-02: absolute positions and `cat` RoPE, q/k/v joined at load, SwiGLU with its sub-LayerNorm, fc_norm.
+#[test]
+fn every_kind_of_method_on_eva02_matches_autograd() {
+    check("eva02-vpt-deep");
+    check("eva02-lora");
+    check("eva02-ssf");
+    check("eva02-convpass");
+}
+
 use common::GRAD_CASES as CASES;
 
 /// A method added without a fixture (and so without its gradients checked) fails here.

@@ -986,3 +986,158 @@ fn gather_and_scatter_tokens_match_reference() {
     assert_close(&outs[hg.0], &want_g, 1e-7, "gather");
     assert_close(&outs[hx.0], &want_x, 1e-7, "scatter");
 }
+
+/// RoPE turns q and k of the patch tokens only, by the pair each layout names; its backward is the transpose
+/// (checked against the f64 rotation and by ⟨R·x, dy⟩ = ⟨x, Rᵀ·dy⟩), on a non-square grid with prefix tokens.
+#[test]
+fn rope_matches_reference_and_its_backward_is_the_transpose() {
+    use vitune::model::{Rope, RopeKind};
+    use vitune::ops::rope::{rope, RopeTables};
+    let gpu = common::gpu();
+    let mut rng = Rng::new(91);
+    let (n, heads, hd, grid, start) = (2, 3, 8, (3, 5), 4);
+    let (m, d) = (grid.0 * grid.1, heads * hd);
+    let t = start + m + 1; // one token after the patches stays too
+    for (kind, rotate_half) in [(RopeKind::DinoV3, true), (RopeKind::Cat, false)] {
+        let r = Rope {
+            kind,
+            temperature: if kind == RopeKind::DinoV3 {
+                100.0
+            } else {
+                10000.0
+            },
+            rotate_half,
+            grid_offset: 0.0,
+            xy: false,
+            ref_grid: (kind == RopeKind::Cat).then_some((4, 4)),
+        };
+        let (cos, sin) = r.tables(grid, hd);
+        let x = rng.normal_vec(n * t * 3 * d, 1.0);
+        let dy = rng.normal_vec(n * t * 3 * d, 1.0);
+        let tables = RopeTables {
+            cos: up(&gpu, &[m, hd], &cos),
+            sin: up(&gpu, &[m, hd], &sin),
+            count: m,
+            head_dim: hd,
+            per_head: false,
+            interleaved: !rotate_half,
+        };
+        let gx = up(&gpu, &[n, t, 3 * d], &x);
+        let gdy = up(&gpu, &[n, t, 3 * d], &dy);
+        let mut rec = Recorder::new(&gpu);
+        rope(&mut rec, &gx, &tables, start, heads, false).expect("rope");
+        rope(&mut rec, &gdy, &tables, start, heads, true).expect("rope backward");
+        let (hx, hdy) = (rec.read(&gx), rec.read(&gdy));
+        let (outs, _) = rec.finish().expect("runs");
+        // The f64 rotation: y = x·cos + rot(x)·sin on q and k of the patch tokens.
+        let pair = |i: usize| -> (usize, f64) {
+            if rotate_half {
+                if i < hd / 2 {
+                    (i + hd / 2, -1.0)
+                } else {
+                    (i - hd / 2, 1.0)
+                }
+            } else if i.is_multiple_of(2) {
+                (i + 1, -1.0)
+            } else {
+                (i - 1, 1.0)
+            }
+        };
+        let mut want = x.iter().map(|v| *v as f64).collect::<Vec<_>>();
+        let mut want_t = dy.iter().map(|v| *v as f64).collect::<Vec<_>>();
+        for img in 0..n {
+            for k in 0..m {
+                for part in 0..2 {
+                    for h in 0..heads {
+                        let row = ((img * t + start + k) * 3 + part) * d + h * hd;
+                        for i in 0..hd {
+                            let (j, sign) = pair(i);
+                            let (c, s) = (cos[k * hd + i] as f64, sin[k * hd + i] as f64);
+                            want[row + i] = x[row + i] as f64 * c + sign * x[row + j] as f64 * s;
+                            // Rᵀ: dx_j gets dy_i·sign·sin_i from every i that read x_j.
+                            let sj = sin[k * hd + j] as f64;
+                            let (_, sign_j) = pair(j);
+                            want_t[row + i] =
+                                dy[row + i] as f64 * c + sign_j * dy[row + j] as f64 * sj;
+                        }
+                    }
+                }
+            }
+        }
+        assert_close(&outs[hx.0], &want, 1e-6, &format!("rope {kind:?}"));
+        assert_close(
+            &outs[hdy.0],
+            &want_t,
+            1e-6,
+            &format!("rope backward {kind:?}"),
+        );
+        // Adjoint: ⟨R·x, dy⟩ = ⟨x, Rᵀ·dy⟩.
+        let lhs: f64 = outs[hx.0]
+            .iter()
+            .zip(&dy)
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum();
+        let rhs: f64 = x
+            .iter()
+            .zip(&outs[hdy.0])
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum();
+        assert!(
+            (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
+            "rope {kind:?}: ⟨Rx, dy⟩ = {lhs} but ⟨x, Rᵀdy⟩ = {rhs}"
+        );
+        // The prefix tokens and v are untouched.
+        for img in 0..n {
+            for tok in (0..start).chain(start + m..t) {
+                let row = (img * t + tok) * 3 * d;
+                assert_eq!(
+                    &outs[hx.0][row..row + 3 * d],
+                    &x[row..row + 3 * d],
+                    "token {tok}"
+                );
+            }
+        }
+    }
+}
+
+/// SwiGLU against f64: h = silu(g)·x; its backward against the analytic derivative and central differences of
+/// the f64 forward.
+#[test]
+fn swiglu_matches_reference_and_finite_differences() {
+    use vitune::ops::activation::{swiglu, swiglu_backward};
+    let gpu = common::gpu();
+    let mut rng = Rng::new(93);
+    let (rows, hid) = (13, 37);
+    let u = rng.normal_vec(rows * 2 * hid, 2.0);
+    let dh = rng.normal_vec(rows * hid, 1.0);
+    let gu = up(&gpu, &[rows, 2 * hid], &u);
+    let gdh = up(&gpu, &[rows, hid], &dh);
+    let mut rec = Recorder::new(&gpu);
+    let h = swiglu(&mut rec, &gu).expect("swiglu");
+    let du = swiglu_backward(&mut rec, &gu, &gdh).expect("swiglu backward");
+    let (hh, hdu) = (rec.read(&h), rec.read(&du));
+    let (outs, _) = rec.finish().expect("runs");
+    let silu = |g: f64| g / (1.0 + (-g).exp());
+    let forward = |u: &[f64]| -> Vec<f64> {
+        (0..rows * hid)
+            .map(|i| {
+                let (r, c) = (i / hid, i % hid);
+                silu(u[r * 2 * hid + c]) * u[r * 2 * hid + hid + c]
+            })
+            .collect()
+    };
+    let u64v: Vec<f64> = u.iter().map(|v| *v as f64).collect();
+    assert_close(&outs[hh.0], &forward(&u64v), 1e-6, "swiglu");
+    // d⟨dh, h(u)⟩/du by central differences in f64.
+    let loss = |u: &[f64]| -> f64 { forward(u).iter().zip(&dh).map(|(a, b)| a * *b as f64).sum() };
+    let eps = 1e-6;
+    let want: Vec<f64> = (0..u64v.len())
+        .map(|i| {
+            let (mut p, mut q) = (u64v.clone(), u64v.clone());
+            p[i] += eps;
+            q[i] -= eps;
+            (loss(&p) - loss(&q)) / (2.0 * eps)
+        })
+        .collect();
+    assert_close(&outs[hdu.0], &want, 1e-5, "swiglu backward");
+}

@@ -21,6 +21,17 @@ fn check_case(case: &str, opts: LoadOptions) -> vitune::model::Backbone {
     let mut input = vitune::io::read_tensors(&dir.join("input.safetensors")).expect("input");
     let expected = vitune::io::read_tensors(&dir.join("expected.safetensors")).expect("expected");
     let pixels = input.remove("pixels").expect("pixels");
+    // The RoPE tables vitune makes for the grid are the ones timm / transformers applied.
+    if let Ok(tables) = vitune::io::read_tensors(&dir.join("rope.safetensors")) {
+        let c = &backbone.config;
+        let rope = c.rope.as_ref().expect("a RoPE fixture loads with RoPE");
+        let grid = (pixels.shape[2] / c.patch, pixels.shape[3] / c.patch);
+        let (cos, sin) = rope.tables(grid, c.dim / c.heads);
+        for (name, got) in [("cos", cos), ("sin", sin)] {
+            let e = rel_err_named(&got, &tables[name].data);
+            assert!(e < 1e-5, "{case}: rope {name} table rel err {e:e}");
+        }
+    }
     let gpu = common::gpu();
     let vit =
         GpuViT::new(&gpu, &backbone, Some((pixels.shape[2], pixels.shape[3]))).expect("upload");
@@ -244,8 +255,12 @@ fn unsupported_families_are_refused_by_name() {
     let base = vitune::io::read_tensors(&common::fixture("timm_cls").join("model.safetensors"))
         .expect("read");
     for (extra, says) in [
-        ("blocks.0.attn.rope.freqs", "rotary position embeddings"),
-        ("blocks.0.mlp.fc1_g.weight", "SwiGLU"),
+        ("rope.freqs", "learned per-head rotary frequencies"),
+        (
+            "blocks.0.attn.norm.weight",
+            "a LayerNorm inside its attention",
+        ),
+        ("blocks.0.attn.q_norm.weight", "query-key normalisation"),
         ("attn_pool.q_norm.weight", "query-key normalisation"),
         (
             "vision_model.head.attention.in_proj_weight",
@@ -321,4 +336,72 @@ fn missing_head_count_is_a_clear_error() {
         msg.contains("--heads"),
         "message should say how to fix it: {msg}"
     );
+}
+
+/// DINOv3 as timm builds it (`vit_*_patch16_dinov3`): no absolute position embedding, RoPE of the `dinov3` kind
+/// (temperature 100, rotate-half) on the patch tokens only, 4 registers, LayerScale, LayerNorm eps 1e-5, and
+/// the upstream CLS pooling.
+#[test]
+fn dinov3_rotary_positions_match_timm() {
+    let b = check_case("timm_dinov3", LoadOptions::default());
+    let c = &b.config;
+    let rope = c.rope.as_ref().expect("rope");
+    assert_eq!(
+        (rope.kind, rope.temperature, rope.rotate_half),
+        (vitune::model::RopeKind::DinoV3, 100.0, true)
+    );
+    assert!(!c.abs_pos && c.layer_scale && !c.swiglu);
+    assert_eq!((c.registers, c.pooling, c.eps), (4, Pooling::Token, 1e-5));
+    assert!(c.family().contains("DINOv3"), "{}", c.family());
+}
+
+/// DINOv3 `_qkvb` (q and v biases beside a bias-free fused qkv, no k bias) with timm's default pooling for its
+/// Eva class: the average of the tokens after CLS and the registers.
+#[test]
+fn dinov3_qkv_biases_with_average_pooling_match_timm() {
+    let b = check_case("timm_dinov3_qkvb_avg", LoadOptions::default());
+    assert!(matches!(b.config.pooling, Pooling::NormAvg | Pooling::Avg));
+    assert!(b.config.absent_biases.iter().all(|n| !n.contains("qkv")));
+}
+
+/// EVA-02: an absolute position embedding and RoPE of the `cat` kind (interleaved), separate q/k/v projections
+/// (q and v biases), SwiGLU with a sub-LayerNorm.
+#[test]
+fn eva02_matches_timm() {
+    let b = check_case("timm_eva02", LoadOptions::default());
+    let c = &b.config;
+    let rope = c.rope.as_ref().expect("rope");
+    assert_eq!(
+        (rope.kind, rope.rotate_half),
+        (vitune::model::RopeKind::Cat, false)
+    );
+    assert!(c.abs_pos && c.swiglu && c.mlp_norm);
+}
+
+/// timm's RoPE ViT (`vit_*_patch16_rope_reg1_gap_*`): RoPE without an absolute embedding, one register, no class
+/// token, average pooling.
+#[test]
+fn timm_rope_vit_with_a_register_matches_timm() {
+    let b = check_case("timm_rope_reg_avg", LoadOptions::default());
+    let c = &b.config;
+    assert!(c.rope.is_some() && !c.abs_pos);
+    assert_eq!(c.registers, 1);
+}
+
+/// DINOv2-giant with registers: timm's `SwiGLUPacked` (fc1 of 2H rows, the first half through SiLU gating the
+/// second), LayerScale, no CLS position row.
+#[test]
+fn dinov2_giant_swiglu_matches_timm() {
+    let b = check_case("timm_dinov2g_reg", LoadOptions::default());
+    let c = &b.config;
+    assert!(c.swiglu && !c.mlp_norm && c.rope.is_none());
+    assert_eq!(c.mlp_inner() * 2, c.mlp_hidden);
+    assert!(c.family().contains("SwiGLU"), "{}", c.family());
+}
+
+/// transformers' DINOv3ViTModel: its names, its RoPE, `pooled` = the pooler output (the normed CLS).
+#[test]
+fn hugging_face_dinov3_matches_transformers() {
+    let b = check_headless("hf_dinov3");
+    assert!(b.config.rope.is_some() && !b.config.abs_pos);
 }

@@ -28,7 +28,31 @@ pub(super) fn info(path: &Path, load: &LoadArgs, json: bool) -> Result<()> {
     println!("pooling       {:?}", c.pooling);
     println!("layer scale   {}", c.layer_scale);
     println!("pre-norm      {}", c.pre_norm);
-    println!("mlp act       {:?}", c.mlp_act);
+    let mlp = match (c.swiglu, c.mlp_norm) {
+        (true, true) => "SwiGLU with a sub-LayerNorm (mlp.norm)".to_string(),
+        (true, false) => "SwiGLU".to_string(),
+        (false, true) => format!("{:?} with a sub-LayerNorm (mlp.norm)", c.mlp_act),
+        (false, false) => format!("{:?}", c.mlp_act),
+    };
+    println!("mlp           {mlp}");
+    match &c.rope {
+        Some(r) => println!(
+            "positions     RoPE {} (temperature {}, {}{}{}){}",
+            r.kind.name(),
+            r.temperature,
+            if r.rotate_half {
+                "rotate-half"
+            } else {
+                "interleaved"
+            },
+            if r.xy { ", xy grid" } else { "" },
+            r.ref_grid
+                .map(|(h, w)| format!(", reference grid {h}x{w}"))
+                .unwrap_or_default(),
+            if c.abs_pos { " + absolute" } else { "" }
+        ),
+        None => println!("positions     absolute (pos_embed)"),
+    }
     if !c.absent_biases.is_empty() {
         println!("absent biases {}", c.absent_biases.join(", "));
     }

@@ -272,6 +272,23 @@ impl OnnxGraph {
         self.op("Slice", &[x, &starts, &ends, &axes])
     }
 
+    /// Channels `start..end` of x's last axis.
+    pub fn channels(&mut self, x: &str, start: usize, end: usize) -> String {
+        let starts = self.int64s(&[start as i64], false);
+        let ends = self.int64s(&[end as i64], false);
+        let axes = self.int64s(&[-1], false);
+        self.op("Slice", &[x, &starts, &ends, &axes])
+    }
+
+    /// SwiGLU over the last axis: silu(g)·x for [g | x].
+    pub fn swiglu(&mut self, u: &str, hidden: usize) -> String {
+        let gate = self.channels(u, 0, hidden);
+        let x = self.channels(u, hidden, 2 * hidden);
+        let s = self.op("Sigmoid", &[&gate]);
+        let silu = self.op("Mul", &[&gate, &s]);
+        self.op("Mul", &[&silu, &x])
+    }
+
     /// A constant [1, k, D] repeated over the batch of `like` [N, T, D].
     pub fn batched(&mut self, t: &str, like: &str, k: usize, d: usize) -> String {
         let shape = self.op("Shape", &[like]);

@@ -144,6 +144,12 @@ fn config_json(
 /// Writes the merged state dict to `out` (safetensors) and `config.json` beside it. Prompt and adapter methods
 /// are refused: their result is not a plain ViT.
 pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result<TimmReport> {
+    if let Some(part) = backbone.config.not_exported() {
+        return Err(Error::Input(format!(
+            "the merged timm checkpoint is not written for {part} yet: export with --format onnx (or run the \
+             tuned file in vitune itself)"
+        )));
+    }
     let t = &tuned.tuning;
     if t.method.spec().onnx(&t.options).is_some() {
         return Err(Error::Input(format!(

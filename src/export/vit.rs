@@ -69,8 +69,12 @@ impl VitExport<'_> {
         // Position embeddings at the export size: the prefix tokens' (CLS, distillation token) are added to them,
         // the rest to the patches.
         let k = c.prefix_tokens();
-        let pos = self.w("pos_embed")?;
-        let pos = resample_pos_embed(&pos.data, c.dim, k, c.grid(), grid, POS_EMBED_ANTIALIAS);
+        let pos = if c.abs_pos {
+            let pos = self.w("pos_embed")?;
+            resample_pos_embed(&pos.data, c.dim, k, c.grid(), grid, POS_EMBED_ANTIALIAS)
+        } else {
+            vec![0.0; (k + grid.0 * grid.1) * c.dim]
+        };
         let mut prefix_pos = Vec::with_capacity(k * c.dim);
         for (row, name) in ["cls_token", "dist_token"].into_iter().take(k).enumerate() {
             let t = self.w(name)?;
@@ -108,8 +112,9 @@ impl VitExport<'_> {
         if c.pre_norm {
             x = self.layer_norm(&mut g, &x, "norm_pre")?;
         }
+        let rope = self.rope_tables(&mut g);
         for l in 0..c.depth {
-            x = self.block(&mut g, l, x)?;
+            x = self.block(&mut g, l, x, rope.as_ref())?;
         }
 
         g.scope("");
@@ -177,7 +182,13 @@ impl VitExport<'_> {
         ))
     }
 
-    fn block(&self, g: &mut OnnxGraph, l: usize, x: String) -> Result<String> {
+    fn block(
+        &self,
+        g: &mut OnnxGraph,
+        l: usize,
+        x: String,
+        rope: Option<&(String, String, String)>,
+    ) -> Result<String> {
         let c = self.config;
         let b = format!("blocks.{l}");
         g.scope(&b);
@@ -187,6 +198,16 @@ impl VitExport<'_> {
         };
         let n1 = self.layer_norm(g, &x, &format!("{b}.norm1"))?;
         let qkv = self.linear(g, &n1, &format!("{b}.attn.qkv"))?;
+        let qkv = match rope {
+            Some((cos, sin, idx)) => {
+                // y = x·cos + x[partner]·(±sin) on q and k of the patch tokens (cos 1, sin 0 elsewhere).
+                let turned = g.node("Gather", &[&qkv, idx], vec![int("axis", 2)], None);
+                let a = g.op("Mul", &[&qkv, cos]);
+                let b = g.op("Mul", &[&turned, sin]);
+                g.op("Add", &[&a, &b])
+            }
+            None => qkv,
+        };
         let ctx = attention(g, &qkv, c.heads, c.dim);
         let mut a = self.linear(g, &ctx, &format!("{b}.attn.proj"))?;
         if c.layer_scale {
@@ -197,7 +218,16 @@ impl VitExport<'_> {
         let xm = self.branch(g, l, Branch::Attention, (&n1, &x), xm)?;
         let n2 = self.layer_norm(g, &xm, &format!("{b}.norm2"))?;
         let h = self.linear(g, &n2, &format!("{b}.mlp.fc1"))?;
-        let h = self.mlp_act(g, &h);
+        let h = if c.swiglu {
+            g.swiglu(&h, c.mlp_inner())
+        } else {
+            self.mlp_act(g, &h)
+        };
+        let h = if c.mlp_norm {
+            self.layer_norm(g, &h, &format!("{b}.mlp.norm"))?
+        } else {
+            h
+        };
         let mut m = self.linear(g, &h, &format!("{b}.mlp.fc2"))?;
         if c.layer_scale {
             let ls = g.constant("ls2.gamma", self.w(&format!("{b}.ls2.gamma"))?);
@@ -205,6 +235,55 @@ impl VitExport<'_> {
         }
         let xo = g.op("Add", &[&xm, &m]);
         self.branch(g, l, Branch::Mlp, (&n2, &xm), xo)
+    }
+
+    /// RoPE as constants over a qkv [N,T,3D], made once for every block: cos [T,3D]
+    /// (1 outside q and k of the patch tokens), ±sin [T,3D] (0 there), and the partner index of every channel.
+    fn rope_tables(&self, g: &mut OnnxGraph) -> Option<(String, String, String)> {
+        let c = self.config;
+        let rope = c.rope.as_ref()?;
+        let (h, w) = self.input_size;
+        let grid = (h / c.patch, w / c.patch);
+        let hd = c.dim / c.heads;
+        let (cos, sin) = rope.tables(grid, hd);
+        let start = c.prefix_tokens() + c.registers + self.hooks.prompts();
+        let t = start + grid.0 * grid.1;
+        let width = 3 * c.dim;
+        let mut cos_t = vec![1.0f32; t * width];
+        let mut sin_t = vec![0.0f32; t * width];
+        let partner = |i: usize| -> (usize, f32) {
+            if rope.rotate_half {
+                if i < hd / 2 {
+                    (i + hd / 2, -1.0)
+                } else {
+                    (i - hd / 2, 1.0)
+                }
+            } else if i.is_multiple_of(2) {
+                (i + 1, -1.0)
+            } else {
+                (i - 1, 1.0)
+            }
+        };
+        let mut idx: Vec<i64> = (0..width as i64).collect();
+        for part in 0..2 {
+            for head in 0..c.heads {
+                for i in 0..hd {
+                    let ch = part * c.dim + head * hd + i;
+                    let (j, sign) = partner(i);
+                    idx[ch] = (part * c.dim + head * hd + j) as i64;
+                    for m in 0..grid.0 * grid.1 {
+                        let at = (start + m) * width + ch;
+                        cos_t[at] = cos[m * hd + i];
+                        sin_t[at] = sign * sin[m * hd + i];
+                    }
+                }
+            }
+        }
+        Some((
+            g.constant("rope.cos", &HostTensor::new(vec![t, width], cos_t)),
+            g.constant("rope.sin", &HostTensor::new(vec![t, width], sin_t)),
+            g.int64s(&idx, false),
+        ))
     }
 
     /// SigLIP's attention pooling: tokens [N,T,D] after the final norm → pooled [N,D].

@@ -43,7 +43,7 @@ pub fn curated() -> &'static [CuratedModel] {
     &CURATED
 }
 
-const CURATED: [CuratedModel; 6] = [
+const CURATED: [CuratedModel; 11] = [
     CuratedModel {
         repo: "timm/vit_small_patch14_reg4_dinov2.lvd142m",
         revision: "main",
@@ -103,5 +103,55 @@ const CURATED: [CuratedModel; 6] = [
         input: 224,
         licence: "Apache-2.0",
         pick: "the backbone of the VPT, SPT and Convpass papers: to compare with their tables",
+    },
+    CuratedModel {
+        repo: "timm/vit_small_patch16_dinov3.lvd1689m",
+        revision: "main",
+        title: "DINOv3 ViT-S/16 (gated)",
+        family: "DINOv3",
+        params_m: 21.6,
+        input: 256,
+        licence: "DINOv3 License (accept it on the hub page, then set HF_TOKEN)",
+        pick: "the strongest small self-supervised features of 2025 for few shots and linear probes; RoPE, any input size",
+    },
+    CuratedModel {
+        repo: "timm/vit_base_patch16_dinov3.lvd1689m",
+        revision: "main",
+        title: "DINOv3 ViT-B/16 (gated)",
+        family: "DINOv3",
+        params_m: 85.7,
+        input: 256,
+        licence: "DINOv3 License (accept it on the hub page, then set HF_TOKEN)",
+        pick: "DINOv3 with more capacity, for fine-grained classes when the GPU has a few GB to spare",
+    },
+    CuratedModel {
+        repo: "timm/vit_large_patch16_dinov3.lvd1689m",
+        revision: "main",
+        title: "DINOv3 ViT-L/16 (gated)",
+        family: "DINOv3",
+        params_m: 303.1,
+        input: 256,
+        licence: "DINOv3 License (accept it on the hub page, then set HF_TOKEN)",
+        pick: "the most accurate DINOv3 a desktop GPU tunes comfortably; slow on integrated graphics",
+    },
+    CuratedModel {
+        repo: "timm/eva02_base_patch14_224.mim_in22k",
+        revision: "main",
+        title: "EVA-02 ViT-B/14 (MIM, ImageNet-22k)",
+        family: "EVA-02",
+        params_m: 85.8,
+        input: 224,
+        licence: "MIT",
+        pick: "masked-image pre-training distilled from EVA-CLIP: strong when the task is far from ImageNet",
+    },
+    CuratedModel {
+        repo: "timm/vit_giant_patch14_reg4_dinov2.lvd142m",
+        revision: "main",
+        title: "DINOv2 ViT-g/14 with registers",
+        family: "DINOv2-giant (SwiGLU)",
+        params_m: 1136.5,
+        input: 518,
+        licence: "Apache-2.0",
+        pick: "the largest DINOv2: 4.5 GB of weights; only for GPUs with 12 GB or more",
     },
 ];

@@ -21,9 +21,9 @@ pub enum HubError {
     #[error(
         "the hub model `{repo}` is gated or private (HTTP {status}): {}",
         if *with_token {
-            "the token in HF_TOKEN (or the token file) does not give access: accept the model's licence on its hub page with that account"
+            format!("the token in HF_TOKEN (or the token file) does not give access: accept the model's licence on its hub page (https://huggingface.co/{repo}) with that account")
         } else {
-            "accept the model's licence on its hub page, then set HF_TOKEN to an access token of that account"
+            format!("accept the model's licence on its hub page (https://huggingface.co/{repo}), then set HF_TOKEN to an access token of that account")
         }
     )]
     Gated {

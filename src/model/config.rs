@@ -29,6 +29,92 @@ pub enum MlpAct {
     QuickGelu,
 }
 
+/// Rotary position embeddings (RoPE): the patch tokens' q and k turned by angles that grow with their grid
+/// position, as timm's `Eva` class builds them (`timm/layers/pos_embed_sincos.py`). CLS, the registers and a
+/// method's prompts are prefix tokens and never turn.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rope {
+    pub kind: RopeKind,
+    /// DINOv3's period base (`rope_temperature`, 100), or the inverse-frequency base of `cat` (10000).
+    pub temperature: f64,
+    /// Pairs i with i + hd/2 (`rope_rotate_half`, DINOv3), else 2j with 2j+1 (EVA-02).
+    pub rotate_half: bool,
+    /// Added to every grid coordinate (`rope_grid_offset`).
+    pub grid_offset: f64,
+    /// The coordinate channels in (x, y) order (`rope_grid_indexing='xy'`), else (row, column).
+    pub xy: bool,
+    /// `cat`: coordinates rescaled so the grid in use spans this pre-training grid (`ref_feat_shape`).
+    pub ref_grid: Option<(usize, usize)>,
+}
+
+/// How the angles are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RopeKind {
+    /// DINOv3: patch centres normalised per axis to [-1, 1], angle 2π·coord / temperature^(2k/(hd/2)).
+    DinoV3,
+    /// EVA-02 and timm's `vit_*_rope_*`: integer grid indices, angle coord / temperature^(k/(hd/4)).
+    Cat,
+}
+
+impl RopeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RopeKind::DinoV3 => "dinov3",
+            RopeKind::Cat => "cat",
+        }
+    }
+}
+
+impl Rope {
+    /// The cos and sin tables [grid rows · grid columns, hd] for a grid (row-major, as the patch tokens lie).
+    pub fn tables(&self, (gh, gw): (usize, usize), head_dim: usize) -> (Vec<f32>, Vec<f32>) {
+        let bands = head_dim / 4;
+        let freq: Vec<f64> = (0..bands)
+            .map(|k| match self.kind {
+                RopeKind::DinoV3 => {
+                    let period = self
+                        .temperature
+                        .powf(2.0 * k as f64 / (head_dim / 2) as f64);
+                    2.0 * std::f64::consts::PI / period
+                }
+                RopeKind::Cat => 1.0 / self.temperature.powf(k as f64 / bands as f64),
+            })
+            .collect();
+        let coord = |i: usize, size: usize, axis: usize| -> f64 {
+            match self.kind {
+                RopeKind::DinoV3 => 2.0 * ((i as f64 + 0.5 + self.grid_offset) / size as f64) - 1.0,
+                RopeKind::Cat => {
+                    let t = i as f64 + self.grid_offset;
+                    match self.ref_grid {
+                        Some(r) => t / size as f64 * [r.0, r.1][axis] as f64,
+                        None => t,
+                    }
+                }
+            }
+        };
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for r in 0..gh {
+            for c in 0..gw {
+                let (y, x) = (coord(r, gh, 0), coord(c, gw, 1));
+                let channels = if self.xy { [x, y] } else { [y, x] };
+                let angles: Vec<f64> = channels
+                    .iter()
+                    .flat_map(|v| freq.iter().map(move |f| v * f))
+                    .collect();
+                let laid: Vec<f64> = if self.rotate_half {
+                    angles.iter().chain(&angles).copied().collect()
+                } else {
+                    angles.iter().flat_map(|a| [*a, *a]).collect()
+                };
+                cos.extend(laid.iter().map(|a| a.cos() as f32));
+                sin.extend(laid.iter().map(|a| a.sin() as f32));
+            }
+        }
+        (cos, sin)
+    }
+}
+
 /// Which naming the checkpoint used on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum WeightFormat {
@@ -73,6 +159,16 @@ pub struct ViTConfig {
     pub absent_biases: Vec<String>,
     /// Where the head count came from (config.json, architecture name, width table, flag).
     pub heads_source: String,
+    /// Rotary position embeddings (DINOv3, EVA-02, timm's RoPE ViTs).
+    pub rope: Option<Rope>,
+    /// An absolute position embedding `pos_embed`; without one (DINOv3, timm's RoPE ViTs) the GPU adds zeros and
+    /// nothing is trained there.
+    pub abs_pos: bool,
+    /// SwiGLU MLP: `mlp.fc1` gives [gate | x] (2·H rows; timm's `SwiGLUPacked`, EVA-02's `fc1_g`/`fc1_x` joined
+    /// at load), silu(gate)·x enters `mlp.fc2` (H columns).
+    pub swiglu: bool,
+    /// A LayerNorm `mlp.norm` on the MLP's hidden before fc2 (EVA-02's `scale_mlp`).
+    pub mlp_norm: bool,
 }
 
 impl ViTConfig {
@@ -89,6 +185,15 @@ impl ViTConfig {
         usize::from(self.class_token) + usize::from(self.distilled)
     }
 
+    /// Width of fc2's input: fc1's rows, or half of them under SwiGLU.
+    pub fn mlp_inner(&self) -> usize {
+        if self.swiglu {
+            self.mlp_hidden / 2
+        } else {
+            self.mlp_hidden
+        }
+    }
+
     /// Width of the head's input: CLS and the distillation token side by side for DeiT distilled.
     pub fn pooled_dim(&self) -> usize {
         self.dim * if self.distilled { 2 } else { 1 }
@@ -96,6 +201,9 @@ impl ViTConfig {
 
     /// The layout family in words, for `vitune info`.
     pub fn family(&self) -> String {
+        if let Some(name) = self.modern_family() {
+            return name;
+        }
         let mut v = vec![match (self.pre_norm, self.mlp_act) {
             (true, MlpAct::QuickGelu) => "CLIP-style (pre-norm, QuickGELU)",
             (true, MlpAct::Gelu) => "CLIP-style (pre-norm)",
@@ -130,6 +238,68 @@ impl ViTConfig {
         v.join(", ")
     }
 
+    /// The rotary and SwiGLU families in words: the family, the RoPE kind, the MLP kind, the pooling.
+    fn modern_family(&self) -> Option<String> {
+        if self.rope.is_none() && !self.swiglu && !self.mlp_norm {
+            return None;
+        }
+        let mut v = vec![match (&self.rope, self.abs_pos) {
+            (Some(r), false) if r.kind == RopeKind::DinoV3 => "DINOv3-style ViT".to_string(),
+            (Some(_), true) => "EVA-02-style ViT".to_string(),
+            (Some(_), false) => "RoPE ViT".to_string(),
+            (None, _) => "ViT (DINOv2-giant style)".to_string(),
+        }];
+        if let Some(r) = &self.rope {
+            v.push(format!(
+                "RoPE {} (temperature {}, {})",
+                r.kind.name(),
+                r.temperature,
+                if r.rotate_half {
+                    "rotate-half"
+                } else {
+                    "interleaved"
+                }
+            ));
+        }
+        v.push(match (self.swiglu, self.mlp_norm) {
+            (true, true) => "SwiGLU MLP with a sub-LayerNorm".into(),
+            (true, false) => "SwiGLU MLP".into(),
+            (false, true) => "GELU MLP with a sub-LayerNorm".into(),
+            (false, false) => "GELU MLP".into(),
+        });
+        if self.layer_scale {
+            v.push("LayerScale".into());
+        }
+        v.push(
+            match self.pooling {
+                Pooling::Token => "CLS-token pooling",
+                Pooling::Avg => "average pooling + fc_norm",
+                Pooling::NormAvg => "norm + average pooling",
+                Pooling::Map => "norm + attention pooling",
+            }
+            .into(),
+        );
+        if !self.class_token {
+            v.push("no class token".into());
+        }
+        if self.registers > 0 {
+            v.push(format!("{} register tokens", self.registers));
+        }
+        Some(v.join(", "))
+    }
+
+    /// The part of this layout the merged timm export does not write yet (timm's Eva names and SwiGLU config), in
+    /// words; `None` when it does. The ONNX export writes them all.
+    pub fn not_exported(&self) -> Option<&'static str> {
+        if self.rope.is_some() {
+            Some("rotary position embeddings (DINOv3, EVA-02, RoPE ViTs)")
+        } else if self.swiglu || self.mlp_norm {
+            Some("SwiGLU MLPs (DINOv2-giant, EVA-02)")
+        } else {
+            None
+        }
+    }
+
     /// Refuses an input size (H, W) that is not a positive multiple of the patch size.
     pub fn check_input_size(&self, (h, w): (usize, usize)) -> crate::Result<()> {
         if h == 0 || w == 0 || !h.is_multiple_of(self.patch) || !w.is_multiple_of(self.patch) {
@@ -158,7 +328,7 @@ impl ViTConfig {
         let per_layer = 2.0 * t * d * 3.0 * d          // qkv
             + 2.0 * 2.0 * t * t * d                    // scores and ·V
             + 2.0 * t * d * d                          // proj
-            + 2.0 * 2.0 * t * d * self.mlp_hidden as f64; // fc1, fc2
+            + 2.0 * t * d * (self.mlp_hidden + self.mlp_inner()) as f64; // fc1, fc2
         patch
             + self.depth as f64 * per_layer
             + 2.0 * self.pooled_dim() as f64 * self.num_classes as f64

@@ -11,7 +11,7 @@ use super::saved::WeightInputs;
 use super::{GpuViT, HostTensor, MlpAct, Pooling, ViTConfig};
 use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu, GpuTensor, Recorder};
-use crate::ops::activation::{activation_backward, add_into, zeros};
+use crate::ops::activation::{activation_backward, add_into, swiglu, swiglu_backward, zeros};
 use crate::ops::affine::{affine_grads, fold_norm, fold_norm_grads, scale_rows};
 use crate::ops::attention::{
     attention, attention_backward, flash_attention, flash_attention_backward,
@@ -28,6 +28,7 @@ use crate::ops::reduce::{
     batch_sum_tokens_into, column_sum_into, gather_tokens, mean_tokens, mean_tokens_backward,
     scatter_tokens, write_tokens,
 };
+use crate::ops::rope::rope;
 use crate::tuning::{Method, MethodOptions, Tuning};
 
 /// A tuning's tensors on the GPU, with the hooks that attach its method to the graph. For bitfit and full
@@ -132,7 +133,11 @@ struct BlockActs {
     xm: GpuTensor,
     y2: Option<GpuTensor>,
     st2: GpuTensor,
+    /// fc1's output before the activation: GELU's input (the affine's input z when a method scales fc1's output),
+    /// or SwiGLU's input [gate | x].
     hpre: GpuTensor,
+    /// EVA-02's sub-LayerNorm `mlp.norm`: its input (the gated hidden) and row statistics.
+    sub_norm: Option<(GpuTensor, GpuTensor)>,
     h: Option<GpuTensor>,
     /// The inputs of the method's affines after qkv, proj, fc1 and fc2 (where it has them).
     affine_in: BTreeMap<Site, GpuTensor>,
@@ -296,6 +301,14 @@ impl<'a> Graph<'a> {
             _ => module,
         };
         let (w, b) = self.pair(&prefix)?;
+        // A tuned bias under LayerScale is timm's own value: scaled here as the backbone's was at upload.
+        let scaled_bias = match self.layer_scale(site)? {
+            Some(ls) if self.is_tuned(&format!("{prefix}.bias")) => {
+                Some(scale_rows(rec, b, ls, None)?)
+            }
+            _ => None,
+        };
+        let b = scaled_bias.as_ref().unwrap_or(b);
         match self.affine(site)? {
             Some(af) => {
                 // Under LayerScale (folded into this layer) the affine's shift is scaled too: ls⊙(γ⊙z + β).
@@ -315,6 +328,29 @@ impl<'a> Graph<'a> {
                 Ok((y, z))
             }
             None => Ok((linear(rec, x, w, Some(b), act, residual)?, None)),
+        }
+    }
+
+    /// Whether the tuning carries `name` (and so replaces the backbone's).
+    fn is_tuned(&self, name: &str) -> bool {
+        self.tuning.is_some_and(|t| t.params.contains_key(name))
+    }
+
+    /// The LayerScale γ over the linear layer `{prefix}` (`blocks.{l}.attn.proj`, `blocks.{l}.mlp.fc2`), if any.
+    fn layer_scale_of(&self, prefix: &str) -> Result<Option<&'a GpuTensor>> {
+        let Some((l, module)) = prefix
+            .strip_prefix("blocks.")
+            .and_then(|r| r.split_once('.'))
+        else {
+            return Ok(None);
+        };
+        let Ok(l) = l.parse() else {
+            return Ok(None);
+        };
+        match module {
+            "attn.proj" => self.layer_scale(Site::Proj(l)),
+            "mlp.fc2" => self.layer_scale(Site::Fc2(l)),
+            _ => Ok(None),
         }
     }
 
@@ -598,6 +634,17 @@ impl<'a> Graph<'a> {
         keep_affine_in(Site::Qkv(l), z);
         let hooks = self.hooks();
         let qkv_hook = hooks.qkv(self, rec, l, &ln1.y, &qkv, train)?;
+        // RoPE turns q and k of the patch tokens after every method's change to them (LoRA's update included).
+        if let Some(tables) = &self.vit.rope {
+            rope(
+                rec,
+                &qkv,
+                tables,
+                self.layout().patch_rows().start,
+                c.heads,
+                false,
+            )?;
+        }
         let (context, saved) = if maps || rec.gpu().attention_kernel() == AttentionKernel::Matmul {
             let a = attention(rec, &qkv, c.heads)?;
             (a.context, SavedAttention::Probs(a.probs))
@@ -617,7 +664,13 @@ impl<'a> Graph<'a> {
         let (f1w, f1b) = self.pair(&format!("{b}.mlp.fc1"))?;
         let fc1_affine = self.hooks().affine(self, Site::Fc1(l))?.is_some();
         // With an affine after fc1 its input is kept instead of GELU's; the backward recomputes GELU's input.
-        let (hpre, h) = if fc1_affine {
+        // SwiGLU keeps its input [gate | x] (the affine's input z, if any, beside the others).
+        let (hpre, h) = if c.swiglu {
+            let (u, z) = self.linear_at(rec, Site::Fc1(l), &ln2.y, Act::None, None, train)?;
+            keep_affine_in(Site::Fc1(l), z);
+            let h = swiglu(rec, &u)?;
+            (train.then_some(u), h)
+        } else if fc1_affine {
             self.linear_at(rec, Site::Fc1(l), &ln2.y, self.mlp_act(), None, train)
                 .map(|(h, z)| (z, h))?
         } else if train {
@@ -628,6 +681,13 @@ impl<'a> Graph<'a> {
                 None,
                 linear(rec, &ln2.y, f1w, Some(f1b), self.mlp_act(), None)?,
             )
+        };
+        let (h, sub_norm) = if c.mlp_norm {
+            let (w, nb) = self.pair(&format!("{b}.mlp.norm"))?;
+            let o = layernorm(rec, &h, w, nb, c.eps)?;
+            (o.y, train.then_some((h, o.stats)))
+        } else {
+            (h, None)
         };
         let (xo, z) = self.linear_at(rec, Site::Fc2(l), &h, Act::None, Some(&xm), train)?;
         keep_affine_in(Site::Fc2(l), z);
@@ -655,6 +715,7 @@ impl<'a> Graph<'a> {
                 st2: ln2.stats,
                 hpre: hpre
                     .ok_or_else(|| Error::Input("internal: no pre-activation saved".into()))?,
+                sub_norm,
                 h: keep.h.then_some(h),
                 affine_in,
                 qkv_hook,
@@ -891,7 +952,16 @@ impl<'a> Graph<'a> {
             linear_weight_grad(rec, dy, x, g, scale);
         }
         if let Some(g) = grads.get(&format!("{prefix}.bias")) {
-            column_sum_into(rec, dy, g, scale);
+            match self.layer_scale_of(prefix)? {
+                // The bias entered as γ⊙b: db = γ⊙Σ dy.
+                Some(ls) => {
+                    let sum = zeros(rec, &g.shape)?;
+                    column_sum_into(rec, dy, &sum, scale);
+                    let scaled = scale_rows(rec, &sum, ls, None)?;
+                    add_into(rec, g, &scaled);
+                }
+                None => column_sum_into(rec, dy, g, scale),
+            }
         }
         Ok(())
     }
@@ -1021,17 +1091,34 @@ impl<'a> Graph<'a> {
         let dfc2 = self.affine_backward(rec, Site::Fc2(l), g, z(Site::Fc2(l)), grads)?;
         let dfc2 = dfc2.as_ref().unwrap_or(g);
         let dh = self.linear_backward(rec, &format!("{b}.mlp.fc2"), dfc2, a.h.as_ref(), grads)?;
-        let dh = match self.affine(Site::Fc1(l))? {
-            // hpre is the affine's input z; GELU's was γ⊙z + β.
-            Some(af) => {
-                let pre = scale_rows(rec, &a.hpre, af.scale, Some(af.shift))?;
-                activation_backward(rec, &pre, &dh, self.mlp_act());
-                let dz = self.affine_backward(rec, Site::Fc1(l), &dh, Some(&a.hpre), grads)?;
-                dz.unwrap_or(dh)
+        let dh = match &a.sub_norm {
+            Some((hin, stats)) => {
+                let prefix = format!("{b}.mlp.norm");
+                let (w, _) = self.pair(&prefix)?;
+                let dhin = rec.gpu().empty(&hin.shape)?;
+                layernorm_backward(rec, hin, Rows::all(hin), stats, w, &dh, None, &dhin);
+                self.norm_param_grads(rec, &prefix, hin, Rows::all(hin), stats, &dh, grads)?;
+                dhin
             }
-            None => {
-                activation_backward(rec, &a.hpre, &dh, self.mlp_act());
-                dh
+            None => dh,
+        };
+        let dh = if c.swiglu {
+            let du = swiglu_backward(rec, &a.hpre, &dh)?;
+            let dz = self.affine_backward(rec, Site::Fc1(l), &du, z(Site::Fc1(l)), grads)?;
+            dz.unwrap_or(du)
+        } else {
+            match self.affine(Site::Fc1(l))? {
+                // hpre is the affine's input z; GELU's was γ⊙z + β.
+                Some(af) => {
+                    let pre = scale_rows(rec, &a.hpre, af.scale, Some(af.shift))?;
+                    activation_backward(rec, &pre, &dh, self.mlp_act());
+                    let dz = self.affine_backward(rec, Site::Fc1(l), &dh, Some(&a.hpre), grads)?;
+                    dz.unwrap_or(dh)
+                }
+                None => {
+                    activation_backward(rec, &a.hpre, &dh, self.mlp_act());
+                    dh
+                }
             }
         };
         let dy2 = self.linear_backward(rec, &format!("{b}.mlp.fc1"), &dh, a.y2.as_ref(), grads)?;
@@ -1109,6 +1196,17 @@ impl<'a> Graph<'a> {
             }
         };
         drop(dctx);
+        // Back through RoPE: the gradients of q and k turned back (the rotation's transpose).
+        if let Some(tables) = &self.vit.rope {
+            rope(
+                rec,
+                &dqkv,
+                tables,
+                self.layout().patch_rows().start,
+                c.heads,
+                true,
+            )?;
+        }
         let dz = self.affine_backward(rec, Site::Qkv(l), &dqkv, z(Site::Qkv(l)), grads)?;
         let dy1 = self.linear_backward(
             rec,

@@ -49,13 +49,20 @@ pub enum ModelError {
 }
 
 /// Tensor names that mark a variant vitune cannot run, and what to call it.
-const UNSUPPORTED: [(&str, &str); 6] = [
-    ("rope", "rotary position embeddings (EVA-02 style)"),
+const UNSUPPORTED: [(&str, &str); 7] = [
     (
-        "mlp.fc1_g",
-        "SwiGLU MLPs and rotary position embeddings (EVA-02 style)",
+        "rope.freqs",
+        "learned per-head rotary frequencies (timm's `rope_type='mixed'`); vitune runs DINOv3's and EVA-02's RoPE",
     ),
-    ("mlp.weights_in", "SwiGLU MLPs (DINOv2 giant)"),
+    (
+        "attn.norm.weight",
+        "a LayerNorm inside its attention (EVA's `scale_attn_inner`); vitune runs EVA-02 without it",
+    ),
+    (
+        "attn.q_norm.weight",
+        "query-key normalisation in its attention blocks",
+    ),
+    ("mlp.weights_in", "SwiGLU MLPs in the xformers layout (DINOv2 giant's original files; timm's load)"),
     (
         "attn_pool.q_norm",
         "query-key normalisation in its attention pooling",
@@ -203,6 +210,14 @@ fn timm_name_from_hf(name: &str) -> Option<String> {
             "patch_embed.proj.bias",
         ),
         ("embeddings.register_tokens", "reg_token"),
+        // DINOv3ViTModel's patch embedding and final norm.
+        (
+            "embeddings.patch_embeddings.weight",
+            "patch_embed.proj.weight",
+        ),
+        ("embeddings.patch_embeddings.bias", "patch_embed.proj.bias"),
+        ("norm.weight", "norm.weight"),
+        ("norm.bias", "norm.bias"),
         ("layernorm.weight", "norm.weight"),
         ("layernorm.bias", "norm.bias"),
         ("classifier.weight", "head.weight"),
@@ -211,7 +226,10 @@ fn timm_name_from_hf(name: &str) -> Option<String> {
     if let Some((_, t)) = direct.iter().find(|(h, _)| *h == name) {
         return Some(t.to_string());
     }
-    let rest = name.strip_prefix("encoder.layer.")?;
+    // `encoder.layer.{i}` (ViT, DINOv2), `layer.{i}` (DINOv3ViTModel).
+    let rest = name
+        .strip_prefix("encoder.layer.")
+        .or_else(|| name.strip_prefix("layer."))?;
     let (idx, sub) = rest.split_once('.')?;
     let mapped = [
         ("layernorm_before.", "norm1."),
@@ -227,6 +245,10 @@ fn timm_name_from_hf(name: &str) -> Option<String> {
         ("mlp.fc2.", "mlp.fc2."),
         ("layer_scale1.lambda1", "ls1.gamma"),
         ("layer_scale2.lambda1", "ls2.gamma"),
+        // DINOv3ViTModel's MLP: up and down, or gated (gate and up joined at load as fc1 = [gate | up]).
+        ("mlp.up_proj.", "mlp.fc1."),
+        ("mlp.down_proj.", "mlp.fc2."),
+        ("mlp.gate_proj.", "mlp.fc1_g."),
     ];
     mapped
         .iter()
@@ -246,6 +268,105 @@ fn read_f32(st: &SafeTensors, path: &Path, name: &str) -> Result<HostTensor, Mod
     to_f32(path, name, &view)
 }
 
+/// timm's `Eva` names (DINOv3, EVA-02, the `vit_*_rope_*` models) → the `VisionTransformer` names the graph
+/// reads: `gamma_1/2` are LayerScale's `ls1/ls2.gamma`; q/k/v projections (EVA-02) or `q_bias`/`v_bias` beside a
+/// bias-free fused `qkv` are one `attn.qkv` whose k bias is zero (timm's Eva has none); SwiGLU's `fc1_g` and
+/// `fc1_x` are one `fc1` with the gate rows first, as timm's `SwiGLUPacked` keeps them.
+fn eva_to_vit(path: &Path, tensors: &mut BTreeMap<String, HostTensor>) -> Result<bool, ModelError> {
+    let eva = tensors.keys().any(|k| {
+        k.starts_with("blocks.0.")
+            && [
+                ".gamma_1",
+                ".attn.q_bias",
+                ".attn.q_proj.weight",
+                ".mlp.fc1_g.weight",
+            ]
+            .iter()
+            .any(|s| k.ends_with(s))
+    }) || !tensors.contains_key("pos_embed");
+    let depth = (0..)
+        .take_while(|i| tensors.contains_key(&format!("blocks.{i}.norm1.weight")))
+        .count();
+    let missing = |name: String| ModelError::MissingTensor {
+        path: path.to_path_buf(),
+        name,
+    };
+    for i in 0..depth {
+        let b = format!("blocks.{i}");
+        for (from, to) in [("gamma_1", "ls1.gamma"), ("gamma_2", "ls2.gamma")] {
+            if let Some(t) = tensors.remove(&format!("{b}.{from}")) {
+                tensors.insert(format!("{b}.{to}"), t);
+            }
+        }
+        let q_proj = format!("{b}.attn.q_proj.weight");
+        if tensors.contains_key(&q_proj) {
+            let mut w = Vec::new();
+            for part in ["q", "k", "v"] {
+                let t = tensors
+                    .remove(&format!("{b}.attn.{part}_proj.weight"))
+                    .ok_or_else(|| missing(format!("{b}.attn.{part}_proj.weight")))?;
+                w.push(t);
+            }
+            let d = w[0].shape[0];
+            let data: Vec<f32> = w.iter().flat_map(|t| t.data.iter().copied()).collect();
+            tensors.insert(
+                format!("{b}.attn.qkv.weight"),
+                HostTensor::new(vec![3 * d, w[0].shape[1]], data),
+            );
+            let biases: Vec<Option<HostTensor>> = ["q", "k", "v"]
+                .iter()
+                .map(|p| tensors.remove(&format!("{b}.attn.{p}_proj.bias")))
+                .collect();
+            if biases.iter().any(Option::is_some) {
+                let data = biases
+                    .iter()
+                    .flat_map(|t| match t {
+                        Some(t) => t.data.clone(),
+                        None => vec![0.0; d],
+                    })
+                    .collect();
+                tensors.insert(
+                    format!("{b}.attn.qkv.bias"),
+                    HostTensor::new(vec![3 * d], data),
+                );
+            }
+        }
+        if let Some(q) = tensors.remove(&format!("{b}.attn.q_bias")) {
+            let v = tensors
+                .remove(&format!("{b}.attn.v_bias"))
+                .ok_or_else(|| missing(format!("{b}.attn.v_bias")))?;
+            let d = q.numel();
+            let data = q
+                .data
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(0.0, d))
+                .chain(v.data.iter().copied())
+                .collect();
+            tensors.insert(
+                format!("{b}.attn.qkv.bias"),
+                HostTensor::new(vec![3 * d], data),
+            );
+        }
+        for param in ["weight", "bias"] {
+            let g = tensors.remove(&format!("{b}.mlp.fc1_g.{param}"));
+            let x = tensors.remove(&format!("{b}.mlp.fc1_x.{param}"));
+            match (g, x) {
+                (Some(g), Some(x)) => {
+                    let mut shape = g.shape.clone();
+                    shape[0] *= 2;
+                    let data = g.data.iter().chain(&x.data).copied().collect();
+                    tensors.insert(format!("{b}.mlp.fc1.{param}"), HostTensor::new(shape, data));
+                }
+                (None, None) => {}
+                (Some(_), None) => return Err(missing(format!("{b}.mlp.fc1_x.{param}"))),
+                (None, Some(_)) => return Err(missing(format!("{b}.mlp.fc1_g.{param}"))),
+            }
+        }
+    }
+    Ok(eva)
+}
+
 /// Separate q, k and v projections ((block, weight|bias) → [q, k, v]) stacked into timm's fused
 /// `blocks.{i}.attn.qkv.*`; `name` says which file tensor is missing (block, 0/1/2, param).
 fn fuse_qkv(
@@ -257,11 +378,24 @@ fn fuse_qkv(
     for ((idx, param), parts) in parts {
         let mut shape = None;
         let mut data = Vec::new();
+        // A bias may lack its key part (EVA-02, DINOv3ViTModel's `key_bias=False`): zeros, as those models add.
+        let width = parts
+            .iter()
+            .flatten()
+            .map(HostTensor::numel)
+            .next()
+            .unwrap_or(0);
         for (slot, part) in parts.into_iter().enumerate() {
-            let t = part.ok_or_else(|| ModelError::MissingTensor {
-                path: path.to_path_buf(),
-                name: name(&idx, slot, &param),
-            })?;
+            let t = match part {
+                Some(t) => t,
+                None if param == "bias" => HostTensor::zeros(&[width]),
+                None => {
+                    return Err(ModelError::MissingTensor {
+                        path: path.to_path_buf(),
+                        name: name(&idx, slot, &param),
+                    })
+                }
+            };
             shape.get_or_insert(t.shape.clone());
             data.extend_from_slice(&t.data);
         }
@@ -433,14 +567,11 @@ pub fn load_backbone_bytes(
         }
         let clip_norm = serde_json::json!({"image_mean": CLIP_MEAN, "image_std": CLIP_STD});
         let pre = preprocessor.unwrap_or(&clip_norm);
-        return finish(
-            path,
-            sha256,
-            WeightFormat::HuggingFace,
-            tensors,
-            (Some(&cfg), Some(pre)),
-            opts,
-        );
+        let layout = Layout {
+            format: WeightFormat::HuggingFace,
+            eva: false,
+        };
+        return finish(path, sha256, layout, tensors, (Some(&cfg), Some(pre)), opts);
     }
     let hf_prefix = if names.iter().any(|n| n == "cls_token") {
         None
@@ -448,10 +579,11 @@ pub fn load_backbone_bytes(
         Some("vit.")
     } else if names.iter().any(|n| n == "embeddings.cls_token") {
         Some("")
-    } else if names.iter().any(|n| n == "pos_embed")
-        && names.iter().any(|n| n == "patch_embed.proj.weight")
+    } else if names.iter().any(|n| n == "patch_embed.proj.weight")
+        && names.iter().any(|n| n == "blocks.0.norm1.weight")
     {
-        // timm without a class token (`class_token=False`: SigLIP, `*_gap_*` models).
+        // timm without a class token (`class_token=False`: SigLIP, `*_gap_*` models) or without an absolute
+        // position embedding (RoPE ViTs).
         None
     } else {
         return Err(ModelError::UnknownLayout {
@@ -460,6 +592,7 @@ pub fn load_backbone_bytes(
     };
 
     let mut tensors = BTreeMap::new();
+    let mut eva = false;
     let format = match hf_prefix {
         None => {
             for n in &names {
@@ -469,6 +602,7 @@ pub fn load_backbone_bytes(
                 })?;
                 tensors.insert(n.clone(), to_f32(path, n, &view)?);
             }
+            eva = eva_to_vit(path, &mut tensors)?;
             WeightFormat::Timm
         }
         Some(prefix) => {
@@ -489,7 +623,10 @@ pub fn load_backbone_bytes(
                     path: path.to_path_buf(),
                     msg: e.to_string(),
                 })?;
-                if let Some(rest) = short.strip_prefix("encoder.layer.") {
+                if let Some(rest) = short
+                    .strip_prefix("encoder.layer.")
+                    .or_else(|| short.strip_prefix("layer."))
+                {
                     // `attention.attention.{query,key,value}` (hub checkpoints), or transformers 5's
                     // `attention.{q,k,v}_proj`.
                     let split = rest
@@ -522,11 +659,32 @@ pub fn load_backbone_bytes(
                 let which = ["query", "key", "value"][which];
                 format!("{prefix}encoder.layer.{idx}.attention.attention.{which}.{param}")
             })?;
+            // A gated MLP's up projection is the x half beside the gate.
+            let gated: Vec<String> = tensors
+                .keys()
+                .filter(|k| k.contains(".mlp.fc1_g."))
+                .map(|k| k.replace(".mlp.fc1_g.", ".mlp.fc1."))
+                .collect();
+            for k in gated {
+                if let Some(t) = tensors.remove(&k) {
+                    tensors.insert(k.replace(".mlp.fc1.", ".mlp.fc1_x."), t);
+                }
+            }
+            eva_to_vit(path, &mut tensors)?;
             WeightFormat::HuggingFace
         }
     };
 
-    finish(path, sha256, format, tensors, (config, preprocessor), opts)
+    let layout = Layout { format, eva };
+    finish(path, sha256, layout, tensors, (config, preprocessor), opts)
+}
+
+/// What the file's names said about its layout: the naming, and whether it was timm's `Eva` class (whose
+/// pooling defaults to the average after the prefix tokens).
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    format: WeightFormat,
+    eva: bool,
 }
 
 /// DeiT distilled: timm averages `head(CLS)` and `head_dist(dist)`; as one linear layer over the two tokens side
@@ -598,12 +756,12 @@ fn fold_distilled_head(
 fn finish(
     path: &Path,
     sha256: String,
-    format: WeightFormat,
+    layout: Layout,
     mut tensors: BTreeMap<String, HostTensor>,
     (config, preprocessor): (Option<&Value>, Option<&Value>),
     opts: &LoadOptions,
 ) -> Result<Backbone, ModelError> {
-    let mut config = infer_config(path, format, &tensors, config, preprocessor, opts)?;
+    let mut config = infer_config(path, layout, &tensors, config, preprocessor, opts)?;
     let k = config.prefix_tokens();
     if config.no_embed_class && k > 0 {
         // CLS (and the distillation token) get zero positions: the rows vitune adds are then timm's.
@@ -657,7 +815,7 @@ fn shape_of<'a>(
 
 fn infer_config(
     path: &Path,
-    format: WeightFormat,
+    Layout { format, eva }: Layout,
     tensors: &BTreeMap<String, HostTensor>,
     cfg: Option<&Value>,
     pre: Option<&Value>,
@@ -707,7 +865,8 @@ fn infer_config(
         Pooling::Map
     } else if tensors.contains_key("fc_norm.weight") {
         Pooling::Avg
-    } else if global_pool == Some("avg") || !class_token {
+    } else if global_pool == Some("avg") || !class_token || (eva && global_pool.is_none()) {
+        // timm's Eva (DINOv3, EVA-02, the RoPE ViTs) averages after the prefix tokens unless told otherwise.
         // timm's average pooling without fc_norm applies the final norm first.
         Pooling::NormAvg
     } else {
@@ -717,6 +876,10 @@ fn infer_config(
     let arch_is_clip = arch
         .as_deref()
         .is_some_and(|a| a.to_lowercase().contains("clip"));
+    // timm builds DINOv3 with LayerNorm(eps=1e-5).
+    let arch_is_dinov3 = arch
+        .as_deref()
+        .is_some_and(|a| a.to_lowercase().contains("dinov3"));
     let quick = |v: Option<&Value>| v.and_then(Value::as_str).map(|a| a == "quick_gelu");
     let mlp_act = opts
         .act
@@ -733,44 +896,91 @@ fn infer_config(
             },
         );
 
-    let pos = shape_of(path, tensors, "pos_embed")?;
-    let rows = pos.get(1).copied().unwrap_or(0);
-    // timm's `no_embed_class`: a square grid of rows and none for CLS (or the distillation token).
-    let square = |n: usize| {
-        let s = (n as f64).sqrt().round() as usize;
-        s * s == n
-    };
+    let abs_pos = tensors.contains_key("pos_embed");
     let k = usize::from(class_token) + usize::from(distilled);
-    // config.json says it where it can; the row count decides otherwise.
-    let no_embed_class = k > 0
-        && model_args
-            .and_then(|a| a.get("no_embed_class"))
-            .and_then(Value::as_bool)
-            .unwrap_or(rows > k && square(rows) && !square(rows - k));
-    let tokens = if no_embed_class {
-        rows
-    } else {
-        rows.saturating_sub(k)
-    };
-    let side = (tokens as f64).sqrt().round() as usize;
-    let image_size = if side * side == tokens {
-        (side * patch, side * patch)
-    } else {
-        let from_cfg = pretrained
-            .and_then(|p| p.get("input_size"))
-            .and_then(Value::as_array)
-            .and_then(|a| Some((a.get(1)?.as_u64()? as usize, a.get(2)?.as_u64()? as usize)));
-        match from_cfg {
-            Some((h, w)) if (h / patch) * (w / patch) == tokens => (h, w),
-            _ => {
-                return Err(ModelError::Config(format!(
-                    "{}: pos_embed holds {tokens} patch positions, which is not a square grid; \
-                     put `pretrained_cfg.input_size` in a config.json beside it",
-                    path.display()
-                )))
+    let cfg_size = pretrained
+        .and_then(|p| p.get("input_size"))
+        .and_then(Value::as_array)
+        .and_then(|a| Some((a.get(1)?.as_u64()? as usize, a.get(2)?.as_u64()? as usize)))
+        .or_else(|| {
+            let s = model_args
+                .and_then(|a| a.get("img_size"))
+                .or_else(|| cfg_ref?.get("image_size"))?;
+            match s {
+                Value::Array(a) => {
+                    Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize))
+                }
+                v => v.as_u64().map(|x| (x as usize, x as usize)),
             }
+        });
+    let (image_size, no_embed_class) = if abs_pos {
+        let pos = shape_of(path, tensors, "pos_embed")?;
+        let rows = pos.get(1).copied().unwrap_or(0);
+        // timm's `no_embed_class`: a square grid of rows and none for CLS (or the distillation token).
+        let square = |n: usize| {
+            let s = (n as f64).sqrt().round() as usize;
+            s * s == n
+        };
+        // config.json says it where it can; the row count decides otherwise.
+        let no_embed_class = k > 0
+            && model_args
+                .and_then(|a| a.get("no_embed_class"))
+                .and_then(Value::as_bool)
+                .unwrap_or(rows > k && square(rows) && !square(rows - k));
+        let tokens = if no_embed_class {
+            rows
+        } else {
+            rows.saturating_sub(k)
+        };
+        let side = (tokens as f64).sqrt().round() as usize;
+        let image_size = if side * side == tokens {
+            (side * patch, side * patch)
+        } else {
+            match cfg_size {
+                Some((h, w)) if (h / patch) * (w / patch) == tokens => (h, w),
+                _ => {
+                    return Err(ModelError::Config(format!(
+                        "{}: pos_embed holds {tokens} patch positions, which is not a square grid; \
+                         put `pretrained_cfg.input_size` in a config.json beside it",
+                        path.display()
+                    )))
+                }
+            }
+        };
+        (image_size, no_embed_class)
+    } else {
+        // RoPE alone places the patches: the input size is the config's, else the common 224.
+        let size = cfg_size.unwrap_or((224, 224));
+        if !size.0.is_multiple_of(patch)
+            || !size.1.is_multiple_of(patch)
+            || size.0 == 0
+            || size.1 == 0
+        {
+            return Err(ModelError::Config(format!(
+                "{}: the input size {}x{} in config.json is not a multiple of the patch size {patch}",
+                path.display(),
+                size.0,
+                size.1
+            )));
         }
+        (size, false)
     };
+    let rope = rope_config(
+        path,
+        arch.as_deref(),
+        model_args,
+        cfg_ref,
+        abs_pos,
+        class_token,
+    )?;
+    let swiglu = {
+        let fc2_in = shape_of(path, tensors, "blocks.0.mlp.fc2.weight")?
+            .get(1)
+            .copied()
+            .unwrap_or(0);
+        fc2_in * 2 == mlp_hidden
+    };
+    let mlp_norm = tensors.contains_key("blocks.0.mlp.norm.weight");
 
     let (heads, heads_source) = if let Some(h) = opts.heads {
         (h, "--heads".to_string())
@@ -807,7 +1017,7 @@ fn infer_config(
             .map(|e| e as f32)
             .unwrap_or(match format {
                 // timm builds its CLIP towers with LayerNorm(eps=1e-5), its other ViTs with 1e-6.
-                WeightFormat::Timm if pre_norm || arch_is_clip => 1e-5,
+                WeightFormat::Timm if pre_norm || arch_is_clip || arch_is_dinov3 => 1e-5,
                 WeightFormat::Timm => 1e-6,
                 WeightFormat::HuggingFace => 1e-12,
             })
@@ -823,8 +1033,11 @@ fn infer_config(
             .iter()
             .any(|k| arch_l.contains(k)))
         || model_type.starts_with("dinov2")
+        || model_type.starts_with("dinov3")
     {
         (IMAGENET_MEAN, IMAGENET_STD)
+    } else if arch_l.starts_with("eva02") {
+        (CLIP_MEAN, CLIP_STD)
     } else {
         (HALF, HALF)
     };
@@ -873,22 +1086,119 @@ fn infer_config(
         no_embed_class,
         absent_biases: Vec::new(),
         heads_source,
+        rope,
+        abs_pos,
+        swiglu,
+        mlp_norm,
     })
+}
+
+/// The rotary embedding a checkpoint was trained with: timm's `model_args` where config.json has them, else
+/// the published definitions its architecture name stands for (DINOv3: `dinov3`, temperature 100,
+/// rotate-half; EVA-02 and `vit_*_rope_*`: `cat`, temperature 10000, interleaved, coordinates on the 16×16
+/// pre-training grid); a file without an absolute position embedding and without a name is taken for DINOv3
+/// (with a class token) or a timm RoPE ViT (without).
+fn rope_config(
+    path: &Path,
+    arch: Option<&str>,
+    model_args: Option<&Value>,
+    cfg: Option<&Value>,
+    abs_pos: bool,
+    class_token: bool,
+) -> Result<Option<super::Rope>, ModelError> {
+    use super::{Rope, RopeKind};
+    let arg = |k: &str| model_args.and_then(|a| a.get(k));
+    let arch = arch.unwrap_or_default().to_lowercase();
+    let model_type = cfg
+        .and_then(|c| c.get("model_type"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let named = arch.contains("dinov3")
+        || arch.starts_with("eva02")
+        || arch.contains("_rope_")
+        || model_type == "dinov3_vit";
+    let used = arg("use_rot_pos_emb")
+        .and_then(Value::as_bool)
+        .unwrap_or(named || !abs_pos);
+    if !used {
+        return Ok(None);
+    }
+    let kind_name = arg("rope_type").and_then(Value::as_str).map(str::to_string);
+    let kind = match kind_name.as_deref() {
+        Some("dinov3") => RopeKind::DinoV3,
+        Some("cat") => RopeKind::Cat,
+        Some(other) => {
+            return Err(ModelError::Config(format!(
+                "{} uses timm's `rope_type='{other}'`; vitune runs the `dinov3` and `cat` kinds (DINOv3, EVA-02, \
+                 timm's vit_*_rope_* models)",
+                path.display()
+            )))
+        }
+        None if arch.contains("rope_mixed") => {
+            return Err(ModelError::Config(format!(
+                "{} is a mixed-RoPE ViT (learned per-head frequencies); vitune runs the `dinov3` and `cat` kinds",
+                path.display()
+            )))
+        }
+        None if arch.contains("dinov3") || model_type == "dinov3_vit" => RopeKind::DinoV3,
+        None if named => RopeKind::Cat,
+        None if class_token => RopeKind::DinoV3,
+        None => RopeKind::Cat,
+    };
+    let num = |k: &str| arg(k).and_then(Value::as_f64);
+    let temperature = num("rope_temperature")
+        .or_else(|| {
+            cfg.and_then(|c| c.get("rope_theta"))
+                .and_then(Value::as_f64)
+        })
+        .unwrap_or(match kind {
+            RopeKind::DinoV3 => 100.0,
+            RopeKind::Cat => 10000.0,
+        });
+    let ref_grid = match arg("ref_feat_shape") {
+        Some(Value::Array(a)) => a
+            .first()
+            .and_then(Value::as_u64)
+            .zip(a.get(1).and_then(Value::as_u64))
+            .map(|(h, w)| (h as usize, w as usize)),
+        Some(v) => v.as_u64().map(|x| (x as usize, x as usize)),
+        None if kind == RopeKind::Cat && named => Some((16, 16)),
+        None => None,
+    };
+    Ok(Some(Rope {
+        kind,
+        temperature,
+        rotate_half: arg("rope_rotate_half")
+            .and_then(Value::as_bool)
+            .unwrap_or(kind == RopeKind::DinoV3),
+        grid_offset: num("rope_grid_offset").unwrap_or(0.0),
+        xy: arg("rope_grid_indexing").and_then(Value::as_str) == Some("xy"),
+        ref_grid: ref_grid.filter(|_| kind == RopeKind::Cat),
+    }))
 }
 
 /// Every tensor the forward pass reads must exist with its expected shape.
 fn validate(b: &Backbone) -> Result<(), ModelError> {
     let c = &b.config;
-    let (d, h) = (c.dim, c.mlp_hidden);
+    let (d, h, inner) = (c.dim, c.mlp_hidden, c.mlp_inner());
     let (gh, gw) = c.grid();
     let mut expect: Vec<(String, Vec<usize>)> = vec![
-        ("pos_embed".into(), vec![1, c.prefix_tokens() + gh * gw, d]),
         (
             "patch_embed.proj.weight".into(),
             vec![d, 3, c.patch, c.patch],
         ),
         ("patch_embed.proj.bias".into(), vec![d]),
     ];
+    if c.abs_pos {
+        expect.push(("pos_embed".into(), vec![1, c.prefix_tokens() + gh * gw, d]));
+    }
+    if c.rope.is_some() && !(d / c.heads).is_multiple_of(4) {
+        return Err(ModelError::Config(format!(
+            "{}: rotary position embeddings need a head size divisible by 4, not {}",
+            b.path.display(),
+            d / c.heads
+        )));
+    }
     if c.class_token {
         expect.push(("cls_token".into(), vec![1, 1, d]));
     }
@@ -942,9 +1252,13 @@ fn validate(b: &Backbone) -> Result<(), ModelError> {
             (format!("{p}.norm2.bias"), vec![d]),
             (format!("{p}.mlp.fc1.weight"), vec![h, d]),
             (format!("{p}.mlp.fc1.bias"), vec![h]),
-            (format!("{p}.mlp.fc2.weight"), vec![d, h]),
+            (format!("{p}.mlp.fc2.weight"), vec![d, inner]),
             (format!("{p}.mlp.fc2.bias"), vec![d]),
         ]);
+        if c.mlp_norm {
+            expect.push((format!("{p}.mlp.norm.weight"), vec![inner]));
+            expect.push((format!("{p}.mlp.norm.bias"), vec![inner]));
+        }
         if c.layer_scale {
             expect.push((format!("{p}.ls1.gamma"), vec![d]));
             expect.push((format!("{p}.ls2.gamma"), vec![d]));

@@ -40,6 +40,10 @@ pub fn standard_config(name: &str) -> Option<ViTConfig> {
         mlp_act: super::MlpAct::Gelu,
         absent_biases: Vec::new(),
         heads_source: format!("configuration {name}"),
+        rope: None,
+        abs_pos: true,
+        swiglu: false,
+        mlp_norm: false,
     })
 }
 

@@ -8,6 +8,7 @@ use super::resample::resample_pos_embed;
 use super::{Backbone, HostTensor, ViTConfig};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTensor, KernelTimes, Recorder};
+use crate::ops::rope::RopeTables;
 
 /// timm resamples position embeddings with `F.interpolate(..., mode='bicubic', antialias=True)`.
 pub const POS_EMBED_ANTIALIAS: bool = true;
@@ -18,6 +19,8 @@ pub struct GpuViT {
     pub config: ViTConfig,
     pub input_size: (usize, usize),
     pub(crate) weights: BTreeMap<String, GpuTensor>,
+    /// The rotary tables for the grid at `input_size`, when the backbone turns q and k.
+    pub(crate) rope: Option<RopeTables>,
 }
 
 #[derive(Clone, Default)]
@@ -91,10 +94,32 @@ impl GpuViT {
             };
             weights.insert(name.clone(), gt);
         }
+        let to = (input_size.0 / c.patch, input_size.1 / c.patch);
+        if !c.abs_pos {
+            // Without an absolute position embedding the tokens get zeros: one code path, nothing to train.
+            let rows = c.prefix_tokens() + to.0 * to.1;
+            weights.insert("pos_embed".into(), gpu.zeros(&[1, rows, c.dim])?);
+        }
+        let rope = match &c.rope {
+            Some(r) => {
+                let hd = c.dim / c.heads;
+                let (cos, sin) = r.tables(to, hd);
+                Some(RopeTables {
+                    cos: gpu.upload(&[to.0 * to.1, hd], &cos)?,
+                    sin: gpu.upload(&[to.0 * to.1, hd], &sin)?,
+                    count: to.0 * to.1,
+                    head_dim: hd,
+                    per_head: false,
+                    interleaved: !r.rotate_half,
+                })
+            }
+            None => None,
+        };
         Ok(Self {
             config: c,
             input_size,
             weights,
+            rope,
         })
     }
 

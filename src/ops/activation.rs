@@ -109,3 +109,56 @@ pub fn zeros(rec: &mut Recorder, shape: &[usize]) -> Result<GpuTensor, GpuError>
     fill(rec, &t, 0.0);
     Ok(t)
 }
+
+pub static SWIGLU: Kernel = Kernel {
+    family: "activation",
+    source: shaders::ACTIVATION,
+    entry: "swiglu_forward",
+};
+pub static SWIGLU_BACKWARD: Kernel = Kernel {
+    family: "activation",
+    source: shaders::ACTIVATION,
+    entry: "swiglu_backward",
+};
+
+/// SwiGLU: h = silu(g)·x for up = [g | x] [.., 2H] → h [.., H].
+pub fn swiglu(rec: &mut Recorder, up: &GpuTensor) -> Result<GpuTensor, GpuError> {
+    let mut shape = up.shape.clone();
+    let hidden = shape.last().copied().unwrap_or(0) / 2;
+    if let Some(last) = shape.last_mut() {
+        *last = hidden;
+    }
+    let h = rec.gpu().empty(&shape)?;
+    let total = h.numel();
+    let p = Params {
+        total: u(total),
+        kind: u(hidden),
+        scale: 1.0,
+        _p2: 0,
+    };
+    rec.dispatch(&SWIGLU, &p, &[up, &h], elementwise_groups(total));
+    Ok(h)
+}
+
+/// The gradient of SwiGLU's input `up` [.., 2H] from the gradient of its output dh [.., H].
+pub fn swiglu_backward(
+    rec: &mut Recorder,
+    up: &GpuTensor,
+    dh: &GpuTensor,
+) -> Result<GpuTensor, GpuError> {
+    let du = rec.gpu().empty(&up.shape)?;
+    let total = up.numel();
+    let p = Params {
+        total: u(total),
+        kind: u(up.shape.last().copied().unwrap_or(0) / 2),
+        scale: 1.0,
+        _p2: 0,
+    };
+    rec.dispatch(
+        &SWIGLU_BACKWARD,
+        &p,
+        &[up, &du, dh],
+        elementwise_groups(total),
+    );
+    Ok(du)
+}

@@ -11,6 +11,7 @@ pub mod loss;
 pub mod matmul;
 pub mod optim;
 pub mod reduce;
+pub mod rope;
 pub mod softmax;
 
 /// Every shader source, by file name, for validation and for the pipeline cache.
@@ -35,6 +36,7 @@ pub mod shaders {
     shader!(CONV, "conv.wgsl");
     shader!(DROPOUT, "dropout.wgsl");
     shader!(AFFINE, "affine.wgsl");
+    shader!(ROPE, "rope.wgsl");
 
     /// The head-size line the fused attention shader starts with; `attention_source` swaps it per model.
     pub const ATTENTION_HD_LINE: &str = "const HD: u32 = 64u;\n";
@@ -85,6 +87,7 @@ pub mod shaders {
         ("conv.wgsl", CONV),
         ("dropout.wgsl", DROPOUT),
         ("affine.wgsl", AFFINE),
+        ("rope.wgsl", ROPE),
         ("attention.wgsl", ATTENTION),
     ];
 }

@@ -70,10 +70,6 @@ impl MethodSpec for BitFit {
         init(b)
     }
 
-    fn check(&self, _o: &MethodOptions, b: &Backbone) -> Result<()> {
-        refuse_layer_scale("bitfit", b)
-    }
-
     fn recognises(&self, tensors: &BTreeMap<String, HostTensor>) -> bool {
         // The LayerNorms' biases: every ViT has them (a linear bias may be absent); full fine-tuning has the
         // LayerNorms' weights too.

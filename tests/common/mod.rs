@@ -95,7 +95,7 @@ pub fn cross_entropy(logits: &vitune::model::HostTensor, labels: &[usize]) -> f6
 }
 
 /// Every gradient fixture case (tools/make_grad_fixtures.py), one or more per method.
-pub const GRAD_CASES: [&str; 24] = [
+pub const GRAD_CASES: [&str; 35] = [
     "linear",
     "bitfit",
     "vpt-shallow",
@@ -120,6 +120,17 @@ pub const GRAD_CASES: [&str; 24] = [
     "siglip-lora",
     "siglip-bitfit",
     "siglip-full",
+    "dinov3-vpt-deep",
+    "dinov3-lora",
+    "dinov3-ssf",
+    "dinov3-adaptformer",
+    "dinov2g-vpt-deep",
+    "dinov2g-lora",
+    "dinov2g-bitfit",
+    "eva02-vpt-deep",
+    "eva02-lora",
+    "eva02-ssf",
+    "eva02-convpass",
 ];
 
 /// A gradient fixture: its backbone, the tuning (random values, so every tensor matters), the input (`pixels`,

@@ -1,0 +1,988 @@
+#!/usr/bin/env python3
+"""Fixtures for the 2025-26 ViT families (RoPE, SwiGLU, registers), made by timm / transformers on random weights.
+
+How to run (from the repository root)::
+
+    python tools/make_rope_fixtures.py
+
+Requirements: torch, timm, transformers, safetensors (CPU). Deterministic and idempotent: each run deletes and
+rebuilds its own folders (listed in ``FORWARD`` and ``GRADIENT`` below) and nothing else; it reuses the helpers of
+``tools/make_fixtures.py`` (``mf``), ``tools/make_grad_fixtures.py``
+(``mg``) by importing them.
+
+Every model is tiny: image 32x32, patch 8 (a 4x4 grid, 16 patches), width 48, depth 2, 3 heads (head dim 16),
+5 classes, eval mode. Each timm model is built by ``timm.create_model(<real architecture name>, img_size=32,
+patch_size=8, embed_dim=48, depth=2, num_heads=3, num_classes=5, ...)``, so every other kwarg is the real
+definition's (the full kwargs are recorded in each meta.json as ``timm_kwargs``). Every parameter is then
+overwritten with random values (as make_fixtures.py does): matrices N(0, 0.2), biases (q_bias / v_bias too)
+N(0, 0.1), LayerNorm weights 1 + N(0, 0.1), layer-scale gammas 0.5 + N(0, 0.2), cls / register tokens and pos_embed
+N(0, 0.5).
+
+Forward cases (files as in tools/make_fixtures.py: model.safetensors with timm's own state_dict names, config.json
+as timm's ``save_config_for_hf`` writes it for a Hub checkpoint, input.safetensors ``pixels`` [2,3,32,32],
+expected.safetensors ``pooled`` (``forward_head(x, pre_logits=True)``), ``logits``, ``attn.{l}`` (post-softmax
+[N,heads,T,T], from timm's eager attention path), meta.json; plus ``rope.safetensors`` with the ``sin`` and ``cos``
+tables [16, 16] (patch x head dim) exactly as the library applies them to q and k):
+
+* ``timm_dinov3``: ``vit_small_patch16_dinov3`` (timm ``Eva``) with ``global_pool='token'`` (upstream DINOv3 pools
+  CLS). CLS + 4 registers (``reg_token``), no absolute pos_embed, fused qkv without bias, layer scale
+  (``gamma_1``/``gamma_2``), GELU MLP, LayerNorm eps 1e-5, final ``norm``; RoPE 'dinov3' (temperature 100,
+  rotate-half layout, coordinates of patch centres normalised to [-1, 1]) on the patch tokens only.
+* ``timm_dinov3_qkvb_avg``: ``vit_small_patch16_dinov3_qkvb`` at timm's default pooling: ``global_pool='avg'`` with
+  ``use_fc_norm=False``: the final ``norm`` on every token, then the mean of the 16 patch tokens (after CLS and the
+  registers), no ``fc_norm``. q and v biases are the parameters ``attn.q_bias`` / ``attn.v_bias`` (k has none: a
+  zero non-persistent buffer), next to the fused ``attn.qkv.weight``.
+* ``hf_dinov3``: transformers ``DINOv3ViTModel`` (hidden 48, 2 layers, 3 heads, patch 8, image 32, 4 registers,
+  intermediate 192, q/v biases, no k bias, rope_theta 100, eps 1e-5); model.safetensors and config.json as
+  ``save_pretrained`` writes them (the Hub layout ``layer.N.*``; in memory transformers 5 calls them
+  ``model.layer.N.*``); expected ``pooled`` = ``pooler_output`` (final norm of CLS) and ``attn.{l}`` (eager), no
+  ``logits`` (no head).
+* ``timm_eva02``: ``eva02_base_patch14_224`` (the EVA-02 layout with separate ``q_proj`` (bias) / ``k_proj`` (no
+  bias) / ``v_proj`` (bias), SwiGLU with separate ``fc1_g`` / ``fc1_x`` and the sub-LayerNorm ``mlp.norm``
+  (scale_mlp), absolute ``pos_embed`` incl. a CLS row AND RoPE 'cat' (interleaved layout, temperature 10000,
+  integer grid positions rescaled by ref_feat_shape (16,16) / grid (4,4) = 4), no layer scale, eps 1e-6,
+  ``global_pool='avg'`` with ``fc_norm`` (mean of the patch tokens after CLS)).
+* ``timm_rope_reg_avg``: ``vit_base_patch16_rope_reg1_gap_256`` (timm's SBB RoPE ViT): no class token, 1 register,
+  no absolute pos_embed, RoPE 'cat' as EVA-02's, fused qkv with ``q_bias``/``v_bias``, layer scale, GELU MLP,
+  ``global_pool='avg'`` with ``fc_norm`` (mean of the 16 patch tokens after the register).
+* ``timm_dinov2g_reg``: timm ``VisionTransformer`` ``vit_giant_patch14_reg4_dinov2``: SwiGLUPacked MLP (one ``fc1``
+  of 2H = 256 rows whose FIRST half goes through SiLU and gates the second, the real mlp_ratio 2.66667*2 gives
+  int(48 * 5.33334) = 256), 4 registers, ``no_embed_class`` (pos_embed has only patch rows), ``ls1``/``ls2``
+  LayerScale, fused qkv with bias, CLS pooling after ``norm``, eps 1e-6, ImageNet mean/std.
+
+Gradient cases (``grad_<case>``, files as tools/make_grad_fixtures.py: tuned.safetensors, input.safetensors
+``pixels`` [3,3,32,32] + ``labels`` I64 [3], expected.safetensors ``loss`` (0-d) + the gradient of every trainable
+tensor under vitune's names, meta.json), autograd through timm's own modules with the method glued on (as
+make_family_fixtures.py does), a new random head [5, 48], then a float64 re-run (the model cast to double) and
+central finite differences (h = 1e-6) on two entries of every trainable tensor:
+
+* on ``timm_dinov3``: ``dinov3-vpt-deep`` (3 prompts), ``dinov3-lora`` (rank 2, alpha 4, on qkv's q and v rows),
+  ``dinov3-ssf``, ``dinov3-adaptformer``;
+* on ``timm_dinov2g_reg``: ``dinov2g-vpt-deep``, ``dinov2g-lora``, ``dinov2g-bitfit`` (every ``*.bias``);
+* on ``timm_eva02``: ``eva02-vpt-deep``, ``eva02-lora``, ``eva02-ssf``, ``eva02-convpass``.
+
+Not made: ``eva02-full``. vitune fuses EVA-02's q/k/v and fc1_g/fc1_x at load, so its full fine-tuning would train
+tensors under fused names, including a k bias that EVA-02 does not have (its gradient is NOT zero under RoPE, the
+rotation makes a constant key offset position dependent); that naming/semantics choice is vitune's to make first.
+
+Conventions (as in make_family_fixtures.py): VPT prompts go after CLS and the registers, before the patches, get no
+position embedding and are NOT rotated (each block's ``attn.num_prefix_tokens`` is raised by the prompt count, so
+timm's rope skips them); deep prompts replace the prompt rows before blocks 1..L-1; the head reads timm's pooled
+feature, so an average pool (EVA-02) averages every token after CLS/registers, the prompts included (as timm's
+``global_pool_nlc`` after its prefix tokens does). LoRA: W += (alpha/r) B A on q's and v's weight (the fused qkv's
+rows 0..D and 2D..3D; EVA-02's ``q_proj``/``v_proj``, which vitune fuses into ``attn.qkv`` rows q,k,v). SSF
+(names as grad_ssf): the output of patch_embed, norm1, attn.qkv (3D wide; EVA-02: the q/k/v projections' outputs,
+rows q,k,v), attn.proj, norm2, mlp.fc1 (the 2H-wide fc1 output before the gating; EVA-02: [fc1_g | fc1_x] outputs,
+gate rows first, as vitune fuses them), mlp.fc2, and the final norm (``norm``, or ``fc_norm`` after the average);
+not on EVA-02's sub-LN ``mlp.norm``. AdaptFormer: parallel to the MLP, input the residual stream before norm2,
+scale 0.4, bottleneck 8, ReLU, outside the layer scale. Convpass (EVA-02: CLS + 16 patches): JieShibo/PETL-ViT's
+module (``mg.PetlConvpass``) on norm1's and norm2's outputs, scale 0.6, dim 8.
+"""
+
+import copy
+import json
+import math
+import shutil
+import sys
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+import timm
+import timm.models.eva as teva
+import timm.models.vision_transformer as tvit
+from timm.models._hub import save_config_for_hf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_fixtures as mf  # noqa: E402
+import make_grad_fixtures as mg  # noqa: E402
+
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+IMG, PATCH, DIM, DEPTH, HEADS, CLASSES = 32, 8, 48, 2, 3, 5
+HD = DIM // HEADS
+GRID = IMG // PATCH
+NPATCH = GRID * GRID
+META = {"generator": "tools/make_rope_fixtures.py"}
+SIZE = dict(img_size=IMG, patch_size=PATCH, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, num_classes=CLASSES)
+
+VPT_P, LORA_R, LORA_ALPHA = 3, 2, 4.0
+ADAPT_B, ADAPT_S = 8, 0.4
+CONV_DIM, CONV_S = 8, 0.6
+LABELS = [0, 3, 1]
+
+# case: (real timm architecture, extra kwargs beyond SIZE, seed)
+TIMM_CASES = {
+    "timm_dinov3": ("vit_small_patch16_dinov3", dict(global_pool="token"), 2101),
+    "timm_dinov3_qkvb_avg": ("vit_small_patch16_dinov3_qkvb", {}, 2102),
+    "timm_eva02": ("eva02_base_patch14_224", {}, 2104),
+    "timm_rope_reg_avg": ("vit_base_patch16_rope_reg1_gap_256", {}, 2105),
+    "timm_dinov2g_reg": ("vit_giant_patch14_reg4_dinov2", {}, 2106),
+}
+HF_SEED = 2103
+
+
+# --------------------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------------------
+
+def write_json(path, obj):
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def versions():
+    import transformers
+    return {"timm_version": timm.__version__, "torch_version": torch.__version__,
+            "transformers_version": transformers.__version__}
+
+
+def fresh(case):
+    d = OUT / case
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    return d
+
+
+def jsonable(v):
+    """A kwarg value as JSON (partials and classes by name)."""
+    if isinstance(v, partial):
+        inner = jsonable(v.func)
+        args = ", ".join(f"{k}={jsonable(x)}" for k, x in v.keywords.items())
+        return f"{inner}({args})"
+    if isinstance(v, type) or callable(v):
+        return f"{getattr(v, '__module__', '?')}.{getattr(v, '__qualname__', repr(v))}"
+    if isinstance(v, tuple):
+        return [jsonable(x) for x in v]
+    return v
+
+
+def create_timm(arch, extra):
+    """timm.create_model(arch, **SIZE, **extra), and the full kwargs its factory passed on (the real definition's
+    model_args updated with ours)."""
+    captured = {}
+    mod, fn_name = (teva, "_create_eva") if arch in teva.__dict__ else (tvit, "_create_vision_transformer")
+    orig = getattr(mod, fn_name)
+
+    def spy(variant, pretrained=False, **kw):
+        captured.update(kw)
+        return orig(variant, pretrained, **kw)
+
+    setattr(mod, fn_name, spy)
+    try:
+        model = timm.create_model(arch, pretrained=False, **SIZE, **extra)
+    finally:
+        setattr(mod, fn_name, orig)
+    assert captured, arch
+    plumbing = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")  # create_model's own, all None here
+    assert all(captured.get(k) is None for k in plumbing), captured
+    return model.eval(), {k: jsonable(v) for k, v in captured.items() if k not in plumbing}
+
+
+@torch.no_grad()
+def randomize_(model):
+    """Every parameter random (mf.randomize_'s distributions, extended to Eva's names and register tokens)."""
+    ln = {id(m.weight) for m in model.modules() if isinstance(m, nn.LayerNorm) and m.weight is not None}
+    for name, p in model.named_parameters():
+        leaf = name.split(".")[-1]
+        if leaf in ("cls_token", "reg_token", "pos_embed", "register_tokens", "mask_token"):
+            p.normal_(0.0, 0.5)
+        elif leaf in ("gamma_1", "gamma_2", "gamma", "lambda1"):
+            p.normal_(0.0, 0.2).add_(0.5)
+        elif id(p) in ln:
+            p.normal_(0.0, 0.1).add_(1.0)
+        elif leaf in ("bias", "q_bias", "v_bias"):
+            p.normal_(0.0, 0.1)
+        elif p.dim() >= 2:
+            p.normal_(0.0, 0.2)
+        else:
+            raise RuntimeError(f"don't know how to randomise {name} {tuple(p.shape)}")
+
+
+def randn(g, shape, std, mean=0.0):
+    return torch.randn(*shape, generator=g) * std + mean
+
+
+def new_head(g):
+    return {"head.weight": randn(g, (CLASSES, DIM), 0.2), "head.bias": randn(g, (CLASSES,), 0.1)}
+
+
+def is_eva(model):
+    return isinstance(model, teva.Eva)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# rope facts and an independent reference forward (checks that the facts in meta.json / the report are right)
+# --------------------------------------------------------------------------------------------------------------
+
+def rope_tables(kind, temperature, ref=None, grid=GRID, hd=HD):
+    """(sin, cos) [grid*grid, hd] from the formulas stated in meta.json (float64, cast to float32)."""
+    r = torch.arange(grid, dtype=torch.float64)
+    nb = hd // 4
+    j = torch.arange(nb, dtype=torch.float64)
+    if kind == "dinov3":
+        c = 2.0 * (r + 0.5) / grid - 1.0                      # patch centres in [-1, 1]
+        periods = temperature ** (4.0 * j / hd)               # = temperature ** (2j / (hd/2))
+        freq = 2 * math.pi / periods
+    else:  # 'cat' (EVA-02, timm RoPE ViT)
+        c = r * (ref / grid)                                 # integer index rescaled to the reference grid
+        freq = temperature ** (-j / nb)                      # 1 / temperature ** (j / (hd/4))
+    yy, xx = torch.meshgrid(c, c, indexing="ij")             # row-major: token t = row*grid + col
+    ang = torch.cat([yy.reshape(-1, 1) * freq, xx.reshape(-1, 1) * freq], 1)   # [P, hd/2]: y bands, x bands
+    if kind == "dinov3":
+        ang = torch.cat([ang, ang], 1)                       # rotate-half layout
+    else:
+        ang = ang.repeat_interleave(2, 1)                    # interleaved layout
+    return ang.sin().float(), ang.cos().float()
+
+
+def apply_rope(x, sin, cos, half):
+    if half:
+        rot = torch.cat([-x[..., x.shape[-1] // 2:], x[..., :x.shape[-1] // 2]], -1)
+    else:
+        rot = torch.stack([-x[..., 1::2], x[..., ::2]], -1).reshape(x.shape)
+    return x * cos + rot * sin
+
+
+def canonical(sd, spec):
+    """The checkpoint in one layout (what vitune fuses at load): fused qkv (rows q,k,v, zero k bias), fc1 of 2H
+    rows with the SiLU-gated half first, per-block gammas."""
+    c = {}
+    pre = spec["block_prefix"]
+    for i in range(DEPTH):
+        b = f"{pre}{i}."
+        o = f"blocks.{i}."
+        if spec["src"] == "hf":
+            a = b + "attention."
+            W = torch.cat([sd[a + f"{n}_proj.weight"] for n in "qkv"], 0)
+            bias = torch.cat([sd[a + "q_proj.bias"], torch.zeros(DIM), sd[a + "v_proj.bias"]])
+            c.update({o + "proj.w": sd[a + "o_proj.weight"], o + "proj.b": sd[a + "o_proj.bias"],
+                      o + "g1": sd[b + "layer_scale1.lambda1"], o + "g2": sd[b + "layer_scale2.lambda1"],
+                      o + "fc1.w": sd[b + "mlp.up_proj.weight"], o + "fc1.b": sd[b + "mlp.up_proj.bias"],
+                      o + "fc2.w": sd[b + "mlp.down_proj.weight"], o + "fc2.b": sd[b + "mlp.down_proj.bias"]})
+        else:
+            a = b + "attn."
+            if a + "q_proj.weight" in sd:
+                W = torch.cat([sd[a + f"{n}_proj.weight"] for n in "qkv"], 0)
+                bias = torch.cat([sd[a + "q_proj.bias"], torch.zeros(DIM), sd[a + "v_proj.bias"]])
+            else:
+                W = sd[a + "qkv.weight"]
+                if a + "q_bias" in sd:
+                    bias = torch.cat([sd[a + "q_bias"], torch.zeros(DIM), sd[a + "v_bias"]])
+                else:
+                    bias = sd.get(a + "qkv.bias", torch.zeros(3 * DIM))
+            c.update({o + "proj.w": sd[a + "proj.weight"], o + "proj.b": sd[a + "proj.bias"]})
+            for g, names in (("g1", ("gamma_1", "ls1.gamma")), ("g2", ("gamma_2", "ls2.gamma"))):
+                for n in names:
+                    if b + n in sd:
+                        c[o + g] = sd[b + n]
+            m = b + "mlp."
+            if m + "fc1_g.weight" in sd:
+                c[o + "fc1.w"] = torch.cat([sd[m + "fc1_g.weight"], sd[m + "fc1_x.weight"]], 0)
+                c[o + "fc1.b"] = torch.cat([sd[m + "fc1_g.bias"], sd[m + "fc1_x.bias"]], 0)
+            else:
+                c[o + "fc1.w"], c[o + "fc1.b"] = sd[m + "fc1.weight"], sd[m + "fc1.bias"]
+            c[o + "fc2.w"], c[o + "fc2.b"] = sd[m + "fc2.weight"], sd[m + "fc2.bias"]
+            if m + "norm.weight" in sd:
+                c[o + "mlpnorm.w"], c[o + "mlpnorm.b"] = sd[m + "norm.weight"], sd[m + "norm.bias"]
+        c[o + "qkv.w"], c[o + "qkv.b"] = W, bias
+        c[o + "n1.w"], c[o + "n1.b"] = sd[b + "norm1.weight"], sd[b + "norm1.bias"]
+        c[o + "n2.w"], c[o + "n2.b"] = sd[b + "norm2.weight"], sd[b + "norm2.bias"]
+    return c
+
+
+def ref_forward(sd, spec, pixels):
+    """Plain-torch forward from model.safetensors + the stated facts (spec) only."""
+    c = canonical(sd, spec)
+    eps, hf = spec["eps"], spec["src"] == "hf"
+    pw = sd["embeddings.patch_embeddings.weight" if hf else "patch_embed.proj.weight"]
+    pb = sd["embeddings.patch_embeddings.bias" if hf else "patch_embed.proj.bias"]
+    x = F.conv2d(pixels, pw, pb, stride=PATCH).flatten(2).transpose(1, 2)
+    N = x.shape[0]
+    pre = []
+    cls = sd.get("embeddings.cls_token" if hf else "cls_token")
+    reg = sd.get("embeddings.register_tokens" if hf else "reg_token")
+    if cls is not None:
+        pre.append(cls.expand(N, -1, -1))
+    if reg is not None:
+        pre.append(reg.expand(N, -1, -1))
+    pos = sd.get("pos_embed")
+    if pos is not None and pos.shape[1] == NPATCH:       # no_embed_class: patches only
+        x = x + pos
+        pos = None
+    x = torch.cat(pre + [x], 1)
+    if pos is not None:
+        x = x + pos
+    k = len(pre) and sum(t.shape[1] for t in pre)
+    rope = spec.get("rope")
+    if rope:
+        sin, cos = rope_tables(rope["kind"], rope["temperature"], rope.get("ref"))
+    T = x.shape[1]
+    attns = []
+    for i in range(DEPTH):
+        o = f"blocks.{i}."
+        h = F.layer_norm(x, (DIM,), c[o + "n1.w"], c[o + "n1.b"], eps)
+        q, kk, v = F.linear(h, c[o + "qkv.w"], c[o + "qkv.b"]).reshape(N, T, 3, HEADS, HD).permute(2, 0, 3, 1, 4)
+        if rope:
+            half = rope["kind"] == "dinov3"
+            q = torch.cat([q[:, :, :k], apply_rope(q[:, :, k:], sin, cos, half)], 2)
+            kk = torch.cat([kk[:, :, :k], apply_rope(kk[:, :, k:], sin, cos, half)], 2)
+        a = ((q * HD ** -0.5) @ kk.transpose(-2, -1)).softmax(-1)
+        attns.append(a)
+        y = F.linear((a @ v).transpose(1, 2).reshape(N, T, DIM), c[o + "proj.w"], c[o + "proj.b"])
+        x = x + (y * c[o + "g1"] if o + "g1" in c else y)
+        h = F.layer_norm(x, (DIM,), c[o + "n2.w"], c[o + "n2.b"], eps)
+        h = F.linear(h, c[o + "fc1.w"], c[o + "fc1.b"])
+        if spec["mlp"] == "swiglu":
+            g, u = h.chunk(2, -1)
+            h = F.silu(g) * u
+            if o + "mlpnorm.w" in c:
+                h = F.layer_norm(h, (h.shape[-1],), c[o + "mlpnorm.w"], c[o + "mlpnorm.b"], eps)
+        else:
+            h = F.gelu(h)
+        y = F.linear(h, c[o + "fc2.w"], c[o + "fc2.b"])
+        x = x + (y * c[o + "g2"] if o + "g2" in c else y)
+    if "norm.weight" in sd:
+        x = F.layer_norm(x, (DIM,), sd["norm.weight"], sd["norm.bias"], eps)
+    pooled = x[:, 0] if spec["pool"] == "token" else x[:, k:].mean(1)
+    if "fc_norm.weight" in sd:
+        pooled = F.layer_norm(pooled, (DIM,), sd["fc_norm.weight"], sd["fc_norm.bias"], eps)
+    logits = F.linear(pooled, sd["head.weight"], sd["head.bias"]) if "head.weight" in sd else None
+    return pooled, logits, attns
+
+
+DINOV3_ROPE = {
+    "type": "dinov3 (timm RotaryEmbeddingDinoV3 / transformers DINOv3ViTRopePositionEmbedding)",
+    "temperature": 100.0,
+    "head_dim": HD,
+    "frequencies": "period_j = temperature ** (4*j/head_dim) (= temperature ** (2j/(head_dim/2))), "
+                   "j = 0..head_dim/4-1; angle = 2*pi*coord/period_j",
+    "coordinates": "patch (row r, col c) of an h x w grid (tokens row-major): y = 2*(r+0.5)/h - 1, "
+                   "x = 2*(c+0.5)/w - 1 (patch centres normalised per axis to [-1, 1]; eval mode: no "
+                   "shift/jitter/rescale)",
+    "angles_per_token": "head_dim/2 angles: [2pi*y/period_0 .. 2pi*y/period_{hd/4-1}, "
+                        "2pi*x/period_0 .. 2pi*x/period_{hd/4-1}]",
+    "layout": "rotate-half: sin/cos = cat(sin(angles), sin(angles)), i.e. dims d and d+head_dim/2 share one angle "
+              "(the two halves' sin/cos are equal); q' = q*cos + cat(-q[hd/2:], q[:hd/2])*sin",
+    "rotated": "q and k (after the qkv bias, before the head_dim^-0.5 scale) of the patch tokens only; CLS and "
+               "registers are not rotated; v never",
+}
+
+
+def cat_rope(ref):
+    return {
+        "type": "cat (timm RotaryEmbeddingCat, in_pixels=False, grid_type 'index')",
+        "temperature": 10000.0,
+        "head_dim": HD,
+        "ref_feat_shape": [ref, ref],
+        "frequencies": "band_j = 1 / temperature ** (j/(head_dim/4)), j = 0..head_dim/4-1 (no 2*pi); "
+                       "angle = pos*band_j",
+        "coordinates": f"patch (row r, col c) of an h x w grid (tokens row-major): y = r * ref_h / h, "
+                       f"x = c * ref_w / w (integer indices rescaled to ref_feat_shape; here 4x4 grid, ref "
+                       f"{ref}: y, x in {{0, {ref // GRID}, {2 * ref // GRID}, {3 * ref // GRID}}}); no centring, "
+                       f"no normalisation, grid_offset 0",
+        "angles_per_token": "head_dim/2 angles: [y*band_0 .. y*band_{hd/4-1}, x*band_0 .. x*band_{hd/4-1}]",
+        "layout": "interleaved: angle m drives the pair (2m, 2m+1): q'[2m] = q[2m]cos - q[2m+1]sin, "
+                  "q'[2m+1] = q[2m+1]cos + q[2m]sin (sin/cos tables = repeat_interleave(2))",
+        "rotated": "q and k (after bias, before the head_dim^-0.5 scale) of the patch tokens only (after the "
+                   "num_prefix_tokens CLS/register tokens); v never",
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# forward cases
+# --------------------------------------------------------------------------------------------------------------
+
+def spec_of(case, model):
+    """The facts the independent reference needs (also written into meta.json)."""
+    from timm.layers.pos_embed_sincos import RotaryEmbeddingCat, RotaryEmbeddingDinoV3
+
+    eps = model.blocks[0].norm1.eps
+    r = getattr(model, "rope", None)
+    half = {blk.attn.rotate_half for blk in model.blocks} if r is not None else None
+    if isinstance(r, RotaryEmbeddingDinoV3):
+        assert (r.temperature, r.rotate_half, r.normalize_coords, r.grid_offset, r.grid_indexing, r.min_period,
+                r.max_period, r.dim, half) == (100.0, True, "separate", 0.0, "ij", None, None, HD, {True}), vars(r)
+        assert model.dynamic_img_size, "the rope table is rebuilt for every input grid"
+        rope = {"kind": "dinov3", "temperature": 100.0}
+    elif isinstance(r, RotaryEmbeddingCat):
+        assert (r.temperature, r.in_pixels, r.grid_type, tuple(r.ref_feat_shape), r.rotate_half, r.grid_offset,
+                r.grid_indexing, r.dim, half) == (10000.0, False, "index", (16, 16), False, 0.0, "ij", HD,
+                                                  {False}), vars(r)
+        rope = {"kind": "cat", "temperature": 10000.0, "ref": 16}
+    else:
+        assert r is None and not is_eva(model), type(r)
+        rope = None
+    mlp = "swiglu" if (hasattr(model.blocks[0].mlp, "fc1_g") or "dinov2g" in case) else "gelu"
+    return {"src": "timm", "block_prefix": "blocks.", "eps": eps, "rope": rope, "mlp": mlp,
+            "pool": model.global_pool}
+
+
+def rope_of(model):
+    """The (sin, cos) the timm model applies to its patch tokens."""
+    if getattr(model, "rope", None) is None:
+        return None
+    emb = model.rope.get_embed(shape=model.patch_embed.grid_size) if model.dynamic_img_size else model.rope.get_embed()
+    sin, cos = emb.chunk(2, -1)
+    return sin.float().contiguous(), cos.float().contiguous()
+
+
+@torch.no_grad()
+def timm_forward_case(case):
+    arch, extra, seed = TIMM_CASES[case]
+    torch.manual_seed(seed)
+    model, kwargs = create_timm(arch, extra)
+    randomize_(model)
+    d = fresh(case)
+    sd = mf.plain_state_dict(model.state_dict())
+    save_file(sd, str(d / "model.safetensors"), metadata=META)
+    save_config_for_hf(model, str(d / "config.json"), data_config={"input_size": (3, IMG, IMG)})
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["pretrained_cfg"]["input_size"] == [3, IMG, IMG], cfg
+    pixels = torch.randn(2, 3, IMG, IMG)
+    save_file({"pixels": pixels}, str(d / "input.safetensors"), metadata=META)
+    pooled, logits, attns = mf.run_timm(model, pixels)
+    # determinism: a second evaluation is bit-identical
+    p2, l2, a2 = mf.run_timm(model, pixels)
+    assert torch.equal(p2, pooled) and torch.equal(l2, logits) and all(torch.equal(x, y) for x, y in zip(a2, attns))
+    mf.save_expected(d, pooled, logits, attns)
+    spec = spec_of(case, model)
+    # the stated rope facts reproduce timm's tables, and the reference forward reproduces timm's outputs
+    rope_note = None
+    tables = rope_of(model)
+    if tables is not None:
+        mine = rope_tables(spec["rope"]["kind"], spec["rope"]["temperature"], spec["rope"].get("ref"))
+        err = max((tables[0] - mine[0]).abs().max().item(), (tables[1] - mine[1]).abs().max().item())
+        assert err < 1e-5, (case, err)
+        save_file({"sin": tables[0], "cos": tables[1]}, str(d / "rope.safetensors"), metadata=META)
+        # rope matters: the same weights without it give other outputs
+        saved = model.rope
+        model.rope = None
+        pn, ln, _ = mf.run_timm(model, pixels)
+        model.rope = saved
+        delta = (ln - logits).abs().max().item()
+        assert delta > 1e-2, (case, delta)
+        rope_note = f"max|logits - logits without rope| = {delta:.4f}"
+    rp, rl, ra = ref_forward(sd, spec, pixels)
+    ref_err = max((rp - pooled).abs().max().item(), (rl - logits).abs().max().item(),
+                  *[(x - y).abs().max().item() for x, y in zip(ra, attns)])
+    assert ref_err < 1e-4, (case, ref_err)
+    k = model.num_prefix_tokens
+    meta = {
+        "case": case, "architecture": arch, "heads": HEADS, "eps": spec["eps"], "image_size": [IMG, IMG],
+        "patch_size": PATCH, "embed_dim": DIM, "depth": DEPTH, "num_classes": CLASSES, "batch": 2,
+        "tokens": k + NPATCH,
+        "class_token": getattr(model, "cls_token", None) is not None,
+        "registers": 0 if model.reg_token is None else model.reg_token.shape[1],
+        "num_prefix_tokens": k,
+        "abs_pos_embed": None if model.pos_embed is None else (
+            "patch rows only (no_embed_class)" if model.pos_embed.shape[1] == NPATCH else
+            "rows for the prefix tokens and the patches"),
+        "pooling": spec["pool"],
+        "pooling_detail": pooling_detail(model),
+        "mlp": mlp_detail(model),
+        "layer_scale": any(n.endswith(("gamma_1", "ls1.gamma")) for n in sd),
+        "rope": None if tables is None else (DINOV3_ROPE if spec["rope"]["kind"] == "dinov3" else cat_rope(16)),
+        "rope_check": rope_note,
+        "timm_kwargs": kwargs,
+        "reference_forward_max_abs_err": ref_err,
+        "keys": {n: list(v.shape) for n, v in sd.items()},
+        **versions(),
+    }
+    write_json(d / "meta.json", meta)
+    print(f"  {case}: {len(sd)} tensors, ref err {ref_err:.1e}" + (f", {rope_note}" if rope_note else ""))
+    return model
+
+
+def pooling_detail(model):
+    norm = not isinstance(model.norm, nn.Identity)
+    fcn = not isinstance(model.fc_norm, nn.Identity)
+    k = model.num_prefix_tokens
+    if model.global_pool == "token":
+        return "final `norm` on every token, then token 0 (CLS)"
+    assert model.global_pool == "avg"
+    if norm:
+        return f"final `norm` on every token, then the mean of tokens {k}.. (after the {k} prefix tokens), no fc_norm"
+    assert fcn
+    return f"mean of tokens {k}.. (after the {k} prefix tokens; no final norm), then `fc_norm`"
+
+
+def mlp_detail(model):
+    m = model.blocks[0].mlp
+    if hasattr(m, "fc1_g"):
+        return ("SwiGLU (timm SwiGLU): h = silu(fc1_g(x)) * fc1_x(x); h = mlp.norm(h) (LayerNorm over the hidden "
+                f"{m.fc1_g.out_features}, same eps) ; fc2(h)" if not isinstance(m.norm, nn.Identity) else
+                "SwiGLU: silu(fc1_g(x)) * fc1_x(x) -> fc2")
+    if isinstance(m.act, nn.SiLU):
+        return (f"SwiGLUPacked (timm GluMlp gate_last=False): u = fc1(x) ({m.fc1.out_features} rows); "
+                f"a, b = u[..., :{m.fc1.out_features // 2}], u[..., {m.fc1.out_features // 2}:]; "
+                "h = silu(a) * b (the FIRST half is the SiLU'd gate); fc2(h)")
+    return "fc1 -> exact erf GELU -> fc2"
+
+
+@torch.no_grad()
+def hf_dinov3_case():
+    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+    case = "hf_dinov3"
+    torch.manual_seed(HF_SEED)
+    cfg = DINOv3ViTConfig(
+        hidden_size=DIM, intermediate_size=4 * DIM, num_hidden_layers=DEPTH, num_attention_heads=HEADS,
+        patch_size=PATCH, image_size=IMG, num_register_tokens=4, layer_norm_eps=1e-5, rope_theta=100.0,
+        query_bias=True, key_bias=False, value_bias=True, proj_bias=True, layerscale_value=1.0,
+        use_gated_mlp=False, hidden_act="gelu", attn_implementation="eager",
+    )
+    model = DINOv3ViTModel(cfg).eval()
+    model.config._attn_implementation = "eager"
+    randomize_(model)
+    d = fresh(case)
+    tmp = d / "_tmp"
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    stored = load_file(str(tmp / "model.safetensors"))
+    sd = mf.plain_state_dict(stored)
+    save_file(sd, str(d / "model.safetensors"), metadata=META)
+    cfgj = json.loads((tmp / "config.json").read_text())
+    cfgj.pop("_attn_implementation", None)
+    write_json(d / "config.json", cfgj)
+    shutil.rmtree(tmp)
+    mem = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert set(sd) == {k.replace("model.layer.", "layer.") for k in mem}, (sorted(sd), sorted(mem))
+    pixels = torch.randn(2, 3, IMG, IMG)
+    save_file({"pixels": pixels}, str(d / "input.safetensors"), metadata=META)
+    out = model(pixel_values=pixels, output_attentions=True)
+    pooled = out.pooler_output.float()
+    attns = [a.float() for a in out.attentions]
+    assert len(attns) == DEPTH
+    again = model(pixel_values=pixels, output_attentions=True)
+    assert torch.equal(again.pooler_output, out.pooler_output)
+    exp = {"pooled": pooled.contiguous()}
+    exp.update({f"attn.{i}": a.contiguous() for i, a in enumerate(attns)})
+    save_file(exp, str(d / "expected.safetensors"), metadata=META)
+    # the stored Hub-layout checkpoint reloads into transformers unchanged
+    re = DINOv3ViTModel.from_pretrained(str(d), attn_implementation="eager").eval()
+    torch.testing.assert_close(re(pixel_values=pixels).pooler_output, out.pooler_output, rtol=0, atol=0)
+    # rope tables as transformers applies them, vs the stated formula
+    cos, sin = model.rope_embeddings(pixels)
+    mine = rope_tables("dinov3", 100.0)
+    err = max((sin - mine[0]).abs().max().item(), (cos - mine[1]).abs().max().item())
+    assert err < 1e-5, err
+    save_file({"sin": sin.float().contiguous(), "cos": cos.float().contiguous()}, str(d / "rope.safetensors"),
+              metadata=META)
+    # rope matters
+    orig = model.rope_embeddings.forward
+    model.rope_embeddings.forward = lambda px: (torch.ones_like(cos), torch.zeros_like(sin))
+    delta = (model(pixel_values=pixels).pooler_output - out.pooler_output).abs().max().item()
+    model.rope_embeddings.forward = orig
+    assert delta > 1e-2, delta
+    spec = {"src": "hf", "block_prefix": "layer.", "eps": 1e-5, "rope": {"kind": "dinov3", "temperature": 100.0},
+            "mlp": "gelu", "pool": "token"}
+    rp, _, ra = ref_forward(sd, spec, pixels)
+    ref_err = max((rp - pooled).abs().max().item(), *[(x - y).abs().max().item() for x, y in zip(ra, attns)])
+    assert ref_err < 1e-4, ref_err
+    write_json(d / "meta.json", {
+        "case": case, "heads": HEADS, "eps": 1e-5, "image_size": [IMG, IMG], "patch_size": PATCH,
+        "embed_dim": DIM, "depth": DEPTH, "batch": 2, "tokens": 1 + 4 + NPATCH, "registers": 4,
+        "pooling": "token", "pooling_detail": "final `norm` on every token, pooler_output = token 0 (CLS); no head",
+        "mlp": "up_proj -> exact erf GELU -> down_proj", "layer_scale": True,
+        "rope": DINOV3_ROPE, "rope_check": f"max|pooled - pooled without rope| = {delta:.4f}",
+        "keys_note": "model.safetensors is save_pretrained's Hub layout (layer.N.*, as facebook/dinov3-* files); "
+                     "transformers 5 names the blocks model.layer.N.* in memory and renames on load/save",
+        "reference_forward_max_abs_err": ref_err,
+        "keys": {n: list(v.shape) for n, v in sd.items()},
+        **versions(),
+    })
+    print(f"  {case}: {len(sd)} tensors, ref err {ref_err:.1e}, rope delta {delta:.4f}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# gradient cases: methods glued onto timm's own modules
+# --------------------------------------------------------------------------------------------------------------
+
+class PrefixPlus:
+    """Raise every Eva block's attn.num_prefix_tokens by n for the duration (prompts are not rotated)."""
+
+    def __init__(self, model, n):
+        self.model, self.n = model, n
+
+    def __enter__(self):
+        if is_eva(self.model):
+            for blk in self.model.blocks:
+                blk.attn.num_prefix_tokens += self.n
+
+    def __exit__(self, *exc):
+        if is_eva(self.model):
+            for blk in self.model.blocks:
+                blk.attn.num_prefix_tokens -= self.n
+
+
+def embed(model, pixels):
+    """Tokens after the position embedding (+ rope table for Eva)."""
+    x = model.patch_embed(pixels)
+    if is_eva(model):
+        return model._pos_embed(x)
+    return model._pos_embed(x), None
+
+
+def run_block(model, blk, x, rope):
+    return blk(x, rope=rope) if is_eva(model) else blk(x)
+
+
+def head_logits(model, x, P):
+    """From the final norm's output: timm's pooling (and fc_norm), then the tuning's head."""
+    return F.linear(model.forward_head(x, pre_logits=True), P["head.weight"], P["head.bias"])
+
+
+def vpt_deep_logits(model, P, pixels, p=VPT_P):
+    n = pixels.shape[0]
+    k = model.num_prefix_tokens
+    x, rope = embed(model, pixels)
+    x = torch.cat([x[:, :k], P["prompt_embeddings"].expand(n, -1, -1), x[:, k:]], 1)
+    x = model.norm_pre(x)
+    with PrefixPlus(model, p):
+        for i, blk in enumerate(model.blocks):
+            if i >= 1:
+                deep = P["deep_prompt_embeddings"][i - 1].unsqueeze(0).expand(n, -1, -1)
+                x = torch.cat([x[:, :k], deep, x[:, k + p:]], 1)
+            x = run_block(model, blk, x, rope)
+    return head_logits(model, model.norm(x), P)
+
+
+class Features(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m.forward_features(x)
+
+
+def lora_logits(model, P, pixels, scale=LORA_ALPHA / LORA_R):
+    over = {}
+    for i, blk in enumerate(model.blocks):
+        a = f"blocks.{i}.attn."
+        dq = scale * P[a + "q_lora_B"] @ P[a + "q_lora_A"]
+        dv = scale * P[a + "v_lora_B"] @ P[a + "v_lora_A"]
+        if getattr(blk.attn, "qkv", None) is not None:
+            w = blk.attn.qkv.weight
+            over[a + "qkv.weight"] = w + torch.cat([dq, torch.zeros_like(dq), dv], 0)
+        else:
+            over[a + "q_proj.weight"] = blk.attn.q_proj.weight + dq
+            over[a + "v_proj.weight"] = blk.attn.v_proj.weight + dv
+    feats = torch.func.functional_call(Features(model), {f"m.{k}": v for k, v in over.items()}, (pixels,))
+    return head_logits(model, feats, P)
+
+
+def ssf_points(model):
+    """vitune's SSF names -> [(timm module, slice of the scale/shift)] in forward order."""
+    pts = {"patch_embed": [("patch_embed", None)]}
+    for i, blk in enumerate(model.blocks):
+        b = f"blocks.{i}."
+        pts[b + "norm1"] = [(b + "norm1", None)]
+        if getattr(blk.attn, "qkv", None) is not None:
+            assert getattr(blk.attn, "q_bias", None) is None, "qkv hook would miss F.linear with q_bias/v_bias"
+            pts[b + "attn.qkv"] = [(b + "attn.qkv", None)]
+        else:
+            pts[b + "attn.qkv"] = [(b + f"attn.{n}_proj", slice(j * DIM, (j + 1) * DIM)) for j, n in enumerate("qkv")]
+        pts[b + "attn.proj"] = [(b + "attn.proj", None)]
+        pts[b + "norm2"] = [(b + "norm2", None)]
+        m = blk.mlp
+        if hasattr(m, "fc1_g"):
+            h = m.fc1_g.out_features
+            pts[b + "mlp.fc1"] = [(b + "mlp.fc1_g", slice(0, h)), (b + "mlp.fc1_x", slice(h, 2 * h))]
+        else:
+            pts[b + "mlp.fc1"] = [(b + "mlp.fc1", None)]
+        pts[b + "mlp.fc2"] = [(b + "mlp.fc2", None)]
+    pts["fc_norm" if not isinstance(model.fc_norm, nn.Identity) else "norm"] = [
+        ("fc_norm" if not isinstance(model.fc_norm, nn.Identity) else "norm", None)]
+    return pts
+
+
+def ssf_width(model, name):
+    total = 0
+    for mod, sl in ssf_points(model)[name]:
+        m = model.get_submodule(mod)
+        w = getattr(m, "out_features", None) or getattr(m, "normalized_shape", [None])[0] or DIM
+        total += w
+    return total
+
+
+def ssf_logits(model, P, pixels):
+    handles = []
+    try:
+        for name, pts in ssf_points(model).items():
+            gamma, beta = P[name + ".ssf_scale"], P[name + ".ssf_shift"]
+            for mod, sl in pts:
+                g, b = (gamma, beta) if sl is None else (gamma[sl], beta[sl])
+                handles.append(model.get_submodule(mod).register_forward_hook(
+                    lambda _m, _i, out, g=g, b=b: out * g + b))
+        return head_logits(model, model.forward_features(pixels), P)  # fc_norm's hook still on
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def adaptformer_logits(model, P, pixels):
+    x, rope = embed(model, pixels)
+    x = model.norm_pre(x)
+    for i, blk in enumerate(model.blocks):
+        a = f"blocks.{i}.adaptmlp."
+        y = blk.attn(blk.norm1(x), rope=rope)
+        x = x + (blk.gamma_1 * y if blk.gamma_1 is not None else y)
+        m = blk.mlp(blk.norm2(x))
+        m = blk.gamma_2 * m if blk.gamma_2 is not None else m
+        ad = F.linear(F.relu(F.linear(x, P[a + "down_proj.weight"], P[a + "down_proj.bias"])),
+                      P[a + "up_proj.weight"], P[a + "up_proj.bias"])
+        x = x + m + ADAPT_S * ad
+    return head_logits(model, model.norm(x), P)
+
+
+def convpass_ref(P, pre, z):
+    """mg.PetlConvpass's forward (JieShibo/PETL-ViT) as a function of the trainable tensors."""
+    return torch.func.functional_call(
+        mg.PetlConvpass(CONV_DIM, DIM, GRID).to(z.dtype),
+        {k[len(pre):]: v for k, v in P.items() if k.startswith(pre)}, (z,))
+
+
+def convpass_logits(model, P, pixels):
+    assert model.num_prefix_tokens == 1, "Convpass as in PETL-ViT: one CLS then the patch grid"
+    x, rope = embed(model, pixels)
+    x = model.norm_pre(x)
+    for i, blk in enumerate(model.blocks):
+        b = f"blocks.{i}."
+        h = blk.norm1(x)
+        y = blk.attn(h, rope=rope)
+        x = x + (blk.gamma_1 * y if blk.gamma_1 is not None else y) + CONV_S * convpass_ref(P, b + "adapter_attn.", h)
+        h = blk.norm2(x)
+        y = blk.mlp(h)
+        x = x + (blk.gamma_2 * y if blk.gamma_2 is not None else y) + CONV_S * convpass_ref(P, b + "adapter_mlp.", h)
+    return head_logits(model, model.norm(x), P)
+
+
+def plain_logits(model, P, pixels):
+    return torch.func.functional_call(model, P, (pixels,))
+
+
+def method_options(method):
+    if method == "vpt-deep":
+        return {"p": VPT_P, "prompts_get_pos_embed": False, "prompts_rotated": False, "deep": True,
+                "placement": "after CLS and the registers, before the patches"}
+    if method == "lora":
+        return {"alpha": LORA_ALPHA, "r": LORA_R, "scale": LORA_ALPHA / LORA_R, "targets": ["q", "v"]}
+    if method == "adaptformer":
+        return {"bottleneck": ADAPT_B, "scale": ADAPT_S, "placement": "parallel to MLP, input = residual before "
+                "norm2, outside the layer scale", "activation": "relu", "adapter_layernorm": False}
+    if method == "convpass":
+        return {"dim": CONV_DIM, "scale": CONV_S, "activation": "quick_gelu (u*sigmoid(1.702u))",
+                "conv": "3x3 padding 1 on the 4x4 patch grid; CLS as 1x1 image with the same conv"}
+    if method == "ssf":
+        return {"modules": "patch_embed, norm1, attn.qkv (3D, rows q,k,v), attn.proj, norm2, mlp.fc1 (its full "
+                "output before any gating; EVA-02: [fc1_g | fc1_x]), mlp.fc2, final norm/fc_norm"}
+    return {}
+
+
+def loss_grads(model, tuned, logits_fn, pixels, labels, dtype):
+    m = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
+    params = {k: v.to(dtype).clone().requires_grad_(True) for k, v in tuned.items()}
+    loss = F.cross_entropy(logits_fn(m, params, pixels.to(dtype)), labels)
+    grads = torch.autograd.grad(loss, list(params.values()))
+    return loss.detach(), dict(zip(params, grads)), m
+
+
+def fd_check(model64, tuned, logits_fn, pixels, labels, g64, seed):
+    gen = torch.Generator().manual_seed(seed)
+    h, worst, n = 1e-6, 0.0, 0
+    base = {k: v.double() for k, v in tuned.items()}
+    px = pixels.double()
+    with torch.no_grad():
+        for name, g in g64.items():
+            flat = g.reshape(-1)
+            for idx in (int(flat.abs().argmax()), int(torch.randint(flat.numel(), (1,), generator=gen))):
+                vals = []
+                for sgn in (1.0, -1.0):
+                    t = dict(base)
+                    t[name] = base[name].clone()
+                    t[name].view(-1)[idx] += sgn * h
+                    vals.append(F.cross_entropy(logits_fn(model64, t, px), labels).item())
+                fd = (vals[0] - vals[1]) / (2 * h)
+                an = flat[idx].item()
+                err = abs(fd - an)
+                assert err <= 1e-7 + 1e-5 * abs(an), (name, idx, fd, an)
+                worst = max(worst, err / max(abs(an), 1e-3))
+                n += 1
+    return worst, n
+
+
+def grad_case(case, method, backbone, model, tuned, logits_fn, seed, extra_check=None):
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(3, 3, IMG, IMG, generator=g)
+    labels = torch.tensor(LABELS, dtype=torch.int64)
+    for blk in model.blocks:
+        blk.attn.fused_attn = False
+    loss, grads, _ = loss_grads(model, tuned, logits_fn, pixels, labels, torch.float32)
+    for k, gr in grads.items():
+        assert gr.shape == tuned[k].shape and torch.isfinite(gr).all(), k
+        assert gr.abs().max() > 1e-6, (case, k, "trivial gradient")
+    loss64, g64, model64 = loss_grads(model, tuned, logits_fn, pixels, labels, torch.float64)
+    e32 = max(((g64[k].float() - grads[k]).abs().max() / g64[k].abs().max()).item() for k in grads)
+    assert e32 <= 1e-4, (case, e32)
+    assert abs(loss64.item() - loss.item()) <= 1e-5 * max(1.0, abs(loss.item())), (loss64, loss)
+    worst, n_fd = fd_check(model64, tuned, logits_fn, pixels, labels, g64, seed + 100)
+    checks = {"f32_vs_f64_grad_max_rel_err": e32, "fd_float64_entries_checked": n_fd,
+              "fd_float64_worst_rel_err": worst}
+    if extra_check:
+        checks.update(extra_check(model, tuned, pixels))
+    d = fresh(f"grad_{case}")
+    save_file({k: v.contiguous() for k, v in tuned.items()}, str(d / "tuned.safetensors"), metadata=META)
+    save_file({"pixels": pixels, "labels": labels}, str(d / "input.safetensors"), metadata=META)
+    exp = {k: v.contiguous() for k, v in grads.items()}
+    exp["loss"] = loss.reshape(()).float()
+    save_file(exp, str(d / "expected.safetensors"), metadata=META)
+    write_json(d / "meta.json", {
+        "case": case, "method": method, "options": method_options(method), "backbone": backbone,
+        "loss_value": loss.item(), "labels": LABELS,
+        "loss": "mean cross-entropy, no label smoothing, no dropout",
+        "head": "new random head (head.weight ~ N(0,0.2), head.bias ~ N(0,0.1)); checkpoint head unused",
+        "trainable": {k: list(v.shape) for k, v in tuned.items()},
+        "seed": seed, "checks": checks, **versions(),
+    })
+    print(f"  grad_{case}: loss {loss.item():.6f}, {len(grads)} tensors, f32/f64 {e32:.1e}, fd({n_fd}) {worst:.1e}"
+          + "".join(f", {k} {v:.1e}" for k, v in checks.items() if k.startswith("x_")))
+
+
+def lora_merge_check(model, tuned, pixels):
+    """LoRA logits equal timm's own model with the update merged into the weights."""
+    m = copy.deepcopy(model)
+    sc = LORA_ALPHA / LORA_R
+    with torch.no_grad():
+        for i, blk in enumerate(m.blocks):
+            a = f"blocks.{i}.attn."
+            dq = sc * tuned[a + "q_lora_B"] @ tuned[a + "q_lora_A"]
+            dv = sc * tuned[a + "v_lora_B"] @ tuned[a + "v_lora_A"]
+            if getattr(blk.attn, "qkv", None) is not None:
+                blk.attn.qkv.weight[:DIM] += dq
+                blk.attn.qkv.weight[2 * DIM:] += dv
+            else:
+                blk.attn.q_proj.weight += dq
+                blk.attn.v_proj.weight += dv
+        m.head.weight.copy_(tuned["head.weight"])
+        m.head.bias.copy_(tuned["head.bias"])
+        err = (m(pixels) - lora_logits(model, tuned, pixels)).abs().max().item()
+    assert err < 2e-5, err
+    return {"x_merged_timm_logits_max_abs_err": err}
+
+
+def vpt_zero_check(model, tuned, pixels):
+    """Sanity of the gluing: with the prompts removed (p = 0) the glue is timm's own forward."""
+    with torch.no_grad():
+        P = {"prompt_embeddings": tuned["prompt_embeddings"][:, :0],
+             "deep_prompt_embeddings": tuned["deep_prompt_embeddings"][:, :0], **{k: tuned[k] for k in
+                                                                                   ("head.weight", "head.bias")}}
+        got = vpt_deep_logits(model, P, pixels, p=0)
+        want = F.linear(model.forward_head(model.forward_features(pixels), pre_logits=True),
+                        tuned["head.weight"], tuned["head.bias"])
+        err = (got - want).abs().max().item()
+    assert err < 1e-5, err
+    return {"x_p0_vs_timm_logits_max_abs_err": err}
+
+
+def grad_cases(models):
+    g = torch.Generator().manual_seed(2200)
+
+    def vpt(short, backbone, seed):
+        tuned = {"prompt_embeddings": randn(g, (1, VPT_P, DIM), 0.5),
+                 "deep_prompt_embeddings": randn(g, (DEPTH - 1, VPT_P, DIM), 0.5), **new_head(g)}
+        grad_case(f"{short}-vpt-deep", "vpt-deep", backbone, models[backbone], tuned, vpt_deep_logits, seed,
+                  vpt_zero_check)
+
+    def lora(short, backbone, seed):
+        tuned = new_head(g)
+        for i in range(DEPTH):
+            for s in "qv":
+                tuned[f"blocks.{i}.attn.{s}_lora_A"] = randn(g, (LORA_R, DIM), 0.2)
+                tuned[f"blocks.{i}.attn.{s}_lora_B"] = randn(g, (DIM, LORA_R), 0.2)
+        grad_case(f"{short}-lora", "lora", backbone, models[backbone], tuned, lora_logits, seed, lora_merge_check)
+
+    def ssf(short, backbone, seed):
+        model = models[backbone]
+        tuned = {}
+        for name in ssf_points(model):
+            w = ssf_width(model, name)
+            tuned[name + ".ssf_scale"] = randn(g, (w,), 0.2, 1.0)
+            tuned[name + ".ssf_shift"] = randn(g, (w,), 0.1)
+        tuned.update(new_head(g))
+        grad_case(f"{short}-ssf", "ssf", backbone, model, tuned, ssf_logits, seed)
+
+    # a. DINOv3
+    vpt("dinov3", "timm_dinov3", 2301)
+    lora("dinov3", "timm_dinov3", 2302)
+    # b. DINOv2-giant layout and EVA-02
+    vpt("dinov2g", "timm_dinov2g_reg", 2303)
+    lora("dinov2g", "timm_dinov2g_reg", 2304)
+    vpt("eva02", "timm_eva02", 2305)
+    lora("eva02", "timm_eva02", 2306)
+    # c. more methods
+    ssf("dinov3", "timm_dinov3", 2307)
+    ssf("eva02", "timm_eva02", 2308)
+    tuned = {}
+    for i in range(DEPTH):
+        b = f"blocks.{i}.adaptmlp."
+        tuned[b + "down_proj.weight"] = randn(g, (ADAPT_B, DIM), 0.2)
+        tuned[b + "down_proj.bias"] = randn(g, (ADAPT_B,), 0.1)
+        tuned[b + "up_proj.weight"] = randn(g, (DIM, ADAPT_B), 0.2)
+        tuned[b + "up_proj.bias"] = randn(g, (DIM,), 0.1)
+    tuned.update(new_head(g))
+    grad_case("dinov3-adaptformer", "adaptformer", "timm_dinov3", models["timm_dinov3"], tuned, adaptformer_logits,
+              2309)
+    tuned = {}
+    for i in range(DEPTH):
+        for which in ("adapter_attn", "adapter_mlp"):
+            b = f"blocks.{i}.{which}."
+            tuned[b + "adapter_down.weight"] = randn(g, (CONV_DIM, DIM), 0.2)
+            tuned[b + "adapter_down.bias"] = randn(g, (CONV_DIM,), 0.1)
+            tuned[b + "adapter_conv.weight"] = randn(g, (CONV_DIM, CONV_DIM, 3, 3), 0.2)
+            tuned[b + "adapter_conv.bias"] = randn(g, (CONV_DIM,), 0.1)
+            tuned[b + "adapter_up.weight"] = randn(g, (DIM, CONV_DIM), 0.2)
+            tuned[b + "adapter_up.bias"] = randn(g, (DIM,), 0.1)
+    tuned.update(new_head(g))
+    grad_case("eva02-convpass", "convpass", "timm_eva02", models["timm_eva02"], tuned, convpass_logits, 2310)
+    dg = models["timm_dinov2g_reg"]
+    tuned = {k: v.detach().clone() for k, v in dg.state_dict().items()
+             if k.endswith(".bias") and not k.startswith("head.")}
+    tuned.update(new_head(g))
+    grad_case("dinov2g-bitfit", "bitfit", "timm_dinov2g_reg", dg, tuned, plain_logits, 2311)
+
+
+GRADIENT = ["dinov3-vpt-deep", "dinov3-lora", "dinov2g-vpt-deep", "dinov2g-lora", "eva02-vpt-deep", "eva02-lora",
+            "dinov3-ssf", "eva02-ssf", "dinov3-adaptformer", "eva02-convpass", "dinov2g-bitfit"]
+FORWARD = list(TIMM_CASES) + ["hf_dinov3"]
+
+
+def summarise():
+    print()
+    for case in FORWARD + [f"grad_{c}" for c in GRADIENT]:
+        d = OUT / case
+        files = sorted(d.iterdir())
+        for f in files:
+            f.chmod(0o644)
+        print(f"  {case:<26} {sum(f.stat().st_size for f in files):>7} bytes  {', '.join(f.name for f in files)}")
+
+
+def main():
+    print(f"torch {torch.__version__}, timm {timm.__version__}, python {sys.version.split()[0]}")
+    print("forward cases:")
+    models = {case: timm_forward_case(case) for case in TIMM_CASES}
+    hf_dinov3_case()
+    print("gradient cases:")
+    grad_cases(models)
+    summarise()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
