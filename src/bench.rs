@@ -13,7 +13,8 @@ use crate::rng::Rng;
 fn config(name: &str) -> Result<crate::model::ViTConfig> {
     standard_config(name).ok_or_else(|| {
         Error::Input(format!(
-            "unknown config `{name}`; expected vit-ti16, vit-s16, vit-b16, vit-l16 or tiny"
+            "unknown config `{name}`; expected vit-ti16, vit-s16, vit-b16, vit-l16 or tiny, optionally \
+             followed by -dinov3 (RoPE, registers, LayerScale) or -swiglu"
         ))
     })
 }

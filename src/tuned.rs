@@ -23,6 +23,9 @@ pub struct TunedMeta {
     pub backbone_source: Option<String>,
     pub backbone_dim: usize,
     pub backbone_depth: usize,
+    /// The backbone's layout family in words (`vitune info`'s), e.g. "DINOv3-style ViT, RoPE dinov3 (…)"; empty
+    /// in files written before vitune recorded it.
+    pub backbone_family: String,
     pub image_size: (usize, usize),
     pub mean: [f32; 3],
     pub std: [f32; 3],
@@ -49,6 +52,7 @@ impl TunedMeta {
             backbone_source: backbone.source.clone(),
             backbone_dim: c.dim,
             backbone_depth: c.depth,
+            backbone_family: c.family(),
             image_size: c.image_size,
             mean: c.mean,
             std: c.std,
@@ -74,6 +78,7 @@ impl TunedMeta {
         }
         m.insert("backbone_dim".into(), self.backbone_dim.to_string());
         m.insert("backbone_depth".into(), self.backbone_depth.to_string());
+        m.insert("backbone_family".into(), self.backbone_family.clone());
         m.insert("image_size".into(), j(&self.image_size)?);
         m.insert("mean".into(), j(&self.mean)?);
         m.insert("std".into(), j(&self.std)?);
@@ -115,6 +120,7 @@ impl TunedMeta {
             backbone_source: m.get("backbone_source").cloned(),
             backbone_dim: parse(path, "backbone_dim", get("backbone_dim")?)?,
             backbone_depth: parse(path, "backbone_depth", get("backbone_depth")?)?,
+            backbone_family: m.get("backbone_family").cloned().unwrap_or_default(),
             image_size: parse(path, "image_size", get("image_size")?)?,
             mean: parse(path, "mean", get("mean")?)?,
             std: parse(path, "std", get("std")?)?,

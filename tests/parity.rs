@@ -405,3 +405,50 @@ fn hugging_face_dinov3_matches_transformers() {
     let b = check_headless("hf_dinov3");
     assert!(b.config.rope.is_some() && !b.config.abs_pos);
 }
+
+/// Any input size: at 40×24 (a 5×3 grid, not the checkpoint's) the RoPE angles follow the grid in use, as timm's
+/// dynamic size and transformers compute them; no resampling.
+#[test]
+fn dinov3_at_a_non_square_input_matches_timm_and_transformers() {
+    for case in ["timm_dinov3", "hf_dinov3"] {
+        let dir = common::fixture(case);
+        let backbone =
+            load_backbone(&dir.join("model.safetensors"), &LoadOptions::default()).expect("loads");
+        let pixels = vitune::io::read_tensors(&dir.join("input_40x24.safetensors"))
+            .expect("input")
+            .remove("pixels")
+            .expect("pixels");
+        let want = vitune::io::read_tensors(&dir.join("expected_40x24.safetensors")).expect("want");
+        let tables = vitune::io::read_tensors(&dir.join("rope_40x24.safetensors")).expect("rope");
+        let c = &backbone.config;
+        let (cos, sin) = c
+            .rope
+            .as_ref()
+            .expect("rope")
+            .tables((5, 3), c.dim / c.heads);
+        assert!(
+            rel_err_named(&cos, &tables["cos"].data) < 1e-5,
+            "{case}: cos"
+        );
+        assert!(
+            rel_err_named(&sin, &tables["sin"].data) < 1e-5,
+            "{case}: sin"
+        );
+        let gpu = common::gpu();
+        let vit = GpuViT::new(&gpu, &backbone, Some((40, 24))).expect("upload");
+        let opts = ForwardOptions {
+            attn: true,
+            ..Default::default()
+        };
+        let out = vit.forward(&gpu, &pixels, &opts).expect("forward");
+        let e = rel_err_named(&out.pooled.data, &want["pooled"].data);
+        assert!(e < TOL, "{case}: pooled rel err {e:e}");
+        check_logits(case, out.logits.as_ref(), &want, " at 40x24");
+        for (l, a) in out.attn.iter().enumerate() {
+            let w = &want[&format!("attn.{l}")];
+            assert_eq!(a.shape, w.shape, "{case}: attn.{l} shape");
+            let e = rel_err_named(&a.data, &w.data);
+            assert!(e < TOL, "{case}: attn.{l} rel err {e:e}");
+        }
+    }
+}

@@ -50,6 +50,24 @@ tables [16, 16] (patch x head dim) exactly as the library applies them to q and 
   int(48 * 5.33334) = 256), 4 registers, ``no_embed_class`` (pos_embed has only patch rows), ``ls1``/``ls2``
   LayerScale, fused qkv with bias, CLS pooling after ``norm``, eps 1e-6, ImageNet mean/std.
 
+Non-square input (``timm_dinov3`` and ``hf_dinov3`` only; their meta.json has ``"resized_input": [40, 24]``): the
+SAME model (same model.safetensors, no resampling of any weight) run on a 40x24 (H x W) input, a grid of 5 rows x 3
+columns at patch 8 (15 patches, T = 1 + 4 + 15 = 20 tokens, row-major). timm rebuilds its RoPE table for the input
+grid (``dynamic_img_size``: ``rope.get_embed(shape=(5, 3))``), transformers from ``pixel_values``' shape; the
+coordinates are normalised per axis (y = 2*(r+0.5)/5 - 1, x = 2*(c+0.5)/3 - 1). Three more files in each folder:
+
+* ``input_40x24.safetensors``: ``pixels`` F32 [2,3,40,24], N(0, 1) from its own generator (seed 2111 for
+  ``timm_dinov3``, 2113 for ``hf_dinov3``);
+* ``expected_40x24.safetensors``: ``pooled`` [2,48], ``logits`` [2,5] (timm only; hf has no head), ``attn.{l}``
+  post-softmax [2,3,20,20], as for the square input;
+* ``rope_40x24.safetensors``: ``sin``, ``cos`` [15,16], captured from the library during that forward (timm's
+  ``rope.get_embed`` return value split in halves; transformers' ``rope_embeddings`` output).
+
+Checks made before writing: the captured tables equal the stated formula on the 5x3 grid (< 1e-5), the outputs are
+bit-identical on a second evaluation, the independent plain-torch reference forward reproduces them (< 1e-4), and
+every output (pooled, logits, each attn) moves by more than 1e-2 with RoPE disabled (timm ``model.rope = None``;
+transformers cos = 1, sin = 0).
+
 Gradient cases (``grad_<case>``, files as tools/make_grad_fixtures.py: tuned.safetensors, input.safetensors
 ``pixels`` [3,3,32,32] + ``labels`` I64 [3], expected.safetensors ``loss`` (0-d) + the gradient of every trainable
 tensor under vitune's names, meta.json), autograd through timm's own modules with the method glued on (as
@@ -126,6 +144,11 @@ TIMM_CASES = {
     "timm_dinov2g_reg": ("vit_giant_patch14_reg4_dinov2", {}, 2106),
 }
 HF_SEED = 2103
+
+# the non-square input of the DINOv3 forward cases (dynamic size: the rope grid is rebuilt for it)
+RH, RW = 40, 24                      # 5 x 3 patches
+RGRID = (RH // PATCH, RW // PATCH)
+RESIZED_SEEDS = {"timm_dinov3": 2111, "hf_dinov3": 2113}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -222,18 +245,23 @@ def is_eva(model):
 # --------------------------------------------------------------------------------------------------------------
 
 def rope_tables(kind, temperature, ref=None, grid=GRID, hd=HD):
-    """(sin, cos) [grid*grid, hd] from the formulas stated in meta.json (float64, cast to float32)."""
-    r = torch.arange(grid, dtype=torch.float64)
+    """(sin, cos) [gh*gw, hd] from the formulas stated in meta.json (float64, cast to float32); grid is an int
+    (square) or (gh, gw) (rows, columns)."""
+    gh, gw = (grid, grid) if isinstance(grid, int) else grid
+    ry = torch.arange(gh, dtype=torch.float64)
+    rx = torch.arange(gw, dtype=torch.float64)
     nb = hd // 4
     j = torch.arange(nb, dtype=torch.float64)
     if kind == "dinov3":
-        c = 2.0 * (r + 0.5) / grid - 1.0                      # patch centres in [-1, 1]
+        cy = 2.0 * (ry + 0.5) / gh - 1.0                      # patch centres in [-1, 1], per axis
+        cx = 2.0 * (rx + 0.5) / gw - 1.0
         periods = temperature ** (4.0 * j / hd)               # = temperature ** (2j / (hd/2))
         freq = 2 * math.pi / periods
     else:  # 'cat' (EVA-02, timm RoPE ViT)
-        c = r * (ref / grid)                                 # integer index rescaled to the reference grid
+        cy = ry * (ref / gh)                                 # integer index rescaled to the reference grid
+        cx = rx * (ref / gw)
         freq = temperature ** (-j / nb)                      # 1 / temperature ** (j / (hd/4))
-    yy, xx = torch.meshgrid(c, c, indexing="ij")             # row-major: token t = row*grid + col
+    yy, xx = torch.meshgrid(cy, cx, indexing="ij")           # row-major: token t = row*gw + col
     ang = torch.cat([yy.reshape(-1, 1) * freq, xx.reshape(-1, 1) * freq], 1)   # [P, hd/2]: y bands, x bands
     if kind == "dinov3":
         ang = torch.cat([ang, ang], 1)                       # rotate-half layout
@@ -322,7 +350,8 @@ def ref_forward(sd, spec, pixels):
     k = len(pre) and sum(t.shape[1] for t in pre)
     rope = spec.get("rope")
     if rope:
-        sin, cos = rope_tables(rope["kind"], rope["temperature"], rope.get("ref"))
+        grid = (pixels.shape[2] // PATCH, pixels.shape[3] // PATCH)
+        sin, cos = rope_tables(rope["kind"], rope["temperature"], rope.get("ref"), grid)
     T = x.shape[1]
     attns = []
     for i in range(DEPTH):
@@ -473,9 +502,11 @@ def timm_forward_case(case):
     ref_err = max((rp - pooled).abs().max().item(), (rl - logits).abs().max().item(),
                   *[(x - y).abs().max().item() for x, y in zip(ra, attns)])
     assert ref_err < 1e-4, (case, ref_err)
+    resized = timm_resized(case, model, d, sd, spec) if case in RESIZED_SEEDS else None
     k = model.num_prefix_tokens
     meta = {
         "case": case, "architecture": arch, "heads": HEADS, "eps": spec["eps"], "image_size": [IMG, IMG],
+        **({"resized_input": [RH, RW]} if resized else {}),
         "patch_size": PATCH, "embed_dim": DIM, "depth": DEPTH, "num_classes": CLASSES, "batch": 2,
         "tokens": k + NPATCH,
         "class_token": getattr(model, "cls_token", None) is not None,
@@ -496,8 +527,77 @@ def timm_forward_case(case):
         **versions(),
     }
     write_json(d / "meta.json", meta)
-    print(f"  {case}: {len(sd)} tensors, ref err {ref_err:.1e}" + (f", {rope_note}" if rope_note else ""))
+    print(f"  {case}: {len(sd)} tensors, ref err {ref_err:.1e}" + (f", {rope_note}" if rope_note else "")
+          + (f"; {RH}x{RW}: {resized}" if resized else ""))
     return model
+
+
+def resized_pixels(case):
+    return torch.randn(2, 3, RH, RW, generator=torch.Generator().manual_seed(RESIZED_SEEDS[case]))
+
+
+def max_err(a, b):
+    return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+
+def check_resized_tables(sin, cos):
+    assert sin.shape == cos.shape == (RGRID[0] * RGRID[1], HD), (sin.shape, cos.shape)
+    mine = rope_tables("dinov3", 100.0, grid=RGRID)
+    err = max_err((sin, cos), mine)
+    assert err < 1e-5, err
+    square = rope_tables("dinov3", 100.0)                  # not merely the 4x4 table cut down
+    assert (sin[:3] - square[0][:3]).abs().max() > 1e-2
+
+
+def save_resized(d, pixels, expected, sin, cos):
+    save_file({"pixels": pixels}, str(d / f"input_{RH}x{RW}.safetensors"), metadata=META)
+    save_file({k: v.float().contiguous() for k, v in expected.items()}, str(d / f"expected_{RH}x{RW}.safetensors"),
+              metadata=META)
+    save_file({"sin": sin.float().contiguous(), "cos": cos.float().contiguous()},
+              str(d / f"rope_{RH}x{RW}.safetensors"), metadata=META)
+
+
+@torch.no_grad()
+def timm_resized(case, model, d, sd, spec):
+    """The same timm model (dynamic_img_size) on the non-square input: expected_40x24 and the rope table its
+    _pos_embed built for the 5x3 grid (captured from rope.get_embed during the forward)."""
+    pixels = resized_pixels(case)
+    seen = []
+    get_embed = model.rope.get_embed
+
+    def spy(*a, **kw):
+        out = get_embed(*a, **kw)
+        seen.append((a, kw, out.detach().clone()))
+        return out
+
+    model.rope.get_embed = spy
+    try:
+        pooled, logits, attns = mf.run_timm(model, pixels)
+    finally:
+        del model.rope.get_embed
+    assert seen and all(torch.equal(o, seen[0][2]) for _, _, o in seen), "one table for every call"
+    assert tuple(seen[0][1].get("shape") or seen[0][0][0]) == RGRID, seen[0][:2]
+    sin, cos = seen[0][2].chunk(2, -1)
+    check_resized_tables(sin, cos)
+    t = model.num_prefix_tokens + RGRID[0] * RGRID[1]
+    assert all(a.shape == (2, HEADS, t, t) for a in attns), [a.shape for a in attns]
+    p2, l2, a2 = mf.run_timm(model, pixels)
+    assert torch.equal(p2, pooled) and torch.equal(l2, logits) and all(map(torch.equal, a2, attns))
+    rp, rl, ra = ref_forward(sd, spec, pixels)
+    ref_err = max_err([rp, rl, *ra], [pooled, logits, *attns])
+    assert ref_err < 1e-4, (case, ref_err)
+    saved = model.rope
+    model.rope = None
+    try:
+        pn, ln, an = mf.run_timm(model, pixels)
+    finally:
+        model.rope = saved
+    delta = min((pn - pooled).abs().max().item(), (ln - logits).abs().max().item(),
+                *[(x - y).abs().max().item() for x, y in zip(an, attns)])
+    assert delta > 1e-2, (case, delta)
+    exp = {"pooled": pooled, "logits": logits, **{f"attn.{i}": a for i, a in enumerate(attns)}}
+    save_resized(d, pixels, exp, sin, cos)
+    return f"ref err {ref_err:.1e}, min over outputs of max|x - x without rope| {delta:.4f}"
 
 
 def pooling_detail(model):
@@ -585,8 +685,10 @@ def hf_dinov3_case():
     rp, _, ra = ref_forward(sd, spec, pixels)
     ref_err = max((rp - pooled).abs().max().item(), *[(x - y).abs().max().item() for x, y in zip(ra, attns)])
     assert ref_err < 1e-4, ref_err
+    resized = hf_resized(case, model, d, sd, spec)
     write_json(d / "meta.json", {
-        "case": case, "heads": HEADS, "eps": 1e-5, "image_size": [IMG, IMG], "patch_size": PATCH,
+        "case": case, "heads": HEADS, "eps": 1e-5, "image_size": [IMG, IMG], "resized_input": [RH, RW],
+        "patch_size": PATCH,
         "embed_dim": DIM, "depth": DEPTH, "batch": 2, "tokens": 1 + 4 + NPATCH, "registers": 4,
         "pooling": "token", "pooling_detail": "final `norm` on every token, pooler_output = token 0 (CLS); no head",
         "mlp": "up_proj -> exact erf GELU -> down_proj", "layer_scale": True,
@@ -597,7 +699,45 @@ def hf_dinov3_case():
         "keys": {n: list(v.shape) for n, v in sd.items()},
         **versions(),
     })
-    print(f"  {case}: {len(sd)} tensors, ref err {ref_err:.1e}, rope delta {delta:.4f}")
+    print(f"  {case}: {len(sd)} tensors, ref err {ref_err:.1e}, rope delta {delta:.4f}; {RH}x{RW}: {resized}")
+
+
+@torch.no_grad()
+def hf_resized(case, model, d, sd, spec):
+    """The same transformers model on the non-square input: expected_40x24 and the (cos, sin) its
+    rope_embeddings produced for the 5x3 grid during the forward."""
+    pixels = resized_pixels(case)
+    seen = []
+    h = model.rope_embeddings.register_forward_hook(lambda _m, _i, out: seen.append([t.clone() for t in out]))
+    try:
+        out = model(pixel_values=pixels, output_attentions=True)
+    finally:
+        h.remove()
+    assert len(seen) == 1, len(seen)
+    cos, sin = seen[0]
+    check_resized_tables(sin, cos)
+    pooled = out.pooler_output.float()
+    attns = [a.float() for a in out.attentions]
+    t = 1 + 4 + RGRID[0] * RGRID[1]
+    assert len(attns) == DEPTH and all(a.shape == (2, HEADS, t, t) for a in attns), [a.shape for a in attns]
+    again = model(pixel_values=pixels, output_attentions=True)
+    assert torch.equal(again.pooler_output, out.pooler_output) and all(map(torch.equal, again.attentions,
+                                                                           out.attentions))
+    rp, _, ra = ref_forward(sd, spec, pixels)
+    ref_err = max_err([rp, *ra], [pooled, *attns])
+    assert ref_err < 1e-4, (case, ref_err)
+    orig = model.rope_embeddings.forward
+    model.rope_embeddings.forward = lambda px: (torch.ones_like(cos), torch.zeros_like(sin))
+    try:
+        off = model(pixel_values=pixels, output_attentions=True)
+    finally:
+        model.rope_embeddings.forward = orig
+    delta = min((off.pooler_output - out.pooler_output).abs().max().item(),
+                *[(x - y).abs().max().item() for x, y in zip(off.attentions, out.attentions)])
+    assert delta > 1e-2, (case, delta)
+    exp = {"pooled": pooled, **{f"attn.{i}": a for i, a in enumerate(attns)}}
+    save_resized(d, pixels, exp, sin, cos)
+    return f"ref err {ref_err:.1e}, min over outputs of max|x - x without rope| {delta:.4f}"
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -92,6 +92,9 @@ pub(super) fn tuned_info(path: &Path, json: bool) -> Result<()> {
     if let Some(source) = &m.backbone_source {
         println!("from          {source}");
     }
+    if !m.backbone_family.is_empty() {
+        println!("family        {}", m.backbone_family);
+    }
     println!("image size    {}x{}", m.image_size.0, m.image_size.1);
     println!("init          {}", m.init);
     println!("vitune        {}", m.vitune_version);
