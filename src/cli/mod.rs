@@ -340,7 +340,8 @@ enum ExportFormat {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// vit-ti16, vit-s16, vit-b16, vit-l16, or demo (a tiny config).
+    /// vit-ti16, vit-s16, vit-b16, vit-l16, or demo (a tiny config); with -dinov3 (RoPE, 4 registers,
+    /// LayerScale) or -swiglu (a packed SwiGLU MLP) after it, that layout at the same size.
     #[arg(long, default_value = "vit-b16")]
     config: String,
     /// Images per training step.
