@@ -313,6 +313,27 @@ fn every_kind_of_method_on_eva02_matches_autograd() {
     check("eva02-convpass");
 }
 
+/// The linear probe and VPT-shallow on DINOv3 (the prompts after CLS and the registers, unrotated).
+#[test]
+fn linear_probe_and_vpt_shallow_on_dinov3_match_autograd() {
+    check("dinov3-linear");
+    check("dinov3-vpt-shallow");
+}
+
+/// timm's RoPE ViT without a class token: prompts after its one register, unrotated, inside the average.
+#[test]
+fn vpt_deep_on_a_rope_vit_without_a_class_token_matches_autograd() {
+    check("rope-vpt-deep");
+}
+
+/// BitFit and full fine-tuning on EVA-02's joined layout: the joined qkv bias (its k third, zero in the checkpoint,
+/// is trained too), fc1 = [fc1_g | fc1_x], the sub-LayerNorm, the absolute positions.
+#[test]
+fn bitfit_and_full_fine_tuning_on_eva02_match_autograd() {
+    check("eva02-bitfit");
+    check("eva02-full");
+}
+
 use common::GRAD_CASES as CASES;
 
 /// A method added without a fixture (and so without its gradients checked) fails here.

@@ -75,26 +75,46 @@ make_family_fixtures.py does), a new random head [5, 48], then a float64 re-run 
 central finite differences (h = 1e-6) on two entries of every trainable tensor:
 
 * on ``timm_dinov3``: ``dinov3-vpt-deep`` (3 prompts), ``dinov3-lora`` (rank 2, alpha 4, on qkv's q and v rows),
-  ``dinov3-ssf``, ``dinov3-adaptformer``;
+  ``dinov3-ssf``, ``dinov3-adaptformer``, ``dinov3-linear`` (the linear probe: only ``head.weight`` /
+  ``head.bias``), ``dinov3-vpt-shallow`` (3 prompts, ``prompt_embeddings`` [1,3,D] + head, no deep prompts);
 * on ``timm_dinov2g_reg``: ``dinov2g-vpt-deep``, ``dinov2g-lora``, ``dinov2g-bitfit`` (every ``*.bias``);
-* on ``timm_eva02``: ``eva02-vpt-deep``, ``eva02-lora``, ``eva02-ssf``, ``eva02-convpass``.
+* on ``timm_eva02``: ``eva02-vpt-deep``, ``eva02-lora``, ``eva02-ssf``, ``eva02-convpass``, ``eva02-bitfit``,
+  ``eva02-full`` (below);
+* on ``timm_rope_reg_avg`` (no CLS, 1 register, average pool + ``fc_norm``): ``rope-vpt-deep`` (3 prompts after
+  the register; the average includes the prompts, as ``nocls-vpt-deep`` / ``vpt-deep-avg`` do).
 
-Not made: ``eva02-full``. vitune fuses EVA-02's q/k/v and fc1_g/fc1_x at load, so its full fine-tuning would train
-tensors under fused names, including a k bias that EVA-02 does not have (its gradient is NOT zero under RoPE, the
-rotation makes a constant key offset position dependent); that naming/semantics choice is vitune's to make first.
+``eva02-bitfit`` and ``eva02-full`` train EVA-02 under vitune's names after its load-time joining
+(src/model/load.rs ``eva_to_vit``): ``blocks.{i}.attn.qkv.weight`` [3D, D] = [q_proj; k_proj; v_proj] (rows
+q,k,v), ``blocks.{i}.attn.qkv.bias`` [3D] = [q_proj.bias | k | v_proj.bias] whose k third starts at ZERO (timm's
+k_proj has no bias) and is trained as one tensor with the rest (its gradient is NOT zero under RoPE: the rotation
+makes a constant key offset position dependent), ``blocks.{i}.mlp.fc1.weight`` [2H, D] / ``.bias`` [2H] =
+[fc1_g; fc1_x] (gate rows first); every other name is timm's. Autograd runs through timm's own Eva
+(``torch.func.functional_call``, the joined tensors cut into q_proj/k_proj/v_proj and fc1_g/fc1_x; the k bias added
+to k_proj's output by a forward hook). BitFit's list is vitune's fixed one (src/tuning/bitfit.rs ``names()``):
+patch_embed.proj.bias, per block norm1 / attn.qkv / attn.proj / norm2 / mlp.fc1 / mlp.fc2 biases, then
+``fc_norm.bias``; NOT the SwiGLU sub-LayerNorm's ``mlp.norm.bias``. Full fine-tuning trains every tensor of the
+joined backbone (``cls_token``, ``pos_embed`` [1,17,D], patch_embed, norms, joined qkv/fc1, ``mlp.norm.*``,
+``mlp.fc2.*``, ``fc_norm.*``) plus the new head. Backbone tensors start at the checkpoint's values (the k bias at 0).
+Extra checks for these two: the start values equal model.safetensors joined as vitune does and give timm's own
+logits; the gradients equal autograd through the independent plain-torch ``ref_forward`` written on the joined
+layout (every tensor, k bias included) and, cut apart, timm's own parameters' gradients; the k bias's largest
+gradient entry per block passes a float64 finite difference too. ``dinov3-linear``'s head gradient is also checked
+against the closed form from timm's pooled feature; ``rope-vpt-deep`` checks that its logits are fc_norm of the mean
+over every token after the register (prompts included) and differ from the mean over the patches only.
 
-Conventions (as in make_family_fixtures.py): VPT prompts go after CLS and the registers, before the patches, get no
-position embedding and are NOT rotated (each block's ``attn.num_prefix_tokens`` is raised by the prompt count, so
-timm's rope skips them); deep prompts replace the prompt rows before blocks 1..L-1; the head reads timm's pooled
-feature, so an average pool (EVA-02) averages every token after CLS/registers, the prompts included (as timm's
+Conventions (as in make_family_fixtures.py): VPT prompts go after CLS and the registers (after every prefix token:
+the one register of ``timm_rope_reg_avg``), before the patches, get no position embedding and are NOT rotated (each
+block's ``attn.num_prefix_tokens`` is raised by the prompt count, so timm's rope skips them); deep prompts replace
+the prompt rows before blocks 1..L-1 (VPT-shallow: none); the head reads timm's pooled feature, so an average pool
+(EVA-02, ``timm_rope_reg_avg``) averages every token after CLS/registers, the prompts included (as timm's
 ``global_pool_nlc`` after its prefix tokens does). LoRA: W += (alpha/r) B A on q's and v's weight (the fused qkv's
-rows 0..D and 2D..3D; EVA-02's ``q_proj``/``v_proj``, which vitune fuses into ``attn.qkv`` rows q,k,v). SSF
-(names as grad_ssf): the output of patch_embed, norm1, attn.qkv (3D wide; EVA-02: the q/k/v projections' outputs,
-rows q,k,v), attn.proj, norm2, mlp.fc1 (the 2H-wide fc1 output before the gating; EVA-02: [fc1_g | fc1_x] outputs,
-gate rows first, as vitune fuses them), mlp.fc2, and the final norm (``norm``, or ``fc_norm`` after the average);
-not on EVA-02's sub-LN ``mlp.norm``. AdaptFormer: parallel to the MLP, input the residual stream before norm2,
-scale 0.4, bottleneck 8, ReLU, outside the layer scale. Convpass (EVA-02: CLS + 16 patches): JieShibo/PETL-ViT's
-module (``mg.PetlConvpass``) on norm1's and norm2's outputs, scale 0.6, dim 8.
+rows 0..D and 2D..3D; EVA-02's ``q_proj``/``v_proj``, which vitune fuses into ``attn.qkv`` rows q,k,v). SSF (names
+as grad_ssf): the output of patch_embed, norm1, attn.qkv (3D wide; EVA-02: the q/k/v projections' outputs, rows
+q,k,v), attn.proj, norm2, mlp.fc1 (the 2H-wide fc1 output before the gating; EVA-02: [fc1_g | fc1_x] outputs, gate
+rows first, as vitune fuses them), mlp.fc2, and the final norm (``norm``, or ``fc_norm`` after the average); not on
+EVA-02's sub-LN ``mlp.norm``. AdaptFormer: parallel to the MLP, input the residual stream before norm2, scale 0.4,
+bottleneck 8, ReLU, outside the layer scale. Convpass (EVA-02: CLS + 16 patches): JieShibo/PETL-ViT's module
+(``mg.PetlConvpass``) on norm1's and norm2's outputs, scale 0.6, dim 8.
 """
 
 import copy
@@ -144,6 +164,10 @@ TIMM_CASES = {
     "timm_dinov2g_reg": ("vit_giant_patch14_reg4_dinov2", {}, 2106),
 }
 HF_SEED = 2103
+# hf_dinov3_gated: the gated (SwiGLU) DINOv3ViTModel of the H+ / 7B releases; its own seed, drawn after every other
+# case (main() builds it last), so that nothing else's random draws move
+HF_GATED_SEED = 2107
+HF_GATED_INTER = 2 * DIM             # intermediate_size 96: 96/48 = 2 (the 7B's 8192/4096), fused [gate; up] 192 = 4*48
 
 # the non-square input of the DINOv3 forward cases (dynamic size: the rope grid is rebuilt for it)
 RH, RW = 40, 24                      # 5 x 3 patches
@@ -294,6 +318,11 @@ def canonical(sd, spec):
                       o + "g1": sd[b + "layer_scale1.lambda1"], o + "g2": sd[b + "layer_scale2.lambda1"],
                       o + "fc1.w": sd[b + "mlp.up_proj.weight"], o + "fc1.b": sd[b + "mlp.up_proj.bias"],
                       o + "fc2.w": sd[b + "mlp.down_proj.weight"], o + "fc2.b": sd[b + "mlp.down_proj.bias"]})
+            if b + "mlp.gate_proj.weight" in sd:         # gated (use_gated_mlp): fc1 = [gate_proj; up_proj]
+                first, second = ("up", "gate") if spec.get("swap_gate") else ("gate", "up")
+                for leaf in ("weight", "bias"):
+                    c[o + f"fc1.{leaf[0]}"] = torch.cat([sd[b + f"mlp.{first}_proj.{leaf}"],
+                                                        sd[b + f"mlp.{second}_proj.{leaf}"]], 0)
         else:
             a = b + "attn."
             if a + "q_proj.weight" in sd:
@@ -325,9 +354,10 @@ def canonical(sd, spec):
     return c
 
 
-def ref_forward(sd, spec, pixels):
-    """Plain-torch forward from model.safetensors + the stated facts (spec) only."""
-    c = canonical(sd, spec)
+def ref_forward(sd, spec, pixels, c=None):
+    """Plain-torch forward from model.safetensors + the stated facts (spec) only; ``c`` the blocks' tensors in
+    the joined layout of ``canonical`` (default: canonical(sd, spec))."""
+    c = canonical(sd, spec) if c is None else c
     eps, hf = spec["eps"], spec["src"] == "hf"
     pw = sd["embeddings.patch_embeddings.weight" if hf else "patch_embed.proj.weight"]
     pb = sd["embeddings.patch_embeddings.bias" if hf else "patch_embed.proj.bias"]
@@ -778,7 +808,9 @@ def head_logits(model, x, P):
     return F.linear(model.forward_head(x, pre_logits=True), P["head.weight"], P["head.bias"])
 
 
-def vpt_deep_logits(model, P, pixels, p=VPT_P):
+def vpt_features(model, P, pixels, p=VPT_P):
+    """The final norm's output with the prompts in (VPT-deep; VPT-shallow when P has no
+    ``deep_prompt_embeddings``)."""
     n = pixels.shape[0]
     k = model.num_prefix_tokens
     x, rope = embed(model, pixels)
@@ -786,11 +818,15 @@ def vpt_deep_logits(model, P, pixels, p=VPT_P):
     x = model.norm_pre(x)
     with PrefixPlus(model, p):
         for i, blk in enumerate(model.blocks):
-            if i >= 1:
+            if i >= 1 and "deep_prompt_embeddings" in P:
                 deep = P["deep_prompt_embeddings"][i - 1].unsqueeze(0).expand(n, -1, -1)
                 x = torch.cat([x[:, :k], deep, x[:, k + p:]], 1)
             x = run_block(model, blk, x, rope)
-    return head_logits(model, model.norm(x), P)
+    return model.norm(x)
+
+
+def vpt_deep_logits(model, P, pixels, p=VPT_P):
+    return head_logits(model, vpt_features(model, P, pixels, p), P)
 
 
 class Features(nn.Module):
@@ -909,8 +945,8 @@ def plain_logits(model, P, pixels):
 
 
 def method_options(method):
-    if method == "vpt-deep":
-        return {"p": VPT_P, "prompts_get_pos_embed": False, "prompts_rotated": False, "deep": True,
+    if method in ("vpt-deep", "vpt-shallow"):
+        return {"p": VPT_P, "prompts_get_pos_embed": False, "prompts_rotated": False, "deep": method == "vpt-deep",
                 "placement": "after CLS and the registers, before the patches"}
     if method == "lora":
         return {"alpha": LORA_ALPHA, "r": LORA_R, "scale": LORA_ALPHA / LORA_R, "targets": ["q", "v"]}
@@ -958,7 +994,7 @@ def fd_check(model64, tuned, logits_fn, pixels, labels, g64, seed):
     return worst, n
 
 
-def grad_case(case, method, backbone, model, tuned, logits_fn, seed, extra_check=None):
+def grad_case(case, method, backbone, model, tuned, logits_fn, seed, extra_check=None, note=None):
     g = torch.Generator().manual_seed(seed)
     pixels = torch.randn(3, 3, IMG, IMG, generator=g)
     labels = torch.tensor(LABELS, dtype=torch.int64)
@@ -989,6 +1025,7 @@ def grad_case(case, method, backbone, model, tuned, logits_fn, seed, extra_check
         "loss": "mean cross-entropy, no label smoothing, no dropout",
         "head": "new random head (head.weight ~ N(0,0.2), head.bias ~ N(0,0.1)); checkpoint head unused",
         "trainable": {k: list(v.shape) for k, v in tuned.items()},
+        **({"note": note} if note else {}),
         "seed": seed, "checks": checks, **versions(),
     })
     print(f"  grad_{case}: loss {loss.item():.6f}, {len(grads)} tensors, f32/f64 {e32:.1e}, fd({n_fd}) {worst:.1e}"
@@ -1020,15 +1057,218 @@ def lora_merge_check(model, tuned, pixels):
 def vpt_zero_check(model, tuned, pixels):
     """Sanity of the gluing: with the prompts removed (p = 0) the glue is timm's own forward."""
     with torch.no_grad():
-        P = {"prompt_embeddings": tuned["prompt_embeddings"][:, :0],
-             "deep_prompt_embeddings": tuned["deep_prompt_embeddings"][:, :0], **{k: tuned[k] for k in
-                                                                                   ("head.weight", "head.bias")}}
+        P = {k: v[:, :0] for k, v in tuned.items() if k.endswith("prompt_embeddings")}
+        P.update({k: tuned[k] for k in ("head.weight", "head.bias")})
         got = vpt_deep_logits(model, P, pixels, p=0)
         want = F.linear(model.forward_head(model.forward_features(pixels), pre_logits=True),
                         tuned["head.weight"], tuned["head.bias"])
         err = (got - want).abs().max().item()
     assert err < 1e-5, err
     return {"x_p0_vs_timm_logits_max_abs_err": err}
+
+
+def linear_check(model, tuned, pixels):
+    """The linear probe's gradient in closed form from timm's pooled feature: dL/dW = (softmax - onehot)^T f / N,
+    dL/db = sum_n (softmax - onehot) / N."""
+    _, g, _ = loss_grads(model, tuned, plain_logits, pixels, torch.tensor(LABELS), torch.float32)
+    with torch.no_grad():
+        f = model.forward_head(model.forward_features(pixels), pre_logits=True).double()
+        W, b = tuned["head.weight"].double(), tuned["head.bias"].double()
+        r = (F.softmax(F.linear(f, W, b), -1) - F.one_hot(torch.tensor(LABELS), CLASSES).double()) / len(LABELS)
+        err = max(((g["head.weight"].double() - r.T @ f).abs().max() / (r.T @ f).abs().max()).item(),
+                  ((g["head.bias"].double() - r.sum(0)).abs().max() / r.sum(0).abs().max()).item())
+    assert err < 1e-5, err
+    return {"x_closed_form_head_grad_max_rel_err": err}
+
+
+def vpt_avg_check(model, tuned, pixels):
+    """p = 0 is timm's forward, and the average pool (after the prefix tokens) includes the prompts: the logits
+    equal fc_norm(mean of every token after the prefix tokens, prompts included) and differ from the mean over
+    the patch tokens only."""
+    out = vpt_zero_check(model, tuned, pixels)
+    k, p = model.num_prefix_tokens, tuned["prompt_embeddings"].shape[1]
+    assert model.global_pool == "avg" and not isinstance(model.fc_norm, nn.Identity)
+    with torch.no_grad():
+        got = vpt_deep_logits(model, tuned, pixels)
+        x = vpt_features(model, tuned, pixels)
+        assert x.shape[1] == k + p + NPATCH, x.shape
+        head = (tuned["head.weight"], tuned["head.bias"])
+        incl = F.linear(model.fc_norm(x[:, k:].mean(1)), *head)
+        excl = F.linear(model.fc_norm(x[:, k + p:].mean(1)), *head)
+        e_in, e_ex = (got - incl).abs().max().item(), (got - excl).abs().max().item()
+    assert e_in < 1e-6 and e_ex > 1e-2, (e_in, e_ex)
+    out.update({"x_avg_with_prompts_max_abs_err": e_in, "x_avg_without_prompts_max_abs_diff": e_ex})
+    return out
+
+
+# EVA-02 as vitune loads it (src/model/load.rs eva_to_vit): q/k/v joined into attn.qkv (rows q,k,v; the bias
+# [q | 0 | v], timm's k_proj having none) and fc1_g/fc1_x into mlp.fc1 (gate rows first).
+
+def eva_joined_state(model):
+    """The backbone's tensors under vitune's names after its load-time joining, in timm's order, head left out."""
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("head."):
+            continue
+        b, _, leaf = k.rpartition(".")
+        if b.endswith("attn.q_proj"):
+            a = b[:-len("q_proj")]
+            if leaf == "weight":
+                out[a + "qkv.weight"] = torch.cat([sd[a + f"{s}_proj.weight"] for s in "qkv"], 0)
+            else:
+                assert a + "k_proj.bias" not in sd
+                out[a + "qkv.bias"] = torch.cat([v, torch.zeros(DIM), sd[a + "v_proj.bias"]])
+        elif b.endswith(("attn.k_proj", "attn.v_proj", "mlp.fc1_x")):
+            continue
+        elif b.endswith("mlp.fc1_g"):
+            out[b[:-len("fc1_g")] + f"fc1.{leaf}"] = torch.cat([v, sd[b[:-len("fc1_g")] + f"fc1_x.{leaf}"]], 0)
+        else:
+            out[k] = v
+    return out
+
+
+def eva_joined_logits(model, P, pixels):
+    """Logits through timm's own Eva with P under vitune's joined names: q_proj/k_proj/v_proj and fc1_g/fc1_x get
+    their slices of the joined tensors; the k third of attn.qkv.bias (timm's k_proj has no bias) is added to
+    k_proj's output by a forward hook; every other name is timm's own."""
+    over, kbias = {}, {}
+    for name, t in P.items():
+        b, _, leaf = name.rpartition(".")
+        if b.endswith("attn.qkv"):
+            a = b[:-len("qkv")]
+            assert getattr(model.get_submodule(a + "k_proj"), "bias", None) is None
+            for j, s in enumerate("qkv"):
+                if leaf == "bias" and s == "k":
+                    kbias[a + "k_proj"] = t[DIM:2 * DIM]
+                else:
+                    over[a + f"{s}_proj.{leaf}"] = t[j * DIM:(j + 1) * DIM]
+        elif b.endswith("mlp.fc1"):
+            h = t.shape[0] // 2
+            over[b + f"_g.{leaf}"], over[b + f"_x.{leaf}"] = t[:h], t[h:]
+        else:
+            over[name] = t
+    params = dict(model.named_parameters())
+    assert set(over) <= set(params), sorted(set(over) - set(params))
+    assert all(over[k].shape == params[k].shape for k in over)
+    handles = [model.get_submodule(m).register_forward_hook(lambda _m, _i, out, kb=kb: out + kb)
+               for m, kb in kbias.items()]
+    try:
+        return torch.func.functional_call(model, over, (pixels,))
+    finally:
+        for h in handles:
+            h.remove()
+
+
+CANON = {"attn.qkv.weight": "qkv.w", "attn.qkv.bias": "qkv.b", "attn.proj.weight": "proj.w",
+         "attn.proj.bias": "proj.b", "norm1.weight": "n1.w", "norm1.bias": "n1.b", "norm2.weight": "n2.w",
+         "norm2.bias": "n2.b", "mlp.fc1.weight": "fc1.w", "mlp.fc1.bias": "fc1.b", "mlp.fc2.weight": "fc2.w",
+         "mlp.fc2.bias": "fc2.b", "mlp.norm.weight": "mlpnorm.w", "mlp.norm.bias": "mlpnorm.b"}
+
+
+def eva_joined_check(model, tuned, pixels, backbone="timm_eva02"):
+    """Checks of the joined-name glue (float32 unless said):
+    * the tuned start values are the checkpoint's, joined as vitune does (k bias zero), and at them the glue's
+      logits are timm's own model's with the new head;
+    * the stored gradients equal autograd through the independent plain-torch reference forward (ref_forward,
+      written on the joined layout) for every tensor, the k bias included;
+    * the gradients of the joined tensors, cut as vitune joined them, equal timm's own parameters' gradients
+      (q_proj/k_proj/v_proj, fc1_g/fc1_x; the k bias, which timm lacks, is left to the other checks);
+    * the k third of attn.qkv.bias has a non-zero gradient, and its largest entry passes a float64 central
+      finite difference."""
+    labels = torch.tensor(LABELS)
+    joined = eva_joined_state(model)
+    for k, v in tuned.items():
+        if not k.startswith("head."):
+            assert torch.equal(v, joined[k]), k
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        m.head.weight.copy_(tuned["head.weight"])
+        m.head.bias.copy_(tuned["head.bias"])
+        e_timm = (eva_joined_logits(model, tuned, pixels) - m(pixels)).abs().max().item()
+    assert e_timm < 1e-6, e_timm
+    _, grads, _ = loss_grads(model, tuned, eva_joined_logits, pixels, labels, torch.float32)
+    # the reference forward on the joined layout
+    spec = spec_of(backbone, model)
+    P = {k: v.clone().requires_grad_(True) for k, v in tuned.items()}
+    sd = {**{k: v for k, v in joined.items() if not k.startswith("blocks.")},
+          "head.weight": model.head.weight.detach(), "head.bias": model.head.bias.detach()}
+    c = {}
+    for k, v in joined.items():
+        if k.startswith("blocks."):
+            i, rest = k[len("blocks."):].split(".", 1)
+            c[f"blocks.{i}." + CANON[rest]] = v
+    for k, v in P.items():
+        if k.startswith("blocks."):
+            i, rest = k[len("blocks."):].split(".", 1)
+            c[f"blocks.{i}." + CANON[rest]] = v
+        else:
+            sd[k] = v
+    assert len(c) == len(CANON) * DEPTH
+    _, rl, _ = ref_forward(sd, spec, pixels, c)
+    rg = dict(zip(P, torch.autograd.grad(F.cross_entropy(rl, labels), list(P.values()))))
+    e_ref = max(((rg[k] - grads[k]).abs().max() / grads[k].abs().max()).item() for k in grads)
+    assert e_ref < 1e-4, e_ref
+    # timm's own parameters
+    for q in m.parameters():
+        q.requires_grad_(False)
+    named = dict(m.named_parameters())
+    want = {}
+    for k in tuned:
+        b, _, leaf = k.rpartition(".")
+        if b.endswith("attn.qkv"):
+            a = b[:-len("qkv")]
+            want[k] = [a + f"{s}_proj.{leaf}" for s in ("qkv" if leaf == "weight" else "qv")]
+        elif b.endswith("mlp.fc1"):
+            want[k] = [b + f"_g.{leaf}", b + f"_x.{leaf}"]
+        else:
+            want[k] = [k]
+    used = [n for v in want.values() for n in v]
+    assert len(set(used)) == len(used) and set(used) <= set(named)
+    if "pos_embed" in tuned:                 # full: every timm parameter is reached through a joined name
+        assert set(used) == set(named), sorted(set(named) - set(used))
+    for n in used:
+        named[n].requires_grad_(True)
+    tg = dict(zip(used, torch.autograd.grad(F.cross_entropy(m(pixels), labels), [named[n] for n in used])))
+    e_own = 0.0
+    for k, parts in want.items():
+        g = grads[k]
+        if k.endswith("attn.qkv.bias"):
+            g = torch.cat([g[:DIM], g[2 * DIM:]])
+        t = torch.cat([tg[n] for n in parts], 0)
+        e_own = max(e_own, ((t - g).abs().max() / g.abs().max()).item())
+    assert e_own < 1e-4, e_own
+    # the k bias: non-zero gradient (RoPE makes a constant key offset position dependent), float64 FD
+    kb = [k for k in tuned if k.endswith("attn.qkv.bias")]
+    kmax = min(grads[k][DIM:2 * DIM].abs().max().item() for k in kb)
+    assert kmax > 1e-6, kmax
+    m64 = copy.deepcopy(model).double()
+    base = {k: v.double() for k, v in tuned.items()}
+    _, g64, _ = loss_grads(model, tuned, eva_joined_logits, pixels, labels, torch.float64)
+    h, e_fd = 1e-6, 0.0
+    with torch.no_grad():
+        for k in kb:
+            idx = DIM + int(g64[k][DIM:2 * DIM].abs().argmax())
+            vals = []
+            for sgn in (1.0, -1.0):
+                t = dict(base)
+                t[k] = base[k].clone()
+                t[k][idx] += sgn * h
+                vals.append(F.cross_entropy(eva_joined_logits(m64, t, pixels.double()), labels).item())
+            fd, an = (vals[0] - vals[1]) / (2 * h), g64[k][idx].item()
+            assert abs(fd - an) <= 1e-7 + 1e-5 * abs(an), (k, idx, fd, an)
+            e_fd = max(e_fd, abs(fd - an) / abs(an))
+    return {"x_start_vs_timm_logits_max_abs_err": e_timm, "x_ref_forward_grad_max_rel_err": e_ref,
+            "x_timm_param_grad_max_rel_err": e_own, "x_k_bias_grad_min_over_blocks_max_abs": kmax,
+            "x_k_bias_fd_float64_worst_rel_err": e_fd}
+
+
+EVA_JOINED_NOTE = ("tensor names are vitune's after its load-time joining of EVA-02 (src/model/load.rs eva_to_vit): "
+                   "blocks.{i}.attn.qkv = [q_proj; k_proj; v_proj] (rows q,k,v), its bias [q_proj.bias | k | "
+                   "v_proj.bias] where the k third starts at ZERO (timm's k_proj has no bias) and is trained (its "
+                   "gradient is not zero: the rotation makes a constant key offset position dependent); "
+                   "blocks.{i}.mlp.fc1 = [fc1_g; fc1_x] (2H = 256 rows, gate rows first), its bias [fc1_g.bias | "
+                   "fc1_x.bias]. Backbone tensors start at the checkpoint's values; the head is new and random.")
 
 
 def grad_cases(models):
@@ -1096,10 +1336,38 @@ def grad_cases(models):
              if k.endswith(".bias") and not k.startswith("head.")}
     tuned.update(new_head(g))
     grad_case("dinov2g-bitfit", "bitfit", "timm_dinov2g_reg", dg, tuned, plain_logits, 2311)
+    # d. appended after the cases above, so that their random draws (and files) stay as they were
+    grad_case("dinov3-linear", "linear", "timm_dinov3", models["timm_dinov3"], new_head(g), plain_logits, 2312,
+              linear_check)
+    tuned = {"prompt_embeddings": randn(g, (1, VPT_P, DIM), 0.5), **new_head(g)}
+    grad_case("dinov3-vpt-shallow", "vpt-shallow", "timm_dinov3", models["timm_dinov3"], tuned, vpt_deep_logits,
+              2313, vpt_zero_check)
+    tuned = {"prompt_embeddings": randn(g, (1, VPT_P, DIM), 0.5),
+             "deep_prompt_embeddings": randn(g, (DEPTH - 1, VPT_P, DIM), 0.5), **new_head(g)}
+    grad_case("rope-vpt-deep", "vpt-deep", "timm_rope_reg_avg", models["timm_rope_reg_avg"], tuned, vpt_deep_logits,
+              2314, vpt_avg_check)
+    eva = models["timm_eva02"]
+    joined = eva_joined_state(eva)
+    names = ["patch_embed.proj.bias"]
+    for i in range(DEPTH):
+        names += [f"blocks.{i}.{m}.bias" for m in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")]
+    names.append("fc_norm.bias")
+    # vitune's BitFit list (src/tuning/bitfit.rs names()): every bias of the joined backbone but the sub-LN's
+    assert sorted(names) == sorted(k for k in joined if k.endswith(".bias") and ".mlp.norm." not in k), names
+    tuned = {**{n: joined[n] for n in names}, **new_head(g)}
+    grad_case("eva02-bitfit", "bitfit", "timm_eva02", eva, tuned, eva_joined_logits, 2315, eva_joined_check,
+              EVA_JOINED_NOTE + " BitFit's list is vitune's fixed one (patch_embed.proj, norm1, attn.qkv, attn.proj, "
+              "norm2, mlp.fc1, mlp.fc2 biases, the final fc_norm's): mlp.norm.bias (the SwiGLU sub-LayerNorm) is "
+              "NOT trained.")
+    tuned = {**joined, **new_head(g)}
+    grad_case("eva02-full", "full", "timm_eva02", eva, tuned, eva_joined_logits, 2316, eva_joined_check,
+              EVA_JOINED_NOTE + " Full fine-tuning trains every tensor of the joined backbone (mlp.norm.*, "
+              "pos_embed incl. its CLS row, cls_token included) and the new head.")
 
 
 GRADIENT = ["dinov3-vpt-deep", "dinov3-lora", "dinov2g-vpt-deep", "dinov2g-lora", "eva02-vpt-deep", "eva02-lora",
-            "dinov3-ssf", "eva02-ssf", "dinov3-adaptformer", "eva02-convpass", "dinov2g-bitfit"]
+            "dinov3-ssf", "eva02-ssf", "dinov3-adaptformer", "eva02-convpass", "dinov2g-bitfit",
+            "dinov3-linear", "dinov3-vpt-shallow", "rope-vpt-deep", "eva02-bitfit", "eva02-full"]
 FORWARD = list(TIMM_CASES) + ["hf_dinov3"]
 
 

@@ -95,7 +95,7 @@ pub fn cross_entropy(logits: &vitune::model::HostTensor, labels: &[usize]) -> f6
 }
 
 /// Every gradient fixture case (tools/make_grad_fixtures.py), one or more per method.
-pub const GRAD_CASES: [&str; 35] = [
+pub const GRAD_CASES: [&str; 40] = [
     "linear",
     "bitfit",
     "vpt-shallow",
@@ -131,6 +131,11 @@ pub const GRAD_CASES: [&str; 35] = [
     "eva02-lora",
     "eva02-ssf",
     "eva02-convpass",
+    "dinov3-linear",
+    "dinov3-vpt-shallow",
+    "rope-vpt-deep",
+    "eva02-bitfit",
+    "eva02-full",
 ];
 
 /// A gradient fixture: its backbone, the tuning (random values, so every tensor matters), the input (`pixels`,
