@@ -452,3 +452,11 @@ fn dinov3_at_a_non_square_input_matches_timm_and_transformers() {
         }
     }
 }
+
+/// transformers' DINOv3 with the gated MLP of its H+ and 7B releases (`use_gated_mlp`, SiLU): gate_proj and
+/// up_proj join as fc1 = [gate | up], the SwiGLU vitune runs.
+#[test]
+fn hugging_face_dinov3_with_the_gated_mlp_matches_transformers() {
+    let b = check_headless("hf_dinov3_gated");
+    assert!(b.config.swiglu && b.config.rope.is_some());
+}

@@ -37,6 +37,16 @@ tables [16, 16] (patch x head dim) exactly as the library applies them to q and 
   ``save_pretrained`` writes them (the Hub layout ``layer.N.*``; in memory transformers 5 calls them
   ``model.layer.N.*``); expected ``pooled`` = ``pooler_output`` (final norm of CLS) and ``attn.{l}`` (eager), no
   ``logits`` (no head).
+* ``hf_dinov3_gated``: the same tiny ``DINOv3ViTModel`` with ``use_gated_mlp=True`` and ``hidden_act='silu'`` (the
+  layout of the H+ and 7B DINOv3 releases, as transformers' convert_dinov3_vit_to_hf.py configures them),
+  intermediate 96 (= 2 x 48, the 7B's 8192/4096 ratio; vitune's joined fc1 [gate; up] has 192 = 4 x 48 rows):
+  per block ``mlp.gate_proj`` / ``mlp.up_proj`` [96, 48] (+ bias [96]) and ``mlp.down_proj`` [48, 96] (+ bias
+  [48]); transformers computes ``down_proj(silu(gate_proj(x)) * up_proj(x))`` (gate_proj through SiLU). Same files
+  as ``hf_dinov3`` but no non-square input; meta.json records ``use_gated_mlp``, ``hidden_act``,
+  ``intermediate_size``. Its weights and input come from its own seed (2107), drawn after every other case (it is
+  built last), so nothing else's draws move. Extra checks: the reload through ``from_pretrained`` reports no
+  missing / unexpected keys, builds ``DINOv3ViTGatedMLP`` with SiLU and gives bit-identical hidden states and
+  attentions; the reference forward with SiLU on up_proj instead of gate_proj misses the output by > 1e-2.
 * ``timm_eva02``: ``eva02_base_patch14_224`` (the EVA-02 layout with separate ``q_proj`` (bias) / ``k_proj`` (no
   bias) / ``v_proj`` (bias), SwiGLU with separate ``fc1_g`` / ``fc1_x`` and the sub-LayerNorm ``mlp.norm``
   (scale_mlp), absolute ``pos_embed`` incl. a CLS row AND RoPE 'cat' (interleaved layout, temperature 10000,
@@ -656,20 +666,36 @@ def mlp_detail(model):
     return "fc1 -> exact erf GELU -> fc2"
 
 
+# case: (seed, use_gated_mlp, intermediate_size, hidden_act, also the non-square input)
+HF_CASES = {
+    "hf_dinov3": (HF_SEED, False, 4 * DIM, "gelu", True),
+    # the H+ / 7B layout: transformers' conversion (convert_dinov3_vit_to_hf.py) sets use_gated_mlp=True with
+    # hidden_act="silu" for vits16plus, vith16plus and vit7b16 (the config's default hidden_act is "gelu")
+    "hf_dinov3_gated": (HF_GATED_SEED, True, HF_GATED_INTER, "silu", False),
+}
+GATED_MLP_NOTE = ("transformers DINOv3ViTGatedMLP: down_proj(act_fn(gate_proj(x)) * up_proj(x)) with act_fn = "
+                  "ACT2FN[config.hidden_act] = ACT2FN['silu'] (F.silu, u * sigmoid(u)): gate_proj goes through SiLU, "
+                  "up_proj is linear; the original DINOv3 SwiGLUFFN's w1 / w2 / w3 are gate_proj / up_proj / "
+                  "down_proj. Joined as timm's SwiGLUPacked (vitune's load): fc1 = [gate_proj; up_proj] (2I rows, "
+                  "gate rows first), fc2 = down_proj. hidden_act has to be read from config.json: DINOv3ViTConfig's "
+                  "default is 'gelu', which with use_gated_mlp=True would gate with GELU instead.")
+
+
 @torch.no_grad()
-def hf_dinov3_case():
+def hf_dinov3_case(case="hf_dinov3"):
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
-    case = "hf_dinov3"
-    torch.manual_seed(HF_SEED)
+    seed, gated, inter, act, resized_too = HF_CASES[case]
+    torch.manual_seed(seed)
     cfg = DINOv3ViTConfig(
-        hidden_size=DIM, intermediate_size=4 * DIM, num_hidden_layers=DEPTH, num_attention_heads=HEADS,
+        hidden_size=DIM, intermediate_size=inter, num_hidden_layers=DEPTH, num_attention_heads=HEADS,
         patch_size=PATCH, image_size=IMG, num_register_tokens=4, layer_norm_eps=1e-5, rope_theta=100.0,
         query_bias=True, key_bias=False, value_bias=True, proj_bias=True, layerscale_value=1.0,
-        use_gated_mlp=False, hidden_act="gelu", attn_implementation="eager",
+        use_gated_mlp=gated, hidden_act=act, attn_implementation="eager",
     )
     model = DINOv3ViTModel(cfg).eval()
     model.config._attn_implementation = "eager"
+    gated_mlp_check(model, gated, inter)
     randomize_(model)
     d = fresh(case)
     tmp = d / "_tmp"
@@ -695,8 +721,15 @@ def hf_dinov3_case():
     exp.update({f"attn.{i}": a.contiguous() for i, a in enumerate(attns)})
     save_file(exp, str(d / "expected.safetensors"), metadata=META)
     # the stored Hub-layout checkpoint reloads into transformers unchanged
-    re = DINOv3ViTModel.from_pretrained(str(d), attn_implementation="eager").eval()
+    re, info = DINOv3ViTModel.from_pretrained(str(d), attn_implementation="eager", output_loading_info=True)
+    re = re.eval()
     torch.testing.assert_close(re(pixel_values=pixels).pooler_output, out.pooler_output, rtol=0, atol=0)
+    if gated:
+        assert not any(info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+        gated_mlp_check(re, gated, inter)
+        ro = re(pixel_values=pixels, output_attentions=True)
+        assert torch.equal(ro.last_hidden_state, out.last_hidden_state)
+        assert all(map(torch.equal, ro.attentions, out.attentions))
     # rope tables as transformers applies them, vs the stated formula
     cos, sin = model.rope_embeddings(pixels)
     mine = rope_tables("dinov3", 100.0)
@@ -711,17 +744,31 @@ def hf_dinov3_case():
     model.rope_embeddings.forward = orig
     assert delta > 1e-2, delta
     spec = {"src": "hf", "block_prefix": "layer.", "eps": 1e-5, "rope": {"kind": "dinov3", "temperature": 100.0},
-            "mlp": "gelu", "pool": "token"}
+            "mlp": "swiglu" if gated else "gelu", "pool": "token"}
     rp, _, ra = ref_forward(sd, spec, pixels)
     ref_err = max((rp - pooled).abs().max().item(), *[(x - y).abs().max().item() for x, y in zip(ra, attns)])
     assert ref_err < 1e-4, ref_err
-    resized = hf_resized(case, model, d, sd, spec)
+    gated_meta = {}
+    if gated:
+        # which projection goes through the activation: SiLU on up_proj instead of gate_proj gives other outputs
+        sp, _, _ = ref_forward(sd, {**spec, "swap_gate": True}, pixels)
+        swap = (sp - pooled).abs().max().item()
+        assert swap > 1e-2, swap
+        gated_meta = {
+            "use_gated_mlp": True, "hidden_act": act, "intermediate_size": inter,
+            "mlp_detail": GATED_MLP_NOTE,
+            "mlp_check": f"max|pooled - pooled with SiLU on up_proj instead of gate_proj| = {swap:.4f}",
+        }
+    resized = hf_resized(case, model, d, sd, spec) if resized_too else None
     write_json(d / "meta.json", {
-        "case": case, "heads": HEADS, "eps": 1e-5, "image_size": [IMG, IMG], "resized_input": [RH, RW],
+        "case": case, "heads": HEADS, "eps": 1e-5, "image_size": [IMG, IMG],
+        **({"resized_input": [RH, RW]} if resized_too else {}),
         "patch_size": PATCH,
         "embed_dim": DIM, "depth": DEPTH, "batch": 2, "tokens": 1 + 4 + NPATCH, "registers": 4,
         "pooling": "token", "pooling_detail": "final `norm` on every token, pooler_output = token 0 (CLS); no head",
-        "mlp": "up_proj -> exact erf GELU -> down_proj", "layer_scale": True,
+        "mlp": ("down_proj(silu(gate_proj(x)) * up_proj(x))" if gated else "up_proj -> exact erf GELU -> down_proj"),
+        **gated_meta,
+        "layer_scale": True,
         "rope": DINOV3_ROPE, "rope_check": f"max|pooled - pooled without rope| = {delta:.4f}",
         "keys_note": "model.safetensors is save_pretrained's Hub layout (layer.N.*, as facebook/dinov3-* files); "
                      "transformers 5 names the blocks model.layer.N.* in memory and renames on load/save",
@@ -729,7 +776,23 @@ def hf_dinov3_case():
         "keys": {n: list(v.shape) for n, v in sd.items()},
         **versions(),
     })
-    print(f"  {case}: {len(sd)} tensors, ref err {ref_err:.1e}, rope delta {delta:.4f}; {RH}x{RW}: {resized}")
+    print(f"  {case}: {len(sd)} tensors, ref err {ref_err:.1e}, rope delta {delta:.4f}"
+          + (f"; {RH}x{RW}: {resized}" if resized else "") + (f"; {gated_meta['mlp_check']}" if gated else ""))
+
+
+def gated_mlp_check(model, gated, inter):
+    """The MLP transformers built: DINOv3ViTGatedMLP (gate/up/down, act from hidden_act) or DINOv3ViTMLP."""
+    from transformers.activations import GELUActivation, SiLUActivation
+
+    for lay in model.model.layer:
+        m = lay.mlp
+        if gated:
+            assert type(m).__name__ == "DINOv3ViTGatedMLP" and isinstance(m.act_fn, SiLUActivation), m
+            assert m.gate_proj.weight.shape == m.up_proj.weight.shape == (inter, DIM), m
+        else:
+            assert type(m).__name__ == "DINOv3ViTMLP" and isinstance(m.act_fn, GELUActivation), m
+            assert not hasattr(m, "gate_proj") and m.up_proj.weight.shape == (inter, DIM), m
+        assert m.down_proj.weight.shape == (DIM, inter), m
 
 
 @torch.no_grad()
@@ -1368,7 +1431,7 @@ def grad_cases(models):
 GRADIENT = ["dinov3-vpt-deep", "dinov3-lora", "dinov2g-vpt-deep", "dinov2g-lora", "eva02-vpt-deep", "eva02-lora",
             "dinov3-ssf", "eva02-ssf", "dinov3-adaptformer", "eva02-convpass", "dinov2g-bitfit",
             "dinov3-linear", "dinov3-vpt-shallow", "rope-vpt-deep", "eva02-bitfit", "eva02-full"]
-FORWARD = list(TIMM_CASES) + ["hf_dinov3"]
+FORWARD = list(TIMM_CASES) + ["hf_dinov3", "hf_dinov3_gated"]
 
 
 def summarise():
@@ -1388,6 +1451,8 @@ def main():
     hf_dinov3_case()
     print("gradient cases:")
     grad_cases(models)
+    print("forward cases drawn after the gradient cases:")
+    hf_dinov3_case("hf_dinov3_gated")
     summarise()
     print("ok")
 

@@ -301,6 +301,19 @@ impl<'a> Graph<'a> {
             _ => module,
         };
         let (w, b) = self.pair(&prefix)?;
+        // Full fine-tuning under LayerScale: the tuned weight is timm's own, so γ scales the layer's output here
+        // (the epilogue's affine, with no shift); the backward takes γ's gradient from the kept z.
+        if let Some(ls) = self.unfolded_layer_scale(site)? {
+            if self.affine(site)?.is_some() {
+                return Err(Error::Internal(format!(
+                    "`{prefix}` is tuned under LayerScale and has a method's affine after it"
+                )));
+            }
+            let no_shift = zeros(rec, &ls.shape)?;
+            let (z, y) =
+                linear_scaled(rec, (x, w, Some(b)), (ls, &no_shift), act, residual, train)?;
+            return Ok((y, z));
+        }
         // A tuned bias under LayerScale is timm's own value: scaled here as the backbone's was at upload.
         let scaled_bias = match self.layer_scale(site)? {
             Some(ls) if self.is_tuned(&format!("{prefix}.bias")) => {
@@ -328,6 +341,16 @@ impl<'a> Graph<'a> {
                 Ok((y, z))
             }
             None => Ok((linear(rec, x, w, Some(b), act, residual)?, None)),
+        }
+    }
+
+    /// LayerScale's γ over `site` when the tuning replaces the layer's weight (full fine-tuning): the backbone's
+    /// folded weight is not in use, so γ is applied, and trained, on its own.
+    fn unfolded_layer_scale(&self, site: Site) -> Result<Option<&'a GpuTensor>> {
+        let weight = format!("{}.weight", self.site_module(site));
+        match self.layer_scale(site)? {
+            Some(ls) if self.is_tuned(&weight) => Ok(Some(ls)),
+            _ => Ok(None),
         }
     }
 
@@ -385,6 +408,22 @@ impl<'a> Graph<'a> {
         z: Option<&GpuTensor>,
         grads: &Grads,
     ) -> Result<Option<GpuTensor>> {
+        if let Some(ls) = self.unfolded_layer_scale(site)? {
+            // y = γ⊙z (+ residual): dγ += Σ dy⊙z where γ is trained, dz = γ⊙dy.
+            let name = match site {
+                Site::Proj(l) => format!("blocks.{l}.ls1.gamma"),
+                Site::Fc2(l) => format!("blocks.{l}.ls2.gamma"),
+                _ => return Err(Error::Internal(format!("no LayerScale at {site:?}"))),
+            };
+            if let Some(g) = grads.get(&name) {
+                let z = z.ok_or_else(|| {
+                    Error::Internal(format!("the forward kept no input for `{name}`"))
+                })?;
+                let unused_shift = zeros(rec, &g.shape)?;
+                affine_grads(rec, dy, z, (g, &unused_shift));
+            }
+            return Ok(Some(scale_rows(rec, dy, ls, None)?));
+        }
         let Some(af) = self.affine(site)? else {
             return Ok(None);
         };
@@ -952,15 +991,16 @@ impl<'a> Graph<'a> {
             linear_weight_grad(rec, dy, x, g, scale);
         }
         if let Some(g) = grads.get(&format!("{prefix}.bias")) {
+            let unfolded = self.is_tuned(&format!("{prefix}.weight"));
             match self.layer_scale_of(prefix)? {
-                // The bias entered as γ⊙b: db = γ⊙Σ dy.
-                Some(ls) => {
+                // The bias entered as γ⊙b: db = γ⊙Σ dy (with the weight tuned too, dy is already γ⊙dy).
+                Some(ls) if !unfolded => {
                     let sum = zeros(rec, &g.shape)?;
                     column_sum_into(rec, dy, &sum, scale);
                     let scaled = scale_rows(rec, &sum, ls, None)?;
                     add_into(rec, g, &scaled);
                 }
-                None => column_sum_into(rec, dy, g, scale),
+                _ => column_sum_into(rec, dy, g, scale),
             }
         }
         Ok(())

@@ -981,6 +981,18 @@ fn infer_config(
         fc2_in * 2 == mlp_hidden
     };
     let mlp_norm = tensors.contains_key("blocks.0.mlp.norm.weight");
+    // A gated MLP is SiLU-gated in every layout vitune knows (timm's SwiGLU, DINOv3ViTModel's `use_gated_mlp`
+    // with `hidden_act='silu'`); transformers would gate with whatever `hidden_act` says.
+    if let Some(act) = cfg_ref
+        .and_then(|c| c.get("hidden_act"))
+        .and_then(Value::as_str)
+        .filter(|a| swiglu && !["silu", "swish"].contains(a))
+    {
+        return Err(ModelError::Config(format!(
+            "{}: a gated MLP with the activation `{act}`; vitune runs SiLU-gated MLPs (SwiGLU)",
+            path.display()
+        )));
+    }
 
     let (heads, heads_source) = if let Some(h) = opts.heads {
         (h, "--heads".to_string())

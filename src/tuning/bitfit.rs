@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{has_name, MethodOptions, MethodSpec};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{Backbone, HostTensor};
 use crate::rng::Rng;
 
@@ -76,14 +76,4 @@ impl MethodSpec for BitFit {
         has_name(tensors, |k| k.ends_with("norm1.bias"))
             && !has_name(tensors, |k| k.ends_with("norm1.weight"))
     }
-}
-
-/// vitune folds LayerScale into `attn.proj` and `mlp.fc2`, biases included, so their own values are not at hand.
-pub(crate) fn refuse_layer_scale(method: &str, b: &Backbone) -> Result<()> {
-    if b.config.layer_scale {
-        return Err(Error::Input(format!(
-            "method {method} on a LayerScale backbone is not supported yet (its biases sit inside the scale)"
-        )));
-    }
-    Ok(())
 }

@@ -72,10 +72,6 @@ impl MethodSpec for FullFineTuning {
         Ok(init(b))
     }
 
-    fn check(&self, _o: &MethodOptions, b: &Backbone) -> Result<()> {
-        super::bitfit::refuse_layer_scale("full", b)
-    }
-
     fn recognises(&self, tensors: &BTreeMap<String, HostTensor>) -> bool {
         has_name(tensors, |k| k.ends_with("attn.qkv.weight"))
     }
