@@ -334,6 +334,14 @@ fn bitfit_and_full_fine_tuning_on_eva02_match_autograd() {
     check("eva02-full");
 }
 
+/// Full fine-tuning on LayerScale backbones: timm's own proj and fc2 weights tuned, γ applied (and trained) on
+/// their outputs; the absent qkv biases trained from zero; DINOv2-giant's CLS position row.
+#[test]
+fn full_fine_tuning_on_layerscale_backbones_matches_autograd() {
+    check("dinov3-full");
+    check("dinov2g-full");
+}
+
 use common::GRAD_CASES as CASES;
 
 /// A method added without a fixture (and so without its gradients checked) fails here.

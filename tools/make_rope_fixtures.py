@@ -86,8 +86,10 @@ central finite differences (h = 1e-6) on two entries of every trainable tensor:
 
 * on ``timm_dinov3``: ``dinov3-vpt-deep`` (3 prompts), ``dinov3-lora`` (rank 2, alpha 4, on qkv's q and v rows),
   ``dinov3-ssf``, ``dinov3-adaptformer``, ``dinov3-linear`` (the linear probe: only ``head.weight`` /
-  ``head.bias``), ``dinov3-vpt-shallow`` (3 prompts, ``prompt_embeddings`` [1,3,D] + head, no deep prompts);
-* on ``timm_dinov2g_reg``: ``dinov2g-vpt-deep``, ``dinov2g-lora``, ``dinov2g-bitfit`` (every ``*.bias``);
+  ``head.bias``), ``dinov3-vpt-shallow`` (3 prompts, ``prompt_embeddings`` [1,3,D] + head, no deep prompts),
+  ``dinov3-full`` (below);
+* on ``timm_dinov2g_reg``: ``dinov2g-vpt-deep``, ``dinov2g-lora``, ``dinov2g-bitfit`` (every ``*.bias``),
+  ``dinov2g-full`` (below);
 * on ``timm_eva02``: ``eva02-vpt-deep``, ``eva02-lora``, ``eva02-ssf``, ``eva02-convpass``, ``eva02-bitfit``,
   ``eva02-full`` (below);
 * on ``timm_rope_reg_avg`` (no CLS, 1 register, average pool + ``fc_norm``): ``rope-vpt-deep`` (3 prompts after
@@ -111,6 +113,29 @@ layout (every tensor, k bias included) and, cut apart, timm's own parameters' gr
 gradient entry per block passes a float64 finite difference too. ``dinov3-linear``'s head gradient is also checked
 against the closed form from timm's pooled feature; ``rope-vpt-deep`` checks that its logits are fc_norm of the mean
 over every token after the register (prompts included) and differ from the mean over the patches only.
+
+``dinov3-full`` and ``dinov2g-full`` (full fine-tuning; drawn after every other case, hf_dinov3_gated included:
+heads from their own generator, seed 2201, dinov3's first; case seeds 2317 / 2318) train every tensor of the
+backbone AS VITUNE LOADS IT (src/model/load.rs; src/tuning/full.rs trains every loaded tensor but the head) plus a
+new random head [5, D]; backbone tensors start at model.safetensors' values:
+
+* ``dinov3-full`` (timm Eva): ``blocks.{i}.gamma_1`` / ``gamma_2`` are ``blocks.{i}.ls1.gamma`` / ``ls2.gamma``
+  (trained); the checkpoint has no qkv bias, so ``blocks.{i}.attn.qkv.bias`` [3D] (rows q,k,v) is one of vitune's
+  absent biases (``optional_biases``: patch_embed.proj, per block attn.qkv / attn.proj / mlp.fc1 / mlp.fc2, where
+  the checkpoint lacks them): zero at the start and trained (each of its thirds, k included, has a non-zero
+  gradient under RoPE); no ``pos_embed`` (vitune adds none); ``cls_token``, ``reg_token``, patch_embed, norms,
+  qkv/proj/fc1/fc2, ``norm.*``.
+* ``dinov2g-full`` (timm VisionTransformer, timm's own names, no absent biases) with ``pos_embed`` as vitune loads a
+  ``no_embed_class`` one (``finish``): [1, 1+16, D], a ZERO row for CLS in front of the checkpoint's 16 patch rows
+  (the registers get no position), trained too: it is added to CLS, so its gradient equals ``cls_token``'s.
+
+Autograd runs through timm's own modules (``torch.func.functional_call``: the gammas under Eva's names, each absent
+bias added to its bias-free nn.Linear's output by a forward hook, the CLS row of pos_embed added to timm's
+cls_token and the other rows as timm's patch-only pos_embed). Extra checks: the tensor list is vitune's for the
+backbone and the start values are model.safetensors' as vitune loads them (absent biases and the CLS row zero), at
+which the glue gives timm's own logits; the gradients equal autograd through ``ref_forward`` (on vitune's layout)
+and timm's own parameters' gradients; every absent bias (each third of a qkv bias apart) has a non-zero gradient
+whose largest entry passes a float64 finite difference, as does the largest entry of dinov2g's CLS row.
 
 Conventions (as in make_family_fixtures.py): VPT prompts go after CLS and the registers (after every prefix token:
 the one register of ``timm_rope_reg_avg``), before the patches, get no position embedding and are NOT rotated (each
@@ -383,6 +408,12 @@ def ref_forward(sd, spec, pixels, c=None):
     pos = sd.get("pos_embed")
     if pos is not None and pos.shape[1] == NPATCH:       # no_embed_class: patches only
         x = x + pos
+        pos = None
+    if pos is not None and cls is not None and reg is not None and pos.shape[1] == 1 + NPATCH:
+        # vitune's layout of a no_embed_class pos_embed (src/model/load.rs finish): a CLS row prepended (zero at
+        # load), added to CLS; the registers get no position; the other rows go to the patches
+        pre[0] = pre[0] + pos[:, :1]
+        x = x + pos[:, 1:]
         pos = None
     x = torch.cat(pre + [x], 1)
     if pos is not None:
@@ -1428,9 +1459,239 @@ def grad_cases(models):
               "pos_embed incl. its CLS row, cls_token included) and the new head.")
 
 
+# --------------------------------------------------------------------------------------------------------------
+# full fine-tuning on DINOv3 (timm Eva) and the DINOv2-giant layout (timm VisionTransformer), under the names
+# vitune's loader gives them; drawn after every other case (main() runs them last) from their own seeds
+# --------------------------------------------------------------------------------------------------------------
+
+FULL_HEAD_SEED = 2201                  # the generator of both new heads (dinov3-full's first)
+
+
+def optional_biases():
+    """The biases vitune loads as zeros where a checkpoint lacks them (src/model/load.rs optional_biases)."""
+    names = ["patch_embed.proj.bias"]
+    for i in range(DEPTH):
+        names += [f"blocks.{i}.{m}.bias" for m in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")]
+    return names
+
+
+def vitune_state(model):
+    """The backbone as vitune loads it (src/model/load.rs; the head left out), in timm's order: Eva's gamma_1 /
+    gamma_2 are ls1.gamma / ls2.gamma; each optional bias the checkpoint lacks is a zero vector (next after its
+    weight); a no_embed_class pos_embed gets a zero row for CLS in front (the registers get none). Returns the
+    tensors and the absent biases' names."""
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    opt = set(optional_biases())
+    k_cls = 0 if getattr(model, "cls_token", None) is None else 1
+    out, absent = {}, []
+    for k, v in sd.items():
+        if k.startswith("head."):
+            continue
+        b, _, leaf = k.rpartition(".")
+        if is_eva(model) and leaf in ("gamma_1", "gamma_2"):
+            k = f"{b}.ls{leaf[-1]}.gamma"
+        elif k == "pos_embed" and getattr(model, "no_embed_class", False) and k_cls:
+            v = torch.cat([torch.zeros(1, k_cls, DIM), v], 1)
+        out[k] = v
+        if leaf == "weight" and f"{b}.bias" in opt and f"{b}.bias" not in sd:
+            out[f"{b}.bias"] = torch.zeros(v.shape[0])
+            absent.append(f"{b}.bias")
+    return out, absent
+
+
+def timm_name(model, name):
+    """The timm parameter a vitune name stands for (Eva's gamma_1/gamma_2; otherwise the same name)."""
+    if is_eva(model) and name.endswith((".ls1.gamma", ".ls2.gamma")):
+        return f"{name[:-len('.ls1.gamma')]}.gamma_{name[-len('1.gamma')]}"
+    return name
+
+
+def cls_row(model, P):
+    """Whether P's pos_embed has vitune's extra CLS row (a no_embed_class model)."""
+    return "pos_embed" in P and P["pos_embed"].shape[1] == model.pos_embed.shape[1] + 1
+
+
+def vitune_full_logits(model, P, pixels):
+    """Logits through timm's own model with P under vitune's names (torch.func.functional_call): ls1/ls2.gamma are
+    Eva's gamma_1/gamma_2; an absent bias (timm's nn.Linear has none) is added to that Linear's output by a forward
+    hook; a pos_embed with vitune's CLS row gives that row to CLS (timm's cls_token := cls_token + pos_embed[:, :1],
+    what vitune adds) and its other rows to timm's patch-only pos_embed."""
+    over, hooked = {}, {}
+    for name, t in P.items():
+        b, _, leaf = name.rpartition(".")
+        if name == "pos_embed" and cls_row(model, P):
+            assert model.no_embed_class and model.cls_token is not None
+            over["pos_embed"] = t[:, 1:]
+        elif leaf == "bias" and b and getattr(model.get_submodule(b), "bias", False) is None:
+            assert isinstance(model.get_submodule(b), nn.Linear), b
+            hooked[b] = t
+        else:
+            over[timm_name(model, name)] = t
+    if cls_row(model, P):
+        over["cls_token"] = P["cls_token"] + P["pos_embed"][:, :1]
+    params = dict(model.named_parameters())
+    assert set(over) <= set(params), sorted(set(over) - set(params))
+    assert all(over[k].shape == params[k].shape for k in over)
+    handles = [model.get_submodule(m).register_forward_hook(lambda _m, _i, out, bb=bb: out + bb)
+               for m, bb in hooked.items()]
+    try:
+        return torch.func.functional_call(model, over, (pixels,))
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def fd_points(model64, tuned, logits_fn, pixels, labels, g64, points):
+    """Float64 central finite differences (h = 1e-6) at the given (name, flat index) entries; worst rel error."""
+    h, worst = 1e-6, 0.0
+    base = {k: v.double() for k, v in tuned.items()}
+    with torch.no_grad():
+        for name, idx in points:
+            vals = []
+            for sgn in (1.0, -1.0):
+                t = dict(base)
+                t[name] = base[name].clone()
+                t[name].view(-1)[idx] += sgn * h
+                vals.append(F.cross_entropy(logits_fn(model64, t, pixels.double()), labels).item())
+            fd, an = (vals[0] - vals[1]) / (2 * h), g64[name].reshape(-1)[idx].item()
+            assert abs(fd - an) <= 1e-7 + 1e-5 * abs(an), (name, idx, fd, an)
+            worst = max(worst, abs(fd - an) / abs(an))
+    return worst
+
+
+def vitune_full_check(model, tuned, pixels, backbone):
+    """Checks of full fine-tuning under vitune's names (float32 unless said):
+    * the tensor list is vitune's for this backbone (every backbone tensor, its absent biases included), and the
+      start values are model.safetensors' as vitune loads them: renamed gammas equal, absent biases zero (and
+      absent from the file), the extra CLS row of a no_embed_class pos_embed zero; at them the glue gives timm's own
+      logits with the new head;
+    * the stored gradients equal autograd through the independent plain-torch reference forward (ref_forward, on
+      vitune's layout) for every tensor;
+    * the gradients of the tensors timm has equal timm's own parameters' gradients (pos_embed's patch rows for a
+      no_embed_class model; there the CLS row's gradient equals cls_token's);
+    * every absent bias (each third q, k, v of an absent qkv bias apart) has a non-zero gradient, and its largest
+      entry (per third) passes a float64 central finite difference; so does the largest entry of the CLS row."""
+    labels = torch.tensor(LABELS)
+    file = load_file(str(OUT / backbone / "model.safetensors"))
+    state, absent = vitune_state(model)
+    names = {"cls_token", "reg_token", "patch_embed.proj.weight", "patch_embed.proj.bias", "norm.weight", "norm.bias"}
+    names |= {"pos_embed"} if "pos_embed" in file else set()
+    for i in range(DEPTH):
+        names |= {f"blocks.{i}.{n}" for n in (*CANON, "ls1.gamma", "ls2.gamma") if not n.startswith("mlp.norm.")}
+    assert set(state) == names and set(tuned) == names | {"head.weight", "head.bias"}, sorted(set(state) ^ names)
+    assert absent == [n for n in optional_biases() if n not in file and n[:-len("bias")] + "weight" in file], absent
+    seen = set()
+    for k, v in tuned.items():
+        if k.startswith("head."):
+            continue
+        if k in absent:
+            assert not v.any(), k
+            continue
+        src = timm_name(model, k)
+        if k == "pos_embed" and v.shape != file[k].shape:
+            assert v.shape[1] == file[k].shape[1] + 1 and not v[:, :1].any() and torch.equal(v[:, 1:], file[k])
+        else:
+            assert torch.equal(v, file[src]), k
+        seen.add(src)
+    assert seen == {k for k in file if not k.startswith("head.")}, sorted(seen ^ set(file))
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        m.head.weight.copy_(tuned["head.weight"])
+        m.head.bias.copy_(tuned["head.bias"])
+        e_timm = (vitune_full_logits(model, tuned, pixels) - m(pixels)).abs().max().item()
+    assert e_timm < 1e-6, e_timm
+    _, grads, _ = loss_grads(model, tuned, vitune_full_logits, pixels, labels, torch.float32)
+    # the reference forward on vitune's layout
+    spec = spec_of(backbone, model)
+    P = {k: v.clone().requires_grad_(True) for k, v in tuned.items()}
+    canon = {**CANON, "ls1.gamma": "g1", "ls2.gamma": "g2"}
+    sd, c = {}, {}
+    for k, v in P.items():
+        if k.startswith("blocks."):
+            i, rest = k[len("blocks."):].split(".", 1)
+            c[f"blocks.{i}." + canon[rest]] = v
+        else:
+            sd[k] = v
+    _, rl, _ = ref_forward(sd, spec, pixels, c)
+    rg = dict(zip(P, torch.autograd.grad(F.cross_entropy(rl, labels), list(P.values()))))
+    e_ref = max(((rg[k] - grads[k]).abs().max() / grads[k].abs().max()).item() for k in grads)
+    assert e_ref < 1e-4, e_ref
+    # timm's own parameters
+    for q in m.parameters():
+        q.requires_grad_(False)
+    named = dict(m.named_parameters())
+    want = {}
+    for k, g in grads.items():
+        if k in absent:
+            continue
+        want[timm_name(model, k)] = g[:, 1:] if k == "pos_embed" and cls_row(model, tuned) else g
+    assert set(want) == set(named), sorted(set(want) ^ set(named))
+    for n in want:
+        named[n].requires_grad_(True)
+    tg = dict(zip(want, torch.autograd.grad(F.cross_entropy(m(pixels), labels), [named[n] for n in want])))
+    e_own = max(((tg[n] - g).abs().max() / g.abs().max()).item() for n, g in want.items())
+    assert e_own < 1e-4, e_own
+    out = {"x_start_vs_timm_logits_max_abs_err": e_timm, "x_ref_forward_grad_max_rel_err": e_ref,
+           "x_timm_param_grad_max_rel_err": e_own}
+    # absent biases (each third of a qkv bias apart) and the CLS row: non-zero, float64 FD at the largest entries
+    _, g64, m64 = loss_grads(model, tuned, vitune_full_logits, pixels, labels, torch.float64)
+    points, smallest = [], math.inf
+    for n in absent:
+        parts = 3 if n.endswith("attn.qkv.bias") else 1
+        w = grads[n].numel() // parts
+        for j in range(parts):
+            smallest = min(smallest, grads[n][j * w:(j + 1) * w].abs().max().item())
+            points.append((n, j * w + int(g64[n][j * w:(j + 1) * w].abs().argmax())))
+    if absent:
+        assert smallest > 1e-6, smallest
+        out["x_absent_biases"] = len(absent)
+        out["x_absent_bias_grad_min_over_parts_max_abs"] = smallest
+    if cls_row(model, tuned):
+        row = grads["pos_embed"][:, :1]
+        e_row = ((row - grads["cls_token"]).abs().max() / grads["cls_token"].abs().max()).item()
+        assert e_row < 1e-6 and row.abs().max() > 1e-6, e_row
+        out["x_pos_cls_row_vs_cls_token_grad_max_rel_err"] = e_row
+        points.append(("pos_embed", int(g64["pos_embed"][:, :1].reshape(-1).abs().argmax())))
+    if points:
+        out["x_extra_fd_float64_entries_checked"] = len(points)
+        out["x_extra_fd_float64_worst_rel_err"] = fd_points(m64, tuned, vitune_full_logits, pixels, labels, g64,
+                                                            points)
+    return out
+
+
+DINOV3_FULL_NOTE = ("tensor names are vitune's after its load (src/model/load.rs eva_to_vit, optional_biases): "
+                    "timm Eva's blocks.{i}.gamma_1 / gamma_2 are blocks.{i}.ls1.gamma / ls2.gamma (LayerScale, "
+                    "trained); the checkpoint has no qkv bias (qkv_bias=False), so blocks.{i}.attn.qkv.bias [3D] "
+                    "(rows q,k,v) is one of vitune's absent biases: zero at load (its start value here) and trained "
+                    "by full fine-tuning like every other tensor (its gradient is not zero, nor is its k third's: "
+                    "RoPE makes a constant key offset position dependent). No pos_embed (RoPE only; vitune adds "
+                    "none). Every other name is timm's; backbone tensors start at model.safetensors' values; the "
+                    "head is new and random.")
+DINOV2G_FULL_NOTE = ("tensor names are timm's (VisionTransformer: blocks.{i}.ls1.gamma / ls2.gamma, SwiGLUPacked "
+                     "mlp.fc1 of 2H = 256 rows with the SiLU'd gate first, fused qkv with its bias: no absent "
+                     "biases) except that pos_embed is as vitune loads a no_embed_class one (src/model/load.rs "
+                     "finish): [1, 1+16, D], a ZERO row for CLS in front of the checkpoint's 16 patch rows (the 4 "
+                     "registers get no position). Full fine-tuning trains that row too; it is added to CLS, so its "
+                     "gradient equals cls_token's. Backbone tensors start at model.safetensors' values (the CLS row "
+                     "at zero); the head is new and random.")
+
+
+def full_cases(models):
+    """dinov3-full and dinov2g-full: after every other case, from their own seeds (heads: FULL_HEAD_SEED)."""
+    g = torch.Generator().manual_seed(FULL_HEAD_SEED)
+    for short, backbone, seed, note in (("dinov3", "timm_dinov3", 2317, DINOV3_FULL_NOTE),
+                                        ("dinov2g", "timm_dinov2g_reg", 2318, DINOV2G_FULL_NOTE)):
+        model = models[backbone]
+        state, _ = vitune_state(model)
+        tuned = {**state, **new_head(g)}
+        grad_case(f"{short}-full", "full", backbone, model, tuned, vitune_full_logits, seed,
+                  partial(vitune_full_check, backbone=backbone), note)
+
+
 GRADIENT = ["dinov3-vpt-deep", "dinov3-lora", "dinov2g-vpt-deep", "dinov2g-lora", "eva02-vpt-deep", "eva02-lora",
             "dinov3-ssf", "eva02-ssf", "dinov3-adaptformer", "eva02-convpass", "dinov2g-bitfit",
-            "dinov3-linear", "dinov3-vpt-shallow", "rope-vpt-deep", "eva02-bitfit", "eva02-full"]
+            "dinov3-linear", "dinov3-vpt-shallow", "rope-vpt-deep", "eva02-bitfit", "eva02-full",
+            "dinov3-full", "dinov2g-full"]
 FORWARD = list(TIMM_CASES) + ["hf_dinov3", "hf_dinov3_gated"]
 
 
@@ -1453,6 +1714,8 @@ def main():
     grad_cases(models)
     print("forward cases drawn after the gradient cases:")
     hf_dinov3_case("hf_dinov3_gated")
+    print("gradient cases drawn after every other case:")
+    full_cases(models)
     summarise()
     print("ok")
 

@@ -75,6 +75,25 @@ fn config_json(
     layout: TimmLayout,
 ) -> serde_json::Value {
     let c = &b.config;
+    if c.eva_names.is_some() {
+        // timm's Eva: the architecture's own definition (RoPE, registers, LayerScale, norms) with the shape here;
+        // its MLP ratio counts the gated hidden once.
+        let model_args = json!({
+            "img_size": [size.0, size.1],
+            "patch_size": c.patch,
+            "embed_dim": c.dim,
+            "depth": c.depth,
+            "num_heads": c.heads,
+            "mlp_ratio": c.mlp_inner() as f64 / c.dim as f64,
+            "num_classes": tuned.tuning.num_classes,
+            "global_pool": match c.pooling {
+                Pooling::Token => "token",
+                Pooling::Avg | Pooling::NormAvg => "avg",
+                Pooling::Map => "map",
+            },
+        });
+        return document(b, tuned, size, arch, model_args);
+    }
     let mut model_args = json!({
         "img_size": [size.0, size.1],
         "patch_size": c.patch,
@@ -114,6 +133,18 @@ fn config_json(
         // Any value creates the LayerScale modules; the checkpoint's γ replace it.
         model_args["init_values"] = json!(1e-5);
     }
+    document(b, tuned, size, arch, model_args)
+}
+
+/// The config.json document around `model_args`.
+fn document(
+    b: &Backbone,
+    tuned: &TunedFile,
+    size: (usize, usize),
+    arch: &str,
+    model_args: serde_json::Value,
+) -> serde_json::Value {
+    let c = &b.config;
     json!({
         "architecture": arch,
         "num_classes": tuned.tuning.num_classes,
@@ -139,6 +170,80 @@ fn config_json(
             "version": env!("CARGO_PKG_VERSION"),
         },
     })
+}
+
+/// The loader's joins undone, under timm's Eva names: `ls1/ls2.gamma` → `gamma_1/2`; the joined qkv back to
+/// `q_proj`/`k_proj`/`v_proj` or to `q_bias`/`v_bias` beside `qkv`; fc1 back to `fc1_g`/`fc1_x`. Eva has no key
+/// bias: a tuning that made the joined bias's k third non-zero (SSF's shift, BitFit, full fine-tuning) is refused.
+fn eva_names_from_vit(
+    c: &crate::model::ViTConfig,
+    names: crate::model::EvaNames,
+    weights: &mut std::collections::BTreeMap<String, HostTensor>,
+) -> Result<()> {
+    let d = c.dim;
+    let take = |w: &mut std::collections::BTreeMap<String, HostTensor>, name: &str| {
+        w.remove(name)
+            .ok_or_else(|| Error::Internal(format!("no `{name}` to export")))
+    };
+    let rows = |t: &HostTensor, from: usize, to: usize| -> HostTensor {
+        let cols: usize = t.shape[1..].iter().product();
+        let mut shape = t.shape.clone();
+        shape[0] = to - from;
+        HostTensor::new(shape, t.data[from * cols..to * cols].to_vec())
+    };
+    for l in 0..c.depth {
+        let b = format!("blocks.{l}");
+        if names.gammas {
+            for (from, to) in [("ls1.gamma", "gamma_1"), ("ls2.gamma", "gamma_2")] {
+                if let Some(t) = weights.remove(&format!("{b}.{from}")) {
+                    weights.insert(format!("{b}.{to}"), t);
+                }
+            }
+        }
+        let bias = weights.remove(&format!("{b}.attn.qkv.bias"));
+        if let Some(bias) = &bias {
+            if bias.data[d..2 * d].iter().any(|&v| v != 0.0) {
+                return Err(Error::Input(format!(
+                    "the tuning gave `{b}.attn.qkv` a key bias, which timm's Eva does not have; export it as \
+                     ONNX instead (--format onnx)"
+                )));
+            }
+        }
+        if names.separate_qkv {
+            let w = take(weights, &format!("{b}.attn.qkv.weight"))?;
+            for (i, part) in ["q", "k", "v"].into_iter().enumerate() {
+                weights.insert(
+                    format!("{b}.attn.{part}_proj.weight"),
+                    rows(&w, i * d, (i + 1) * d),
+                );
+                if let (Some(bias), true) = (&bias, part != "k") {
+                    weights.insert(
+                        format!("{b}.attn.{part}_proj.bias"),
+                        rows(bias, i * d, (i + 1) * d),
+                    );
+                }
+            }
+        } else if let Some(bias) = &bias {
+            if !names.qv_bias {
+                return Err(Error::Input(format!(
+                    "the tuning gave `{b}.attn.qkv` biases, which this timm architecture does not have; export \
+                     it as ONNX instead (--format onnx)"
+                )));
+            }
+            weights.insert(format!("{b}.attn.q_bias"), rows(bias, 0, d));
+            weights.insert(format!("{b}.attn.v_bias"), rows(bias, 2 * d, 3 * d));
+        }
+        if names.split_fc1 {
+            let h = c.mlp_inner();
+            for param in ["weight", "bias"] {
+                if let Some(t) = weights.remove(&format!("{b}.mlp.fc1.{param}")) {
+                    weights.insert(format!("{b}.mlp.fc1_g.{param}"), rows(&t, 0, h));
+                    weights.insert(format!("{b}.mlp.fc1_x.{param}"), rows(&t, h, 2 * h));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes the merged state dict to `out` (safetensors) and `config.json` beside it. Prompt and adapter methods
@@ -168,7 +273,7 @@ pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result
     let mut weights = merged_weights(backbone, t)?;
     let d = c.dim;
     let k = c.prefix_tokens();
-    if size != c.image_size {
+    if size != c.image_size && c.abs_pos {
         let grid = (size.0 / c.patch, size.1 / c.patch);
         let pos = &weights["pos_embed"];
         let data = resample_pos_embed(&pos.data, d, k, c.grid(), grid, POS_EMBED_ANTIALIAS);
@@ -221,7 +326,7 @@ pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result
     // Register tokens need timm's `no_embed_class` layout: the CLS row of pos_embed (zero for a checkpoint that
     // had none, unless fully fine-tuned) folds into the CLS token.
     let no_embed_class = c.no_embed_class || c.registers > 0;
-    if no_embed_class && k > 0 {
+    if no_embed_class && k > 0 && c.abs_pos && c.eva_names.is_none() {
         let pos = weights
             .get_mut("pos_embed")
             .ok_or_else(|| Error::Internal("no pos_embed to export".into()))?;
@@ -231,7 +336,18 @@ pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result
             cls.data.iter_mut().zip(&row).for_each(|(v, r)| *v += r);
         }
     }
-    let arch = architecture(backbone, size);
+    if let Some(names) = c.eva_names {
+        eva_names_from_vit(c, names, &mut weights)?;
+    }
+    let arch = match (
+        &c.architecture,
+        c.not_exported(),
+        c.rope.is_some() || c.swiglu || c.mlp_norm,
+    ) {
+        // The RoPE and SwiGLU families need their own architecture: config.json cannot name their layers.
+        (Some(a), None, true) => a.clone(),
+        _ => architecture(backbone, size),
+    };
     let config = out.with_file_name("config.json");
     if let Ok(existing) = std::fs::read_to_string(&config) {
         let ours = serde_json::from_str::<serde_json::Value>(&existing)
@@ -262,7 +378,14 @@ pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result
         Error::io("write", &config)(e)
     })?;
     // timm builds its CLIP towers with LayerNorm eps 1e-5, its other ViTs with 1e-6; config.json cannot say more.
-    let timm_eps = if arch.contains("clip") { 1e-5 } else { 1e-6 };
+    let timm_eps = if c.eva_names.is_some() || c.swiglu {
+        // The architecture's own definition builds its norms.
+        c.eps
+    } else if arch.contains("clip") {
+        1e-5
+    } else {
+        1e-6
+    };
     let note = (c.eps != timm_eps).then(|| {
         format!(
             "this backbone's LayerNorm eps is {:e}; timm's {arch} uses {timm_eps:e}, so its logits may differ slightly",

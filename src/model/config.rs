@@ -169,6 +169,24 @@ pub struct ViTConfig {
     pub swiglu: bool,
     /// A LayerNorm `mlp.norm` on the MLP's hidden before fc2 (EVA-02's `scale_mlp`).
     pub mlp_norm: bool,
+    /// How a timm `Eva` checkpoint (DINOv3, EVA-02, the RoPE ViTs) named what the loader joined, so the merged
+    /// timm export writes it back; `None` for timm's `VisionTransformer` and Hugging Face layouts.
+    pub eva_names: Option<EvaNames>,
+    /// timm's architecture name from config.json (`vit_small_patch16_dinov3`), when it gave one.
+    pub architecture: Option<String>,
+}
+
+/// The names a timm `Eva` checkpoint used where vitune's graph reads one tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EvaNames {
+    /// `attn.q_proj`/`k_proj`/`v_proj` (EVA-02) rather than one `attn.qkv`.
+    pub separate_qkv: bool,
+    /// `attn.q_bias` and `attn.v_bias` beside a bias-free `attn.qkv` (DINOv3 `_qkvb`, the RoPE ViTs).
+    pub qv_bias: bool,
+    /// `mlp.fc1_g` and `mlp.fc1_x` rather than one `mlp.fc1` (EVA-02, DINOv3 H+ and 7B).
+    pub split_fc1: bool,
+    /// LayerScale as `gamma_1`/`gamma_2` (rather than `ls1.gamma`/`ls2.gamma`).
+    pub gammas: bool,
 }
 
 impl ViTConfig {
@@ -288,13 +306,17 @@ impl ViTConfig {
         Some(v.join(", "))
     }
 
-    /// The part of this layout the merged timm export does not write yet (timm's Eva names and SwiGLU config), in
-    /// words; `None` when it does. The ONNX export writes them all.
+    /// The part of this layout the merged timm export cannot write, in words; `None` when it can. The RoPE and
+    /// SwiGLU families are written under timm's own names for timm's own architecture, which must be known:
+    /// config.json's `architecture` of a timm checkpoint. The ONNX export writes them all.
     pub fn not_exported(&self) -> Option<&'static str> {
-        if self.rope.is_some() {
-            Some("rotary position embeddings (DINOv3, EVA-02, RoPE ViTs)")
-        } else if self.swiglu || self.mlp_norm {
-            Some("SwiGLU MLPs (DINOv2-giant, EVA-02)")
+        let modern = self.rope.is_some() || self.swiglu || self.mlp_norm;
+        if !modern {
+            None
+        } else if self.format != WeightFormat::Timm {
+            Some("a Hugging Face checkpoint of the RoPE and SwiGLU families (timm's own checkpoint exports)")
+        } else if self.architecture.is_none() {
+            Some("a RoPE or SwiGLU checkpoint without config.json's `architecture` (timm needs the name)")
         } else {
             None
         }

@@ -7,7 +7,9 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::config::{heads_from_arch, heads_from_width, MlpAct, Pooling, ViTConfig, WeightFormat};
+use super::config::{
+    heads_from_arch, heads_from_width, EvaNames, MlpAct, Pooling, ViTConfig, WeightFormat,
+};
 use super::HostTensor;
 
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -272,18 +274,22 @@ fn read_f32(st: &SafeTensors, path: &Path, name: &str) -> Result<HostTensor, Mod
 /// reads: `gamma_1/2` are LayerScale's `ls1/ls2.gamma`; q/k/v projections (EVA-02) or `q_bias`/`v_bias` beside a
 /// bias-free fused `qkv` are one `attn.qkv` whose k bias is zero (timm's Eva has none); SwiGLU's `fc1_g` and
 /// `fc1_x` are one `fc1` with the gate rows first, as timm's `SwiGLUPacked` keeps them.
-fn eva_to_vit(path: &Path, tensors: &mut BTreeMap<String, HostTensor>) -> Result<bool, ModelError> {
-    let eva = tensors.keys().any(|k| {
-        k.starts_with("blocks.0.")
-            && [
-                ".gamma_1",
-                ".attn.q_bias",
-                ".attn.q_proj.weight",
-                ".mlp.fc1_g.weight",
-            ]
-            .iter()
-            .any(|s| k.ends_with(s))
-    }) || !tensors.contains_key("pos_embed");
+fn eva_to_vit(
+    path: &Path,
+    tensors: &mut BTreeMap<String, HostTensor>,
+) -> Result<Option<EvaNames>, ModelError> {
+    let has = |name: &str| tensors.contains_key(&format!("blocks.0.{name}"));
+    let names = EvaNames {
+        separate_qkv: has("attn.q_proj.weight"),
+        qv_bias: has("attn.q_bias"),
+        split_fc1: has("mlp.fc1_g.weight"),
+        gammas: has("gamma_1"),
+    };
+    let eva = names.separate_qkv
+        || names.qv_bias
+        || names.split_fc1
+        || names.gammas
+        || !tensors.contains_key("pos_embed");
     let depth = (0..)
         .take_while(|i| tensors.contains_key(&format!("blocks.{i}.norm1.weight")))
         .count();
@@ -364,7 +370,7 @@ fn eva_to_vit(path: &Path, tensors: &mut BTreeMap<String, HostTensor>) -> Result
             }
         }
     }
-    Ok(eva)
+    Ok(eva.then_some(names))
 }
 
 /// Separate q, k and v projections ((block, weight|bias) → [q, k, v]) stacked into timm's fused
@@ -569,7 +575,7 @@ pub fn load_backbone_bytes(
         let pre = preprocessor.unwrap_or(&clip_norm);
         let layout = Layout {
             format: WeightFormat::HuggingFace,
-            eva: false,
+            eva: None,
         };
         return finish(path, sha256, layout, tensors, (Some(&cfg), Some(pre)), opts);
     }
@@ -592,7 +598,7 @@ pub fn load_backbone_bytes(
     };
 
     let mut tensors = BTreeMap::new();
-    let mut eva = false;
+    let mut eva = None;
     let format = match hf_prefix {
         None => {
             for n in &names {
@@ -684,7 +690,7 @@ pub fn load_backbone_bytes(
 #[derive(Debug, Clone, Copy)]
 struct Layout {
     format: WeightFormat,
-    eva: bool,
+    eva: Option<EvaNames>,
 }
 
 /// DeiT distilled: timm averages `head(CLS)` and `head_dist(dist)`; as one linear layer over the two tokens side
@@ -865,7 +871,8 @@ fn infer_config(
         Pooling::Map
     } else if tensors.contains_key("fc_norm.weight") {
         Pooling::Avg
-    } else if global_pool == Some("avg") || !class_token || (eva && global_pool.is_none()) {
+    } else if global_pool == Some("avg") || !class_token || (eva.is_some() && global_pool.is_none())
+    {
         // timm's Eva (DINOv3, EVA-02, the RoPE ViTs) averages after the prefix tokens unless told otherwise.
         // timm's average pooling without fc_norm applies the final norm first.
         Pooling::NormAvg
@@ -1102,6 +1109,8 @@ fn infer_config(
         abs_pos,
         swiglu,
         mlp_norm,
+        eva_names: eva,
+        architecture: arch.clone(),
     })
 }
 

@@ -72,6 +72,8 @@ pub fn standard_config(name: &str) -> Option<ViTConfig> {
         abs_pos: true,
         swiglu: false,
         mlp_norm: false,
+        eva_names: None,
+        architecture: None,
     })
 }
 

@@ -95,7 +95,7 @@ pub fn cross_entropy(logits: &vitune::model::HostTensor, labels: &[usize]) -> f6
 }
 
 /// Every gradient fixture case (tools/make_grad_fixtures.py), one or more per method.
-pub const GRAD_CASES: [&str; 40] = [
+pub const GRAD_CASES: [&str; 42] = [
     "linear",
     "bitfit",
     "vpt-shallow",
@@ -136,6 +136,8 @@ pub const GRAD_CASES: [&str; 40] = [
     "rope-vpt-deep",
     "eva02-bitfit",
     "eva02-full",
+    "dinov3-full",
+    "dinov2g-full",
 ];
 
 /// A gradient fixture: its backbone, the tuning (random values, so every tensor matters), the input (`pixels`,
