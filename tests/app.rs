@@ -172,7 +172,7 @@ fn create_classes_train_see_attention_export_and_import() {
     });
     settle(&mut h);
     // In the prompt mode the backbone's panel is its CLS map (it has no prompts), and says so.
-    h.get_by_label_contains("which has no prompts): CLS → patches");
+    h.get_by_label_contains("which has no prompts): CLS to patches");
     // Each control's label comes first; the tuned model's prediction and the colour scale are shown.
     for label in ["Image", "Map", "Heads", "Colours", "Opacity"] {
         h.get_by_label(label);
@@ -817,6 +817,36 @@ fn a_file_dropped_on_a_class_lands_there_and_pasted_paths_in_the_selected_class(
 
 /// A backbone file that fails to load changes nothing the project records; a project whose own backbone fails
 /// says which file and why, never "loading..." once the load has ended, and Train stays off until one loads.
+/// Switching to another backbone (here DINOv3's layout: RoPE, registers) keeps the classes but not the model trained
+/// on the old one: its curves and classes go, and the status says to train again.
+#[test]
+fn a_new_backbone_drops_the_old_model_and_keeps_the_classes() {
+    let _serial = one_at_a_time();
+    drop(common::gpu());
+    let mut h = harness(Project::default());
+    wait_for(&mut h, 60, "the demo backbone", |a| {
+        a.backbone_info.is_some() && a.backbone.loading.is_none()
+    });
+    let classes = h.state().project.classes.len();
+    // As a finished run leaves them.
+    h.state_mut().curve.push((1.0, 2.0, 0.5));
+    h.state_mut().trained_classes = Some(vec!["a".into()]);
+    let dinov3 = common::fixture("timm_dinov3").join("model.safetensors");
+    h.state_mut().choose_backbone(Some(dinov3.clone()));
+    h.step();
+    wait_for(&mut h, 60, "the new backbone", |a| {
+        a.backbone.loading.is_none() && a.project.backbone.is_some()
+    });
+    h.run();
+    let a = h.state();
+    assert_eq!(a.project.backbone.as_deref(), Some(dinov3.as_path()));
+    let info = a.backbone_info.clone().unwrap_or_default();
+    assert!(info.contains("DINOv3") && info.contains("RoPE"), "{info}");
+    assert!(a.curve.is_empty() && a.trained_classes.is_none());
+    assert!(a.status.contains("train again"), "{}", a.status);
+    assert_eq!(a.project.classes.len(), classes);
+}
+
 #[test]
 fn a_refused_backbone_is_never_kept() {
     let _serial = one_at_a_time();

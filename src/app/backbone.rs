@@ -122,8 +122,18 @@ impl VituneApp {
         self.backbone.loading = None;
         self.backbone.download = None;
         self.backbone.failed = None;
+        // Another backbone: the worker dropped the model trained on the old one, so its curves, search, classes
+        // and export state go too (the project's classes and images stay).
+        let switched = spec != self.project.backbone;
+        if switched {
+            self.forget_results();
+        }
         self.project.backbone = spec;
-        self.status = "backbone ready".into();
+        self.status = if switched {
+            "backbone ready; the model trained on the previous one is gone: train again".into()
+        } else {
+            "backbone ready".into()
+        };
         self.backbone_info = Some(description);
         self.backbone_heads = heads;
         self.backbone.refresh_cached();

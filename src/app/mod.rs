@@ -672,7 +672,7 @@ impl VituneApp {
 
     /// Clears what the last run left on screen and the worker's model, so that nothing of one project shows in
     /// another.
-    fn forget_results(&mut self) {
+    pub(crate) fn forget_results(&mut self) {
         self.curve.clear();
         self.val_curve.clear();
         self.evaluation = None;
@@ -989,6 +989,9 @@ impl VituneApp {
                         self.comparing = false;
                         self.selftesting = false;
                         self.search_progress = None;
+                    }
+                    if self.status.starts_with("exporting ") {
+                        self.status = "the export did not finish (see the message above)".into();
                     }
                     self.errors.push(e);
                 }

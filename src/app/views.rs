@@ -1073,7 +1073,7 @@ fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             ui.columns(2, |cols| {
                 // The backbone alone has no prompts: in the prompt mode its panel is the CLS map, and says so.
                 cols[0].label(if app.attention.mode == "prompt" {
-                    "before tuning (backbone only, which has no prompts): CLS → patches"
+                    "before tuning (backbone only, which has no prompts): CLS to patches"
                 } else {
                     "before tuning (backbone only)"
                 });
