@@ -605,7 +605,10 @@ fn settings_ui(s: &mut super::project::Settings, ui: &mut egui::Ui) {
                         .selectable_value(&mut s.method, m, m.name())
                         .on_hover_text(m.description());
                     if item.changed() {
+                        // Another method: its own options and its recipe's learning rate (a rate chosen for
+                        // the previous method, say by "Retry", is not this one's).
                         s.options = MethodOptions::defaults(m);
+                        s.lr = None;
                     }
                 }
             })

@@ -37,18 +37,8 @@ pub(super) fn info(path: &Path, load: &LoadArgs, json: bool) -> Result<()> {
     println!("mlp           {mlp}");
     match &c.rope {
         Some(r) => println!(
-            "positions     RoPE {} (temperature {}, {}{}{}){}",
-            r.kind.name(),
-            r.temperature,
-            if r.rotate_half {
-                "rotate-half"
-            } else {
-                "interleaved"
-            },
-            if r.xy { ", xy grid" } else { "" },
-            r.ref_grid
-                .map(|(h, w)| format!(", reference grid {h}x{w}"))
-                .unwrap_or_default(),
+            "positions     RoPE {}{}",
+            r.describe(true),
             if c.abs_pos { " + absolute" } else { "" }
         ),
         None => println!("positions     absolute (pos_embed)"),

@@ -251,25 +251,12 @@ impl VitExport<'_> {
         let width = 3 * c.dim;
         let mut cos_t = vec![1.0f32; t * width];
         let mut sin_t = vec![0.0f32; t * width];
-        let partner = |i: usize| -> (usize, f32) {
-            if rope.rotate_half {
-                if i < hd / 2 {
-                    (i + hd / 2, -1.0)
-                } else {
-                    (i - hd / 2, 1.0)
-                }
-            } else if i.is_multiple_of(2) {
-                (i + 1, -1.0)
-            } else {
-                (i - 1, 1.0)
-            }
-        };
         let mut idx: Vec<i64> = (0..width as i64).collect();
         for part in 0..2 {
             for head in 0..c.heads {
                 for i in 0..hd {
                     let ch = part * c.dim + head * hd + i;
-                    let (j, sign) = partner(i);
+                    let (j, sign) = rope.partner(i, hd);
                     idx[ch] = (part * c.dim + head * hd + j) as i64;
                     for m in 0..grid.0 * grid.1 {
                         let at = (start + m) * width + ch;

@@ -67,6 +67,43 @@ impl RopeKind {
 }
 
 impl Rope {
+    /// "dinov3 (temperature 100, rotate-half)"; `full` adds the grid indexing and the reference grid.
+    pub fn describe(&self, full: bool) -> String {
+        let layout = if self.rotate_half {
+            "rotate-half"
+        } else {
+            "interleaved"
+        };
+        let mut extra = String::new();
+        if full && self.xy {
+            extra.push_str(", xy grid");
+        }
+        if let (true, Some((h, w))) = (full, self.ref_grid) {
+            extra.push_str(&format!(", reference grid {h}x{w}"));
+        }
+        format!(
+            "{} (temperature {}, {layout}{extra})",
+            self.kind.name(),
+            self.temperature
+        )
+    }
+
+    /// The channel paired with channel `i` of a head of size `hd`, and the sign its value takes in i's rotation:
+    /// y_i = x_i·cos_i + sign·x_partner·sin_i.
+    pub fn partner(&self, i: usize, hd: usize) -> (usize, f32) {
+        if self.rotate_half {
+            if i < hd / 2 {
+                (i + hd / 2, -1.0)
+            } else {
+                (i - hd / 2, 1.0)
+            }
+        } else if i.is_multiple_of(2) {
+            (i + 1, -1.0)
+        } else {
+            (i - 1, 1.0)
+        }
+    }
+
     /// The cos and sin tables [grid rows · grid columns, hd] for a grid (row-major, as the patch tokens lie).
     pub fn tables(&self, (gh, gw): (usize, usize), head_dim: usize) -> (Vec<f32>, Vec<f32>) {
         let bands = head_dim / 4;
@@ -268,16 +305,7 @@ impl ViTConfig {
             (None, _) => "ViT (DINOv2-giant style)".to_string(),
         }];
         if let Some(r) = &self.rope {
-            v.push(format!(
-                "RoPE {} (temperature {}, {})",
-                r.kind.name(),
-                r.temperature,
-                if r.rotate_half {
-                    "rotate-half"
-                } else {
-                    "interleaved"
-                }
-            ));
+            v.push(format!("RoPE {}", r.describe(false)));
         }
         v.push(match (self.swiglu, self.mlp_norm) {
             (true, true) => "SwiGLU MLP with a sub-LayerNorm".into(),
