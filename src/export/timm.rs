@@ -339,13 +339,9 @@ pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result
     if let Some(names) = c.eva_names {
         eva_names_from_vit(c, names, &mut weights)?;
     }
-    let arch = match (
-        &c.architecture,
-        c.not_exported(),
-        c.rope.is_some() || c.swiglu || c.mlp_norm,
-    ) {
-        // The RoPE and SwiGLU families need their own architecture: config.json cannot name their layers.
-        (Some(a), None, true) => a.clone(),
+    let arch = match (&c.architecture, c.needs_own_architecture()) {
+        // (`not_exported` above refused such a layout without its name.)
+        (Some(a), true) => a.clone(),
         _ => architecture(backbone, size),
     };
     let config = out.with_file_name("config.json");
@@ -378,7 +374,7 @@ pub fn export_timm(backbone: &Backbone, tuned: &TunedFile, out: &Path) -> Result
         Error::io("write", &config)(e)
     })?;
     // timm builds its CLIP towers with LayerNorm eps 1e-5, its other ViTs with 1e-6; config.json cannot say more.
-    let timm_eps = if c.eva_names.is_some() || c.swiglu {
+    let timm_eps = if c.needs_own_architecture() {
         // The architecture's own definition builds its norms.
         c.eps
     } else if arch.contains("clip") {

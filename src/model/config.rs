@@ -334,17 +334,22 @@ impl ViTConfig {
         Some(v.join(", "))
     }
 
+    /// Whether timm builds this layout only from its own architecture name (its layers, RoPE and norms cannot be
+    /// said in `model_args`): the RoPE and SwiGLU families and anything timm's `Eva` class saved.
+    pub fn needs_own_architecture(&self) -> bool {
+        self.rope.is_some() || self.swiglu || self.mlp_norm || self.eva_names.is_some()
+    }
+
     /// The part of this layout the merged timm export cannot write, in words; `None` when it can. The RoPE and
     /// SwiGLU families are written under timm's own names for timm's own architecture, which must be known:
     /// config.json's `architecture` of a timm checkpoint. The ONNX export writes them all.
     pub fn not_exported(&self) -> Option<&'static str> {
-        let modern = self.rope.is_some() || self.swiglu || self.mlp_norm;
-        if !modern {
+        if !self.needs_own_architecture() {
             None
         } else if self.format != WeightFormat::Timm {
             Some("a Hugging Face checkpoint of the RoPE and SwiGLU families (timm's own checkpoint exports)")
         } else if self.architecture.is_none() {
-            Some("a RoPE or SwiGLU checkpoint without config.json's `architecture` (timm needs the name)")
+            Some("a timm Eva, RoPE or SwiGLU checkpoint without config.json's `architecture` (timm needs the name)")
         } else {
             None
         }
