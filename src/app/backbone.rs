@@ -125,11 +125,12 @@ impl VituneApp {
         // Another backbone: the worker dropped the model trained on the old one, so its curves, search, classes
         // and export state go too (the project's classes and images stay).
         let switched = spec != self.project.backbone;
+        let had_model = self.trained_classes.is_some() || !self.curve.is_empty();
         if switched {
             self.forget_results();
         }
         self.project.backbone = spec;
-        self.status = if switched {
+        self.status = if switched && had_model {
             "backbone ready; the model trained on the previous one is gone: train again".into()
         } else {
             "backbone ready".into()
