@@ -382,10 +382,10 @@ pub fn train(
     iters: usize,
     extras: TrainExtras,
 ) -> Result<String> {
-    use crate::model::GpuTuning;
     use crate::train::{
         compute_grads, train_micro_batch, OptimConfig, Optimizer, OptimizerKind, StepOptions,
     };
+    use crate::tuning::GpuTuning;
     use crate::tuning::{Method, MethodOptions, Tuning};
 
     let cfg = config(name)?;

@@ -55,10 +55,11 @@ use std::time::Instant;
 
 use crate::gpu::Gpu;
 use crate::job::{run_train, Data, Init, TrainJob};
-use crate::model::{load_backbone_bytes, Backbone, GpuTuning, GpuViT, HostTensor, LoadOptions};
+use crate::model::{load_backbone_bytes, Backbone, GpuViT, HostTensor, LoadOptions};
 use crate::select::{SearchOptions, Selection};
 use crate::train::{argmax_rows, predict_logits, Augment, Samples, TrainConfig, TrainEvent};
 use crate::tuning::spt::SptKind;
+use crate::tuning::GpuTuning;
 use crate::tuning::{Method, MethodOptions};
 use crate::viz::{image_attention, overlay, Colormap, HeadFusion, MapMode};
 

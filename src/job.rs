@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::model::{Backbone, ForwardOptions, GpuTuning, GpuViT, HostTensor};
+use crate::model::{Backbone, ForwardOptions, GpuViT, HostTensor};
 use crate::preprocess::Transform;
 use crate::rng::Rng;
 pub use crate::train::Session;
@@ -16,6 +16,7 @@ use crate::train::{
 };
 use crate::tuned::{self, TunedMeta};
 use crate::tuning::spt::{self, SptKind};
+use crate::tuning::GpuTuning;
 use crate::tuning::{Method, MethodOptions, Tuning};
 
 /// Where the trainable tensors start.
@@ -438,7 +439,7 @@ pub fn predict(
         gpu,
         &input.pixels,
         &ForwardOptions {
-            tuning: gt.as_ref(),
+            tuning: gt.as_deref(),
             ..Default::default()
         },
     )?;
@@ -568,7 +569,7 @@ pub fn forward_tensors(
         pixels,
         &ForwardOptions {
             attn,
-            tuning: gt.as_ref(),
+            tuning: gt.as_deref(),
             ..Default::default()
         },
     )?;

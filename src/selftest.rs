@@ -12,13 +12,12 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu, MatmulKernel, Recorder, RowKernel};
 use crate::model::{
-    download_named, load_backbone_bytes, Backbone, ForwardOptions, GpuTuning, GpuViT, HostTensor,
-    LoadOptions,
+    download_named, load_backbone_bytes, Backbone, ForwardOptions, GpuViT, HostTensor, LoadOptions,
 };
 use crate::ops::matmul::{Layout, Matmul};
 use crate::rng::Rng;
 use crate::train::{compute_grads, StepOptions};
-use crate::tuning::{Method, MethodOptions, Tuning};
+use crate::tuning::{GpuTuning, Method, MethodOptions, Tuning};
 
 /// Relative error (max |a − b| / max |b|) within which vitune's f32 path matches timm and autograd.
 pub const TOL: f64 = 1e-4;

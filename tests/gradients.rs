@@ -6,8 +6,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use vitune::gpu::AttentionKernel;
-use vitune::model::{download_named, GpuTuning, GpuViT, HostTensor};
+use vitune::model::{download_named, GpuViT, HostTensor};
 use vitune::train::{compute_grads, StepOptions};
+use vitune::tuning::GpuTuning;
 use vitune::tuning::Tuning;
 
 const TOL: f64 = 1e-4;

@@ -116,10 +116,8 @@ fn train_eval_predict_round_trip_beats_chance() {
 
 #[test]
 fn tuned_file_round_trip_reproduces_logits_exactly() {
-    use vitune::model::{
-        load_backbone, ForwardOptions, GpuTuning, GpuViT, HostTensor, LoadOptions,
-    };
-    use vitune::tuning::{Method, MethodOptions, Tuning};
+    use vitune::model::{load_backbone, ForwardOptions, GpuViT, HostTensor, LoadOptions};
+    use vitune::tuning::{GpuTuning, Method, MethodOptions, Tuning};
     let gpu = common::gpu();
     let b = load_backbone(Path::new(&model()), &LoadOptions::default()).expect("backbone");
     let mut opts = MethodOptions::defaults(Method::Convpass);

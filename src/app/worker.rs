@@ -10,10 +10,11 @@ use std::thread::JoinHandle;
 use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu};
 use crate::job::{run_train, AttentionRequest, Data, Init, TrainJob};
-use crate::model::{Backbone, GpuTuning, GpuViT, LoadOptions};
+use crate::model::{Backbone, GpuViT, LoadOptions};
 use crate::select::{CompareEntry, CompareRow, SearchOptions, Selection};
 use crate::train::{predict_logits, Augment, Evaluation, Samples, TrainConfig, TrainEvent};
 use crate::tuned::{self, TunedMeta};
+use crate::tuning::GpuTuning;
 use crate::tuning::{Method, MethodOptions, Tuning};
 use crate::viz::{heat_map, Colormap, HeadFusion, MapMode, MapStyle};
 

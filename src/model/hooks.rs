@@ -333,3 +333,62 @@ pub trait Hooks: Send + Sync {
 pub struct NoHooks;
 
 impl Hooks for NoHooks {}
+
+/// A tuning's tensors on the GPU and the hooks that attach its method: what the graph reads of a tuning, named by
+/// the tuned file (for bitfit and full fine-tuning they replace the backbone's own tensors of the same name).
+pub struct Attached {
+    pub num_classes: usize,
+    pub params: BTreeMap<String, GpuTensor>,
+    /// The tuned file's shape of each tensor (the patch-embedding weight is kept as a matrix on the GPU).
+    pub shapes: BTreeMap<String, Vec<usize>>,
+    pub hooks: Box<dyn Hooks>,
+}
+
+/// GPU shape of a tuned tensor: the patch-embedding convolution weight is the matrix of its im2col matmul.
+fn gpu_shape(name: &str, shape: &[usize]) -> Vec<usize> {
+    if name == "patch_embed.proj.weight" && shape.len() == 4 {
+        vec![shape[0], shape[1] * shape[2] * shape[3]]
+    } else {
+        shape.to_vec()
+    }
+}
+
+impl Attached {
+    /// Uploads `tensors` (host shapes as in the tuned file) to be attached by `hooks`.
+    pub fn upload(
+        gpu: &crate::gpu::Gpu,
+        tensors: &BTreeMap<String, super::HostTensor>,
+        num_classes: usize,
+        hooks: Box<dyn Hooks>,
+    ) -> Result<Self> {
+        let mut params = BTreeMap::new();
+        let mut shapes = BTreeMap::new();
+        for (k, v) in tensors {
+            params.insert(k.clone(), gpu.upload(&gpu_shape(k, &v.shape), &v.data)?);
+            shapes.insert(k.clone(), v.shape.clone());
+        }
+        Ok(Self {
+            num_classes,
+            params,
+            shapes,
+            hooks,
+        })
+    }
+
+    /// Zero-filled tensors shaped like every parameter (gradients, optimizer state).
+    pub fn zeros_like(&self, gpu: &crate::gpu::Gpu) -> Result<BTreeMap<String, GpuTensor>> {
+        self.params
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), gpu.zeros(&v.shape)?)))
+            .collect()
+    }
+
+    /// Reads every parameter back under the tuned file's names and shapes.
+    pub fn download(&self, gpu: &crate::gpu::Gpu) -> Result<BTreeMap<String, super::HostTensor>> {
+        super::download_named(gpu, &self.params, &self.shapes)
+    }
+
+    pub fn prompts(&self) -> usize {
+        self.hooks.prompts()
+    }
+}

@@ -16,7 +16,7 @@ mod tensor;
 mod vit;
 
 pub use config::{EvaNames, MlpAct, Pooling, Rope, RopeKind, ViTConfig, WeightFormat};
-pub use graph::{download_named, GpuTuning, Graph};
+pub use graph::{download_named, Graph};
 pub use load::{
     class_names, class_names_from, load_backbone, load_backbone_bytes, Backbone, LoadOptions,
     ModelError,

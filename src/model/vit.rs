@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::graph::{GpuTuning, Graph};
+use super::graph::Graph;
+use super::hooks::Attached;
 use super::hooks::TokenLayout;
 use super::resample::resample_pos_embed;
 use super::{Backbone, HostTensor, ViTConfig};
@@ -28,7 +29,7 @@ pub struct ForwardOptions<'a> {
     /// Read back the post-softmax attention of every layer.
     pub attn: bool,
     /// Tuned prompts, adapters and head to run with.
-    pub tuning: Option<&'a GpuTuning>,
+    pub tuning: Option<&'a Attached>,
     /// Collect per-kernel GPU times (where the adapter has timestamp queries).
     pub timing: bool,
     /// Largest micro-batch; the binding limit may make it smaller.

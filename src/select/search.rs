@@ -14,8 +14,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::job::{initial_tuning, Init, Recipe, Session};
-use crate::model::GpuTuning;
 use crate::train::{predict_logits, train, OptimizerKind, Samples, TrainEvent};
+use crate::tuning::GpuTuning;
 use crate::tuning::{Method, Tuning};
 
 /// What `--auto` searches.

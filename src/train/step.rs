@@ -7,9 +7,10 @@ use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu, GpuTensor, KernelTimes, Recorder};
 use crate::model::graph_api::{train_bytes_per_image, Graph};
 use crate::model::hooks::Grads;
-use crate::model::{GpuTuning, GpuViT, HostTensor};
+use crate::model::{GpuViT, HostTensor};
 use crate::ops::activation::fill;
 use crate::ops::loss::cross_entropy;
+use crate::tuning::GpuTuning;
 
 /// Default budget for a micro-batch's saved activations and backward working set when `VITUNE_MEMORY_MB` is not
 /// set.

@@ -14,9 +14,10 @@ use super::session::Session;
 use super::step::{compute_grads, compute_head_grads, StepOptions};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
-use crate::model::{ForwardOptions, GpuTuning, GpuViT, HostTensor};
+use crate::model::{ForwardOptions, GpuViT, HostTensor};
 use crate::preprocess::Transform;
 use crate::rng::Rng;
+use crate::tuning::GpuTuning;
 use crate::tuning::{Method, Tuning};
 
 /// Training epochs unless a person says otherwise: one default for the CLI, the app and the search's cost unit.

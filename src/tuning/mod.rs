@@ -21,6 +21,7 @@ mod adapter;
 mod bitfit;
 pub mod convpass;
 mod full;
+mod gpu;
 mod head;
 mod linear;
 pub mod lora;
@@ -38,6 +39,8 @@ use crate::export::onnx::OnnxHooks;
 use crate::model::hooks::{Hooks, NoHooks};
 use crate::model::{Backbone, HostTensor, ViTConfig};
 use crate::rng::Rng;
+
+pub use gpu::GpuTuning;
 
 /// A parameter-efficient tuning method, or a baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -6,7 +6,8 @@ use super::{attention_map_in, HeadFusion, MapMode};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
 use crate::model::graph_api::Graph;
-use crate::model::{GpuTuning, GpuViT, HostTensor};
+use crate::model::{GpuViT, HostTensor};
+use crate::tuning::GpuTuning;
 
 /// One image's attention: per layer [heads·T·T], the class the map explains, and the logits.
 pub struct ImageAttention {
@@ -49,7 +50,7 @@ pub fn image_attention(
     with_grads: bool,
     class: Option<usize>,
 ) -> Result<ImageAttention> {
-    let mut graph = Graph::new(vit, tuning)?;
+    let mut graph = Graph::new(vit, tuning.map(|t| &t.attached))?;
     let c = &vit.config;
     let px = gpu.upload(&pixels.shape, &pixels.data)?;
     let mut rec = Recorder::new(gpu);
