@@ -104,23 +104,7 @@ pub enum Reply {
         total: usize,
     },
     Event(TrainEvent),
-    Trained {
-        evaluation: Option<Evaluation>,
-        classes: Vec<String>,
-        parameters: usize,
-        /// The search that chose the setting (Auto).
-        selection: Option<Selection>,
-        /// Which epoch's weights were kept, and whether Stop ended the run.
-        best_epoch: usize,
-        stopped: bool,
-        /// The run went on from the previous model.
-        continued: bool,
-        /// The trained model's method.
-        method: Method,
-        /// The run diverged after the kept epoch (it stopped there), at learning rate `lr`.
-        diverged: Option<crate::train::Divergence>,
-        lr: f32,
-    },
+    Trained(Trained),
     /// The methods ranked, best first.
     Compared(Vec<CompareRow>),
     Selftest(crate::selftest::Report),
@@ -150,6 +134,26 @@ pub enum Reply {
         message: String,
         lr: f32,
     },
+}
+
+/// A finished run: its validation evaluation and what the status says of it.
+#[derive(Debug)]
+pub struct Trained {
+    pub evaluation: Option<Evaluation>,
+    pub classes: Vec<String>,
+    pub parameters: usize,
+    /// The search that chose the setting (Auto).
+    pub selection: Option<Selection>,
+    /// Which epoch's weights were kept, and whether Stop ended the run.
+    pub best_epoch: usize,
+    pub stopped: bool,
+    /// The run went on from the previous model.
+    pub continued: bool,
+    /// The trained model's method.
+    pub method: Method,
+    /// The run diverged after the kept epoch (it stopped there), at learning rate `lr`.
+    pub diverged: Option<crate::train::Divergence>,
+    pub lr: f32,
 }
 
 pub struct Worker {
@@ -616,7 +620,7 @@ fn train_project(
         meta.selection = selection.clone();
     }
     st.tuning = Some((report.outcome.best, meta));
-    send(Reply::Trained {
+    send(Reply::Trained(Trained {
         evaluation,
         classes,
         parameters,
@@ -627,7 +631,7 @@ fn train_project(
         method: s.method,
         lr,
         diverged,
-    });
+    }));
     Ok(())
 }
 

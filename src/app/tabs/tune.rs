@@ -1,0 +1,431 @@
+//! The Tune tab: the method and its settings, the run's curves, the search, the comparison and the mistakes.
+
+use super::*;
+
+pub(super) fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    // A run uses the settings it started with: they are locked until it ends.
+    let busy = app.training || app.comparing;
+    if busy {
+        ui.label(RichText::new("the run uses these settings: they unlock when it ends").weak());
+    }
+    ui.add_enabled_ui(!busy, |ui| settings_ui(&mut app.project.settings, ui));
+    ui.separator();
+    ui.horizontal(|ui| {
+        let ready = app.backbone_info.is_some() && app.backbone.loading.is_none() && !app.training;
+        if ui.add_enabled(ready, egui::Button::new("Train")).clicked() {
+            app.start_training();
+        }
+        if ui
+            .add_enabled(app.training, egui::Button::new("Stop"))
+            .clicked()
+        {
+            app.stop_training();
+        }
+        let model = app.trained_classes.is_some();
+        if ui
+            .add_enabled(ready && model, egui::Button::new("Continue training"))
+            .on_hover_text(
+                "Train on from the current model (after moving or leaving out the images it gets wrong): the \
+                 same method and classes, the learning rate the last search chose, no new search.",
+            )
+            .clicked()
+        {
+            app.continue_training();
+        }
+        let text = match app.seconds_left() {
+            Some(s) => format!(
+                "{:.0}% · {} left",
+                100.0 * app.progress,
+                crate::words::duration_words(s)
+            ),
+            None => format!("{:.0}%", 100.0 * app.progress),
+        };
+        ui.add(egui::ProgressBar::new(app.progress).text(text));
+    });
+    if let (Some(lr), false) = (app.retry_lr, app.training) {
+        ui.horizontal(|ui| {
+            ui.colored_label(Color32::from_rgb(220, 80, 60), "the last run diverged");
+            if ui
+                .add_enabled(app.backbone_info.is_some(), egui::Button::new(format!("Retry with lr {lr:.2e}")))
+                .on_hover_text("Train again with the learning rate divided by 10 (Auto off: this learning rate is used as it is)")
+                .clicked()
+            {
+                app.retry_with_lr(lr);
+            }
+        });
+    }
+    if let Some((done, total)) = app.decoding {
+        ui.horizontal(|ui| {
+            ui.label("decoding images");
+            ui.add(
+                egui::ProgressBar::new(done as f32 / total.max(1) as f32)
+                    .text(format!("{done} of {total}")),
+            );
+        });
+    }
+    if let Some((done, total)) = app.search_progress {
+        ui.label(format!(
+            "choosing the learning rate: {done} of {total} settings scored; then the chosen one trains on all images"
+        ));
+    }
+    selection_ui(app, ui);
+    compare_ui(app, ui);
+    let loss: Vec<[f64; 2]> = app.curve.iter().map(|(x, l, _)| [*x, *l]).collect();
+    let acc: Vec<[f64; 2]> = app.curve.iter().map(|(x, _, a)| [*x, *a]).collect();
+    let val: Vec<[f64; 2]> = app.val_curve.iter().map(|(x, v)| [*x, *v]).collect();
+    ui.columns(2, |cols| {
+        cols[0].label("loss per step");
+        Plot::new("loss")
+            .height(180.0)
+            .legend(Legend::default())
+            .show(&mut cols[0], |p| {
+                p.line(Line::new("loss", loss));
+            });
+        cols[1].label("accuracy: train batch per step, validation per epoch");
+        Plot::new("accuracy")
+            .height(180.0)
+            .include_y(0.0)
+            .include_y(1.0)
+            .legend(Legend::default())
+            .show(&mut cols[1], |p| {
+                p.line(Line::new("train accuracy", acc));
+                if !val.is_empty() {
+                    p.line(Line::new("validation accuracy", val));
+                }
+            });
+    });
+    if let Some(ev) = &app.evaluation {
+        ui.label(
+            RichText::new(format!(
+                "validation accuracy {:.1}% on {} images",
+                100.0 * ev.accuracy,
+                ev.images
+            ))
+            .strong(),
+        );
+        egui::Grid::new("confusion").striped(true).show(ui, |ui| {
+            ui.label("true \\ predicted");
+            for c in &ev.classes {
+                ui.label(c);
+            }
+            ui.label("accuracy");
+            ui.end_row();
+            for (i, row) in ev.confusion.iter().enumerate() {
+                ui.label(&ev.classes[i]);
+                for v in row {
+                    ui.label(v.to_string());
+                }
+                ui.label(format!("{:.0}%", 100.0 * ev.per_class[i]));
+                ui.end_row();
+            }
+        });
+    }
+    mistakes_ui(app, ui);
+}
+
+/// The run's settings: method and options, epochs, batch, Auto, learning rate, seed, shots.
+pub(super) fn settings_ui(s: &mut crate::app::project::Settings, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        let label = ui.label("Method");
+        egui::ComboBox::from_id_salt("method")
+            .selected_text(s.method.name())
+            .show_ui(ui, |ui| {
+                for m in Method::ALL {
+                    let item = ui
+                        .selectable_value(&mut s.method, m, m.name())
+                        .on_hover_text(m.description());
+                    if item.changed() {
+                        // Another method: its own options and its recipe's learning rate (a rate chosen for
+                        // the previous method, say by "Retry", is not this one's).
+                        s.options = MethodOptions::defaults(m);
+                        s.lr = None;
+                    }
+                }
+            })
+            .response
+            .labelled_by(label.id);
+        if ui.button("Reset to defaults").clicked() {
+            // The method's settings go back to the papers'; the data split (shots, seed) stays the user's.
+            let (shots, seed) = (s.shots, s.seed);
+            *s = crate::app::project::Settings::defaults(s.method);
+            s.shots = shots;
+            s.seed = seed;
+        }
+    });
+    ui.label(egui::RichText::new(s.method.description()).weak());
+    method_options_ui(ui, s.method, &mut s.options);
+    let recipe = crate::app::project::Settings::defaults(s.method);
+    ui.horizontal(|ui| {
+        ui.add(egui::Slider::new(&mut s.epochs, 1..=200).text("epochs"));
+        if s.epochs != recipe.epochs {
+            ui.label(RichText::new(format!("(default {})", recipe.epochs)).weak());
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.add(egui::Slider::new(&mut s.batch, 1..=128).text("batch"));
+        if s.batch != recipe.batch {
+            ui.label(RichText::new(format!("(default {})", recipe.batch)).weak());
+        }
+    });
+    ui.checkbox(&mut s.auto, "Auto (choose learning rate)")
+        .on_hover_text(
+        "Before training, score the papers' grid of learning rates and weight decays by k-fold \
+             cross-validation over your images (successive halving, at most about 6 default runs), \
+             then train the best on all of them.",
+    );
+    ui.add_enabled_ui(!s.auto, |ui| {
+        ui.horizontal(|ui| {
+            let mut custom = s.lr.is_some();
+            ui.checkbox(&mut custom, "learning rate");
+            if custom {
+                let mut lr = s.lr.unwrap_or(1e-3);
+                ui.add(egui::Slider::new(&mut lr, 1e-5..=10.0).logarithmic(true));
+                s.lr = Some(lr);
+            } else {
+                s.lr = None;
+                ui.label("(the method's default)");
+            }
+        })
+    });
+    ui.horizontal(|ui| {
+        ui.add(egui::DragValue::new(&mut s.seed).prefix("seed "));
+        let mut limit = s.shots.is_some();
+        let label = ui.checkbox(&mut limit, "shots per class");
+        if limit {
+            let mut k = s.shots.unwrap_or(4);
+            ui.add(egui::DragValue::new(&mut k).range(1..=1000))
+                .labelled_by(label.id);
+            s.shots = Some(k);
+            ui.label("(the other images validate)");
+        } else {
+            s.shots = None;
+        }
+    });
+}
+
+pub(super) fn method_options_ui(ui: &mut egui::Ui, method: Method, o: &mut MethodOptions) {
+    match method {
+        Method::VptShallow | Method::VptDeep => {
+            ui.add(egui::Slider::new(&mut o.prompts, 1..=50).text("prompts"));
+            ui.add(egui::Slider::new(&mut o.dropout, 0.0..=0.9).text("prompt dropout"));
+        }
+        Method::Lora => {
+            ui.add(egui::Slider::new(&mut o.rank, 1..=64).text("rank"));
+            ui.add(egui::Slider::new(&mut o.alpha, 1.0..=64.0).text("alpha"));
+        }
+        Method::Adaptformer => {
+            ui.add(egui::Slider::new(&mut o.bottleneck, 1..=256).text("bottleneck"));
+            ui.add(
+                egui::Slider::new(&mut o.scale, 0.01..=10.0)
+                    .logarithmic(true)
+                    .text("scale"),
+            );
+        }
+        Method::Convpass => {
+            ui.add(egui::Slider::new(&mut o.convpass_dim, 1..=64).text("convpass dim"));
+            ui.add(
+                egui::Slider::new(&mut o.scale, 0.01..=100.0)
+                    .logarithmic(true)
+                    .text("scale"),
+            );
+            ui.horizontal(|ui| {
+                ui.label("conv init");
+                ui.selectable_value(&mut o.conv_init, ConvInit::Xavier, "xavier");
+                ui.selectable_value(&mut o.conv_init, ConvInit::Identity, "identity");
+            });
+            ui.add(egui::Slider::new(&mut o.dropout, 0.0..=0.9).text("dropout"));
+        }
+        Method::Linear | Method::Bitfit | Method::Ssf | Method::Full => {
+            ui.label("no options");
+        }
+    }
+}
+
+/// The last search's table: every setting tried, the chosen one marked.
+pub(super) fn selection_ui(app: &VituneApp, ui: &mut egui::Ui) {
+    let Some(sel) = &app.selection else { return };
+    egui::CollapsingHeader::new(format!(
+        "Search: lr {:.2e}, wd {:.0e} chosen ({:.1}% ± {:.1}, {})",
+        sel.chosen.lr,
+        sel.chosen.weight_decay,
+        100.0 * sel.score,
+        100.0 * sel.score_std,
+        sel.protocol
+    ))
+    .id_salt("search table")
+    .show(ui, |ui| {
+        egui::Grid::new("search grid").striped(true).show(ui, |ui| {
+            for h in ["lr", "wd", "accuracy", "epochs", ""] {
+                ui.strong(h);
+            }
+            ui.end_row();
+            for t in &sel.table {
+                ui.label(format!("{:.2e}", t.candidate.lr));
+                ui.label(format!("{:.0e}", t.candidate.weight_decay));
+                ui.label(format!("{:.1}% ± {:.1}", 100.0 * t.mean, 100.0 * t.std));
+                ui.label(t.epochs.to_string());
+                ui.label(if t.candidate == sel.chosen {
+                    "chosen"
+                } else if t.diverged {
+                    "diverged"
+                } else {
+                    ""
+                });
+                ui.end_row();
+            }
+        });
+    });
+}
+
+/// "Compare methods": every method scored on the project's images, ranked, each one click from being kept.
+pub(super) fn compare_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        let ready = app.backbone_info.is_some()
+            && app.backbone.loading.is_none()
+            && !app.training
+            && !app.comparing;
+        if ui
+            .add_enabled(ready, egui::Button::new("Compare methods"))
+            .on_hover_text(
+                "Score linear, bitfit, vpt-shallow, vpt-deep, lora, adaptformer and convpass by \
+                 cross-validation on these images (each with its own search when Auto is on)",
+            )
+            .clicked()
+        {
+            app.start_compare();
+        }
+        if app.comparing {
+            if ui.button("Stop").clicked() {
+                app.stop_training();
+            }
+            ui.spinner();
+        }
+    });
+    let Some(rows) = app.comparison.clone() else {
+        return;
+    };
+    egui::Grid::new("compare grid")
+        .striped(true)
+        .show(ui, |ui| {
+            for h in ["rank", "method", "accuracy", "parameters", "lr", "time", ""] {
+                ui.strong(h);
+            }
+            ui.end_row();
+            for (i, r) in rows.iter().enumerate() {
+                ui.label((i + 1).to_string());
+                ui.label(&r.label);
+                ui.label(format!("{:.1}% ± {:.1}", 100.0 * r.score, 100.0 * r.std));
+                ui.label(r.parameters.to_string());
+                ui.label(format!("{:.2e}", r.setting.lr));
+                ui.label(format!("{:.0}s", r.seconds));
+                if ui
+                    .add_enabled(r.tuned.is_some(), egui::Button::new("Keep"))
+                    .on_hover_text("use this method and its tuned model")
+                    .clicked()
+                {
+                    app.keep_compared(r);
+                }
+                ui.end_row();
+            }
+        });
+}
+
+/// What a click on a mistake asks for.
+pub(super) enum MistakeAction {
+    Move(std::path::PathBuf, usize),
+    Disable(std::path::PathBuf),
+    Map(std::path::PathBuf),
+}
+
+/// The validation images the model gets wrong, most confident first: move one to another class, leave it out, or
+/// see its heat-map; then "Continue training".
+pub(super) fn mistakes_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
+    let Some(ev) = &app.evaluation else {
+        return;
+    };
+    if ev.mistakes.is_empty() {
+        return;
+    }
+    let (mistakes, classes) = (ev.mistakes.clone(), ev.classes.clone());
+    ui.separator();
+    ui.label(
+        RichText::new(format!(
+            "Learn from mistakes: {} validation image{} the model gets wrong, most confident first",
+            mistakes.len(),
+            if mistakes.len() == 1 { "" } else { "s" }
+        ))
+        .strong(),
+    );
+    ui.label(
+        RichText::new(
+            "Move an image to its right class or leave it out, then \"Continue training\" from this model.",
+        )
+        .weak(),
+    );
+    // Classes by the evaluation's names (the project's may have changed since).
+    let names: Vec<String> = app.project.classes.iter().map(|c| c.name.clone()).collect();
+    let index_of = |name: &str| names.iter().position(|c| c == name);
+    let targets: Vec<(usize, String)> = classes
+        .iter()
+        .filter_map(|c| index_of(c).map(|i| (i, c.clone())))
+        .collect();
+    let ctx = ui.ctx().clone();
+    let mut action = None;
+    egui::ScrollArea::vertical()
+        .id_salt("mistakes")
+        .max_height(360.0)
+        .show(ui, |ui| {
+            for m in &mistakes {
+                let name = |i: usize| classes.get(i).cloned().unwrap_or_default();
+                ui.horizontal(|ui| {
+                    if let Some(tex) = app.thumbnail(&ctx, &m.path) {
+                        ui.add_sized(
+                            [56.0, 56.0],
+                            egui::Image::new(&tex).max_size(egui::vec2(56.0, 56.0)),
+                        );
+                    }
+                    ui.vertical(|ui| {
+                        ui.label(crate::app::file_label(&m.path))
+                            .on_hover_text(m.path.display().to_string());
+                        ui.label(format!(
+                            "labelled {}, taken for {} ({:.0}%)",
+                            name(m.truth),
+                            name(m.predicted),
+                            100.0 * m.confidence
+                        ));
+                    });
+                    if let Some(i) = index_of(&name(m.predicted)) {
+                        if ui
+                            .button(format!("Move to {}", name(m.predicted)))
+                            .clicked()
+                        {
+                            action = Some(MistakeAction::Move(m.path.clone(), i));
+                        }
+                    }
+                    ui.menu_button("Move to...", |ui| {
+                        for (i, c) in &targets {
+                            if ui.button(c).clicked() {
+                                action = Some(MistakeAction::Move(m.path.clone(), *i));
+                            }
+                        }
+                    });
+                    if ui.button("Leave out").clicked() {
+                        action = Some(MistakeAction::Disable(m.path.clone()));
+                    }
+                    if ui.button("Show map").clicked() {
+                        action = Some(MistakeAction::Map(m.path.clone()));
+                    }
+                });
+            }
+        });
+    match action {
+        Some(MistakeAction::Move(path, to)) => app.move_image(&path, to),
+        Some(MistakeAction::Disable(path)) => app.disable_image(&path),
+        Some(MistakeAction::Map(path)) => {
+            app.attention.image = Some(path);
+            app.tab = Tab::Attention;
+            app.request_attention();
+        }
+        None => {}
+    }
+}
