@@ -1,6 +1,168 @@
-//! Helpers of `vitune bench`.
+//! `vitune bench`: speed (forward, matmul, a training step, the peaks) and few-shot accuracy.
 
 use super::*;
+
+#[derive(Args)]
+pub(super) struct Args {
+    #[command(subcommand)]
+    pub(super) what: BenchCommand,
+}
+
+#[derive(Subcommand)]
+pub(super) enum BenchCommand {
+    /// Forward throughput of a standard config with random weights.
+    Forward(BenchArgs),
+    /// The matmul kernel alone at M = batch·197, K = 768, N ∈ {2304, 768, 3072}.
+    Matmul(BenchArgs),
+    /// The peaks the floors are taken against: our best fp32 matmul rate and the copy bandwidth.
+    Peaks,
+    /// Few-shot accuracy of every method on the demo's target glyphs (mean ± std over seeds).
+    Fewshot {
+        /// Comma-separated shot counts.
+        #[arg(long, default_value = "1,2,4,8")]
+        shots: String,
+        /// Draws of the shots per shot count.
+        #[arg(long, default_value_t = 3)]
+        seeds: usize,
+        /// Training epochs (the run keeps the epoch best on validation).
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+        /// Test images per class (fixed across seeds).
+        #[arg(long, default_value_t = 50)]
+        test_per_class: usize,
+        /// Comma-separated method labels (default: all).
+        #[arg(long)]
+        methods: Option<String>,
+        /// The glyph split: target (rendered as the backbone was pre-trained) or shifted.
+        #[arg(long, default_value = "target")]
+        split: String,
+        /// Also a row per method with its setting searched on the shots (as `train --auto`).
+        #[arg(long)]
+        auto: bool,
+    },
+    /// A training step of a method: images/s, step/forward ratio, memory per image, trainable parameters.
+    Train {
+        #[command(flatten)]
+        args: BenchArgs,
+        /// The method whose training step is timed.
+        #[arg(long, default_value = "vpt-deep")]
+        method: String,
+        /// Skip timing a forward of the same batch (no step / forward ratio).
+        #[arg(long)]
+        no_forward: bool,
+        /// Skip the extra step with timestamp queries (no per-kernel floors table).
+        #[arg(long)]
+        no_profile: bool,
+    },
+}
+
+#[derive(Args)]
+pub(super) struct BenchArgs {
+    /// vit-ti16, vit-s16, vit-b16, vit-l16, or demo (a tiny config); with -dinov3 (RoPE, 4 registers,
+    /// LayerScale) or -swiglu (a packed SwiGLU MLP) after it, that layout at the same size.
+    #[arg(long, default_value = "vit-b16")]
+    pub(super) config: String,
+    /// Images per training step.
+    #[arg(long, default_value_t = 8)]
+    pub(super) batch: usize,
+    /// Timed repetitions after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    pub(super) iters: usize,
+}
+
+pub(super) fn exec(a: Args) -> Result<()> {
+    match a.what {
+        BenchCommand::Forward(a) => {
+            let gpu = Gpu::new()?;
+            warn_slow_bench(&gpu, &a.config);
+            let r = vitune::bench::forward(&gpu, &a.config, a.batch, a.iters)?;
+            println!("{r}");
+            Ok(())
+        }
+        BenchCommand::Fewshot {
+            shots,
+            seeds,
+            epochs,
+            test_per_class,
+            methods,
+            split,
+            auto,
+        } => {
+            let shots: Vec<usize> = shots
+                .split(',')
+                .map(|s| {
+                    s.trim()
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("--shots `{s}`: {e}"))
+                })
+                .collect::<Result<_>>()?;
+            let all = vitune::demo::bench_methods();
+            let chosen: Vec<_> = match &methods {
+                None => all,
+                Some(list) => {
+                    let want: Vec<&str> = list.split(',').map(str::trim).collect();
+                    all.into_iter()
+                        .filter(|m| want.contains(&m.label))
+                        .collect()
+                }
+            };
+            let gpu = Gpu::new()?;
+            let start = std::time::Instant::now();
+            let opts = vitune::demo::FewshotOptions {
+                shots,
+                seeds,
+                epochs,
+                test_per_class,
+                split,
+                auto: auto.then(vitune::select::SearchOptions::default),
+            };
+            let t = vitune::demo::fewshot(&gpu, &chosen, &opts, &mut |m| eprintln!("{m}"))?;
+            println!("adapter: {}", gpu.describe());
+            println!(
+                "{} seeds, {} epochs, {} test images, {:.0}s\n",
+                t.seeds,
+                t.epochs,
+                t.test_images,
+                start.elapsed().as_secs_f64()
+            );
+            println!("{}", t.markdown());
+            Ok(())
+        }
+        BenchCommand::Train {
+            args: a,
+            method,
+            no_forward,
+            no_profile,
+        } => {
+            let gpu = Gpu::new()?;
+            warn_slow_bench(&gpu, &a.config);
+            let extras = vitune::bench::TrainExtras {
+                forward: !no_forward,
+                profile: !no_profile,
+            };
+            let r = vitune::bench::train(&gpu, &a.config, &method, a.batch, a.iters, extras)?;
+            println!("{r}");
+            Ok(())
+        }
+        BenchCommand::Matmul(a) => {
+            let gpu = Gpu::new()?;
+            let r = vitune::bench::matmul(&gpu, a.batch, a.iters)?;
+            println!("{r}");
+            Ok(())
+        }
+        BenchCommand::Peaks => {
+            let gpu = Gpu::new()?;
+            let p = vitune::bench::measure_peaks(&gpu)?;
+            println!("adapter       {}", gpu.describe());
+            println!(
+                "matmul        {:.2} GFLOP/s (fp32, best of 2)",
+                p.flops / 1e9
+            );
+            println!("copy          {:.2} GB/s (read + write)", p.bytes / 1e9);
+            Ok(())
+        }
+    }
+}
 
 /// On a CPU adapter the ViT-B/L configs take minutes per forward: say so before starting.
 pub(super) fn warn_slow_bench(gpu: &Gpu, config: &str) {

@@ -2,6 +2,47 @@
 
 use super::*;
 
+#[derive(Args)]
+pub(super) struct CompareArgs {
+    #[command(flatten)]
+    pub(super) model: BackboneArgs,
+    /// Class folders: one sub-folder of images per class.
+    #[arg(long)]
+    pub(super) data: PathBuf,
+    /// Comma-separated methods, each with the papers' default options.
+    #[arg(
+        long,
+        default_value = "linear,bitfit,vpt-shallow,vpt-deep,lora,adaptformer,convpass"
+    )]
+    pub(super) methods: String,
+    /// Images per class, drawn with each seed (all when unset).
+    #[arg(long)]
+    pub(super) shots: Option<usize>,
+    /// Draws of the shots (seeds 0..S); the score's spread is over seeds when S > 1, else over folds.
+    #[arg(long, default_value_t = 1)]
+    pub(super) seeds: usize,
+    /// Training epochs (the run keeps the epoch best on validation).
+    #[arg(long, default_value_t = vitune::train::DEFAULT_EPOCHS)]
+    pub(super) epochs: usize,
+    /// Images per training step.
+    #[arg(long, default_value_t = vitune::train::DEFAULT_BATCH)]
+    pub(super) batch: usize,
+    #[command(flatten)]
+    pub(super) auto: AutoArgs,
+    #[command(flatten)]
+    pub(super) aug: AugArgs,
+    /// Write each method's tuned file (its scored setting trained on the first draw) into this folder.
+    #[arg(long)]
+    pub(super) out: Option<PathBuf>,
+    /// Print the result as JSON on standard output.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+pub(super) fn exec(a: CompareArgs) -> Result<()> {
+    compare(&a)
+}
+
 pub(super) fn compare(a: &CompareArgs) -> Result<()> {
     use std::sync::atomic::AtomicBool;
     use vitune::job::{eval_transform, Init, Recipe, Session};

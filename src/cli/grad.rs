@@ -2,6 +2,42 @@
 
 use super::*;
 
+#[derive(Args)]
+pub(super) struct Args {
+    #[command(flatten)]
+    pub(super) model: BackboneArgs,
+    #[command(flatten)]
+    pub(super) method: MethodArgs,
+    /// Start every trainable tensor from this file (tuned file, or plain safetensors with the same names).
+    #[arg(long)]
+    pub(super) tuned: Option<PathBuf>,
+    /// Classes of the new head (without --tuned).
+    #[arg(long)]
+    pub(super) num_classes: Option<usize>,
+    /// Seed of the method's initialisation (without --tuned).
+    #[arg(long, default_value_t = 0)]
+    pub(super) seed: u64,
+    /// Input tensors (safetensors).
+    #[arg(long)]
+    pub(super) input: PathBuf,
+    /// Where to write the result.
+    #[arg(long)]
+    pub(super) out: PathBuf,
+}
+
+pub(super) fn exec(a: Args) -> Result<()> {
+    grad(
+        &a.model.backbone,
+        &a.model.load,
+        &a.method,
+        a.tuned.as_deref(),
+        a.num_classes,
+        a.seed,
+        &a.input,
+        &a.out,
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn grad(
     path: &Path,

@@ -29,7 +29,7 @@ pub struct ModelsArgs {
 
 /// Downloads what vitune needs of a hub model into the shared cache (always asking the hub for the revision's
 /// commit), then checks that it loads.
-pub fn pull(a: &PullArgs) -> Result<()> {
+pub fn pull(a: PullArgs) -> Result<()> {
     let name = HubName::parse(&a.name)?;
     let cfg = HubConfig::from_env();
     let cancel = AtomicBool::new(false);
@@ -65,7 +65,7 @@ pub fn pull(a: &PullArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn models(a: &ModelsArgs) -> Result<()> {
+pub fn models(a: ModelsArgs) -> Result<()> {
     let cfg = HubConfig::from_env();
     let rows: Vec<_> = hub::curated()
         .iter()

@@ -2,6 +2,31 @@
 
 use super::*;
 
+#[derive(Args)]
+pub(super) struct Args {
+    /// A backbone checkpoint (safetensors), or a hub name hf-hub:ORG/NAME[@REVISION].
+    #[arg(required_unless_present = "tuned")]
+    pub(super) backbone: Option<PathBuf>,
+    /// A tuned file: its method, classes, backbone and how its setting was chosen.
+    #[arg(long)]
+    pub(super) tuned: Option<PathBuf>,
+    #[command(flatten)]
+    pub(super) load: LoadArgs,
+    /// Print as JSON.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+pub(super) fn exec(a: Args) -> Result<()> {
+    if let Some(b) = &a.backbone {
+        info(b, &a.load, a.json)?;
+    }
+    if let Some(t) = &a.tuned {
+        tuned_info(t, a.json)?;
+    }
+    Ok(())
+}
+
 pub(super) fn info(path: &Path, load: &LoadArgs, json: bool) -> Result<()> {
     let b = load.load(path)?;
     let c = &b.config;

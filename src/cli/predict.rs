@@ -1,6 +1,39 @@
-//! `vitune predict` and `vitune eval`: classes of images, accuracy on class folders; both go on past unreadable files.
+//! `vitune predict`: the top classes of images; goes on past unreadable files.
 
 use super::*;
+
+#[derive(Args)]
+pub(super) struct Args {
+    #[command(flatten)]
+    pub(super) model: BackboneArgs,
+    /// A tuned file from `vitune train`.
+    #[arg(long)]
+    pub(super) tuned: Option<PathBuf>,
+    /// Use a tuned file made for a backbone with other weights (the shapes must still fit).
+    #[arg(long)]
+    pub(super) force: bool,
+    /// Image files or folders.
+    #[arg(required = true)]
+    pub(super) images: Vec<PathBuf>,
+    /// How many classes to print per image.
+    #[arg(long, default_value_t = 5)]
+    pub(super) top: usize,
+    /// Print the result as JSON on standard output.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+pub(super) fn exec(a: Args) -> Result<()> {
+    predict(
+        &a.model.backbone,
+        &a.model.load,
+        a.tuned.as_deref(),
+        a.force,
+        &a.images,
+        a.top,
+        a.json,
+    )
+}
 
 pub(super) fn predict(
     path: &Path,
@@ -54,34 +87,6 @@ pub(super) fn predict(
             "{} of {} images could not be read (named above); the others' results are printed",
             input.failed.len(),
             images.len()
-        );
-    }
-    Ok(())
-}
-
-pub(super) fn eval(
-    path: &Path,
-    load: &LoadArgs,
-    tuned: &Path,
-    data: &Path,
-    json: bool,
-    force: bool,
-) -> Result<()> {
-    let b = load.load(path)?;
-    let gpu = Gpu::new()?;
-    let (ev, problems) = vitune::job::evaluate(&gpu, &b, tuned, data, force)?;
-    for p in &problems {
-        eprintln!("error: {p}");
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&ev)?);
-    } else {
-        print!("{}", ev.table());
-    }
-    if !problems.is_empty() {
-        bail!(
-            "{} images could not be read (named above); the evaluation covers the others",
-            problems.len()
         );
     }
     Ok(())

@@ -2,6 +2,72 @@
 
 use super::*;
 
+#[derive(Args)]
+pub(super) struct TrainArgs {
+    #[command(flatten)]
+    pub(super) model: BackboneArgs,
+    /// Class folders: one sub-folder of images per class.
+    #[arg(long)]
+    pub(super) data: PathBuf,
+    #[command(flatten)]
+    pub(super) method: MethodArgs,
+    /// Images per class to train on, drawn with the seed (all when unset).
+    #[arg(long)]
+    pub(super) shots: Option<usize>,
+    /// Training epochs (the run keeps the epoch best on validation).
+    #[arg(long, default_value_t = vitune::train::DEFAULT_EPOCHS)]
+    pub(super) epochs: usize,
+    /// Images per training step.
+    #[arg(long, default_value_t = vitune::train::DEFAULT_BATCH)]
+    pub(super) batch: usize,
+    /// Peak learning rate (the method's default when unset).
+    #[arg(long)]
+    pub(super) lr: Option<f32>,
+    /// Weight decay (the method's default when unset).
+    #[arg(long)]
+    pub(super) wd: Option<f32>,
+    /// sgd or adamw (the method's default when unset).
+    #[arg(long)]
+    pub(super) optimizer: Option<String>,
+    /// Seed for the shots drawn, the augmentation and the initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub(super) seed: u64,
+    /// Validation class folders; without it, up to --val-per-class of the images not drawn as shots.
+    #[arg(long)]
+    pub(super) val: Option<PathBuf>,
+    /// Without --val: at most this many images per class that were not drawn as shots validate each epoch.
+    #[arg(long, default_value_t = 20)]
+    pub(super) val_per_class: usize,
+    #[command(flatten)]
+    pub(super) aug: AugArgs,
+    #[command(flatten)]
+    pub(super) auto: AutoArgs,
+    /// Prompt initialisation: method (the method's own), spt-mean, spt-max, spt-random or spt-kmeans.
+    #[arg(long, default_value = "method")]
+    pub(super) init: String,
+    /// PVP: start the prompts from a file of `vitune pretrain-prompts` (the head is made anew).
+    #[arg(long)]
+    pub(super) init_from: Option<PathBuf>,
+    /// Continue from a tuned file of the same method and classes.
+    #[arg(long)]
+    pub(super) resume: Option<PathBuf>,
+    /// Print the search (with --auto) as JSON on standard output.
+    #[arg(long)]
+    pub(super) json: bool,
+    /// Where to write the result.
+    #[arg(long)]
+    pub(super) out: PathBuf,
+}
+
+pub(super) fn exec(a: TrainArgs) -> Result<()> {
+    train(&a, false)
+}
+
+/// `vitune pretrain-prompts`: the same run, its prompts kept for `train --init-from`.
+pub(super) fn exec_pretrain(a: TrainArgs) -> Result<()> {
+    train(&a, true)
+}
+
 pub(super) fn print_search_event(e: &vitune::select::SearchEvent) {
     use vitune::select::SearchEvent;
     match e {
