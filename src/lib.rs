@@ -13,6 +13,7 @@ pub mod hub;
 pub mod io;
 pub mod job;
 pub mod model;
+pub mod onnx;
 pub mod ops;
 pub mod preprocess;
 pub mod rng;

@@ -5,7 +5,6 @@
 //! weights, and `MethodSpec::onnx` writes what cannot be folded (prompts, bypass branches) as ONNX ops.
 
 pub mod check;
-pub mod onnx;
 pub mod timm;
 mod vit;
 
@@ -18,9 +17,9 @@ use tract_onnx::pb::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::model::{Backbone, HostTensor};
+use crate::model::{Backbone, ForwardOptions, GpuViT, HostTensor};
 use crate::tuned::TunedFile;
-use crate::tuning::Tuning;
+use crate::tuning::{GpuTuning, Tuning};
 pub use check::SelfCheck;
 
 /// Largest relative logit difference an f32 export may show against vitune's f32 forward (both land near 1e-6;
@@ -139,7 +138,7 @@ pub fn onnx_model(
         input_size: size,
         hooks: hooks.as_ref(),
         onnx: onnx_hooks.as_deref(),
-        cx: onnx::ExportCtx {
+        cx: crate::onnx::ExportCtx {
             tensors: &t.tensors,
             config: c,
             layout: crate::model::hooks::TokenLayout {
@@ -156,7 +155,7 @@ pub fn onnx_model(
         ir_version: 8,
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
-            version: onnx::OPSET,
+            version: crate::onnx::OPSET,
         }],
         producer_name: "vitune".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
@@ -223,8 +222,16 @@ pub fn export_onnx(
         )));
     }
     let pixels = pixels.unwrap_or_else(|| check_pixels(CHECK_IMAGES, size, 0x0_77e1));
-    let expected = crate::job::forward_tensors(gpu, backbone, Some(&tuned.tuning), &pixels, false)?
-        .remove("logits")
+    // What the file must reproduce: vitune's own forward of the tuned model on the same pixels.
+    let vit = GpuViT::new(gpu, backbone, Some((pixels.shape[2], pixels.shape[3])))?;
+    let gt = GpuTuning::upload(gpu, &tuned.tuning)?;
+    let forward = ForwardOptions {
+        tuning: Some(&gt),
+        ..Default::default()
+    };
+    let expected = vit
+        .forward(gpu, &pixels, &forward)?
+        .logits
         .ok_or_else(|| Error::Internal("vitune's forward gave no logits".into()))?;
     let partial = partial_path(out);
     std::fs::write(&partial, &bytes).map_err(|e| {

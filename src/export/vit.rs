@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use tract_onnx::pb::GraphProto;
 
-use super::onnx::{int, ints, value_info, ExportCtx, OnnxGraph, OnnxHooks};
+use crate::onnx::{int, ints, value_info, ExportCtx, OnnxGraph, OnnxHooks};
 use crate::error::{Error, Result};
 use crate::model::hooks::{Branch, BranchInput, Hooks};
 use crate::model::resample::resample_pos_embed;

@@ -11,8 +11,8 @@ use super::folds::Protocol;
 use super::grid::Candidate;
 use super::search::{apply_candidate, mean_std, search, Scorer, SearchOptions};
 use crate::error::{Error, Result};
-use crate::job::{Recipe, Session};
 use crate::train::Samples;
+use crate::train::{Recipe, Session};
 use crate::tuned::TunedMeta;
 use crate::tuning::{Method, Tuning};
 

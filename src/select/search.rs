@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::job::{initial_tuning, Init, Recipe, Session};
+use crate::train::{initial_tuning, Init, Recipe, Session};
 use crate::train::{predict_logits, train, OptimizerKind, Samples, TrainEvent};
 use crate::tuning::GpuTuning;
 use crate::tuning::{Method, Tuning};

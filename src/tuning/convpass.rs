@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{has_name, xavier_uniform, ConvInit, MethodOptions, MethodSpec};
 use crate::error::{Error, Result};
-use crate::export::onnx::{ints, ExportCtx, OnnxGraph, OnnxHooks};
+use crate::onnx::{ints, ExportCtx, OnnxGraph, OnnxHooks};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Branch, Grads, Hooks, Saved};
 use crate::model::{Backbone, Graph, HostTensor, ViTConfig};

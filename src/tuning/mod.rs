@@ -35,7 +35,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::export::onnx::OnnxHooks;
+use crate::onnx::OnnxHooks;
 use crate::model::hooks::{Hooks, NoHooks};
 use crate::model::{Backbone, HostTensor, ViTConfig};
 use crate::rng::Rng;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{has_name, uniform, MethodOptions, MethodRecipe, MethodSpec};
 use crate::error::{Error, Result};
-use crate::export::onnx::{ExportCtx, OnnxGraph, OnnxHooks};
+use crate::onnx::{ExportCtx, OnnxGraph, OnnxHooks};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Grads, Hooks};
 use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
