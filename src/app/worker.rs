@@ -11,11 +11,11 @@ use crate::error::{Error, Result};
 use crate::gpu::{AttentionKernel, Gpu};
 use crate::job::{run_train, AttentionRequest, Data, Init, TrainJob};
 use crate::model::{Backbone, GpuViT, LoadOptions};
-use crate::select::{CompareEntry, CompareRow, SearchOptions, Selection};
-use crate::train::{predict_logits, Augment, Evaluation, Samples, TrainConfig, TrainEvent};
+use crate::select::{CompareRow, SearchOptions, Selection};
+use crate::train::{predict_logits, Augment, Evaluation, Samples, TrainEvent};
 use crate::tuned::{self, TunedMeta};
 use crate::tuning::GpuTuning;
-use crate::tuning::{Method, MethodOptions, Tuning};
+use crate::tuning::{Method, Tuning};
 use crate::viz::{heat_map, Colormap, HeadFusion, MapMode, MapStyle};
 
 use super::project::{Project, Settings};
@@ -392,46 +392,24 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
         Command::Compare(project, out) => {
             let side = crate::train::working_side(backbone(st)?.config.image_size);
             let (classes, train, _) = project_samples(&project, side, send)?;
-            let s = &project.settings;
-            // Every method but full fine-tuning, the slow baseline.
-            let entries: Vec<CompareEntry> = Method::ALL
-                .into_iter()
-                .filter(|&m| m != Method::Full)
-                .map(|m| CompareEntry {
-                    label: m.name().to_string(),
-                    recipe: crate::job::Recipe {
-                        method: m,
-                        options: MethodOptions::defaults(m),
-                        init: Init::Method,
-                        config: project_recipe(s, m, train.len()),
-                    },
-                })
-                .collect();
+            let job = crate::job::CompareJob {
+                data: crate::job::CompareData::Samples { classes, train },
+                methods: crate::job::default_compared(),
+                plan: project_plan(&project.settings),
+                auto: project.settings.auto.then(SearchOptions::default),
+                out: Some(out),
+            };
             let b = backbone(st)?.clone();
             let t = crate::job::eval_transform(&b, None);
             let (g, vit) = gpu_vit(st)?;
             let session = crate::job::Session::new(g, &b, vit, &t);
-            let auto = s.auto.then(SearchOptions::default);
-            let rows = crate::select::compare(
-                &session,
-                &classes,
-                std::slice::from_ref(&train),
-                &entries,
-                auto.as_ref(),
-                Some(&out),
-                stop,
-                &mut |m| {
-                    send(Reply::Event(TrainEvent::Search(
-                        crate::select::SearchEvent::Note(m.to_string()),
-                    )))
-                },
-            )
-            .map_err(|e| match e {
-                Error::Stopped(_) => Error::Stopped(
-                    "the comparison was stopped before every method was scored: no ranking; the app's model is \
-                     unchanged"
-                        .into(),
-                ),
+            let mut note = |m: &str| {
+                send(Reply::Event(TrainEvent::Search(
+                    crate::select::SearchEvent::Note(m.to_string()),
+                )))
+            };
+            let rows = job.run(&session, stop, &mut note).map_err(|e| match e {
+                Error::Stopped(m) => Error::Stopped(format!("{m}; the app's model is unchanged")),
                 e => e,
             })?;
             send(Reply::Compared(rows));
@@ -556,7 +534,7 @@ fn train_project(
     let (classes, train, val) = project_samples(project, side, send)?;
     let s: &Settings = &project.settings;
     let fresh = matches!(init, Init::Method);
-    let mut config = project_recipe(s, s.method, job_images(project));
+    let mut config = project_plan(s).config(s.method, job_images(project));
     if let Some(c) = &chosen {
         config.optim.lr = c.lr;
         config.optim.weight_decay = c.weight_decay;
@@ -722,26 +700,23 @@ fn job_images(project: &Project) -> usize {
         .sum()
 }
 
-/// The papers' recipe for `method` with the project's epochs, batch and seed (and its learning rate when set
-/// and Auto is off), with the app's augmentation.
-fn project_recipe(s: &Settings, method: Method, train_images: usize) -> TrainConfig {
-    let mut config = TrainConfig::defaults(
-        method,
-        s.epochs,
-        s.batch,
-        train_images.div_ceil(s.batch.max(1)),
-    );
-    config.seed = s.seed;
-    config = config.overridden(&crate::train::RecipeOverrides {
-        lr: s.lr.filter(|_| !s.auto),
-        ..Default::default()
-    });
-    config.augment = Augment {
-        crop: Some((0.5, 1.0)),
-        flip: false,
-        ..Augment::default()
-    };
-    config
+/// The project's epochs, batch and seed (and its learning rate when set and Auto is off), with the app's
+/// augmentation: for the papers' recipe of each method.
+fn project_plan(s: &Settings) -> crate::job::RunPlan {
+    crate::job::RunPlan {
+        epochs: s.epochs,
+        batch: s.batch,
+        seed: s.seed,
+        augment: Augment {
+            crop: Some((0.5, 1.0)),
+            flip: false,
+            ..Augment::default()
+        },
+        overrides: crate::train::RecipeOverrides {
+            lr: s.lr.filter(|_| !s.auto),
+            ..Default::default()
+        },
+    }
 }
 
 /// The project's classes, training shots and validation images, decoded; unreadable files are reported.
@@ -773,22 +748,8 @@ fn project_samples(
         send(Reply::Error(p));
     }
     let s = &project.settings;
-    let (train, val) = split(&samples, classes.len(), s.shots, s.seed);
+    let (train, val) = samples.k_shot_split(classes.len(), s.shots, s.seed);
     Ok((classes, train, val))
-}
-
-/// Training shots per class (all when unset) and the rest as validation, split as the CLI splits a folder.
-fn split(
-    s: &Samples,
-    classes: usize,
-    shots: Option<usize>,
-    seed: u64,
-) -> (Samples, Option<Samples>) {
-    let Some(k) = shots else {
-        return (s.clone(), None);
-    };
-    let (tr, va) = crate::train::k_shot(&s.labels, classes, k, seed);
-    (s.subset(&tr), (!va.is_empty()).then(|| s.subset(&va)))
 }
 
 /// Small images are shown enlarged so the heat-map can be seen.

@@ -9,12 +9,10 @@ pub(super) struct CompareArgs {
     /// Class folders: one sub-folder of images per class.
     #[arg(long)]
     pub(super) data: PathBuf,
-    /// Comma-separated methods, each with the papers' default options.
-    #[arg(
-        long,
-        default_value = "linear,bitfit,vpt-shallow,vpt-deep,lora,adaptformer,convpass"
-    )]
-    pub(super) methods: String,
+    /// Comma-separated methods, each with the papers' default options (default: every method but full
+    /// fine-tuning).
+    #[arg(long)]
+    pub(super) methods: Option<String>,
     /// Images per class, drawn with each seed (all when unset).
     #[arg(long)]
     pub(super) shots: Option<usize>,
@@ -45,75 +43,39 @@ pub(super) fn exec(a: CompareArgs) -> Result<()> {
 
 pub(super) fn compare(a: &CompareArgs) -> Result<()> {
     use std::sync::atomic::AtomicBool;
-    use vitune::job::{eval_transform, Init, Recipe, Session};
-    use vitune::select::CompareEntry;
-    use vitune::train::{Dataset, Samples, TrainConfig};
+    use vitune::job::{CompareData, CompareJob, RunPlan, Session};
 
     let b = a.model.load()?;
-    let ds = Dataset::from_folder(&a.data)?;
-    let mut draws = Vec::new();
-    for seed in 0..a.seeds.max(1) as u64 {
-        let idx = match a.shots {
-            Some(k) => ds.k_shot(k, seed).0,
-            None => (0..ds.items.len()).collect(),
-        };
-        let items: Vec<_> = idx.iter().map(|&i| ds.items[i].clone()).collect();
-        let side = vitune::train::working_side(b.config.image_size);
-        let (s, problems): (Samples, _) = Samples::decode(&items, side);
-        problems.iter().for_each(|p| eprintln!("warning: {p}"));
-        draws.push(s);
-    }
-    let images = draws[0].len();
-    let mut entries = Vec::new();
-    for name in a
-        .methods
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let method = Method::from_name(name)?;
-        let mut config =
-            TrainConfig::defaults(method, a.epochs, a.batch, images.div_ceil(a.batch.max(1)));
-        config.augment = a.aug.augment();
-        entries.push(CompareEntry {
-            label: name.to_string(),
-            recipe: Recipe {
-                method,
-                options: MethodOptions::defaults(method),
-                init: Init::Method,
-                config,
-            },
-        });
-    }
-    eprintln!(
-        "comparing {} methods on {} ({} classes, {images} training images{}, {} draw(s)){}",
-        entries.len(),
-        a.data.display(),
-        ds.classes.len(),
-        a.shots.map(|k| format!(", {k}-shot")).unwrap_or_default(),
-        a.seeds.max(1),
-        if a.auto.auto {
-            ", each with its own search"
-        } else {
-            ", the papers' recipes"
-        }
-    );
+    let methods = match &a.methods {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Method::from_name)
+            .collect::<vitune::Result<Vec<_>>>()?,
+        None => vitune::job::default_compared(),
+    };
+    let job = CompareJob {
+        data: CompareData::Folder {
+            dir: a.data.clone(),
+            shots: a.shots,
+            seeds: a.seeds,
+        },
+        methods,
+        plan: RunPlan {
+            epochs: a.epochs,
+            batch: a.batch,
+            augment: a.aug.augment(),
+            ..Default::default()
+        },
+        auto: a.auto.options(),
+        out: a.out.clone(),
+    };
     let gpu = Gpu::new()?;
-    let transform = eval_transform(&b, None);
+    let transform = vitune::job::eval_transform(&b, None);
     let vit = GpuViT::new(&gpu, &b, Some(transform.size))?;
     let session = Session::new(&gpu, &b, &vit, &transform);
-    let stop = AtomicBool::new(false);
-    let auto = a.auto.options();
-    let rows = vitune::select::compare(
-        &session,
-        &ds.classes,
-        &draws,
-        &entries,
-        auto.as_ref(),
-        a.out.as_deref(),
-        &stop,
-        &mut |m| eprintln!("{m}"),
-    )?;
+    let rows = job.run(&session, &AtomicBool::new(false), &mut |m| eprintln!("{m}"))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {

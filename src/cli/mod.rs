@@ -30,7 +30,6 @@ use clap::{Args, Subcommand};
 
 use vitune::gpu::Gpu;
 use vitune::model::{Backbone, GpuViT, LoadOptions};
-use vitune::tuning::spt::SptKind;
 use vitune::tuning::{ConvInit, Method, MethodOptions, Tuning};
 
 #[derive(clap::Parser)]

@@ -113,26 +113,15 @@ pub(super) fn print_search_event(e: &vitune::select::SearchEvent) {
 pub(super) fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    use vitune::job::{Data, Init, TrainJob};
-    use vitune::train::{OptimizerKind, TrainConfig, TrainEvent};
+    use vitune::job::{Data, Init, RunPlan, TrainJob};
+    use vitune::train::{OptimizerKind, TrainEvent};
 
     let b = a.model.load()?;
     let (method, options) = a.method.resolve()?;
     if pretrain && !method.uses_prompts() {
         bail!("pretrain-prompts trains prompts: use --method vpt-deep or vpt-shallow");
     }
-    let init = match (a.init.as_str(), &a.init_from, &a.resume) {
-        (_, Some(_), Some(_)) => bail!("--init-from and --resume exclude each other"),
-        ("method", Some(p), None) => Init::Pretrained(p.clone()),
-        ("method", None, Some(p)) => Init::Tuned(p.clone()),
-        ("method", None, None) => Init::Method,
-        (k, None, None) => Init::Spt(SptKind::from_name(k).ok_or_else(|| {
-            anyhow::anyhow!(
-                "--init `{k}`: expected method, spt-mean, spt-max, spt-random or spt-kmeans"
-            )
-        })?),
-        (k, _, _) => bail!("--init {k} cannot be combined with --init-from or --resume"),
-    };
+    let init = Init::choose(&a.init, a.init_from.clone(), a.resume.clone())?;
     let ds = vitune::train::Dataset::from_folder(&a.data)?;
     let train_images = ds.shot_count(a.shots);
     let optimizer = match &a.optimizer {
@@ -142,24 +131,27 @@ pub(super) fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
         ),
         None => None,
     };
-    let steps = train_images.div_ceil(a.batch.max(1));
-    let mut config = TrainConfig::defaults(method, a.epochs, a.batch, steps).overridden(
-        &vitune::train::RecipeOverrides {
+    let plan = RunPlan {
+        epochs: a.epochs,
+        batch: a.batch,
+        seed: a.seed,
+        augment: a.aug.augment(),
+        overrides: vitune::train::RecipeOverrides {
             optimizer,
             lr: a.lr,
             weight_decay: a.wd,
         },
-    );
-    config.seed = a.seed;
-    config.augment = a.aug.augment();
-    if a.auto.auto && (a.lr.is_some() || a.wd.is_some()) {
-        bail!("--auto chooses the learning rate and weight decay: drop --lr/--wd, or drop --auto");
-    }
-    if a.auto.auto_prompts && (!method.uses_prompts() || a.method.prompts.is_some()) {
-        bail!("--auto-prompts chooses the prompt count of vpt-shallow or vpt-deep (without --prompts)");
-    }
+    };
+    let config = plan.config(method, train_images);
+    let auto = if pretrain { None } else { a.auto.options() };
+    vitune::job::check_choices(
+        auto.as_ref(),
+        method,
+        &plan.overrides,
+        a.method.prompts.is_some(),
+    )?;
     let job = TrainJob {
-        auto: if pretrain { None } else { a.auto.options() },
+        auto,
         data: Data::Folder {
             dir: a.data.clone(),
             val_dir: a.val.clone(),

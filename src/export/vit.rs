@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use tract_onnx::pb::GraphProto;
 
-use crate::onnx::{int, ints, value_info, ExportCtx, OnnxGraph, OnnxHooks};
 use crate::error::{Error, Result};
 use crate::model::hooks::{Branch, BranchInput, Hooks};
 use crate::model::resample::resample_pos_embed;
 use crate::model::{HostTensor, MlpAct, Pooling, ViTConfig, POS_EMBED_ANTIALIAS};
+use crate::onnx::{int, ints, value_info, ExportCtx, OnnxGraph, OnnxHooks};
 
 /// A backbone's weights with everything foldable already folded in (timm names), and the method's structural
 /// hooks for the rest.

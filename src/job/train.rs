@@ -183,3 +183,28 @@ pub fn run_train(
         outcome,
     })
 }
+
+/// The rules between a run's choices: a search chooses the learning rate and weight decay, so neither may be set
+/// beside it; a prompt-count search needs a prompt method whose count was not set.
+pub fn check_choices(
+    auto: Option<&crate::select::SearchOptions>,
+    method: Method,
+    overrides: &crate::train::RecipeOverrides,
+    prompts_set: bool,
+) -> Result<()> {
+    let Some(auto) = auto else {
+        return Ok(());
+    };
+    if overrides.lr.is_some() || overrides.weight_decay.is_some() {
+        return Err(Error::Input(
+            "--auto chooses the learning rate and weight decay: drop --lr/--wd, or drop --auto"
+                .into(),
+        ));
+    }
+    if auto.prompts.is_some() && (!method.uses_prompts() || prompts_set) {
+        return Err(Error::Input(
+            "--auto-prompts chooses the prompt count of vpt-shallow or vpt-deep (without --prompts)".into(),
+        ));
+    }
+    Ok(())
+}

@@ -252,6 +252,24 @@ impl Samples {
             paths: idx.iter().map(|&i| self.paths[i].clone()).collect(),
         }
     }
+
+    /// `shots` images per class drawn with `seed` (every image when unset) and the rest, drawn as a folder's
+    /// shots are ([`k_shot`]); the rest is `None` when empty.
+    pub fn k_shot_split(
+        &self,
+        classes: usize,
+        shots: Option<usize>,
+        seed: u64,
+    ) -> (Self, Option<Self>) {
+        let Some(k) = shots else {
+            return (self.clone(), None);
+        };
+        let (tr, rest) = k_shot(&self.labels, classes, k, seed);
+        (
+            self.subset(&tr),
+            (!rest.is_empty()).then(|| self.subset(&rest)),
+        )
+    }
 }
 
 #[cfg(test)]

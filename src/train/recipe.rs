@@ -150,3 +150,30 @@ fn continued(mut src: Tuning, what: &str, recipe: &Recipe, classes: usize) -> Re
     src.options.dropout = recipe.options.dropout;
     Ok(src)
 }
+
+impl Init {
+    /// The start a run's choices name: `init` is `method` (the method's own) or an SPT kind; `pretrained` a file of
+    /// PVP prompts; `resume` a tuned file to continue. Only the method's own start combines with either file.
+    pub fn choose(
+        init: &str,
+        pretrained: Option<PathBuf>,
+        resume: Option<PathBuf>,
+    ) -> Result<Init> {
+        match (init, pretrained, resume) {
+            (_, Some(_), Some(_)) => Err(Error::Input(
+                "--init-from and --resume exclude each other".into(),
+            )),
+            ("method", Some(p), None) => Ok(Init::Pretrained(p)),
+            ("method", None, Some(p)) => Ok(Init::Tuned(p)),
+            ("method", None, None) => Ok(Init::Method),
+            (k, None, None) => SptKind::from_name(k).map(Init::Spt).ok_or_else(|| {
+                Error::Input(format!(
+                    "--init `{k}`: expected method, spt-mean, spt-max, spt-random or spt-kmeans"
+                ))
+            }),
+            (k, _, _) => Err(Error::Input(format!(
+                "--init {k} cannot be combined with --init-from or --resume"
+            ))),
+        }
+    }
+}

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use super::{has_name, kaiming_uniform, MethodOptions, MethodSpec};
 use crate::error::{Error, Result};
-use crate::onnx::{ExportCtx, OnnxGraph, OnnxHooks};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Branch, BranchInput, Grads, Hooks, Saved};
 use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
+use crate::onnx::{ExportCtx, OnnxGraph, OnnxHooks};
 use crate::ops::activation::activation_backward;
 use crate::ops::matmul::{linear, linear_keeping_pre_act, Act, Layout, Matmul};
 use crate::rng::Rng;

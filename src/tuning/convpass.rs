@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use super::{has_name, xavier_uniform, ConvInit, MethodOptions, MethodSpec};
 use crate::error::{Error, Result};
-use crate::onnx::{ints, ExportCtx, OnnxGraph, OnnxHooks};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Branch, Grads, Hooks, Saved};
 use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
+use crate::onnx::{ints, ExportCtx, OnnxGraph, OnnxHooks};
 use crate::ops::activation::{activation, activation_backward};
 use crate::ops::conv::{conv_tokens, conv_tokens_input_grad, conv_tokens_weight_grad};
 use crate::ops::dropout::{dropout_rows, Band};

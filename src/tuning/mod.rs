@@ -35,9 +35,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::onnx::OnnxHooks;
 use crate::model::hooks::{Hooks, NoHooks};
 use crate::model::{Backbone, HostTensor, ViTConfig};
+use crate::onnx::OnnxHooks;
 use crate::rng::Rng;
 
 pub use gpu::GpuTuning;

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use super::{has_name, uniform, MethodOptions, MethodRecipe, MethodSpec};
 use crate::error::{Error, Result};
-use crate::onnx::{ExportCtx, OnnxGraph, OnnxHooks};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Grads, Hooks};
 use crate::model::{Backbone, Graph, HostTensor, ViTConfig};
+use crate::onnx::{ExportCtx, OnnxGraph, OnnxHooks};
 use crate::ops::dropout::dropout_rows;
 use crate::ops::reduce::{batch_sum_tokens_into, write_tokens, zero_tokens};
 use crate::rng::Rng;
