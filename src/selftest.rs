@@ -285,17 +285,22 @@ fn forward_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
 }
 
 /// The method and options of a gradient fixture's meta.json (tools/make_grad_fixtures.py): the defaults, with the
-/// fixture's alpha and (for the adapters) scale.
+/// fixture's value of each option the method offers (alpha, scale).
 pub fn fixture_method(meta: &serde_json::Value) -> Result<(Method, MethodOptions)> {
     let m = Method::from_name(meta["method"].as_str().unwrap_or_default())?;
-    let mut opts = MethodOptions::defaults(m);
-    let o = &meta["options"];
-    if let Some(a) = o["alpha"].as_f64() {
-        opts.alpha = a as f32;
-    }
-    if let (Some(s), true) = (o["scale"].as_f64(), m != Method::Lora) {
-        opts.scale = s as f32;
-    }
+    // The fixture's numbers under the keys of options the method offers (LoRA's `scale` there is alpha / r,
+    // which LoRA does not offer).
+    let given: Vec<(&str, String)> = m
+        .spec()
+        .options()
+        .iter()
+        .filter_map(|s| {
+            meta["options"][s.key]
+                .as_f64()
+                .map(|v| (s.key, v.to_string()))
+        })
+        .collect();
+    let opts = MethodOptions::with_values(m, given.iter().map(|(k, v)| (*k, v.as_str())))?;
     Ok((m, opts))
 }
 

@@ -252,24 +252,36 @@ fn forward_with_a_tuned_file_gives_the_tuned_logits() {
 #[test]
 fn grad_from_the_methods_own_init_runs_for_every_method() {
     let input = common::fixture("grad_linear").join("input.safetensors");
-    for m in vitune::tuning::Method::ALL.map(|m| m.name()) {
+    for method in vitune::tuning::Method::ALL {
+        let m = method.name();
         let dir = tempfile::tempdir().expect("tmp");
         let out = dir.path().join("g.safetensors");
-        let (ok, _, err) = vitune(&[
+        let model = model();
+        let mut args = vec![
             "grad",
             "--backbone",
-            &model(),
+            &model,
             "--method",
             m,
             "--num-classes",
             "5",
-            "--prompts",
-            "2",
-            "--input",
-            input.to_str().expect("utf8"),
-            "--out",
-            out.to_str().expect("utf8"),
-        ]);
+        ];
+        // Few prompts where the method has them (an option a method does not offer is refused).
+        if method.uses_prompts() {
+            args.extend(["--prompts", "2"]);
+        }
+        let (ok, _, err) = vitune(
+            &[
+                args.as_slice(),
+                &[
+                    "--input",
+                    input.to_str().expect("utf8"),
+                    "--out",
+                    out.to_str().expect("utf8"),
+                ],
+            ]
+            .concat(),
+        );
         assert!(ok, "{m}: {err}");
         let got = vitune::io::read_tensors(&out).expect("output");
         let loss = got["loss"].data[0];
@@ -315,6 +327,51 @@ fn grad_rejects_an_unknown_method_and_a_tuned_file_of_wrong_shape() {
             out.to_str().expect("utf8"),
         ],
         &["lora"],
+    );
+}
+
+#[test]
+fn an_option_the_method_does_not_offer_is_refused_by_name() {
+    let input = common::fixture("grad_linear").join("input.safetensors");
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("g.safetensors");
+    let model = model();
+    fails_with(
+        &[
+            "grad",
+            "--backbone",
+            &model,
+            "--method",
+            "vpt-deep",
+            "--rank",
+            "4",
+            "--num-classes",
+            "5",
+            "--input",
+            input.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+        ],
+        &["--rank", "lora", "vpt-deep"],
+    );
+    // A value outside what the option takes names the flag and the range.
+    fails_with(
+        &[
+            "grad",
+            "--backbone",
+            &model,
+            "--method",
+            "lora",
+            "--rank",
+            "0",
+            "--num-classes",
+            "5",
+            "--input",
+            input.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+        ],
+        &["--rank", "`0`", "from 1"],
     );
 }
 

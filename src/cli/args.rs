@@ -74,81 +74,82 @@ impl AugArgs {
     }
 }
 
-/// A tuning method and its options (defaults from the papers).
-#[derive(Args, Clone)]
+/// A tuning method and its options (defaults from the papers): `--method`, and a flag for every option some
+/// method offers, made from the methods' own declarations (`tuning::options`), with their help and defaults.
+#[derive(Clone)]
 pub(super) struct MethodArgs {
-    /// linear, bitfit, vpt-shallow, vpt-deep, lora, adaptformer, convpass, ssf or full.
-    #[arg(long)]
     pub(super) method: String,
-    /// VPT prompt tokens (default 10).
-    #[arg(long)]
-    pub(super) prompts: Option<usize>,
-    /// LoRA rank (default 8).
-    #[arg(long)]
-    pub(super) rank: Option<usize>,
-    /// LoRA alpha (default 8).
-    #[arg(long)]
-    pub(super) alpha: Option<f32>,
-    /// LoRA targets among q, k, v (default qv).
-    #[arg(long)]
-    pub(super) lora_targets: Option<String>,
-    /// AdaptFormer bottleneck (default 64).
-    #[arg(long)]
-    pub(super) bottleneck: Option<usize>,
-    /// AdaptFormer / Convpass scale (defaults 0.1 / 1.0).
-    #[arg(long)]
-    pub(super) scale: Option<f32>,
-    /// Convpass hidden width (default 8).
-    #[arg(long)]
-    pub(super) convpass_dim: Option<usize>,
-    /// Convpass conv initialisation: xavier or identity.
-    #[arg(long)]
-    pub(super) conv_init: Option<String>,
-    /// Training dropout: VPT prompt dropout (default 0.1 for vpt-deep, 0 for vpt-shallow) or the Convpass
-    /// bypass's dropout (default 0.1). Never applied by `grad`, `eval` or `predict`.
-    #[arg(long, visible_alias = "prompt-dropout")]
-    pub(super) dropout: Option<f32>,
+    /// The options given, by key, as typed.
+    pub(super) given: Vec<(&'static str, String)>,
 }
 
 impl MethodArgs {
     pub(super) fn resolve(&self) -> Result<(Method, MethodOptions)> {
         let m = Method::from_name(&self.method)?;
-        let mut o = MethodOptions::defaults(m);
-        if let Some(v) = self.prompts {
-            o.prompts = v;
+        let given = self.given.iter().map(|(k, v)| (*k, v.as_str()));
+        Ok((m, MethodOptions::with_values(m, given)?))
+    }
+
+    /// Whether the option `key` was given.
+    pub(super) fn gives(&self, key: &str) -> bool {
+        self.given.iter().any(|(k, _)| *k == key)
+    }
+}
+
+impl clap::FromArgMatches for MethodArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> std::result::Result<Self, clap::Error> {
+        let method = m
+            .get_one::<String>("method")
+            .cloned()
+            .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::MissingRequiredArgument))?;
+        let given = options::all_keys()
+            .into_iter()
+            .filter_map(|k| m.get_one::<String>(k).map(|v| (k, v.clone())))
+            .collect();
+        Ok(Self { method, given })
+    }
+
+    fn update_from_arg_matches(
+        &mut self,
+        m: &clap::ArgMatches,
+    ) -> std::result::Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for MethodArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+        let (last, rest) = names.split_last().expect("methods");
+        let mut cmd = cmd.arg(
+            clap::Arg::new("method")
+                .long("method")
+                .required(true)
+                .value_name("METHOD")
+                .help(format!("{} or {last}", rest.join(", "))),
+        );
+        for key in options::all_keys() {
+            let mut aliases: Vec<&'static str> = options::offered_by(key)
+                .iter()
+                .flat_map(|(_, s)| s.aliases.iter().copied())
+                .collect();
+            aliases.dedup();
+            let value_name: &'static str =
+                Box::leak(key.to_uppercase().replace('-', "_").into_boxed_str());
+            cmd = cmd.arg(
+                clap::Arg::new(key)
+                    .long(key)
+                    .value_name(value_name)
+                    .visible_aliases(aliases)
+                    .help(options::help(key)),
+            );
         }
-        if let Some(v) = self.rank {
-            o.rank = v;
-        }
-        if let Some(v) = self.alpha {
-            o.alpha = v;
-        }
-        if let Some(v) = &self.lora_targets {
-            o.lora_targets = v.clone();
-        }
-        if let Some(v) = self.bottleneck {
-            o.bottleneck = v;
-        }
-        if let Some(v) = self.scale {
-            o.scale = v;
-        }
-        if let Some(v) = self.convpass_dim {
-            o.convpass_dim = v;
-        }
-        if let Some(v) = self.dropout {
-            if !MethodOptions::has_dropout(m) {
-                bail!("--dropout applies to vpt-shallow, vpt-deep and convpass, not {m}");
-            }
-            o.dropout = v;
-        }
-        if let Some(v) = &self.conv_init {
-            o.conv_init = match v.as_str() {
-                "xavier" => ConvInit::Xavier,
-                "identity" => ConvInit::Identity,
-                other => bail!("--conv-init `{other}`: expected xavier or identity"),
-            };
-        }
-        Ok((m, o))
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
     }
 }
 

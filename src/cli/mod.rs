@@ -30,7 +30,7 @@ use clap::{Args, Subcommand};
 
 use vitune::gpu::Gpu;
 use vitune::model::{Backbone, GpuViT, LoadOptions};
-use vitune::tuning::{ConvInit, Method, MethodOptions, Tuning};
+use vitune::tuning::{options, Method, MethodOptions, Tuning};
 
 #[derive(clap::Parser)]
 #[command(

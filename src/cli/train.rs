@@ -148,7 +148,7 @@ pub(super) fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
         auto.as_ref(),
         method,
         &plan.overrides,
-        a.method.prompts.is_some(),
+        a.method.gives("prompts"),
     )?;
     let job = TrainJob {
         auto,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{has_name, kaiming_uniform, MethodOptions, MethodSpec};
+use super::{has_name, kaiming_uniform, MethodOptions, MethodSpec, OptionKind, OptionSpec};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Branch, BranchInput, Grads, Hooks, Saved};
@@ -127,9 +127,43 @@ impl Hooks for AdaptFormerHooks {
 
 pub struct AdaptFormer;
 
+/// AdaptFormer's options: the bottleneck width and the branch's scale.
+static OPTIONS: [OptionSpec; 2] = [
+    OptionSpec {
+        key: "bottleneck",
+        label: "bottleneck",
+        aliases: &[],
+        help: "AdaptFormer bottleneck width",
+        kind: OptionKind::Count {
+            min: 1,
+            max: 1024,
+            get: |o| o.bottleneck,
+            set: |o, v| o.bottleneck = v,
+        },
+    },
+    OptionSpec {
+        key: "scale",
+        label: "scale",
+        aliases: &[],
+        help: "AdaptFormer's scale of the bottleneck's output",
+        kind: OptionKind::Real {
+            min: 0.001,
+            max: 100.0,
+            open: false,
+            log: true,
+            get: |o| o.scale,
+            set: |o, v| o.scale = v,
+        },
+    },
+];
+
 impl MethodSpec for AdaptFormer {
     fn description(&self) -> &'static str {
         "AdaptFormer: a scaled bottleneck beside every MLP (Chen et al., NeurIPS 2022)"
+    }
+
+    fn options(&self) -> &'static [OptionSpec] {
+        &OPTIONS
     }
 
     fn defaults(&self, o: &mut MethodOptions) {

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{has_name, xavier_uniform, ConvInit, MethodOptions, MethodSpec};
+use super::{
+    has_name, xavier_uniform, ConvInit, MethodOptions, MethodSpec, OptionKind, OptionSpec,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Branch, Grads, Hooks, Saved};
@@ -198,9 +200,77 @@ impl Hooks for ConvpassHooks {
 
 pub struct Convpass;
 
+/// Convpass's options: the bypass's width, scale, convolution init and dropout.
+static OPTIONS: [OptionSpec; 4] = [
+    OptionSpec {
+        key: "convpass-dim",
+        label: "convpass dim",
+        aliases: &[],
+        help: "Convpass hidden width",
+        kind: OptionKind::Count {
+            min: 1,
+            max: 256,
+            get: |o| o.convpass_dim,
+            set: |o, v| o.convpass_dim = v,
+        },
+    },
+    OptionSpec {
+        key: "scale",
+        label: "scale",
+        aliases: &[],
+        help: "Convpass's scale of the bypass's output",
+        kind: OptionKind::Real {
+            min: 0.001,
+            max: 1000.0,
+            open: false,
+            log: true,
+            get: |o| o.scale,
+            set: |o, v| o.scale = v,
+        },
+    },
+    OptionSpec {
+        key: "conv-init",
+        label: "conv init",
+        aliases: &[],
+        help: "Convpass's 3x3 convolution initialisation",
+        kind: OptionKind::Choice {
+            choices: &["xavier", "identity"],
+            get: |o| match o.conv_init {
+                ConvInit::Xavier => "xavier",
+                ConvInit::Identity => "identity",
+            },
+            set: |o, v| {
+                o.conv_init = if v == "identity" {
+                    ConvInit::Identity
+                } else {
+                    ConvInit::Xavier
+                }
+            },
+        },
+    },
+    OptionSpec {
+        key: "dropout",
+        label: "dropout",
+        aliases: &[],
+        help: "the Convpass bypass's dropout, in training only",
+        kind: OptionKind::Real {
+            min: 0.0,
+            max: 1.0,
+            open: true,
+            log: false,
+            get: |o| o.dropout,
+            set: |o, v| o.dropout = v,
+        },
+    },
+];
+
 impl MethodSpec for Convpass {
     fn description(&self) -> &'static str {
         "Convpass: convolutional bypasses beside attention and MLP (Jie & Deng, 2022)"
+    }
+
+    fn options(&self) -> &'static [OptionSpec] {
+        &OPTIONS
     }
 
     fn defaults(&self, o: &mut MethodOptions) {
@@ -242,10 +312,6 @@ impl MethodSpec for Convpass {
             "convpass-dim {} scale {} conv-init {:?} dropout {}",
             o.convpass_dim, o.scale, o.conv_init, o.dropout
         )
-    }
-
-    fn has_dropout(&self) -> bool {
-        true
     }
 
     fn hooks(&self, o: &MethodOptions) -> Box<dyn Hooks> {

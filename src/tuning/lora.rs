@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{has_name, kaiming_uniform, MethodOptions, MethodSpec};
+use super::{has_name, kaiming_uniform, MethodOptions, MethodSpec, OptionKind, OptionSpec};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Grads, Hooks, Saved};
@@ -156,9 +156,54 @@ impl Hooks for LoraHooks {
 
 pub struct Lora;
 
+/// LoRA's options: rank, alpha and the adapted projections.
+static OPTIONS: [OptionSpec; 3] = [
+    OptionSpec {
+        key: "rank",
+        label: "rank",
+        aliases: &[],
+        help: "LoRA rank r",
+        kind: OptionKind::Count {
+            min: 1,
+            max: 256,
+            get: |o| o.rank,
+            set: |o, v| o.rank = v,
+        },
+    },
+    OptionSpec {
+        key: "alpha",
+        label: "alpha",
+        aliases: &[],
+        help: "LoRA alpha (the update is scaled by alpha / r)",
+        kind: OptionKind::Real {
+            min: 0.01,
+            max: 1024.0,
+            open: false,
+            log: true,
+            get: |o| o.alpha,
+            set: |o, v| o.alpha = v,
+        },
+    },
+    OptionSpec {
+        key: "lora-targets",
+        label: "targets",
+        aliases: &[],
+        help: "LoRA targets among q, k, v",
+        kind: OptionKind::Letters {
+            alphabet: "qkv",
+            get: |o| o.lora_targets.clone(),
+            set: |o, v| o.lora_targets = v.to_string(),
+        },
+    },
+];
+
 impl MethodSpec for Lora {
     fn description(&self) -> &'static str {
         "LoRA: low-rank updates of the query and value projections (Hu et al., ICLR 2022)"
+    }
+
+    fn options(&self) -> &'static [OptionSpec] {
+        &OPTIONS
     }
 
     fn shapes(&self, o: &MethodOptions, b: &Backbone) -> BTreeMap<String, Vec<usize>> {

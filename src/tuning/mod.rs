@@ -25,6 +25,7 @@ mod gpu;
 mod head;
 mod linear;
 pub mod lora;
+pub mod options;
 mod prompt;
 pub mod spt;
 mod ssf;
@@ -41,6 +42,7 @@ use crate::onnx::OnnxHooks;
 use crate::rng::Rng;
 
 pub use gpu::GpuTuning;
+pub use options::{OptionKind, OptionSpec};
 
 /// A parameter-efficient tuning method, or a baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -203,9 +205,9 @@ pub trait MethodSpec: Sync {
         String::new()
     }
 
-    /// Whether the `dropout` option applies.
-    fn has_dropout(&self) -> bool {
-        false
+    /// The options it offers (their keys, help, values and fields); none by default.
+    fn options(&self) -> &'static [OptionSpec] {
+        &[]
     }
 
     fn uses_prompts(&self) -> bool {
@@ -290,11 +292,6 @@ impl MethodOptions {
         };
         method.spec().defaults(&mut o);
         o
-    }
-
-    /// Whether `method` has a dropout this option sets.
-    pub fn has_dropout(method: Method) -> bool {
-        method.spec().has_dropout()
     }
 
     /// Options that matter for `method`, for printing and for the tuned file's metadata.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{has_name, uniform, MethodOptions, MethodRecipe, MethodSpec};
+use super::{has_name, uniform, MethodOptions, MethodRecipe, MethodSpec, OptionKind, OptionSpec};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::model::hooks::{Grads, Hooks};
@@ -45,6 +45,36 @@ pub struct Vpt {
 pub static SHALLOW: Vpt = Vpt { deep: false };
 pub static DEEP: Vpt = Vpt { deep: true };
 
+/// VPT's options: the prompt count and the prompts' dropout.
+static OPTIONS: [OptionSpec; 2] = [
+    OptionSpec {
+        key: "prompts",
+        label: "prompts",
+        aliases: &[],
+        help: "VPT prompt tokens",
+        kind: OptionKind::Count {
+            min: 1,
+            max: 200,
+            get: |o| o.prompts,
+            set: |o, v| o.prompts = v,
+        },
+    },
+    OptionSpec {
+        key: "dropout",
+        label: "prompt dropout",
+        aliases: &["prompt-dropout"],
+        help: "VPT prompt dropout, in training only",
+        kind: OptionKind::Real {
+            min: 0.0,
+            max: 1.0,
+            open: true,
+            log: false,
+            get: |o| o.dropout,
+            set: |o, v| o.dropout = v,
+        },
+    },
+];
+
 impl MethodSpec for Vpt {
     fn description(&self) -> &'static str {
         if self.deep {
@@ -52,6 +82,10 @@ impl MethodSpec for Vpt {
         } else {
             "VPT-shallow: learned prompt tokens after CLS at the input (Jia et al., ECCV 2022)"
         }
+    }
+
+    fn options(&self) -> &'static [OptionSpec] {
+        &OPTIONS
     }
 
     fn recipe(&self) -> MethodRecipe {
@@ -105,10 +139,6 @@ impl MethodSpec for Vpt {
 
     fn describe(&self, o: &MethodOptions) -> String {
         format!("prompts {} dropout {}", o.prompts, o.dropout)
-    }
-
-    fn has_dropout(&self) -> bool {
-        true
     }
 
     fn uses_prompts(&self) -> bool {

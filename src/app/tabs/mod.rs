@@ -22,7 +22,7 @@ use super::files::FilePurpose;
 use egui_plot::{Legend, Line, Plot};
 
 use super::{Tab, VituneApp};
-use crate::tuning::{ConvInit, Method, MethodOptions};
+use crate::tuning::{Method, MethodOptions, OptionKind, OptionSpec};
 
 /// A tab's screen.
 type Screen = fn(&mut VituneApp, &mut egui::Ui);

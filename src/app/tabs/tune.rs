@@ -203,40 +203,74 @@ pub(super) fn settings_ui(s: &mut crate::app::project::Settings, ui: &mut egui::
     });
 }
 
+/// The method's own options, each as its file declares it: a slider, a choice or letters.
 pub(super) fn method_options_ui(ui: &mut egui::Ui, method: Method, o: &mut MethodOptions) {
-    match method {
-        Method::VptShallow | Method::VptDeep => {
-            ui.add(egui::Slider::new(&mut o.prompts, 1..=50).text("prompts"));
-            ui.add(egui::Slider::new(&mut o.dropout, 0.0..=0.9).text("prompt dropout"));
+    let specs = method.spec().options();
+    if specs.is_empty() {
+        ui.label("no options");
+    }
+    for spec in specs {
+        option_ui(ui, spec, o);
+    }
+}
+
+fn option_ui(ui: &mut egui::Ui, spec: &OptionSpec, o: &mut MethodOptions) {
+    match spec.kind {
+        OptionKind::Count { min, max, get, set } => {
+            let mut v = get(o);
+            let slider = egui::Slider::new(&mut v, min..=max)
+                .logarithmic(max >= 100 * min.max(1))
+                .text(spec.label);
+            if ui.add(slider).on_hover_text(spec.help).changed() {
+                set(o, v);
+            }
         }
-        Method::Lora => {
-            ui.add(egui::Slider::new(&mut o.rank, 1..=64).text("rank"));
-            ui.add(egui::Slider::new(&mut o.alpha, 1.0..=64.0).text("alpha"));
+        OptionKind::Real {
+            min,
+            max,
+            open,
+            log,
+            get,
+            set,
+        } => {
+            // An open range's end is not a value: the slider stops short of it.
+            let top = if open { max - 0.05 * (max - min) } else { max };
+            let mut v = get(o);
+            let slider = egui::Slider::new(&mut v, min..=top)
+                .logarithmic(log)
+                .text(spec.label);
+            if ui.add(slider).on_hover_text(spec.help).changed() {
+                set(o, v);
+            }
         }
-        Method::Adaptformer => {
-            ui.add(egui::Slider::new(&mut o.bottleneck, 1..=256).text("bottleneck"));
-            ui.add(
-                egui::Slider::new(&mut o.scale, 0.01..=10.0)
-                    .logarithmic(true)
-                    .text("scale"),
-            );
-        }
-        Method::Convpass => {
-            ui.add(egui::Slider::new(&mut o.convpass_dim, 1..=64).text("convpass dim"));
-            ui.add(
-                egui::Slider::new(&mut o.scale, 0.01..=100.0)
-                    .logarithmic(true)
-                    .text("scale"),
-            );
+        OptionKind::Choice { choices, get, set } => {
             ui.horizontal(|ui| {
-                ui.label("conv init");
-                ui.selectable_value(&mut o.conv_init, ConvInit::Xavier, "xavier");
-                ui.selectable_value(&mut o.conv_init, ConvInit::Identity, "identity");
+                ui.label(spec.label).on_hover_text(spec.help);
+                for &c in choices {
+                    if ui.selectable_label(get(o) == c, c).clicked() {
+                        set(o, c);
+                    }
+                }
             });
-            ui.add(egui::Slider::new(&mut o.dropout, 0.0..=0.9).text("dropout"));
         }
-        Method::Linear | Method::Bitfit | Method::Ssf | Method::Full => {
-            ui.label("no options");
+        OptionKind::Letters { alphabet, get, set } => {
+            ui.horizontal(|ui| {
+                ui.label(spec.label).on_hover_text(spec.help);
+                let now = get(o);
+                for c in alphabet.chars() {
+                    let mut on = now.contains(c);
+                    if ui.checkbox(&mut on, c.to_string()).changed() {
+                        let next: String = alphabet
+                            .chars()
+                            .filter(|&x| if x == c { on } else { now.contains(x) })
+                            .collect();
+                        // At least one letter stays.
+                        if !next.is_empty() {
+                            set(o, &next);
+                        }
+                    }
+                }
+            });
         }
     }
 }
