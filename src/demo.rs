@@ -356,67 +356,30 @@ pub enum BenchInit {
     Pvp,
 }
 
-/// Every configuration the issue names, in table order.
+/// Every method in the registry's order, with SPT's and PVP's initialisations of the demo's prompt method after
+/// it.
 pub fn bench_methods() -> Vec<BenchMethod> {
-    use BenchInit::{Pvp, Spt};
-    let m = BenchInit::Method;
-    vec![
-        BenchMethod {
-            label: "linear",
-            method: Method::Linear,
-            init: m,
-        },
-        BenchMethod {
-            label: "bitfit",
-            method: Method::Bitfit,
-            init: m,
-        },
-        BenchMethod {
-            label: "vpt-shallow",
-            method: Method::VptShallow,
-            init: m,
-        },
-        BenchMethod {
-            label: "vpt-deep",
-            method: Method::VptDeep,
-            init: m,
-        },
-        BenchMethod {
-            label: "vpt-deep + SPT",
-            method: Method::VptDeep,
-            init: Spt,
-        },
-        BenchMethod {
-            label: "vpt-deep + PVP",
-            method: Method::VptDeep,
-            init: Pvp,
-        },
-        BenchMethod {
-            label: "lora",
-            method: Method::Lora,
-            init: m,
-        },
-        BenchMethod {
-            label: "adaptformer",
-            method: Method::Adaptformer,
-            init: m,
-        },
-        BenchMethod {
-            label: "convpass",
-            method: Method::Convpass,
-            init: m,
-        },
-        BenchMethod {
-            label: "ssf",
-            method: Method::Ssf,
-            init: m,
-        },
-        BenchMethod {
-            label: "full",
-            method: Method::Full,
-            init: m,
-        },
-    ]
+    let mut rows = Vec::new();
+    for method in Method::ALL {
+        rows.push(BenchMethod {
+            label: method.name(),
+            method,
+            init: BenchInit::Method,
+        });
+        if method == Method::DEFAULT {
+            rows.push(BenchMethod {
+                label: "vpt-deep + SPT",
+                method,
+                init: BenchInit::Spt,
+            });
+            rows.push(BenchMethod {
+                label: "vpt-deep + PVP",
+                method,
+                init: BenchInit::Pvp,
+            });
+        }
+    }
+    rows
 }
 
 /// A row of the few-shot table: label, trainable parameters, (mean, std) accuracy per shot count.

@@ -640,16 +640,7 @@ fn a_step_holds_no_more_than_its_activation_budget() {
 #[test]
 fn grad_rollout_works_with_every_methods_tuning() {
     let gpu = common::gpu();
-    for method in [
-        "linear",
-        "bitfit",
-        "vpt-shallow",
-        "vpt-deep",
-        "lora",
-        "adaptformer",
-        "convpass",
-        "full",
-    ] {
+    for method in vitune::tuning::Method::ALL.map(|m| m.name()) {
         let case = load_case(method);
         let vit = GpuViT::new(&gpu, &case.backbone, None).expect("upload");
         let gt = GpuTuning::upload(&gpu, &case.tuning).expect("tuning upload");

@@ -68,7 +68,7 @@ impl Default for Project {
         Self {
             backbone: None,
             classes: Vec::new(),
-            settings: Settings::defaults(Method::VptDeep),
+            settings: Settings::defaults(Method::DEFAULT),
         }
     }
 }

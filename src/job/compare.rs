@@ -41,7 +41,7 @@ pub struct CompareJob {
 pub fn default_compared() -> Vec<Method> {
     Method::ALL
         .into_iter()
-        .filter(|&m| m != Method::Full)
+        .filter(|m| m.spec().compared_by_default())
         .collect()
 }
 

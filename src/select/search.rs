@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use crate::train::{initial_tuning, Init, Recipe, Session};
 use crate::train::{predict_logits, train, OptimizerKind, Samples, TrainEvent};
 use crate::tuning::GpuTuning;
-use crate::tuning::{Method, Tuning};
+use crate::tuning::Tuning;
 
 /// What `--auto` searches.
 #[derive(Debug, Clone, PartialEq)]
@@ -268,7 +268,7 @@ impl<'a> Scorer<'a> {
     /// features, else the tuned model's forward.
     fn logits(&self, tuning: &Tuning, samples: &Samples) -> Result<Vec<f32>> {
         let s = self.session;
-        let head = (tuning.method == Method::Linear).then(|| {
+        let head = tuning.method.head_only().then(|| {
             (
                 tuning.tensors.get("head.weight"),
                 tuning.tensors.get("head.bias"),

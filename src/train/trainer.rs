@@ -280,7 +280,7 @@ pub fn train(
     // Whether an epoch below the limit was kept, and how many epochs in a row were above it.
     let (mut kept_any, mut above_in_a_row) = (false, 0);
     // The linear probe without augmentation trains on features computed once.
-    let features = if best.method == Method::Linear && cfg.augment == Augment::none() {
+    let features = if best.method.head_only() && cfg.augment == Augment::none() {
         Some(session.pooled_features(train)?)
     } else {
         None

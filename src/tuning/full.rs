@@ -51,6 +51,10 @@ impl MethodSpec for FullFineTuning {
         "full fine-tuning: every backbone tensor and the head (the upper baseline)"
     }
 
+    fn compared_by_default(&self) -> bool {
+        false
+    }
+
     fn recipe(&self) -> MethodRecipe {
         MethodRecipe {
             sgd: false,

@@ -14,6 +14,10 @@ impl MethodSpec for LinearProbe {
         "linear probe: a new head on the frozen features (the baseline of every paper's table)"
     }
 
+    fn head_only(&self) -> bool {
+        true
+    }
+
     fn recipe(&self) -> MethodRecipe {
         // VPT's linear-probe recipe: SGD, base lr 10 (scaled by batch/256).
         MethodRecipe {

@@ -44,62 +44,51 @@ use crate::rng::Rng;
 pub use gpu::GpuTuning;
 pub use options::{OptionKind, OptionSpec};
 
-/// A parameter-efficient tuning method, or a baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Method {
-    Linear,
-    Bitfit,
-    VptShallow,
-    VptDeep,
-    Lora,
-    Adaptformer,
-    Convpass,
-    Ssf,
-    Full,
+/// The registry: every method as one row — its variant, its name (the CLI's `--method`, the tuned and project
+/// files), and its spec from its own file. Adding a method is its file and one row here.
+macro_rules! methods {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal => $spec:expr,)*) => {
+        /// A parameter-efficient tuning method, or a baseline.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum Method {
+            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl Method {
+            /// Every method, in the registry's order (the pickers' and tables' order).
+            pub const ALL: [Method; [$($name),*].len()] = [$(Method::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Method::$variant => $name,)*
+                }
+            }
+
+            /// Everything about the method, from its own file.
+            pub fn spec(self) -> &'static dyn MethodSpec {
+                match self {
+                    $(Method::$variant => $spec,)*
+                }
+            }
+        }
+    };
+}
+
+methods! {
+    Linear = "linear" => &linear::LinearProbe,
+    Bitfit = "bitfit" => &bitfit::BitFit,
+    VptShallow = "vpt-shallow" => &prompt::SHALLOW,
+    VptDeep = "vpt-deep" => &prompt::DEEP,
+    Lora = "lora" => &lora::Lora,
+    Adaptformer = "adaptformer" => &adapter::AdaptFormer,
+    Convpass = "convpass" => &convpass::Convpass,
+    Ssf = "ssf" => &ssf::Ssf,
+    Full = "full" => &full::FullFineTuning,
 }
 
 impl Method {
-    pub const ALL: [Method; 9] = [
-        Method::Linear,
-        Method::Bitfit,
-        Method::VptShallow,
-        Method::VptDeep,
-        Method::Lora,
-        Method::Adaptformer,
-        Method::Convpass,
-        Method::Ssf,
-        Method::Full,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Linear => "linear",
-            Method::Bitfit => "bitfit",
-            Method::VptShallow => "vpt-shallow",
-            Method::VptDeep => "vpt-deep",
-            Method::Lora => "lora",
-            Method::Adaptformer => "adaptformer",
-            Method::Convpass => "convpass",
-            Method::Ssf => "ssf",
-            Method::Full => "full",
-        }
-    }
-
-    /// Everything about the method, from its own file.
-    pub fn spec(self) -> &'static dyn MethodSpec {
-        match self {
-            Method::Linear => &linear::LinearProbe,
-            Method::Bitfit => &bitfit::BitFit,
-            Method::VptShallow => &prompt::SHALLOW,
-            Method::VptDeep => &prompt::DEEP,
-            Method::Lora => &lora::Lora,
-            Method::Adaptformer => &adapter::AdaptFormer,
-            Method::Convpass => &convpass::Convpass,
-            Method::Ssf => &ssf::Ssf,
-            Method::Full => &full::FullFineTuning,
-        }
-    }
+    /// The method a new project and the demo start with: VPT-deep, the prompt method the app is built around.
+    pub const DEFAULT: Method = Method::VptDeep;
 
     pub fn from_name(s: &str) -> Result<Self> {
         Self::ALL
@@ -116,6 +105,11 @@ impl Method {
 
     pub fn uses_prompts(self) -> bool {
         self.spec().uses_prompts()
+    }
+
+    /// Whether it trains the head alone.
+    pub fn head_only(self) -> bool {
+        self.spec().head_only()
     }
 
     /// Whether the method's result is a plain ViT (its tensors fold into the backbone's), so that a merged timm
@@ -212,6 +206,16 @@ pub trait MethodSpec: Sync {
 
     fn uses_prompts(&self) -> bool {
         false
+    }
+
+    /// Whether it trains the head alone (a probe on frozen features: searched and trained on cached features).
+    fn head_only(&self) -> bool {
+        false
+    }
+
+    /// Whether a comparison includes it when no methods are named (full fine-tuning, the slow baseline, not).
+    fn compared_by_default(&self) -> bool {
+        true
     }
 
     /// How the method attaches to the graph.
