@@ -20,6 +20,28 @@ impl BackboneArgs {
     }
 }
 
+/// A tuned file to run with (else the backbone alone, with its own head where it has one).
+#[derive(Args, Clone)]
+pub(super) struct TunedArgs {
+    /// A tuned file (from `vitune train`): run with its prompts, adapters and head.
+    #[arg(long)]
+    pub(super) tuned: Option<PathBuf>,
+    /// Use a tuned file made for a backbone with other tensors (the shapes must still fit).
+    #[arg(long)]
+    pub(super) force: bool,
+}
+
+/// The tuned file a command needs.
+#[derive(Args, Clone)]
+pub(super) struct TunedFileArgs {
+    /// A tuned file (from `vitune train`).
+    #[arg(long)]
+    pub(super) tuned: PathBuf,
+    /// Use a tuned file made for a backbone with other tensors (the shapes must still fit).
+    #[arg(long)]
+    pub(super) force: bool,
+}
+
 /// Hyper-parameter selection on the training images.
 #[derive(Args, Clone)]
 pub(super) struct AutoArgs {

@@ -6,12 +6,8 @@ use super::*;
 pub(super) struct Args {
     #[command(flatten)]
     pub(super) model: BackboneArgs,
-    /// A tuned file (from `vitune train`).
-    #[arg(long)]
-    pub(super) tuned: Option<PathBuf>,
-    /// Use a tuned file made for a backbone with other tensors (the shapes must still fit).
-    #[arg(long)]
-    pub(super) force: bool,
+    #[command(flatten)]
+    pub(super) tuned: TunedArgs,
     /// The image to draw the map over (any format vitune reads).
     pub(super) image: PathBuf,
     /// cls, prompt, rollout or grad-rollout.
@@ -57,9 +53,9 @@ pub(super) fn exec(a: Args) -> Result<()> {
     };
     let input = vitune::job::prepare_predict(
         &b,
-        a.tuned.as_deref(),
+        a.tuned.tuned.as_deref(),
         std::slice::from_ref(&a.image),
-        a.force,
+        a.tuned.force,
     )?;
     let gpu = Gpu::new()?;
     let (img, class) = vitune::job::attention_overlay(&gpu, &b, &input, &a.image, &req)?;

@@ -7,28 +7,24 @@ use super::*;
 pub(super) struct Args {
     #[command(flatten)]
     pub(super) model: BackboneArgs,
-    /// A tuned file (from `vitune train`).
-    #[arg(long)]
-    pub(super) tuned: PathBuf,
+    #[command(flatten)]
+    pub(super) tuned: TunedFileArgs,
     /// Class folders: one sub-folder of images per class.
     #[arg(long)]
     pub(super) data: PathBuf,
     /// Print the result as JSON on standard output.
     #[arg(long)]
     pub(super) json: bool,
-    /// Use a tuned file made for a backbone with other tensors (the shapes must still fit).
-    #[arg(long)]
-    pub(super) force: bool,
 }
 
 pub(super) fn exec(a: Args) -> Result<()> {
     eval(
         &a.model.backbone,
         &a.model.load,
-        &a.tuned,
+        &a.tuned.tuned,
         &a.data,
         a.json,
-        a.force,
+        a.tuned.force,
     )
 }
 

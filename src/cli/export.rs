@@ -6,12 +6,8 @@ use super::*;
 pub(super) struct Args {
     #[command(flatten)]
     pub(super) model: BackboneArgs,
-    /// A tuned file (from `vitune train`).
-    #[arg(long)]
-    pub(super) tuned: PathBuf,
-    /// Use a tuned file made for a backbone with other tensors.
-    #[arg(long)]
-    pub(super) force: bool,
+    #[command(flatten)]
+    pub(super) tuned: TunedFileArgs,
     /// Where to write: model.onnx, or merged.safetensors with --format timm (config.json goes beside it).
     #[arg(long)]
     pub(super) out: PathBuf,
@@ -36,7 +32,7 @@ pub(super) enum ExportFormat {
 
 pub(super) fn exec(a: Args) -> Result<()> {
     let b = a.model.load()?;
-    let t = vitune::tuned::read(&a.tuned, &b, a.force)?;
+    let t = vitune::tuned::read(&a.tuned.tuned, &b, a.tuned.force)?;
     match a.format {
         ExportFormat::Onnx => {
             let pixels = if a.check_images.is_empty() {
@@ -47,7 +43,7 @@ pub(super) fn exec(a: Args) -> Result<()> {
                 Some(transform.batch(&a.check_images)?)
             };
             let r = vitune::export::export_onnx(&Gpu::new()?, &b, &t, &a.out, pixels)
-                .with_context(|| format!("exporting {}", a.tuned.display()))?;
+                .with_context(|| format!("exporting {}", a.tuned.tuned.display()))?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

@@ -6,12 +6,8 @@ use super::*;
 pub(super) struct Args {
     #[command(flatten)]
     pub(super) model: BackboneArgs,
-    /// A tuned file: run with its prompts, adapters and head.
-    #[arg(long)]
-    pub(super) tuned: Option<PathBuf>,
-    /// Use a tuned file made for a backbone with other tensors.
-    #[arg(long)]
-    pub(super) force: bool,
+    #[command(flatten)]
+    pub(super) tuned: TunedArgs,
     /// Input tensors (safetensors).
     #[arg(long)]
     pub(super) input: PathBuf,
@@ -25,8 +21,8 @@ pub(super) struct Args {
 
 pub(super) fn exec(a: Args) -> Result<()> {
     let b = a.model.load()?;
-    let tuned = match &a.tuned {
-        Some(t) => Some(vitune::tuned::read(t, &b, a.force)?.tuning),
+    let tuned = match &a.tuned.tuned {
+        Some(t) => Some(vitune::tuned::read(t, &b, a.tuned.force)?.tuning),
         None => None,
     };
     let mut tensors = vitune::io::read_tensors(&a.input)?;

@@ -6,12 +6,8 @@ use super::*;
 pub(super) struct Args {
     #[command(flatten)]
     pub(super) model: BackboneArgs,
-    /// A tuned file from `vitune train`.
-    #[arg(long)]
-    pub(super) tuned: Option<PathBuf>,
-    /// Use a tuned file made for a backbone with other weights (the shapes must still fit).
-    #[arg(long)]
-    pub(super) force: bool,
+    #[command(flatten)]
+    pub(super) tuned: TunedArgs,
     /// Image files or folders.
     #[arg(required = true)]
     pub(super) images: Vec<PathBuf>,
@@ -27,8 +23,8 @@ pub(super) fn exec(a: Args) -> Result<()> {
     predict(
         &a.model.backbone,
         &a.model.load,
-        a.tuned.as_deref(),
-        a.force,
+        a.tuned.tuned.as_deref(),
+        a.tuned.force,
         &a.images,
         a.top,
         a.json,

@@ -161,12 +161,17 @@ pub fn offered_by(key: &str) -> Vec<(Method, &'static OptionSpec)> {
 /// `--help` of an option key: each method's line and default (methods that share a line share it).
 pub fn help(key: &str) -> String {
     // (help, [(method, default)]) in the methods' order.
-    let mut parts: Vec<(&str, Vec<(Method, String)>)> = Vec::new();
+    let mut parts: Vec<(String, Vec<(Method, String)>)> = Vec::new();
     for (m, s) in offered_by(key) {
         let default = (m, s.value(&MethodOptions::defaults(m)));
-        match parts.iter_mut().find(|(h, _)| *h == s.help) {
+        // A choice says its words.
+        let h = match s.kind {
+            OptionKind::Choice { .. } => format!("{}: {}", s.help, s.takes()),
+            _ => s.help.to_string(),
+        };
+        match parts.iter_mut().find(|(seen, _)| *seen == h) {
             Some((_, d)) => d.push(default),
-            None => parts.push((s.help, vec![default])),
+            None => parts.push((h, vec![default])),
         }
     }
     parts
