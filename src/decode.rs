@@ -76,9 +76,10 @@ pub fn load_rgb_within(path: &Path, min_side: Option<u32>, limit: u64) -> Result
     if reader.format() == Some(ImageFormat::Jpeg) {
         return decode_jpeg(path, min_side, limit);
     }
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| Error::Input(format!("{} is not a decodable image: {e}", path.display())))?;
+    let mut decoder = reader.into_decoder().map_err(|e| Error::NotAnImage {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let (w, h) = decoder.dimensions();
     let pixels = w as u64 * h as u64;
     if pixels > limit {
@@ -87,13 +88,16 @@ pub fn load_rgb_within(path: &Path, min_side: Option<u32>, limit: u64) -> Result
     // A header that lies about its size still cannot take more than the bound.
     let mut limits = image::Limits::default();
     limits.max_alloc = Some((limit * 4).max(1 << 20));
-    decoder
-        .set_limits(limits)
-        .map_err(|e| Error::Input(format!("{} is not a decodable image: {e}", path.display())))?;
+    decoder.set_limits(limits).map_err(|e| Error::NotAnImage {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let _turn = large_turn(decoder.total_bytes());
     let orientation = decoder.orientation().ok();
-    let mut img = DynamicImage::from_decoder(decoder)
-        .map_err(|e| Error::Input(format!("{} is not a decodable image: {e}", path.display())))?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| Error::NotAnImage {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }

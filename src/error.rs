@@ -33,6 +33,35 @@ pub enum Error {
         /// The run's (base) learning rate.
         lr: f32,
     },
+    /// A job that needs a backbone, asked for before one was chosen (the app).
+    #[error("choose a backbone first")]
+    NoBackbone,
+    /// A job that needs a trained model, asked for before there was one: the sentence says what for.
+    #[error("{0}")]
+    NoModel(&'static str),
+    /// A file that does not decode as an image.
+    #[error("{} is not a decodable image: {reason}", path.display())]
+    NotAnImage {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// A method name the registry does not hold.
+    #[error("unknown method `{name}`; expected one of {expected}")]
+    UnknownMethod { name: String, expected: String },
+    /// A method option's value outside what the option takes.
+    #[error("--{key} `{value}`: expected {expected}")]
+    BadOption {
+        key: &'static str,
+        value: String,
+        expected: String,
+    },
+    /// An option the chosen method does not offer.
+    #[error("--{key} applies to {offered_by}, not {method}")]
+    OptionNotOffered {
+        key: String,
+        method: String,
+        offered_by: String,
+    },
     /// The stop flag ended a job before it had anything to keep.
     #[error("{0}")]
     Stopped(String),

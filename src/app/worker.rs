@@ -174,7 +174,8 @@ impl Drop for Worker {
         let (closed, _) = channel();
         drop(std::mem::replace(&mut self.commands, closed));
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            // A worker that panicked has said so on stderr already; closing goes on.
+            t.join().ok();
         }
     }
 }
@@ -205,7 +206,8 @@ pub fn spawn(wake: impl Fn() + Send + 'static) -> Worker {
                 tuning: None,
             };
             let send = |r: Reply| {
-                let _ = rtx.send(r);
+                // The app has closed when nobody receives: the reply has no one to reach.
+                rtx.send(r).ok();
                 wake();
             };
             // The device first: the person learns at once which adapter runs the work, and when it is the CPU.
@@ -255,14 +257,10 @@ fn gpu_vit(st: &mut State) -> Result<(&Gpu, &GpuViT)> {
     }
     let g = gpu.as_ref().ok_or_else(|| Error::Input("no GPU".into()))?;
     if vit.is_none() {
-        let b = backbone
-            .as_ref()
-            .ok_or_else(|| Error::Input("choose a backbone first".into()))?;
+        let b = backbone.as_ref().ok_or(Error::NoBackbone)?;
         *vit = Some(GpuViT::new(g, b, None)?);
     }
-    let v = vit
-        .as_ref()
-        .ok_or_else(|| Error::Input("choose a backbone first".into()))?;
+    let v = vit.as_ref().ok_or(Error::NoBackbone)?;
     Ok((g, v))
 }
 
@@ -271,7 +269,7 @@ fn current_tuning(st: &State) -> Result<tuned::TunedFile> {
     let (tuning, meta) = st
         .tuning
         .clone()
-        .ok_or_else(|| Error::Input("nothing to export yet: train first".into()))?;
+        .ok_or(Error::NoModel("nothing to export yet: train first"))?;
     Ok(tuned::TunedFile {
         tuning,
         classes: meta.classes.clone(),
@@ -280,9 +278,7 @@ fn current_tuning(st: &State) -> Result<tuned::TunedFile> {
 }
 
 fn backbone(st: &State) -> Result<&Backbone> {
-    st.backbone
-        .as_ref()
-        .ok_or_else(|| Error::Input("choose a backbone first".into()))
+    st.backbone.as_ref().ok_or(Error::NoBackbone)
 }
 
 fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply)) -> Result<()> {
@@ -362,9 +358,10 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
         // The UI clears `stop` before it sends Train (so closing the app, which sets it, is never undone here).
         Command::Train(project) => train_project(st, &project, Init::Method, None, stop, send)?,
         Command::Continue(project) => {
-            let (tn, meta) = st.tuning.clone().ok_or_else(|| {
-                Error::Input("there is no model to continue from: train first".into())
-            })?;
+            let (tn, meta) = st
+                .tuning
+                .clone()
+                .ok_or(Error::NoModel("there is no model to continue from: train first"))?;
             let classes: Vec<String> = project.classes.iter().map(|c| c.name.clone()).collect();
             if meta.classes != classes || tn.method != project.settings.method {
                 return Err(Error::Input(format!(
@@ -448,7 +445,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             let (tn, meta) = st
                 .tuning
                 .clone()
-                .ok_or_else(|| Error::Input("train or import a tuned file first".into()))?;
+                .ok_or(Error::NoModel("train or import a tuned file first"))?;
             let (g, vit) = gpu_vit(st)?;
             let t = crate::job::eval_transform(&b, None);
             let gt = GpuTuning::upload(g, &tn)?;
@@ -479,7 +476,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             let (tn, meta) = st
                 .tuning
                 .as_ref()
-                .ok_or_else(|| Error::Input("nothing to export yet: train first".into()))?;
+                .ok_or(Error::NoModel("nothing to export yet: train first"))?;
             tuned::write(&path, tn, meta)?;
             send(Reply::Exported(path));
         }
@@ -487,7 +484,7 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
             let file = current_tuning(st)?;
             gpu(st)?;
             let (Some(g), Some(b)) = (st.gpu.as_ref(), st.backbone.as_ref()) else {
-                return Err(Error::Input("choose a backbone first".into()));
+                return Err(Error::NoBackbone);
             };
             let report = crate::export::export_onnx(g, b, &file, &path, None)?;
             send(Reply::ExportedOnnx(report));

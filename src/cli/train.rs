@@ -195,12 +195,15 @@ pub(super) fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
     {
         let stop = stop.clone();
         // A second Ctrl-C ends the process at once.
-        let _ = ctrlc::set_handler(move || {
+        let handled = ctrlc::set_handler(move || {
             if stop.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
             }
             eprintln!("\nstopping after this step; the best tuned file so far will be written");
         });
+        if let Err(e) = handled {
+            eprintln!("warning: Ctrl-C will end the run without writing a tuned file ({e})");
+        }
     }
     let gpu = Gpu::new()?;
     let mut log = |m: &str| eprintln!("warning: {m}");

@@ -344,7 +344,8 @@ fn read_bytes(gpu: &Gpu, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuE
     let slice = buf.slice(0..bytes);
     let (tx, rx) = mpsc::channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
+        // The receiver waits below until this runs; it cannot be gone.
+        tx.send(r).ok();
     });
     gpu.device
         .poll(wgpu::PollType::wait_indefinitely())

@@ -96,10 +96,10 @@ impl Method {
             .find(|m| m.name() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Self::ALL.iter().map(|m| m.name()).collect();
-                Error::Input(format!(
-                    "unknown method `{s}`; expected one of {}",
-                    names.join(", ")
-                ))
+                Error::UnknownMethod {
+                    name: s.to_string(),
+                    expected: names.join(", "),
+                }
             })
     }
 

@@ -84,12 +84,10 @@ impl OptionSpec {
     /// Sets the option from text (a CLI value, a fixture's number), refusing what it does not take with a sentence
     /// naming the flag and what it takes.
     pub fn parse_into(&self, o: &mut MethodOptions, text: &str) -> Result<()> {
-        let bad = || {
-            Error::Input(format!(
-                "--{} `{text}`: expected {}",
-                self.key,
-                self.takes()
-            ))
+        let bad = || Error::BadOption {
+            key: self.key,
+            value: text.to_string(),
+            expected: self.takes(),
         };
         let t = text.trim();
         match self.kind {
@@ -204,17 +202,78 @@ impl MethodOptions {
                 None => {
                     let by: Vec<String> =
                         offered_by(key).iter().map(|(m, _)| m.to_string()).collect();
-                    return Err(Error::Input(format!(
-                        "--{key} applies to {}, not {method}",
-                        if by.is_empty() {
+                    return Err(Error::OptionNotOffered {
+                        key: key.to_string(),
+                        method: method.to_string(),
+                        offered_by: if by.is_empty() {
                             "no method".to_string()
                         } else {
                             by.join(", ")
-                        }
-                    )));
+                        },
+                    });
                 }
             }
         }
         Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_options_are_set_checked_and_refused_by_variant() {
+        let o = MethodOptions::with_values(Method::Lora, [("rank", "4"), ("lora-targets", "qkv")])
+            .expect("lora options");
+        assert_eq!((o.rank, o.lora_targets.as_str()), (4, "qkv"));
+        assert!(matches!(
+            MethodOptions::with_values(Method::Lora, [("rank", "0")]),
+            Err(Error::BadOption { key: "rank", .. })
+        ));
+        assert!(matches!(
+            MethodOptions::with_values(Method::Convpass, [("conv-init", "kaiming")]),
+            Err(Error::BadOption {
+                key: "conv-init",
+                ..
+            })
+        ));
+        assert!(matches!(
+            MethodOptions::with_values(Method::VptDeep, [("dropout", "1")]),
+            Err(Error::BadOption { key: "dropout", .. })
+        ));
+        match MethodOptions::with_values(Method::Linear, [("prompts", "5")]) {
+            Err(Error::OptionNotOffered {
+                method, offered_by, ..
+            }) => {
+                assert_eq!(method, "linear");
+                assert_eq!(offered_by, "vpt-shallow, vpt-deep");
+            }
+            other => panic!("expected OptionNotOffered, got {other:?}"),
+        }
+        assert!(matches!(
+            Method::from_name("vpt"),
+            Err(Error::UnknownMethod { .. })
+        ));
+    }
+
+    /// Every option's default is a value it takes, and no method offers a key twice.
+    #[test]
+    fn every_default_is_a_value_its_option_takes() {
+        for m in Method::ALL {
+            let defaults = MethodOptions::defaults(m);
+            let specs = m.spec().options();
+            for (i, s) in specs.iter().enumerate() {
+                let mut o = defaults.clone();
+                s.parse_into(&mut o, &s.value(&defaults))
+                    .unwrap_or_else(|e| panic!("{m} --{}: {e}", s.key));
+                assert_eq!(o, defaults, "{m} --{}", s.key);
+                assert!(
+                    specs[..i].iter().all(|t| t.key != s.key),
+                    "{m}: --{} twice",
+                    s.key
+                );
+            }
+        }
     }
 }
