@@ -358,10 +358,9 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
         // The UI clears `stop` before it sends Train (so closing the app, which sets it, is never undone here).
         Command::Train(project) => train_project(st, &project, Init::Method, None, stop, send)?,
         Command::Continue(project) => {
-            let (tn, meta) = st
-                .tuning
-                .clone()
-                .ok_or(Error::NoModel("there is no model to continue from: train first"))?;
+            let (tn, meta) = st.tuning.clone().ok_or(Error::NoModel(
+                "there is no model to continue from: train first",
+            ))?;
             let classes: Vec<String> = project.classes.iter().map(|c| c.name.clone()).collect();
             if meta.classes != classes || tn.method != project.settings.method {
                 return Err(Error::Input(format!(

@@ -2,7 +2,7 @@
 //! projected by `q`, attends over the pooled tokens' `kv`; then `proj`, and a residual MLP behind its own
 //! LayerNorm: pooled = p + fc2(act(fc1(norm(p)))), p = proj(attention). Forward and backward.
 
-use super::Graph;
+use super::{Graph, Layer};
 use crate::error::Result;
 use crate::gpu::{GpuTensor, Recorder};
 use crate::ops::activation::{activation_backward, add_into, zeros};
@@ -96,36 +96,36 @@ impl<'a> Graph<'a> {
         grads: &super::Grads,
     ) -> Result<GpuTensor> {
         let c = &self.vit.config;
-        let name = |s: &str| format!("{PREFIX}.{s}");
+        let layer = |s: &str| Layer::resolve(self.vit, self.tuning, &format!("{PREFIX}.{s}"), None);
         // The MLP branch.
         let f2w = self.pool_w("mlp.fc2.weight")?;
-        self.linear_param_grads(rec, &name("mlp.fc2"), dpooled, Some(&a.h), grads, 1.0)?;
+        self.linear_param_grads(rec, &layer("mlp.fc2")?, dpooled, Some(&a.h), grads, 1.0)?;
         let dh = linear_input_grad(rec, dpooled, f2w, 1.0, None, &a.h.shape)?;
         activation_backward(rec, &a.pre, &dh, self.mlp_act());
         let f1w = self.pool_w("mlp.fc1.weight")?;
-        self.linear_param_grads(rec, &name("mlp.fc1"), &dh, Some(&a.z), grads, 1.0)?;
+        self.linear_param_grads(rec, &layer("mlp.fc1")?, &dh, Some(&a.z), grads, 1.0)?;
         let dz = linear_input_grad(rec, &dh, f1w, 1.0, None, &a.z.shape)?;
         let nw = self.pool_w("norm.weight")?;
         let rows = Rows::all(&a.p);
-        self.norm_param_grads(rec, &name("norm"), &a.p, rows, &a.stats, &dz, grads)?;
+        self.norm_param_grads(rec, &layer("norm")?, &a.p, rows, &a.stats, &dz, grads)?;
         let dp = rec.gpu().empty(&a.p.shape)?;
         layernorm_backward(rec, &a.p, rows, &a.stats, nw, &dz, None, &dp);
         add_into(rec, &dp, dpooled);
         // proj and the attention.
         let pw = self.pool_w("proj.weight")?;
-        self.linear_param_grads(rec, &name("proj"), &dp, Some(&a.context), grads, 1.0)?;
+        self.linear_param_grads(rec, &layer("proj")?, &dp, Some(&a.context), grads, 1.0)?;
         let dctx = linear_input_grad(rec, &dp, pw, 1.0, None, &a.context.shape)?;
         let query_trained = ["latent", "q.weight", "q.bias"]
             .iter()
-            .any(|s| grads.keys().any(|k| *k == name(s)));
+            .any(|s| grads.keys().any(|k| *k == format!("{PREFIX}.{s}")));
         let (dkv, dq) =
             pool_attention_backward(rec, &a.q, &a.kv, &a.probs, &dctx, c.heads, query_trained)?;
         if let Some(dq) = dq {
             // One query for every image: its gradient is the sum over the batch.
             let sum = zeros(rec, &[1, c.dim])?;
             column_sum_into(rec, &dq, &sum, 1.0);
-            self.linear_param_grads(rec, &name("q"), &sum, Some(&a.latent), grads, 1.0)?;
-            if let Some(g) = grads.get(&name("latent")) {
+            self.linear_param_grads(rec, &layer("q")?, &sum, Some(&a.latent), grads, 1.0)?;
+            if let Some(g) = grads.get(&format!("{PREFIX}.latent")) {
                 let qw = self.pool_w("q.weight")?;
                 let mut into = g.clone();
                 into.shape = vec![1, c.dim];
@@ -133,7 +133,7 @@ impl<'a> Graph<'a> {
             }
         }
         let kw = self.pool_w("kv.weight")?;
-        self.linear_param_grads(rec, &name("kv"), &dkv, Some(&a.y), grads, 1.0)?;
+        self.linear_param_grads(rec, &layer("kv")?, &dkv, Some(&a.y), grads, 1.0)?;
         Ok(linear_input_grad(rec, &dkv, kw, 1.0, None, &a.y.shape)?)
     }
 }

@@ -14,12 +14,12 @@ impl Graph<'_> {
         grads: &Grads,
     ) -> Result<()> {
         let c = &self.vit.config;
-        let (hw, _) = self
-            .head()
-            .ok_or_else(|| Error::Input("training needs a head (head.weight)".into()))?;
+        let head = Layer::resolve(self.vit, self.tuning, "head", None)
+            .map_err(|_| Error::Input("training needs a head (head.weight)".into()))?;
+        let hw = head.weight;
         let n = f.pooled.shape[0];
         let t = f.x_final.shape[1];
-        self.linear_param_grads(rec, "head", dlogits, Some(&f.pooled), grads, 1.0)?;
+        self.linear_param_grads(rec, &head, dlogits, Some(&f.pooled), grads, 1.0)?;
         // Only as deep as a trained tensor (or a captured attention gradient) needs.
         let Some(floor) = self.backward_floor(grads.keys()) else {
             return Ok(());
@@ -114,10 +114,10 @@ impl Graph<'_> {
             return Ok(());
         }
         if let Some((x0, stats)) = &f.pre {
-            let (w, _) = self.pair("norm_pre")?;
+            let norm = Layer::resolve(self.vit, self.tuning, "norm_pre", None)?;
             let dx0 = rec.gpu().empty(&x0.shape)?;
-            layernorm_backward(rec, x0, Rows::all(x0), stats, w, &dx, None, &dx0);
-            self.norm_param_grads(rec, "norm_pre", x0, Rows::all(x0), stats, &dx, grads)?;
+            layernorm_backward(rec, x0, Rows::all(x0), stats, norm.weight, &dx, None, &dx0);
+            self.norm_param_grads(rec, &norm, x0, Rows::all(x0), stats, &dx, grads)?;
             dx = dx0;
         }
         // Token assembly: x0 = [CLS + pos₀ (, dist + pos₁), registers, prompts, patches + posₖ…].
@@ -213,30 +213,30 @@ impl Graph<'_> {
             .min()
     }
 
-    /// dW += scale·dyᵀ·x and db += scale·Σ dy for `{prefix}.weight/bias` where they are trained; `x` is the
+    /// dW += scale·dyᵀ·x and db += scale·Σ dy for `layer`'s weight and bias where they are trained; `x` is the
     /// layer's saved input, `None` when the forward kept none (it must have, if the weight is trained).
     pub(super) fn linear_param_grads(
         &self,
         rec: &mut Recorder,
-        prefix: &str,
+        layer: &Layer,
         dy: &GpuTensor,
         x: Option<&GpuTensor>,
         grads: &Grads,
         scale: f32,
     ) -> Result<()> {
-        if let Some(g) = grads.get(&format!("{prefix}.weight")) {
+        if let Some(g) = grads.get(&layer.weight_key) {
             let x = x.ok_or_else(|| {
                 Error::Input(format!(
-                    "internal: the forward kept no input for `{prefix}.weight`'s gradient"
+                    "internal: the forward kept no input for `{}`'s gradient",
+                    layer.weight_key
                 ))
             })?;
             linear_weight_grad(rec, dy, x, g, scale);
         }
-        if let Some(g) = grads.get(&format!("{prefix}.bias")) {
-            let unfolded = self.is_tuned(&format!("{prefix}.weight"));
-            match self.layer_scale_of(prefix)? {
+        if let Some(g) = grads.get(&layer.bias_key) {
+            match &layer.layer_scale {
                 // The bias entered as γ⊙b: db = γ⊙Σ dy (with the weight tuned too, dy is already γ⊙dy).
-                Some(ls) if !unfolded => {
+                Some((ls, _)) if !layer.weight_tuned => {
                     let sum = zeros(rec, &g.shape)?;
                     column_sum_into(rec, dy, &sum, scale);
                     let scaled = scale_rows(rec, &sum, ls, None)?;
@@ -248,38 +248,53 @@ impl Graph<'_> {
         Ok(())
     }
 
-    /// Backward of the linear layer `{prefix}` (y = x·Wᵀ + b, y and x of one shape but the last axis): returns
-    /// dx and accumulates the weight and bias gradients where trained; `x` is the saved input, if kept.
+    /// Backward of `layer` (y = x·Wᵀ + b, y and x of one shape but the last axis): returns dx and accumulates the
+    /// weight and bias gradients where trained; `x` is the saved input, if kept.
     pub(super) fn linear_backward(
         &self,
         rec: &mut Recorder,
-        prefix: &str,
+        layer: &Layer,
         dy: &GpuTensor,
         x: Option<&GpuTensor>,
         grads: &Grads,
     ) -> Result<GpuTensor> {
-        self.scaled_linear_backward(rec, prefix, (dy, 1.0), x, grads, None)
+        self.layer_linear_backward(rec, layer, (dy, 1.0), x, grads, None)
     }
 
-    /// Backward of y = scale·(x·Wᵀ + b) for the linear layer `{prefix}`: returns dx (added into `into` when
-    /// given, else new) and accumulates the weight and bias gradients where trained; `x` is the saved input.
+    /// Backward of y = scale·(x·Wᵀ + b) for the linear layer `{prefix}` (a method's own layer): returns dx (added
+    /// into `into` when given, else new) and accumulates the weight and bias gradients where trained; `x` is the
+    /// saved input.
     #[allow(clippy::too_many_arguments)]
     pub fn scaled_linear_backward(
         &self,
         rec: &mut Recorder,
         prefix: &str,
+        dy: (&GpuTensor, f32),
+        x: Option<&GpuTensor>,
+        grads: &Grads,
+        into: Option<&GpuTensor>,
+    ) -> Result<GpuTensor> {
+        let layer = Layer::resolve(self.vit, self.tuning, prefix, None)?;
+        self.layer_linear_backward(rec, &layer, dy, x, grads, into)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn layer_linear_backward(
+        &self,
+        rec: &mut Recorder,
+        layer: &Layer,
         (dy, scale): (&GpuTensor, f32),
         x: Option<&GpuTensor>,
         grads: &Grads,
         into: Option<&GpuTensor>,
     ) -> Result<GpuTensor> {
-        let w = self.w(&format!("{prefix}.weight"))?;
+        let w = layer.weight;
         let mut shape = dy.shape.clone();
         if let Some(last) = shape.last_mut() {
             *last = w.shape[1];
         }
         let dx = linear_input_grad(rec, dy, w, scale, into, &shape)?;
-        self.linear_param_grads(rec, prefix, dy, x, grads, scale)?;
+        self.linear_param_grads(rec, layer, dy, x, grads, scale)?;
         Ok(dx)
     }
 
@@ -295,9 +310,9 @@ impl Graph<'_> {
         dy: &GpuTensor,
         grads: &Grads,
     ) -> Result<()> {
-        let prefix = self.site_module(site);
-        let gw = grads.get(&format!("{prefix}.weight"));
-        let gb = grads.get(&format!("{prefix}.bias"));
+        let layer = self.layer(site);
+        let gw = grads.get(&layer.weight_key);
+        let gb = grads.get(&layer.bias_key);
         let d = self.vit.config.dim;
         let affine = match self.affine(site)? {
             Some(af) => self.affine_grads(&af, grads)?,
@@ -306,32 +321,33 @@ impl Graph<'_> {
         if let Some((gs, gsh)) = affine {
             if gw.is_some() || gb.is_some() {
                 return Err(Error::Internal(format!(
-                    "`{prefix}` and the affine after it cannot both be trained"
+                    "`{}` and the affine after it cannot both be trained",
+                    layer.name
                 )));
             }
             // The gradients of the folded parameters, then back through the fold.
             let (sw, sb) = (zeros(rec, &[d])?, zeros(rec, &[d])?);
             layernorm_param_grads(rec, x, rows, stats, dy, &sw, &sb);
-            fold_norm_grads(rec, self.pair(&prefix)?, (&sw, &sb), (gs, gsh));
+            fold_norm_grads(rec, (layer.weight, layer.bias), (&sw, &sb), (gs, gsh));
             return Ok(());
         }
-        self.norm_param_grads(rec, &prefix, x, rows, stats, dy, grads)
+        self.norm_param_grads(rec, layer, x, rows, stats, dy, grads)
     }
 
-    /// The gradients of the LayerNorm `{prefix}`'s weight and bias, where trained.
+    /// The gradients of the LayerNorm `layer`'s weight and bias, where trained.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn norm_param_grads(
         &self,
         rec: &mut Recorder,
-        prefix: &str,
+        layer: &Layer,
         x: &GpuTensor,
         rows: Rows,
         stats: &GpuTensor,
         dy: &GpuTensor,
         grads: &Grads,
     ) -> Result<()> {
-        let gw = grads.get(&format!("{prefix}.weight"));
-        let gb = grads.get(&format!("{prefix}.bias"));
+        let gw = grads.get(&layer.weight_key);
+        let gb = grads.get(&layer.bias_key);
         let d = self.vit.config.dim;
         if gw.is_none() && gb.is_none() {
             return Ok(());
@@ -367,19 +383,31 @@ impl Graph<'_> {
     ) -> Result<GpuTensor> {
         let c = &self.vit.config;
         let hooks = self.hooks();
-        let b = format!("blocks.{l}");
+        let layers = &self.layers.blocks[l];
         let z = |site: Site| a.affine_in.get(&site);
         // MLP sub-block: xo = xm + fc2(gelu(fc1(LN2 xm))) [+ branch], each layer's output [+ affine]
         let dfc2 = self.affine_backward(rec, Site::Fc2(l), g, z(Site::Fc2(l)), grads)?;
         let dfc2 = dfc2.as_ref().unwrap_or(g);
-        let dh = self.linear_backward(rec, &format!("{b}.mlp.fc2"), dfc2, a.h.as_ref(), grads)?;
+        let dh = self.linear_backward(rec, &layers.fc2, dfc2, a.h.as_ref(), grads)?;
         let dh = match &a.sub_norm {
             Some((hin, stats)) => {
-                let prefix = format!("{b}.mlp.norm");
-                let (w, _) = self.pair(&prefix)?;
+                let norm = layers.mlp_norm.as_ref().ok_or_else(|| {
+                    Error::Internal(format!(
+                        "block {l} kept a sub-norm input but has no mlp.norm"
+                    ))
+                })?;
                 let dhin = rec.gpu().empty(&hin.shape)?;
-                layernorm_backward(rec, hin, Rows::all(hin), stats, w, &dh, None, &dhin);
-                self.norm_param_grads(rec, &prefix, hin, Rows::all(hin), stats, &dh, grads)?;
+                layernorm_backward(
+                    rec,
+                    hin,
+                    Rows::all(hin),
+                    stats,
+                    norm.weight,
+                    &dh,
+                    None,
+                    &dhin,
+                );
+                self.norm_param_grads(rec, norm, hin, Rows::all(hin), stats, &dh, grads)?;
                 dhin
             }
             None => dh,
@@ -403,7 +431,7 @@ impl Graph<'_> {
                 }
             }
         };
-        let dy2 = self.linear_backward(rec, &format!("{b}.mlp.fc1"), &dh, a.y2.as_ref(), grads)?;
+        let dy2 = self.linear_backward(rec, &layers.fc1, &dh, a.y2.as_ref(), grads)?;
         drop(dh);
         let mlp_reads = hooks.branch_input(Branch::Mlp);
         if mlp_reads == BranchInput::Normed {
@@ -457,8 +485,7 @@ impl Graph<'_> {
         // Attention sub-block: xm = x + proj(attn(qkv(LN1 x))) [+ branch]
         let dproj = self.affine_backward(rec, Site::Proj(l), &dxm, z(Site::Proj(l)), grads)?;
         let dproj = dproj.as_ref().unwrap_or(&dxm);
-        let dctx =
-            self.linear_backward(rec, &format!("{b}.attn.proj"), dproj, a.ctx.as_ref(), grads)?;
+        let dctx = self.linear_backward(rec, &layers.proj, dproj, a.ctx.as_ref(), grads)?;
         let dqkv = match (&a.att, &self.attn_grads) {
             (SavedAttention::Probs(probs), Some(cell)) => {
                 let mut v = cell.borrow_mut();
@@ -492,7 +519,7 @@ impl Graph<'_> {
         let dz = self.affine_backward(rec, Site::Qkv(l), &dqkv, z(Site::Qkv(l)), grads)?;
         let dy1 = self.linear_backward(
             rec,
-            &format!("{b}.attn.qkv"),
+            &layers.qkv,
             dz.as_ref().unwrap_or(&dqkv),
             a.y1.as_ref(),
             grads,

@@ -167,7 +167,7 @@ impl Graph<'_> {
     ) -> Result<(GpuTensor, Option<BlockActs>, Option<GpuTensor>)> {
         let c = &self.vit.config;
         let train = keep.is_some();
-        let b = format!("blocks.{l}");
+        let layers = &self.layers.blocks[l];
         let mut affine_in = BTreeMap::new();
         let mut keep_affine_in = |site: Site, z: Option<GpuTensor>| {
             if let Some(z) = z {
@@ -207,7 +207,7 @@ impl Graph<'_> {
         let attn_branch = hooks.branch(self, rec, l, Branch::Attention, attn_input, &xm, train)?;
         let (n2w, n2b) = self.norm_params(rec, Site::Norm2(l))?;
         let ln2 = layernorm(rec, &xm, &n2w, &n2b, c.eps)?;
-        let (f1w, f1b) = self.pair(&format!("{b}.mlp.fc1"))?;
+        let (f1w, f1b) = (layers.fc1.weight, layers.fc1.bias);
         let fc1_affine = self.hooks().affine(self, Site::Fc1(l))?.is_some();
         // With an affine after fc1 its input is kept instead of GELU's; the backward recomputes GELU's input.
         // SwiGLU keeps its input [gate | x] (the affine's input z, if any, beside the others).
@@ -228,9 +228,8 @@ impl Graph<'_> {
                 linear(rec, &ln2.y, f1w, Some(f1b), self.mlp_act(), None)?,
             )
         };
-        let (h, sub_norm) = if c.mlp_norm {
-            let (w, nb) = self.pair(&format!("{b}.mlp.norm"))?;
-            let o = layernorm(rec, &h, w, nb, c.eps)?;
+        let (h, sub_norm) = if let Some(norm) = &layers.mlp_norm {
+            let o = layernorm(rec, &h, norm.weight, norm.bias, c.eps)?;
             (o.y, train.then_some((h, o.stats)))
         } else {
             (h, None)

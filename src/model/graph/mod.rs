@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 mod attn_pool;
 mod backward;
 mod forward;
+mod layers;
+
+use layers::{Layer, Layers};
 
 use super::hooks::{Affine, Attached, Branch, BranchInput, Grads, Hooks, Saved, Site, TokenLayout};
 use super::saved::WeightInputs;
@@ -125,6 +128,8 @@ impl Forward {
 pub struct Graph<'a> {
     vit: &'a GpuViT,
     tuning: Option<&'a Attached>,
+    /// The layers the passes read by site, resolved once.
+    layers: Layers<'a>,
     /// When set, the backward keeps d(attention probabilities) of every layer here (last layer first).
     pub(crate) attn_grads: Option<std::cell::RefCell<Vec<GpuTensor>>>,
     /// Training dropout for the next micro-batch: (step seed, index of its first image in the batch). `None`,
@@ -140,6 +145,7 @@ impl<'a> Graph<'a> {
         let g = Self {
             vit,
             tuning,
+            layers: Layers::resolve(vit, tuning)?,
             attn_grads: None,
             dropout_key: None,
         };
@@ -193,16 +199,10 @@ impl<'a> Graph<'a> {
         Ok(Some(t))
     }
 
-    /// A tensor by name: the tuning's if it has one, else the backbone's.
+    /// A tensor by name: the tuning's if it has one, else the backbone's (for the methods' own tensors and the
+    /// few outside the blocks; the blocks' layers are resolved once, in `layers`).
     pub fn w(&self, name: &str) -> Result<&'a GpuTensor> {
-        if let Some(t) = self.tuning.and_then(|t| t.params.get(name)) {
-            return Ok(t);
-        }
-        self.vit.weights.get(name).ok_or_else(|| {
-            Error::Input(format!(
-                "the backbone has no tensor `{name}` (needed by the forward pass)"
-            ))
-        })
+        layers::resolve(self.vit, self.tuning, name)
     }
 
     /// `{prefix}.weight` and `{prefix}.bias`.
@@ -213,9 +213,9 @@ impl<'a> Graph<'a> {
         ))
     }
 
-    /// The backbone module whose output `site` is (timm names).
-    fn site_module(&self, site: Site) -> String {
-        site.module(self.vit.config.final_norm())
+    /// The layer whose output `site` is.
+    fn layer(&self, site: Site) -> &Layer<'a> {
+        self.layers.at(site)
     }
 
     fn affine(&self, site: Site) -> Result<Option<Affine<'a>>> {
@@ -233,18 +233,15 @@ impl<'a> Graph<'a> {
         residual: Option<&GpuTensor>,
         train: bool,
     ) -> Result<(GpuTensor, Option<GpuTensor>)> {
-        let module = self.site_module(site);
-        let prefix = match site {
-            Site::PatchEmbed => format!("{module}.proj"),
-            _ => module,
-        };
-        let (w, b) = self.pair(&prefix)?;
+        let layer = self.layer(site);
+        let (w, b) = (layer.weight, layer.bias);
         // Full fine-tuning under LayerScale: the tuned weight is timm's own, so γ scales the layer's output here
         // (the epilogue's affine, with no shift); the backward takes γ's gradient from the kept z.
-        if let Some(ls) = self.unfolded_layer_scale(site)? {
+        if let Some((ls, _)) = layer.unfolded_layer_scale() {
             if self.affine(site)?.is_some() {
                 return Err(Error::Internal(format!(
-                    "`{prefix}` is tuned under LayerScale and has a method's affine after it"
+                    "`{}` is tuned under LayerScale and has a method's affine after it",
+                    layer.name
                 )));
             }
             let no_shift = zeros(rec, &ls.shape)?;
@@ -253,18 +250,16 @@ impl<'a> Graph<'a> {
             return Ok((y, z));
         }
         // A tuned bias under LayerScale is timm's own value: scaled here as the backbone's was at upload.
-        let scaled_bias = match self.layer_scale(site)? {
-            Some(ls) if self.is_tuned(&format!("{prefix}.bias")) => {
-                Some(scale_rows(rec, b, ls, None)?)
-            }
+        let scaled_bias = match &layer.layer_scale {
+            Some((ls, _)) if layer.bias_tuned => Some(scale_rows(rec, b, ls, None)?),
             _ => None,
         };
         let b = scaled_bias.as_ref().unwrap_or(b);
         match self.affine(site)? {
             Some(af) => {
                 // Under LayerScale (folded into this layer) the affine's shift is scaled too: ls⊙(γ⊙z + β).
-                let scaled_shift = match self.layer_scale(site)? {
-                    Some(ls) => Some(scale_rows(rec, af.shift, ls, None)?),
+                let scaled_shift = match &layer.layer_scale {
+                    Some((ls, _)) => Some(scale_rows(rec, af.shift, ls, None)?),
                     None => None,
                 };
                 let shift = scaled_shift.as_ref().unwrap_or(af.shift);
@@ -282,54 +277,10 @@ impl<'a> Graph<'a> {
         }
     }
 
-    /// LayerScale's γ over `site` when the tuning replaces the layer's weight (full fine-tuning): the backbone's
-    /// folded weight is not in use, so γ is applied, and trained, on its own.
-    fn unfolded_layer_scale(&self, site: Site) -> Result<Option<&'a GpuTensor>> {
-        let weight = format!("{}.weight", self.site_module(site));
-        match self.layer_scale(site)? {
-            Some(ls) if self.is_tuned(&weight) => Ok(Some(ls)),
-            _ => Ok(None),
-        }
-    }
-
-    /// Whether the tuning carries `name` (and so replaces the backbone's).
-    fn is_tuned(&self, name: &str) -> bool {
-        self.tuning.is_some_and(|t| t.params.contains_key(name))
-    }
-
-    /// The LayerScale γ over the linear layer `{prefix}` (`blocks.{l}.attn.proj`, `blocks.{l}.mlp.fc2`), if any.
-    fn layer_scale_of(&self, prefix: &str) -> Result<Option<&'a GpuTensor>> {
-        let Some((l, module)) = prefix
-            .strip_prefix("blocks.")
-            .and_then(|r| r.split_once('.'))
-        else {
-            return Ok(None);
-        };
-        let Ok(l) = l.parse() else {
-            return Ok(None);
-        };
-        match module {
-            "attn.proj" => self.layer_scale(Site::Proj(l)),
-            "mlp.fc2" => self.layer_scale(Site::Fc2(l)),
-            _ => Ok(None),
-        }
-    }
-
-    /// The LayerScale γ folded into the layer whose output `site` is (proj and fc2 of LayerScale backbones).
-    fn layer_scale(&self, site: Site) -> Result<Option<&'a GpuTensor>> {
-        if !self.vit.config.layer_scale {
-            return Ok(None);
-        }
-        match site {
-            Site::Proj(l) => self.w(&format!("blocks.{l}.ls1.gamma")).map(Some),
-            Site::Fc2(l) => self.w(&format!("blocks.{l}.ls2.gamma")).map(Some),
-            _ => Ok(None),
-        }
-    }
-
     /// The LayerNorm at `site`'s weight and bias, with the method's affine there folded in (γ⊙w, γ⊙b + β).
     fn norm_params(&self, rec: &mut Recorder, site: Site) -> Result<(GpuTensor, GpuTensor)> {
-        let (w, b) = self.pair(&self.site_module(site))?;
+        let layer = self.layer(site);
+        let (w, b) = (layer.weight, layer.bias);
         Ok(match self.affine(site)? {
             Some(af) => fold_norm(rec, (w, b), (af.scale, af.shift))?,
             None => (w.clone(), b.clone()),
@@ -346,14 +297,9 @@ impl<'a> Graph<'a> {
         z: Option<&GpuTensor>,
         grads: &Grads,
     ) -> Result<Option<GpuTensor>> {
-        if let Some(ls) = self.unfolded_layer_scale(site)? {
+        if let Some((ls, name)) = self.layer(site).unfolded_layer_scale() {
             // y = γ⊙z (+ residual): dγ += Σ dy⊙z where γ is trained, dz = γ⊙dy.
-            let name = match site {
-                Site::Proj(l) => format!("blocks.{l}.ls1.gamma"),
-                Site::Fc2(l) => format!("blocks.{l}.ls2.gamma"),
-                _ => return Err(Error::Internal(format!("no LayerScale at {site:?}"))),
-            };
-            if let Some(g) = grads.get(&name) {
+            if let Some(g) = grads.get(name) {
                 let z = z.ok_or_else(|| {
                     Error::Internal(format!("the forward kept no input for `{name}`"))
                 })?;
@@ -369,9 +315,9 @@ impl<'a> Graph<'a> {
             let z = z.ok_or_else(|| {
                 Error::Internal(format!("the forward kept no input for `{}`", af.names[0]))
             })?;
-            match self.layer_scale(site)? {
+            match &self.layer(site).layer_scale {
                 // The shift entered as ls⊙β: dβ = ls⊙Σ dy.
-                Some(ls) => {
+                Some((ls, _)) => {
                     let sum = zeros(rec, &gb.shape)?;
                     affine_grads(rec, dy, z, (gs, &sum));
                     let scaled = scale_rows(rec, &sum, ls, None)?;
