@@ -16,6 +16,7 @@ pub mod model;
 pub mod onnx;
 pub mod ops;
 pub mod preprocess;
+pub mod records;
 pub mod rng;
 pub mod select;
 pub mod selftest;

@@ -34,9 +34,9 @@ pub struct TunedMeta {
     pub init: String,
     pub vitune_version: String,
     /// The search that chose the learning rate and weight decay, when one ran (`train --auto`).
-    pub selection: Option<crate::select::Selection>,
+    pub selection: Option<crate::records::Selection>,
     /// The run diverged after this file's epoch (it stopped there).
-    pub diverged: Option<crate::train::Divergence>,
+    pub diverged: Option<crate::records::Divergence>,
 }
 
 impl TunedMeta {

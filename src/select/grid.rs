@@ -1,18 +1,7 @@
 //! The candidate settings a search tries: the papers' grids (REFERENCE.md §8) around the method's recipe.
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::records::Candidate;
 use crate::train::OptimizerKind;
-
-/// One setting of the search.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Candidate {
-    /// Peak learning rate as the optimizer uses it (already scaled to the batch for SGD).
-    pub lr: f32,
-    pub weight_decay: f32,
-    /// VPT prompt tokens, when the search chooses them.
-    pub prompts: Option<usize>,
-}
 
 /// VPT's base learning rates for SGD (lr = base·batch/256), every other value of its sweep
 /// {50, 25, 10, 5, 2.5, 1, 0.5, 0.25, 0.1, 0.05}: the same span at half the cost.

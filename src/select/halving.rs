@@ -2,26 +2,13 @@
 //! epochs, the best third goes on with about three times as many, until two are left; the best of the last rung
 //! wins. Each rung restarts its survivors with a full warmup-and-cosine schedule of the rung's length.
 
-use serde::{Deserialize, Serialize};
+pub use crate::records::{Rung, Schedule};
 
 /// The fraction of a rung's candidates that go on to the next.
 pub const ETA: usize = 3;
 
 /// A search costs at most this many default runs (one default run = the final run's epochs on all the shots).
 pub const DEFAULT_BUDGET: f64 = 6.0;
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Rung {
-    pub candidates: usize,
-    pub epochs: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Schedule {
-    pub rungs: Vec<Rung>,
-    /// Planned cost in default runs (training passes over the shots, the scoring forwards not counted).
-    pub cost: f64,
-}
 
 /// How many candidates of `n` survive each rung: n, ⌈n/3⌉, … while at least two are left to compare.
 pub fn rung_sizes(n: usize) -> Vec<usize> {

@@ -4,17 +4,16 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use super::folds::{fold_split, stratified_folds, Protocol};
 use super::grid::{candidates, Candidate};
-use super::halving::{plan, rank, Schedule, DEFAULT_BUDGET};
+use super::halving::{plan, rank, DEFAULT_BUDGET};
 use crate::error::{Error, Result};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+pub use crate::records::{SearchEvent, Selection, Trial};
 use crate::train::{initial_tuning, Init, Recipe, Session};
-use crate::train::{predict_logits, train, OptimizerKind, Samples, TrainEvent};
+use crate::train::{predict_logits, train, Samples, TrainEvent};
 use crate::tuning::GpuTuning;
 use crate::tuning::Tuning;
 
@@ -36,137 +35,10 @@ impl Default for SearchOptions {
     }
 }
 
-/// One candidate's score at the last rung it reached.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Trial {
-    pub candidate: Candidate,
-    /// The last rung it ran (0-based) and that rung's epochs.
-    pub rung: usize,
-    pub epochs: usize,
-    /// Accuracy on each fold's held-out images (one entry for a held-out protocol).
-    pub folds: Vec<f64>,
-    pub mean: f64,
-    pub std: f64,
-    /// Mean cross-entropy on the held-out images (none when training diverged on a fold: JSON has no infinity).
-    pub loss: Option<f64>,
-    /// Training diverged (loss not finite) on some fold: scored as 0.
-    pub diverged: bool,
-}
-
-/// What a search chose and why: recorded in the tuned file's metadata.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Selection {
-    pub protocol: String,
-    pub optimizer: OptimizerKind,
-    /// The recipe's own setting (the method's defaults, or the user's).
-    pub default: Candidate,
-    pub chosen: Candidate,
-    /// The chosen setting's mean ± std fold accuracy at its last rung.
-    pub score: f64,
-    pub score_std: f64,
-    pub schedule: Schedule,
-    /// Every candidate, best first: those that reached later rungs, then by score.
-    pub table: Vec<Trial>,
-    pub seconds: f64,
-}
-
 impl Selection {
     /// Applies the chosen setting to `recipe` (its schedule over `train_images`).
     pub fn apply(&self, recipe: &mut Recipe, train_images: usize) {
         apply_candidate(recipe, &self.chosen, recipe.config.epochs, train_images);
-    }
-
-    /// The search table as text, one candidate a line.
-    pub fn table_text(&self) -> String {
-        let mut s = format!(
-            "{:>10} {:>8} {:>7}  {:>15}  {:>6}  {}\n",
-            "lr", "wd", "prompts", "accuracy", "epochs", "folds"
-        );
-        for t in &self.table {
-            let mark = if t.candidate == self.chosen {
-                "  <- chosen"
-            } else {
-                ""
-            };
-            let default = if t.candidate == self.default {
-                " (recipe)"
-            } else {
-                ""
-            };
-            s.push_str(&format!(
-                "{:>10.3e} {:>8.0e} {:>7}  {:>6.1}% ± {:>4.1}  {:>6}  {}{}{}{}\n",
-                t.candidate.lr,
-                t.candidate.weight_decay,
-                t.candidate
-                    .prompts
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                100.0 * t.mean,
-                100.0 * t.std,
-                t.epochs,
-                t.folds
-                    .iter()
-                    .map(|a| format!("{:.0}", 100.0 * a))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                if t.diverged { " diverged" } else { "" },
-                default,
-                mark
-            ));
-        }
-        s
-    }
-}
-
-/// Progress of a search, as it goes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SearchEvent {
-    Planned {
-        protocol: String,
-        candidates: usize,
-        schedule: Schedule,
-    },
-    /// A candidate has been scored at a rung.
-    Trial {
-        rung: usize,
-        rungs: usize,
-        index: usize,
-        of: usize,
-        trial: Trial,
-    },
-    /// A line of progress from a longer job (a comparison's method and seed).
-    Note(String),
-}
-
-impl SearchEvent {
-    /// One line for a status bar.
-    pub fn status(&self) -> String {
-        match self {
-            Self::Planned {
-                candidates,
-                schedule,
-                ..
-            } => format!(
-                "choosing the learning rate: {candidates} settings, {} rungs, about {:.1} default runs",
-                schedule.rungs.len(),
-                schedule.cost
-            ),
-            Self::Trial {
-                rung,
-                rungs,
-                index,
-                of,
-                trial,
-            } => format!(
-                "search rung {}/{rungs}, setting {}/{of}: lr {:.2e} wd {:.0e} scored {:.1}%",
-                rung + 1,
-                index + 1,
-                trial.candidate.lr,
-                trial.candidate.weight_decay,
-                100.0 * trial.mean
-            ),
-            Self::Note(m) => m.clone(),
-        }
     }
 }
 

@@ -8,23 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::gpu::{Gpu, GpuTensor, Recorder};
 use crate::ops::optim::{adamw_step, sgd_step};
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    Sgd,
-    Adamw,
-}
-
-impl OptimizerKind {
-    pub fn from_name(s: &str) -> Option<Self> {
-        match s {
-            "sgd" => Some(Self::Sgd),
-            "adamw" => Some(Self::Adamw),
-            _ => None,
-        }
-    }
-}
+pub use crate::records::OptimizerKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimConfig {

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
 use crate::model::{ForwardOptions, GpuViT, HostTensor};
 use crate::preprocess::Transform;
+pub use crate::records::{Divergence, EpochStats, TrainEvent};
 use crate::rng::Rng;
 use crate::tuning::GpuTuning;
 use crate::tuning::{Method, Tuning};
@@ -96,32 +97,6 @@ pub struct RecipeOverrides {
     pub weight_decay: Option<f32>,
 }
 
-/// Progress, as the loop goes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TrainEvent {
-    Step {
-        epoch: usize,
-        step: usize,
-        steps_per_epoch: usize,
-        loss: f64,
-        accuracy: f64,
-        images_per_s: f64,
-        lr: f32,
-    },
-    Epoch(EpochStats),
-    /// Progress of a hyper-parameter search before the run (`--auto`).
-    Search(crate::select::SearchEvent),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EpochStats {
-    pub epoch: usize,
-    pub loss: f64,
-    pub accuracy: f64,
-    pub val_accuracy: Option<f64>,
-    pub seconds: f64,
-}
-
 pub struct TrainOutcome {
     /// The tuning with the best validation accuracy (the last one without a validation set).
     pub best: Tuning,
@@ -140,31 +115,6 @@ pub struct TrainOutcome {
 pub const DIVERGED_FACTOR: f64 = 3.0;
 /// Epochs in a row above the limit that make a divergence.
 pub const DIVERGED_EPOCHS: usize = 2;
-
-/// Where and how a run diverged, for the messages and the tuned file's metadata.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Divergence {
-    /// The epoch (from 1) whose loss diverged.
-    pub epoch: usize,
-    /// That epoch's mean training loss; `None` when a step's loss was not finite.
-    pub loss: Option<f64>,
-    /// The epoch (from 1) of the model kept.
-    pub kept_epoch: usize,
-}
-
-impl std::fmt::Display for Divergence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let loss = match self.loss {
-            Some(l) => format!("loss {l:.3}"),
-            None => "the loss is not finite".into(),
-        };
-        write!(
-            f,
-            "training diverged at epoch {}: {loss}; the kept model is epoch {}'s; try --auto or a smaller --lr",
-            self.epoch, self.kept_epoch
-        )
-    }
-}
 
 /// The loss above which an epoch counts as diverged, for `classes` classes.
 pub fn diverged_above(classes: usize) -> f64 {
