@@ -73,7 +73,7 @@ fn train_from_tune_tab(h: &mut Harness<'static, VituneApp>, secs: u64, what: &st
     h.step();
     h.get_by_label("Train").click();
     h.step();
-    wait_for(h, secs, what, |a| !a.training);
+    wait_for(h, secs, what, |a| !a.run.training);
 }
 
 fn snapshot(h: &mut Harness<'static, VituneApp>, name: &str) {
@@ -140,22 +140,25 @@ fn create_classes_train_see_attention_export_and_import() {
     h.get_by_label("Train").click();
     h.step();
     assert!(
-        h.state().training,
+        h.state().run.training,
         "training should have started: {:?}",
         h.state().errors
     );
-    wait_for(&mut h, 300, "training", |a| !a.training);
+    wait_for(&mut h, 300, "training", |a| !a.run.training);
     assert!(
         h.state().errors.is_empty(),
         "errors: {:?}",
         h.state().errors
     );
     assert!(
-        h.state().curve.len() >= 3,
+        h.state().run.curve.len() >= 3,
         "curve points: {}",
-        h.state().curve.len()
+        h.state().run.curve.len()
     );
-    assert_eq!(h.state().trained_classes.as_ref().map(|c| c.len()), Some(2));
+    assert_eq!(
+        h.state().run.trained_classes.as_ref().map(|c| c.len()),
+        Some(2)
+    );
 
     // The attention view shows before and after maps.
     h.get_by_label("Attention").click();
@@ -165,7 +168,8 @@ fn create_classes_train_see_attention_export_and_import() {
     h.state_mut().attention.mode = "prompt".into();
     h.state_mut().request_attention();
     wait_for(&mut h, 60, "attention maps", |a| {
-        a.attention_images
+        a.maps
+            .images
             .as_ref()
             .map(|(_, after)| after.is_some())
             .unwrap_or(false)
@@ -183,9 +187,9 @@ fn create_classes_train_see_attention_export_and_import() {
     // A click on a map shows it large, until its window is closed.
     h.get_by_label("after tuning map").click();
     settle(&mut h);
-    assert!(h.state().zoomed.is_some());
+    assert!(h.state().maps.zoomed.is_some());
     h.get_by_label("map, after tuning");
-    h.state_mut().zoomed = None;
+    h.state_mut().maps.zoomed = None;
     settle(&mut h);
 
     // Export, then import back.
@@ -224,10 +228,13 @@ fn create_classes_train_see_attention_export_and_import() {
         "{method}: {error}"
     );
     h.state_mut().errors.clear();
-    h.state_mut().trained_classes = None;
+    h.state_mut().run.trained_classes = None;
     h.state_mut().import_from(out);
     wait_for(&mut h, 30, "import", |a| a.status.starts_with("imported"));
-    assert_eq!(h.state().trained_classes.as_ref().map(|c| c.len()), Some(2));
+    assert_eq!(
+        h.state().run.trained_classes.as_ref().map(|c| c.len()),
+        Some(2)
+    );
 }
 
 #[test]
@@ -389,7 +396,7 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
         "errors: {:?}",
         h.state().errors
     );
-    let sel = h.state().selection.clone().expect("a search ran");
+    let sel = h.state().run.selection.clone().expect("a search ran");
     assert!(sel.protocol.contains("4-fold"), "{}", sel.protocol);
     assert_eq!(sel.table.len(), 11);
     assert!(
@@ -405,13 +412,13 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
     h.get_by_label("Train").click();
     h.step();
     wait_for(&mut h, 60, "the search to start", |a| {
-        a.search_progress.is_some()
+        a.run.search_progress.is_some()
     });
     // One counter: the status says what the body says, settings scored of all the rungs' settings.
     wait_for(&mut h, 120, "a scored setting", |a| {
-        a.search_progress.is_some_and(|(done, _)| done >= 1) || !a.training
+        a.run.search_progress.is_some_and(|(done, _)| done >= 1) || !a.run.training
     });
-    if let Some((done, total)) = h.state().search_progress {
+    if let Some((done, total)) = h.state().run.search_progress {
         let status = h.state().status.clone();
         if status.contains("settings scored") {
             assert!(
@@ -422,7 +429,7 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
         assert!(!status.contains("setting 1/"), "{status}");
     }
     h.get_by_label("Stop").click();
-    wait_for(&mut h, 120, "the stop", |a| !a.training);
+    wait_for(&mut h, 120, "the stop", |a| !a.run.training);
     assert!(
         h.state()
             .errors
@@ -440,18 +447,18 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
     h.get_by_label("Compare methods").click();
     h.step();
     assert!(
-        h.state().comparing,
+        h.state().run.comparing,
         "status: {}, errors: {:?}",
         h.state().status,
         h.state().errors
     );
-    wait_for(&mut h, 900, "the comparison", |a| !a.comparing);
+    wait_for(&mut h, 900, "the comparison", |a| !a.run.comparing);
     assert!(
         h.state().errors.is_empty(),
         "errors: {:?}",
         h.state().errors
     );
-    let rows = h.state().comparison.clone().expect("a ranked table");
+    let rows = h.state().run.comparison.clone().expect("a ranked table");
     // Every method but full fine-tuning.
     assert_eq!(rows.len(), vitune::tuning::Method::ALL.len() - 1);
     assert!(rows.windows(2).all(|w| w[0].score >= w[1].score));
@@ -511,8 +518,8 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
     let tuned = vitune::app::project::tuned_path(&path);
     wait_for(&mut h, 60, "the kept model", |_| tuned.exists());
-    let curve = h.state().curve.clone();
-    let evaluation = h.state().evaluation.clone();
+    let curve = h.state().run.curve.clone();
+    let evaluation = h.state().run.evaluation.clone();
     let summary = h.state().status.clone();
     assert!(!curve.is_empty());
     assert!(
@@ -520,7 +527,7 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
         "the run validated on the held-out images"
     );
     // One validation point per epoch, at the step that ended it, drawn beside the step curves.
-    let val_curve = h.state().val_curve.clone();
+    let val_curve = h.state().run.val_curve.clone();
     assert_eq!(val_curve.len(), 3);
     assert_eq!(val_curve.last().map(|p| p.0), curve.last().map(|p| p.0));
     assert!(vitune::app::project::results_path(&path).exists());
@@ -531,7 +538,7 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
     }
     h.get_by_label("Train").click();
     h.step();
-    wait_for(&mut h, 60, "the refused run", |a| !a.training);
+    wait_for(&mut h, 60, "the refused run", |a| !a.run.training);
     assert!(
         h.state().errors.iter().any(|e| e.contains("has no images")),
         "{:?}",
@@ -542,26 +549,26 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
         "{}",
         h.state().status
     );
-    assert_eq!(h.state().curve, curve, "the previous curves stay");
+    assert_eq!(h.state().run.curve, curve, "the previous curves stay");
     drop(h);
 
     // A new app on the saved project: the model is back (Try and Attention can use it) with its curves.
     let reopened = Project::load(&path).expect("project");
     let mut h = harness_at(reopened, Some(path.clone()));
     wait_for(&mut h, 120, "the restored model", |a| {
-        a.trained_classes.is_some()
+        a.run.trained_classes.is_some()
     });
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
     // JSON keeps the curves to display precision (serde_json's float parsing may differ in the last digit).
-    let back = &h.state().curve;
+    let back = &h.state().run.curve;
     assert_eq!(back.len(), curve.len());
     for (a, b) in back.iter().zip(&curve) {
         for (x, y) in [(a.0, b.0), (a.1, b.1), (a.2, b.2)] {
             assert!((x - y).abs() <= 1e-12 * y.abs().max(1.0), "{a:?} vs {b:?}");
         }
     }
-    assert_eq!(h.state().evaluation, evaluation);
-    assert_eq!(h.state().val_curve.len(), val_curve.len());
+    assert_eq!(h.state().run.evaluation, evaluation);
+    assert_eq!(h.state().run.val_curve.len(), val_curve.len());
     assert_eq!(
         h.state().status,
         format!("restored the last run: {summary}")
@@ -571,15 +578,18 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
     // validation images' confidences.
     let image = h.state().project.classes[1].images[0].path.clone();
     h.state_mut().predict(vec![image.clone()]);
-    wait_for(&mut h, 60, "a prediction", |a| a.predictions.len() == 1);
+    wait_for(&mut h, 60, "a prediction", |a| {
+        a.trial.predictions.len() == 1
+    });
     h.state_mut().predict(vec![image]);
     wait_for(&mut h, 60, "a second prediction", |a| {
-        a.predictions.len() == 2
+        a.trial.predictions.len() == 2
     });
     h.get_by_label("Try").click();
     settle(&mut h);
     let suggested = h
         .state()
+        .run
         .evaluation
         .as_ref()
         .and_then(|e| e.suggested_threshold(0.95))
@@ -587,14 +597,14 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
     h.get_by_label(&format!("Suggested: {:.0}%", 100.0 * suggested))
         .click();
     settle(&mut h);
-    assert_eq!(h.state().unknown_below, suggested);
-    h.state_mut().unknown_below = 1.0;
+    assert_eq!(h.state().trial.unknown_below, suggested);
+    h.state_mut().trial.unknown_below = 1.0;
     settle(&mut h);
-    let top = h.state().predictions[0].1[0].clone();
-    let unknown = vitune::app::verdict(&h.state().predictions[0].1, 1.0);
+    let top = h.state().trial.predictions[0].1[0].clone();
+    let unknown = vitune::app::verdict(&h.state().trial.predictions[0].1, 1.0);
     assert!(unknown.starts_with("unknown (closest: "), "{unknown}");
     assert_eq!(h.query_all_by_label(&unknown).count(), 2);
-    h.state_mut().unknown_below = 0.0;
+    h.state_mut().trial.unknown_below = 0.0;
     settle(&mut h);
     let known = format!("{} ({:.1}%)", top.0, 100.0 * top.1);
     assert_eq!(
@@ -604,7 +614,7 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
     );
     h.get_by_label("Clear results").click();
     settle(&mut h);
-    assert!(h.state().predictions.is_empty());
+    assert!(h.state().trial.predictions.is_empty());
 
     // "Save project as..." moves the project (and its kept model) to a new file; "New project" starts empty,
     // with nothing of the last run on screen; opening the first file brings its model back.
@@ -622,7 +632,9 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
     let fresh = h.state();
     assert!(fresh.project.classes.is_empty() && fresh.project_path.is_none());
     assert!(
-        fresh.trained_classes.is_none() && fresh.curve.is_empty() && fresh.evaluation.is_none()
+        fresh.run.trained_classes.is_none()
+            && fresh.run.curve.is_empty()
+            && fresh.run.evaluation.is_none()
     );
     // The first project is among the recent ones (the menu shows file names, the path on hover).
     h.get_by_label("Recent projects").click();
@@ -631,9 +643,9 @@ fn the_trained_model_and_its_curves_come_back_with_the_project() {
     settle(&mut h);
     assert_eq!(h.state().project_path.as_deref(), Some(path.as_path()));
     wait_for(&mut h, 120, "the first project's model", |a| {
-        a.trained_classes.is_some()
+        a.run.trained_classes.is_some()
     });
-    assert_eq!(h.state().curve.len(), curve.len());
+    assert_eq!(h.state().run.curve.len(), curve.len());
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
 }
 
@@ -649,7 +661,7 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
     wait_for(&mut h, 60, "the backbone", |a| a.backbone_info.is_some());
     train_from_tune_tab(&mut h, 300, "training");
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
-    assert!(h.state().evaluation.is_some(), "validation images");
+    assert!(h.state().run.evaluation.is_some(), "validation images");
     // Two "delta" images the model (say) takes for "lambda": the list shows both, most confident first.
     let delta = h.state().project.classes[0].images.clone();
     let (moved, left_out) = (delta[0].path.clone(), delta[1].path.clone());
@@ -660,6 +672,7 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
         confidence,
     };
     h.state_mut()
+        .run
         .evaluation
         .as_mut()
         .expect("evaluation")
@@ -690,6 +703,7 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
         .any(|i| i.path == left_out && !i.enabled));
     assert!(h
         .state()
+        .run
         .evaluation
         .as_ref()
         .expect("ev")
@@ -697,7 +711,7 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
         .is_empty());
     h.get_by_label("Continue training").click();
     h.step();
-    wait_for(&mut h, 300, "the continued run", |a| !a.training);
+    wait_for(&mut h, 300, "the continued run", |a| !a.run.training);
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
     assert!(
         h.state().status.contains("on from the previous model"),
@@ -720,15 +734,15 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
         .is_disabled());
     // The grid view: the maps of one class's images, each with the model's class.
     h.key_press(egui::Key::Escape);
-    h.state_mut().grid_source = "lambda".into();
+    h.state_mut().maps.grid_source = "lambda".into();
     settle(&mut h);
     h.get_by_label("Show grid").click();
     h.step();
-    wait_for(&mut h, 120, "the grid of maps", |a| !a.grid_pending);
+    wait_for(&mut h, 120, "the grid of maps", |a| !a.maps.grid_pending);
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
     let lambda = h.state().grid_images("lambda");
-    assert_eq!(h.state().attention_grid.len(), lambda.len());
-    assert!(h.state().attention_grid.iter().all(|t| t.2.is_some()));
+    assert_eq!(h.state().maps.grid.len(), lambda.len());
+    assert!(h.state().maps.grid.iter().all(|t| t.2.is_some()));
     settle(&mut h);
     // Each tile says the image's class in the project beside the model's.
     assert_eq!(
@@ -745,16 +759,16 @@ fn a_mistake_is_moved_and_training_continues_from_the_model() {
     h.step();
     // The new run's own steps (the last run's curve stays until the first of them).
     wait_for(&mut h, 120, "the first steps", |a| {
-        a.status.starts_with("epoch ") && a.curve.len() >= 3
+        a.status.starts_with("epoch ") && a.run.curve.len() >= 3
     });
     h.get_by_label("Stop").click();
-    wait_for(&mut h, 120, "the stop", |a| !a.training);
+    wait_for(&mut h, 120, "the stop", |a| !a.run.training);
     let status = h.state().status.clone();
     assert!(
         status.starts_with("stopped") && status.contains("kept epoch"),
         "{status}"
     );
-    assert!(h.state().progress < 1.0, "{}", h.state().progress);
+    assert!(h.state().run.progress < 1.0, "{}", h.state().run.progress);
 }
 
 /// A file the window receives is dropped.
@@ -829,8 +843,8 @@ fn a_new_backbone_drops_the_old_model_and_keeps_the_classes() {
     });
     let classes = h.state().project.classes.len();
     // As a finished run leaves them.
-    h.state_mut().curve.push((1.0, 2.0, 0.5));
-    h.state_mut().trained_classes = Some(vec!["a".into()]);
+    h.state_mut().run.curve.push((1.0, 2.0, 0.5));
+    h.state_mut().run.trained_classes = Some(vec!["a".into()]);
     let dinov3 = common::fixture("timm_dinov3").join("model.safetensors");
     h.state_mut().choose_backbone(Some(dinov3.clone()));
     h.step();
@@ -842,7 +856,7 @@ fn a_new_backbone_drops_the_old_model_and_keeps_the_classes() {
     assert_eq!(a.project.backbone.as_deref(), Some(dinov3.as_path()));
     let info = a.backbone_info.clone().unwrap_or_default();
     assert!(info.contains("DINOv3") && info.contains("RoPE"), "{info}");
-    assert!(a.curve.is_empty() && a.trained_classes.is_none());
+    assert!(a.run.curve.is_empty() && a.run.trained_classes.is_none());
     assert!(a.status.contains("train again"), "{}", a.status);
     assert_eq!(a.project.classes.len(), classes);
 }
@@ -1007,7 +1021,7 @@ fn without_a_dialog_service_the_builtin_browser_saves_and_try_takes_a_path() {
     // yet, asks for one: the classification itself is tested with a trained model above).
     h.state_mut().tab = vitune::app::Tab::Try;
     h.run();
-    h.state_mut().try_path = dir.path().join("nothing-here").display().to_string();
+    h.state_mut().trial.path = dir.path().join("nothing-here").display().to_string();
     h.get_by_label("Classify").click();
     h.run();
     assert!(
@@ -1024,7 +1038,7 @@ fn without_a_dialog_service_the_builtin_browser_saves_and_try_takes_a_path() {
         .expect("a class")
         .expect("entry")
         .path();
-    h.state_mut().try_path = class_dir.display().to_string();
+    h.state_mut().trial.path = class_dir.display().to_string();
     h.get_by_label("Classify").click();
     h.step();
     wait_for(&mut h, 60, "the classifier's answer", |a| {
@@ -1033,7 +1047,7 @@ fn without_a_dialog_service_the_builtin_browser_saves_and_try_takes_a_path() {
             .any(|e| e.contains("train or import a tuned file first"))
     });
     assert!(
-        h.state().try_path.is_empty(),
+        h.state().trial.path.is_empty(),
         "the typed path was not taken"
     );
 }
@@ -1058,11 +1072,11 @@ fn maps_of_the_previous_model_are_marked_until_redrawn() {
     h.run();
     h.get_by_label("Redraw").click();
     h.step();
-    wait_for(&mut h, 60, "the maps", |a| a.attention_images.is_some());
-    assert!(!h.state().attention_stale);
+    wait_for(&mut h, 60, "the maps", |a| a.maps.images.is_some());
+    assert!(!h.state().maps.stale);
     train_from_tune_tab(&mut h, 120, "the second run");
     assert!(
-        h.state().attention_stale,
+        h.state().maps.stale,
         "the maps of the first model are not marked"
     );
     h.state_mut().tab = vitune::app::Tab::Attention;
@@ -1070,7 +1084,7 @@ fn maps_of_the_previous_model_are_marked_until_redrawn() {
     h.get_by_label_contains("made with the previous model");
     h.get_by_label("Redraw").click();
     h.step();
-    wait_for(&mut h, 60, "the redrawn maps", |a| !a.attention_stale);
+    wait_for(&mut h, 60, "the redrawn maps", |a| !a.maps.stale);
 }
 
 /// Messages sit below the controls and never move them; a repeated one shows once with its count. While a run
@@ -1119,14 +1133,14 @@ fn messages_stay_put_settings_lock_and_defaults_are_one() {
         h.get_by_label_contains("No GPU was found");
     }
     // A run in progress locks the settings it uses.
-    h.state_mut().training = true;
+    h.state_mut().run.training = true;
     h.run();
     h.get_by_label_contains("the run uses these settings");
     assert!(h
         .get_by_label("Auto (choose learning rate)")
         .accesskit_node()
         .is_disabled());
-    h.state_mut().training = false;
+    h.state_mut().run.training = false;
     h.run();
     assert!(!h
         .get_by_label("Auto (choose learning rate)")
@@ -1134,7 +1148,7 @@ fn messages_stay_put_settings_lock_and_defaults_are_one() {
         .is_disabled());
     // A prompt model: the merged timm export is off; ONNX is on.
     h.state_mut().model_method = Some(vitune::tuning::Method::VptDeep);
-    h.state_mut().trained_classes = Some(vec!["a".into(), "b".into()]);
+    h.state_mut().run.trained_classes = Some(vec!["a".into(), "b".into()]);
     h.state_mut().tab = vitune::app::Tab::Export;
     h.run();
     assert!(h
@@ -1147,14 +1161,14 @@ fn messages_stay_put_settings_lock_and_defaults_are_one() {
         .is_disabled());
     // After a divergence, one click retries at a tenth of the learning rate, Auto off.
     h.state_mut().tab = vitune::app::Tab::Tune;
-    h.state_mut().retry_lr = Some(0.0625);
+    h.state_mut().run.retry_lr = Some(0.0625);
     h.run();
     h.get_by_label("Retry with lr 6.25e-2").click();
     h.step();
     assert_eq!(h.state().project.settings.lr, Some(0.0625));
     assert!(!h.state().project.settings.auto);
-    assert!(h.state().retry_lr.is_none());
-    wait_for(&mut h, 60, "the retried run to end", |a| !a.training);
+    assert!(h.state().run.retry_lr.is_none());
+    wait_for(&mut h, 60, "the retried run to end", |a| !a.run.training);
 }
 
 /// A project whose hub backbone this machine lacks asks before downloading it (no request until then), and

@@ -125,7 +125,7 @@ impl VituneApp {
         // Another backbone: the worker dropped the model trained on the old one, so its curves, search, classes
         // and export state go too (the project's classes and images stay).
         let switched = spec != self.project.backbone;
-        let had_model = self.trained_classes.is_some() || !self.curve.is_empty();
+        let had_model = self.run.trained_classes.is_some() || !self.run.curve.is_empty();
         if switched {
             self.forget_results();
         }

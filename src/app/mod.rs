@@ -40,6 +40,68 @@ pub struct AttentionChoice {
     pub colormap: String,
 }
 
+/// What the Tune tab shows of the runs: the current run's curves and progress, its result, the search behind it,
+/// the last comparison.
+#[derive(Default)]
+pub struct RunView {
+    /// When the current run's first report came (for the time left).
+    pub run_started: Option<std::time::Instant>,
+    pub training: bool,
+    /// (step index, loss, accuracy) of every training step.
+    pub curve: Vec<(f64, f64, f64)>,
+    /// (step at the end of each epoch, validation accuracy).
+    pub val_curve: Vec<(f64, f64)>,
+    pub progress: f32,
+    pub evaluation: Option<Evaluation>,
+    pub trained_classes: Option<Vec<String>>,
+    /// Images decoded of all, while a run decodes its images (the Tune tab shows a bar).
+    pub decoding: Option<(usize, usize)>,
+    /// The search behind the last training run (Auto).
+    pub selection: Option<crate::select::Selection>,
+    /// Search progress: settings scored so far, of all the rungs' settings.
+    pub search_progress: Option<(usize, usize)>,
+    /// Epochs of the search run so far, of all it plans (the bar: later rungs run longer).
+    pub search_epochs: (usize, usize),
+    /// The last "Compare methods" result, ranked, and whether one is running.
+    pub comparison: Option<Vec<crate::select::CompareRow>>,
+    pub comparing: bool,
+    pub steps_seen: usize,
+    /// After a run that diverged: the learning rate a one-click retry uses (the run's divided by 10).
+    pub retry_lr: Option<f32>,
+    /// A run was asked for and has not reported yet: the previous run's curves stay until it does, so a run that
+    /// fails to start leaves them.
+    pub run_pending: bool,
+}
+
+/// What the Attention tab shows: the maps drawn, the grid, a map shown large.
+#[derive(Default)]
+pub struct MapsView {
+    /// The backbone's map and the tuned model's.
+    pub images: Option<(egui::TextureHandle, Option<egui::TextureHandle>)>,
+    /// The tuned model's class and probability for the image the maps show.
+    pub prediction: Option<(String, f32)>,
+    /// The grid view: which images ("mistakes" or a class name), and each one's map and top class.
+    pub grid_source: String,
+    pub grid: Vec<ShownTile>,
+    pub grid_pending: bool,
+    /// A map shown large (title, texture), until its window is closed.
+    pub zoomed: Option<(String, egui::TextureHandle)>,
+    /// The maps were made with the model before the current one.
+    pub stale: bool,
+}
+
+/// What the Try tab shows: the images tried, newest first.
+#[derive(Default)]
+pub struct TrialView {
+    pub predictions: Vec<ShownPrediction>,
+    /// Top-class probability below which Try says "unknown" (0: never).
+    pub unknown_below: f32,
+    /// The path field.
+    pub path: String,
+    /// The results were made with the model before the current one.
+    pub stale: bool,
+}
+
 /// The grid view's source for the validation images the model got wrong.
 pub const GRID_MISTAKES: &str = "validation mistakes";
 /// Most maps the grid view draws at once.
@@ -57,11 +119,6 @@ pub struct VituneApp {
     pub backbone: backbone::BackbonePanel,
     /// The adapter the worker runs on, and whether it is a CPU driver.
     pub adapter: Option<(String, bool)>,
-    /// The maps shown (and the Try results) were made with the model before the current one.
-    pub attention_stale: bool,
-    pub predictions_stale: bool,
-    /// When the current run's first report came (for the time left).
-    pub run_started: Option<std::time::Instant>,
     /// The CPU-adapter notice was dismissed.
     pub cpu_notice_dismissed: bool,
     /// File choices: the platform's dialog, or vitune's own browser where that cannot open.
@@ -78,46 +135,20 @@ pub struct VituneApp {
     /// The last ONNX export and its self-check, for the export tab.
     pub last_onnx_export: Option<String>,
     pub status: String,
-    pub training: bool,
-    /// (step index, loss, accuracy) of every training step.
-    pub curve: Vec<(f64, f64, f64)>,
-    /// (step at the end of each epoch, validation accuracy).
-    pub val_curve: Vec<(f64, f64)>,
-    pub progress: f32,
-    pub evaluation: Option<Evaluation>,
-    pub trained_classes: Option<Vec<String>>,
     pub attention: AttentionChoice,
-    pub attention_images: Option<(egui::TextureHandle, Option<egui::TextureHandle>)>,
-    /// The grid view: which images ("mistakes" or a class name), and each one's map and top class.
-    pub grid_source: String,
-    pub attention_grid: Vec<ShownTile>,
-    pub grid_pending: bool,
-    /// Images decoded of all, while a run decodes its images (the Tune tab shows a bar).
-    pub decoding: Option<(usize, usize)>,
+    /// What the Tune tab shows of the runs.
+    pub run: RunView,
+    /// What the Attention tab shows.
+    pub maps: MapsView,
+    /// What the Try tab shows.
+    pub trial: TrialView,
     /// The method of the model the worker holds (trained or imported).
     pub model_method: Option<crate::tuning::Method>,
-    /// A map shown large (title, texture), until its window is closed.
-    pub zoomed: Option<(String, egui::TextureHandle)>,
-    /// The tuned model's class and probability for the image the maps show.
-    pub attention_prediction: Option<(String, f32)>,
-    pub predictions: Vec<ShownPrediction>,
-    /// Top-class probability below which Try says "unknown" (0: never).
-    pub unknown_below: f32,
-    /// The search behind the last training run (Auto).
-    pub selection: Option<crate::select::Selection>,
-    /// Search progress: settings scored so far, of all the rungs' settings.
-    pub search_progress: Option<(usize, usize)>,
-    /// Epochs of the search run so far, of all it plans (the bar: later rungs run longer).
-    search_epochs: (usize, usize),
-    /// The last "Compare methods" result, ranked, and whether one is running.
-    pub comparison: Option<Vec<crate::select::CompareRow>>,
-    pub comparing: bool,
     /// The last selftest report, and whether one is running.
     pub selftest: Option<crate::selftest::Report>,
     pub selftesting: bool,
     thumbnails: thumbs::Thumbnails,
     worker: Worker,
-    steps_seen: usize,
     /// The summary of the run restored with the project, shown once its tuned model is back.
     restored_summary: Option<String>,
     /// The project as last written to (or read from) `project_path`: edits save themselves when it differs.
@@ -126,13 +157,6 @@ pub struct VituneApp {
     pub deleted_class: Option<(usize, project::ClassEntry)>,
     /// The "add from a path" field: a file or folder typed or pasted, for systems without a file dialog.
     pub path_to_add: String,
-    /// The Try tab's path field.
-    pub try_path: String,
-    /// After a run that diverged: the learning rate a one-click retry uses (the run's divided by 10).
-    pub retry_lr: Option<f32>,
-    /// A run was asked for and has not reported yet: the previous run's curves stay until it does, so a run that
-    /// fails to start leaves them.
-    run_pending: bool,
 }
 
 impl VituneApp {
@@ -161,9 +185,6 @@ impl VituneApp {
             files: files::Files::new(),
             adapter: None,
             cpu_notice_dismissed: false,
-            run_started: None,
-            attention_stale: false,
-            predictions_stale: false,
             project,
             project_path,
             tab: Tab::Project,
@@ -174,12 +195,6 @@ impl VituneApp {
             errors: Vec::new(),
             last_onnx_export: None,
             status: "loading the backbone...".into(),
-            training: false,
-            curve: Vec::new(),
-            val_curve: Vec::new(),
-            progress: 0.0,
-            evaluation: None,
-            trained_classes: None,
             attention: AttentionChoice {
                 image: None,
                 mode: "cls".into(),
@@ -189,31 +204,16 @@ impl VituneApp {
                 alpha: 0.5,
                 colormap: "inferno".into(),
             },
-            attention_images: None,
-            attention_prediction: None,
-            zoomed: None,
+            run: RunView::default(),
+            maps: MapsView::default(),
+            trial: TrialView::default(),
             model_method: None,
-            decoding: None,
-            grid_source: String::new(),
-            attention_grid: Vec::new(),
-            grid_pending: false,
-            predictions: Vec::new(),
-            unknown_below: 0.0,
-            selection: None,
-            search_progress: None,
-            search_epochs: (0, 0),
-            comparison: None,
-            comparing: false,
             selftest: None,
             selftesting: false,
             thumbnails: thumbs::Thumbnails::new(ctx),
             worker,
-            steps_seen: 0,
             restored_summary: None,
-            run_pending: false,
-            retry_lr: None,
             path_to_add: String::new(),
-            try_path: String::new(),
             deleted_class: None,
             saved,
         };
@@ -238,12 +238,12 @@ impl VituneApp {
         }
         match project::Results::load(&results) {
             Ok(r) => {
-                self.curve = r.curve;
-                self.val_curve = r.val_curve;
-                self.evaluation = r.evaluation;
-                self.selection = r.selection;
-                self.steps_seen = self.curve.len();
-                self.progress = 1.0;
+                self.run.curve = r.curve;
+                self.run.val_curve = r.val_curve;
+                self.run.evaluation = r.evaluation;
+                self.run.selection = r.selection;
+                self.run.steps_seen = self.run.curve.len();
+                self.run.progress = 1.0;
                 self.restored_summary = Some(r.summary);
             }
             Err(e) => self
@@ -259,15 +259,15 @@ impl VituneApp {
         let Some(path) = self.project_path.clone() else {
             return;
         };
-        if self.trained_classes.is_none() {
+        if self.run.trained_classes.is_none() {
             return;
         }
         self.send(Command::Export(project::tuned_path(&path)));
         let r = project::Results {
-            curve: self.curve.clone(),
-            val_curve: self.val_curve.clone(),
-            evaluation: self.evaluation.clone(),
-            selection: self.selection.clone(),
+            curve: self.run.curve.clone(),
+            val_curve: self.run.val_curve.clone(),
+            evaluation: self.run.evaluation.clone(),
+            selection: self.run.selection.clone(),
             summary: self.status.clone(),
         };
         if let Err(e) = r.save(&project::results_path(&path)) {
@@ -279,13 +279,13 @@ impl VituneApp {
 
     /// The first report of a new run replaces the previous run's curves and metrics.
     fn begin_run_display(&mut self) {
-        if std::mem::take(&mut self.run_pending) {
-            self.run_started = Some(std::time::Instant::now());
-            self.curve.clear();
-            self.val_curve.clear();
-            self.evaluation = None;
-            self.progress = 0.0;
-            self.steps_seen = 0;
+        if std::mem::take(&mut self.run.run_pending) {
+            self.run.run_started = Some(std::time::Instant::now());
+            self.run.curve.clear();
+            self.run.val_curve.clear();
+            self.run.evaluation = None;
+            self.run.progress = 0.0;
+            self.run.steps_seen = 0;
         }
     }
 
@@ -349,7 +349,7 @@ impl VituneApp {
 
     /// Classifies the image, or the images of the folder, typed in the Try tab's path field.
     pub fn predict_typed_path(&mut self) {
-        let Some(path) = self.typed_path(&self.try_path.clone()) else {
+        let Some(path) = self.typed_path(&self.trial.path.clone()) else {
             return;
         };
         let typed = path.display().to_string();
@@ -360,7 +360,7 @@ impl VituneApp {
             ));
             return;
         }
-        self.try_path.clear();
+        self.trial.path.clear();
         self.predict(files);
     }
 
@@ -395,23 +395,23 @@ impl VituneApp {
     }
 
     pub fn start_training(&mut self) {
-        self.retry_lr = None;
+        self.run.retry_lr = None;
         let p = self.project.clone();
         self.begin_run("training...", Command::Train(p));
     }
 
     /// Seconds left in the run, from the time it has taken for the part done (after a tenth of it).
     pub fn seconds_left(&self) -> Option<f64> {
-        let started = self.run_started?;
-        let p = self.progress as f64;
-        (self.training && p > 0.1 && p < 1.0)
+        let started = self.run.run_started?;
+        let p = self.run.progress as f64;
+        (self.run.training && p > 0.1 && p < 1.0)
             .then(|| started.elapsed().as_secs_f64() * (1.0 - p) / p)
     }
 
     /// A new model (trained, continued or imported): what the views show was made with the one before.
     fn mark_views_stale(&mut self) {
-        self.attention_stale = self.attention_images.is_some() || !self.attention_grid.is_empty();
-        self.predictions_stale = !self.predictions.is_empty();
+        self.maps.stale = self.maps.images.is_some() || !self.maps.grid.is_empty();
+        self.trial.stale = !self.trial.predictions.is_empty();
     }
 
     /// Trains again at learning rate `lr` (a diverged run's divided by 10), with the search off.
@@ -423,9 +423,9 @@ impl VituneApp {
 
     /// Sends a training command: the previous run's display stays until the new one reports.
     fn begin_run(&mut self, status: &str, cmd: Command) {
-        self.run_pending = true;
-        self.search_epochs = (0, 0);
-        self.training = true;
+        self.run.run_pending = true;
+        self.run.search_epochs = (0, 0);
+        self.run.training = true;
         self.status = status.into();
         self.worker
             .stop
@@ -470,7 +470,7 @@ impl VituneApp {
     }
 
     fn drop_mistake(&mut self, path: &Path) {
-        if let Some(e) = &mut self.evaluation {
+        if let Some(e) = &mut self.run.evaluation {
             e.mistakes.retain(|m| m.path != path);
         }
     }
@@ -478,8 +478,8 @@ impl VituneApp {
     /// Scores every method on the project's images (each with its own search when Auto is on); the ranked
     /// table arrives as `comparison`, each method's tuned file in a folder beside the project.
     pub fn start_compare(&mut self) {
-        self.comparing = true;
-        self.comparison = None;
+        self.run.comparing = true;
+        self.run.comparison = None;
         self.status = "comparing methods...".into();
         self.worker
             .stop
@@ -568,7 +568,8 @@ impl VituneApp {
     /// The grid view's images: the validation mistakes, or a class's enabled images (at most `GRID_MAX`).
     pub fn grid_images(&self, source: &str) -> Vec<PathBuf> {
         let paths: Vec<PathBuf> = if source == GRID_MISTAKES {
-            self.evaluation
+            self.run
+                .evaluation
                 .as_ref()
                 .map(|e| e.mistakes.iter().map(|m| m.path.clone()).collect())
                 .unwrap_or_default()
@@ -590,13 +591,13 @@ impl VituneApp {
 
     /// Draws the maps of the grid's images with the attention view's settings.
     pub fn request_grid(&mut self) {
-        let images = self.grid_images(&self.grid_source.clone());
+        let images = self.grid_images(&self.maps.grid_source.clone());
         if images.is_empty() {
             self.errors
-                .push(format!("`{}` has no images to map", self.grid_source));
+                .push(format!("`{}` has no images to map", self.maps.grid_source));
             return;
         }
-        self.grid_pending = true;
+        self.maps.grid_pending = true;
         self.status = format!("drawing {} maps...", images.len());
         let request = self.attention_request();
         self.worker
@@ -674,13 +675,13 @@ impl VituneApp {
     /// Clears what the last run left on screen and the worker's model, so that nothing of one project shows in
     /// another.
     pub(crate) fn forget_results(&mut self) {
-        self.curve.clear();
-        self.val_curve.clear();
-        self.evaluation = None;
-        self.selection = None;
-        self.steps_seen = 0;
-        self.progress = 0.0;
-        self.trained_classes = None;
+        self.run.curve.clear();
+        self.run.val_curve.clear();
+        self.run.evaluation = None;
+        self.run.selection = None;
+        self.run.steps_seen = 0;
+        self.run.progress = 0.0;
+        self.run.trained_classes = None;
         self.model_method = None;
         self.restored_summary = None;
         self.last_onnx_export = None;

@@ -15,7 +15,7 @@ impl VituneApp {
         while let Ok(r) = self.worker.replies.try_recv() {
             any = true;
             if !matches!(r, Reply::Decoding { .. }) {
-                self.decoding = None;
+                self.run.decoding = None;
             }
             self.apply(ctx, r);
         }
@@ -25,7 +25,7 @@ impl VituneApp {
     fn apply(&mut self, ctx: &egui::Context, r: Reply) {
         match r {
             Reply::Decoding { done, total } => {
-                self.decoding = (done < total).then_some((done, total));
+                self.run.decoding = (done < total).then_some((done, total));
                 if done < total {
                     self.status = format!("decoding images: {done} of {total}");
                 }
@@ -73,7 +73,7 @@ impl VituneApp {
                 after,
                 prediction,
             } => {
-                self.attention_prediction = prediction;
+                self.maps.prediction = prediction;
                 let tex = |name: &str, img: &image::RgbImage| {
                     ctx.load_texture(name, texture_image(img), egui::TextureOptions::NEAREST)
                 };
@@ -81,13 +81,13 @@ impl VituneApp {
                 let a = after
                     .as_ref()
                     .map(|i| tex(&format!("after {}", image.display()), i));
-                self.attention_images = Some((b, a));
-                self.attention_stale = false;
+                self.maps.images = Some((b, a));
+                self.maps.stale = false;
             }
             Reply::AttentionGrid(tiles) => {
-                self.grid_pending = false;
-                self.attention_stale = false;
-                self.attention_grid = tiles
+                self.maps.grid_pending = false;
+                self.maps.stale = false;
+                self.maps.grid = tiles
                     .into_iter()
                     .map(|(path, img, pred)| {
                         let t = ctx.load_texture(
@@ -98,10 +98,10 @@ impl VituneApp {
                         (path, t, pred)
                     })
                     .collect();
-                self.status = format!("{} maps drawn", self.attention_grid.len());
+                self.status = format!("{} maps drawn", self.maps.grid.len());
             }
             Reply::Predictions(p) => {
-                self.predictions_stale = false;
+                self.trial.stale = false;
                 // Newest first; earlier results stay below until cleared.
                 let mut shown: Vec<ShownPrediction> = p
                     .into_iter()
@@ -114,8 +114,8 @@ impl VituneApp {
                         (path, ranked, t)
                     })
                     .collect();
-                shown.append(&mut self.predictions);
-                self.predictions = shown;
+                shown.append(&mut self.trial.predictions);
+                self.trial.predictions = shown;
             }
             // The model kept with the project is written quietly after each run.
             Reply::Exported(p) if self.is_kept_model(&p) => {}
@@ -131,13 +131,13 @@ impl VituneApp {
                 method,
             } => self.on_imported(path, classes, method),
             Reply::Diverged { message, lr } => {
-                self.training = false;
-                self.run_pending = false;
-                self.search_progress = None;
+                self.run.training = false;
+                self.run.run_pending = false;
+                self.run.search_progress = None;
                 self.status =
                     "the run diverged: nothing was trained (see the message above)".into();
                 self.errors.push(message);
-                self.retry_lr = Some(lr / 10.0);
+                self.run.retry_lr = Some(lr / 10.0);
             }
             Reply::Error(e) => self.on_error(e),
         }
@@ -152,16 +152,18 @@ impl VituneApp {
         images_per_s: f64,
     ) {
         self.begin_run_display();
-        self.steps_seen += 1;
-        self.curve.push((self.steps_seen as f64, loss, accuracy));
+        self.run.steps_seen += 1;
+        self.run
+            .curve
+            .push((self.run.steps_seen as f64, loss, accuracy));
         let epochs = self.project.settings.epochs;
         let total = (epochs * steps_per_epoch).max(1);
         let done = epoch * steps_per_epoch + step + 1;
         // After a search the bar goes on from where the search left it: the search's epochs and this run's share
         // one scale.
-        let search = self.search_epochs.1 * steps_per_epoch;
-        self.progress = ((search + done) as f32 / (search + total) as f32).min(1.0);
-        if self.search_progress.is_none() {
+        let search = self.run.search_epochs.1 * steps_per_epoch;
+        self.run.progress = ((search + done) as f32 / (search + total) as f32).min(1.0);
+        if self.run.search_progress.is_none() {
             let left = total.saturating_sub(done) as f64 * self.project.settings.batch as f64
                 / images_per_s.max(1e-9);
             self.status = format!(
@@ -178,23 +180,23 @@ impl VituneApp {
             SearchEvent::Planned { schedule, .. } => {
                 self.begin_run_display();
                 let total = schedule.rungs.iter().map(|r| r.candidates).sum();
-                self.search_progress = Some((0, total));
+                self.run.search_progress = Some((0, total));
                 let epochs = schedule.rungs.iter().map(|r| r.candidates * r.epochs);
-                self.search_epochs = (0, epochs.sum());
+                self.run.search_epochs = (0, epochs.sum());
             }
             SearchEvent::Trial { trial, .. } => {
-                if let Some((done, _)) = &mut self.search_progress {
+                if let Some((done, _)) = &mut self.run.search_progress {
                     *done += 1;
                 }
-                let (ran, total) = &mut self.search_epochs;
+                let (ran, total) = &mut self.run.search_epochs;
                 *ran += trial.epochs;
                 let all = *total + self.project.settings.epochs;
-                self.progress = *ran as f32 / all.max(1) as f32;
+                self.run.progress = *ran as f32 / all.max(1) as f32;
             }
             SearchEvent::Note(_) => {}
         }
         // One counter, the body's: settings scored of all the rungs' settings.
-        self.status = match (&e, self.search_progress) {
+        self.status = match (&e, self.run.search_progress) {
             (SearchEvent::Trial { trial, .. }, Some((done, total))) => format!(
                 "choosing the learning rate: {done} of {total} settings scored (the last: lr {:.2e}, wd {:.0e}, \
                  {:.1}%)",
@@ -209,9 +211,9 @@ impl VituneApp {
     fn on_epoch(&mut self, s: &EpochStats) {
         if let Some(v) = s.val_accuracy {
             // At the step that ended the epoch, on the same axis as the step curves.
-            self.val_curve.push((self.steps_seen as f64, v));
+            self.run.val_curve.push((self.run.steps_seen as f64, v));
         }
-        if self.search_progress.is_none() {
+        if self.run.search_progress.is_none() {
             self.status = format!(
                 "epoch {} of {} done · loss {:.3}{}",
                 s.epoch + 1,
@@ -225,27 +227,27 @@ impl VituneApp {
     }
 
     fn on_trained(&mut self, t: Trained) {
-        self.training = false;
+        self.run.training = false;
         if let Some(d) = &t.diverged {
             self.errors.push(format!(
                 "{d}; \"Retry with lr\" in the Tune tab divides the learning rate by 10"
             ));
-            self.retry_lr = Some(t.lr / 10.0);
+            self.run.retry_lr = Some(t.lr / 10.0);
         }
         self.model_method = Some(t.method);
         self.mark_views_stale();
         // A stopped run's bar stays where it stopped.
         if !t.stopped {
-            self.progress = 1.0;
+            self.run.progress = 1.0;
         }
         let why = if t.evaluation.is_some() {
             "best on validation"
         } else {
             "the last (no validation images)"
         };
-        self.evaluation = t.evaluation;
-        self.trained_classes = Some(t.classes);
-        self.search_progress = None;
+        self.run.evaluation = t.evaluation;
+        self.run.trained_classes = Some(t.classes);
+        self.run.search_progress = None;
         let chosen = t
             .selection
             .as_ref()
@@ -256,7 +258,7 @@ impl VituneApp {
                 )
             })
             .unwrap_or_default();
-        self.selection = t.selection;
+        self.run.selection = t.selection;
         self.status = format!(
             "{}{} ({} trainable parameters; kept epoch {}, {why}{chosen})",
             if t.stopped { "stopped" } else { "trained" },
@@ -272,7 +274,7 @@ impl VituneApp {
     }
 
     fn on_compared(&mut self, rows: Vec<CompareRow>) {
-        self.comparing = false;
+        self.run.comparing = false;
         self.status = match rows.first() {
             Some(r) => format!(
                 "compared {} methods: {} ranks first ({:.1}%)",
@@ -282,7 +284,7 @@ impl VituneApp {
             ),
             None => "compared no methods".into(),
         };
-        self.comparison = Some(rows);
+        self.run.comparison = Some(rows);
     }
 
     fn on_imported(&mut self, path: PathBuf, classes: Vec<String>, method: Method) {
@@ -292,23 +294,25 @@ impl VituneApp {
             Some(s) if self.is_kept_model(&path) => format!("restored the last run: {s}"),
             _ => format!("imported {} ({} classes)", path.display(), classes.len()),
         };
-        self.trained_classes = Some(classes);
+        self.run.trained_classes = Some(classes);
     }
 
     /// An error: said in the messages; a run it ended is over, the model trained before it kept.
     fn on_error(&mut self, e: String) {
-        if (self.training || self.comparing || self.selftesting) && !e.starts_with("skipped") {
-            if self.training {
+        if (self.run.training || self.run.comparing || self.selftesting)
+            && !e.starts_with("skipped")
+        {
+            if self.run.training {
                 self.status =
                     "the run ended with an error (above); any model trained before is kept".into();
-            } else if self.comparing {
+            } else if self.run.comparing {
                 self.status = "the comparison ended (see the message above)".into();
             }
-            self.run_pending = false;
-            self.training = false;
-            self.comparing = false;
+            self.run.run_pending = false;
+            self.run.training = false;
+            self.run.comparing = false;
             self.selftesting = false;
-            self.search_progress = None;
+            self.run.search_progress = None;
         }
         if self.status.starts_with("exporting ") {
             self.status = "the export did not finish (see the message above)".into();

@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
-    if app.attention_stale {
+    if app.maps.stale {
         ui.colored_label(
             Color32::from_rgb(220, 150, 60),
             "These maps were made with the previous model: Redraw (or Show grid) draws the current one's.",
@@ -158,9 +158,9 @@ pub(super) fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     if changed {
         app.request_attention();
     }
-    match &app.attention_images {
+    match &app.maps.images {
         Some((before, after)) => {
-            if let Some((class, p)) = &app.attention_prediction {
+            if let Some((class, p)) = &app.maps.prediction {
                 ui.label(
                     RichText::new(format!("the tuned model says {class} ({:.1}%)", 100.0 * p))
                         .strong(),
@@ -204,7 +204,7 @@ pub(super) fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 }
             });
             if zoom.is_some() {
-                app.zoomed = zoom.map(|(t, tex)| (t.to_string(), tex));
+                app.maps.zoomed = zoom.map(|(t, tex)| (t.to_string(), tex));
             }
         }
         None => {
@@ -217,7 +217,7 @@ pub(super) fn attention_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
 
 /// A clicked map, as large as the window allows, until closed.
 pub(super) fn zoom_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
-    let Some((title, tex)) = app.zoomed.clone() else {
+    let Some((title, tex)) = app.maps.zoomed.clone() else {
         return;
     };
     let mut open = true;
@@ -230,7 +230,7 @@ pub(super) fn zoom_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(side, side)));
         });
     if !open {
-        app.zoomed = None;
+        app.maps.zoomed = None;
     }
 }
 
@@ -239,19 +239,21 @@ pub(super) fn grid_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     ui.separator();
     let mut sources: Vec<String> = app.project.classes.iter().map(|c| c.name.clone()).collect();
     if app
+        .run
         .evaluation
         .as_ref()
         .is_some_and(|e| !e.mistakes.is_empty())
     {
         sources.insert(0, crate::app::GRID_MISTAKES.to_string());
     }
-    if !sources.contains(&app.grid_source) {
-        app.grid_source = sources.first().cloned().unwrap_or_default();
+    if !sources.contains(&app.maps.grid_source) {
+        app.maps.grid_source = sources.first().cloned().unwrap_or_default();
     }
     ui.horizontal(|ui| {
-        choice(ui, "Grid of maps for", &mut app.grid_source, &sources);
-        let busy = app.training || app.comparing || app.selftesting || app.grid_pending;
-        let ready = !busy && !app.grid_source.is_empty();
+        choice(ui, "Grid of maps for", &mut app.maps.grid_source, &sources);
+        let busy =
+            app.run.training || app.run.comparing || app.selftesting || app.maps.grid_pending;
+        let ready = !busy && !app.maps.grid_source.is_empty();
         if ui
             .add_enabled(ready, egui::Button::new("Show grid"))
             .on_hover_text(format!(
@@ -263,7 +265,7 @@ pub(super) fn grid_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             app.request_grid();
         }
     });
-    if app.attention_grid.is_empty() {
+    if app.maps.grid.is_empty() {
         return;
     }
     // Each image's class in the project, beside the model's.
@@ -282,7 +284,7 @@ pub(super) fn grid_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         .max_height(480.0)
         .show(ui, |ui| {
             ui.horizontal_wrapped(|ui| {
-                for (path, tex, pred) in &app.attention_grid {
+                for (path, tex, pred) in &app.maps.grid {
                     ui.allocate_ui(egui::vec2(158.0, 196.0), |ui| {
                         ui.vertical(|ui| {
                             ui.add(

@@ -3,12 +3,12 @@
 use super::*;
 
 pub(super) fn export_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
-    ui.label(match &app.trained_classes {
+    ui.label(match &app.run.trained_classes {
         Some(c) => format!("current tuning: {} classes ({})", c.len(), c.join(", ")),
         None => "no tuning yet: train one, or import a tuned file".into(),
     });
     ui.horizontal(|ui| {
-        let model = app.trained_classes.is_some();
+        let model = app.run.trained_classes.is_some();
         if export_button(ui, model, "Export tuned file...", None) {
             app.ask_file(FilePurpose::ExportTuned);
         }

@@ -24,7 +24,7 @@ pub(super) fn gpu_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
          kernel variant this adapter could use.",
     );
     ui.horizontal(|ui| {
-        let idle = !app.selftesting && !app.training && !app.comparing;
+        let idle = !app.selftesting && !app.run.training && !app.run.comparing;
         if ui
             .add_enabled(idle, egui::Button::new("Run selftest"))
             .clicked()

@@ -10,12 +10,12 @@ pub(super) fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         ui.label("or drop or paste images here");
         if ui
             .add_enabled(
-                !app.predictions.is_empty(),
+                !app.trial.predictions.is_empty(),
                 egui::Button::new("Clear results"),
             )
             .clicked()
         {
-            app.predictions.clear();
+            app.trial.predictions.clear();
         }
     });
     // Typed or pasted paths, as in the Project tab: the way in where no file dialog can open.
@@ -23,7 +23,7 @@ pub(super) fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         let label = ui.label("Classify a path:");
         let field = ui
             .add(
-                egui::TextEdit::singleline(&mut app.try_path)
+                egui::TextEdit::singleline(&mut app.trial.path)
                     .hint_text("an image or a folder of images")
                     .desired_width(360.0),
             )
@@ -37,7 +37,7 @@ pub(super) fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     if !pasted.is_empty() {
         app.predict(crate::app::files::image_files_in(&pasted));
     }
-    if app.predictions_stale {
+    if app.trial.stale {
         ui.colored_label(
             Color32::from_rgb(220, 150, 60),
             "The results below were made with the previous model: classify the images again, or Clear results.",
@@ -47,11 +47,11 @@ pub(super) fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         let label = ui
             .label("Call it unknown below")
             .on_hover_text("When the top class is less likely than this, Try says \"unknown\" instead");
-        ui.add(egui::Slider::new(&mut app.unknown_below, 0.0..=1.0).show_value(false))
+        ui.add(egui::Slider::new(&mut app.trial.unknown_below, 0.0..=1.0).show_value(false))
             .labelled_by(label.id);
-        ui.label(format!("{:.0}%", 100.0 * app.unknown_below));
+        ui.label(format!("{:.0}%", 100.0 * app.trial.unknown_below));
         let suggested = app
-            .evaluation
+            .run.evaluation
             .as_ref()
             .and_then(|e| e.suggested_threshold(0.95));
         match suggested {
@@ -63,7 +63,7 @@ pub(super) fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                     )
                     .clicked()
                 {
-                    app.unknown_below = t;
+                    app.trial.unknown_below = t;
                 }
             }
             None => {
@@ -80,12 +80,13 @@ pub(super) fn try_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     });
     app.predict(dropped);
     egui::ScrollArea::vertical().show(ui, |ui| {
-        for (path, ranked, tex) in &app.predictions {
+        for (path, ranked, tex) in &app.trial.predictions {
             ui.horizontal(|ui| {
                 ui.add(egui::Image::new(tex).max_width(160.0));
                 ui.vertical(|ui| {
                     ui.label(
-                        RichText::new(crate::app::verdict(ranked, app.unknown_below)).strong(),
+                        RichText::new(crate::app::verdict(ranked, app.trial.unknown_below))
+                            .strong(),
                     );
                     ui.label(path.display().to_string());
                     for (name, p) in ranked.iter().take(5) {

@@ -4,24 +4,24 @@ use super::*;
 
 pub(super) fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     // A run uses the settings it started with: they are locked until it ends.
-    let busy = app.training || app.comparing;
+    let busy = app.run.training || app.run.comparing;
     if busy {
         ui.label(RichText::new("the run uses these settings: they unlock when it ends").weak());
     }
     ui.add_enabled_ui(!busy, |ui| settings_ui(&mut app.project.settings, ui));
     ui.separator();
     ui.horizontal(|ui| {
-        let ready = app.backbone_info.is_some() && app.backbone.loading.is_none() && !app.training;
+        let ready = app.backbone_info.is_some() && app.backbone.loading.is_none() && !app.run.training;
         if ui.add_enabled(ready, egui::Button::new("Train")).clicked() {
             app.start_training();
         }
         if ui
-            .add_enabled(app.training, egui::Button::new("Stop"))
+            .add_enabled(app.run.training, egui::Button::new("Stop"))
             .clicked()
         {
             app.stop_training();
         }
-        let model = app.trained_classes.is_some();
+        let model = app.run.trained_classes.is_some();
         if ui
             .add_enabled(ready && model, egui::Button::new("Continue training"))
             .on_hover_text(
@@ -35,14 +35,14 @@ pub(super) fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         let text = match app.seconds_left() {
             Some(s) => format!(
                 "{:.0}% · {} left",
-                100.0 * app.progress,
+                100.0 * app.run.progress,
                 crate::words::duration_words(s)
             ),
-            None => format!("{:.0}%", 100.0 * app.progress),
+            None => format!("{:.0}%", 100.0 * app.run.progress),
         };
-        ui.add(egui::ProgressBar::new(app.progress).text(text));
+        ui.add(egui::ProgressBar::new(app.run.progress).text(text));
     });
-    if let (Some(lr), false) = (app.retry_lr, app.training) {
+    if let (Some(lr), false) = (app.run.retry_lr, app.run.training) {
         ui.horizontal(|ui| {
             ui.colored_label(Color32::from_rgb(220, 80, 60), "the last run diverged");
             if ui
@@ -54,7 +54,7 @@ pub(super) fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             }
         });
     }
-    if let Some((done, total)) = app.decoding {
+    if let Some((done, total)) = app.run.decoding {
         ui.horizontal(|ui| {
             ui.label("decoding images");
             ui.add(
@@ -63,16 +63,16 @@ pub(super) fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             );
         });
     }
-    if let Some((done, total)) = app.search_progress {
+    if let Some((done, total)) = app.run.search_progress {
         ui.label(format!(
             "choosing the learning rate: {done} of {total} settings scored; then the chosen one trains on all images"
         ));
     }
     selection_ui(app, ui);
     compare_ui(app, ui);
-    let loss: Vec<[f64; 2]> = app.curve.iter().map(|(x, l, _)| [*x, *l]).collect();
-    let acc: Vec<[f64; 2]> = app.curve.iter().map(|(x, _, a)| [*x, *a]).collect();
-    let val: Vec<[f64; 2]> = app.val_curve.iter().map(|(x, v)| [*x, *v]).collect();
+    let loss: Vec<[f64; 2]> = app.run.curve.iter().map(|(x, l, _)| [*x, *l]).collect();
+    let acc: Vec<[f64; 2]> = app.run.curve.iter().map(|(x, _, a)| [*x, *a]).collect();
+    let val: Vec<[f64; 2]> = app.run.val_curve.iter().map(|(x, v)| [*x, *v]).collect();
     ui.columns(2, |cols| {
         cols[0].label("loss per step");
         Plot::new("loss")
@@ -94,7 +94,7 @@ pub(super) fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
                 }
             });
     });
-    if let Some(ev) = &app.evaluation {
+    if let Some(ev) = &app.run.evaluation {
         ui.label(
             RichText::new(format!(
                 "validation accuracy {:.1}% on {} images",
@@ -277,7 +277,9 @@ fn option_ui(ui: &mut egui::Ui, spec: &OptionSpec, o: &mut MethodOptions) {
 
 /// The last search's table: every setting tried, the chosen one marked.
 pub(super) fn selection_ui(app: &VituneApp, ui: &mut egui::Ui) {
-    let Some(sel) = &app.selection else { return };
+    let Some(sel) = &app.run.selection else {
+        return;
+    };
     egui::CollapsingHeader::new(format!(
         "Search: lr {:.2e}, wd {:.0e} chosen ({:.1}% ± {:.1}, {})",
         sel.chosen.lr,
@@ -316,8 +318,8 @@ pub(super) fn compare_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         let ready = app.backbone_info.is_some()
             && app.backbone.loading.is_none()
-            && !app.training
-            && !app.comparing;
+            && !app.run.training
+            && !app.run.comparing;
         if ui
             .add_enabled(ready, egui::Button::new("Compare methods"))
             .on_hover_text(
@@ -328,14 +330,14 @@ pub(super) fn compare_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         {
             app.start_compare();
         }
-        if app.comparing {
+        if app.run.comparing {
             if ui.button("Stop").clicked() {
                 app.stop_training();
             }
             ui.spinner();
         }
     });
-    let Some(rows) = app.comparison.clone() else {
+    let Some(rows) = app.run.comparison.clone() else {
         return;
     };
     egui::Grid::new("compare grid")
@@ -374,7 +376,7 @@ pub(super) enum MistakeAction {
 /// The validation images the model gets wrong, most confident first: move one to another class, leave it out, or
 /// see its heat-map; then "Continue training".
 pub(super) fn mistakes_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
-    let Some(ev) = &app.evaluation else {
+    let Some(ev) = &app.run.evaluation else {
         return;
     };
     if ev.mistakes.is_empty() {
