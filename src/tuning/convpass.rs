@@ -253,14 +253,7 @@ static OPTIONS: [OptionSpec; 4] = [
         label: "dropout",
         aliases: &[],
         help: "the Convpass bypass's dropout, in training only",
-        kind: OptionKind::Real {
-            min: 0.0,
-            max: 1.0,
-            open: true,
-            log: false,
-            get: |o| o.dropout,
-            set: |o, v| o.dropout = v,
-        },
+        kind: super::options::DROPOUT,
     },
 ];
 

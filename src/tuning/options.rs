@@ -52,6 +52,16 @@ pub enum OptionKind {
     },
 }
 
+/// The training dropout a method offers (`MethodOptions::dropout`, a rate in [0, 1)).
+pub const DROPOUT: OptionKind = OptionKind::Real {
+    min: 0.0,
+    max: 1.0,
+    open: true,
+    log: false,
+    get: |o| o.dropout,
+    set: |o, v| o.dropout = v,
+};
+
 impl OptionSpec {
     /// The option's value in `o`, as the CLI would write it.
     pub fn value(&self, o: &MethodOptions) -> String {

@@ -64,14 +64,7 @@ static OPTIONS: [OptionSpec; 2] = [
         label: "prompt dropout",
         aliases: &["prompt-dropout"],
         help: "VPT prompt dropout, in training only",
-        kind: OptionKind::Real {
-            min: 0.0,
-            max: 1.0,
-            open: true,
-            log: false,
-            get: |o| o.dropout,
-            set: |o, v| o.dropout = v,
-        },
+        kind: super::options::DROPOUT,
     },
 ];
 
