@@ -331,6 +331,14 @@ fn grad_rejects_an_unknown_method_and_a_tuned_file_of_wrong_shape() {
 }
 
 #[test]
+fn bench_method_labels_are_checked() {
+    fails_with(
+        &["bench", "regret", "--methods", "linear,vpt-dep"],
+        &["--methods", "`vpt-dep`", "vpt-deep + SPT"],
+    );
+}
+
+#[test]
 fn an_option_the_method_does_not_offer_is_refused_by_name() {
     let input = common::fixture("grad_linear").join("input.safetensors");
     let dir = tempfile::tempdir().expect("tmp");

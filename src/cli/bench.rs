@@ -40,6 +40,29 @@ pub(super) enum BenchCommand {
         #[arg(long)]
         auto: bool,
     },
+    /// The search's regret on the glyph testbed: every setting of --auto's grid trained to the end and scored on a
+    /// test set (the oracle) beside the recipe and --auto's choice, per method and shot count (means over seeds).
+    Regret {
+        /// Comma-separated shot counts.
+        #[arg(long, default_value = "2,4")]
+        shots: String,
+        /// Draws of the shots per shot count.
+        #[arg(long, default_value_t = 3)]
+        seeds: usize,
+        /// Training epochs of every run (the run keeps the epoch best on validation).
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+        /// Test images per class (fixed across seeds).
+        #[arg(long, default_value_t = 50)]
+        test_per_class: usize,
+        /// Comma-separated method labels of `bench fewshot` (default: linear, vpt-deep, vpt-deep + SPT, lora,
+        /// convpass, ssf).
+        #[arg(long)]
+        methods: Option<String>,
+        /// The glyph split: shifted (the target classes under a domain shift) or target.
+        #[arg(long, default_value = "shifted")]
+        split: String,
+    },
     /// A training step of a method: images/s, step/forward ratio, memory per image, trainable parameters.
     Train {
         #[command(flatten)]
@@ -79,6 +102,37 @@ pub(super) fn exec(a: Args) -> Result<()> {
             println!("{r}");
             Ok(())
         }
+        BenchCommand::Regret {
+            shots,
+            seeds,
+            epochs,
+            test_per_class,
+            methods,
+            split,
+        } => {
+            let labels = methods
+                .unwrap_or_else(|| "linear,vpt-deep,vpt-deep + SPT,lora,convpass,ssf".to_string());
+            let chosen = chosen_methods(&labels)?;
+            let gpu = Gpu::new()?;
+            let start = std::time::Instant::now();
+            let opts = vitune::demo::RegretOptions {
+                shots: parse_shots(&shots)?,
+                seeds,
+                epochs,
+                test_per_class,
+                split,
+                search: vitune::select::SearchOptions::default(),
+            };
+            let rows =
+                vitune::demo::search_regret(&gpu, &chosen, &opts, &mut |m| eprintln!("{m}"))?;
+            println!("adapter: {}", gpu.describe());
+            println!(
+                "{seeds} seeds, {epochs} epochs, {test_per_class} test images per class, {:.0}s\n",
+                start.elapsed().as_secs_f64()
+            );
+            println!("{}", vitune::demo::RegretRow::markdown(&rows));
+            Ok(())
+        }
         BenchCommand::Fewshot {
             shots,
             seeds,
@@ -88,23 +142,10 @@ pub(super) fn exec(a: Args) -> Result<()> {
             split,
             auto,
         } => {
-            let shots: Vec<usize> = shots
-                .split(',')
-                .map(|s| {
-                    s.trim()
-                        .parse()
-                        .map_err(|e| anyhow::anyhow!("--shots `{s}`: {e}"))
-                })
-                .collect::<Result<_>>()?;
-            let all = vitune::demo::bench_methods();
-            let chosen: Vec<_> = match &methods {
-                None => all,
-                Some(list) => {
-                    let want: Vec<&str> = list.split(',').map(str::trim).collect();
-                    all.into_iter()
-                        .filter(|m| want.contains(&m.label))
-                        .collect()
-                }
+            let shots = parse_shots(&shots)?;
+            let chosen = match &methods {
+                None => vitune::demo::bench_methods(),
+                Some(list) => chosen_methods(list)?,
             };
             let gpu = Gpu::new()?;
             let start = std::time::Instant::now();
@@ -174,4 +215,36 @@ pub(super) fn warn_slow_bench(gpu: &Gpu, config: &str) {
              (about 25 s for one vit-b16 forward on 2 cores); --config demo or tiny is quick"
         );
     }
+}
+
+/// Comma-separated shot counts.
+fn parse_shots(list: &str) -> Result<Vec<usize>> {
+    list.split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--shots `{s}`: {e}"))
+        })
+        .collect()
+}
+
+/// The bench rows named by comma-separated labels; a label that names none is an error.
+fn chosen_methods(list: &str) -> Result<Vec<vitune::demo::BenchMethod>> {
+    let all = vitune::demo::bench_methods();
+    let want: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(w) = want.iter().find(|w| !all.iter().any(|m| m.label == **w)) {
+        let labels: Vec<&str> = all.iter().map(|m| m.label).collect();
+        bail!(
+            "--methods `{w}`: expected labels among {}",
+            labels.join(", ")
+        );
+    }
+    Ok(all
+        .into_iter()
+        .filter(|m| want.contains(&m.label))
+        .collect())
 }

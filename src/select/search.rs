@@ -42,12 +42,7 @@ impl Selection {
     }
 }
 
-pub(super) fn apply_candidate(
-    recipe: &mut Recipe,
-    c: &Candidate,
-    epochs: usize,
-    train_images: usize,
-) {
+pub fn apply_candidate(recipe: &mut Recipe, c: &Candidate, epochs: usize, train_images: usize) {
     recipe.config.optim.lr = c.lr;
     recipe.config.optim.weight_decay = c.weight_decay;
     if let Some(p) = c.prompts {

@@ -63,10 +63,13 @@ use crate::tuning::GpuTuning;
 use crate::tuning::{Method, MethodOptions};
 use crate::viz::{image_attention, overlay, Colormap, HeadFusion, MapMode};
 
+mod regret;
+pub use regret::{search_regret, RegretOptions, RegretRow};
+
 /// The demo backbone: a ViT (patch 8, width 96, depth 4, 3 heads) pre-trained on the source glyphs by
 /// tools/pretrain_demo_backbone.py, in timm's layout.
-pub const BACKBONE: &[u8] = include_bytes!("../assets/demo/backbone/model.safetensors");
-pub const BACKBONE_CONFIG: &str = include_str!("../assets/demo/backbone/config.json");
+pub const BACKBONE: &[u8] = include_bytes!("../../assets/demo/backbone/model.safetensors");
+pub const BACKBONE_CONFIG: &str = include_str!("../../assets/demo/backbone/config.json");
 const BACKBONE_NAME: &str = "assets/demo/backbone/model.safetensors";
 
 pub fn backbone() -> Result<Backbone> {

@@ -1,0 +1,202 @@
+//! The search's regret on the glyph testbed (`vitune bench regret`): for each method, shot count and seed, every
+//! setting of the search's grid trained to the end on all the shots and scored on a fixed test set (the oracle),
+//! beside the recipe's setting and what `--auto` chose. Regret = the oracle's test accuracy − `--auto`'s.
+
+use std::sync::atomic::AtomicBool;
+
+use super::{
+    backbone, bench_options, glyph_recipe, glyph_samples, samples_job, test_accuracy, BenchInit,
+    BenchMethod,
+};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::job::{run_train, Init};
+use crate::model::GpuViT;
+use crate::select::grid::candidates;
+use crate::select::{apply_candidate, Candidate, SearchOptions};
+use crate::train::Recipe;
+use crate::tuning::spt::SptKind;
+
+/// What `bench regret` runs.
+#[derive(Debug, Clone)]
+pub struct RegretOptions {
+    pub shots: Vec<usize>,
+    pub seeds: usize,
+    pub epochs: usize,
+    pub test_per_class: usize,
+    /// `target` or `shifted`.
+    pub split: String,
+    pub search: SearchOptions,
+}
+
+/// One method at one shot count, means over seeds.
+#[derive(Debug, Clone)]
+pub struct RegretRow {
+    pub label: String,
+    pub shots: usize,
+    /// Test accuracy of the recipe's setting, of `--auto`'s run, and of the grid's best setting.
+    pub recipe: f64,
+    pub auto: f64,
+    pub oracle: f64,
+    /// Mean (oracle − auto) over seeds.
+    pub regret: f64,
+    /// Mean rank (1 = the oracle's) of the chosen setting among the grid's, by test accuracy.
+    pub rank: f64,
+    pub settings: usize,
+    /// The search's planned cost, in default runs.
+    pub cost: f64,
+}
+
+impl RegretRow {
+    pub fn markdown(rows: &[RegretRow]) -> String {
+        let mut s = String::from(
+            "| method | shots | recipe | --auto | oracle (grid's best) | regret | rank of choice | settings | search cost (default runs) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for r in rows {
+            s.push_str(&format!(
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} |\n",
+                r.label,
+                r.shots,
+                100.0 * r.recipe,
+                100.0 * r.auto,
+                100.0 * r.oracle,
+                100.0 * r.regret,
+                r.rank,
+                r.settings,
+                r.cost
+            ));
+        }
+        s
+    }
+}
+
+/// Measures the search's regret for each of `methods` (see the module's documentation).
+pub fn search_regret(
+    gpu: &Gpu,
+    methods: &[BenchMethod],
+    o: &RegretOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<Vec<RegretRow>> {
+    let backbone = backbone()?;
+    let size = backbone.config.image_size.0 as u32;
+    let (classes, test) = super::glyph_samples(&o.split, o.test_per_class, 999_983, size)?;
+    let vit = GpuViT::new(gpu, &backbone, None)?;
+    let transform = crate::job::eval_transform(&backbone, None);
+    let stop = AtomicBool::new(false);
+    let mut rows = Vec::new();
+    for m in methods {
+        for &k in &o.shots {
+            let (mut recipe_acc, mut auto_acc, mut oracle_acc, mut regret, mut rank, mut cost) =
+                (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+            let mut settings = 0;
+            for seed in 0..o.seeds as u64 {
+                let (_, train) = glyph_samples(&o.split, k, 17 + seed * 7919, size)?;
+                let init = match m.init {
+                    BenchInit::Spt => Init::Spt(SptKind::Mean),
+                    _ => Init::Method,
+                };
+                let config = glyph_recipe(m.method, o.epochs, train.len(), seed);
+                let job = samples_job(
+                    &classes,
+                    &train,
+                    m.method,
+                    bench_options(m.method),
+                    init,
+                    config,
+                );
+                let base = job.recipe();
+                let optim = &base.config.optim;
+                let default = Candidate {
+                    lr: optim.lr,
+                    weight_decay: optim.weight_decay,
+                    prompts: None,
+                };
+                let grid = candidates(
+                    optim.kind,
+                    optim.lr,
+                    optim.weight_decay,
+                    base.config.batch,
+                    None,
+                );
+                settings = grid.len();
+                // The oracle: every setting to the end on all the shots, scored on the test set.
+                let mut scored: Vec<(Candidate, f64)> = Vec::new();
+                for c in &grid {
+                    let mut r: Recipe = base.clone();
+                    apply_candidate(&mut r, c, base.config.epochs, train.len());
+                    let mut j =
+                        samples_job(&classes, &train, r.method, r.options, r.init, r.config);
+                    j.auto = None;
+                    // A setting that diverges before any epoch is kept gives no model: scored 0, as the search does.
+                    let acc = match run_train(gpu, &backbone, &j, &stop, &mut |_| {}, &mut |_| {}) {
+                        Ok(out) => test_accuracy(
+                            gpu,
+                            &vit,
+                            &transform,
+                            &out.outcome.best,
+                            &test,
+                            classes.len(),
+                        )?,
+                        Err(Error::Diverged { .. }) => 0.0,
+                        Err(e) => return Err(e),
+                    };
+                    scored.push((*c, acc));
+                }
+                let at = |c: &Candidate| {
+                    scored
+                        .iter()
+                        .find(|(s, _)| s.lr == c.lr && s.weight_decay == c.weight_decay)
+                        .map(|(_, a)| *a)
+                };
+                let best = scored.iter().map(|(_, a)| *a).fold(0.0, f64::max);
+                // `--auto`: its search on the shots, then its own final run, scored on the same test set.
+                let mut auto_job = job;
+                auto_job.auto = Some(o.search.clone());
+                let out = run_train(gpu, &backbone, &auto_job, &stop, &mut |_| {}, &mut |_| {})?;
+                let acc = test_accuracy(
+                    gpu,
+                    &vit,
+                    &transform,
+                    &out.outcome.best,
+                    &test,
+                    classes.len(),
+                )?;
+                let (chosen_rank, planned) = match &out.selection {
+                    Some(sel) => {
+                        let chosen = at(&sel.chosen).unwrap_or(acc);
+                        let above = scored.iter().filter(|(_, a)| *a > chosen).count();
+                        (above as f64 + 1.0, sel.schedule.cost)
+                    }
+                    None => (f64::NAN, 0.0),
+                };
+                let recipe = at(&default).unwrap_or(f64::NAN);
+                log(&format!(
+                    "{:<16} {k}-shot seed {seed}: recipe {:.1}  --auto {:.1}  oracle {:.1}  rank {chosen_rank}  cost {planned:.1}",
+                    m.label,
+                    100.0 * recipe,
+                    100.0 * acc,
+                    100.0 * best
+                ));
+                let n = o.seeds as f64;
+                recipe_acc += recipe / n;
+                auto_acc += acc / n;
+                oracle_acc += best / n;
+                regret += (best - acc) / n;
+                rank += chosen_rank / n;
+                cost += planned / n;
+            }
+            rows.push(RegretRow {
+                label: m.label.to_string(),
+                shots: k,
+                recipe: recipe_acc,
+                auto: auto_acc,
+                oracle: oracle_acc,
+                regret,
+                rank,
+                settings,
+                cost,
+            });
+        }
+    }
+    Ok(rows)
+}
