@@ -136,6 +136,22 @@ fn auto_refuses_a_fixed_learning_rate() {
     );
     assert!(!ok);
     assert!(err.contains("--auto chooses the learning rate"), "{err}");
+    // The same rule for pretrain-prompts (which then trains without the search).
+    let (ok, _, err) = on_data(
+        "pretrain-prompts",
+        &data,
+        &[
+            "--method",
+            "vpt-deep",
+            "--auto",
+            "--lr",
+            "0.1",
+            "--out",
+            "/tmp/never.safetensors",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("--auto chooses the learning rate"), "{err}");
 }
 
 #[test]

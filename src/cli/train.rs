@@ -143,13 +143,15 @@ pub(super) fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
         },
     };
     let config = plan.config(method, train_images);
-    let auto = if pretrain { None } else { a.auto.options() };
+    // The rules hold for pretrain-prompts too, which then trains without the search.
+    let asked = a.auto.options();
     vitune::job::check_choices(
-        auto.as_ref(),
+        asked.as_ref(),
         method,
         &plan.overrides,
         a.method.gives("prompts"),
     )?;
+    let auto = if pretrain { None } else { asked };
     let job = TrainJob {
         auto,
         data: Data::Folder {

@@ -77,6 +77,12 @@ pub fn search_regret(
     o: &RegretOptions,
     log: &mut dyn FnMut(&str),
 ) -> Result<Vec<RegretRow>> {
+    if let Some(m) = methods.iter().find(|m| m.init == BenchInit::Pvp) {
+        return Err(Error::Input(format!(
+            "bench regret does not pre-train PVP prompts: `{}` is measured by bench fewshot",
+            m.label
+        )));
+    }
     let backbone = backbone()?;
     let size = backbone.config.image_size.0 as u32;
     let (classes, test) = super::glyph_samples(&o.split, o.test_per_class, 999_983, size)?;
@@ -152,23 +158,31 @@ pub fn search_regret(
                 // `--auto`: its search on the shots, then its own final run, scored on the same test set.
                 let mut auto_job = job;
                 auto_job.auto = Some(o.search.clone());
-                let out = run_train(gpu, &backbone, &auto_job, &stop, &mut |_| {}, &mut |_| {})?;
-                let acc = test_accuracy(
-                    gpu,
-                    &vit,
-                    &transform,
-                    &out.outcome.best,
-                    &test,
-                    classes.len(),
-                )?;
-                let (chosen_rank, planned) = match &out.selection {
-                    Some(sel) => {
-                        let chosen = at(&sel.chosen).unwrap_or(acc);
-                        let above = scored.iter().filter(|(_, a)| *a > chosen).count();
-                        (above as f64 + 1.0, sel.schedule.cost)
-                    }
-                    None => (f64::NAN, 0.0),
-                };
+                // A final run that diverges before any epoch is kept scores 0, as a grid setting does (its
+                // choice and cost are then unknown: NaN and 0).
+                let (acc, chosen_rank, planned) =
+                    match run_train(gpu, &backbone, &auto_job, &stop, &mut |_| {}, &mut |_| {}) {
+                        Ok(out) => {
+                            let acc = test_accuracy(
+                                gpu,
+                                &vit,
+                                &transform,
+                                &out.outcome.best,
+                                &test,
+                                classes.len(),
+                            )?;
+                            match &out.selection {
+                                Some(sel) => {
+                                    let chosen = at(&sel.chosen).unwrap_or(acc);
+                                    let above = scored.iter().filter(|(_, a)| *a > chosen).count();
+                                    (acc, above as f64 + 1.0, sel.schedule.cost)
+                                }
+                                None => (acc, f64::NAN, 0.0),
+                            }
+                        }
+                        Err(Error::Diverged { .. }) => (0.0, f64::NAN, 0.0),
+                        Err(e) => return Err(e),
+                    };
                 let recipe = at(&default).unwrap_or(f64::NAN);
                 log(&format!(
                     "{:<16} {k}-shot seed {seed}: recipe {:.1}  --auto {:.1}  oracle {:.1}  rank {chosen_rank}  cost {planned:.1}",
