@@ -89,6 +89,8 @@ pub fn search_regret(
     let vit = GpuViT::new(gpu, &backbone, None)?;
     let transform = crate::job::eval_transform(&backbone, None);
     let stop = AtomicBool::new(false);
+    let score =
+        |t: &crate::tuning::Tuning| test_accuracy(gpu, &vit, &transform, t, &test, classes.len());
     let mut rows = Vec::new();
     for m in methods {
         for &k in &o.shots {
@@ -135,14 +137,7 @@ pub fn search_regret(
                     j.auto = None;
                     // A setting that diverges before any epoch is kept gives no model: scored 0, as the search does.
                     let acc = match run_train(gpu, &backbone, &j, &stop, &mut |_| {}, &mut |_| {}) {
-                        Ok(out) => test_accuracy(
-                            gpu,
-                            &vit,
-                            &transform,
-                            &out.outcome.best,
-                            &test,
-                            classes.len(),
-                        )?,
+                        Ok(out) => score(&out.outcome.best)?,
                         Err(Error::Diverged { .. }) => 0.0,
                         Err(e) => return Err(e),
                     };
@@ -163,14 +158,7 @@ pub fn search_regret(
                 let (acc, chosen_rank, planned) =
                     match run_train(gpu, &backbone, &auto_job, &stop, &mut |_| {}, &mut |_| {}) {
                         Ok(out) => {
-                            let acc = test_accuracy(
-                                gpu,
-                                &vit,
-                                &transform,
-                                &out.outcome.best,
-                                &test,
-                                classes.len(),
-                            )?;
+                            let acc = score(&out.outcome.best)?;
                             match &out.selection {
                                 Some(sel) => {
                                     let chosen = at(&sel.chosen).unwrap_or(acc);

@@ -373,6 +373,23 @@ impl Graph<'_> {
         Ok(())
     }
 
+    /// Back through a block's pre-norm at `site` (its input `x`, saved stats and folded weight `w`): the residual's
+    /// gradient plus the norm's input gradient, and the norm's (or its folded affine's) parameter gradients.
+    fn block_norm_backward(
+        &self,
+        rec: &mut Recorder,
+        site: Site,
+        (x, stats, w): (&GpuTensor, &GpuTensor, &GpuTensor),
+        dy: &GpuTensor,
+        residual: &GpuTensor,
+        grads: &Grads,
+    ) -> Result<GpuTensor> {
+        let dx = rec.gpu().empty(&x.shape)?;
+        layernorm_backward(rec, x, Rows::all(x), stats, w, dy, Some(residual), &dx);
+        self.ln_param_grads(rec, site, x, Rows::all(x), stats, dy, grads)?;
+        Ok(dx)
+    }
+
     pub(super) fn block_backward(
         &self,
         rec: &mut Recorder,
@@ -448,26 +465,8 @@ impl Graph<'_> {
                 grads,
             )?;
         }
-        let dxm = rec.gpu().empty(&a.xm.shape)?;
-        layernorm_backward(
-            rec,
-            &a.xm,
-            Rows::all(&a.xm),
-            &a.st2,
-            &a.n2w,
-            &dy2,
-            Some(g),
-            &dxm,
-        );
-        self.ln_param_grads(
-            rec,
-            Site::Norm2(l),
-            &a.xm,
-            Rows::all(&a.xm),
-            &a.st2,
-            &dy2,
-            grads,
-        )?;
+        let dxm =
+            self.block_norm_backward(rec, Site::Norm2(l), (&a.xm, &a.st2, &a.n2w), &dy2, g, grads)?;
         if mlp_reads == BranchInput::Residual {
             let xm = Some(&a.xm);
             hooks.branch_backward(
@@ -532,24 +531,12 @@ impl Graph<'_> {
             let y1 = a.y1.as_ref();
             hooks.branch_backward(self, rec, l, Branch::Attention, attn, &dxm, y1, &dy1, grads)?;
         }
-        let dx = rec.gpu().empty(&a.x.shape)?;
-        layernorm_backward(
-            rec,
-            &a.x,
-            Rows::all(&a.x),
-            &a.st1,
-            &a.n1w,
-            &dy1,
-            Some(&dxm),
-            &dx,
-        );
-        self.ln_param_grads(
+        let dx = self.block_norm_backward(
             rec,
             Site::Norm1(l),
-            &a.x,
-            Rows::all(&a.x),
-            &a.st1,
+            (&a.x, &a.st1, &a.n1w),
             &dy1,
+            &dxm,
             grads,
         )?;
         if attn_reads == BranchInput::Residual {
