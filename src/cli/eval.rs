@@ -18,24 +18,8 @@ pub(super) struct Args {
 }
 
 pub(super) fn exec(a: Args) -> Result<()> {
-    eval(
-        &a.model.backbone,
-        &a.model.load,
-        &a.tuned.tuned,
-        &a.data,
-        a.json,
-        a.tuned.force,
-    )
-}
-
-pub(super) fn eval(
-    path: &Path,
-    load: &LoadArgs,
-    tuned: &Path,
-    data: &Path,
-    json: bool,
-    force: bool,
-) -> Result<()> {
+    let (path, load, tuned, data) = (&a.model.backbone, &a.model.load, &a.tuned.tuned, &a.data);
+    let (json, force) = (a.json, a.tuned.force);
     let b = load.load(path)?;
     let gpu = Gpu::new()?;
     let (ev, problems) = vitune::job::evaluate(&gpu, &b, tuned, data, force)?;

@@ -26,29 +26,9 @@ pub(super) struct Args {
 }
 
 pub(super) fn exec(a: Args) -> Result<()> {
-    grad(
-        &a.model.backbone,
-        &a.model.load,
-        &a.method,
-        a.tuned.as_deref(),
-        a.num_classes,
-        a.seed,
-        &a.input,
-        &a.out,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) fn grad(
-    path: &Path,
-    load: &LoadArgs,
-    method: &MethodArgs,
-    tuned: Option<&Path>,
-    num_classes: Option<usize>,
-    seed: u64,
-    input: &Path,
-    out: &Path,
-) -> Result<()> {
+    let (path, load, method) = (&a.model.backbone, &a.model.load, &a.method);
+    let (tuned, num_classes, seed) = (a.tuned.as_deref(), a.num_classes, a.seed);
+    let (input, out) = (&a.input, &a.out);
     let b = load.load(path)?;
     let (m, opts) = method.resolve()?;
     let tuning = match (tuned, num_classes) {

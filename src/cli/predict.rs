@@ -20,26 +20,13 @@ pub(super) struct Args {
 }
 
 pub(super) fn exec(a: Args) -> Result<()> {
-    predict(
+    let (path, load, tuned, force) = (
         &a.model.backbone,
         &a.model.load,
         a.tuned.tuned.as_deref(),
         a.tuned.force,
-        &a.images,
-        a.top,
-        a.json,
-    )
-}
-
-pub(super) fn predict(
-    path: &Path,
-    load: &LoadArgs,
-    tuned: Option<&Path>,
-    force: bool,
-    images: &[PathBuf],
-    top: usize,
-    json: bool,
-) -> Result<()> {
+    );
+    let (images, top, json) = (&a.images[..], a.top, a.json);
     let b = load.load(path)?;
     let input = vitune::job::prepare_predict(&b, tuned, images, force)?;
     let gpu = Gpu::new()?;
