@@ -31,6 +31,7 @@ fn quick_gelu_grad(x: f32) -> f32 {
     return s + 1.702 * x * s * (1.0 - s);
 }
 
+// <reduce64> (replaced by REDUCE64_SUBGROUP in the subgroup variant of a shader, see ops::shaders)
 // Workgroup-wide sum over 64 lanes; every lane gets the total.
 var<workgroup> red: array<f32, 64>;
 fn reduce_sum64(v: f32, lane: u32) -> f32 {
@@ -60,6 +61,8 @@ fn reduce_max64(v: f32, lane: u32) -> f32 {
     workgroupBarrier();
     return total;
 }
+
+// </reduce64>
 
 // A row's log-sum-exp, online: a running (max, Σ exp(x − max)) that takes one value at a time, so a row is read
 // once to get both; softmax and the cross-entropy loss share it.

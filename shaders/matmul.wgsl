@@ -136,6 +136,92 @@ fn matmul(
     }
 }
 
+// Register-tiled: 128x128 per workgroup of 16x16 invocations, 8x8 outputs each (rows ty*4+i and 64+ty*4+i,
+// columns likewise, so neighbouring lanes read neighbouring vec4s of workgroup memory), 8-deep k slices.
+// 16 vec4 accumulators live in registers on GPUs; CPU adapters spill them (the autotuner finds out).
+var<workgroup> ra_tile: array<f32, 1024>; // [8 k][128 m]
+var<workgroup> rb_tile: array<f32, 1024>; // [8 k][128 n]
+
+fn tile4(t: u32, i: u32) -> vec4<f32> {
+    if (t == 0u) {
+        return vec4<f32>(ra_tile[i], ra_tile[i + 1u], ra_tile[i + 2u], ra_tile[i + 3u]);
+    }
+    return vec4<f32>(rb_tile[i], rb_tile[i + 1u], rb_tile[i + 2u], rb_tile[i + 3u]);
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn matmul_register(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let bases = batch_bases(wg.z);
+    let row0 = wg.y * 128u;
+    let col0 = wg.x * 128u;
+    let a_k_fast = p.a_sk == 1u;
+    let b_k_fast = p.b_sk == 1u;
+    var acc: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    for (var k0 = 0u; k0 < p.k; k0 += 8u) {
+        for (var i = 0u; i < 4u; i++) {
+            let e = li + i * 256u;
+            var mm = e % 128u;
+            var kk = e / 128u;
+            if (a_k_fast) {
+                mm = e / 8u;
+                kk = e % 8u;
+            }
+            let gm = row0 + mm;
+            let gk = k0 + kk;
+            var v = 0.0;
+            if (gm < p.m && gk < p.k) {
+                v = a[bases.x + gm * p.a_sm + gk * p.a_sk];
+            }
+            ra_tile[kk * 128u + mm] = v;
+
+            var nn = e % 128u;
+            var kb = e / 128u;
+            if (b_k_fast) {
+                nn = e / 8u;
+                kb = e % 8u;
+            }
+            let gn = col0 + nn;
+            let gkb = k0 + kb;
+            var w = 0.0;
+            if (gn < p.n && gkb < p.k) {
+                w = load_b(bases.y + gkb * p.b_sk + gn * p.b_sn);
+            }
+            rb_tile[kb * 128u + nn] = w;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < 8u; kk++) {
+            let a_lo = tile4(0u, kk * 128u + lid.y * 4u);
+            let a_hi = tile4(0u, kk * 128u + 64u + lid.y * 4u);
+            let b_lo = tile4(1u, kk * 128u + lid.x * 4u);
+            let b_hi = tile4(1u, kk * 128u + 64u + lid.x * 4u);
+            for (var i = 0u; i < 4u; i++) {
+                acc[2u * i] = fma(vec4<f32>(a_lo[i]), b_lo, acc[2u * i]);
+                acc[2u * i + 1u] = fma(vec4<f32>(a_lo[i]), b_hi, acc[2u * i + 1u]);
+                acc[8u + 2u * i] = fma(vec4<f32>(a_hi[i]), b_lo, acc[8u + 2u * i]);
+                acc[9u + 2u * i] = fma(vec4<f32>(a_hi[i]), b_hi, acc[9u + 2u * i]);
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let r_lo = row0 + lid.y * 4u + i;
+        let r_hi = r_lo + 64u;
+        let c_lo = col0 + lid.x * 4u;
+        let c_hi = c_lo + 64u;
+        store4(bases.z, r_lo, c_lo, acc[2u * i]);
+        store4(bases.z, r_lo, c_hi, acc[2u * i + 1u]);
+        store4(bases.z, r_hi, c_lo, acc[8u + 2u * i]);
+        store4(bases.z, r_hi, c_hi, acc[9u + 2u * i]);
+    }
+}
+
 // The epilogue: bias, alpha, (the pre-activation copy,) per-column affine, activation, residual, accumulation, for
 // one element.
 fn store(c_base: u32, gm: u32, gn: u32, acc_v: f32) {

@@ -262,7 +262,10 @@ fn forward_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
             .ok_or_else(|| Error::Input(format!("embedded {} input has no pixels", f.name)))?;
         let want = tensors(f.expected, f.name)?;
         let vit = GpuViT::new(gpu, &b, Some((pixels.shape[2], pixels.shape[3])))?;
-        for rows in [RowKernel::Workgroup, RowKernel::Serial] {
+        for &rows in RowKernel::ALL {
+            if rows == RowKernel::Subgroup && !gpu.has_subgroups() {
+                continue;
+            }
             for attn in [AttentionKernel::Matmul, AttentionKernel::Fused] {
                 gpu.set_row_kernel(rows);
                 gpu.set_attention_kernel(attn);
@@ -367,7 +370,7 @@ fn matmul_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
         &[false]
     };
     for &f16 in storages {
-        for kernel in [MatmulKernel::Tiled, MatmulKernel::Direct] {
+        for &kernel in MatmulKernel::ALL {
             let mut worst = 0.0f64;
             for (i, &(m, n, k, batches, b_trans)) in [
                 (37, 45, 29, 1, true),
@@ -513,7 +516,7 @@ pub fn run(gpu: &Gpu, quick: bool, log: &mut dyn FnMut(&str)) -> Result<Report> 
         max_workgroup_storage_bytes: gpu.limits.max_compute_workgroup_storage_size,
         max_invocations_per_workgroup: gpu.limits.max_compute_invocations_per_workgroup,
         shader_f16: gpu.has_shader_f16(),
-        subgroup: gpu.features.contains(wgpu::Features::SUBGROUP),
+        subgroup: gpu.has_subgroups(),
         timestamps: gpu.has_timestamps(),
         defaults: format!(
             "matmul {:?}, rows {:?}, attention {:?}",

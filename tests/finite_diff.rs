@@ -3,7 +3,7 @@
 
 mod common;
 
-use vitune::gpu::{Gpu, GpuTensor, Recorder, RowKernel};
+use vitune::gpu::{Gpu, GpuTensor, Recorder};
 use vitune::ops;
 use vitune::ops::layernorm::Rows;
 use vitune::ops::matmul::Act;
@@ -62,7 +62,7 @@ fn check(
 #[test]
 fn layernorm_backward_matches_finite_differences() {
     let gpu = common::gpu();
-    for k in [RowKernel::Workgroup, RowKernel::Serial] {
+    for &k in common::row_kernels(&gpu) {
         gpu.set_row_kernel(k);
         layernorm_backward_case(&gpu);
     }
@@ -170,7 +170,7 @@ fn activation_backwards_match_finite_differences() {
 #[test]
 fn attention_backward_matches_finite_differences() {
     let gpu = common::gpu();
-    for k in [RowKernel::Workgroup, RowKernel::Serial] {
+    for &k in common::row_kernels(&gpu) {
         gpu.set_row_kernel(k);
         attention_backward_case(&gpu);
     }
@@ -417,7 +417,7 @@ fn cross_entropy_gradient_matches_finite_differences() {
 #[test]
 fn pool_attention_backward_matches_finite_differences() {
     let gpu = common::gpu();
-    for k in [RowKernel::Workgroup, RowKernel::Serial] {
+    for &k in common::row_kernels(&gpu) {
         gpu.set_row_kernel(k);
         pool_attention_backward_case(&gpu);
     }

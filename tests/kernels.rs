@@ -3,7 +3,7 @@
 
 mod common;
 
-use vitune::gpu::{Gpu, GpuTensor, Recorder, RowKernel};
+use vitune::gpu::{Gpu, GpuTensor, Recorder};
 use vitune::ops;
 use vitune::ops::matmul::{Act, Layout, Matmul, MatmulKernel};
 use vitune::rng::Rng;
@@ -347,7 +347,7 @@ fn matmul_matches_reference_across_layouts_and_epilogues() {
             "this adapter ({}) has no SHADER_F16, which the f16-weight matmul needs (lavapipe has it)",
             gpu.describe()
         );
-        for kernel in [MatmulKernel::Tiled, MatmulKernel::Direct] {
+        for &kernel in MatmulKernel::ALL {
             for (i, c) in cases.iter().enumerate() {
                 run_matmul(&gpu, c, 10 + i as u64, kernel, b16);
             }
@@ -358,7 +358,7 @@ fn matmul_matches_reference_across_layouts_and_epilogues() {
 #[test]
 fn layernorm_matches_reference_with_strided_rows() {
     let gpu = common::gpu();
-    for k in [RowKernel::Workgroup, RowKernel::Serial] {
+    for &k in common::row_kernels(&gpu) {
         gpu.set_row_kernel(k);
         layernorm_case(&gpu);
     }
@@ -408,7 +408,7 @@ fn layernorm_case(gpu: &Gpu) {
 #[test]
 fn softmax_is_stable_and_matches_reference() {
     let gpu = common::gpu();
-    for k in [RowKernel::Workgroup, RowKernel::Serial] {
+    for &k in common::row_kernels(&gpu) {
         gpu.set_row_kernel(k);
         softmax_case(&gpu);
     }

@@ -5,7 +5,8 @@
 use naga::back::{hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
-/// (name, source) of every shader and generated variant: the f16-weight matmul, and the fused attention at the
+/// (name, source) of every shader and generated variant: the f16-weight matmul, the row kernels with subgroup
+/// reductions, and the fused attention at the
 /// head sizes of the demo (32), ViT-Ti/S/B/L (64), and two others (an odd one and 80).
 fn sources() -> Vec<(String, String)> {
     let mut all: Vec<(String, String)> = vitune::ops::shaders::ALL
@@ -16,6 +17,15 @@ fn sources() -> Vec<(String, String)> {
         "matmul.wgsl (f16 B)".into(),
         vitune::ops::shaders::matmul_f16_source(),
     ));
+    for (name, source) in [
+        ("layernorm.wgsl", vitune::ops::shaders::LAYERNORM),
+        ("softmax.wgsl", vitune::ops::shaders::SOFTMAX),
+    ] {
+        all.push((
+            format!("{name} (subgroup reductions)"),
+            vitune::ops::shaders::subgroup_source(source),
+        ));
+    }
     for hd in [5, 32, 64, 80] {
         all.push((
             format!("attention.wgsl (HD {hd})"),

@@ -1,5 +1,8 @@
 use std::sync::Arc;
 
+use super::choices::{
+    AttentionKernel, Choices, MatmulClass, MatmulKernel, RowKernel, TuneState, Tuned,
+};
 use super::pipelines::PipelineCache;
 use super::pool::BufferPool;
 
@@ -76,31 +79,10 @@ pub struct Gpu {
     /// The first fault the device reported outside an error scope (an allocation out of memory, a lost device).
     faults: Arc<std::sync::Mutex<Faults>>,
     dummy: std::sync::OnceLock<super::GpuTensor>,
-    /// Serial row kernels (see `RowKernel`): 1 = one row per invocation, 0 = one workgroup per row.
-    serial_rows: std::sync::atomic::AtomicBool,
-    matmul_kernel: MatmulKernel,
-    /// Attention without maps runs the fused kernel (see `AttentionKernel`).
-    fused_attention: std::sync::atomic::AtomicBool,
+    /// The kernel variants in use and who chose them (see `choices`).
+    choices: std::sync::Mutex<Choices>,
     /// Frozen matmul weights are uploaded as f16 (see `f16_weights`).
     f16_weights: std::sync::atomic::AtomicBool,
-}
-
-/// Which matmul kernel runs by default: 64×64 tiles through workgroup memory (GPUs), or a barrier-free variant
-/// that reads straight from the buffers, 8×8 outputs per invocation (4×8 under 96 rows), for CPU adapters such as
-/// lavapipe, where barriers cost more than they save. A `Matmul` may still ask for either.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatmulKernel {
-    Tiled,
-    Direct,
-}
-
-/// Whether the CPU-adapter variant of a kernel pair runs: the environment variable `var` set to `gpu_name` or
-/// `cpu_name` decides, otherwise the adapter's type.
-fn cpu_variant(var: &str, gpu_name: &str, cpu_name: &str, info: &wgpu::AdapterInfo) -> bool {
-    match env_choice(var, &[gpu_name, cpu_name]) {
-        Some(i) => i == 1,
-        None => info.device_type == wgpu::DeviceType::Cpu,
-    }
 }
 
 /// Index of the environment variable `var`'s value among `values`; None when unset, or (with a warning naming
@@ -115,24 +97,6 @@ fn env_choice(var: &str, values: &[&str]) -> Option<usize> {
         );
     }
     found
-}
-
-/// How row-wise kernels (LayerNorm, softmax and their backwards) spread a row: one 64-lane workgroup per row with
-/// workgroup reductions (GPUs), or one invocation per row with no barriers (CPU adapters such as lavapipe, where
-/// a barrier costs more than the parallel reduction saves).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowKernel {
-    Workgroup,
-    Serial,
-}
-
-/// How attention runs when no attention maps are asked for: the fused flash-style kernel (online softmax, only a
-/// log-sum-exp per row is kept), or batched matmuls and a softmax that store the [T, T] probabilities. Maps and
-/// their gradients always take the matmul path, since they are the probabilities.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttentionKernel {
-    Fused,
-    Matmul,
 }
 
 fn type_rank(t: wgpu::DeviceType) -> u32 {
@@ -194,7 +158,8 @@ impl Gpu {
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, GpuError> {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
+        let wanted =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("vitune"),
@@ -224,13 +189,7 @@ impl Gpu {
                 }
             });
         }
-        let serial_rows = cpu_variant("VITUNE_ROWS", "workgroup", "serial", &info);
-        let fused_attention = env_choice("VITUNE_ATTENTION", &["matmul", "fused"]) == Some(1);
-        let matmul_kernel = if cpu_variant("VITUNE_MATMUL", "tiled", "direct", &info) {
-            MatmulKernel::Direct
-        } else {
-            MatmulKernel::Tiled
-        };
+        let choices = std::sync::Mutex::new(Choices::new(&info, features));
         Ok(Self {
             device,
             queue,
@@ -241,9 +200,7 @@ impl Gpu {
             pool: Arc::new(BufferPool::with_limit(memory_cap())),
             faults,
             dummy: std::sync::OnceLock::new(),
-            serial_rows: std::sync::atomic::AtomicBool::new(serial_rows),
-            matmul_kernel,
-            fused_attention: std::sync::atomic::AtomicBool::new(fused_attention),
+            choices,
             f16_weights: std::sync::atomic::AtomicBool::new(false),
         })
         .inspect(|gpu| {
@@ -255,46 +212,103 @@ impl Gpu {
         })
     }
 
-    /// The default matmul kernel: the adapter's, `VITUNE_MATMUL=tiled|direct` overrides it (read once, here).
+    fn choices(&self) -> std::sync::MutexGuard<'_, Choices> {
+        self.choices.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The matmul kernel for products of the large class (see `matmul_kernel_for`).
     pub fn matmul_kernel(&self) -> MatmulKernel {
-        self.matmul_kernel
+        self.matmul_kernel_for(MatmulClass::Large)
     }
 
-    /// The row-kernel variant in use: the adapter's default, `VITUNE_ROWS=workgroup|serial` overrides it.
+    /// The matmul kernel for a shape class: the user's (`VITUNE_MATMUL`), else the autotuner's, else the adapter
+    /// type's rule.
+    pub fn matmul_kernel_for(&self, class: MatmulClass) -> MatmulKernel {
+        self.choices().matmul_for(class)
+    }
+
+    /// The row-kernel variant in use (see `RowKernel`).
     pub fn row_kernel(&self) -> RowKernel {
-        if self.serial_rows.load(std::sync::atomic::Ordering::Relaxed) {
-            RowKernel::Serial
-        } else {
-            RowKernel::Workgroup
-        }
+        self.choices().rows
     }
 
-    /// Chooses the row-kernel variant (tests run both).
+    /// Chooses the row-kernel variant (tests run each); the autotuner leaves it from then on. The subgroup
+    /// variant is refused where the adapter has no `SUBGROUP`.
     pub fn set_row_kernel(&self, k: RowKernel) {
-        self.serial_rows
-            .store(k == RowKernel::Serial, std::sync::atomic::Ordering::Relaxed);
+        if k == RowKernel::Subgroup && !self.has_subgroups() {
+            return;
+        }
+        let mut c = self.choices();
+        c.rows = k;
+        c.pinned_rows = true;
     }
 
-    /// The attention kernel used when no maps are asked for: matmuls unless `VITUNE_ATTENTION=fused`. The fused
-    /// kernel saves the probabilities' memory, but on lavapipe it is slower (level on the demo at head size 32; a
-    /// ViT-Ti step at head size 64 takes 1.9x as long, its per-row arrays spilling), and no GPU has timed it yet.
+    /// The attention kernel used when no maps are asked for: the user's (`VITUNE_ATTENTION`), else the
+    /// autotuner's, else the matmul path (on lavapipe the fused kernel is slower: level on the demo at head size
+    /// 32, a ViT-Ti step at head size 64 1.9x as long, its per-row arrays spilling).
     pub fn attention_kernel(&self) -> AttentionKernel {
-        if self
-            .fused_attention
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            AttentionKernel::Fused
-        } else {
-            AttentionKernel::Matmul
+        self.choices().attention
+    }
+
+    /// Chooses the attention kernel (tests and benchmarks run both); the autotuner leaves it from then on.
+    pub fn set_attention_kernel(&self, k: AttentionKernel) {
+        let mut c = self.choices();
+        c.attention = k;
+        c.pinned_attention = true;
+    }
+
+    /// Where the autotuner stands; `begin_tuning` moves it from `NotYet` to `Running` for exactly one caller.
+    pub fn tune_state(&self) -> TuneState {
+        self.choices().state
+    }
+
+    /// True for the one caller that should tune now (state was `NotYet`, or `force`); false while another runs or
+    /// when done.
+    pub fn begin_tuning(&self, force: bool) -> bool {
+        let mut c = self.choices();
+        match c.state {
+            TuneState::Running => false,
+            TuneState::Done if !force => false,
+            _ => {
+                c.state = TuneState::Running;
+                true
+            }
         }
     }
 
-    /// Chooses the attention kernel (tests and benchmarks run both).
-    pub fn set_attention_kernel(&self, k: AttentionKernel) {
-        self.fused_attention.store(
-            k == AttentionKernel::Fused,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+    /// Ends a tuning begun by `begin_tuning`: its choices (when any) take effect where the user pinned nothing.
+    pub fn finish_tuning(&self, tuned: Option<Tuned>) {
+        let mut c = self.choices();
+        match tuned {
+            Some(t) => c.apply(t),
+            None => c.state = TuneState::Done,
+        }
+    }
+
+    /// What the autotuner chose on this device, if it ran or was read from the cache.
+    pub fn tuned(&self) -> Option<Tuned> {
+        self.choices().tuned.clone()
+    }
+
+    /// Runs `f` with the row and attention variants set for it, then restores them (the autotuner's trials; not
+    /// a pin).
+    pub fn with_variants<R>(
+        &self,
+        rows: Option<RowKernel>,
+        attention: Option<AttentionKernel>,
+        f: impl FnOnce() -> R,
+    ) -> R {
+        let saved = {
+            let mut c = self.choices();
+            let saved = (c.rows, c.attention);
+            c.rows = rows.unwrap_or(c.rows);
+            c.attention = attention.unwrap_or(c.attention);
+            saved
+        };
+        let r = f();
+        let mut c = self.choices();
+        (c.rows, c.attention) = saved;
+        r
     }
 
     /// Whether backbones uploaded from now on store their frozen matmul weights (patch embedding, qkv, proj, fc1,
@@ -343,6 +357,10 @@ impl Gpu {
 
     pub fn has_shader_f16(&self) -> bool {
         self.features.contains(wgpu::Features::SHADER_F16)
+    }
+
+    pub fn has_subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
     }
 
     pub fn has_timestamps(&self) -> bool {

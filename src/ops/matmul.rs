@@ -10,6 +10,11 @@ pub static MATMUL: Kernel = Kernel {
     source: shaders::MATMUL,
     entry: "matmul",
 };
+pub static MATMUL_REGISTER: Kernel = Kernel {
+    family: "matmul",
+    source: shaders::MATMUL,
+    entry: "matmul_register",
+};
 pub static MATMUL_DIRECT: Kernel = Kernel {
     family: "matmul",
     source: shaders::MATMUL,
@@ -26,12 +31,13 @@ pub static MATMUL_DIRECT_NARROW: Kernel = Kernel {
     entry: "matmul_direct_narrow",
 };
 
-/// The same four kernels reading B as f16 (frozen weights stored in half precision), accumulating in f32.
+/// The same five kernels reading B as f16 (frozen weights stored in half precision), accumulating in f32.
 static MATMUL_F16_SOURCE: LazyLock<String> = LazyLock::new(shaders::matmul_f16_source);
-static MATMUL_F16: LazyLock<[Kernel; 4]> = LazyLock::new(|| {
+static MATMUL_F16: LazyLock<[Kernel; 5]> = LazyLock::new(|| {
     let source: &'static str = MATMUL_F16_SOURCE.as_str();
     [
         "matmul",
+        "matmul_register",
         "matmul_direct",
         "matmul_direct_small",
         "matmul_direct_narrow",
@@ -43,7 +49,7 @@ static MATMUL_F16: LazyLock<[Kernel; 4]> = LazyLock::new(|| {
     })
 });
 
-pub use crate::gpu::MatmulKernel;
+pub use crate::gpu::{MatmulClass, MatmulKernel};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -219,25 +225,30 @@ impl<'t> Matmul<'t> {
             at.dtype == DType::F32 && ct.dtype == DType::F32,
             "matmul: only B may be stored as f16"
         );
-        let variants: [&'static Kernel; 4] = match bt.dtype {
+        let variants: [&'static Kernel; 5] = match bt.dtype {
             DType::F32 => [
                 &MATMUL,
+                &MATMUL_REGISTER,
                 &MATMUL_DIRECT,
                 &MATMUL_DIRECT_SMALL,
                 &MATMUL_DIRECT_NARROW,
             ],
             DType::F16 => {
-                let k: &'static [Kernel; 4] = &MATMUL_F16;
-                [&k[0], &k[1], &k[2], &k[3]]
+                let k: &'static [Kernel; 5] = &MATMUL_F16;
+                [&k[0], &k[1], &k[2], &k[3], &k[4]]
             }
         };
-        let (kernel, rows, cols) = match self.kernel.unwrap_or_else(|| rec.gpu().matmul_kernel()) {
+        let chosen = self
+            .kernel
+            .unwrap_or_else(|| rec.gpu().matmul_kernel_for(MatmulClass::of(self.m, self.n)));
+        let (kernel, rows, cols) = match chosen {
             MatmulKernel::Tiled => (variants[0], 64, 64),
+            MatmulKernel::Register => (variants[1], 128, 128),
             // 32x32 tiles for products at most 32 columns wide; else 64-row tiles unless most of the last tile
             // would be clamped rows.
-            MatmulKernel::Direct if self.n <= 32 => (variants[3], 32, 32),
-            MatmulKernel::Direct if self.m >= 96 => (variants[1], 64, 64),
-            MatmulKernel::Direct => (variants[2], 32, 64),
+            MatmulKernel::Direct if self.n <= 32 => (variants[4], 32, 32),
+            MatmulKernel::Direct if self.m >= 96 => (variants[2], 64, 64),
+            MatmulKernel::Direct => (variants[3], 32, 64),
         };
         let groups = [
             u(self.n.div_ceil(cols)),

@@ -64,6 +64,44 @@ pub mod shaders {
         )
     }
 
+    /// The workgroup reductions of a shader (common.wgsl's `reduce_sum64` and `reduce_max64`) with subgroup sums:
+    /// each subgroup's total lands in the slot of its first lane, every lane then adds the 64 slots. Two barriers
+    /// instead of seven, right for any subgroup size and any grouping of lanes into subgroups; needs `SUBGROUP`.
+    pub fn subgroup_source(source: &str) -> String {
+        let (start, end) = ("// <reduce64>", "// </reduce64>");
+        let (a, b) = (source.find(start), source.find(end));
+        let (Some(a), Some(b)) = (a, b) else {
+            panic!("common.wgsl's reduce64 markers changed")
+        };
+        format!("{}{REDUCE64_SUBGROUP}{}", &source[..a], &source[b..])
+    }
+
+    const REDUCE64_SUBGROUP: &str = "var<workgroup> red: array<f32, 64>;
+fn reduce_sum64(v: f32, lane: u32) -> f32 {
+    let s = subgroupAdd(v);
+    red[lane] = select(0.0, s, lane == subgroupBroadcastFirst(lane));
+    workgroupBarrier();
+    var total = 0.0;
+    for (var i = 0u; i < 64u; i++) {
+        total += red[i];
+    }
+    workgroupBarrier();
+    return total;
+}
+
+fn reduce_max64(v: f32, lane: u32) -> f32 {
+    let s = subgroupMax(v);
+    red[lane] = select(-3.4e38, s, lane == subgroupBroadcastFirst(lane));
+    workgroupBarrier();
+    var total = -3.4e38;
+    for (var i = 0u; i < 64u; i++) {
+        total = max(total, red[i]);
+    }
+    workgroupBarrier();
+    return total;
+}
+";
+
     /// The fused attention shader for head size `hd`.
     pub fn attention_source(hd: usize) -> String {
         // Without this line the replacement would silently keep HD = 64 (and read out of bounds).
@@ -106,7 +144,8 @@ pub(crate) fn rows_groups(rows: usize) -> [u32; 3] {
     [x as u32, rows.div_ceil(x) as u32, 1]
 }
 
-/// The variant of a row-wise kernel pair (workgroup per row, invocation per row) the GPU uses, with its grid.
+/// The variant of a row-wise kernel pair (workgroup per row, invocation per row) the GPU uses, with its grid; the
+/// subgroup variant is the workgroup kernel built from `shaders::subgroup_source`.
 pub(crate) fn row_launch(
     gpu: &crate::gpu::Gpu,
     pair: [&'static crate::gpu::Kernel; 2],
@@ -114,8 +153,36 @@ pub(crate) fn row_launch(
 ) -> (&'static crate::gpu::Kernel, [u32; 3]) {
     match gpu.row_kernel() {
         crate::gpu::RowKernel::Workgroup => (pair[0], rows_groups(rows)),
+        crate::gpu::RowKernel::Subgroup => (subgroup_kernel(pair[0]), rows_groups(rows)),
         crate::gpu::RowKernel::Serial => (pair[1], elementwise_groups(rows)),
     }
+}
+
+/// A workgroup kernel's subgroup variant, built once per (source, entry) and kept for the process.
+pub fn subgroup_kernel(k: &'static crate::gpu::Kernel) -> &'static crate::gpu::Kernel {
+    type Built = std::collections::HashMap<(usize, &'static str), &'static crate::gpu::Kernel>;
+    static BUILT: std::sync::Mutex<Option<Built>> = std::sync::Mutex::new(None);
+    static SOURCES: std::sync::Mutex<Option<std::collections::HashMap<usize, &'static str>>> =
+        std::sync::Mutex::new(None);
+    let key = (k.source.as_ptr() as usize, k.entry);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    let kernel: &&'static crate::gpu::Kernel = built
+        .get_or_insert_with(Default::default)
+        .entry(key)
+        .or_insert_with(|| {
+            let mut sources = SOURCES.lock().unwrap_or_else(|p| p.into_inner());
+            // Leaked once per shader file (a handful), so kernels can keep `&'static str` sources.
+            let source: &'static str = sources
+                .get_or_insert_with(Default::default)
+                .entry(key.0)
+                .or_insert_with(|| Box::leak(shaders::subgroup_source(k.source).into_boxed_str()));
+            Box::leak(Box::new(crate::gpu::Kernel {
+                family: k.family,
+                source,
+                entry: k.entry,
+            }))
+        });
+    kernel
 }
 
 /// u32 conversion for kernel parameters; tensor sizes are bounded by the binding limit (< 4 GiB).

@@ -28,6 +28,17 @@ pub fn f16_declared_absent(gpu: &Gpu) -> bool {
     declared
 }
 
+/// Every row-kernel variant, the subgroup one included: lavapipe and SwiftShader both have `SUBGROUP`, so its
+/// absence fails loudly rather than quietly testing one variant less.
+pub fn row_kernels(gpu: &Gpu) -> &'static [vitune::gpu::RowKernel] {
+    assert!(
+        gpu.has_subgroups(),
+        "{} has no SUBGROUP, which the subgroup row kernels need (lavapipe and SwiftShader have it)",
+        gpu.describe()
+    );
+    vitune::gpu::RowKernel::ALL
+}
+
 pub fn fixture(case: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
