@@ -177,10 +177,8 @@ fn floors_table(out: &mut String, t: &KernelTimes, wall: f64, peaks: &Peaks, wha
 /// The kernel variants and weight storage in use, for the record.
 fn kernel_choices(gpu: &Gpu) -> String {
     format!(
-        "matmul {:?}, rows {:?}, attention {:?} (without maps), weights {}",
-        gpu.matmul_kernel(),
-        gpu.row_kernel(),
-        gpu.attention_kernel(),
+        "{}, weights {}",
+        gpu.kernel_summary(),
         if gpu.f16_weights() { "f16" } else { "f32" }
     )
 }

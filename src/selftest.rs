@@ -10,12 +10,11 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::gpu::{AttentionKernel, Gpu, MatmulKernel, Recorder, RowKernel};
+use crate::gpu::{AttentionKernel, Gpu, MatmulClass, MatmulKernel, RowKernel};
 use crate::model::{
     download_named, load_backbone_bytes, Backbone, ForwardOptions, GpuViT, HostTensor, LoadOptions,
 };
-use crate::ops::matmul::{Layout, Matmul};
-use crate::rng::Rng;
+use crate::ops::autotune::{self, MatmulCase};
 use crate::train::{compute_grads, StepOptions};
 use crate::tuning::{GpuTuning, Method, MethodOptions, Tuning};
 
@@ -154,6 +153,11 @@ pub struct Report {
     pub timestamps: bool,
     /// The kernels this adapter runs by default.
     pub defaults: String,
+    /// The autotuner's choice for each family and shape class, with every variant's check and rate (None with
+    /// `VITUNE_AUTOTUNE=off`).
+    pub autotune: Option<crate::gpu::Tuned>,
+    /// Variants that failed their check on this adapter (family/class/variant): never used.
+    pub rejected: Vec<String>,
     pub checks: Vec<Check>,
     pub speed: Option<Speed>,
     pub passed: bool,
@@ -175,6 +179,17 @@ impl Report {
             yes(self.timestamps),
             self.defaults
         );
+        if let Some(t) = &self.autotune {
+            s.push_str(&format!(
+                "autotuned     (family, class -> choice, each variant's rate)\n{}",
+                t.text()
+            ));
+        }
+        for r in &self.rejected {
+            s.push_str(&format!(
+                "REJECTED      {r}: failed its check on this adapter, never used\n"
+            ));
+        }
         for c in &self.checks {
             s.push_str(&format!(
                 "{}  {:<80} worst {:.1e}  (tolerance {:.0e})\n",
@@ -208,18 +223,7 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-/// max |a − b| / max |b|; infinite when the lengths differ or a value is not finite.
-pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    if a.len() != b.len() || a.iter().any(|v| !v.is_finite()) {
-        return f64::INFINITY;
-    }
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
-    let diff = a
-        .iter()
-        .zip(b)
-        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
-    diff / scale.max(1e-30)
-}
+pub use crate::ops::reference::rel_err;
 
 fn tensors(bytes: &[u8], what: &str) -> Result<BTreeMap<String, HostTensor>> {
     crate::io::tensors_from_bytes(bytes, Path::new(what))
@@ -361,35 +365,24 @@ fn gradient_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
     Ok(())
 }
 
-/// The matmul kernels on awkward sizes (not multiples of any tile), batched and transposed, with bias and GELU,
-/// against a CPU f64 reference.
+/// Every matmul kernel on the autotuner's awkward sizes of each shape class (batched and transposed, with bias and
+/// GELU) against a CPU f64 reference, with f32 weights and (where the adapter has `SHADER_F16`) f16 ones.
 fn matmul_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
     let storages: &[bool] = if gpu.has_shader_f16() {
         &[false, true]
     } else {
         &[false]
     };
+    let cases: Vec<MatmulCase> = MatmulClass::ALL
+        .iter()
+        .flat_map(|&c| autotune::matmul_checks(c).iter().copied())
+        .collect();
     for &f16 in storages {
         for &kernel in MatmulKernel::ALL {
-            let mut worst = 0.0f64;
-            for (i, &(m, n, k, batches, b_trans)) in [
-                (37, 45, 29, 1, true),
-                (130, 67, 77, 3, false),
-                (5, 200, 3, 2, true),
-            ]
-            .iter()
-            .enumerate()
-            {
-                worst = worst.max(matmul_case(
-                    gpu,
-                    (m, n, k),
-                    batches,
-                    b_trans,
-                    kernel,
-                    f16,
-                    i,
-                )?);
-            }
+            let worst = autotune::matmul_error(gpu, &cases, f16, &|mm, rec| {
+                mm.kernel = Some(kernel);
+                mm.record(rec);
+            })?;
             out.push(check(
                 format!(
                     "matmul {kernel:?}, {} weights, awkward sizes, bias + GELU",
@@ -403,94 +396,12 @@ fn matmul_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn matmul_case(
-    gpu: &Gpu,
-    (m, n, k): (usize, usize, usize),
-    batches: usize,
-    b_trans: bool,
-    kernel: MatmulKernel,
-    f16: bool,
-    seed: usize,
-) -> Result<f64> {
-    let mut rng = Rng::new(100 + seed as u64);
-    let a = rng.normal_vec(batches * m * k, 1.0);
-    let mut b = rng.normal_vec(batches * k * n, 1.0);
-    if f16 {
-        b.iter_mut()
-            .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
-    }
-    let bias = rng.normal_vec(n, 1.0);
-    let ga = gpu.upload(&[a.len()], &a)?;
-    let gb = if f16 {
-        gpu.upload_f16(&[b.len()], &b)?
-    } else {
-        gpu.upload(&[b.len()], &b)?
-    };
-    let gbias = gpu.upload(&[n], &bias)?;
-    let gc = gpu.empty(&[batches * m * n])?;
-    // B as [n, k] (a weight, read transposed) or [k, n].
-    let bl = if b_trans {
-        Layout::transposed(k, k * n)
-    } else {
-        Layout::row_major(n, k * n)
-    };
-    let mut rec = Recorder::new(gpu);
-    let mut mm = Matmul::new(
-        (m, n, k),
-        (&ga, Layout::row_major(k, m * k)),
-        (&gb, bl),
-        (&gc, Layout::row_major(n, m * n)),
-    );
-    mm.batch1 = batches;
-    mm.bias = Some((&gbias, 0));
-    mm.act = crate::ops::matmul::Act::Gelu;
-    mm.kernel = Some(kernel);
-    mm.record(&mut rec);
-    let h = rec.read(&gc);
-    let (outs, _) = rec.finish()?;
-    let got = &outs[h.0];
-    let mut want = vec![0.0f32; batches * m * n];
-    for z in 0..batches {
-        for i in 0..m {
-            for j in 0..n {
-                let mut acc = bias[j] as f64;
-                for p in 0..k {
-                    let bv = if b_trans {
-                        b[z * k * n + j * k + p]
-                    } else {
-                        b[z * k * n + p * n + j]
-                    };
-                    acc += a[z * m * k + i * k + p] as f64 * bv as f64;
-                }
-                let gelu = 0.5 * acc * (1.0 + erf(acc / std::f64::consts::SQRT_2));
-                want[z * m * n + i * n + j] = gelu as f32;
-            }
-        }
-    }
-    Ok(rel_err(got, &want))
-}
-
-/// erf by its Maclaurin series (the reference GELU must be exact to far below the 1e-4 check; Rust's std has no
-/// erf). Beyond |x| = 5, erf is ±1 to 2e-12; below, the series' cancellation costs at most ~1e-6 absolute.
-fn erf(x: f64) -> f64 {
-    let s = x.signum();
-    let x = x.abs();
-    if x > 5.0 {
-        return s;
-    }
-    let (mut term, mut sum, mut n) = (x, x, 0.0f64);
-    while term.abs() > 1e-17 * sum.abs().max(1e-300) && n < 200.0 {
-        n += 1.0;
-        term *= -x * x / n;
-        sum += term / (2.0 * n + 1.0);
-    }
-    s * (2.0 / std::f64::consts::PI.sqrt()) * sum
-}
-
 /// Runs the checks (and, unless `quick`, the speed figures) on `gpu`.
 pub fn run(gpu: &Gpu, quick: bool, log: &mut dyn FnMut(&str)) -> Result<Report> {
     let mut checks = Vec::new();
+    log("choosing the kernels (autotuning, or its cache)...");
+    autotune::ensure(gpu);
+    let defaults = gpu.kernel_summary();
     log("checking the forward against timm...");
     forward_checks(gpu, &mut checks)?;
     log("checking every method's gradients against autograd...");
@@ -518,34 +429,23 @@ pub fn run(gpu: &Gpu, quick: bool, log: &mut dyn FnMut(&str)) -> Result<Report> 
         shader_f16: gpu.has_shader_f16(),
         subgroup: gpu.has_subgroups(),
         timestamps: gpu.has_timestamps(),
-        defaults: format!(
-            "matmul {:?}, rows {:?}, attention {:?}",
-            gpu.matmul_kernel(),
-            gpu.row_kernel(),
-            gpu.attention_kernel()
-        ),
+        defaults,
+        autotune: gpu.tuned(),
+        rejected: gpu
+            .tuned()
+            .map(|t| {
+                t.choices
+                    .iter()
+                    .flat_map(|c| {
+                        c.rejected()
+                            .map(|r| format!("{}/{}/{}", c.family, c.class, r.variant))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         passed: checks.iter().all(|c| c.passed),
         checks,
         speed,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn erf_matches_known_values() {
-        for (x, want) in [
-            (0.0, 0.0),
-            (0.5, 0.520_499_877_813_046_5),
-            (1.0, 0.842_700_792_949_714_9),
-            (-2.0, -0.995_322_265_018_952_7),
-            (3.5, 0.999_999_256_901_627_7),
-        ] {
-            assert!(
-                (super::erf(x) - want).abs() < 1e-12,
-                "erf({x}) = {}",
-                super::erf(x)
-            );
-        }
-    }
 }

@@ -434,13 +434,51 @@ fn selftest_checks_every_kernel_family_against_golden_data() {
             .filter(|c| c["name"].as_str().unwrap_or("").contains(what))
             .count()
     };
-    // 3 fixture ViTs (EVA-02: RoPE and SwiGLU) x 2 row kernels x 2 attention kernels; 12 gradient fixtures
-    // (LoRA on EVA-02 among them); tiled and direct matmul (x f16).
-    assert_eq!(named("forward"), 12, "{out}");
-    assert!(named("forward timm EVA-02") == 4, "{out}");
+    // 3 fixture ViTs (EVA-02: RoPE and SwiGLU) x 3 row kernels (workgroup, serial, subgroup: lavapipe and
+    // SwiftShader have SUBGROUP) x 2 attention kernels; 12 gradient fixtures (LoRA on EVA-02 among them); tiled,
+    // direct and register matmul (x f16).
+    assert_eq!(r["subgroup"], true, "{out}");
+    assert_eq!(named("forward"), 18, "{out}");
+    assert!(named("forward timm EVA-02") == 6, "{out}");
     assert_eq!(named("gradients"), 12, "{out}");
     let f16 = r["shader_f16"].as_bool().expect("shader_f16");
-    assert_eq!(named("matmul"), if f16 { 4 } else { 2 }, "{out}");
+    assert_eq!(named("matmul"), if f16 { 6 } else { 3 }, "{out}");
+    // The autotuner's record: every family and matmul class, each with its trials; nothing rejected.
+    let tuned = r["autotune"]["choices"]
+        .as_array()
+        .expect("autotune choices");
+    let families: Vec<String> = tuned
+        .iter()
+        .map(|c| {
+            format!(
+                "{}/{}",
+                c["family"].as_str().unwrap_or(""),
+                c["class"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        families,
+        [
+            "matmul/large",
+            "matmul/small",
+            "matmul/narrow",
+            "rows/all",
+            "attention/all"
+        ],
+        "{out}"
+    );
+    for c in tuned {
+        let chosen = c["chosen"].as_str().expect("chosen");
+        let trials = c["trials"].as_array().expect("trials");
+        assert!(
+            trials
+                .iter()
+                .any(|t| t["variant"] == chosen && t["passed"] == true),
+            "{c}"
+        );
+    }
+    assert_eq!(r["rejected"].as_array().map(Vec::len), Some(0), "{out}");
     for c in checks {
         assert!(
             c["worst"].as_f64().expect("worst") < c["tolerance"].as_f64().expect("tol"),

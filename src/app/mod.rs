@@ -120,6 +120,8 @@ pub struct VituneApp {
     pub backbone: backbone::BackbonePanel,
     /// The adapter the worker runs on, and whether it is a CPU driver.
     pub adapter: Option<(String, bool)>,
+    /// The kernel variants in use (one line) and the autotuner's table of checks and rates.
+    pub kernels: Option<(String, String)>,
     /// The CPU-adapter notice was dismissed.
     pub cpu_notice_dismissed: bool,
     /// File choices: the platform's dialog, or vitune's own browser where that cannot open.
@@ -185,6 +187,7 @@ impl VituneApp {
             backbone: backbone::BackbonePanel::new(hub),
             files: files::Files::new(),
             adapter: None,
+            kernels: None,
             cpu_notice_dismissed: false,
             project,
             project_path,

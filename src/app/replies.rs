@@ -41,6 +41,7 @@ impl VituneApp {
             } => self.backbone_loaded(spec, description, heads),
             Reply::BackboneFailed { spec, error } => self.backbone_failed(spec, error),
             Reply::Adapter { description, cpu } => self.adapter = Some((description, cpu)),
+            Reply::Kernels { summary, table } => self.kernels = Some((summary, table)),
             Reply::Download(p) => {
                 self.status = crate::hub::human_bytes(p.done) + " downloaded";
                 self.backbone.download = Some(p);

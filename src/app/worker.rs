@@ -98,6 +98,11 @@ pub enum Reply {
         description: String,
         cpu: bool,
     },
+    /// The kernel variants the worker's device runs (one line) and the autotuner's table, once chosen.
+    Kernels {
+        summary: String,
+        table: String,
+    },
     /// Images decoded so far before a run, of all.
     Decoding {
         done: usize,
@@ -216,6 +221,12 @@ pub fn spawn(wake: impl Fn() + Send + 'static) -> Worker {
                     send(Reply::Adapter {
                         description: g.describe(),
                         cpu: g.is_cpu(),
+                    });
+                    // Checked and timed once per adapter and driver, then read from the cache.
+                    crate::ops::autotune::ensure(&g);
+                    send(Reply::Kernels {
+                        summary: g.kernel_summary(),
+                        table: g.tuned().map(|t| t.text()).unwrap_or_default(),
                     });
                     st.gpu = Some(g);
                 }

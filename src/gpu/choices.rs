@@ -232,6 +232,15 @@ impl Choices {
     /// Takes the autotuner's choices for every family the user has not pinned.
     pub fn apply(&mut self, tuned: Tuned) {
         for c in &tuned.choices {
+            self.apply_one(c);
+        }
+        self.tuned = Some(tuned);
+        self.state = TuneState::Done;
+    }
+
+    /// Takes one family's choice unless the user pinned that family.
+    pub fn apply_one(&mut self, c: &FamilyChoice) {
+        {
             match c.family.as_str() {
                 "matmul" if !self.pinned_matmul => {
                     if let (Some(class), Some(k)) = (
@@ -254,8 +263,6 @@ impl Choices {
                 _ => {}
             }
         }
-        self.tuned = Some(tuned);
-        self.state = TuneState::Done;
     }
 }
 

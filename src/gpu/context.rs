@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use super::choices::{
-    AttentionKernel, Choices, MatmulClass, MatmulKernel, RowKernel, TuneState, Tuned,
+    AttentionKernel, Choices, FamilyChoice, MatmulClass, MatmulKernel, RowKernel, TuneState, Tuned,
 };
 use super::pipelines::PipelineCache;
 use super::pool::BufferPool;
@@ -227,6 +227,24 @@ impl Gpu {
         self.choices().matmul_for(class)
     }
 
+    /// The variants in use, one line: matmul per shape class, rows, attention.
+    pub fn kernel_summary(&self) -> String {
+        let c = self.choices();
+        let by = match c.state {
+            _ if c.pinned_matmul || c.pinned_rows || c.pinned_attention => "partly set by the user",
+            TuneState::Done if c.tuned.is_some() => "autotuned",
+            _ => "the adapter type's rule",
+        };
+        format!(
+            "matmul {}/{}/{} (large/small/narrow), rows {}, attention {} ({by})",
+            c.matmul_for(MatmulClass::Large).name(),
+            c.matmul_for(MatmulClass::Small).name(),
+            c.matmul_for(MatmulClass::Narrow).name(),
+            c.rows.name(),
+            c.attention.name()
+        )
+    }
+
     /// The row-kernel variant in use (see `RowKernel`).
     pub fn row_kernel(&self) -> RowKernel {
         self.choices().rows
@@ -262,18 +280,20 @@ impl Gpu {
         self.choices().state
     }
 
-    /// True for the one caller that should tune now (state was `NotYet`, or `force`); false while another runs or
-    /// when done.
-    pub fn begin_tuning(&self, force: bool) -> bool {
+    /// True for the one caller that should tune now (the state was `NotYet`); false while another tunes or when
+    /// done.
+    pub fn begin_tuning(&self) -> bool {
         let mut c = self.choices();
-        match c.state {
-            TuneState::Running => false,
-            TuneState::Done if !force => false,
-            _ => {
-                c.state = TuneState::Running;
-                true
-            }
+        if c.state != TuneState::NotYet {
+            return false;
         }
+        c.state = TuneState::Running;
+        true
+    }
+
+    /// Takes one family's tuned choice now, where the user pinned nothing (the autotuner, between families).
+    pub fn apply_choice(&self, choice: &FamilyChoice) {
+        self.choices().apply_one(choice);
     }
 
     /// Ends a tuning begun by `begin_tuning`: its choices (when any) take effect where the user pinned nothing.

@@ -55,7 +55,10 @@ pub struct ForwardOutput {
 impl GpuViT {
     /// Uploads `backbone` to run at `input_size` (H, W); position embeddings are resampled when it differs
     /// from the checkpoint's own size.
+    /// The first model a device meets chooses its kernels (`ops::autotune`: checked and timed once per adapter,
+    /// then cached).
     pub fn new(gpu: &Gpu, backbone: &Backbone, input_size: Option<(usize, usize)>) -> Result<Self> {
+        crate::ops::autotune::ensure(gpu);
         let c = backbone.config.clone();
         let input_size = input_size.unwrap_or(c.image_size);
         c.check_input_size(input_size)?;

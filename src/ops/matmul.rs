@@ -176,6 +176,42 @@ impl<'t> Matmul<'t> {
     }
 
     pub fn record(&self, rec: &mut Recorder) {
+        let variants: [&'static Kernel; 5] = match self.b.0.dtype {
+            DType::F32 => [
+                &MATMUL,
+                &MATMUL_REGISTER,
+                &MATMUL_DIRECT,
+                &MATMUL_DIRECT_SMALL,
+                &MATMUL_DIRECT_NARROW,
+            ],
+            DType::F16 => {
+                let k: &'static [Kernel; 5] = &MATMUL_F16;
+                [&k[0], &k[1], &k[2], &k[3], &k[4]]
+            }
+        };
+        let chosen = self
+            .kernel
+            .unwrap_or_else(|| rec.gpu().matmul_kernel_for(MatmulClass::of(self.m, self.n)));
+        let (kernel, rows, cols) = match chosen {
+            MatmulKernel::Tiled => (variants[0], 64, 64),
+            MatmulKernel::Register => (variants[1], 128, 128),
+            // 32x32 tiles for products at most 32 columns wide; else 64-row tiles unless most of the last tile
+            // would be clamped rows.
+            MatmulKernel::Direct if self.n <= 32 => (variants[4], 32, 32),
+            MatmulKernel::Direct if self.m >= 96 => (variants[2], 64, 64),
+            MatmulKernel::Direct => (variants[3], 32, 64),
+        };
+        self.record_with(rec, kernel, (rows, cols));
+    }
+
+    /// Records this product with the given kernel entry (of matmul.wgsl's interface) and its output tile of
+    /// (rows, columns) per workgroup: `record` after its choice, and the autotuner's trials of other kernels.
+    pub fn record_with(
+        &self,
+        rec: &mut Recorder,
+        kernel: &'static Kernel,
+        (rows, cols): (usize, usize),
+    ) {
         let dummy = rec.gpu().dummy();
         let (at, al) = self.a;
         let (bt, bl) = self.b;
@@ -225,31 +261,6 @@ impl<'t> Matmul<'t> {
             at.dtype == DType::F32 && ct.dtype == DType::F32,
             "matmul: only B may be stored as f16"
         );
-        let variants: [&'static Kernel; 5] = match bt.dtype {
-            DType::F32 => [
-                &MATMUL,
-                &MATMUL_REGISTER,
-                &MATMUL_DIRECT,
-                &MATMUL_DIRECT_SMALL,
-                &MATMUL_DIRECT_NARROW,
-            ],
-            DType::F16 => {
-                let k: &'static [Kernel; 5] = &MATMUL_F16;
-                [&k[0], &k[1], &k[2], &k[3], &k[4]]
-            }
-        };
-        let chosen = self
-            .kernel
-            .unwrap_or_else(|| rec.gpu().matmul_kernel_for(MatmulClass::of(self.m, self.n)));
-        let (kernel, rows, cols) = match chosen {
-            MatmulKernel::Tiled => (variants[0], 64, 64),
-            MatmulKernel::Register => (variants[1], 128, 128),
-            // 32x32 tiles for products at most 32 columns wide; else 64-row tiles unless most of the last tile
-            // would be clamped rows.
-            MatmulKernel::Direct if self.n <= 32 => (variants[4], 32, 32),
-            MatmulKernel::Direct if self.m >= 96 => (variants[2], 64, 64),
-            MatmulKernel::Direct => (variants[3], 32, 64),
-        };
         let groups = [
             u(self.n.div_ceil(cols)),
             u(self.m.div_ceil(rows)),

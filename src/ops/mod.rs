@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod affine;
 pub mod attention;
+pub mod autotune;
 pub mod conv;
 pub mod dropout;
 pub mod embed;
@@ -11,6 +12,7 @@ pub mod loss;
 pub mod matmul;
 pub mod optim;
 pub mod reduce;
+pub mod reference;
 pub mod rope;
 pub mod softmax;
 

@@ -1,4 +1,4 @@
-//! The GPU tab: the adapter, its memory, the self-test.
+//! The GPU tab: the adapter, the kernels chosen for it, the self-test.
 
 use super::*;
 
@@ -16,6 +16,21 @@ pub(super) fn gpu_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
         }
         None => {
             ui.label("Adapter: opening...");
+        }
+    }
+    match &app.kernels {
+        Some((summary, table)) => {
+            ui.label(format!("Kernels: {summary}"));
+            if !table.is_empty() {
+                ui.collapsing("Each variant's check and rate on this adapter", |ui| {
+                    ui.monospace(table);
+                });
+            }
+        }
+        None => {
+            ui.label(
+                "Kernels: choosing (each variant is checked and timed once on a new adapter)...",
+            );
         }
     }
     ui.label(
