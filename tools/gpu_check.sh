@@ -2,9 +2,11 @@
 # The prepared device check, for a few minutes on a borrowed GPU machine: run from the repository root with the
 # release binary built elsewhere and carried (target/release/vitune, or $VITUNE). It brings the Vulkan loader when
 # the machine lacks one (from .gl/*.deb, see the device tool's README), then:
-#   1. vitune selftest (correctness on this GPU: forward vs timm, every method's gradients vs autograd, the kernel
-#      variants vs a CPU reference; speed figures),
-#   2. vitune bench forward / bench train --method vpt-deep for vit-b16 at batch 32 and for the demo config,
+#   1. vitune selftest (the autotuner first: every kernel variant checked against a CPU reference on this GPU and
+#      timed, the choices and rates printed; then correctness: forward vs timm, every method's gradients vs
+#      autograd, the kernel variants vs a CPU reference; speed figures),
+#   2. vitune bench forward / bench train --method vpt-deep for vit-b16 at batch 32 and for the demo config, and
+#      the vit-b16 forward once more with the adapter type's rules (VITUNE_AUTOTUNE=off): the autotuner's gain,
 #   3. tools/bench_torch.py on the same configs and GPU, where PyTorch and timm are installed.
 # Each step has its own time limit and its own output file under $OUT (default gpu-check/); a failing step is
 # recorded and the next one still runs. summary.txt lists each step's command and exit status.
@@ -35,12 +37,16 @@ step() { # step NAME SECONDS COMMAND...
 
 : >"$OUT/summary.txt"
 nvidia-smi -L >"$OUT/gpu.txt" 2>&1 || true
+export VITUNE_CACHE_DIR="$OUT/cache" # a fresh tuning on this machine, its file kept with the results
 step selftest 120 "$BIN" selftest $SELFTEST
 step selftest_json 60 "$BIN" selftest --quick --json
 for cfg in $CONFIGS; do
   step "forward_$cfg" 90 "$BIN" bench forward --config "$cfg" --batch 32 --iters 3
   step "train_$cfg" 120 "$BIN" bench train --config "$cfg" --batch 32 --method vpt-deep --iters 3
 done
+case " $CONFIGS " in *" vit-b16 "*)
+  step forward_rules 90 env VITUNE_AUTOTUNE=off "$BIN" bench forward --config vit-b16 --batch 32 --iters 3 ;;
+esac
 if python3 -c "import torch, timm" 2>/dev/null; then
   for cfg in $CONFIGS; do
     step "torch_$cfg" 120 python3 tools/bench_torch.py --config "$cfg" --batch 32 --method vpt-deep --iters 5

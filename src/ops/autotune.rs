@@ -166,11 +166,29 @@ pub fn save(path: &Path, tuned: &Tuned) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// A variant on trial: its check (worst relative error against the CPU reference) and one run of its timing shape.
+/// A variant on trial: its check (worst relative error against the CPU reference) and one timed run of its timing
+/// shape (seconds; see `timed`).
 pub struct Candidate<'a> {
     pub variant: String,
     pub check: Box<dyn Fn() -> Result<f64, GpuError> + 'a>,
-    pub run: Box<dyn Fn() -> Result<(), GpuError> + 'a>,
+    pub run: Box<dyn Fn() -> Result<f64, GpuError> + 'a>,
+}
+
+/// Seconds the kernels `record` records take: their GPU time from timestamp queries where the adapter has them
+/// (on a fast GPU the timing shapes take microseconds, which a submit and wait would drown), else wall clock.
+pub fn timed(
+    gpu: &Gpu,
+    record: impl FnOnce(&mut Recorder) -> Result<(), GpuError>,
+) -> Result<f64, GpuError> {
+    let mut rec = Recorder::new(gpu).with_timing(true);
+    let start = Instant::now();
+    record(&mut rec)?;
+    let (_, times) = rec.finish()?;
+    let wall = start.elapsed().as_secs_f64();
+    Ok(times
+        .map(|t| t.total())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(wall))
 }
 
 /// Checks every candidate, times those that pass (the best of a few runs after a warm-up) and chooses the fastest.
@@ -219,18 +237,16 @@ pub fn pick(
 }
 
 /// Seconds of the fastest of up to three runs after a warm-up (one run when a run takes over 0.2 s).
-fn best_time(run: &dyn Fn() -> Result<(), GpuError>) -> Option<f64> {
+fn best_time(run: &dyn Fn() -> Result<f64, GpuError>) -> Option<f64> {
     run().ok()?;
     let mut best = f64::INFINITY;
     for i in 0..3 {
-        let t = Instant::now();
-        run().ok()?;
-        best = best.min(t.elapsed().as_secs_f64());
+        best = best.min(run().ok()?);
         if i == 0 && best > 0.2 {
             break;
         }
     }
-    Some(best.max(1e-9))
+    Some(best.max(1e-12))
 }
 
 /// Measures every family on `gpu` (nothing is applied: `ensure` does that).
@@ -434,9 +450,10 @@ pub fn matmul_candidate<'a>(
                 let _ = operands.set(matmul_operands(gpu, &timing, false, 7, false)?);
             }
             let o = operands.get().expect("set above");
-            let mut rec = Recorder::new(gpu);
-            record_case(&mut rec, &timing, o, &run);
-            rec.finish().map(|_| ())
+            timed(gpu, |rec| {
+                record_case(rec, &timing, o, &run);
+                Ok(())
+            })
         }),
     }
 }
@@ -465,11 +482,12 @@ fn rows_candidate(gpu: &Gpu, k: RowKernel) -> Candidate<'_> {
             let (g, b) = (random(gpu, &[d], 2)?, random(gpu, &[d], 3)?);
             let p = random(gpu, &[r2, d2], 4)?;
             gpu.with_variants(Some(k), None, || {
-                let mut rec = Recorder::new(gpu);
-                let ln = crate::ops::layernorm::layernorm(&mut rec, &x, &g, &b, 1e-6)?;
-                crate::ops::softmax::softmax_inplace(&mut rec, &ln.y);
-                crate::ops::softmax::softmax_inplace(&mut rec, &p);
-                rec.finish().map(|_| ())
+                timed(gpu, |rec| {
+                    let ln = crate::ops::layernorm::layernorm(rec, &x, &g, &b, 1e-6)?;
+                    crate::ops::softmax::softmax_inplace(rec, &ln.y);
+                    crate::ops::softmax::softmax_inplace(rec, &p);
+                    Ok(())
+                })
             })
         }),
     }
@@ -541,9 +559,7 @@ fn attention_candidate(gpu: &Gpu, k: AttentionKernel) -> Candidate<'_> {
         run: Box::new(move || {
             let AttentionShape(n, t, heads, hd) = ATTENTION_TIMING;
             let qkv = random(gpu, &[n, t, 3 * heads * hd], 5)?;
-            let mut rec = Recorder::new(gpu);
-            record(&mut rec, &qkv, heads)?;
-            rec.finish().map(|_| ())
+            timed(gpu, |rec| record(rec, &qkv, heads).map(|_| ()))
         }),
     }
 }
