@@ -20,6 +20,7 @@ fn sources() -> Vec<(String, String)> {
     for (name, source) in [
         ("layernorm.wgsl", vitune::ops::shaders::LAYERNORM),
         ("softmax.wgsl", vitune::ops::shaders::SOFTMAX),
+        ("loss.wgsl", vitune::ops::shaders::LOSS),
     ] {
         all.push((
             format!("{name} (subgroup reductions)"),

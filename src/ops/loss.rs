@@ -35,8 +35,13 @@ pub fn cross_entropy(
         inv_n: 1.0 / total.max(1) as f32,
         _p0: 0,
     };
+    // The subgroup reductions where the row kernels use them (the same 64-lane workgroup per row otherwise).
+    let kernel = match rec.gpu().row_kernel() {
+        crate::gpu::RowKernel::Subgroup => crate::ops::subgroup_kernel(&CROSS_ENTROPY),
+        _ => &CROSS_ENTROPY,
+    };
     rec.dispatch(
-        &CROSS_ENTROPY,
+        kernel,
         &params,
         &[logits, labels, &dlogits, &row_loss],
         rows_groups(rows),
