@@ -13,6 +13,13 @@ pub enum OptimizerKind {
 }
 
 impl OptimizerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sgd => "SGD",
+            Self::Adamw => "AdamW",
+        }
+    }
+
     pub fn from_name(s: &str) -> Option<Self> {
         match s {
             "sgd" => Some(Self::Sgd),
@@ -30,6 +37,23 @@ pub struct Candidate {
     pub weight_decay: f32,
     /// VPT prompt tokens, when the search chooses them.
     pub prompts: Option<usize>,
+    /// The optimizer, when not the recipe's (AdamW beside a prompt method's SGD recipe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<OptimizerKind>,
+}
+
+impl Candidate {
+    /// "lr 1.00e-3, wd 1e-4" and, when the candidate names one, its optimizer.
+    pub fn describe(&self) -> String {
+        let mut s = format!("lr {:.3e}, wd {:.0e}", self.lr, self.weight_decay);
+        if let Some(p) = self.prompts {
+            s.push_str(&format!(", {p} prompts"));
+        }
+        if let Some(k) = self.optimizer {
+            s.push_str(&format!(", {}", k.name()));
+        }
+        s
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -83,8 +107,8 @@ impl Selection {
     /// The search table as text, one candidate a line.
     pub fn table_text(&self) -> String {
         let mut s = format!(
-            "{:>10} {:>8} {:>7}  {:>15}  {:>6}  {}\n",
-            "lr", "wd", "prompts", "accuracy", "epochs", "folds"
+            "{:>10} {:>8} {:>5} {:>7}  {:>15}  {:>6}  {}\n",
+            "lr", "wd", "optim", "prompts", "accuracy", "epochs", "folds"
         );
         for t in &self.table {
             let mark = if t.candidate == self.chosen {
@@ -98,9 +122,10 @@ impl Selection {
                 ""
             };
             s.push_str(&format!(
-                "{:>10.3e} {:>8.0e} {:>7}  {:>6.1}% ± {:>4.1}  {:>6}  {}{}{}{}\n",
+                "{:>10.3e} {:>8.0e} {:>5} {:>7}  {:>6.1}% ± {:>4.1}  {:>6}  {}{}{}{}\n",
                 t.candidate.lr,
                 t.candidate.weight_decay,
+                t.candidate.optimizer.unwrap_or(self.optimizer).name(),
                 t.candidate
                     .prompts
                     .map(|p| p.to_string())

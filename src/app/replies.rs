@@ -252,12 +252,7 @@ impl VituneApp {
         let chosen = t
             .selection
             .as_ref()
-            .map(|s| {
-                format!(
-                    "; lr {:.2e}, wd {:.0e} chosen by the search",
-                    s.chosen.lr, s.chosen.weight_decay
-                )
-            })
+            .map(|s| format!("; {} chosen by the search", s.chosen.describe()))
             .unwrap_or_default();
         self.run.selection = t.selection;
         self.status = format!(

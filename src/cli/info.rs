@@ -117,13 +117,8 @@ pub(super) fn tuned_info(path: &Path, json: bool) -> Result<()> {
         None => println!("selection     none (the recipe's learning rate and weight decay)"),
         Some(s) => {
             println!(
-                "selection     lr {:.3e}, wd {:.0e}{} chosen by {}: {:.1}% ± {:.1}",
-                s.chosen.lr,
-                s.chosen.weight_decay,
-                s.chosen
-                    .prompts
-                    .map(|p| format!(", {p} prompts"))
-                    .unwrap_or_default(),
+                "selection     {} chosen by {}: {:.1}% ± {:.1}",
+                s.chosen.describe(),
                 s.protocol,
                 100.0 * s.score,
                 100.0 * s.score_std

@@ -267,13 +267,8 @@ pub(super) fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
         let final_s = started.elapsed().as_secs_f64() - sel.seconds;
         eprintln!("\nsearch ({}):\n{}", sel.protocol, sel.table_text());
         eprintln!(
-            "chose lr {:.3e}, wd {:.0e}{} ({:.1}% ± {:.1} held-out); the recipe's own lr {:.3e}, wd {:.0e}",
-            sel.chosen.lr,
-            sel.chosen.weight_decay,
-            sel.chosen
-                .prompts
-                .map(|p| format!(", {p} prompts"))
-                .unwrap_or_default(),
+            "chose {} ({:.1}% ± {:.1} held-out); the recipe's own lr {:.3e}, wd {:.0e}",
+            sel.chosen.describe(),
             100.0 * sel.score,
             100.0 * sel.score_std,
             sel.default.lr,

@@ -246,9 +246,8 @@ pub fn run(gpu: &Gpu, opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<D
         let recipe = &job.config.optim;
         let setting = match &row.selection {
             Some(s) => format!(
-                "chose lr {:.2e} wd {:.0e} ({:.1}% ± {:.1} on {}-fold); search {:.1}s, planned {:.1} default runs",
-                s.chosen.lr,
-                s.chosen.weight_decay,
+                "chose {} ({:.1}% ± {:.1} on {}-fold); search {:.1}s, planned {:.1} default runs",
+                s.chosen.describe(),
                 100.0 * s.score,
                 100.0 * s.score_std,
                 s.table.first().map_or(0, |t| t.folds.len()),

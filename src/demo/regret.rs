@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::job::{run_train, Init};
 use crate::model::GpuViT;
-use crate::select::grid::candidates;
+use crate::select::grid::search_grid;
 use crate::select::{apply_candidate, Candidate, SearchOptions};
 use crate::train::Recipe;
 use crate::tuning::spt::SptKind;
@@ -118,13 +118,15 @@ pub fn search_regret(
                     lr: optim.lr,
                     weight_decay: optim.weight_decay,
                     prompts: None,
+                    optimizer: None,
                 };
-                let grid = candidates(
+                let grid = search_grid(
                     optim.kind,
                     optim.lr,
                     optim.weight_decay,
                     base.config.batch,
                     None,
+                    m.method.uses_prompts(),
                 );
                 settings = grid.len();
                 // The oracle: every setting to the end on all the shots, scored on the test set.
@@ -146,7 +148,10 @@ pub fn search_regret(
                 let at = |c: &Candidate| {
                     scored
                         .iter()
-                        .find(|(s, _)| s.lr == c.lr && s.weight_decay == c.weight_decay)
+                        .find(|(s, _)| {
+                            (s.lr, s.weight_decay, s.optimizer)
+                                == (c.lr, c.weight_decay, c.optimizer)
+                        })
                         .map(|(_, a)| *a)
                 };
                 let best = scored.iter().map(|(_, a)| *a).fold(0.0, f64::max);

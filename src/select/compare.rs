@@ -47,6 +47,7 @@ fn candidate_of(recipe: &Recipe) -> Candidate {
         lr: recipe.config.optim.lr,
         weight_decay: recipe.config.optim.weight_decay,
         prompts: None,
+        optimizer: None,
     }
 }
 
@@ -116,12 +117,11 @@ pub fn compare(
             }
             per_seed.push(score);
             log(&format!(
-                "{:<14} seed {seed}: {:.1}% ± {:.1} (lr {:.2e}, wd {:.0e})",
+                "{:<14} seed {seed}: {:.1}% ± {:.1} ({})",
                 entry.label,
                 100.0 * score,
                 100.0 * std,
-                chosen.lr,
-                chosen.weight_decay
+                chosen.describe()
             ));
         }
         let (score, seed_std) = mean_std(&per_seed);

@@ -12,6 +12,9 @@ pub const SGD_WEIGHT_DECAYS: [f32; 2] = [1e-4, 1e-2];
 pub const ADAMW_LR_FACTORS: [f32; 5] = [0.1, 0.316, 1.0, 3.16, 10.0];
 /// AdamW's decoupled weight decay: the papers' 1e-4 and the 0.05 common for ViTs.
 pub const ADAMW_WEIGHT_DECAYS: [f32; 2] = [1e-4, 5e-2];
+/// AdamW for prompt methods whose recipe is SGD: centred on the learning rate of the PETL code bases that train
+/// prompts with AdamW (around 1e-3, REFERENCE.md §12), the same half-decade steps and weight decays as above.
+pub const PROMPT_ADAMW_LR: f32 = 1e-3;
 /// The prompt counts `--auto-prompts` tries (VPT's {1, 5, 10, 50, 100, 200} without the extremes).
 pub const PROMPT_COUNTS: [usize; 3] = [5, 10, 50];
 
@@ -49,6 +52,15 @@ pub fn candidates(
     {
         pairs.push((default_lr, default_wd));
     }
+    with_prompts(&pairs, prompts, None)
+}
+
+/// Every (lr, wd) pair at every prompt count (or none), with the candidates' optimizer.
+fn with_prompts(
+    pairs: &[(f32, f32)],
+    prompts: Option<&[usize]>,
+    optimizer: Option<OptimizerKind>,
+) -> Vec<Candidate> {
     let prompt_choices: Vec<Option<usize>> = match prompts {
         Some(p) if !p.is_empty() => p.iter().map(|&n| Some(n)).collect(),
         _ => vec![None],
@@ -60,9 +72,35 @@ pub fn candidates(
                 lr,
                 weight_decay,
                 prompts: p,
+                optimizer,
             })
         })
         .collect()
+}
+
+/// The search's grid for a recipe: its optimizer's grid (`candidates`), and for a prompt method whose recipe is
+/// SGD (VPT's official optimizer) an AdamW grid beside it (the optimizer later prompt code bases use).
+pub fn search_grid(
+    kind: OptimizerKind,
+    default_lr: f32,
+    default_wd: f32,
+    batch: usize,
+    prompts: Option<&[usize]>,
+    prompt_method: bool,
+) -> Vec<Candidate> {
+    let mut grid = candidates(kind, default_lr, default_wd, batch, prompts);
+    if prompt_method && kind == OptimizerKind::Sgd {
+        let pairs: Vec<(f32, f32)> = ADAMW_LR_FACTORS
+            .iter()
+            .flat_map(|f| {
+                ADAMW_WEIGHT_DECAYS
+                    .iter()
+                    .map(move |&wd| (f * PROMPT_ADAMW_LR, wd))
+            })
+            .collect();
+        grid.extend(with_prompts(&pairs, prompts, Some(OptimizerKind::Adamw)));
+    }
+    grid
 }
 
 #[cfg(test)]
@@ -95,5 +133,47 @@ mod tests {
         );
         assert_eq!(c[0].prompts, Some(5));
         assert_eq!(c[29].prompts, Some(50));
+    }
+
+    #[test]
+    fn prompt_methods_with_sgd_recipes_also_search_adamw() {
+        // VPT-deep at batch 32: SGD's 10 settings, then AdamW's 10 around 1e-3.
+        let g = search_grid(OptimizerKind::Sgd, 0.625, 1e-4, 32, None, true);
+        assert_eq!(g.len(), 20);
+        assert!(g[..10].iter().all(|c| c.optimizer.is_none()));
+        let adamw: Vec<(f32, f32)> = g[10..]
+            .iter()
+            .map(|c| {
+                assert_eq!(c.optimizer, Some(OptimizerKind::Adamw));
+                (c.lr, c.weight_decay)
+            })
+            .collect();
+        assert!(
+            (adamw[0].0 - 1e-4).abs() < 1e-9 && adamw[0].1 == 1e-4,
+            "{adamw:?}"
+        );
+        assert!(
+            (adamw[9].0 - 1e-2).abs() < 1e-8 && adamw[9].1 == 5e-2,
+            "{adamw:?}"
+        );
+        // Not for a method whose recipe is already AdamW, nor for the linear probe's SGD.
+        assert_eq!(
+            search_grid(OptimizerKind::Adamw, 1e-3, 1e-4, 32, None, true).len(),
+            10
+        );
+        assert_eq!(
+            search_grid(OptimizerKind::Sgd, 1.25, 1e-4, 32, None, false).len(),
+            11
+        );
+        // With prompt counts, both grids take each.
+        let g = search_grid(
+            OptimizerKind::Sgd,
+            0.625,
+            1e-4,
+            32,
+            Some(&PROMPT_COUNTS),
+            true,
+        );
+        assert_eq!(g.len(), 60);
     }
 }

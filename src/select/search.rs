@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::folds::{fold_split, stratified_folds, Protocol};
-use super::grid::{candidates, Candidate};
+use super::grid::{search_grid, Candidate};
 use super::halving::{plan, rank, DEFAULT_BUDGET};
 use crate::error::{Error, Result};
 use std::cell::RefCell;
@@ -45,6 +45,9 @@ impl Selection {
 pub fn apply_candidate(recipe: &mut Recipe, c: &Candidate, epochs: usize, train_images: usize) {
     recipe.config.optim.lr = c.lr;
     recipe.config.optim.weight_decay = c.weight_decay;
+    if let Some(k) = c.optimizer {
+        recipe.config.optim.kind = k;
+    }
     if let Some(p) = c.prompts {
         recipe.options.prompts = p;
     }
@@ -249,13 +252,15 @@ pub fn search(
         lr: optim.lr,
         weight_decay: optim.weight_decay,
         prompts: prompts.map(|_| recipe.options.prompts),
+        optimizer: None,
     };
-    let grid = candidates(
+    let grid = search_grid(
         optim.kind,
         optim.lr,
         optim.weight_decay,
         recipe.config.batch,
         prompts,
+        recipe.method.uses_prompts(),
     );
     let schedule = plan(
         grid.len(),
@@ -334,6 +339,38 @@ pub fn search(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_adamw_candidate_trains_with_adamw_and_a_plain_one_keeps_the_recipes_optimizer() {
+        use crate::train::{OptimizerKind, TrainConfig};
+        use crate::tuning::{Method, MethodOptions};
+        let method = Method::VptDeep;
+        let mut recipe = Recipe {
+            method,
+            options: MethodOptions::defaults(method),
+            init: Init::Method,
+            config: TrainConfig::defaults(method, 10, 8, 4),
+        };
+        assert_eq!(recipe.config.optim.kind, OptimizerKind::Sgd);
+        let mut c = Candidate {
+            lr: 0.5,
+            weight_decay: 1e-2,
+            prompts: Some(5),
+            optimizer: None,
+        };
+        apply_candidate(&mut recipe, &c, 10, 32);
+        assert_eq!(recipe.config.optim.kind, OptimizerKind::Sgd);
+        assert_eq!((recipe.config.optim.lr, recipe.options.prompts), (0.5, 5));
+        c.optimizer = Some(OptimizerKind::Adamw);
+        c.lr = 3e-3;
+        apply_candidate(&mut recipe, &c, 10, 32);
+        assert_eq!(recipe.config.optim.kind, OptimizerKind::Adamw);
+        assert_eq!(
+            (recipe.config.optim.lr, recipe.config.optim.weight_decay),
+            (3e-3, 1e-2)
+        );
+        assert_eq!(c.describe(), "lr 3.000e-3, wd 1e-2, 5 prompts, AdamW");
+    }
 
     #[test]
     fn cross_entropy_of_logits() {

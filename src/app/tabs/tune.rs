@@ -281,9 +281,8 @@ pub(super) fn selection_ui(app: &VituneApp, ui: &mut egui::Ui) {
         return;
     };
     egui::CollapsingHeader::new(format!(
-        "Search: lr {:.2e}, wd {:.0e} chosen ({:.1}% ± {:.1}, {})",
-        sel.chosen.lr,
-        sel.chosen.weight_decay,
+        "Search: {} chosen ({:.1}% ± {:.1}, {})",
+        sel.chosen.describe(),
         100.0 * sel.score,
         100.0 * sel.score_std,
         sel.protocol
@@ -291,13 +290,14 @@ pub(super) fn selection_ui(app: &VituneApp, ui: &mut egui::Ui) {
     .id_salt("search table")
     .show(ui, |ui| {
         egui::Grid::new("search grid").striped(true).show(ui, |ui| {
-            for h in ["lr", "wd", "accuracy", "epochs", ""] {
+            for h in ["lr", "wd", "optimizer", "accuracy", "epochs", ""] {
                 ui.strong(h);
             }
             ui.end_row();
             for t in &sel.table {
                 ui.label(format!("{:.2e}", t.candidate.lr));
                 ui.label(format!("{:.0e}", t.candidate.weight_decay));
+                ui.label(t.candidate.optimizer.unwrap_or(sel.optimizer).name());
                 ui.label(format!("{:.1}% ± {:.1}", 100.0 * t.mean, 100.0 * t.std));
                 ui.label(t.epochs.to_string());
                 ui.label(if t.candidate == sel.chosen {
