@@ -64,6 +64,7 @@ impl AutoArgs {
                 .auto_prompts
                 .then(|| vitune::select::grid::PROMPT_COUNTS.to_vec()),
             budget: self.auto_budget,
+            ..Default::default()
         })
     }
 }

@@ -62,6 +62,9 @@ pub(super) enum BenchCommand {
         /// The glyph split: shifted (the target classes under a domain shift) or target.
         #[arg(long, default_value = "shifted")]
         split: String,
+        /// What the search's rungs rank by: accuracy (the default) or loss (held-out cross-entropy).
+        #[arg(long, default_value = "accuracy")]
+        rank_by: String,
     },
     /// A training step of a method: images/s, step/forward ratio, memory per image, trainable parameters.
     Train {
@@ -109,7 +112,13 @@ pub(super) fn exec(a: Args) -> Result<()> {
             test_per_class,
             methods,
             split,
+            rank_by,
         } => {
+            let rank_by = vitune::select::RankBy::from_name(&rank_by).ok_or_else(|| {
+                vitune::error::Error::Input(format!(
+                    "--rank-by {rank_by:?}: expected accuracy or loss"
+                ))
+            })?;
             let labels = methods
                 .unwrap_or_else(|| "linear,vpt-deep,vpt-deep + SPT,lora,convpass,ssf".to_string());
             let chosen = chosen_methods(&labels)?;
@@ -121,7 +130,10 @@ pub(super) fn exec(a: Args) -> Result<()> {
                 epochs,
                 test_per_class,
                 split,
-                search: vitune::select::SearchOptions::default(),
+                search: vitune::select::SearchOptions {
+                    rank_by,
+                    ..Default::default()
+                },
             };
             let rows =
                 vitune::demo::search_regret(&gpu, &chosen, &opts, &mut |m| eprintln!("{m}"))?;

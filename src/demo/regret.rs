@@ -160,12 +160,14 @@ pub fn search_regret(
                 auto_job.auto = Some(o.search.clone());
                 // A final run that diverges before any epoch is kept scores 0, as a grid setting does (its
                 // choice and cost are then unknown: NaN and 0).
+                let mut chose = String::from("-");
                 let (acc, chosen_rank, planned) =
                     match run_train(gpu, &backbone, &auto_job, &stop, &mut |_| {}, &mut |_| {}) {
                         Ok(out) => {
                             let acc = score(&out.outcome.best)?;
                             match &out.selection {
                                 Some(sel) => {
+                                    chose = sel.chosen.describe();
                                     let chosen = at(&sel.chosen).unwrap_or(acc);
                                     let above = scored.iter().filter(|(_, a)| *a > chosen).count();
                                     (acc, above as f64 + 1.0, sel.schedule.cost)
@@ -176,6 +178,18 @@ pub fn search_regret(
                         Err(Error::Diverged { .. }) => (0.0, f64::NAN, 0.0),
                         Err(e) => return Err(e),
                     };
+                // The oracle's three best settings, and the search's choice, for the record.
+                let mut ranked = scored.clone();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let top: Vec<String> = ranked
+                    .iter()
+                    .take(3)
+                    .map(|(c, a)| format!("{} {:.1}", c.describe(), 100.0 * a))
+                    .collect();
+                log(&format!(
+                    "    oracle's best: {}; --auto chose {chose}",
+                    top.join("; ")
+                ));
                 let recipe = at(&default).unwrap_or(f64::NAN);
                 log(&format!(
                     "{:<16} {k}-shot seed {seed}: recipe {:.1}  --auto {:.1}  oracle {:.1}  rank {chosen_rank}  cost {planned:.1}",

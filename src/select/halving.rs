@@ -73,6 +73,44 @@ fn training_passes(rungs: &[Rung]) -> usize {
         .sum()
 }
 
+/// What a rung ranks its candidates by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RankBy {
+    /// Mean held-out accuracy, ties broken by loss.
+    #[default]
+    Accuracy,
+    /// Mean held-out cross-entropy (continuous: no ties on a few validation images), ties broken by accuracy.
+    Loss,
+}
+
+impl RankBy {
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "accuracy" => Some(Self::Accuracy),
+            "loss" => Some(Self::Loss),
+            _ => None,
+        }
+    }
+}
+
+/// The order of a rung's (accuracy, loss) results under `by`, then the earlier candidate.
+pub fn rank_by(scores: &[(f64, f64)], by: RankBy) -> Vec<usize> {
+    match by {
+        RankBy::Accuracy => rank(scores),
+        RankBy::Loss => {
+            let mut order: Vec<usize> = (0..scores.len()).collect();
+            order.sort_by(|&a, &b| {
+                scores[a]
+                    .1
+                    .total_cmp(&scores[b].1)
+                    .then(scores[b].0.total_cmp(&scores[a].0))
+                    .then(a.cmp(&b))
+            });
+            order
+        }
+    }
+}
+
 /// The order in which a rung's results rank: higher mean accuracy first, then lower mean loss (accuracy ties
 /// are common on a few validation images), then the earlier candidate.
 pub fn rank(scores: &[(f64, f64)]) -> Vec<usize> {
@@ -131,5 +169,11 @@ mod tests {
     fn ranking_breaks_accuracy_ties_by_loss() {
         let scores = [(0.5, 1.0), (0.75, 2.0), (0.75, 1.5), (0.5, 0.9)];
         assert_eq!(rank(&scores), vec![2, 1, 3, 0]);
+        assert_eq!(rank_by(&scores, RankBy::Loss), vec![3, 0, 2, 1]);
+        // A diverged candidate (infinite loss) ranks last by loss.
+        assert_eq!(
+            rank_by(&[(0.0, f64::INFINITY), (0.1, 3.0)], RankBy::Loss),
+            vec![1, 0]
+        );
     }
 }

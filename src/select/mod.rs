@@ -14,7 +14,7 @@ mod search;
 pub use compare::{compare, table_text as compare_table, CompareEntry, CompareRow};
 pub use folds::Protocol;
 pub use grid::Candidate;
-pub use halving::{Rung, Schedule};
+pub use halving::{RankBy, Rung, Schedule};
 pub use search::{
     apply_candidate, mean_std, search, Scorer, SearchEvent, SearchOptions, Selection, Trial,
 };

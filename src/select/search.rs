@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::folds::{fold_split, stratified_folds, Protocol};
 use super::grid::{search_grid, Candidate};
-use super::halving::{plan, rank, DEFAULT_BUDGET};
+use super::halving::{plan, rank_by, RankBy, DEFAULT_BUDGET};
 use crate::error::{Error, Result};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -24,6 +24,8 @@ pub struct SearchOptions {
     pub prompts: Option<Vec<usize>>,
     /// The most the search may cost, in default runs.
     pub budget: f64,
+    /// What each rung ranks by (accuracy unless the regret table says otherwise).
+    pub rank_by: RankBy,
 }
 
 impl Default for SearchOptions {
@@ -31,6 +33,7 @@ impl Default for SearchOptions {
         Self {
             prompts: None,
             budget: DEFAULT_BUDGET,
+            rank_by: RankBy::Accuracy,
         }
     }
 }
@@ -306,7 +309,10 @@ pub fn search(
             scores.push((trial.mean, trial.loss.unwrap_or(f64::INFINITY)));
             last[c] = Some(trial);
         }
-        alive = rank(&scores).into_iter().map(|i| alive[i]).collect();
+        alive = rank_by(&scores, opts.rank_by)
+            .into_iter()
+            .map(|i| alive[i])
+            .collect();
     }
     let chosen = alive[0];
     let mut table: Vec<Trial> = last.into_iter().flatten().collect();
