@@ -611,45 +611,12 @@ fn pool_attention_matches_reference() {
 }
 
 /// Reference attention in f64: probabilities [N,H,T,T], context [N,T,D] and log-sum-exp of the scaled scores
-/// [N·H,T], from qkv [N,T,3D].
+/// [N·H,T], from qkv [N,T,3D] (the autotuner's reference).
 fn attention_reference(
     qkv: &[f32],
-    (n, t, heads, hd): (usize, usize, usize, usize),
+    dims: (usize, usize, usize, usize),
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let d = heads * hd;
-    let at = |img: usize, tok: usize, which: usize, h: usize, c: usize| {
-        qkv[(img * t + tok) * 3 * d + which * d + h * hd + c] as f64
-    };
-    let scale = (hd as f64).powf(-0.5);
-    let mut probs = vec![0.0; n * heads * t * t];
-    let mut ctx = vec![0.0; n * t * d];
-    let mut lse = vec![0.0; n * heads * t];
-    for img in 0..n {
-        for h in 0..heads {
-            for i in 0..t {
-                let s: Vec<f64> = (0..t)
-                    .map(|j| {
-                        (0..hd)
-                            .map(|c| at(img, i, 0, h, c) * at(img, j, 1, h, c))
-                            .sum::<f64>()
-                            * scale
-                    })
-                    .collect();
-                let m = s.iter().cloned().fold(f64::MIN, f64::max);
-                let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
-                let z: f64 = e.iter().sum();
-                lse[(img * heads + h) * t + i] = m + z.ln();
-                for j in 0..t {
-                    probs[((img * heads + h) * t + i) * t + j] = e[j] / z;
-                }
-                for c in 0..hd {
-                    ctx[(img * t + i) * d + h * hd + c] =
-                        (0..t).map(|j| e[j] / z * at(img, j, 2, h, c)).sum();
-                }
-            }
-        }
-    }
-    (probs, ctx, lse)
+    vitune::ops::reference::attention(qkv, dims)
 }
 
 #[test]

@@ -65,6 +65,9 @@ pub(super) enum BenchCommand {
         /// What the search's rungs rank by: accuracy (the default) or loss (held-out cross-entropy).
         #[arg(long, default_value = "accuracy")]
         rank_by: String,
+        /// Prompt methods with an SGD recipe also try AdamW around 1e-3.
+        #[arg(long)]
+        prompt_adamw: bool,
     },
     /// A training step of a method: images/s, step/forward ratio, memory per image, trainable parameters.
     Train {
@@ -113,6 +116,7 @@ pub(super) fn exec(a: Args) -> Result<()> {
             methods,
             split,
             rank_by,
+            prompt_adamw,
         } => {
             let rank_by = vitune::select::RankBy::from_name(&rank_by).ok_or_else(|| {
                 vitune::error::Error::Input(format!(
@@ -132,6 +136,7 @@ pub(super) fn exec(a: Args) -> Result<()> {
                 split,
                 search: vitune::select::SearchOptions {
                     rank_by,
+                    prompt_adamw,
                     ..Default::default()
                 },
             };

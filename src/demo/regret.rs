@@ -126,7 +126,7 @@ pub fn search_regret(
                     optim.weight_decay,
                     base.config.batch,
                     None,
-                    m.method.uses_prompts(),
+                    o.search.prompt_adamw && m.method.uses_prompts(),
                 );
                 settings = grid.len();
                 // The oracle: every setting to the end on all the shots, scored on the test set.

@@ -89,14 +89,20 @@ pub fn softmax(x: &[f32], d: usize) -> Vec<f32> {
     out
 }
 
-/// Attention's context [n, t, heads·hd] from qkv [n, t, 3·heads·hd], scores scaled by hd^-1/2.
-pub fn attention_context(qkv: &[f32], (n, t, heads, hd): (usize, usize, usize, usize)) -> Vec<f32> {
+/// Attention in f64 from qkv [n, t, 3·heads·hd], scores scaled by hd^-1/2: the probabilities [n, heads, t, t], the
+/// context [n, t, heads·hd] and the log-sum-exp of the scaled scores [n·heads, t].
+pub fn attention(
+    qkv: &[f32],
+    (n, t, heads, hd): (usize, usize, usize, usize),
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let d = heads * hd;
     let at = |img: usize, tok: usize, which: usize, h: usize, c: usize| {
         qkv[(img * t + tok) * 3 * d + which * d + h * hd + c] as f64
     };
     let scale = (hd as f64).powf(-0.5);
-    let mut ctx = vec![0.0f32; n * t * d];
+    let mut probs = vec![0.0; n * heads * t * t];
+    let mut ctx = vec![0.0; n * t * d];
+    let mut lse = vec![0.0; n * heads * t];
     for img in 0..n {
         for h in 0..heads {
             for i in 0..t {
@@ -111,14 +117,27 @@ pub fn attention_context(qkv: &[f32], (n, t, heads, hd): (usize, usize, usize, u
                 let m = s.iter().cloned().fold(f64::MIN, f64::max);
                 let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
                 let z: f64 = e.iter().sum();
+                lse[(img * heads + h) * t + i] = m + z.ln();
+                for j in 0..t {
+                    probs[((img * heads + h) * t + i) * t + j] = e[j] / z;
+                }
                 for c in 0..hd {
                     ctx[(img * t + i) * d + h * hd + c] =
-                        ((0..t).map(|j| e[j] * at(img, j, 2, h, c)).sum::<f64>() / z) as f32;
+                        (0..t).map(|j| e[j] / z * at(img, j, 2, h, c)).sum();
                 }
             }
         }
     }
-    ctx
+    (probs, ctx, lse)
+}
+
+/// Attention's context [n, t, heads·hd] (see `attention`), as f32.
+pub fn attention_context(qkv: &[f32], dims: (usize, usize, usize, usize)) -> Vec<f32> {
+    attention(qkv, dims)
+        .1
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
 }
 
 #[cfg(test)]

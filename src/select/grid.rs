@@ -78,18 +78,19 @@ fn with_prompts(
         .collect()
 }
 
-/// The search's grid for a recipe: its optimizer's grid (`candidates`), and for a prompt method whose recipe is
-/// SGD (VPT's official optimizer) an AdamW grid beside it (the optimizer later prompt code bases use).
+/// The search's grid for a recipe: its optimizer's grid (`candidates`), and with `prompt_adamw` (a prompt method
+/// whose recipe is SGD, VPT's official optimizer) an AdamW grid beside it (the optimizer later prompt code bases
+/// use; `SearchOptions::prompt_adamw`, off by default).
 pub fn search_grid(
     kind: OptimizerKind,
     default_lr: f32,
     default_wd: f32,
     batch: usize,
     prompts: Option<&[usize]>,
-    prompt_method: bool,
+    prompt_adamw: bool,
 ) -> Vec<Candidate> {
     let mut grid = candidates(kind, default_lr, default_wd, batch, prompts);
-    if prompt_method && kind == OptimizerKind::Sgd {
+    if prompt_adamw && kind == OptimizerKind::Sgd {
         let pairs: Vec<(f32, f32)> = ADAMW_LR_FACTORS
             .iter()
             .flat_map(|f| {
@@ -136,7 +137,7 @@ mod tests {
     }
 
     #[test]
-    fn prompt_methods_with_sgd_recipes_also_search_adamw() {
+    fn prompt_adamw_adds_an_adamw_grid_beside_an_sgd_recipe() {
         // VPT-deep at batch 32: SGD's 10 settings, then AdamW's 10 around 1e-3.
         let g = search_grid(OptimizerKind::Sgd, 0.625, 1e-4, 32, None, true);
         assert_eq!(g.len(), 20);
@@ -156,7 +157,7 @@ mod tests {
             (adamw[9].0 - 1e-2).abs() < 1e-8 && adamw[9].1 == 5e-2,
             "{adamw:?}"
         );
-        // Not for a method whose recipe is already AdamW, nor for the linear probe's SGD.
+        // Not for a method whose recipe is already AdamW, nor when not asked (the default; the linear probe).
         assert_eq!(
             search_grid(OptimizerKind::Adamw, 1e-3, 1e-4, 32, None, true).len(),
             10

@@ -26,6 +26,9 @@ pub struct SearchOptions {
     pub budget: f64,
     /// What each rung ranks by (accuracy unless the regret table says otherwise).
     pub rank_by: RankBy,
+    /// Prompt methods with an SGD recipe also try AdamW (`grid::search_grid`). Off by default: on the glyph
+    /// testbed it left the regret as it was and raised the cost (BENCHMARKS.md, session 11).
+    pub prompt_adamw: bool,
 }
 
 impl Default for SearchOptions {
@@ -34,6 +37,7 @@ impl Default for SearchOptions {
             prompts: None,
             budget: DEFAULT_BUDGET,
             rank_by: RankBy::Accuracy,
+            prompt_adamw: false,
         }
     }
 }
@@ -263,7 +267,7 @@ pub fn search(
         optim.weight_decay,
         recipe.config.batch,
         prompts,
-        recipe.method.uses_prompts(),
+        opts.prompt_adamw && recipe.method.uses_prompts(),
     );
     let schedule = plan(
         grid.len(),
