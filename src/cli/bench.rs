@@ -68,6 +68,9 @@ pub(super) enum BenchCommand {
         /// Prompt methods with an SGD recipe also try AdamW around 1e-3.
         #[arg(long)]
         prompt_adamw: bool,
+        /// The most cross-validation folds the search scores on (2 to 5).
+        #[arg(long, default_value_t = 5)]
+        max_folds: usize,
     },
     /// A training step of a method: images/s, step/forward ratio, memory per image, trainable parameters.
     Train {
@@ -117,6 +120,7 @@ pub(super) fn exec(a: Args) -> Result<()> {
             split,
             rank_by,
             prompt_adamw,
+            max_folds,
         } => {
             let rank_by = vitune::select::RankBy::from_name(&rank_by).ok_or_else(|| {
                 vitune::error::Error::Input(format!(
@@ -137,6 +141,7 @@ pub(super) fn exec(a: Args) -> Result<()> {
                 search: vitune::select::SearchOptions {
                     rank_by,
                     prompt_adamw,
+                    max_folds,
                     ..Default::default()
                 },
             };

@@ -19,7 +19,18 @@ impl Protocol {
     /// k = min(fewest images of any class, 5) folds when that is at least 2; otherwise a held-out set when one
     /// exists; otherwise none (the method's defaults apply).
     pub fn choose(labels: &[usize], classes: usize, held_out: usize) -> Option<Self> {
-        let k = fewest_per_class(labels, classes).min(MAX_FOLDS);
+        Self::choose_at_most(labels, classes, held_out, MAX_FOLDS)
+    }
+
+    /// `choose` with at most `max_folds` folds (at least 2): fewer folds cost fewer passes an epoch, so the same
+    /// budget buys longer rungs.
+    pub fn choose_at_most(
+        labels: &[usize],
+        classes: usize,
+        held_out: usize,
+        max_folds: usize,
+    ) -> Option<Self> {
+        let k = fewest_per_class(labels, classes).min(max_folds.max(2));
         if k >= 2 {
             Some(Self::CrossValidation { folds: k })
         } else if held_out > 0 {
@@ -155,6 +166,10 @@ mod tests {
             Some(Protocol::HeldOut { images: 6 })
         );
         assert_eq!(Protocol::choose(&labels(&[1, 3]), 2, 0), None);
+        assert_eq!(
+            Protocol::choose_at_most(&labels(&[4, 4, 4]), 3, 0, 2),
+            Some(Protocol::CrossValidation { folds: 2 })
+        );
         assert_eq!(Protocol::CrossValidation { folds: 4 }.cost_per_epoch(), 3.0);
     }
 }

@@ -29,6 +29,8 @@ pub struct SearchOptions {
     /// Prompt methods with an SGD recipe also try AdamW (`grid::search_grid`). Off by default: on the glyph
     /// testbed it left the regret as it was and raised the cost (BENCHMARKS.md, session 11).
     pub prompt_adamw: bool,
+    /// The most cross-validation folds (`folds::MAX_FOLDS` by default).
+    pub max_folds: usize,
 }
 
 impl Default for SearchOptions {
@@ -38,6 +40,7 @@ impl Default for SearchOptions {
             budget: DEFAULT_BUDGET,
             rank_by: RankBy::Accuracy,
             prompt_adamw: false,
+            max_folds: super::folds::MAX_FOLDS,
         }
     }
 }
@@ -245,7 +248,9 @@ pub fn search(
 ) -> Result<Option<Selection>> {
     let start = Instant::now();
     let held_out = val.map_or(0, |v| v.len());
-    let Some(protocol) = Protocol::choose(&train.labels, classes.len(), held_out) else {
+    let Some(protocol) =
+        Protocol::choose_at_most(&train.labels, classes.len(), held_out, opts.max_folds)
+    else {
         log("--auto: one image per class and no validation images, so nothing to choose the learning rate on; \
              training with the method's defaults (add images or give --val to search)");
         return Ok(None);
