@@ -107,8 +107,8 @@ impl Selection {
     /// The search table as text, one candidate a line.
     pub fn table_text(&self) -> String {
         let mut s = format!(
-            "{:>10} {:>8} {:>5} {:>7}  {:>15}  {:>6}  {}\n",
-            "lr", "wd", "optim", "prompts", "accuracy", "epochs", "folds"
+            "{:>10} {:>8} {:>5} {:>7}  {:>15}  {:>6}  {:>6}  {}\n",
+            "lr", "wd", "optim", "prompts", "accuracy", "loss", "epochs", "folds"
         );
         for t in &self.table {
             let mark = if t.candidate == self.chosen {
@@ -122,7 +122,7 @@ impl Selection {
                 ""
             };
             s.push_str(&format!(
-                "{:>10.3e} {:>8.0e} {:>5} {:>7}  {:>6.1}% ± {:>4.1}  {:>6}  {}{}{}{}\n",
+                "{:>10.3e} {:>8.0e} {:>5} {:>7}  {:>6.1}% ± {:>4.1}  {:>6}  {:>6}  {}{}{}{}\n",
                 t.candidate.lr,
                 t.candidate.weight_decay,
                 t.candidate.optimizer.unwrap_or(self.optimizer).name(),
@@ -132,6 +132,7 @@ impl Selection {
                     .unwrap_or_else(|| "-".into()),
                 100.0 * t.mean,
                 100.0 * t.std,
+                t.loss.map_or_else(|| "-".into(), |l| format!("{l:.3}")),
                 t.epochs,
                 t.folds
                     .iter()

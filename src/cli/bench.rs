@@ -62,8 +62,8 @@ pub(super) enum BenchCommand {
         /// The glyph split: shifted (the target classes under a domain shift) or target.
         #[arg(long, default_value = "shifted")]
         split: String,
-        /// What the search's rungs rank by: accuracy (the default) or loss (held-out cross-entropy).
-        #[arg(long, default_value = "accuracy")]
+        /// What the search's rungs rank by: loss (held-out cross-entropy, the default) or accuracy.
+        #[arg(long, default_value = "loss")]
         rank_by: String,
         /// Prompt methods with an SGD recipe also try AdamW around 1e-3.
         #[arg(long)]

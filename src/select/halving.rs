@@ -73,13 +73,14 @@ fn training_passes(rungs: &[Rung]) -> usize {
         .sum()
 }
 
-/// What a rung ranks its candidates by.
+/// What a rung ranks its candidates by: held-out loss by default, chosen on the glyph testbed's regret table
+/// (BENCHMARKS.md, session 11: vpt-deep's regret 8.2 → 5.6 points, linear 5.9 → 5.4, LoRA level).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RankBy {
     /// Mean held-out accuracy, ties broken by loss.
-    #[default]
     Accuracy,
     /// Mean held-out cross-entropy (continuous: no ties on a few validation images), ties broken by accuracy.
+    #[default]
     Loss,
 }
 

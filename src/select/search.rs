@@ -24,7 +24,7 @@ pub struct SearchOptions {
     pub prompts: Option<Vec<usize>>,
     /// The most the search may cost, in default runs.
     pub budget: f64,
-    /// What each rung ranks by (accuracy unless the regret table says otherwise).
+    /// What each rung ranks by (held-out loss; see `RankBy`).
     pub rank_by: RankBy,
     /// Prompt methods with an SGD recipe also try AdamW (`grid::search_grid`). Off by default: on the glyph
     /// testbed it left the regret as it was and raised the cost (BENCHMARKS.md, session 11).
@@ -38,7 +38,7 @@ impl Default for SearchOptions {
         Self {
             prompts: None,
             budget: DEFAULT_BUDGET,
-            rank_by: RankBy::Accuracy,
+            rank_by: RankBy::default(),
             prompt_adamw: false,
             max_folds: super::folds::MAX_FOLDS,
         }
@@ -325,14 +325,15 @@ pub fn search(
     }
     let chosen = alive[0];
     let mut table: Vec<Trial> = last.into_iter().flatten().collect();
+    // Later rungs first, each in the ranking's order.
+    let loss = |t: &Trial| t.loss.unwrap_or(f64::INFINITY);
     table.sort_by(|a, b| {
-        b.rung.cmp(&a.rung).then(b.mean.total_cmp(&a.mean)).then(
-            a.loss
-                .unwrap_or(f64::INFINITY)
-                .total_cmp(&b.loss.unwrap_or(f64::INFINITY)),
-        )
+        b.rung.cmp(&a.rung).then(match opts.rank_by {
+            RankBy::Accuracy => b.mean.total_cmp(&a.mean).then(loss(a).total_cmp(&loss(b))),
+            RankBy::Loss => loss(a).total_cmp(&loss(b)).then(b.mean.total_cmp(&a.mean)),
+        })
     });
-    // The winner leads its rung's ties by loss, as the ranking chose it.
+    // The winner leads its rung's ties, as the ranking chose it.
     if let Some(pos) = table.iter().position(|t| t.candidate == grid[chosen]) {
         let t = table.remove(pos);
         table.insert(0, t);

@@ -290,7 +290,7 @@ pub(super) fn selection_ui(app: &VituneApp, ui: &mut egui::Ui) {
     .id_salt("search table")
     .show(ui, |ui| {
         egui::Grid::new("search grid").striped(true).show(ui, |ui| {
-            for h in ["lr", "wd", "optimizer", "accuracy", "epochs", ""] {
+            for h in ["lr", "wd", "optimizer", "accuracy", "loss", "epochs", ""] {
                 ui.strong(h);
             }
             ui.end_row();
@@ -299,6 +299,7 @@ pub(super) fn selection_ui(app: &VituneApp, ui: &mut egui::Ui) {
                 ui.label(format!("{:.0e}", t.candidate.weight_decay));
                 ui.label(t.candidate.optimizer.unwrap_or(sel.optimizer).name());
                 ui.label(format!("{:.1}% ± {:.1}", 100.0 * t.mean, 100.0 * t.std));
+                ui.label(t.loss.map_or_else(|| "-".into(), |l| format!("{l:.3}")));
                 ui.label(t.epochs.to_string());
                 ui.label(if t.candidate == sel.chosen {
                     "chosen"
