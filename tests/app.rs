@@ -397,7 +397,7 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
         h.state().errors
     );
     let sel = h.state().run.selection.clone().expect("a search ran");
-    assert!(sel.protocol.contains("4-fold"), "{}", sel.protocol);
+    assert!(sel.protocol.contains("2-fold"), "{}", sel.protocol);
     assert_eq!(sel.table.len(), 11);
     assert!(
         h.state().status.contains("chosen by the search"),

@@ -69,7 +69,7 @@ pub(super) enum BenchCommand {
         #[arg(long)]
         prompt_adamw: bool,
         /// The most cross-validation folds the search scores on (2 to 5).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = vitune::select::folds::SEARCH_FOLDS)]
         max_folds: usize,
     },
     /// A training step of a method: images/s, step/forward ratio, memory per image, trainable parameters.

@@ -3,8 +3,12 @@
 
 use crate::rng::Rng;
 
-/// The most folds a search uses: more would cost more runs for little less noise.
+/// The most folds a protocol uses: more would cost more runs for little less noise.
 pub const MAX_FOLDS: usize = 5;
+/// The most folds `--auto`'s search scores on: a candidate-epoch then costs one pass over the shots, not k − 1, so the
+/// budget buys rungs long enough to rank learning rates (chosen on the glyph testbed's regret table, BENCHMARKS.md
+/// session 11).
+pub const SEARCH_FOLDS: usize = 2;
 
 /// How a candidate setting is scored.
 #[derive(Debug, Clone, PartialEq)]

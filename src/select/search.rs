@@ -29,7 +29,7 @@ pub struct SearchOptions {
     /// Prompt methods with an SGD recipe also try AdamW (`grid::search_grid`). Off by default: on the glyph
     /// testbed it left the regret as it was and raised the cost (BENCHMARKS.md, session 11).
     pub prompt_adamw: bool,
-    /// The most cross-validation folds (`folds::MAX_FOLDS` by default).
+    /// The most cross-validation folds (`folds::SEARCH_FOLDS` by default).
     pub max_folds: usize,
 }
 
@@ -40,7 +40,7 @@ impl Default for SearchOptions {
             budget: DEFAULT_BUDGET,
             rank_by: RankBy::default(),
             prompt_adamw: false,
-            max_folds: super::folds::MAX_FOLDS,
+            max_folds: super::folds::SEARCH_FOLDS,
         }
     }
 }
