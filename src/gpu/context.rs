@@ -310,24 +310,12 @@ impl Gpu {
         self.choices().tuned.clone()
     }
 
-    /// Runs `f` with the row and attention variants set for it, then restores them (the autotuner's trials; not
-    /// a pin).
-    pub fn with_variants<R>(
-        &self,
-        rows: Option<RowKernel>,
-        attention: Option<AttentionKernel>,
-        f: impl FnOnce() -> R,
-    ) -> R {
-        let saved = {
-            let mut c = self.choices();
-            let saved = (c.rows, c.attention);
-            c.rows = rows.unwrap_or(c.rows);
-            c.attention = attention.unwrap_or(c.attention);
-            saved
-        };
+    /// Runs `f` with the row-kernel variant `rows`, then restores the one in use (the autotuner's trials; not a
+    /// pin).
+    pub fn with_row_kernel<R>(&self, rows: RowKernel, f: impl FnOnce() -> R) -> R {
+        let saved = std::mem::replace(&mut self.choices().rows, rows);
         let r = f();
-        let mut c = self.choices();
-        (c.rows, c.attention) = saved;
+        self.choices().rows = saved;
         r
     }
 

@@ -468,7 +468,7 @@ fn rows_candidate(gpu: &Gpu, k: RowKernel) -> Candidate<'_> {
     Candidate {
         variant: k.name().into(),
         check: Box::new(move || {
-            gpu.with_variants(Some(k), None, || {
+            gpu.with_row_kernel(k, || {
                 let mut worst = 0.0f64;
                 for (i, &(rows, d)) in [(7usize, 197usize), (5, 770), (3, 40)].iter().enumerate() {
                     worst = worst.max(rows_error(gpu, rows, d, 30 + i as u64)?);
@@ -481,7 +481,7 @@ fn rows_candidate(gpu: &Gpu, k: RowKernel) -> Candidate<'_> {
             let x = random(gpu, &[r, d], 1)?;
             let (g, b) = (random(gpu, &[d], 2)?, random(gpu, &[d], 3)?);
             let p = random(gpu, &[r2, d2], 4)?;
-            gpu.with_variants(Some(k), None, || {
+            gpu.with_row_kernel(k, || {
                 timed(gpu, |rec| {
                     let ln = crate::ops::layernorm::layernorm(rec, &x, &g, &b, 1e-6)?;
                     crate::ops::softmax::softmax_inplace(rec, &ln.y);

@@ -94,36 +94,29 @@ impl RankBy {
     }
 }
 
-/// The order of a rung's (accuracy, loss) results under `by`, then the earlier candidate.
-pub fn rank_by(scores: &[(f64, f64)], by: RankBy) -> Vec<usize> {
-    match by {
-        RankBy::Accuracy => rank(scores),
-        RankBy::Loss => {
-            let mut order: Vec<usize> = (0..scores.len()).collect();
-            order.sort_by(|&a, &b| {
-                scores[a]
-                    .1
-                    .total_cmp(&scores[b].1)
-                    .then(scores[b].0.total_cmp(&scores[a].0))
-                    .then(a.cmp(&b))
-            });
-            order
+impl RankBy {
+    /// Which of two (accuracy, loss) results ranks first: the chosen measure, then the other.
+    pub fn compare(self, a: (f64, f64), b: (f64, f64)) -> std::cmp::Ordering {
+        let accuracy = b.0.total_cmp(&a.0);
+        let loss = a.1.total_cmp(&b.1);
+        match self {
+            RankBy::Accuracy => accuracy.then(loss),
+            RankBy::Loss => loss.then(accuracy),
         }
     }
+}
+
+/// The order of a rung's (accuracy, loss) results under `by`, then the earlier candidate.
+pub fn rank_by(scores: &[(f64, f64)], by: RankBy) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| by.compare(scores[a], scores[b]).then(a.cmp(&b)));
+    order
 }
 
 /// The order in which a rung's results rank: higher mean accuracy first, then lower mean loss (accuracy ties
 /// are common on a few validation images), then the earlier candidate.
 pub fn rank(scores: &[(f64, f64)]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| {
-        scores[b]
-            .0
-            .total_cmp(&scores[a].0)
-            .then(scores[a].1.total_cmp(&scores[b].1))
-            .then(a.cmp(&b))
-    });
-    order
+    rank_by(scores, RankBy::Accuracy)
 }
 
 #[cfg(test)]

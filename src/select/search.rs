@@ -326,12 +326,11 @@ pub fn search(
     let chosen = alive[0];
     let mut table: Vec<Trial> = last.into_iter().flatten().collect();
     // Later rungs first, each in the ranking's order.
-    let loss = |t: &Trial| t.loss.unwrap_or(f64::INFINITY);
+    let key = |t: &Trial| (t.mean, t.loss.unwrap_or(f64::INFINITY));
     table.sort_by(|a, b| {
-        b.rung.cmp(&a.rung).then(match opts.rank_by {
-            RankBy::Accuracy => b.mean.total_cmp(&a.mean).then(loss(a).total_cmp(&loss(b))),
-            RankBy::Loss => loss(a).total_cmp(&loss(b)).then(b.mean.total_cmp(&a.mean)),
-        })
+        b.rung
+            .cmp(&a.rung)
+            .then(opts.rank_by.compare(key(a), key(b)))
     });
     // The winner leads its rung's ties, as the ranking chose it.
     if let Some(pos) = table.iter().position(|t| t.candidate == grid[chosen]) {
