@@ -270,7 +270,7 @@ fn forward_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
             if rows == RowKernel::Subgroup && !gpu.has_subgroups() {
                 continue;
             }
-            for attn in [AttentionKernel::Matmul, AttentionKernel::Fused] {
+            for &attn in AttentionKernel::ALL {
                 gpu.set_row_kernel(rows);
                 gpu.set_attention_kernel(attn);
                 let got = vit.forward(gpu, &pixels, &ForwardOptions::default())?;

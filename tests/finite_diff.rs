@@ -3,7 +3,7 @@
 
 mod common;
 
-use vitune::gpu::{Gpu, GpuTensor, Recorder};
+use vitune::gpu::{AttentionKernel, Gpu, GpuTensor, Recorder};
 use vitune::ops;
 use vitune::ops::layernorm::Rows;
 use vitune::ops::matmul::Act;
@@ -206,21 +206,32 @@ fn fused_attention_backward_matches_finite_differences() {
     let d = heads * hd;
     let qkv = rng.normal_vec(n * t * 3 * d, 1.0);
     let w = rng.normal_vec(n * t * d, 1.0);
-    let fwd = |q: &[f32]| {
-        run(&gpu, |rec| {
-            ops::attention::flash_attention(rec, &up(&gpu, &[n, t, 3 * d], q), heads)
-                .expect("attn")
-                .context
-        })
-    };
-    let an = run(&gpu, |rec| {
-        let g = up(&gpu, &[n, t, 3 * d], &qkv);
-        let a = ops::attention::flash_attention(rec, &g, heads).expect("attn");
-        let dctx = up(&gpu, &[n, t, d], &w);
-        ops::attention::flash_attention_backward(rec, &g, &a.context, &a.lse, &dctx, heads)
-            .expect("backward")
-    });
-    check("fused attention dqkv", &qkv, &w, &an, fwd, 1e-2);
+    for kernel in [AttentionKernel::Fused, AttentionKernel::Tiled] {
+        let fwd = |q: &[f32]| {
+            run(&gpu, |rec| {
+                let g = up(&gpu, &[n, t, 3 * d], q);
+                ops::attention::flash_attention_as(rec, &g, heads, kernel)
+                    .expect("attn")
+                    .context
+            })
+        };
+        let an = run(&gpu, |rec| {
+            let g = up(&gpu, &[n, t, 3 * d], &qkv);
+            let a = ops::attention::flash_attention_as(rec, &g, heads, kernel).expect("attn");
+            let dctx = up(&gpu, &[n, t, d], &w);
+            let saved = (&g, &a.context, &a.lse, &dctx);
+            ops::attention::flash_attention_backward_as(rec, saved, heads, kernel)
+                .expect("backward")
+        });
+        check(
+            &format!("{kernel:?} attention dqkv"),
+            &qkv,
+            &w,
+            &an,
+            fwd,
+            1e-2,
+        );
+    }
 }
 
 #[test]

@@ -83,11 +83,11 @@ fn step(
     .expect("step")
 }
 
-/// Checks the loss and every gradient against autograd, with the fused and the matmul attention kernels.
+/// Checks the loss and every gradient against autograd, with every attention kernel (fused per row, matmul, tiled).
 fn check(method: &str) {
     let case = load_case(method);
     let gpu = common::gpu();
-    for kernel in [AttentionKernel::Fused, AttentionKernel::Matmul] {
+    for &kernel in AttentionKernel::ALL {
         gpu.set_attention_kernel(kernel);
         check_with(&gpu, &case, &format!("{method} ({kernel:?} attention)"));
     }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use vitune::gpu::{Gpu, GpuTensor, Recorder};
+use vitune::gpu::{AttentionKernel, Gpu, GpuTensor, Recorder};
 use vitune::ops;
 use vitune::ops::matmul::{Act, Layout, Matmul, MatmulKernel};
 use vitune::rng::Rng;
@@ -637,55 +637,69 @@ fn attention_matches_reference() {
     assert_close(&outs[hc.0], &ctx, 1e-5, "attention context");
 }
 
-/// The fused kernel's context and log-sum-exp against the reference, at sizes that leave partial key blocks
-/// (T not a multiple of 8), cross 16-row workgroup blocks (T = 70), and use the built-in (64) and a generated head size.
+/// Both fused variants' context and log-sum-exp against the reference, at sizes that leave partial key blocks (T
+/// not a multiple of 8 or of the tiled kernel's 16 or 32), cross 16- and 32-row workgroup blocks (T = 70), and use
+/// the built-in (64) and generated head sizes (128: the tiled kernel's 8-key tiles).
 #[test]
 fn fused_attention_matches_reference() {
     let gpu = common::gpu();
     let mut rng = Rng::new(18);
-    for (n, t, heads, hd) in [(2, 13, 3, 5), (1, 70, 2, 64), (3, 1, 1, 3)] {
-        let d = heads * hd;
-        let qkv = rng.normal_vec(n * t * 3 * d, 1.5);
-        let g = up(&gpu, &[n, t, 3 * d], &qkv);
-        let mut rec = Recorder::new(&gpu);
-        let out = ops::attention::flash_attention(&mut rec, &g, heads).expect("attention");
-        let hc = rec.read(&out.context);
-        let hl = rec.read(&out.lse);
-        let (outs, _) = rec.finish().expect("runs");
-        let (_, ctx, lse) = attention_reference(&qkv, (n, t, heads, hd));
-        let what = format!("fused attention n{n} t{t} h{heads} hd{hd}");
-        assert_close(&outs[hc.0], &ctx, 1e-5, &format!("{what} context"));
-        assert_close(&outs[hl.0], &lse, 1e-5, &format!("{what} log-sum-exp"));
+    for kernel in FUSED {
+        for (n, t, heads, hd) in [(2, 13, 3, 5), (1, 70, 2, 64), (3, 1, 1, 3), (1, 37, 1, 128)] {
+            let d = heads * hd;
+            let qkv = rng.normal_vec(n * t * 3 * d, 1.5);
+            let g = up(&gpu, &[n, t, 3 * d], &qkv);
+            let mut rec = Recorder::new(&gpu);
+            let out =
+                ops::attention::flash_attention_as(&mut rec, &g, heads, kernel).expect("attention");
+            let hc = rec.read(&out.context);
+            let hl = rec.read(&out.lse);
+            let (outs, _) = rec.finish().expect("runs");
+            let (_, ctx, lse) = attention_reference(&qkv, (n, t, heads, hd));
+            let what = format!("{kernel:?} attention n{n} t{t} h{heads} hd{hd}");
+            assert_close(&outs[hc.0], &ctx, 1e-5, &format!("{what} context"));
+            assert_close(&outs[hl.0], &lse, 1e-5, &format!("{what} log-sum-exp"));
+        }
     }
 }
 
-/// The fused backward gives the matmul path's d qkv (both are checked by finite differences separately).
+/// The fused variants of attention: one invocation per row, and workgroup-tiled.
+const FUSED: [AttentionKernel; 2] = [AttentionKernel::Fused, AttentionKernel::Tiled];
+
+/// Both fused backwards give the matmul path's d qkv (both are checked by finite differences separately).
 #[test]
 fn fused_attention_backward_matches_the_matmul_backward() {
     let gpu = common::gpu();
     let mut rng = Rng::new(19);
-    for (n, t, heads, hd) in [(2, 13, 3, 5), (1, 70, 2, 64)] {
-        let d = heads * hd;
-        let qkv = up(&gpu, &[n, t, 3 * d], &rng.normal_vec(n * t * 3 * d, 1.5));
-        let dctx = up(&gpu, &[n, t, d], &rng.normal_vec(n * t * d, 1.0));
-        let mut rec = Recorder::new(&gpu);
-        let a = ops::attention::attention(&mut rec, &qkv, heads).expect("attention");
-        let want = ops::attention::attention_backward(&mut rec, &qkv, &a.probs, &dctx, heads, None)
-            .expect("backward");
-        let f = ops::attention::flash_attention(&mut rec, &qkv, heads).expect("fused");
-        let got = ops::attention::flash_attention_backward(
-            &mut rec, &qkv, &f.context, &f.lse, &dctx, heads,
-        )
-        .expect("fused backward");
-        let (hw, hg) = (rec.read(&want), rec.read(&got));
-        let (outs, _) = rec.finish().expect("runs");
-        let want: Vec<f64> = outs[hw.0].iter().map(|v| *v as f64).collect();
-        assert_close(
-            &outs[hg.0],
-            &want,
-            1e-4,
-            &format!("fused d qkv n{n} t{t} hd{hd}"),
-        );
+    for kernel in FUSED {
+        for (n, t, heads, hd) in [(2, 13, 3, 5), (1, 70, 2, 64), (1, 37, 1, 128)] {
+            let d = heads * hd;
+            let qkv = up(&gpu, &[n, t, 3 * d], &rng.normal_vec(n * t * 3 * d, 1.5));
+            let dctx = up(&gpu, &[n, t, d], &rng.normal_vec(n * t * d, 1.0));
+            let mut rec = Recorder::new(&gpu);
+            let a = ops::attention::attention(&mut rec, &qkv, heads).expect("attention");
+            let want =
+                ops::attention::attention_backward(&mut rec, &qkv, &a.probs, &dctx, heads, None)
+                    .expect("backward");
+            let f =
+                ops::attention::flash_attention_as(&mut rec, &qkv, heads, kernel).expect("fused");
+            let got = ops::attention::flash_attention_backward_as(
+                &mut rec,
+                (&qkv, &f.context, &f.lse, &dctx),
+                heads,
+                kernel,
+            )
+            .expect("fused backward");
+            let (hw, hg) = (rec.read(&want), rec.read(&got));
+            let (outs, _) = rec.finish().expect("runs");
+            let want: Vec<f64> = outs[hw.0].iter().map(|v| *v as f64).collect();
+            assert_close(
+                &outs[hg.0],
+                &want,
+                1e-4,
+                &format!("{kernel:?} d qkv n{n} t{t} hd{hd}"),
+            );
+        }
     }
 }
 

@@ -56,14 +56,25 @@ fn check_case(case: &str, opts: LoadOptions) -> vitune::model::Backbone {
         let e = rel_err_named(&a.data, &want.data);
         assert!(e < TOL, "{case}: attn.{l} rel err {e:e}");
     }
-    // Without maps the fused attention kernel can run (`VITUNE_ATTENTION=fused`); check it on every layout.
-    gpu.set_attention_kernel(AttentionKernel::Fused);
-    let fused = vit
-        .forward(&gpu, &pixels, &ForwardOptions::default())
-        .expect("forward without maps");
-    let e = rel_err_named(&fused.pooled.data, &expected["pooled"].data);
-    assert!(e < TOL, "{case}: pooled (fused attention) rel err {e:e}");
-    check_logits(case, fused.logits.as_ref(), &expected, " (fused attention)");
+    // Without maps the fused attention kernels can run (`VITUNE_ATTENTION=fused` or `tiled`); check them on every
+    // layout.
+    for kernel in [AttentionKernel::Fused, AttentionKernel::Tiled] {
+        gpu.set_attention_kernel(kernel);
+        let fused = vit
+            .forward(&gpu, &pixels, &ForwardOptions::default())
+            .expect("forward without maps");
+        let e = rel_err_named(&fused.pooled.data, &expected["pooled"].data);
+        assert!(
+            e < TOL,
+            "{case}: pooled ({kernel:?} attention) rel err {e:e}"
+        );
+        check_logits(
+            case,
+            fused.logits.as_ref(),
+            &expected,
+            &format!(" ({kernel:?} attention)"),
+        );
+    }
     backbone
 }
 

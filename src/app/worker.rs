@@ -351,15 +351,17 @@ fn handle(st: &mut State, cmd: Command, stop: &AtomicBool, send: &dyn Fn(Reply))
         }
         Command::Memory(want) => {
             let g = gpu(st)?;
-            g.set_attention_kernel(if want.fused_attention {
-                AttentionKernel::Fused
-            } else {
-                AttentionKernel::Matmul
+            // A fused variant already in force (the tuned one, say) stays; otherwise the per-row one.
+            let now = g.attention_kernel();
+            g.set_attention_kernel(match (want.fused_attention, now.is_fused()) {
+                (true, true) => now,
+                (true, false) => AttentionKernel::Fused,
+                (false, _) => AttentionKernel::Matmul,
             });
             let f16 = g.set_f16_weights(want.f16_weights);
             let now = MemoryChoice {
                 f16_weights: g.f16_weights(),
-                fused_attention: g.attention_kernel() == AttentionKernel::Fused,
+                fused_attention: g.attention_kernel().is_fused(),
             };
             // The weights are stored as they were uploaded: upload again under the new choice.
             st.vit = None;

@@ -27,12 +27,22 @@ pub enum RowKernel {
 }
 
 /// How attention runs when no attention maps are asked for: the fused flash-style kernel (online softmax, only a
-/// log-sum-exp per row is kept), or batched matmuls and a softmax that store the [T, T] probabilities. Maps and
-/// their gradients always take the matmul path, since they are the probabilities.
+/// log-sum-exp per row is kept), one invocation per row reading keys from the buffer (`fused`) or workgroup-tiled
+/// with each step's keys in workgroup memory (`tiled`, for GPUs); or batched matmuls and a softmax that store the
+/// [T, T] probabilities (`matmul`). Maps and their gradients always take the matmul path, since they are the
+/// probabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionKernel {
     Fused,
     Matmul,
+    Tiled,
+}
+
+impl AttentionKernel {
+    /// Whether this is a fused (flash-style) variant: the forward keeps a log-sum-exp per row, not probabilities.
+    pub fn is_fused(self) -> bool {
+        self != Self::Matmul
+    }
 }
 
 /// A matmul's shape class, each tuned on its own: most products (`large`), under 96 rows (attention per head at
@@ -59,7 +69,7 @@ macro_rules! names {
 }
 names!(MatmulKernel { Tiled = "tiled", Direct = "direct", Register = "register" });
 names!(RowKernel { Workgroup = "workgroup", Serial = "serial", Subgroup = "subgroup" });
-names!(AttentionKernel { Fused = "fused", Matmul = "matmul" });
+names!(AttentionKernel { Fused = "fused", Matmul = "matmul", Tiled = "tiled" });
 names!(MatmulClass { Large = "large", Small = "small", Narrow = "narrow" });
 
 impl MatmulClass {

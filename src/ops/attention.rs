@@ -3,12 +3,13 @@
 //!
 //! Two implementations: `attention` runs three batched matmuls and a softmax and keeps the probabilities
 //! [N,H,T,T] (for attention maps and their gradients); `flash_attention` is one fused kernel with an online
-//! softmax that keeps only a log-sum-exp per row, and its backward recomputes the probabilities.
+//! softmax that keeps only a log-sum-exp per row, and its backward recomputes the probabilities (per row, or
+//! workgroup-tiled with the keys or queries of each step in workgroup memory).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::gpu::{GpuError, GpuTensor, Kernel, Recorder, Work};
+use crate::gpu::{AttentionKernel, GpuError, GpuTensor, Kernel, Recorder, Work};
 use crate::ops::activation::{add_into, zeros};
 use crate::ops::matmul::{Layout, Matmul};
 use crate::ops::softmax::{softmax_backward_inplace, softmax_inplace};
@@ -214,10 +215,11 @@ struct FlashParams {
     _p: [u32; 3],
 }
 
-/// The three fused kernels (forward, dQ, dK/dV) for head size `hd`: the shader is specialised per head size,
-/// built once per size and kept for the life of the process (a model has one head size).
-fn flash_kernels(hd: usize) -> &'static [Kernel; 3] {
-    static BY_HD: Mutex<BTreeMap<usize, &'static [Kernel; 3]>> = Mutex::new(BTreeMap::new());
+/// The fused kernels for head size `hd`: forward, dQ, dK/dV per row, then the same three workgroup-tiled. The
+/// shader is specialised per head size, built once per size and kept for the life of the process (a model has one
+/// head size).
+fn flash_kernels(hd: usize) -> &'static [Kernel; 6] {
+    static BY_HD: Mutex<BTreeMap<usize, &'static [Kernel; 6]>> = Mutex::new(BTreeMap::new());
     let mut map = BY_HD.lock().unwrap_or_else(|e| e.into_inner());
     map.entry(hd).or_insert_with(|| {
         let source: &'static str = if hd == 64 {
@@ -234,15 +236,25 @@ fn flash_kernels(hd: usize) -> &'static [Kernel; 3] {
             kernel("flash_forward"),
             kernel("flash_backward_dq"),
             kernel("flash_backward_dkv"),
+            kernel("flash_tiled_forward"),
+            kernel("flash_tiled_backward_dq"),
+            kernel("flash_tiled_backward_dkv"),
         ]))
     })
 }
 
-/// Rows per workgroup of the fused kernels (`ROWS` in attention.wgsl).
-const FLASH_ROWS: usize = 16;
+/// Which fused kernels run: `Tiled` (workgroup-tiled, `TROWS` = 32 rows per workgroup) or the per-row ones
+/// (`ROWS` = 16) for any other choice.
+fn flash_variant(kernel: AttentionKernel) -> (usize, usize) {
+    match kernel {
+        AttentionKernel::Tiled => (3, 32),
+        AttentionKernel::Fused | AttentionKernel::Matmul => (0, 16),
+    }
+}
 
-/// Sizes of a fused launch: params, head size, and the grid (16-row blocks × (image, head) pairs).
-fn flash_launch(qkv: &GpuTensor, heads: usize) -> (FlashParams, usize, [u32; 3]) {
+/// Sizes of a fused launch with `rows` rows per workgroup: params, head size, and the grid (row blocks ×
+/// (image, head) pairs).
+fn flash_launch(qkv: &GpuTensor, heads: usize, rows: usize) -> (FlashParams, usize, [u32; 3]) {
     let (n, t, d3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2]);
     let d = d3 / 3;
     let hd = d / heads;
@@ -256,21 +268,34 @@ fn flash_launch(qkv: &GpuTensor, heads: usize) -> (FlashParams, usize, [u32; 3])
         _p: [0; 3],
     };
     let fold = rows_groups(bh);
-    (params, hd, [u(t.div_ceil(FLASH_ROWS)), fold[0], fold[1]])
+    (params, hd, [u(t.div_ceil(rows)), fold[0], fold[1]])
 }
 
-/// Fused attention (flash-style): context [N,T,D] and the per-row log-sum-exp, never the [T,T] scores.
+/// Fused attention (flash-style): context [N,T,D] and the per-row log-sum-exp, never the [T,T] scores. Runs the
+/// workgroup-tiled kernels where the GPU's attention choice is `tiled`, else the per-row ones.
 pub fn flash_attention(
     rec: &mut Recorder,
     qkv: &GpuTensor,
     heads: usize,
 ) -> Result<FlashOut, GpuError> {
+    let kernel = rec.gpu().attention_kernel();
+    flash_attention_as(rec, qkv, heads, kernel)
+}
+
+/// `flash_attention` through the given fused variant (`Tiled`, else per row): for tests and the autotuner.
+pub fn flash_attention_as(
+    rec: &mut Recorder,
+    qkv: &GpuTensor,
+    heads: usize,
+    kernel: AttentionKernel,
+) -> Result<FlashOut, GpuError> {
     let (n, t, d3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2]);
-    let (params, hd, groups) = flash_launch(qkv, heads);
+    let (first, rows) = flash_variant(kernel);
+    let (params, hd, groups) = flash_launch(qkv, heads, rows);
     let context = rec.gpu().empty(&[n, t, d3 / 3])?;
     let lse = rec.gpu().empty(&[n * heads, t])?;
     rec.dispatch(
-        &flash_kernels(hd)[0],
+        &flash_kernels(hd)[first],
         &params,
         &[qkv, &context, &lse],
         groups,
@@ -293,21 +318,33 @@ pub fn flash_attention_backward(
     dctx: &GpuTensor,
     heads: usize,
 ) -> Result<GpuTensor, GpuError> {
+    let kernel = rec.gpu().attention_kernel();
+    flash_attention_backward_as(rec, (qkv, context, lse, dctx), heads, kernel)
+}
+
+/// `flash_attention_backward` through the given fused variant, from (qkv, context, lse, d context).
+pub fn flash_attention_backward_as(
+    rec: &mut Recorder,
+    (qkv, context, lse, dctx): (&GpuTensor, &GpuTensor, &GpuTensor, &GpuTensor),
+    heads: usize,
+    kernel: AttentionKernel,
+) -> Result<GpuTensor, GpuError> {
     let (n, t) = (qkv.shape[0], qkv.shape[1]);
-    let (params, hd, groups) = flash_launch(qkv, heads);
+    let (first, rows) = flash_variant(kernel);
+    let (params, hd, groups) = flash_launch(qkv, heads, rows);
     let kernels = flash_kernels(hd);
     let dqkv = rec.gpu().empty(&qkv.shape)?;
     let delta = rec.gpu().empty(&lse.shape)?;
     let args = [qkv, dctx, lse, &delta, &dqkv, context];
     let pairs = (n * heads * t * t * hd) as f64;
     let bytes = 4.0 * (qkv.numel() + context.numel() + dctx.numel()) as f64;
-    rec.dispatch(&kernels[1], &params, &args, groups);
+    rec.dispatch(&kernels[first + 1], &params, &args, groups);
     // s, dP and dQ: three dot products of hd per (query, key) pair.
     rec.declare_work(Work {
         flops: 6.0 * pairs,
         bytes,
     });
-    rec.dispatch(&kernels[2], &params, &args[..5], groups);
+    rec.dispatch(&kernels[first + 2], &params, &args[..5], groups);
     // s, dP, dV and dK: four per pair.
     rec.declare_work(Work {
         flops: 8.0 * pairs,

@@ -281,9 +281,9 @@ pub fn tune(gpu: &Gpu, key: String) -> Result<Tuned, GpuError> {
     let c = pick("rows", "all", "Melem", ROWS_TIMING_MELEM, rows);
     gpu.apply_choice(&c);
     choices.push(c);
-    let attention = [AttentionKernel::Matmul, AttentionKernel::Fused]
-        .into_iter()
-        .map(|k| attention_candidate(gpu, k))
+    let attention = AttentionKernel::ALL
+        .iter()
+        .map(|&k| attention_candidate(gpu, k))
         .collect();
     let c = pick(
         "attention",
@@ -532,8 +532,8 @@ fn attention_candidate(gpu: &Gpu, k: AttentionKernel) -> Candidate<'_> {
           -> Result<GpuTensor, GpuError> {
         Ok(match k {
             AttentionKernel::Matmul => crate::ops::attention::attention(rec, qkv, heads)?.context,
-            AttentionKernel::Fused => {
-                crate::ops::attention::flash_attention(rec, qkv, heads)?.context
+            AttentionKernel::Fused | AttentionKernel::Tiled => {
+                crate::ops::attention::flash_attention_as(rec, qkv, heads, k)?.context
             }
         })
     };

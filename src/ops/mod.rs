@@ -40,11 +40,12 @@ pub mod shaders {
     shader!(AFFINE, "affine.wgsl");
     shader!(ROPE, "rope.wgsl");
 
-    /// The head-size line the fused attention shader starts with; `attention_source` swaps it per model.
-    pub const ATTENTION_HD_LINE: &str = "const HD: u32 = 64u;\n";
+    /// The lines the fused attention shader starts with at head size 64: the head size, and the tile of keys
+    /// (or queries) the workgroup-tiled kernels hold in workgroup memory (`attention_header`).
+    pub const ATTENTION_HEADER_64: &str = "const HD: u32 = 64u;\nconst KT: u32 = 16u;\n";
     /// Fused attention at head size 64 (ViT-S/B/L); other head sizes come from `attention_source`.
     pub const ATTENTION: &str = concat!(
-        "const HD: u32 = 64u;\n",
+        "const HD: u32 = 64u;\nconst KT: u32 = 16u;\n",
         include_str!("../../shaders/common.wgsl"),
         "\n",
         include_str!("../../shaders/attention.wgsl")
@@ -104,14 +105,29 @@ fn reduce_max64(v: f32, lane: u32) -> f32 {
 }
 ";
 
+    /// The constants the fused attention shader starts with for head size `hd`: HD, and KT, the largest power of
+    /// two up to 32 whose four tiles (two of KT × HD, two of KT) fit WebGPU's guaranteed 16 KiB of workgroup memory.
+    pub fn attention_header(hd: usize) -> String {
+        assert!(
+            (1..=1023).contains(&hd),
+            "head size {hd}: the fused attention kernels take 1 to 1023"
+        );
+        let mut kt = 32;
+        while kt * (hd + 1) > 2048 {
+            kt /= 2;
+        }
+        format!("const HD: u32 = {hd}u;\nconst KT: u32 = {kt}u;\n")
+    }
+
     /// The fused attention shader for head size `hd`.
     pub fn attention_source(hd: usize) -> String {
-        // Without this line the replacement would silently keep HD = 64 (and read out of bounds).
+        // Without this the replacement would silently keep HD = 64 (and read out of bounds).
         assert!(
-            ATTENTION.starts_with(ATTENTION_HD_LINE),
-            "attention.wgsl's head-size line changed"
+            ATTENTION.starts_with(ATTENTION_HEADER_64)
+                && attention_header(64) == ATTENTION_HEADER_64,
+            "attention.wgsl's header changed"
         );
-        ATTENTION.replacen(ATTENTION_HD_LINE, &format!("const HD: u32 = {hd}u;\n"), 1)
+        ATTENTION.replacen(ATTENTION_HEADER_64, &attention_header(hd), 1)
     }
 
     /// (file name, full source) of every shader.

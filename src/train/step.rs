@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::gpu::{AttentionKernel, Gpu, GpuTensor, KernelTimes, Recorder};
+use crate::gpu::{Gpu, GpuTensor, KernelTimes, Recorder};
 use crate::model::graph_api::{train_bytes_per_image, Graph};
 use crate::model::hooks::Grads;
 use crate::model::{GpuViT, HostTensor};
@@ -23,7 +23,7 @@ pub fn train_activation_bytes(gpu: &Gpu, vit: &GpuViT, tuning: &GpuTuning) -> us
         &vit.config,
         vit.tokens(tuning.prompts()),
         &|name| tuning.params.contains_key(name),
-        gpu.attention_kernel() == AttentionKernel::Fused,
+        gpu.attention_kernel().is_fused(),
         tuning.hooks.as_ref(),
     )
 }

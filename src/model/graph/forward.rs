@@ -79,7 +79,7 @@ impl Graph<'_> {
         let mut attn = Vec::new();
         // The probabilities are materialised only where maps or their gradients are wanted.
         let maps = want_attn || self.attn_grads.is_some();
-        let fused = !maps && rec.gpu().attention_kernel() == AttentionKernel::Fused;
+        let fused = !maps && rec.gpu().attention_kernel().is_fused();
         for l in 0..c.depth {
             hooks.block_input(self, rec, l, &x, train.is_some())?;
             let keep = train.map(|_| WeightInputs::for_block(l, &trained, fused, hooks));
@@ -191,7 +191,7 @@ impl Graph<'_> {
                 false,
             )?;
         }
-        let (context, saved) = if maps || rec.gpu().attention_kernel() == AttentionKernel::Matmul {
+        let (context, saved) = if maps || !rec.gpu().attention_kernel().is_fused() {
             let a = attention(rec, &qkv, c.heads)?;
             (a.context, SavedAttention::Probs(a.probs))
         } else {

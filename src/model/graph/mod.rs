@@ -15,7 +15,7 @@ use super::hooks::{Affine, Attached, Branch, BranchInput, Grads, Hooks, Saved, S
 use super::saved::WeightInputs;
 use super::{GpuViT, HostTensor, MlpAct, Pooling, ViTConfig};
 use crate::error::{Error, Result};
-use crate::gpu::{AttentionKernel, Gpu, GpuTensor, Recorder};
+use crate::gpu::{Gpu, GpuTensor, Recorder};
 use crate::ops::activation::{activation_backward, add_into, swiglu, swiglu_backward, zeros};
 use crate::ops::affine::{affine_grads, fold_norm, fold_norm_grads, scale_rows};
 use crate::ops::attention::{
