@@ -365,7 +365,7 @@ fn gradient_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
     Ok(())
 }
 
-/// Every matmul kernel on the autotuner's awkward sizes of each shape class (batched and transposed, with bias and
+/// Every matmul kernel this adapter runs (f16-input ones at their own tolerance) on the autotuner's awkward sizes of each shape class (batched and transposed, with bias and
 /// GELU) against a CPU f64 reference, with f32 weights and (where the adapter has `SHADER_F16`) f16 ones.
 fn matmul_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
     let storages: &[bool] = if gpu.has_shader_f16() {
@@ -379,17 +379,25 @@ fn matmul_checks(gpu: &Gpu, out: &mut Vec<Check>) -> Result<()> {
         .collect();
     for &f16 in storages {
         for &kernel in MatmulKernel::ALL {
+            if !gpu.supports_matmul(kernel) {
+                continue;
+            }
             let worst = autotune::matmul_error(gpu, &cases, f16, &|mm, rec| {
                 mm.kernel = Some(kernel);
                 mm.record(rec);
             })?;
+            let tolerance = match (kernel.half_inputs(), f16) {
+                (true, _) => autotune::HALF_TOLERANCE,
+                (false, true) => F16_TOL,
+                (false, false) => TOL,
+            };
             out.push(check(
                 format!(
                     "matmul {kernel:?}, {} weights, awkward sizes, bias + GELU",
                     if f16 { "f16" } else { "f32" }
                 ),
                 worst,
-                if f16 { F16_TOL } else { TOL },
+                tolerance,
             ));
         }
     }

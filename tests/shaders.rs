@@ -27,6 +27,12 @@ fn sources() -> Vec<(String, String)> {
             vitune::ops::shaders::subgroup_source(source),
         ));
     }
+    for b_f16 in [false, true] {
+        all.push((
+            format!("matmul.wgsl + matmul_half.wgsl (f16 B {b_f16})"),
+            vitune::ops::shaders::matmul_half_source(b_f16),
+        ));
+    }
     for hd in [5, 32, 64, 80] {
         all.push((
             format!("attention.wgsl (HD {hd})"),
@@ -170,4 +176,50 @@ fn a_kernel_metal_cannot_run_fails_the_msl_check() {
     let failures = translate(all, "MSL", msl::supported_capabilities(), |_, _| Ok(1));
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0].contains("f64.wgsl"), "{failures:?}");
+}
+
+/// The cooperative-matrix matmul at subgroup sizes 8 (lavapipe), 32 (NVIDIA, Apple) and 64, B f32 and f16: it
+/// validates and translates for Vulkan and Metal, where wgpu offers cooperative matrices (not DX12).
+#[test]
+fn the_cooperative_matrix_matmul_translates_for_vulkan_and_metal() {
+    let sources: Vec<(String, String)> = [8, 32, 64]
+        .into_iter()
+        .flat_map(|sg| {
+            [false, true].map(|b_f16| {
+                (
+                    format!("matmul_coop.wgsl (SG {sg}, f16 B {b_f16})"),
+                    vitune::ops::shaders::matmul_coop_source(b_f16, sg),
+                )
+            })
+        })
+        .collect();
+    let mut failures = translate(
+        sources.clone(),
+        "SPIR-V",
+        spv::supported_capabilities(),
+        |m, info| {
+            let opts = spv::Options {
+                lang_version: (1, 4),
+                ..Default::default()
+            };
+            spv::write_vec(m, info, &opts, None)
+                .map(|words| words.len())
+                .map_err(|e| e.to_string())
+        },
+    );
+    failures.extend(translate(
+        sources,
+        "MSL",
+        msl::supported_capabilities(),
+        |m, info| {
+            let opts = msl::Options {
+                lang_version: (2, 4),
+                ..Default::default()
+            };
+            msl::write_string(m, info, &opts, &msl::PipelineOptions::default())
+                .map(|(text, _)| text.len())
+                .map_err(|e| e.to_string())
+        },
+    ));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

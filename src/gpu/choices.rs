@@ -9,11 +9,24 @@ use serde::{Deserialize, Serialize};
 /// variant that reads straight from the buffers, 8×8 outputs per invocation, 4×8 under 96 rows, 4×4 when at most
 /// 32 columns wide (`direct`: CPU adapters such as lavapipe, where barriers cost more than they save); 128×128
 /// register tiles, 8×8 per invocation, vec4 reads of workgroup memory (`register`: GPUs with many registers).
+/// Two more take f16 inputs and accumulate in f32, so they differ from the others by ~1e-3 relative and are
+/// chosen only when the user allows it (`VITUNE_PRECISION=mixed`) or forces them: the tiled kernel with f16 tiles
+/// and f16 products (`half`, `SHADER_F16`), and 8x8x8 cooperative matrices, four subgroups per 32x32 tile
+/// (`coop`, where the adapter reports an f16 → f32 configuration and one subgroup size).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKernel {
     Tiled,
     Direct,
     Register,
+    Half,
+    Coop,
+}
+
+impl MatmulKernel {
+    /// Whether this variant rounds its inputs to f16 (checked against `HALF_TOLERANCE`, not the f32 one).
+    pub fn half_inputs(self) -> bool {
+        matches!(self, Self::Half | Self::Coop)
+    }
 }
 
 /// The row-wise kernels (LayerNorm, softmax and their backwards): one 64-lane workgroup per row with a
@@ -67,7 +80,7 @@ macro_rules! names {
         }
     };
 }
-names!(MatmulKernel { Tiled = "tiled", Direct = "direct", Register = "register" });
+names!(MatmulKernel { Tiled = "tiled", Direct = "direct", Register = "register", Half = "half", Coop = "coop" });
 names!(RowKernel { Workgroup = "workgroup", Serial = "serial", Subgroup = "subgroup" });
 names!(AttentionKernel { Fused = "fused", Matmul = "matmul", Tiled = "tiled" });
 names!(MatmulClass { Large = "large", Small = "small", Narrow = "narrow" });
@@ -210,8 +223,16 @@ impl Choices {
             tuned: None,
         };
         if let Some(k) = env_variant("VITUNE_MATMUL", MatmulKernel::ALL, MatmulKernel::name) {
-            c.matmul = [k; 3];
-            c.pinned_matmul = true;
+            if matmul_supported(features, k) {
+                c.matmul = [k; 3];
+                c.pinned_matmul = true;
+            } else {
+                eprintln!(
+                    "warning: VITUNE_MATMUL={} ignored: {} lacks what it needs",
+                    k.name(),
+                    info.name
+                );
+            }
         }
         if let Some(k) = env_variant("VITUNE_ROWS", RowKernel::ALL, RowKernel::name) {
             if k == RowKernel::Subgroup && !features.contains(wgpu::Features::SUBGROUP) {
@@ -273,6 +294,20 @@ impl Choices {
                 _ => {}
             }
         }
+    }
+}
+
+/// Whether a device with `features` runs matmul variant `k`: `half` needs SHADER_F16; `coop` the cooperative
+/// matrices that `Gpu` requests only where the adapter has an f16 → f32 8x8x8 configuration and one subgroup size.
+pub fn matmul_supported(features: wgpu::Features, k: MatmulKernel) -> bool {
+    match k {
+        MatmulKernel::Half => features.contains(wgpu::Features::SHADER_F16),
+        MatmulKernel::Coop => features.contains(
+            wgpu::Features::SHADER_F16
+                | wgpu::Features::SUBGROUP
+                | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+        ),
+        MatmulKernel::Tiled | MatmulKernel::Direct | MatmulKernel::Register => true,
     }
 }
 

@@ -158,14 +158,25 @@ impl Gpu {
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, GpuError> {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let wanted =
+        let mut wanted =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        if coop_matmul_fits(&adapter, &info) {
+            wanted |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
         let features = adapter.features() & wanted;
+        let experimental = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            // SAFETY: wgpu marks cooperative matrices experimental (its implementation may still have bugs);
+            // vitune uses them only in `matmul_coop`, which the autotuner checks against the CPU reference on
+            // this adapter before it is ever chosen.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("vitune"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features: experimental,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -367,6 +378,17 @@ impl Gpu {
         self.features.contains(wgpu::Features::SHADER_F16)
     }
 
+    /// Whether this device runs matmul variant `k` (see `choices::matmul_supported`).
+    pub fn supports_matmul(&self, k: MatmulKernel) -> bool {
+        super::choices::matmul_supported(self.features, k)
+    }
+
+    /// The subgroup size the cooperative-matrix matmul is built for, where this device runs it.
+    pub fn coop_subgroup_size(&self) -> Option<u32> {
+        self.supports_matmul(MatmulKernel::Coop)
+            .then_some(self.info.subgroup_min_size)
+    }
+
     pub fn has_subgroups(&self) -> bool {
         self.features.contains(wgpu::Features::SUBGROUP)
     }
@@ -408,4 +430,20 @@ impl Gpu {
             self.empty(&[4]).expect("allocating a 16-byte buffer")
         })
     }
+}
+
+/// Whether `matmul_coop` can run on this adapter: an 8x8x8 cooperative-matrix configuration with f16 A and B and an
+/// f32 accumulator, subgroups and f16, and one subgroup size (the kernel's workgroup is four subgroups).
+fn coop_matmul_fits(adapter: &wgpu::Adapter, info: &wgpu::AdapterInfo) -> bool {
+    let needs = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+        | wgpu::Features::SHADER_F16
+        | wgpu::Features::SUBGROUP;
+    adapter.features().contains(needs)
+        && info.subgroup_min_size == info.subgroup_max_size
+        && (1..=64).contains(&info.subgroup_min_size)
+        && adapter.cooperative_matrix_properties().iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (8, 8, 8)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        })
 }

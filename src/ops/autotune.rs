@@ -21,6 +21,24 @@ use crate::rng::Rng;
 /// Relative error within which a variant passes (the selftest's f32 tolerance).
 pub const TOLERANCE: f64 = 1e-4;
 
+/// Relative error within which a variant with f16 inputs and f32 accumulation passes: about eight units of f16's
+/// rounding (2^-11), the inputs' and the products' roundings summed over the awkward sizes' dot products. A kernel
+/// that skips or repeats work is off by far more.
+pub const HALF_TOLERANCE: f64 = 4e-3;
+
+/// Whether the user allows f16-input kernels (`VITUNE_PRECISION=mixed`; the default, `f32`, keeps every product
+/// in f32 so results match timm to 1e-4): only then does the autotuner try the `half` and `coop` matmuls.
+pub fn half_allowed() -> bool {
+    match std::env::var("VITUNE_PRECISION").as_deref() {
+        Ok("mixed") => true,
+        Ok("f32") | Ok("") | Err(_) => false,
+        Ok(other) => {
+            eprintln!("warning: VITUNE_PRECISION={other:?} ignored; expected f32 or mixed");
+            false
+        }
+    }
+}
+
 /// `VITUNE_AUTOTUNE`: on (the default), off, or force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -108,13 +126,18 @@ pub fn ensure_at(gpu: &Gpu, mode: Mode, cache: Option<&Path>) {
 pub fn cache_key(gpu: &Gpu) -> String {
     let i = &gpu.info;
     format!(
-        "{} | {:?} | {} {} | vitune {} | shaders {:016x}",
+        "{} | {:?} | {} {} | vitune {} | shaders {:016x}{}",
         i.name,
         i.backend,
         i.driver,
         i.driver_info,
         env!("CARGO_PKG_VERSION"),
-        shader_hash()
+        shader_hash(),
+        if half_allowed() {
+            " | f16 inputs allowed"
+        } else {
+            ""
+        }
     )
 }
 
@@ -132,6 +155,8 @@ fn shader_hash() -> u64 {
     eat(&crate::ops::shaders::subgroup_source(
         crate::ops::shaders::LAYERNORM,
     ));
+    eat(&crate::ops::shaders::matmul_half_source(false));
+    eat(&crate::ops::shaders::matmul_coop_source(false, 32));
     h
 }
 
@@ -170,6 +195,8 @@ pub fn save(path: &Path, tuned: &Tuned) -> std::io::Result<()> {
 /// shape (seconds; see `timed`).
 pub struct Candidate<'a> {
     pub variant: String,
+    /// The worst relative error it may have and pass (`TOLERANCE`, or `HALF_TOLERANCE` for f16 inputs).
+    pub tolerance: f64,
     pub check: Box<dyn Fn() -> Result<f64, GpuError> + 'a>,
     pub run: Box<dyn Fn() -> Result<f64, GpuError> + 'a>,
 }
@@ -203,7 +230,7 @@ pub fn pick(
     let mut trials = Vec::new();
     for c in &candidates {
         let worst = (c.check)().ok().filter(|w| w.is_finite());
-        let passed = worst.is_some_and(|w| w <= TOLERANCE);
+        let passed = worst.is_some_and(|w| w <= c.tolerance);
         let rate = if passed {
             best_time(&*c.run).map(|s| work / s)
         } else {
@@ -212,7 +239,7 @@ pub fn pick(
         trials.push(Trial {
             variant: c.variant.clone(),
             worst,
-            tolerance: TOLERANCE,
+            tolerance: c.tolerance,
             passed: passed && rate.is_some(),
             rate,
         });
@@ -256,11 +283,16 @@ pub fn tune(gpu: &Gpu, key: String) -> Result<Tuned, GpuError> {
     for &class in MatmulClass::ALL {
         let candidates = MatmulKernel::ALL
             .iter()
+            .filter(|&&k| gpu.supports_matmul(k) && (!k.half_inputs() || half_allowed()))
             .map(|&k| {
-                matmul_candidate(gpu, class, k.name().into(), move |mm, rec| {
+                let mut c = matmul_candidate(gpu, class, k.name().into(), move |mm, rec| {
                     mm.kernel = Some(k);
                     mm.record(rec);
-                })
+                });
+                if k.half_inputs() {
+                    c.tolerance = HALF_TOLERANCE;
+                }
+                c
             })
             .collect();
         let c = pick(
@@ -444,6 +476,7 @@ pub fn matmul_candidate<'a>(
     let operands = std::cell::OnceCell::new();
     Candidate {
         variant,
+        tolerance: TOLERANCE,
         check: Box::new(move || matmul_error(gpu, matmul_checks(class), false, &check_run)),
         run: Box::new(move || {
             if operands.get().is_none() {
@@ -467,6 +500,7 @@ const ROWS_TIMING_MELEM: f64 = (788.0 * 384.0 * 2.0 + 2364.0 * 197.0) * 1e-6;
 fn rows_candidate(gpu: &Gpu, k: RowKernel) -> Candidate<'_> {
     Candidate {
         variant: k.name().into(),
+        tolerance: TOLERANCE,
         check: Box::new(move || {
             gpu.with_row_kernel(k, || {
                 let mut worst = 0.0f64;
@@ -539,6 +573,7 @@ fn attention_candidate(gpu: &Gpu, k: AttentionKernel) -> Candidate<'_> {
     };
     Candidate {
         variant: k.name().into(),
+        tolerance: TOLERANCE,
         check: Box::new(move || {
             let mut worst = 0.0f64;
             for (i, &(n, t, heads, hd)) in [(2usize, 13usize, 3usize, 5usize), (1, 70, 2, 64)]

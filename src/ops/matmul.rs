@@ -1,6 +1,7 @@
 //! Strided batched matmul with fused epilogue: the workhorse of every linear layer and of attention.
 
-use std::sync::LazyLock;
+use std::collections::BTreeMap;
+use std::sync::{LazyLock, Mutex};
 
 use crate::gpu::{DType, GpuError, GpuTensor, Kernel, Recorder};
 use crate::ops::{shaders, u};
@@ -48,6 +49,29 @@ static MATMUL_F16: LazyLock<[Kernel; 5]> = LazyLock::new(|| {
         entry,
     })
 });
+
+/// The f16-compute kernel, B stored as f32 then as f16.
+static MATMUL_HALF: LazyLock<[Kernel; 2]> = LazyLock::new(|| {
+    [false, true].map(|b_f16| Kernel {
+        family: "matmul",
+        source: Box::leak(shaders::matmul_half_source(b_f16).into_boxed_str()),
+        entry: "matmul_half",
+    })
+});
+
+/// The cooperative-matrix kernel for subgroups of `sg` lanes, B stored as f32 (`b_f16` false) or f16: built once
+/// per subgroup size and kept for the life of the process.
+fn coop_kernel(sg: u32, b_f16: bool) -> &'static Kernel {
+    static BY_SG: Mutex<BTreeMap<(u32, bool), &'static Kernel>> = Mutex::new(BTreeMap::new());
+    let mut map = BY_SG.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry((sg, b_f16)).or_insert_with(|| {
+        Box::leak(Box::new(Kernel {
+            family: "matmul",
+            source: Box::leak(shaders::matmul_coop_source(b_f16, sg).into_boxed_str()),
+            entry: "matmul_coop",
+        }))
+    })
+}
 
 pub use crate::gpu::{MatmulClass, MatmulKernel};
 
@@ -192,8 +216,20 @@ impl<'t> Matmul<'t> {
         let chosen = self
             .kernel
             .unwrap_or_else(|| rec.gpu().matmul_kernel_for(MatmulClass::of(self.m, self.n)));
+        let b_f16 = self.b.0.dtype == DType::F16;
+        // A variant the adapter cannot run (forced in a test, say) falls back to the tiled kernel.
+        let chosen = if rec.gpu().supports_matmul(chosen) {
+            chosen
+        } else {
+            MatmulKernel::Tiled
+        };
         let (kernel, rows, cols) = match chosen {
             MatmulKernel::Tiled => (variants[0], 64, 64),
+            MatmulKernel::Half => (&MATMUL_HALF[b_f16 as usize], 64, 64),
+            MatmulKernel::Coop => match rec.gpu().coop_subgroup_size() {
+                Some(sg) => (coop_kernel(sg, b_f16), 32, 32),
+                None => (variants[0], 64, 64),
+            },
             MatmulKernel::Register => (variants[1], 128, 128),
             // 32x32 tiles for products at most 32 columns wide; else 64-row tiles unless most of the last tile
             // would be clamped rows.

@@ -67,6 +67,36 @@ pub mod shaders {
         )
     }
 
+    /// matmul.wgsl with its f16-compute kernel (`matmul_half`), B stored as f32 or (`b_f16`) f16; needs
+    /// `SHADER_F16`.
+    pub fn matmul_half_source(b_f16: bool) -> String {
+        format!(
+            "{}\n{}",
+            matmul_base_f16(b_f16),
+            include_str!("../../shaders/matmul_half.wgsl")
+        )
+    }
+
+    /// matmul.wgsl with its cooperative-matrix kernel (`matmul_coop`) for an adapter whose subgroups are all `sg`
+    /// lanes wide, B stored as f32 or (`b_f16`) f16; needs `SHADER_F16`, `SUBGROUP` and
+    /// `EXPERIMENTAL_COOPERATIVE_MATRIX`.
+    pub fn matmul_coop_source(b_f16: bool, sg: u32) -> String {
+        format!(
+            "enable wgpu_cooperative_matrix;\n{}\nconst SG: u32 = {sg}u;\n{}",
+            matmul_base_f16(b_f16),
+            include_str!("../../shaders/matmul_coop.wgsl")
+        )
+    }
+
+    /// matmul.wgsl behind `enable f16;`, with B as f16 when `b_f16`.
+    fn matmul_base_f16(b_f16: bool) -> String {
+        if b_f16 {
+            matmul_f16_source()
+        } else {
+            format!("enable f16;\n{MATMUL}")
+        }
+    }
+
     /// The workgroup reductions of a shader (common.wgsl's `reduce_sum64` and `reduce_max64`) with subgroup sums:
     /// each subgroup's total lands in the slot of its first lane, every lane then adds the 64 slots. Two barriers
     /// instead of seven, right for any subgroup size and any grouping of lanes into subgroups; needs `SUBGROUP`.

@@ -39,6 +39,33 @@ pub fn row_kernels(gpu: &Gpu) -> &'static [vitune::gpu::RowKernel] {
     vitune::gpu::RowKernel::ALL
 }
 
+/// Whether to run matmul variant `kernel` on this adapter, never quietly: `half` needs SHADER_F16 (absent only
+/// where `VITUNE_TEST_WITHOUT_F16=1` declares it); `coop` needs cooperative matrices, which only newer drivers
+/// offer (Mesa 26's lavapipe: `.ci/run` sets `VITUNE_TEST_COOP=1` there, and then their absence fails).
+pub fn runs_matmul(gpu: &Gpu, kernel: vitune::gpu::MatmulKernel) -> bool {
+    use vitune::gpu::MatmulKernel;
+    let runs = gpu.supports_matmul(kernel);
+    match kernel {
+        MatmulKernel::Half if !f16_declared_absent(gpu) => {
+            assert!(
+                runs,
+                "{} has no SHADER_F16 for the half matmul",
+                gpu.describe()
+            );
+        }
+        MatmulKernel::Coop if std::env::var("VITUNE_TEST_COOP").is_ok_and(|v| v == "1") => {
+            assert!(
+                runs,
+                "VITUNE_TEST_COOP=1, but {} offers no f16 → f32 8x8x8 cooperative matrices",
+                gpu.describe()
+            );
+        }
+        _ if !runs => eprintln!("{kernel:?} matmul not run: {} cannot", gpu.describe()),
+        _ => {}
+    }
+    runs
+}
+
 pub fn fixture(case: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
