@@ -4,7 +4,8 @@
 # the machine lacks one (from .gl/*.deb, see the device tool's README), then:
 #   1. vitune selftest (the autotuner first: every kernel variant checked against a CPU reference on this GPU and
 #      timed, the choices and rates printed; then correctness: forward vs timm, every method's gradients vs
-#      autograd, the kernel variants vs a CPU reference; speed figures),
+#      autograd, the kernel variants vs a CPU reference; speed figures), and again with VITUNE_PRECISION=mixed
+#      (the f16-input matmuls, cooperative matrices among them, checked and timed),
 #   2. vitune bench forward / bench train --method vpt-deep for vit-b16 at batch 32 and for the demo config, and
 #      the vit-b16 forward once more with the adapter type's rules (VITUNE_AUTOTUNE=off): the autotuner's gain,
 #   3. tools/bench_torch.py on the same configs and GPU, where PyTorch and timm are installed.
@@ -40,6 +41,8 @@ nvidia-smi -L >"$OUT/gpu.txt" 2>&1 || true
 export VITUNE_CACHE_DIR="$OUT/cache" # a fresh tuning on this machine, its file kept with the results
 step selftest 120 "$BIN" selftest $SELFTEST
 step selftest_json 60 "$BIN" selftest --quick --json
+# The f16-input matmuls (half; coop where the GPU offers 8x8x8 f16 -> f32 cooperative matrices) checked and timed.
+step selftest_mixed 60 env VITUNE_PRECISION=mixed VITUNE_CACHE_DIR="$OUT/cache-mixed" "$BIN" selftest --quick
 for cfg in $CONFIGS; do
   step "forward_$cfg" 90 "$BIN" bench forward --config "$cfg" --batch 32 --iters 3
   step "train_$cfg" 120 "$BIN" bench train --config "$cfg" --batch 32 --method vpt-deep --iters 3
