@@ -52,12 +52,19 @@ impl RegretRow {
         let mut s = String::from(
             "| method | shots | recipe | --auto | oracle (grid's best) | regret | rank of choice | settings | search cost (default runs) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
+        let pct = |v: f64| {
+            if v.is_nan() {
+                "–".to_string()
+            } else {
+                format!("{:.1}", 100.0 * v)
+            }
+        };
         for r in rows {
             s.push_str(&format!(
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} |\n",
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} |\n",
                 r.label,
                 r.shots,
-                100.0 * r.recipe,
+                pct(r.recipe),
                 100.0 * r.auto,
                 100.0 * r.oracle,
                 100.0 * r.regret,
@@ -65,6 +72,13 @@ impl RegretRow {
                 r.settings,
                 r.cost
             ));
+        }
+        if rows.iter().any(|r| r.recipe.is_nan()) {
+            s.push_str(
+                "\n`compare --auto (method)`: --auto is the test accuracy of the method whose search scored best, \
+                 the oracle that of the method whose --auto run scored best on the test set, settings the number \
+                 of methods, cost all their searches'.\n",
+            );
         }
         s
     }
@@ -92,6 +106,8 @@ pub fn search_regret(
     let score =
         |t: &crate::tuning::Tuning| test_accuracy(gpu, &vit, &transform, t, &test, classes.len());
     let mut rows = Vec::new();
+    // Each `--auto` run: (shots, seed, its search's score, its test accuracy, its cost), by method.
+    let mut picks: Vec<(usize, u64, f64, f64, f64)> = Vec::new();
     for m in methods {
         for &k in &o.shots {
             let (mut recipe_acc, mut auto_acc, mut oracle_acc, mut regret, mut rank, mut cost) =
@@ -161,7 +177,7 @@ pub fn search_regret(
                 // A final run that diverges before any epoch is kept scores 0, as a grid setting does (its
                 // choice and cost are then unknown: NaN and 0).
                 let mut chose = String::from("-");
-                let (acc, chosen_rank, planned) =
+                let (acc, chosen_rank, planned, search_score) =
                     match run_train(gpu, &backbone, &auto_job, &stop, &mut |_| {}, &mut |_| {}) {
                         Ok(out) => {
                             let acc = score(&out.outcome.best)?;
@@ -170,14 +186,15 @@ pub fn search_regret(
                                     chose = sel.chosen.describe();
                                     let chosen = at(&sel.chosen).unwrap_or(acc);
                                     let above = scored.iter().filter(|(_, a)| *a > chosen).count();
-                                    (acc, above as f64 + 1.0, sel.schedule.cost)
+                                    (acc, above as f64 + 1.0, sel.schedule.cost, sel.score)
                                 }
-                                None => (acc, f64::NAN, 0.0),
+                                None => (acc, f64::NAN, 0.0, f64::NEG_INFINITY),
                             }
                         }
-                        Err(Error::Diverged { .. }) => (0.0, f64::NAN, 0.0),
+                        Err(Error::Diverged { .. }) => (0.0, f64::NAN, 0.0, f64::NEG_INFINITY),
                         Err(e) => return Err(e),
                     };
+                picks.push((k, seed, search_score, acc, planned));
                 // The oracle's three best settings, and the search's choice, for the record.
                 let mut ranked = scored.clone();
                 ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -219,5 +236,82 @@ pub fn search_regret(
             });
         }
     }
+    if methods.len() > 1 {
+        for &k in &o.shots {
+            rows.push(method_choice(&picks, k, o.seeds, methods.len()));
+        }
+    }
     Ok(rows)
+}
+
+/// `compare --auto`'s method choice at `shots`: on each seed the method whose search scored best (as `compare`
+/// ranks them) against the method whose `--auto` run scored best on the test set. `picks` holds every `--auto`
+/// run as (shots, seed, search score, test accuracy, cost), in method order.
+fn method_choice(
+    picks: &[(usize, u64, f64, f64, f64)],
+    shots: usize,
+    seeds: usize,
+    methods: usize,
+) -> RegretRow {
+    let n = seeds as f64;
+    let mut row = RegretRow {
+        label: "compare --auto (method)".into(),
+        shots,
+        recipe: f64::NAN,
+        auto: 0.0,
+        oracle: 0.0,
+        regret: 0.0,
+        rank: 0.0,
+        settings: methods,
+        cost: 0.0,
+    };
+    for seed in 0..seeds as u64 {
+        let runs: Vec<_> = picks
+            .iter()
+            .filter(|p| p.0 == shots && p.1 == seed)
+            .collect();
+        // The first of equal search scores, as a stable sort of compare's rows keeps it.
+        let chosen = runs
+            .iter()
+            .fold(None::<&&(usize, u64, f64, f64, f64)>, |best, r| match best {
+                Some(b) if b.2 >= r.2 => Some(b),
+                _ => Some(r),
+            });
+        let best = runs.iter().map(|r| r.3).fold(0.0, f64::max);
+        let acc = chosen.map_or(0.0, |c| c.3);
+        row.auto += acc / n;
+        row.oracle += best / n;
+        row.regret += (best - acc) / n;
+        row.rank += (runs.iter().filter(|r| r.3 > acc).count() as f64 + 1.0) / n;
+        row.cost += runs.iter().map(|r| r.4).sum::<f64>() / n;
+    }
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_choice;
+
+    #[test]
+    fn method_choice_takes_the_best_search_score_and_measures_against_the_best_test_accuracy() {
+        // Seed 0: the second method's search scores best and it is also best on test: no regret. Seed 1: the
+        // first's search scores best (0.9) but the third is 0.2 better on test. Another shot count is ignored.
+        let picks = [
+            (4, 0, 0.5, 0.40, 1.0),
+            (4, 0, 0.7, 0.60, 2.0),
+            (4, 0, 0.6, 0.50, 3.0),
+            (4, 1, 0.9, 0.30, 1.0),
+            (4, 1, 0.4, 0.45, 2.0),
+            (4, 1, 0.8, 0.50, 3.0),
+            (2, 0, 1.0, 0.99, 9.0),
+        ];
+        let r = method_choice(&picks, 4, 2, 3);
+        assert!((r.auto - 0.45).abs() < 1e-12, "{r:?}");
+        assert!((r.oracle - 0.55).abs() < 1e-12, "{r:?}");
+        assert!((r.regret - 0.10).abs() < 1e-12, "{r:?}");
+        // Rank 1 on seed 0, 3 on seed 1.
+        assert!((r.rank - 2.0).abs() < 1e-12, "{r:?}");
+        assert!((r.cost - 6.0).abs() < 1e-12, "{r:?}");
+        assert!(r.recipe.is_nan());
+    }
 }
