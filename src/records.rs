@@ -40,6 +40,9 @@ pub struct Candidate {
     /// The optimizer, when not the recipe's (AdamW beside a prompt method's SGD recipe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optimizer: Option<OptimizerKind>,
+    /// LP-FT: start from the head of a linear probe trained first on the same images (`Recipe::warm_head`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warm_head: bool,
 }
 
 impl Candidate {
@@ -51,6 +54,9 @@ impl Candidate {
         }
         if let Some(k) = self.optimizer {
             s.push_str(&format!(", {}", k.name()));
+        }
+        if self.warm_head {
+            s.push_str(", warm head");
         }
         s
     }

@@ -211,8 +211,69 @@ fn stop_during_a_search_ends_it_with_nothing_kept() {
         init: vitune::job::Init::Method,
         config,
         image_size: None,
+        warm_head: false,
     };
     let stop = AtomicBool::new(true);
     let r = vitune::job::run_train(&gpu, &b, &job, &stop, &mut |_| {}, &mut |_| {});
     assert!(matches!(r, Err(vitune::Error::Stopped(_))), "{:?}", r.err());
+}
+
+/// LP-FT's warm head: a LoRA run with `warm_head` starts from the head a linear probe (its recipe, same seed and
+/// epochs) learns on the same images, and from LoRA's own initialisation everywhere else.
+#[test]
+fn a_warm_head_starts_from_the_linear_probes_head() {
+    use vitune::train::{initial_tuning, Init, Recipe, Session};
+    use vitune::tuning::{Method, MethodOptions};
+    let gpu = common::gpu();
+    let b = vitune::demo::backbone().expect("backbone");
+    let (classes, train) = vitune::demo::glyph_samples("shifted", 2, 1, 32).expect("glyphs");
+    let transform = vitune::job::eval_transform(&b, None);
+    let vit = vitune::model::GpuViT::new(&gpu, &b, Some(transform.size)).expect("upload");
+    let session = Session::new(&gpu, &b, &vit, &transform);
+    let recipe = |method: Method, warm_head: bool| {
+        let mut config =
+            vitune::train::TrainConfig::defaults(method, 3, 8, train.len().div_ceil(8));
+        config.augment = vitune::train::Augment::none();
+        config.seed = 4;
+        Recipe {
+            method,
+            options: MethodOptions::defaults(method),
+            init: Init::Method,
+            config,
+            warm_head,
+        }
+    };
+    let n = classes.len();
+    let cold = initial_tuning(&session, &recipe(Method::Lora, false), n, &train).expect("cold");
+    let warm = initial_tuning(&session, &recipe(Method::Lora, true), n, &train).expect("warm");
+    let probe = session
+        .fit(
+            &recipe(Method::Linear, false),
+            n,
+            &train,
+            None,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .expect("probe")
+        .best;
+    for (name, t) in &warm.tensors {
+        if name.starts_with("head.") {
+            assert_eq!(t.data, probe.tensors[name].data, "{name}: the probe's");
+            assert_ne!(
+                t.data, cold.tensors[name].data,
+                "{name}: not the fresh head"
+            );
+        } else {
+            assert_eq!(t.data, cold.tensors[name].data, "{name}: LoRA's own init");
+        }
+    }
+    // The probe itself ignores the flag.
+    let linear =
+        initial_tuning(&session, &recipe(Method::Linear, true), n, &train).expect("linear");
+    let fresh = initial_tuning(&session, &recipe(Method::Linear, false), n, &train).expect("fresh");
+    assert_eq!(
+        linear.tensors["head.weight"].data,
+        fresh.tensors["head.weight"].data
+    );
 }

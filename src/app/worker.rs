@@ -562,6 +562,7 @@ fn train_project(
         init,
         config,
         image_size: None,
+        warm_head: false,
     };
     let mut log = |m: &str| send(Reply::Error(m.to_string()));
     let mut ev = |e: &TrainEvent| send(Reply::Event(e.clone()));

@@ -71,6 +71,9 @@ pub(super) enum BenchCommand {
         /// The most cross-validation folds the search scores on (2 to 5).
         #[arg(long, default_value_t = vitune::select::folds::SEARCH_FOLDS)]
         max_folds: usize,
+        /// Every setting also starting from the linear probe's head (LP-FT; not for the probe itself).
+        #[arg(long)]
+        warm_head: bool,
     },
     /// A training step of a method: images/s, step/forward ratio, memory per image, trainable parameters.
     Train {
@@ -121,6 +124,7 @@ pub(super) fn exec(a: Args) -> Result<()> {
             rank_by,
             prompt_adamw,
             max_folds,
+            warm_head,
         } => {
             let rank_by = vitune::select::RankBy::from_name(&rank_by).ok_or_else(|| {
                 vitune::error::Error::Input(format!(
@@ -142,6 +146,7 @@ pub(super) fn exec(a: Args) -> Result<()> {
                     rank_by,
                     prompt_adamw,
                     max_folds,
+                    warm_head,
                     ..Default::default()
                 },
             };

@@ -165,6 +165,7 @@ pub(super) fn train(a: &TrainArgs, pretrain: bool) -> Result<()> {
         init,
         config: config.clone(),
         image_size: None,
+        warm_head: false,
     };
     eprintln!(
         "{} on {} ({} classes, {} training images{}), backbone {}",

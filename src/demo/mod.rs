@@ -562,6 +562,7 @@ fn samples_job(
         init,
         config,
         image_size: None,
+        warm_head: false,
     }
 }
 

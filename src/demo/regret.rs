@@ -135,6 +135,7 @@ pub fn search_regret(
                     weight_decay: optim.weight_decay,
                     prompts: None,
                     optimizer: None,
+                    warm_head: false,
                 };
                 let grid = search_grid(
                     optim.kind,
@@ -143,6 +144,7 @@ pub fn search_regret(
                     base.config.batch,
                     None,
                     o.search.prompt_adamw && m.method.uses_prompts(),
+                    o.search.warm_head && m.method != crate::tuning::Method::Linear,
                 );
                 settings = grid.len();
                 // The oracle: every setting to the end on all the shots, scored on the test set.
@@ -153,6 +155,7 @@ pub fn search_regret(
                     let mut j =
                         samples_job(&classes, &train, r.method, r.options, r.init, r.config);
                     j.auto = None;
+                    j.warm_head = r.warm_head;
                     // A setting that diverges before any epoch is kept gives no model: scored 0, as the search does.
                     let acc = match run_train(gpu, &backbone, &j, &stop, &mut |_| {}, &mut |_| {}) {
                         Ok(out) => score(&out.outcome.best)?,
@@ -165,8 +168,8 @@ pub fn search_regret(
                     scored
                         .iter()
                         .find(|(s, _)| {
-                            (s.lr, s.weight_decay, s.optimizer)
-                                == (c.lr, c.weight_decay, c.optimizer)
+                            (s.lr, s.weight_decay, s.optimizer, s.warm_head)
+                                == (c.lr, c.weight_decay, c.optimizer, c.warm_head)
                         })
                         .map(|(_, a)| *a)
                 };
@@ -271,12 +274,13 @@ fn method_choice(
             .filter(|p| p.0 == shots && p.1 == seed)
             .collect();
         // The first of equal search scores, as a stable sort of compare's rows keeps it.
-        let chosen = runs
-            .iter()
-            .fold(None::<&&(usize, u64, f64, f64, f64)>, |best, r| match best {
+        let chosen = runs.iter().fold(
+            None::<&&(usize, u64, f64, f64, f64)>,
+            |best, r| match best {
                 Some(b) if b.2 >= r.2 => Some(b),
                 _ => Some(r),
-            });
+            },
+        );
         let best = runs.iter().map(|r| r.3).fold(0.0, f64::max);
         let acc = chosen.map_or(0.0, |c| c.3);
         row.auto += acc / n;

@@ -83,6 +83,7 @@ impl CompareJob {
                     options: MethodOptions::defaults(method),
                     init: Init::Method,
                     config: self.plan.config(method, images),
+                    warm_head: false,
                 },
             })
             .collect()

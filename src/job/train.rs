@@ -39,6 +39,8 @@ pub struct TrainJob {
     pub config: TrainConfig,
     /// Input size; the backbone's own when unset.
     pub image_size: Option<(usize, usize)>,
+    /// Start from a linear probe's head (LP-FT; `Recipe::warm_head`).
+    pub warm_head: bool,
 }
 
 pub struct TrainReport {
@@ -58,6 +60,7 @@ impl TrainJob {
             options: self.options.clone(),
             init: self.init.clone(),
             config: self.config.clone(),
+            warm_head: self.warm_head,
         }
     }
 }

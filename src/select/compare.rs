@@ -48,6 +48,7 @@ fn candidate_of(recipe: &Recipe) -> Candidate {
         weight_decay: recipe.config.optim.weight_decay,
         prompts: None,
         optimizer: None,
+        warm_head: recipe.warm_head,
     }
 }
 

@@ -73,6 +73,7 @@ fn with_prompts(
                 weight_decay,
                 prompts: p,
                 optimizer,
+                warm_head: false,
             })
         })
         .collect()
@@ -80,7 +81,8 @@ fn with_prompts(
 
 /// The search's grid for a recipe: its optimizer's grid (`candidates`), and with `prompt_adamw` (a prompt method
 /// whose recipe is SGD, VPT's official optimizer) an AdamW grid beside it (the optimizer later prompt code bases
-/// use; `SearchOptions::prompt_adamw`, off by default).
+/// use; `SearchOptions::prompt_adamw`, off by default); with `warm_head` every setting again starting from the
+/// linear probe's head (LP-FT; `SearchOptions::warm_head`, off by default).
 pub fn search_grid(
     kind: OptimizerKind,
     default_lr: f32,
@@ -88,6 +90,7 @@ pub fn search_grid(
     batch: usize,
     prompts: Option<&[usize]>,
     prompt_adamw: bool,
+    warm_head: bool,
 ) -> Vec<Candidate> {
     let mut grid = candidates(kind, default_lr, default_wd, batch, prompts);
     if prompt_adamw && kind == OptimizerKind::Sgd {
@@ -100,6 +103,16 @@ pub fn search_grid(
             })
             .collect();
         grid.extend(with_prompts(&pairs, prompts, Some(OptimizerKind::Adamw)));
+    }
+    if warm_head {
+        let warm: Vec<Candidate> = grid
+            .iter()
+            .map(|c| Candidate {
+                warm_head: true,
+                ..*c
+            })
+            .collect();
+        grid.extend(warm);
     }
     grid
 }
@@ -139,7 +152,7 @@ mod tests {
     #[test]
     fn prompt_adamw_adds_an_adamw_grid_beside_an_sgd_recipe() {
         // VPT-deep at batch 32: SGD's 10 settings, then AdamW's 10 around 1e-3.
-        let g = search_grid(OptimizerKind::Sgd, 0.625, 1e-4, 32, None, true);
+        let g = search_grid(OptimizerKind::Sgd, 0.625, 1e-4, 32, None, true, false);
         assert_eq!(g.len(), 20);
         assert!(g[..10].iter().all(|c| c.optimizer.is_none()));
         let adamw: Vec<(f32, f32)> = g[10..]
@@ -159,11 +172,11 @@ mod tests {
         );
         // Not for a method whose recipe is already AdamW, nor when not asked (the default; the linear probe).
         assert_eq!(
-            search_grid(OptimizerKind::Adamw, 1e-3, 1e-4, 32, None, true).len(),
+            search_grid(OptimizerKind::Adamw, 1e-3, 1e-4, 32, None, true, false).len(),
             10
         );
         assert_eq!(
-            search_grid(OptimizerKind::Sgd, 1.25, 1e-4, 32, None, false).len(),
+            search_grid(OptimizerKind::Sgd, 1.25, 1e-4, 32, None, false, false).len(),
             11
         );
         // With prompt counts, both grids take each.
@@ -174,7 +187,27 @@ mod tests {
             32,
             Some(&PROMPT_COUNTS),
             true,
+            false,
         );
         assert_eq!(g.len(), 60);
+    }
+
+    #[test]
+    fn warm_head_repeats_every_setting_starting_from_the_probes_head() {
+        let cold = search_grid(OptimizerKind::Adamw, 5e-3, 1e-4, 32, None, false, false);
+        let g = search_grid(OptimizerKind::Adamw, 5e-3, 1e-4, 32, None, false, true);
+        assert_eq!(g.len(), 2 * cold.len());
+        assert!(g[..cold.len()].iter().all(|c| !c.warm_head));
+        for (w, c) in g[cold.len()..].iter().zip(&cold) {
+            assert!(w.warm_head);
+            assert_eq!(
+                Candidate {
+                    warm_head: false,
+                    ..*w
+                },
+                *c
+            );
+        }
+        assert!(g[cold.len()].describe().ends_with(", warm head"));
     }
 }

@@ -31,6 +31,9 @@ pub struct SearchOptions {
     pub prompt_adamw: bool,
     /// The most cross-validation folds (`folds::SEARCH_FOLDS` by default).
     pub max_folds: usize,
+    /// Every setting also with a warm head (LP-FT: the linear probe's head to start from; `grid::search_grid`).
+    /// Off by default until the regret table says it helps.
+    pub warm_head: bool,
 }
 
 impl Default for SearchOptions {
@@ -41,6 +44,7 @@ impl Default for SearchOptions {
             rank_by: RankBy::default(),
             prompt_adamw: false,
             max_folds: super::folds::SEARCH_FOLDS,
+            warm_head: false,
         }
     }
 }
@@ -61,6 +65,7 @@ pub fn apply_candidate(recipe: &mut Recipe, c: &Candidate, epochs: usize, train_
     if let Some(p) = c.prompts {
         recipe.options.prompts = p;
     }
+    recipe.warm_head = c.warm_head;
     recipe.config = recipe.config.rescheduled(epochs, train_images);
 }
 
@@ -265,6 +270,7 @@ pub fn search(
         weight_decay: optim.weight_decay,
         prompts: prompts.map(|_| recipe.options.prompts),
         optimizer: None,
+        warm_head: false,
     };
     let grid = search_grid(
         optim.kind,
@@ -273,6 +279,7 @@ pub fn search(
         recipe.config.batch,
         prompts,
         opts.prompt_adamw && recipe.method.uses_prompts(),
+        opts.warm_head && recipe.method != crate::tuning::Method::Linear,
     );
     let schedule = plan(
         grid.len(),
@@ -365,6 +372,7 @@ mod tests {
             options: MethodOptions::defaults(method),
             init: Init::Method,
             config: TrainConfig::defaults(method, 10, 8, 4),
+            warm_head: false,
         };
         assert_eq!(recipe.config.optim.kind, OptimizerKind::Sgd);
         let mut c = Candidate {
@@ -372,6 +380,7 @@ mod tests {
             weight_decay: 1e-2,
             prompts: Some(5),
             optimizer: None,
+            warm_head: false,
         };
         apply_candidate(&mut recipe, &c, 10, 32);
         assert_eq!(recipe.config.optim.kind, OptimizerKind::Sgd);

@@ -45,6 +45,9 @@ pub struct Recipe {
     pub options: MethodOptions,
     pub init: Init,
     pub config: TrainConfig,
+    /// LP-FT (Kumar et al., 2022): after `init`, the head is the one a linear probe (its recipe, on the same
+    /// images, on cached features) learns first, instead of a fresh one. No effect on the linear probe itself.
+    pub warm_head: bool,
 }
 
 impl Session<'_> {
@@ -135,7 +138,58 @@ pub fn initial_tuning(
         }
         Init::Current(src) => t = continued((**src).clone(), "the current model", recipe, classes)?,
     }
+    if recipe.warm_head && recipe.method != Method::Linear {
+        warm_head(session, recipe, classes, train, &mut t)?;
+    }
     Ok(t)
+}
+
+/// LP-FT's first stage: the linear probe with its own recipe, over the run's epochs and seed, on `train`'s cached
+/// features (no augmentation); `t` then starts from its head.
+fn warm_head(
+    session: &Session,
+    recipe: &Recipe,
+    classes: usize,
+    train: &Samples,
+    t: &mut Tuning,
+) -> Result<()> {
+    let c = &recipe.config;
+    let mut config = TrainConfig::defaults(
+        Method::Linear,
+        c.epochs,
+        c.batch,
+        train.len().div_ceil(c.batch.max(1)),
+    );
+    config.seed = c.seed;
+    config.augment = super::Augment::none();
+    config.micro_batch = c.micro_batch;
+    let probe = Recipe {
+        method: Method::Linear,
+        options: MethodOptions::defaults(Method::Linear),
+        init: Init::Method,
+        config,
+        warm_head: false,
+    };
+    let out = session.fit(
+        &probe,
+        classes,
+        train,
+        None,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )?;
+    for name in ["head.weight", "head.bias"] {
+        match (t.tensors.get_mut(name), out.best.tensors.get(name)) {
+            (Some(dst), Some(src)) if dst.shape == src.shape => dst.data.clone_from(&src.data),
+            _ => {
+                return Err(Error::Input(format!(
+                    "warm head: the linear probe's `{name}` does not fit {}'s head",
+                    recipe.method
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `src` to train on, when it is the run's method over its classes (`what` names it in the error).
