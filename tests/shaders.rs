@@ -178,17 +178,18 @@ fn a_kernel_metal_cannot_run_fails_the_msl_check() {
     assert!(failures[0].contains("f64.wgsl"), "{failures:?}");
 }
 
-/// The cooperative-matrix matmul at subgroup sizes 8 (lavapipe), 32 (NVIDIA, Apple) and 64, B f32 and f16: it
-/// validates and translates for Vulkan and Metal, where wgpu offers cooperative matrices (not DX12).
+/// The cooperative-matrix matmul at the shapes adapters report — subgroups of 8 with 8×8 matrices (lavapipe), of 32
+/// with 8×8 (Apple) or 16×16 (NVIDIA), of 64 with 16×16 (AMD) — B f32 and f16: it validates and translates for Vulkan
+/// and Metal, where wgpu offers cooperative matrices (not DX12).
 #[test]
 fn the_cooperative_matrix_matmul_translates_for_vulkan_and_metal() {
-    let sources: Vec<(String, String)> = [8, 32, 64]
+    let sources: Vec<(String, String)> = [(8, 8), (32, 8), (32, 16), (64, 16)]
         .into_iter()
-        .flat_map(|sg| {
+        .flat_map(|(sg, side)| {
             [false, true].map(|b_f16| {
                 (
-                    format!("matmul_coop.wgsl (SG {sg}, f16 B {b_f16})"),
-                    vitune::ops::shaders::matmul_coop_source(b_f16, sg),
+                    format!("matmul_coop.wgsl (SG {sg}, {side}x{side}, f16 B {b_f16})"),
+                    vitune::ops::shaders::matmul_coop_source(b_f16, sg, side),
                 )
             })
         })

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 /// register tiles, 8×8 per invocation, vec4 reads of workgroup memory (`register`: GPUs with many registers).
 /// Two more take f16 inputs and accumulate in f32, so they differ from the others by ~1e-3 relative and are
 /// chosen only when the user allows it (`VITUNE_PRECISION=mixed`) or forces them: the tiled kernel with f16 tiles
-/// and f16 products (`half`, `SHADER_F16`), and 8x8x8 cooperative matrices, four subgroups per 32x32 tile
-/// (`coop`, where the adapter reports an f16 → f32 configuration and one subgroup size).
+/// and f16 products (`half`, `SHADER_F16`), and cooperative matrices, four subgroups per tile (`coop`: 16x16x16
+/// where the adapter reports it with f16 → f32, as tensor cores do, else 8x8x8; one subgroup size needed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKernel {
     Tiled,
@@ -298,7 +298,8 @@ impl Choices {
 }
 
 /// Whether a device with `features` runs matmul variant `k`: `half` needs SHADER_F16; `coop` the cooperative
-/// matrices that `Gpu` requests only where the adapter has an f16 → f32 8x8x8 configuration and one subgroup size.
+/// matrices that `Gpu` requests only where the adapter has an f16 → f32 8x8x8 or 16x16x16 configuration and one
+/// subgroup size.
 pub fn matmul_supported(features: wgpu::Features, k: MatmulKernel) -> bool {
     match k {
         MatmulKernel::Half => features.contains(wgpu::Features::SHADER_F16),

@@ -83,6 +83,8 @@ pub struct Gpu {
     choices: std::sync::Mutex<Choices>,
     /// Frozen matmul weights are uploaded as f16 (see `f16_weights`).
     f16_weights: std::sync::atomic::AtomicBool,
+    /// The side (8 or 16) of the cooperative matrices `matmul_coop` is built for, where the adapter has them.
+    coop_side: Option<u32>,
 }
 
 /// Index of the environment variable `var`'s value among `values`; None when unset, or (with a warning naming
@@ -160,7 +162,8 @@ impl Gpu {
         let limits = adapter.limits();
         let mut wanted =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
-        if coop_matmul_fits(&adapter, &info) {
+        let coop_side = coop_matmul_side(&adapter, &info, &limits);
+        if coop_side.is_some() {
             wanted |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
         }
         let features = adapter.features() & wanted;
@@ -213,6 +216,8 @@ impl Gpu {
             dummy: std::sync::OnceLock::new(),
             choices,
             f16_weights: std::sync::atomic::AtomicBool::new(false),
+            coop_side: coop_side
+                .filter(|_| features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)),
         })
         .inspect(|gpu| {
             if env_choice("VITUNE_WEIGHTS", &["f32", "f16"]) == Some(1) {
@@ -383,10 +388,12 @@ impl Gpu {
         super::choices::matmul_supported(self.features, k)
     }
 
-    /// The subgroup size the cooperative-matrix matmul is built for, where this device runs it.
-    pub fn coop_subgroup_size(&self) -> Option<u32> {
-        self.supports_matmul(MatmulKernel::Coop)
-            .then_some(self.info.subgroup_min_size)
+    /// The subgroup size and matrix side (8 or 16) the cooperative-matrix matmul is built for, where this device
+    /// runs it.
+    pub fn coop_shape(&self) -> Option<(u32, u32)> {
+        self.coop_side
+            .filter(|_| self.supports_matmul(MatmulKernel::Coop))
+            .map(|side| (self.info.subgroup_min_size, side))
     }
 
     pub fn has_subgroups(&self) -> bool {
@@ -432,18 +439,37 @@ impl Gpu {
     }
 }
 
-/// Whether `matmul_coop` can run on this adapter: an 8x8x8 cooperative-matrix configuration with f16 A and B and an
-/// f32 accumulator, subgroups and f16, and one subgroup size (the kernel's workgroup is four subgroups).
-fn coop_matmul_fits(adapter: &wgpu::Adapter, info: &wgpu::AdapterInfo) -> bool {
+/// The matrix side `matmul_coop` is built for on this adapter: 16 where it reports a 16×16×16 configuration with f16
+/// A and B and an f32 accumulator (tensor cores) and 24 KiB of workgroup memory, else 8 for an 8×8×8 one; None
+/// without either, without subgroups and f16, or with more than one subgroup size (the kernel's workgroup is four
+/// subgroups).
+fn coop_matmul_side(
+    adapter: &wgpu::Adapter,
+    info: &wgpu::AdapterInfo,
+    limits: &wgpu::Limits,
+) -> Option<u32> {
     let needs = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
         | wgpu::Features::SHADER_F16
         | wgpu::Features::SUBGROUP;
-    adapter.features().contains(needs)
-        && info.subgroup_min_size == info.subgroup_max_size
-        && (1..=64).contains(&info.subgroup_min_size)
-        && adapter.cooperative_matrix_properties().iter().any(|p| {
-            (p.m_size, p.n_size, p.k_size) == (8, 8, 8)
+    if !adapter.features().contains(needs)
+        || info.subgroup_min_size != info.subgroup_max_size
+        || !(1..=64).contains(&info.subgroup_min_size)
+    {
+        return None;
+    }
+    let props = adapter.cooperative_matrix_properties();
+    let has = |side: u32| {
+        props.iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (side, side, side)
                 && p.ab_type == wgpu::CooperativeScalarType::F16
                 && p.cr_type == wgpu::CooperativeScalarType::F32
         })
+    };
+    if has(16) && limits.max_compute_workgroup_storage_size >= 24 << 10 {
+        Some(16)
+    } else if has(8) {
+        Some(8)
+    } else {
+        None
+    }
 }

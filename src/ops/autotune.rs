@@ -156,7 +156,7 @@ fn shader_hash() -> u64 {
         crate::ops::shaders::LAYERNORM,
     ));
     eat(&crate::ops::shaders::matmul_half_source(false));
-    eat(&crate::ops::shaders::matmul_coop_source(false, 32));
+    eat(&crate::ops::shaders::matmul_coop_source(false, 32, 16));
     h
 }
 

@@ -59,15 +59,16 @@ static MATMUL_HALF: LazyLock<[Kernel; 2]> = LazyLock::new(|| {
     })
 });
 
-/// The cooperative-matrix kernel for subgroups of `sg` lanes, B stored as f32 (`b_f16` false) or f16: built once
-/// per subgroup size and kept for the life of the process.
-fn coop_kernel(sg: u32, b_f16: bool) -> &'static Kernel {
-    static BY_SG: Mutex<BTreeMap<(u32, bool), &'static Kernel>> = Mutex::new(BTreeMap::new());
-    let mut map = BY_SG.lock().unwrap_or_else(|e| e.into_inner());
-    map.entry((sg, b_f16)).or_insert_with(|| {
+/// The cooperative-matrix kernel for subgroups of `sg` lanes and `side`×`side` matrices, B stored as f32 (`b_f16`
+/// false) or f16: built once per shape and kept for the life of the process.
+fn coop_kernel((sg, side): (u32, u32), b_f16: bool) -> &'static Kernel {
+    static BY_SHAPE: Mutex<BTreeMap<(u32, u32, bool), &'static Kernel>> =
+        Mutex::new(BTreeMap::new());
+    let mut map = BY_SHAPE.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry((sg, side, b_f16)).or_insert_with(|| {
         Box::leak(Box::new(Kernel {
             family: "matmul",
-            source: Box::leak(shaders::matmul_coop_source(b_f16, sg).into_boxed_str()),
+            source: Box::leak(shaders::matmul_coop_source(b_f16, sg, side).into_boxed_str()),
             entry: "matmul_coop",
         }))
     })
@@ -226,8 +227,11 @@ impl<'t> Matmul<'t> {
         let (kernel, rows, cols) = match chosen {
             MatmulKernel::Tiled => (variants[0], 64, 64),
             MatmulKernel::Half => (&MATMUL_HALF[b_f16 as usize], 64, 64),
-            MatmulKernel::Coop => match rec.gpu().coop_subgroup_size() {
-                Some(sg) => (coop_kernel(sg, b_f16), 32, 32),
+            MatmulKernel::Coop => match rec.gpu().coop_shape() {
+                Some((sg, side)) => {
+                    let tile = 4 * side as usize;
+                    (coop_kernel((sg, side), b_f16), tile, tile)
+                }
                 None => (variants[0], 64, 64),
             },
             MatmulKernel::Register => (variants[1], 128, 128),

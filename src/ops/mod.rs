@@ -78,13 +78,18 @@ pub mod shaders {
     }
 
     /// matmul.wgsl with its cooperative-matrix kernel (`matmul_coop`) for an adapter whose subgroups are all `sg`
-    /// lanes wide, B stored as f32 or (`b_f16`) f16; needs `SHADER_F16`, `SUBGROUP` and
-    /// `EXPERIMENTAL_COOPERATIVE_MATRIX`.
-    pub fn matmul_coop_source(b_f16: bool, sg: u32) -> String {
+    /// lanes wide, on `side`×`side` matrices (8 or 16), B stored as f32 or (`b_f16`) f16; needs `SHADER_F16`,
+    /// `SUBGROUP` and `EXPERIMENTAL_COOPERATIVE_MATRIX`.
+    pub fn matmul_coop_source(b_f16: bool, sg: u32, side: u32) -> String {
+        assert!(
+            side == 8 || side == 16,
+            "cooperative matrices are 8x8 or 16x16"
+        );
+        let kernel = include_str!("../../shaders/matmul_coop.wgsl")
+            .replace("coop_mat8x8", &format!("coop_mat{side}x{side}"));
         format!(
-            "enable wgpu_cooperative_matrix;\n{}\nconst SG: u32 = {sg}u;\n{}",
+            "enable wgpu_cooperative_matrix;\n{}\nconst SG: u32 = {sg}u;\nconst CM: u32 = {side}u;\n{kernel}",
             matmul_base_f16(b_f16),
-            include_str!("../../shaders/matmul_coop.wgsl")
         )
     }
 

@@ -56,7 +56,7 @@ pub fn runs_matmul(gpu: &Gpu, kernel: vitune::gpu::MatmulKernel) -> bool {
         MatmulKernel::Coop if std::env::var("VITUNE_TEST_COOP").is_ok_and(|v| v == "1") => {
             assert!(
                 runs,
-                "VITUNE_TEST_COOP=1, but {} offers no f16 → f32 8x8x8 cooperative matrices",
+                "VITUNE_TEST_COOP=1, but {} offers no f16 → f32 8x8x8 or 16x16x16 cooperative matrices",
                 gpu.describe()
             );
         }
