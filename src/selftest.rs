@@ -151,6 +151,8 @@ pub struct Report {
     pub shader_f16: bool,
     pub subgroup: bool,
     pub timestamps: bool,
+    /// The cooperative matrices the coop matmul uses here (subgroup size and matrix side), if any.
+    pub cooperative_matrix: Option<(u32, u32)>,
     /// The kernels this adapter runs by default.
     pub defaults: String,
     /// The autotuner's choice for each family and shape class, with every variant's check and rate (None with
@@ -166,7 +168,7 @@ pub struct Report {
 impl Report {
     pub fn text(&self) -> String {
         let mut s = format!(
-            "adapter       {}\nbackend       {} ({}), driver {}\nlimits        storage binding {} MiB, workgroup memory {} KiB, {} invocations per workgroup\nfeatures      SHADER_F16 {}, SUBGROUP {}, TIMESTAMP_QUERY {}\ndefaults      {}\n",
+            "adapter       {}\nbackend       {} ({}), driver {}\nlimits        storage binding {} MiB, workgroup memory {} KiB, {} invocations per workgroup\nfeatures      SHADER_F16 {}, SUBGROUP {}, TIMESTAMP_QUERY {}, COOPERATIVE_MATRIX {}\ndefaults      {}\n",
             self.adapter,
             self.backend,
             self.device_type,
@@ -177,6 +179,10 @@ impl Report {
             yes(self.shader_f16),
             yes(self.subgroup),
             yes(self.timestamps),
+            match self.cooperative_matrix {
+                Some((sg, side)) => format!("{side}x{side}x{side} f16 -> f32, subgroups of {sg}"),
+                None => "no".into(),
+            },
             self.defaults
         );
         if let Some(t) = &self.autotune {
@@ -437,6 +443,7 @@ pub fn run(gpu: &Gpu, quick: bool, log: &mut dyn FnMut(&str)) -> Result<Report> 
         shader_f16: gpu.has_shader_f16(),
         subgroup: gpu.has_subgroups(),
         timestamps: gpu.has_timestamps(),
+        cooperative_matrix: gpu.coop_shape(),
         defaults,
         autotune: gpu.tuned(),
         rejected: gpu
