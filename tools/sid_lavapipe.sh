@@ -33,12 +33,15 @@ if [ -z "${VITUNE_SID_NS:-}" ]; then
   exec unshare -m --propagation private -- "$0" "$@"
 fi
 unset VITUNE_SID_NS LD_LIBRARY_PATH LD_PRELOAD
-for d in /proc /sys /dev /tmp "$REPO"; do
+# A build directory outside the repository (CARGO_TARGET_DIR) is visible too.
+TARGET=""
+case "${CARGO_TARGET_DIR:-}" in /*) TARGET=$CARGO_TARGET_DIR ;; esac
+for d in /proc /sys /dev /tmp "$REPO" $TARGET; do
   mkdir -p "$ROOT$d"
   mountpoint -q "$ROOT$d" && continue
   case $d in
     /proc) mount -t proc proc "$ROOT/proc" ;;
-    "$REPO") mount --bind "$REPO" "$ROOT$REPO" ;;
+    "$REPO" | "$TARGET") mount --bind "$d" "$ROOT$d" ;;
     *) mount --rbind "$d" "$ROOT$d" ;;
   esac
 done
