@@ -119,32 +119,42 @@ fn translate(
     failures
 }
 
-#[test]
-fn every_shader_translates_to_spirv_for_vulkan() {
-    let failures = translate_all("SPIR-V", spv::supported_capabilities(), |m, info| {
+/// SPIR-V of SPIR-V `version` (Vulkan's target), as a translation step: the output's length in words.
+fn spirv(
+    version: (u8, u8),
+) -> impl Fn(&naga::Module, &naga::valid::ModuleInfo) -> Result<usize, String> {
+    move |m, info| {
         let opts = spv::Options {
-            lang_version: (1, 3),
+            lang_version: version,
             ..Default::default()
         };
         spv::write_vec(m, info, &opts, None)
             .map(|words| words.len())
             .map_err(|e| e.to_string())
-    });
+    }
+}
+
+/// MSL for Metal 2.4 (macOS 12 / iOS 15: what wgpu asks of devices that run compute with f16), as a translation
+/// step: the output's length.
+fn msl_2_4(m: &naga::Module, info: &naga::valid::ModuleInfo) -> Result<usize, String> {
+    let opts = msl::Options {
+        lang_version: (2, 4),
+        ..Default::default()
+    };
+    msl::write_string(m, info, &opts, &msl::PipelineOptions::default())
+        .map(|(text, _)| text.len())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn every_shader_translates_to_spirv_for_vulkan() {
+    let failures = translate_all("SPIR-V", spv::supported_capabilities(), spirv((1, 3)));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn every_shader_translates_to_msl_for_metal() {
-    let failures = translate_all("MSL", msl::supported_capabilities(), |m, info| {
-        let opts = msl::Options {
-            // Metal 2.4 (macOS 12 / iOS 15): what wgpu asks of devices that run compute with f16.
-            lang_version: (2, 4),
-            ..Default::default()
-        };
-        msl::write_string(m, info, &opts, &msl::PipelineOptions::default())
-            .map(|(text, _)| text.len())
-            .map_err(|e| e.to_string())
-    });
+    let failures = translate_all("MSL", msl::supported_capabilities(), msl_2_4);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -198,29 +208,13 @@ fn the_cooperative_matrix_matmul_translates_for_vulkan_and_metal() {
         sources.clone(),
         "SPIR-V",
         spv::supported_capabilities(),
-        |m, info| {
-            let opts = spv::Options {
-                lang_version: (1, 4),
-                ..Default::default()
-            };
-            spv::write_vec(m, info, &opts, None)
-                .map(|words| words.len())
-                .map_err(|e| e.to_string())
-        },
+        spirv((1, 4)),
     );
     failures.extend(translate(
         sources,
         "MSL",
         msl::supported_capabilities(),
-        |m, info| {
-            let opts = msl::Options {
-                lang_version: (2, 4),
-                ..Default::default()
-            };
-            msl::write_string(m, info, &opts, &msl::PipelineOptions::default())
-                .map(|(text, _)| text.len())
-                .map_err(|e| e.to_string())
-        },
+        msl_2_4,
     ));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
