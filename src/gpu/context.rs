@@ -391,8 +391,8 @@ impl Gpu {
     /// The subgroup size and matrix side (8 or 16) the cooperative-matrix matmul is built for, where this device
     /// runs it.
     pub fn coop_shape(&self) -> Option<(u32, u32)> {
+        // Set only where the device was given cooperative matrices (with f16 and subgroups, which they need).
         self.coop_side
-            .filter(|_| self.supports_matmul(MatmulKernel::Coop))
             .map(|side| (self.info.subgroup_min_size, side))
     }
 
