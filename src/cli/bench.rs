@@ -74,6 +74,12 @@ pub(super) enum BenchCommand {
         /// Every setting also starting from the linear probe's head (LP-FT; not for the probe itself).
         #[arg(long)]
         warm_head: bool,
+        /// Each fold of the search trains with as many optimizer steps per epoch as the final run (a smaller batch).
+        #[arg(long)]
+        match_steps: bool,
+        /// A file that keeps the oracle's scores between runs (same adapter, split, epochs and test images).
+        #[arg(long)]
+        oracle_cache: Option<std::path::PathBuf>,
     },
     /// A training step of a method: images/s, step/forward ratio, memory per image, trainable parameters.
     Train {
@@ -125,6 +131,8 @@ pub(super) fn exec(a: Args) -> Result<()> {
             prompt_adamw,
             max_folds,
             warm_head,
+            match_steps,
+            oracle_cache,
         } => {
             let rank_by = vitune::select::RankBy::from_name(&rank_by).ok_or_else(|| {
                 vitune::error::Error::Input(format!(
@@ -147,8 +155,10 @@ pub(super) fn exec(a: Args) -> Result<()> {
                     prompt_adamw,
                     max_folds,
                     warm_head,
+                    match_steps,
                     ..Default::default()
                 },
+                oracle_cache,
             };
             let rows =
                 vitune::demo::search_regret(&gpu, &chosen, &opts, &mut |m| eprintln!("{m}"))?;

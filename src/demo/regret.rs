@@ -27,6 +27,54 @@ pub struct RegretOptions {
     /// `target` or `shifted`.
     pub split: String,
     pub search: SearchOptions,
+    /// A file of the oracle's scores from earlier runs (the runs are seeded, so a setting trained again on the same
+    /// adapter scores the same): read first, appended to; a comparison of search options then costs only the
+    /// searches.
+    pub oracle_cache: Option<std::path::PathBuf>,
+}
+
+/// The oracle's test accuracies by setting, kept in a text file of `key<TAB>accuracy` lines.
+struct OracleCache {
+    path: Option<std::path::PathBuf>,
+    known: std::collections::HashMap<String, f64>,
+}
+
+impl OracleCache {
+    fn open(path: Option<&std::path::Path>) -> Result<Self> {
+        let mut known = std::collections::HashMap::new();
+        if let Some(p) = path.filter(|p| p.exists()) {
+            let text = std::fs::read_to_string(p).map_err(Error::io("read", p))?;
+            for line in text.lines() {
+                if let Some((k, v)) = line.rsplit_once('\t') {
+                    if let Ok(v) = v.parse() {
+                        known.insert(k.to_string(), v);
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            path: path.map(|p| p.to_path_buf()),
+            known,
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<f64> {
+        self.known.get(key).copied()
+    }
+
+    fn put(&mut self, key: String, acc: f64) -> Result<()> {
+        if let Some(p) = &self.path {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(Error::io("open", p))?;
+            writeln!(f, "{key}\t{acc}").map_err(Error::io("write", p))?;
+        }
+        self.known.insert(key, acc);
+        Ok(())
+    }
 }
 
 /// One method at one shot count, means over seeds.
@@ -105,6 +153,7 @@ pub fn search_regret(
     let stop = AtomicBool::new(false);
     let score =
         |t: &crate::tuning::Tuning| test_accuracy(gpu, &vit, &transform, t, &test, classes.len());
+    let mut cache = OracleCache::open(o.oracle_cache.as_deref())?;
     let mut rows = Vec::new();
     // Each `--auto` run: (shots, seed, its search's score, its test accuracy, its cost), by method.
     let mut picks: Vec<(usize, u64, f64, f64, f64)> = Vec::new();
@@ -150,6 +199,19 @@ pub fn search_regret(
                 // The oracle: every setting to the end on all the shots, scored on the test set.
                 let mut scored: Vec<(Candidate, f64)> = Vec::new();
                 for c in &grid {
+                    let key = format!(
+                        "{}|{}|{} test/class|{} epochs|{}|{k} shots|seed {seed}|{}",
+                        gpu.describe(),
+                        o.split,
+                        o.test_per_class,
+                        o.epochs,
+                        m.label,
+                        c.describe()
+                    );
+                    if let Some(acc) = cache.get(&key) {
+                        scored.push((*c, acc));
+                        continue;
+                    }
                     let mut r: Recipe = base.clone();
                     apply_candidate(&mut r, c, base.config.epochs, train.len());
                     let mut j =
@@ -162,6 +224,7 @@ pub fn search_regret(
                         Err(Error::Diverged { .. }) => 0.0,
                         Err(e) => return Err(e),
                     };
+                    cache.put(key, acc)?;
                     scored.push((*c, acc));
                 }
                 let at = |c: &Candidate| {
@@ -294,7 +357,28 @@ fn method_choice(
 
 #[cfg(test)]
 mod tests {
-    use super::method_choice;
+    use super::{method_choice, OracleCache};
+
+    #[test]
+    fn the_oracle_cache_keeps_scores_between_runs() {
+        let dir = std::env::temp_dir().join(format!("vitune-oracle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("oracle.tsv");
+        let _ = std::fs::remove_file(&path);
+        let mut c = OracleCache::open(Some(&path)).unwrap();
+        assert_eq!(c.get("a|lr 1e-3"), None);
+        c.put("a|lr 1e-3".into(), 0.425).unwrap();
+        c.put("b|lr 1e-2".into(), 0.0).unwrap();
+        let again = OracleCache::open(Some(&path)).unwrap();
+        assert_eq!(again.get("a|lr 1e-3"), Some(0.425));
+        assert_eq!(again.get("b|lr 1e-2"), Some(0.0));
+        assert_eq!(again.get("c"), None);
+        // Without a file nothing is written, and what was put is still known for this run.
+        let mut none = OracleCache::open(None).unwrap();
+        none.put("x".into(), 0.5).unwrap();
+        assert_eq!(none.get("x"), Some(0.5));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn method_choice_takes_the_best_search_score_and_measures_against_the_best_test_accuracy() {

@@ -34,6 +34,8 @@ pub struct SearchOptions {
     /// Every setting also with a warm head (LP-FT: the linear probe's head to start from; `grid::search_grid`).
     /// Off by default until the regret table says it helps.
     pub warm_head: bool,
+    /// Each fold trains with as many optimizer steps as the final run on all the shots (`Scorer::matching_steps`).
+    pub match_steps: bool,
 }
 
 impl Default for SearchOptions {
@@ -45,6 +47,7 @@ impl Default for SearchOptions {
             prompt_adamw: false,
             max_folds: super::folds::SEARCH_FOLDS,
             warm_head: false,
+            match_steps: false,
         }
     }
 }
@@ -97,6 +100,9 @@ pub struct Scorer<'a> {
     /// SPT's starting prototypes per (fold, prompt count): the same for every learning rate, and each costs a
     /// forward over the fold's images, so they are computed once.
     spt_inits: RefCell<HashMap<(usize, usize), Tuning>>,
+    /// Folds train with the final run's steps per epoch (`matching_steps`).
+    match_steps: bool,
+    all_images: usize,
 }
 
 impl<'a> Scorer<'a> {
@@ -132,7 +138,15 @@ impl<'a> Scorer<'a> {
             protocol,
             splits,
             spt_inits: RefCell::default(),
+            match_steps: false,
+            all_images: train.len(),
         })
+    }
+
+    /// With `on`, each fold trains with `matched_batch`: as many optimizer steps per epoch as the final run.
+    pub fn matching_steps(mut self, on: bool) -> Self {
+        self.match_steps = on;
+        self
     }
 
     /// The starting tuning of `recipe` on fold `f`'s training part (SPT prototypes cached).
@@ -184,6 +198,9 @@ impl<'a> Scorer<'a> {
                 return Err(stopped());
             }
             let mut recipe = self.recipe.clone();
+            if self.match_steps {
+                recipe.config.batch = matched_batch(recipe.config.batch, self.all_images, tr.len());
+            }
             apply_candidate(&mut recipe, c, epochs, tr.len());
             let fitted = self
                 .initial(&recipe, f, tr)
@@ -223,6 +240,14 @@ impl<'a> Scorer<'a> {
             diverged,
         })
     }
+}
+
+/// The smallest batch with which `fold` images take no more optimizer steps per epoch than `all` images at
+/// `batch`: a fold of half the shots at the recipe's batch gets half the final run's steps, and a rung then favours
+/// learning rates too large for the final run. An epoch costs the same images either way; the learning rate is the candidate's.
+pub fn matched_batch(batch: usize, all: usize, fold: usize) -> usize {
+    let steps = all.div_ceil(batch.max(1)).max(1);
+    fold.div_ceil(steps).clamp(1, batch.max(1))
 }
 
 /// Mean and sample standard deviation (0 for fewer than two values).
@@ -302,7 +327,8 @@ pub fn search(
         candidates: grid.len(),
         schedule: schedule.clone(),
     }));
-    let scorer = Scorer::new(session, recipe, classes.len(), train, val, protocol.clone())?;
+    let scorer = Scorer::new(session, recipe, classes.len(), train, val, protocol.clone())?
+        .matching_steps(opts.match_steps);
     let mut alive: Vec<usize> = (0..grid.len()).collect();
     let mut last: Vec<Option<Trial>> = vec![None; grid.len()];
     for (r, rung) in schedule.rungs.iter().enumerate() {
@@ -394,6 +420,30 @@ mod tests {
             (3e-3, 1e-2)
         );
         assert_eq!(c.describe(), "lr 3.000e-3, wd 1e-2, 5 prompts, AdamW");
+    }
+
+    #[test]
+    fn a_matched_batch_gives_a_fold_the_final_runs_steps_per_epoch() {
+        // 20 classes at 4 shots, two folds: 40 images at batch 8 take the 5 steps of 80 at 16.
+        assert_eq!(matched_batch(16, 80, 40), 8);
+        for batch in [1, 7, 16, 32] {
+            for all in 2..200 {
+                for fold in [all / 2, all - all / 5, all - 1]
+                    .into_iter()
+                    .filter(|&f| f > 0)
+                {
+                    let b = matched_batch(batch, all, fold);
+                    assert!((1..=batch).contains(&b), "{batch} {all} {fold}: {b}");
+                    let (want, got) = (all.div_ceil(batch), fold.div_ceil(b));
+                    // Never more steps than the final run; one image more per step would give fewer.
+                    assert!(got <= want, "{batch} {all} {fold}: {b}");
+                    assert!(
+                        b == 1 || fold.div_ceil(b - 1) > want,
+                        "{batch} {all} {fold}: {b}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
