@@ -277,3 +277,73 @@ fn a_warm_head_starts_from_the_linear_probes_head() {
         fresh.tensors["head.weight"].data
     );
 }
+
+/// With `matching_steps`, each fold of the search trains with as many optimizer steps as the final run on all the
+/// shots (a smaller batch); without it, a fold of half the shots gets half the steps.
+#[test]
+fn matched_folds_take_the_final_runs_steps() {
+    use vitune::select::folds::Protocol;
+    use vitune::select::{apply_candidate, Candidate, Scorer};
+    use vitune::train::{Init, Recipe, Session};
+    use vitune::tuning::{Method, MethodOptions};
+    let gpu = common::gpu();
+    let b = vitune::demo::backbone().expect("backbone");
+    // 4 shots of each class: two folds of 2 per class.
+    let (classes, train) = vitune::demo::glyph_samples("shifted", 4, 1, 32).expect("glyphs");
+    let transform = vitune::job::eval_transform(&b, None);
+    let vit = vitune::model::GpuViT::new(&gpu, &b, Some(transform.size)).expect("upload");
+    let session = Session::new(&gpu, &b, &vit, &transform);
+    let method = Method::VptDeep;
+    let config = vitune::demo::glyph_recipe(method, 8, train.len(), 0);
+    assert_eq!(config.batch, 16);
+    let recipe = Recipe {
+        method,
+        options: MethodOptions::defaults(method),
+        init: Init::Method,
+        config,
+        warm_head: false,
+    };
+    let c = Candidate {
+        lr: 0.05,
+        weight_decay: 1e-4,
+        prompts: None,
+        optimizer: None,
+        warm_head: false,
+    };
+    let mut full = recipe.clone();
+    apply_candidate(&mut full, &c, 8, train.len());
+    let protocol = Protocol::CrossValidation { folds: 2 };
+    let scorer = |matching: bool| {
+        Scorer::new(
+            &session,
+            &recipe,
+            classes.len(),
+            &train,
+            None,
+            protocol.clone(),
+        )
+        .expect("scorer")
+        .matching_steps(matching)
+    };
+    let (plain, matched) = (scorer(false), scorer(true));
+    let sizes = matched.fold_sizes();
+    assert_eq!(sizes.len(), 2);
+    for &n in &sizes {
+        assert_eq!(n, train.len() / 2);
+        let m = matched.fold_recipe(&c, 8, n);
+        assert_eq!(m.config.batch, 8);
+        assert_eq!(m.config.optim.total_steps, full.config.optim.total_steps);
+        assert_eq!(m.config.optim.warmup_steps, full.config.optim.warmup_steps);
+        assert_eq!(
+            m.config.optim.lr, c.lr,
+            "the candidate's learning rate, unscaled"
+        );
+        let p = plain.fold_recipe(&c, 8, n);
+        assert_eq!(p.config.batch, 16);
+        // 40 images at 16 take 3 steps an epoch, 80 take 5.
+        assert_eq!(
+            (p.config.optim.total_steps, full.config.optim.total_steps),
+            (24, 40)
+        );
+    }
+}

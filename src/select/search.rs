@@ -149,6 +149,22 @@ impl<'a> Scorer<'a> {
         self
     }
 
+    /// The recipe a fold of `images` trains `c` with for `epochs`: the candidate's setting, its schedule over the
+    /// fold, and with `matching_steps` the batch that keeps the final run's steps per epoch.
+    pub fn fold_recipe(&self, c: &Candidate, epochs: usize, images: usize) -> Recipe {
+        let mut recipe = self.recipe.clone();
+        if self.match_steps {
+            recipe.config.batch = matched_batch(recipe.config.batch, self.all_images, images);
+        }
+        apply_candidate(&mut recipe, c, epochs, images);
+        recipe
+    }
+
+    /// The images each fold trains on.
+    pub fn fold_sizes(&self) -> Vec<usize> {
+        self.splits.iter().map(|(tr, _)| tr.len()).collect()
+    }
+
     /// The starting tuning of `recipe` on fold `f`'s training part (SPT prototypes cached).
     fn initial(&self, recipe: &Recipe, f: usize, tr: &Samples) -> Result<Tuning> {
         if !matches!(recipe.init, Init::Spt(_)) {
@@ -197,11 +213,7 @@ impl<'a> Scorer<'a> {
             if stop.load(Ordering::Relaxed) {
                 return Err(stopped());
             }
-            let mut recipe = self.recipe.clone();
-            if self.match_steps {
-                recipe.config.batch = matched_batch(recipe.config.batch, self.all_images, tr.len());
-            }
-            apply_candidate(&mut recipe, c, epochs, tr.len());
+            let recipe = self.fold_recipe(c, epochs, tr.len());
             let fitted = self
                 .initial(&recipe, f, tr)
                 .and_then(|t| train(self.session, t, tr, None, &recipe.config, stop, &mut |_| {}));
