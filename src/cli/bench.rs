@@ -74,9 +74,10 @@ pub(super) enum BenchCommand {
         /// Every setting also starting from the linear probe's head (LP-FT; not for the probe itself).
         #[arg(long)]
         warm_head: bool,
-        /// Each fold of the search trains with as many optimizer steps per epoch as the final run (a smaller batch).
+        /// The search's folds train at the recipe's batch, so with fewer optimizer steps than the final run (the
+        /// search before session 13; by default a fold's batch keeps the final run's steps per epoch).
         #[arg(long)]
-        match_steps: bool,
+        unmatched_steps: bool,
         /// A file that keeps the oracle's scores between runs (same adapter, split, epochs and test images).
         #[arg(long)]
         oracle_cache: Option<std::path::PathBuf>,
@@ -131,7 +132,7 @@ pub(super) fn exec(a: Args) -> Result<()> {
             prompt_adamw,
             max_folds,
             warm_head,
-            match_steps,
+            unmatched_steps,
             oracle_cache,
         } => {
             let rank_by = vitune::select::RankBy::from_name(&rank_by).ok_or_else(|| {
@@ -155,7 +156,7 @@ pub(super) fn exec(a: Args) -> Result<()> {
                     prompt_adamw,
                     max_folds,
                     warm_head,
-                    match_steps,
+                    match_steps: !unmatched_steps,
                     ..Default::default()
                 },
                 oracle_cache,

@@ -34,7 +34,9 @@ pub struct SearchOptions {
     /// Every setting also with a warm head (LP-FT: the linear probe's head to start from; `grid::search_grid`).
     /// Off by default until the regret table says it helps.
     pub warm_head: bool,
-    /// Each fold trains with as many optimizer steps as the final run on all the shots (`Scorer::matching_steps`).
+    /// Each fold trains with as many optimizer steps per epoch as the final run on all the shots (`matched_batch`).
+    /// On by default: on the glyph testbed's regret table it moved every method's choice to the grid's best or next
+    /// to it (BENCHMARKS.md, session 13), where folds at the recipe's batch chose learning rates 3-4x too large.
     pub match_steps: bool,
 }
 
@@ -47,7 +49,7 @@ impl Default for SearchOptions {
             prompt_adamw: false,
             max_folds: super::folds::SEARCH_FOLDS,
             warm_head: false,
-            match_steps: false,
+            match_steps: true,
         }
     }
 }
