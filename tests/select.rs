@@ -279,7 +279,7 @@ fn a_warm_head_starts_from_the_linear_probes_head() {
 }
 
 /// With `matching_steps`, each fold of the search trains with as many optimizer steps as the final run on all the
-/// shots (a smaller batch); without it, a fold of half the shots gets half the steps.
+/// shots (a smaller batch); without it, a fold of half the shots takes fewer.
 #[test]
 fn matched_folds_take_the_final_runs_steps() {
     use vitune::select::folds::Protocol;
