@@ -1016,6 +1016,30 @@ fn without_a_dialog_service_the_builtin_browser_saves_and_try_takes_a_path() {
     h.get_by_label("Cancel").click();
     h.run();
     assert!(h.state().files.browser.is_none());
+    // The browser is modal: a click on the project beneath does nothing and keeps the browser; Escape cancels it,
+    // and the project stays where it was saved.
+    h.get_by_label("Open project...").click();
+    h.run();
+    assert!(h.state().files.browser.is_some());
+    let classes = h.state().project.classes.len();
+    h.get_by_label("Add class").click();
+    h.run();
+    assert_eq!(
+        h.state().project.classes.len(),
+        classes,
+        "a click went through the browser"
+    );
+    assert!(
+        h.state().files.browser.is_some(),
+        "a click beside the browser closed it"
+    );
+    h.key_press(egui::Key::Escape);
+    h.run();
+    assert!(
+        h.state().files.browser.is_none(),
+        "Escape left the browser open"
+    );
+    assert_eq!(h.state().project_path.as_deref(), Some(saved.as_path()));
 
     // Try: a typed path that is no file says so; a typed folder goes to the classifier (which, with no model
     // yet, asks for one: the classification itself is tested with a trained model above).

@@ -176,118 +176,120 @@ pub fn file_browser_ui(app: &mut VituneApp, ctx: &egui::Context) {
     let Some(mut b) = app.files.browser.take() else {
         return;
     };
-    let mut open = true;
     let mut done: Option<Vec<PathBuf>> = None;
     let (filter_name, exts) = b.purpose.filter();
     let saving = b.purpose.save_name().is_some();
-    egui::Window::new(b.purpose.title())
-        .open(&mut open)
-        .collapsible(false)
-        .default_size([560.0, 420.0])
-        .show(ctx, |ui| {
-            ui.horizontal(|ui| {
-                if ui.button("Up").clicked() {
-                    if let Some(parent) = b.dir.parent() {
-                        b.dir = parent.to_path_buf();
-                        b.dir_field = b.dir.display().to_string();
-                    }
+    // Modal: while a choice is pending the project beneath takes no clicks.
+    let modal = egui::Modal::new(egui::Id::unique("vitune-file-browser")).show(ctx, |ui| {
+        ui.set_width(560.0);
+        ui.heading(b.purpose.title());
+        ui.horizontal(|ui| {
+            if ui.button("Up").clicked() {
+                if let Some(parent) = b.dir.parent() {
+                    b.dir = parent.to_path_buf();
+                    b.dir_field = b.dir.display().to_string();
                 }
-                let label = ui.label("Folder:");
-                let field = ui
-                    .add(egui::TextEdit::singleline(&mut b.dir_field).desired_width(400.0))
-                    .labelled_by(label.id);
-                if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
-                    let typed = PathBuf::from(b.dir_field.trim());
-                    if typed.is_dir() {
-                        b.dir = typed;
-                        b.error = None;
-                    } else if typed.is_file() {
-                        // A file typed whole: take it.
-                        done = Some(vec![typed]);
-                    } else {
-                        b.error = Some(format!("no folder at {}", typed.display()));
-                    }
+            }
+            let label = ui.label("Folder:");
+            let field = ui
+                .add(egui::TextEdit::singleline(&mut b.dir_field).desired_width(400.0))
+                .labelled_by(label.id);
+            if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                let typed = PathBuf::from(b.dir_field.trim());
+                if typed.is_dir() {
+                    b.dir = typed;
+                    b.error = None;
+                } else if typed.is_file() {
+                    // A file typed whole: take it.
+                    done = Some(vec![typed]);
+                } else {
+                    b.error = Some(format!("no folder at {}", typed.display()));
                 }
-            });
-            let entries = list(&b.dir, exts);
-            egui::ScrollArea::vertical()
-                .max_height(280.0)
-                .show(ui, |ui| match &entries {
-                    Err(e) => {
-                        ui.colored_label(egui::Color32::from_rgb(220, 80, 60), e);
-                    }
-                    Ok(entries) if entries.is_empty() => {
-                        ui.label(format!("no folders or {filter_name} files here"));
-                    }
-                    Ok(entries) => {
-                        for (path, is_dir) in entries {
-                            let name = path
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default();
-                            if *is_dir {
-                                if ui
-                                    .selectable_label(false, format!("[folder] {name}"))
-                                    .clicked()
-                                {
-                                    b.dir = path.clone();
-                                    b.dir_field = b.dir.display().to_string();
-                                }
-                            } else {
-                                let picked = b.picked.contains(path);
-                                if ui.selectable_label(picked, name.clone()).clicked() {
-                                    if saving {
-                                        b.name = name;
-                                    } else if b.purpose.many() {
-                                        if picked {
-                                            b.picked.retain(|p| p != path);
-                                        } else {
-                                            b.picked.push(path.clone());
-                                        }
+            }
+        });
+        let entries = list(&b.dir, exts);
+        egui::ScrollArea::vertical()
+            .max_height(280.0)
+            .show(ui, |ui| match &entries {
+                Err(e) => {
+                    ui.colored_label(egui::Color32::from_rgb(220, 80, 60), e);
+                }
+                Ok(entries) if entries.is_empty() => {
+                    ui.label(format!("no folders or {filter_name} files here"));
+                }
+                Ok(entries) => {
+                    for (path, is_dir) in entries {
+                        let name = path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        if *is_dir {
+                            if ui
+                                .selectable_label(false, format!("[folder] {name}"))
+                                .clicked()
+                            {
+                                b.dir = path.clone();
+                                b.dir_field = b.dir.display().to_string();
+                            }
+                        } else {
+                            let picked = b.picked.contains(path);
+                            if ui.selectable_label(picked, name.clone()).clicked() {
+                                if saving {
+                                    b.name = name;
+                                } else if b.purpose.many() {
+                                    if picked {
+                                        b.picked.retain(|p| p != path);
                                     } else {
-                                        b.picked = vec![path.clone()];
+                                        b.picked.push(path.clone());
                                     }
+                                } else {
+                                    b.picked = vec![path.clone()];
                                 }
                             }
                         }
                     }
-                });
-            if let Some(e) = &b.error {
-                ui.colored_label(egui::Color32::from_rgb(220, 80, 60), e);
-            }
-            ui.separator();
-            ui.horizontal(|ui| {
-                if saving {
-                    let label = ui.label("File name:");
-                    ui.add(egui::TextEdit::singleline(&mut b.name).desired_width(240.0))
-                        .labelled_by(label.id);
-                    if ui
-                        .add_enabled(!b.name.trim().is_empty(), egui::Button::new("Save"))
-                        .clicked()
-                    {
-                        done = Some(vec![b.dir.join(b.name.trim())]);
-                    }
-                } else {
-                    ui.label(format!("{} picked", b.picked.len()));
-                    if ui
-                        .add_enabled(!b.picked.is_empty(), egui::Button::new("Open"))
-                        .clicked()
-                    {
-                        done = Some(b.picked.clone());
-                    }
-                    if b.purpose.many() && ui.button("Add this whole folder").clicked() {
-                        done = Some(vec![b.dir.clone()]);
-                    }
-                }
-                if ui.button("Cancel").clicked() {
-                    done = Some(Vec::new());
                 }
             });
+        if let Some(e) = &b.error {
+            ui.colored_label(egui::Color32::from_rgb(220, 80, 60), e);
+        }
+        ui.separator();
+        ui.horizontal(|ui| {
+            if saving {
+                let label = ui.label("File name:");
+                ui.add(egui::TextEdit::singleline(&mut b.name).desired_width(240.0))
+                    .labelled_by(label.id);
+                if ui
+                    .add_enabled(!b.name.trim().is_empty(), egui::Button::new("Save"))
+                    .clicked()
+                {
+                    done = Some(vec![b.dir.join(b.name.trim())]);
+                }
+            } else {
+                ui.label(format!("{} picked", b.picked.len()));
+                if ui
+                    .add_enabled(!b.picked.is_empty(), egui::Button::new("Open"))
+                    .clicked()
+                {
+                    done = Some(b.picked.clone());
+                }
+                if b.purpose.many() && ui.button("Add this whole folder").clicked() {
+                    done = Some(vec![b.dir.clone()]);
+                }
+            }
+            if ui.button("Cancel").clicked() {
+                done = Some(Vec::new());
+            }
         });
+    });
     app.files.last_dir = Some(b.dir.clone());
     match done {
         Some(paths) => app.file_chosen(b.purpose, paths),
-        None if open => app.files.browser = Some(b),
+        // A click beside the browser is taken by its backdrop and changes nothing: the picks stay until Cancel or
+        // Escape.
+        None if !modal.should_close() || modal.backdrop_response.clicked() => {
+            app.files.browser = Some(b)
+        }
         None => {}
     }
 }
