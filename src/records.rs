@@ -92,6 +92,13 @@ pub struct Trial {
     pub diverged: bool,
 }
 
+impl Trial {
+    /// What a rung ranks (see `RankBy::compare`): (mean accuracy, loss), a diverged setting's loss infinite.
+    pub fn score(&self) -> (f64, f64) {
+        (self.mean, self.loss.unwrap_or(f64::INFINITY))
+    }
+}
+
 /// What a search chose and why: recorded in the tuned file's metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Selection {
@@ -154,6 +161,37 @@ impl Selection {
     }
 }
 
+/// What a rung ranks its candidates by: held-out loss by default, chosen on the glyph testbed's regret table
+/// (BENCHMARKS.md, session 11: vpt-deep's regret 8.2 → 5.6 points, linear 5.9 → 5.4, LoRA level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RankBy {
+    /// Mean held-out accuracy, ties broken by loss.
+    Accuracy,
+    /// Mean held-out cross-entropy (continuous: no ties on a few validation images), ties broken by accuracy.
+    #[default]
+    Loss,
+}
+
+impl RankBy {
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "accuracy" => Some(Self::Accuracy),
+            "loss" => Some(Self::Loss),
+            _ => None,
+        }
+    }
+
+    /// Which of two (accuracy, loss) results ranks first: the chosen measure, then the other.
+    pub fn compare(self, a: (f64, f64), b: (f64, f64)) -> std::cmp::Ordering {
+        let accuracy = b.0.total_cmp(&a.0);
+        let loss = a.1.total_cmp(&b.1);
+        match self {
+            RankBy::Accuracy => accuracy.then(loss),
+            RankBy::Loss => loss.then(accuracy),
+        }
+    }
+}
+
 /// Progress of a search, as it goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SearchEvent {
@@ -161,6 +199,10 @@ pub enum SearchEvent {
         protocol: String,
         candidates: usize,
         schedule: Schedule,
+        /// The recipe's optimizer: a candidate without its own trains with it.
+        optimizer: OptimizerKind,
+        /// What each rung ranks its candidates by.
+        rank_by: RankBy,
     },
     /// A candidate has been scored at a rung.
     Trial {

@@ -427,6 +427,19 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
             );
         }
         assert!(!status.contains("setting 1/"), "{status}");
+        // The settings scored so far are shown as they come, before the search ends.
+        let so_far = h
+            .state()
+            .run
+            .search_trials
+            .as_ref()
+            .expect("the search's live table");
+        // One row a setting: a setting scored again at a later rung replaces its row.
+        assert!(!so_far.trials.is_empty() && so_far.trials.len() <= done);
+        h.step();
+        if h.state().run.search_progress.is_some() {
+            h.get_by_label_contains("Search under way:");
+        }
     }
     h.get_by_label("Stop").click();
     wait_for(&mut h, 120, "the stop", |a| !a.run.training);
@@ -437,6 +450,10 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
             .any(|e| e.contains("stopped during the hyper-parameter search")),
         "{:?}",
         h.state().errors
+    );
+    assert!(
+        h.state().run.search_trials.is_none(),
+        "the live table outlived its search"
     );
     h.state_mut().errors.clear();
 

@@ -61,6 +61,9 @@ pub struct RunView {
     pub selection: Option<crate::select::Selection>,
     /// Search progress: settings scored so far, of all the rungs' settings.
     pub search_progress: Option<(usize, usize)>,
+    /// The search under way: each setting scored so far, shown until the run ends and its `selection` takes
+    /// their place.
+    pub search_trials: Option<SearchSoFar>,
     /// Epochs of the search run so far, of all it plans (the bar: later rungs run longer).
     pub search_epochs: (usize, usize),
     /// The last "Compare methods" result, ranked, and whether one is running.
@@ -72,6 +75,15 @@ pub struct RunView {
     /// A run was asked for and has not reported yet: the previous run's curves stay until it does, so a run that
     /// fails to start leaves them.
     pub run_pending: bool,
+}
+
+/// A search under way, as the Tune tab shows it.
+pub struct SearchSoFar {
+    /// The recipe's optimizer (a setting without its own trains with it) and what the rungs rank by.
+    pub optimizer: crate::records::OptimizerKind,
+    pub rank_by: crate::records::RankBy,
+    /// Each setting at the last rung it was scored at, in the order they came.
+    pub trials: Vec<crate::select::Trial>,
 }
 
 /// What the Attention tab shows: the maps drawn, the grid, a map shown large.

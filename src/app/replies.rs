@@ -135,6 +135,7 @@ impl VituneApp {
                 self.run.training = false;
                 self.run.run_pending = false;
                 self.run.search_progress = None;
+                self.run.search_trials = None;
                 self.status =
                     "the run diverged: nothing was trained (see the message above)".into();
                 self.errors.push(message);
@@ -178,8 +179,18 @@ impl VituneApp {
     /// The search's plan and each setting it scored.
     fn on_search(&mut self, e: SearchEvent) {
         match &e {
-            SearchEvent::Planned { schedule, .. } => {
+            SearchEvent::Planned {
+                schedule,
+                optimizer,
+                rank_by,
+                ..
+            } => {
                 self.begin_run_display();
+                self.run.search_trials = Some(super::SearchSoFar {
+                    optimizer: *optimizer,
+                    rank_by: *rank_by,
+                    trials: Vec::new(),
+                });
                 let total = schedule.rungs.iter().map(|r| r.candidates).sum();
                 self.run.search_progress = Some((0, total));
                 let epochs = schedule.rungs.iter().map(|r| r.candidates * r.epochs);
@@ -188,6 +199,11 @@ impl VituneApp {
             SearchEvent::Trial { trial, .. } => {
                 if let Some((done, _)) = &mut self.run.search_progress {
                     *done += 1;
+                }
+                if let Some(s) = &mut self.run.search_trials {
+                    // A setting that goes on to a later rung replaces its earlier score.
+                    s.trials.retain(|t| t.candidate != trial.candidate);
+                    s.trials.push(trial.clone());
                 }
                 let (ran, total) = &mut self.run.search_epochs;
                 *ran += trial.epochs;
@@ -249,6 +265,7 @@ impl VituneApp {
         self.run.evaluation = t.evaluation;
         self.run.trained_classes = Some(t.classes);
         self.run.search_progress = None;
+        self.run.search_trials = None;
         let chosen = t
             .selection
             .as_ref()
@@ -309,6 +326,7 @@ impl VituneApp {
             self.run.comparing = false;
             self.selftesting = false;
             self.run.search_progress = None;
+            self.run.search_trials = None;
         }
         if self.status.starts_with("exporting ") {
             self.status = "the export did not finish (see the message above)".into();

@@ -75,6 +75,7 @@ pub(super) fn print_search_event(e: &vitune::select::SearchEvent) {
             protocol,
             candidates,
             schedule,
+            ..
         } => eprintln!(
             "search: {candidates} settings, {protocol}; rungs {} (candidates x epochs); planned cost {:.1} default runs",
             schedule

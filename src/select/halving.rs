@@ -2,7 +2,7 @@
 //! epochs, the best third goes on with about three times as many, until two are left; the best of the last rung
 //! wins. Each rung restarts its survivors with a full warmup-and-cosine schedule of the rung's length.
 
-pub use crate::records::{Rung, Schedule};
+pub use crate::records::{RankBy, Rung, Schedule};
 
 /// The fraction of a rung's candidates that go on to the next.
 pub const ETA: usize = 3;
@@ -71,39 +71,6 @@ fn training_passes(rungs: &[Rung]) -> usize {
             }
         })
         .sum()
-}
-
-/// What a rung ranks its candidates by: held-out loss by default, chosen on the glyph testbed's regret table
-/// (BENCHMARKS.md, session 11: vpt-deep's regret 8.2 → 5.6 points, linear 5.9 → 5.4, LoRA level).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RankBy {
-    /// Mean held-out accuracy, ties broken by loss.
-    Accuracy,
-    /// Mean held-out cross-entropy (continuous: no ties on a few validation images), ties broken by accuracy.
-    #[default]
-    Loss,
-}
-
-impl RankBy {
-    pub fn from_name(s: &str) -> Option<Self> {
-        match s {
-            "accuracy" => Some(Self::Accuracy),
-            "loss" => Some(Self::Loss),
-            _ => None,
-        }
-    }
-}
-
-impl RankBy {
-    /// Which of two (accuracy, loss) results ranks first: the chosen measure, then the other.
-    pub fn compare(self, a: (f64, f64), b: (f64, f64)) -> std::cmp::Ordering {
-        let accuracy = b.0.total_cmp(&a.0);
-        let loss = a.1.total_cmp(&b.1);
-        match self {
-            RankBy::Accuracy => accuracy.then(loss),
-            RankBy::Loss => loss.then(accuracy),
-        }
-    }
 }
 
 /// The order of a rung's (accuracy, loss) results under `by`, then the earlier candidate.

@@ -341,6 +341,8 @@ pub fn search(
         protocol: protocol.describe(),
         candidates: grid.len(),
         schedule: schedule.clone(),
+        optimizer: optim.kind,
+        rank_by: opts.rank_by,
     }));
     let scorer = Scorer::new(session, recipe, classes.len(), train, val, protocol.clone())?
         .matching_steps(opts.match_steps);
@@ -363,7 +365,7 @@ pub fn search(
                 of: alive.len(),
                 trial: trial.clone(),
             }));
-            scores.push((trial.mean, trial.loss.unwrap_or(f64::INFINITY)));
+            scores.push(trial.score());
             last[c] = Some(trial);
         }
         alive = rank_by(&scores, opts.rank_by)
@@ -374,11 +376,10 @@ pub fn search(
     let chosen = alive[0];
     let mut table: Vec<Trial> = last.into_iter().flatten().collect();
     // Later rungs first, each in the ranking's order.
-    let key = |t: &Trial| (t.mean, t.loss.unwrap_or(f64::INFINITY));
     table.sort_by(|a, b| {
         b.rung
             .cmp(&a.rung)
-            .then(opts.rank_by.compare(key(a), key(b)))
+            .then(opts.rank_by.compare(a.score(), b.score()))
     });
     // The winner leads its rung's ties, as the ranking chose it.
     if let Some(pos) = table.iter().position(|t| t.candidate == grid[chosen]) {

@@ -1,6 +1,8 @@
 //! The Tune tab: the method and its settings, the run's curves, the search, the comparison and the mistakes.
 
 use super::*;
+use crate::records::OptimizerKind;
+use crate::select::Trial;
 
 pub(super) fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
     // A run uses the settings it started with: they are locked until it ends.
@@ -275,8 +277,37 @@ fn option_ui(ui: &mut egui::Ui, spec: &OptionSpec, o: &mut MethodOptions) {
     }
 }
 
-/// The last search's table: every setting tried, the chosen one marked.
+/// The search's table: while it runs, each setting as it is scored (ranked as the search ranks); after,
+/// the last search's every setting, the chosen one marked.
 pub(super) fn selection_ui(app: &VituneApp, ui: &mut egui::Ui) {
+    if let Some(s) = &app.run.search_trials {
+        if s.trials.is_empty() {
+            return;
+        }
+        // As the search ranks them: later rungs first, then by the rungs' measure.
+        let mut rows: Vec<&Trial> = s.trials.iter().collect();
+        rows.sort_by(|a, b| {
+            b.rung
+                .cmp(&a.rung)
+                .then(s.rank_by.compare(a.score(), b.score()))
+        });
+        egui::CollapsingHeader::new(format!(
+            "Search under way: {} settings, each at the last rung it reached",
+            s.trials.len()
+        ))
+        .id_salt("search so far")
+        .default_open(true)
+        .show(ui, |ui| {
+            search_grid(ui, "search so far grid", |ui| {
+                for t in rows {
+                    trial_cells(ui, t, s.optimizer);
+                    ui.label(format!("rung {}", t.rung + 1));
+                    ui.end_row();
+                }
+            });
+        });
+        return;
+    }
     let Some(sel) = &app.run.selection else {
         return;
     };
@@ -289,22 +320,15 @@ pub(super) fn selection_ui(app: &VituneApp, ui: &mut egui::Ui) {
     ))
     .id_salt("search table")
     .show(ui, |ui| {
-        egui::Grid::new("search grid").striped(true).show(ui, |ui| {
-            for h in ["lr", "wd", "optimizer", "accuracy", "loss", "epochs", ""] {
-                ui.strong(h);
-            }
-            ui.end_row();
+        search_grid(ui, "search grid", |ui| {
             for t in &sel.table {
-                ui.label(format!("{:.2e}", t.candidate.lr));
-                ui.label(format!("{:.0e}", t.candidate.weight_decay));
-                ui.label(t.candidate.optimizer.unwrap_or(sel.optimizer).name());
-                ui.label(format!("{:.1}% ± {:.1}", 100.0 * t.mean, 100.0 * t.std));
-                ui.label(t.loss.map_or_else(|| "-".into(), |l| format!("{l:.3}")));
-                ui.label(t.epochs.to_string());
+                trial_cells(ui, t, sel.optimizer);
                 ui.label(if t.candidate == sel.chosen {
                     "chosen"
                 } else if t.diverged {
                     "diverged"
+                } else if t.candidate == sel.default {
+                    "recipe"
                 } else {
                     ""
                 });
@@ -312,6 +336,46 @@ pub(super) fn selection_ui(app: &VituneApp, ui: &mut egui::Ui) {
             }
         });
     });
+}
+
+/// A search table's grid: the header, then `rows`.
+fn search_grid(ui: &mut egui::Ui, id: &str, rows: impl FnOnce(&mut egui::Ui)) {
+    egui::Grid::new(id).striped(true).show(ui, |ui| {
+        for h in [
+            "lr",
+            "wd",
+            "optimizer",
+            "also",
+            "accuracy",
+            "loss",
+            "epochs",
+            "",
+        ] {
+            ui.strong(h);
+        }
+        ui.end_row();
+        rows(ui);
+    });
+}
+
+/// One setting's cells (all but the last column); `optimizer` is the recipe's, for a setting without its own.
+fn trial_cells(ui: &mut egui::Ui, t: &Trial, optimizer: OptimizerKind) {
+    let c = &t.candidate;
+    ui.label(format!("{:.2e}", c.lr));
+    ui.label(format!("{:.0e}", c.weight_decay));
+    ui.label(c.optimizer.unwrap_or(optimizer).name());
+    let mut also: Vec<String> = c
+        .prompts
+        .map(|p| format!("{p} prompts"))
+        .into_iter()
+        .collect();
+    if c.warm_head {
+        also.push("warm head".into());
+    }
+    ui.label(also.join(", "));
+    ui.label(format!("{:.1}% ± {:.1}", 100.0 * t.mean, 100.0 * t.std));
+    ui.label(t.loss.map_or_else(|| "-".into(), |l| format!("{l:.3}")));
+    ui.label(t.epochs.to_string());
 }
 
 /// "Compare methods": every method scored on the project's images, ranked, each one click from being kept.
