@@ -288,6 +288,9 @@ impl VituneApp {
 
     fn on_compared(&mut self, rows: Vec<CompareRow>) {
         self.run.comparing = false;
+        // With Auto on, each method searched: the last method's search is over too.
+        self.run.search_progress = None;
+        self.run.search_trials = None;
         self.status = match rows.first() {
             Some(r) => format!(
                 "compared {} methods: {} ranks first ({:.1}%)",
