@@ -1057,6 +1057,25 @@ fn without_a_dialog_service_the_builtin_browser_saves_and_try_takes_a_path() {
         "Escape left the browser open"
     );
     assert_eq!(h.state().project_path.as_deref(), Some(saved.as_path()));
+    // Adding images: the browser names the class they go to.
+    h.get_by_label("Add class").click();
+    h.run();
+    let class = h
+        .state()
+        .project
+        .classes
+        .last()
+        .expect("a class")
+        .name
+        .clone();
+    h.get_by_label("Add images...").click();
+    h.run();
+    h.get_by_label(&format!(
+        "Add images to class \"{class}\" (files or folders)"
+    ));
+    h.get_by_label("Cancel").click();
+    h.run();
+    assert!(h.state().files.browser.is_none());
 
     // Try: a typed path that is no file says so; a typed folder goes to the classifier (which, with no model
     // yet, asks for one: the classification itself is tested with a trained model above).

@@ -101,11 +101,22 @@ impl Files {
 }
 
 impl VituneApp {
+    /// A dialog's title: the purpose's, naming the class that images are added to.
+    fn file_title(&self, purpose: FilePurpose) -> String {
+        match purpose {
+            FilePurpose::AddImages(i) => match self.project.classes.get(i) {
+                Some(c) => format!("Add images to class \"{}\" (files or folders)", c.name),
+                None => purpose.title().into(),
+            },
+            _ => purpose.title().into(),
+        }
+    }
+
     /// Asks for a file (or files) for `purpose`; the answer is applied by `file_chosen`.
     pub fn ask_file(&mut self, purpose: FilePurpose) {
         if !self.files.builtin_only && !self.files.native_unavailable {
             let asked = Instant::now();
-            match native_dialog(purpose) {
+            match native_dialog(purpose, &self.file_title(purpose)) {
                 Some(paths) => return self.file_chosen(purpose, paths),
                 // Back at once with nothing: no dialog could open (no desktop portal, no zenity).
                 None if asked.elapsed() < Duration::from_millis(300) => {
@@ -159,11 +170,11 @@ impl VituneApp {
     }
 }
 
-fn native_dialog(purpose: FilePurpose) -> Option<Vec<PathBuf>> {
+fn native_dialog(purpose: FilePurpose, title: &str) -> Option<Vec<PathBuf>> {
     let (name, exts) = purpose.filter();
     let d = rfd::FileDialog::new()
         .add_filter(name, exts)
-        .set_title(purpose.title());
+        .set_title(title);
     match purpose.save_name() {
         Some(file) => d.set_file_name(file).save_file().map(|p| vec![p]),
         None if purpose.many() => d.pick_files(),
@@ -179,10 +190,11 @@ pub fn file_browser_ui(app: &mut VituneApp, ctx: &egui::Context) {
     let mut done: Option<Vec<PathBuf>> = None;
     let (filter_name, exts) = b.purpose.filter();
     let saving = b.purpose.save_name().is_some();
+    let title = app.file_title(b.purpose);
     // Modal: while a choice is pending the project beneath takes no clicks.
     let modal = egui::Modal::new(egui::Id::unique("vitune-file-browser")).show(ctx, |ui| {
         ui.set_width(560.0);
-        ui.heading(b.purpose.title());
+        ui.heading(title.as_str());
         ui.horizontal(|ui| {
             if ui.button("Up").clicked() {
                 if let Some(parent) = b.dir.parent() {
