@@ -190,6 +190,11 @@ impl RankBy {
             RankBy::Loss => loss.then(accuracy),
         }
     }
+
+    /// A search table's order: later rungs first, each rung in this ranking's order.
+    pub fn compare_trials(self, a: &Trial, b: &Trial) -> std::cmp::Ordering {
+        b.rung.cmp(&a.rung).then(self.compare(a.score(), b.score()))
+    }
 }
 
 /// Progress of a search, as it goes.

@@ -412,13 +412,14 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
     h.get_by_label("Train").click();
     h.step();
     wait_for(&mut h, 60, "the search to start", |a| {
-        a.run.search_progress.is_some()
+        a.run.search.is_some()
     });
     // One counter: the status says what the body says, settings scored of all the rungs' settings.
     wait_for(&mut h, 120, "a scored setting", |a| {
-        a.run.search_progress.is_some_and(|(done, _)| done >= 1) || !a.run.training
+        a.run.search.as_ref().is_some_and(|s| s.scored >= 1) || !a.run.training
     });
-    if let Some((done, total)) = h.state().run.search_progress {
+    let counts = h.state().run.search.as_ref().map(|s| (s.scored, s.total));
+    if let Some((done, total)) = counts {
         let status = h.state().status.clone();
         if status.contains("settings scored") {
             assert!(
@@ -431,13 +432,13 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
         let so_far = h
             .state()
             .run
-            .search_trials
+            .search
             .as_ref()
             .expect("the search's live table");
         // One row a setting: a setting scored again at a later rung replaces its row.
         assert!(!so_far.trials.is_empty() && so_far.trials.len() <= done);
         h.step();
-        if h.state().run.search_progress.is_some() {
+        if h.state().run.search.is_some() {
             h.get_by_label_contains("Search under way:");
         }
     }
@@ -452,7 +453,7 @@ fn auto_searches_before_training_compare_ranks_methods_and_stop_ends_a_search() 
         h.state().errors
     );
     assert!(
-        h.state().run.search_trials.is_none(),
+        h.state().run.search.is_none(),
         "the live table outlived its search"
     );
     h.state_mut().errors.clear();

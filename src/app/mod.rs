@@ -59,11 +59,8 @@ pub struct RunView {
     pub decoding: Option<(usize, usize)>,
     /// The search behind the last training run (Auto).
     pub selection: Option<crate::select::Selection>,
-    /// Search progress: settings scored so far, of all the rungs' settings.
-    pub search_progress: Option<(usize, usize)>,
-    /// The search under way: each setting scored so far, shown until the run ends and its `selection` takes
-    /// their place.
-    pub search_trials: Option<SearchSoFar>,
+    /// The search under way, from its plan until the run ends (its `selection` then takes its place).
+    pub search: Option<SearchSoFar>,
     /// Epochs of the search run so far, of all it plans (the bar: later rungs run longer).
     pub search_epochs: (usize, usize),
     /// The last "Compare methods" result, ranked, and whether one is running.
@@ -79,6 +76,9 @@ pub struct RunView {
 
 /// A search under way, as the Tune tab shows it.
 pub struct SearchSoFar {
+    /// Settings scored so far, of all the rungs' settings (a setting counts once at each rung it runs).
+    pub scored: usize,
+    pub total: usize,
     /// The recipe's optimizer (a setting without its own trains with it) and what the rungs rank by.
     pub optimizer: crate::records::OptimizerKind,
     pub rank_by: crate::records::RankBy,

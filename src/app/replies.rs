@@ -134,8 +134,7 @@ impl VituneApp {
             Reply::Diverged { message, lr } => {
                 self.run.training = false;
                 self.run.run_pending = false;
-                self.run.search_progress = None;
-                self.run.search_trials = None;
+                self.run.search = None;
                 self.status =
                     "the run diverged: nothing was trained (see the message above)".into();
                 self.errors.push(message);
@@ -165,7 +164,7 @@ impl VituneApp {
         // one scale.
         let search = self.run.search_epochs.1 * steps_per_epoch;
         self.run.progress = ((search + done) as f32 / (search + total) as f32).min(1.0);
-        if self.run.search_progress.is_none() {
+        if self.run.search.is_none() {
             let left = total.saturating_sub(done) as f64 * self.project.settings.batch as f64
                 / images_per_s.max(1e-9);
             self.status = format!(
@@ -186,21 +185,19 @@ impl VituneApp {
                 ..
             } => {
                 self.begin_run_display();
-                self.run.search_trials = Some(super::SearchSoFar {
+                self.run.search = Some(super::SearchSoFar {
+                    scored: 0,
+                    total: schedule.rungs.iter().map(|r| r.candidates).sum(),
                     optimizer: *optimizer,
                     rank_by: *rank_by,
                     trials: Vec::new(),
                 });
-                let total = schedule.rungs.iter().map(|r| r.candidates).sum();
-                self.run.search_progress = Some((0, total));
                 let epochs = schedule.rungs.iter().map(|r| r.candidates * r.epochs);
                 self.run.search_epochs = (0, epochs.sum());
             }
             SearchEvent::Trial { trial, .. } => {
-                if let Some((done, _)) = &mut self.run.search_progress {
-                    *done += 1;
-                }
-                if let Some(s) = &mut self.run.search_trials {
+                if let Some(s) = &mut self.run.search {
+                    s.scored += 1;
                     // A setting that goes on to a later rung replaces its earlier score.
                     s.trials.retain(|t| t.candidate != trial.candidate);
                     s.trials.push(trial.clone());
@@ -213,10 +210,12 @@ impl VituneApp {
             SearchEvent::Note(_) => {}
         }
         // One counter, the body's: settings scored of all the rungs' settings.
-        self.status = match (&e, self.run.search_progress) {
-            (SearchEvent::Trial { trial, .. }, Some((done, total))) => format!(
-                "choosing the learning rate: {done} of {total} settings scored (the last: lr {:.2e}, wd {:.0e}, \
+        self.status = match (&e, &self.run.search) {
+            (SearchEvent::Trial { trial, .. }, Some(s)) => format!(
+                "choosing the learning rate: {} of {} settings scored (the last: lr {:.2e}, wd {:.0e}, \
                  {:.1}%)",
+                s.scored,
+                s.total,
                 trial.candidate.lr,
                 trial.candidate.weight_decay,
                 100.0 * trial.mean
@@ -230,7 +229,7 @@ impl VituneApp {
             // At the step that ended the epoch, on the same axis as the step curves.
             self.run.val_curve.push((self.run.steps_seen as f64, v));
         }
-        if self.run.search_progress.is_none() {
+        if self.run.search.is_none() {
             self.status = format!(
                 "epoch {} of {} done · loss {:.3}{}",
                 s.epoch + 1,
@@ -264,8 +263,7 @@ impl VituneApp {
         };
         self.run.evaluation = t.evaluation;
         self.run.trained_classes = Some(t.classes);
-        self.run.search_progress = None;
-        self.run.search_trials = None;
+        self.run.search = None;
         let chosen = t
             .selection
             .as_ref()
@@ -289,8 +287,7 @@ impl VituneApp {
     fn on_compared(&mut self, rows: Vec<CompareRow>) {
         self.run.comparing = false;
         // With Auto on, each method searched: the last method's search is over too.
-        self.run.search_progress = None;
-        self.run.search_trials = None;
+        self.run.search = None;
         self.status = match rows.first() {
             Some(r) => format!(
                 "compared {} methods: {} ranks first ({:.1}%)",
@@ -328,8 +325,7 @@ impl VituneApp {
             self.run.training = false;
             self.run.comparing = false;
             self.selftesting = false;
-            self.run.search_progress = None;
-            self.run.search_trials = None;
+            self.run.search = None;
         }
         if self.status.starts_with("exporting ") {
             self.status = "the export did not finish (see the message above)".into();

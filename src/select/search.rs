@@ -375,12 +375,7 @@ pub fn search(
     }
     let chosen = alive[0];
     let mut table: Vec<Trial> = last.into_iter().flatten().collect();
-    // Later rungs first, each in the ranking's order.
-    table.sort_by(|a, b| {
-        b.rung
-            .cmp(&a.rung)
-            .then(opts.rank_by.compare(a.score(), b.score()))
-    });
+    table.sort_by(|a, b| opts.rank_by.compare_trials(a, b));
     // The winner leads its rung's ties, as the ranking chose it.
     if let Some(pos) = table.iter().position(|t| t.candidate == grid[chosen]) {
         let t = table.remove(pos);

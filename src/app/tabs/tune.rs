@@ -65,9 +65,10 @@ pub(super) fn tune_ui(app: &mut VituneApp, ui: &mut egui::Ui) {
             );
         });
     }
-    if let Some((done, total)) = app.run.search_progress {
+    if let Some(s) = &app.run.search {
         ui.label(format!(
-            "choosing the learning rate: {done} of {total} settings scored; then the chosen one trains on all images"
+            "choosing the learning rate: {} of {} settings scored; then the chosen one trains on all images",
+            s.scored, s.total
         ));
     }
     selection_ui(app, ui);
@@ -280,17 +281,13 @@ fn option_ui(ui: &mut egui::Ui, spec: &OptionSpec, o: &mut MethodOptions) {
 /// The search's table: while it runs, each setting as it is scored (ranked as the search ranks); after,
 /// the last search's every setting, the chosen one marked.
 pub(super) fn selection_ui(app: &VituneApp, ui: &mut egui::Ui) {
-    if let Some(s) = &app.run.search_trials {
+    if let Some(s) = &app.run.search {
         if s.trials.is_empty() {
             return;
         }
-        // As the search ranks them: later rungs first, then by the rungs' measure.
+        // As the search's table ranks them.
         let mut rows: Vec<&Trial> = s.trials.iter().collect();
-        rows.sort_by(|a, b| {
-            b.rung
-                .cmp(&a.rung)
-                .then(s.rank_by.compare(a.score(), b.score()))
-        });
+        rows.sort_by(|a, b| s.rank_by.compare_trials(a, b));
         egui::CollapsingHeader::new(format!(
             "Search under way: {} settings, each at the last rung it reached",
             s.trials.len()
